@@ -1,0 +1,62 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/rotplan/rotplan/engine"
+)
+
+// progress prints one line per step event. A mutex keeps lines whole when
+// steps report from several goroutines.
+type progress struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func newProgress(w io.Writer) *progress { return &progress{w: w} }
+
+func (p *progress) line(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+// StepStarted implements engine.Observer.
+func (p *progress) StepStarted(addr string) { p.line("%-28s started", addr) }
+
+// StepFinished implements engine.Observer.
+func (p *progress) StepFinished(r engine.StepResult) {
+	p.line("%-28s %-8s %s", r.Addr, r.Outcome, roundDuration(r.Duration))
+}
+
+func (p *progress) summary(r *engine.Report, err error) {
+	if r == nil {
+		return
+	}
+	for _, s := range r.Steps {
+		if s.Outcome == engine.NotRun {
+			p.line("%-28s %s", s.Addr, engine.NotRun)
+		}
+	}
+	total := len(r.Steps)
+	ok, failed, notRun := r.Count(engine.Succeeded), r.Count(engine.Failed), r.Count(engine.NotRun)
+	if err == nil {
+		p.line("Rotation complete: %d of %d steps succeeded in %s.", ok, total, roundDuration(r.Duration))
+		return
+	}
+	p.line("Rotation FAILED: %d succeeded, %d failed, %d not run, of %d steps, in %s. Completed steps were not rolled back.",
+		ok, failed, notRun, total, roundDuration(r.Duration))
+}
+
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	}
+	return d
+}

@@ -1,0 +1,354 @@
+package engine
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/plans"
+	"github.com/rotplan/rotplan/steps"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/function"
+)
+
+// Program is a plan checked and ready to apply: its variables and locals
+// evaluated, its steps ordered, and every step validated as far as the
+// values known before the run allow.
+type Program struct {
+	plan   *plans.Plan
+	kinds  steps.Registry
+	funcs  map[string]function.Function
+	vars   cty.Value // object of variable values
+	locals cty.Value // object of local values
+	graph  *Graph
+	nodes  map[string]*node
+	order  []*node
+	vault  steps.Config
+}
+
+// node is one step of the plan together with its kind.
+type node struct {
+	step *plans.Step
+	kind steps.Step
+}
+
+// Compile evaluates the plan's variables (vars, from plans.ResolveVariables)
+// and locals, builds the step graph and validates every step. Error
+// diagnostics mean the plan must not run; nothing has been changed.
+func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) (*Program, hcl.Diagnostics) {
+	p := &Program{
+		plan:  plan,
+		kinds: kinds,
+		funcs: plans.Functions(plan.Dir),
+		vars:  objectOf(vars),
+		graph: NewGraph(),
+		nodes: map[string]*node{},
+	}
+	var diags hcl.Diagnostics
+	for _, s := range plan.Steps {
+		kind, ok := kinds[s.Kind]
+		if !ok {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Unknown step kind",
+				Detail:   fmt.Sprintf("There is no step kind %q; the kinds are: %s.", s.Kind, strings.Join(kinds.Names(), ", ")),
+				Subject:  s.DeclRange.Ptr(),
+			})
+			continue
+		}
+		p.nodes[s.Addr()] = &node{step: s, kind: kind}
+		p.graph.Add(s.Addr())
+	}
+
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	diags = append(diags, p.evalLocals()...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	diags = append(diags, p.connect()...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	for _, cycle := range p.graph.Cycles() {
+		diags = append(diags, p.cycleDiagnostic(cycle))
+	}
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	for _, addr := range p.graph.Order() {
+		p.order = append(p.order, p.nodes[addr])
+	}
+	diags = append(diags, p.evalVault()...)
+	diags = append(diags, p.validate()...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	return p, diags
+}
+
+// Steps returns the step addresses in the order they will run.
+func (p *Program) Steps() []string {
+	out := make([]string, len(p.order))
+	for i, n := range p.order {
+		out[i] = n.step.Addr()
+	}
+	return out
+}
+
+// DependsOn returns the addresses of the steps a step waits for.
+func (p *Program) DependsOn(addr string) []string { return p.graph.DependsOn(addr) }
+
+// reference is what a traversal in a plan refers to.
+type reference struct {
+	root string // "var", "local" or a step kind
+	name string // variable, local or step name
+}
+
+func (r reference) stepAddr() string { return r.root + "." + r.name }
+
+// resolveRef checks that a traversal refers to something declared. Steps are
+// allowed only when allowSteps is true (a step body, not a local).
+func (p *Program) resolveRef(tr hcl.Traversal, allowSteps bool) (reference, *hcl.Diagnostic) {
+	root := tr.RootName()
+	bad := func(summary, detail string) (reference, *hcl.Diagnostic) {
+		return reference{}, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: tr.SourceRange().Ptr()}
+	}
+	var name string
+	if len(tr) > 1 {
+		if attr, ok := tr[1].(hcl.TraverseAttr); ok {
+			name = attr.Name
+		}
+	}
+	_, isKind := p.kinds[root]
+	switch {
+	case root == "var":
+		if _, ok := p.plan.Variables[name]; !ok {
+			return bad("Reference to undeclared variable",
+				fmt.Sprintf("There is no variable %q in this plan: declare it with a variable \"%s\" block.", name, name))
+		}
+	case root == "local":
+		if _, ok := p.plan.Locals[name]; !ok {
+			return bad("Reference to undeclared local value",
+				fmt.Sprintf("There is no local value %q in this plan's locals blocks.", name))
+		}
+	case isKind && !allowSteps:
+		return bad("Invalid reference", fmt.Sprintf("Only var.* and local.* can be used here, not the step %s.%s.", root, name))
+	case isKind:
+		if name == "" {
+			return bad("Invalid step reference", fmt.Sprintf("A step reference names the step: %s.NAME.OUTPUT.", root))
+		}
+		if _, ok := p.nodes[root+"."+name]; !ok {
+			return bad("Reference to undeclared step",
+				fmt.Sprintf("There is no step %s.%s in this plan.%s", root, name, p.suggestStep(root, name)))
+		}
+	default:
+		what := "var.*, local.*"
+		if allowSteps {
+			what += " or a step (" + strings.Join(p.kinds.Names(), ".NAME, ") + ".NAME)"
+		}
+		return bad("Unknown reference", fmt.Sprintf("%q is not something a plan can refer to: use %s.", root, what))
+	}
+	if name == "" {
+		return bad("Invalid reference", fmt.Sprintf("Write %s.NAME.", root))
+	}
+	return reference{root: root, name: name}, nil
+}
+
+func (p *Program) suggestStep(kind, name string) string {
+	var same []string
+	for _, s := range p.plan.Steps {
+		if s.Kind == kind {
+			same = append(same, s.Addr())
+		}
+	}
+	if len(same) == 0 {
+		return fmt.Sprintf(" The plan has no %s steps.", kind)
+	}
+	return " Steps of that kind: " + strings.Join(same, ", ") + "."
+}
+
+// evalLocals evaluates locals in dependency order; they may refer to
+// variables and to each other, not to steps.
+func (p *Program) evalLocals() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	g := NewGraph()
+	names := make([]string, 0, len(p.plan.Locals))
+	for name := range p.plan.Locals {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		return p.plan.Locals[names[i]].DeclRange.Start.Byte < p.plan.Locals[names[j]].DeclRange.Start.Byte
+	})
+	for _, name := range names {
+		g.Add(name)
+	}
+	for _, name := range names {
+		for _, tr := range p.plan.Locals[name].Expr.Variables() {
+			ref, d := p.resolveRef(tr, false)
+			if d != nil {
+				diags = append(diags, d)
+				continue
+			}
+			if ref.root == "local" {
+				g.Connect(name, ref.name)
+			}
+		}
+	}
+	for _, cycle := range g.Cycles() {
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Cycle between local values",
+			Detail:   "These local values refer to each other: local." + strings.Join(cycle, ", local.") + ".",
+			Subject:  p.plan.Locals[cycle[0]].DeclRange.Ptr(),
+		})
+	}
+	if diags.HasErrors() {
+		return diags
+	}
+	values := map[string]cty.Value{}
+	for _, name := range g.Order() {
+		ctx := &hcl.EvalContext{
+			Variables: map[string]cty.Value{"var": p.vars, "local": objectOf(values)},
+			Functions: p.funcs,
+		}
+		v, more := p.plan.Locals[name].Expr.Value(ctx)
+		diags = append(diags, more...)
+		values[name] = v
+	}
+	p.locals = objectOf(values)
+	return diags
+}
+
+// connect adds the graph's edges: one for each step a body refers to, and
+// one for each depends_on entry.
+func (p *Program) connect() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, s := range p.plan.Steps {
+		n := p.nodes[s.Addr()]
+		for _, tr := range hcldec.Variables(s.Body, n.kind.Spec()) {
+			ref, d := p.resolveRef(tr, true)
+			if d != nil {
+				diags = append(diags, d)
+				continue
+			}
+			if _, isKind := p.kinds[ref.root]; isKind {
+				p.graph.Connect(s.Addr(), ref.stepAddr())
+			}
+		}
+		for _, tr := range s.DependsOn {
+			ref, d := p.resolveRef(tr, true)
+			if d != nil {
+				diags = append(diags, d)
+				continue
+			}
+			p.graph.Connect(s.Addr(), ref.stepAddr())
+		}
+	}
+	return diags
+}
+
+func (p *Program) cycleDiagnostic(cycle []string) *hcl.Diagnostic {
+	var where []string
+	for _, addr := range cycle {
+		where = append(where, fmt.Sprintf("  %s (declared at %s)", addr, p.nodes[addr].step.DeclRange))
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Dependency cycle between steps: " + strings.Join(cycle, ", "),
+		Detail: "These steps depend on each other through references or depends_on, so none of them can run first:\n" +
+			strings.Join(where, "\n"),
+		Subject: p.nodes[cycle[0]].step.DeclRange.Ptr(),
+	}
+}
+
+// evalVault evaluates the vault block, which may use variables and locals.
+func (p *Program) evalVault() hcl.Diagnostics {
+	if p.plan.Vault == nil {
+		p.vault = steps.NewConfig(cty.EmptyObjectVal)
+		return nil
+	}
+	spec := steps.VaultSpec()
+	var diags hcl.Diagnostics
+	for _, tr := range hcldec.Variables(p.plan.Vault.Body, spec) {
+		if _, d := p.resolveRef(tr, false); d != nil {
+			diags = append(diags, d)
+		}
+	}
+	if diags.HasErrors() {
+		return diags
+	}
+	val, more := hcldec.Decode(p.plan.Vault.Body, spec, p.evalContext(nil))
+	diags = append(diags, more...)
+	p.vault = steps.NewConfig(val)
+	return diags
+}
+
+// validate evaluates every step body with the outputs of all steps unknown,
+// and lets each kind check what is known.
+func (p *Program) validate() hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	unknown := map[string]cty.Value{}
+	for addr, n := range p.nodes {
+		unknown[addr] = unknownOutputs(n.kind)
+	}
+	ctx := p.evalContext(unknown)
+	for _, n := range p.order {
+		cfg, more := p.decode(n, ctx)
+		diags = append(diags, more...)
+		if more.HasErrors() {
+			continue
+		}
+		diags = append(diags, p.stepDiagnostics(n, "Invalid step", n.kind.Validate(cfg))...)
+	}
+	return diags
+}
+
+// decode evaluates a step's body with the kind's schema.
+func (p *Program) decode(n *node, ctx *hcl.EvalContext) (steps.Config, hcl.Diagnostics) {
+	val, diags := hcldec.Decode(n.step.Body, n.kind.Spec(), ctx)
+	return steps.NewConfig(val), diags
+}
+
+// evalContext builds the context step bodies are evaluated in: variables,
+// locals and, by kind and name, the outputs of steps (by address).
+func (p *Program) evalContext(outputs map[string]cty.Value) *hcl.EvalContext {
+	byKind := map[string]map[string]cty.Value{}
+	for addr, out := range outputs {
+		kind, name, _ := strings.Cut(addr, ".")
+		if byKind[kind] == nil {
+			byKind[kind] = map[string]cty.Value{}
+		}
+		byKind[kind][name] = out
+	}
+	vars := map[string]cty.Value{"var": p.vars, "local": p.locals}
+	for kind, named := range byKind {
+		vars[kind] = cty.ObjectVal(named)
+	}
+	return &hcl.EvalContext{Variables: vars, Functions: p.funcs}
+}
+
+// unknownOutputs stands for a step's outputs before it has run: every
+// attribute unknown, the sensitive ones already marked so that values
+// computed from them are known to be sensitive.
+func unknownOutputs(kind steps.Step) cty.Value {
+	attrs := map[string]cty.Value{}
+	for name, out := range kind.Outputs() {
+		v := cty.UnknownVal(out.Type)
+		if out.Sensitive {
+			v = v.Mark(plans.SensitiveMark)
+		}
+		attrs[name] = v
+	}
+	return cty.ObjectVal(attrs)
+}
+
+func objectOf(m map[string]cty.Value) cty.Value {
+	if len(m) == 0 {
+		return cty.EmptyObjectVal
+	}
+	return cty.ObjectVal(m)
+}

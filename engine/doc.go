@@ -1,0 +1,11 @@
+// Package engine turns a decoded plan into a run: it evaluates variables
+// and locals, builds the dependency graph of the steps from the references
+// in their bodies and from depends_on, rejects cycles before anything runs,
+// validates every step with the values known so far (outputs of steps not yet
+// run are cty unknowns), and then applies the steps in dependency order.
+//
+// The engine never names a concrete step kind: it asks a steps.Registry for
+// a kind's schema and outputs, and calls the steps.Step interface. It owns
+// the source locations: errors that step kinds return are turned into
+// diagnostics that point at the step, or at the argument to blame.
+package engine

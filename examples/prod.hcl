@@ -1,0 +1,195 @@
+# Rotating a production Vault's control-plane certificates:
+# first the admin mTLS client certificate, so there is always a fresh,
+# known-good identity, then the Vault listener's TLS certificate.
+#
+#   rotplan run examples/prod.hcl
+#
+# The Vault connection comes from the environment, as in prod.env:
+# VAULT_CACERT (the root CA clients trust), VAULT_CLIENT_CERT and
+# VAULT_CLIENT_KEY (the current admin certificate), or VAULT_TOKEN.
+#
+# The variables below are a contract: tests and the demo set them.
+
+variable "admin_dir" {
+  type        = string
+  default     = "/root/vault/tls-admin/prod"
+  description = "Where the admin mTLS client certificate lives."
+}
+
+variable "server_dir" {
+  type        = string
+  default     = "/home/vaultprod/tls-prod"
+  description = "The Vault listener's TLS directory."
+}
+
+variable "vault_addr" {
+  type        = string
+  default     = "https://127.0.0.1:22400"
+  description = "The production Vault listener."
+}
+
+variable "server_name" {
+  type        = string
+  default     = "vault.prod.privsec.ch"
+  description = "The name clients validate (SNI); the server certificate must carry it."
+}
+
+variable "vault_pid_file" {
+  type        = string
+  default     = "/run/vault-prod/vault.pid"
+  description = "Pid file of the Vault server, which reloads its listener certificate on SIGHUP."
+}
+
+variable "owner" {
+  type    = string
+  default = "vaultprod"
+}
+
+variable "group" {
+  type    = string
+  default = "vaultprod"
+}
+
+variable "ca_cert" {
+  type        = string
+  default     = env("VAULT_CACERT")
+  description = "The root CA bundle clients trust; the checks verify against it alone."
+}
+
+vault {
+  address         = var.vault_addr
+  tls_server_name = var.server_name
+}
+
+locals {
+  # How every check reaches the listener: the name clients validate, the root
+  # they trust, and the admin identity just written.
+  admin_key = "${var.admin_dir}/admin.key"
+  admin_crt = "${var.admin_dir}/admin.crt"
+}
+
+# 1) Admin client certificate (mTLS identity for privileged access).
+
+issue "admin" {
+  mount       = "pki-prod"
+  role        = "admin-client"
+  common_name = "vault-admin-prod"
+  ttl         = "720h"
+}
+
+write "admin_key" {
+  path    = local.admin_key
+  content = issue.admin.private_key
+  mode    = "0600"
+}
+
+write "admin_crt" {
+  path    = local.admin_crt
+  content = issue.admin.certificate
+  mode    = "0644"
+}
+
+write "admin_issuing_ca" {
+  path    = "${var.admin_dir}/issuing_ca.pem"
+  content = issue.admin.issuing_ca
+  mode    = "0644"
+}
+
+# The new admin identity must work before anything touches the server.
+verify "admin_status" {
+  depends_on = [write.admin_key, write.admin_crt, write.admin_issuing_ca]
+  vault_status {
+    address     = var.vault_addr
+    server_name = var.server_name
+    ca_file     = var.ca_cert
+    client_cert = local.admin_crt
+    client_key  = local.admin_key
+  }
+}
+
+# 2) Vault server TLS certificate (the listener).
+
+issue "server" {
+  depends_on  = [verify.admin_status]
+  mount       = "pki-prod"
+  role        = "vault-server"
+  common_name = var.server_name
+  ip_sans     = ["127.0.0.1"]
+  ttl         = "720h"
+}
+
+write "server_key" {
+  path    = "${var.server_dir}/server.key"
+  content = issue.server.private_key
+  mode    = "0600"
+}
+
+write "server_crt" {
+  path    = "${var.server_dir}/server.crt"
+  content = issue.server.certificate
+  mode    = "0644"
+}
+
+# The listener serves this file: leaf and intermediate, or clients that only
+# trust the root cannot build the chain.
+write "server_fullchain" {
+  path    = "${var.server_dir}/fullchain.crt"
+  content = issue.server.fullchain
+  mode    = "0644"
+}
+
+# Intermediate and root: the trust chain clients need to validate.
+write "server_ca_chain" {
+  path    = "${var.server_dir}/ca_chain.pem"
+  content = join("", issue.server.ca_chain)
+  mode    = "0644"
+}
+
+# Vault runs as vaultprod: it must own its key, or the reload keeps the old
+# certificate.
+chown "server_tls" {
+  paths = [
+    write.server_key.path,
+    write.server_crt.path,
+    write.server_fullchain.path,
+    write.server_ca_chain.path,
+  ]
+  owner = var.owner
+  group = var.group
+}
+
+# Rotating files does nothing until the process reloads.
+reload "vault" {
+  depends_on = [chown.server_tls]
+  pid_file   = var.vault_pid_file
+  signal     = "SIGHUP"
+}
+
+# Check A: client auth, server TLS, CA trust and routing, with the new admin
+# certificate.
+verify "check_a" {
+  depends_on = [reload.vault]
+  timeout    = "30s"
+  vault_status {
+    address     = var.vault_addr
+    server_name = var.server_name
+    ca_file     = var.ca_cert
+    client_cert = write.admin_crt.path
+    client_key  = write.admin_key.path
+  }
+}
+
+# Check B: the TLS handshake with SNI set explicitly must present the new
+# certificate, chained to the root.
+verify "check_b" {
+  depends_on = [reload.vault]
+  timeout    = "30s"
+  tls {
+    address       = var.vault_addr
+    server_name   = var.server_name
+    ca_file       = var.ca_cert
+    client_cert   = write.admin_crt.path
+    client_key    = write.admin_key.path
+    expect_serial = issue.server.serial_number
+  }
+}

@@ -1,0 +1,273 @@
+// Command demo shows rotplan rotating the TLS certificate of a real Vault
+// listener. It starts the test harness Vault (internal/testvault) in a fresh
+// directory, runs `rotplan run` with the example plan against it and checks
+// that the served certificate changed.
+//
+// Usage:
+//
+//	go run ./internal/cmd/demo -vault BIN -rotplan BIN -dir .demo -plan examples/prod.hcl
+//
+// The directory given by -dir is removed and recreated. With -skip-rotplan
+// only the Vault part runs (useful to check the harness).
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rotplan/rotplan/internal/testvault"
+)
+
+// marker marks a directory created by the demo; only such directories (or
+// empty ones) are removed.
+const marker = ".rotplan-demo"
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	vaultBin := flag.String("vault", os.Getenv(testvault.EnvBinary), "vault server binary (default $"+testvault.EnvBinary+")")
+	rotplanBin := flag.String("rotplan", "", "rotplan binary")
+	dir := flag.String("dir", ".demo", "demo directory (removed and recreated)")
+	plan := flag.String("plan", "examples/prod.hcl", "rotplan plan to run")
+	skip := flag.Bool("skip-rotplan", false, "only bring Vault up and check it; do not run rotplan")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: demo -vault BIN -rotplan BIN [-dir .demo] [-plan examples/prod.hcl] [-skip-rotplan]\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 0 {
+		flag.Usage()
+		return 2
+	}
+	if *vaultBin == "" {
+		fmt.Fprintln(os.Stderr, "demo: -vault is required")
+		return 2
+	}
+	if *rotplanBin == "" && !*skip {
+		fmt.Fprintln(os.Stderr, "demo: -rotplan is required (or -skip-rotplan)")
+		return 2
+	}
+	if !*skip {
+		var err error
+		if *rotplanBin, err = exec.LookPath(*rotplanBin); err != nil {
+			fmt.Fprintf(os.Stderr, "demo: rotplan binary: %v\n", err)
+			return 2
+		}
+		if _, err := os.Stat(*plan); err != nil {
+			fmt.Fprintf(os.Stderr, "demo: plan: %v\n", err)
+			return 2
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	base, err := resetDir(*dir)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		return 1
+	}
+
+	fmt.Printf("== rotplan demo\n")
+	fmt.Printf("Starting a production-like Vault in %s (log: %s).\n", base, filepath.Join(base, "vault.log"))
+	t0 := time.Now()
+	v, err := testvault.Start(ctx, testvault.Options{Binary: *vaultBin, Dir: base})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		return 1
+	}
+	defer func() {
+		if err := v.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "demo: stopping vault: %v\n", err)
+		}
+	}()
+	fmt.Printf("Vault is up after %s, running as %s (pid %d, pid file %s).\n\n",
+		time.Since(t0).Round(time.Millisecond), v.Owner, v.PID(), v.PIDFile)
+	fmt.Printf(`Vault's PKI (root CA at pki/, intermediate at pki-prod/) issued the
+certificate its own production listener serves. That listener requires a
+client certificate (admin cert in %s, cert auth -> policy
+rotplan-admin); the operator trusts only the root CA (%s).
+rotplan will issue a new server certificate through Vault, install it in
+%s and send SIGHUP to Vault so that it reloads it.
+
+`, v.AdminDir, v.RootCAFile, v.ServerDir)
+	fmt.Printf("Production listener: %s (SNI %s)\n", v.Addr, v.ServerName)
+
+	before, err := servedLeaf(ctx, v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		return 1
+	}
+	fmt.Printf("BEFORE: served serial %s, NotAfter %s\n\n", serialHex(before), before.NotAfter.UTC().Format(time.RFC3339))
+
+	varFile := filepath.Join(base, "prod.vars.hcl")
+	if err := v.WriteVarFile(varFile); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		return 1
+	}
+	fmt.Printf("Plan variables written to %s.\n", varFile)
+
+	rotplanFailed := false
+	if *skip {
+		fmt.Printf("-skip-rotplan: not running rotplan.\n")
+	} else {
+		args := []string{"run", "-var-file", varFile, *plan}
+		fmt.Printf("Environment added for rotplan:\n")
+		for _, kv := range v.Environ() {
+			fmt.Printf("  %s\n", kv)
+		}
+		fmt.Printf("\n$ %s %s\n", *rotplanBin, strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, *rotplanBin, args...)
+		cmd.Env = append(os.Environ(), v.Environ()...)
+		cmd.Stdin = os.Stdin
+		cmd.Stdout = os.Stdout
+		cmd.Stderr = os.Stderr
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		cmd.WaitDelay = 15 * time.Second
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "\ndemo: rotplan failed: %v\n", err)
+			rotplanFailed = true
+		}
+		fmt.Println()
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "demo: interrupted")
+		return 130
+	}
+
+	after, err := servedLeaf(ctx, v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		return 1
+	}
+	onDisk, err := certFile(filepath.Join(v.ServerDir, "server.crt"))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		return 1
+	}
+	changed := after.SerialNumber.Cmp(before.SerialNumber) != 0
+	matches := after.SerialNumber.Cmp(onDisk.SerialNumber) == 0
+	fmt.Printf("AFTER:  served serial %s, NotAfter %s\n", serialHex(after), after.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Printf("        server.crt     %s\n", serialHex(onDisk))
+	fmt.Printf("served == server.crt: %t\n", matches)
+	fmt.Printf("served != BEFORE:     %t\n", changed)
+
+	switch {
+	case rotplanFailed:
+		return 1
+	case *skip:
+		if !matches {
+			fmt.Fprintln(os.Stderr, "demo: served certificate does not match server.crt")
+			return 1
+		}
+		fmt.Println("OK (Vault part only)")
+		return 0
+	case !changed:
+		fmt.Fprintln(os.Stderr, "demo: FAILED: the served certificate did not change")
+		return 1
+	case !matches:
+		fmt.Fprintln(os.Stderr, "demo: FAILED: the served certificate is not the one in server.crt")
+		return 1
+	}
+	fmt.Println("OK: rotplan rotated the Vault listener certificate.")
+	return 0
+}
+
+// resetDir removes and recreates dir, refusing to remove anything that does
+// not look like an earlier demo directory.
+func resetDir(dir string) (string, error) {
+	if dir == "" {
+		return "", errors.New("-dir is empty")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	if abs == filepath.Dir(abs) || isAncestorOrSelf(abs, cwd) {
+		return "", fmt.Errorf("refusing to use %s as demo directory (it contains the current directory)", abs)
+	}
+	if home, err := os.UserHomeDir(); err == nil && isAncestorOrSelf(abs, home) {
+		return "", fmt.Errorf("refusing to use %s as demo directory (it contains the home directory)", abs)
+	}
+	entries, err := os.ReadDir(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return "", err
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(abs, marker)); err != nil {
+			return "", fmt.Errorf("refusing to remove %s: not empty and not created by the demo (no %s)", abs, marker)
+		}
+	}
+	if err := os.RemoveAll(abs); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(abs, marker), []byte("created by internal/cmd/demo; removed on the next run\n"), 0o644); err != nil {
+		return "", err
+	}
+	return abs, nil
+}
+
+func isAncestorOrSelf(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+func servedLeaf(ctx context.Context, v *testvault.Vault) (*x509.Certificate, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	chain, err := v.ServedChain(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("server sent no certificate")
+	}
+	return chain[0], nil
+}
+
+func certFile(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+// serialHex formats a serial number like Vault's serial_number: lower-case
+// hex bytes separated by colons.
+func serialHex(c *x509.Certificate) string {
+	b := c.SerialNumber.Bytes()
+	if len(b) == 0 {
+		return "00"
+	}
+	parts := make([]string, len(b))
+	for i, x := range b {
+		parts[i] = fmt.Sprintf("%02x", x)
+	}
+	return strings.Join(parts, ":")
+}

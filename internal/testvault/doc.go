@@ -1,0 +1,30 @@
+// Package testvault is the test harness; it is never used by rotplan itself.
+//
+// It owns bringing up a real, production-like HashiCorp Vault server on
+// loopback for tests and for the demo command (internal/cmd/demo):
+//
+//   - Vault runs from a real binary (see [Options.Binary]; tests take it from
+//     the ROTPLAN_VAULT_BIN environment variable, see [StartT]) with file
+//     storage under a base directory, as the system user "vaultprod" when the
+//     harness runs as root (the user and group are created when missing), or
+//     as the current user otherwise.
+//   - A bootstrap listener (plain HTTP on 127.0.0.1) is the harness's back
+//     door: [Vault.Root] returns a client on it with the root token.
+//   - A production listener (HTTPS on 127.0.0.1, client certificates
+//     required) serves a certificate issued by the Vault PKI itself: a root
+//     CA mounted at "pki" signs an intermediate mounted at "pki-prod", which
+//     issues the initial server and admin (client) certificates through the
+//     roles "vault-server" and "admin-client". Cert auth maps the admin
+//     certificate to the "rotplan-admin" policy.
+//   - The files an operator would have on a production host are laid out
+//     below the base directory (root/vault/tls-admin/prod,
+//     home/vaultprod/tls-prod, root/vault/env/{ca.pem,prod.env}); Vault reloads
+//     the production listener's certificate on SIGHUP (pid file in run/vault).
+//
+// Everything listens on 127.0.0.1 only. The harness is Linux-only (it uses
+// useradd, /proc and Linux process attributes). Root token and unseal key are
+// kept in memory and never printed.
+//
+// The parents of the base directory must be traversable by the Vault user
+// (mode o+x) when running as root; [Start] checks this up front.
+package testvault

@@ -1,0 +1,960 @@
+package testvault
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	vaultapi "github.com/hashicorp/vault/api"
+)
+
+const (
+	serverName = "vault.prod.privsec.ch"
+	adminCN    = "vault-admin-prod"
+	vaultUser  = "vaultprod"
+
+	// readyTimeout bounds each wait for Vault to come up (listener, unseal,
+	// active) when the caller's context has no earlier deadline.
+	readyTimeout = 60 * time.Second
+	// stopTimeout is how long Stop waits after SIGTERM before SIGKILL.
+	stopTimeout = 10 * time.Second
+)
+
+// Options configures [Start].
+type Options struct {
+	Binary string    // vault binary (path, or a name looked up in PATH)
+	Dir    string    // base directory (created; its parents must be traversable by the Vault user)
+	Log    io.Writer // Vault's output (stdout and stderr); nil = Dir/vault.log
+}
+
+// Vault is a running harness Vault server. Create it with [Start] (or
+// [StartT] in tests) and stop it with [Vault.Stop].
+type Vault struct {
+	Addr          string // "https://127.0.0.1:PORT": production listener, mTLS required
+	HostPort      string // "127.0.0.1:PORT" of the production listener
+	BootstrapAddr string // "http://127.0.0.1:PORT": loopback back door for the harness
+	ServerName    string // "vault.prod.privsec.ch"
+
+	Dir        string // base directory
+	AdminDir   string // Dir/root/vault/tls-admin/prod: admin.key, admin.crt, issuing_ca.pem
+	ServerDir  string // Dir/home/vaultprod/tls-prod: server.key, server.crt, fullchain.crt, ca_chain.pem
+	EnvFile    string // Dir/root/vault/env/prod.env: the operator's VAULT_* exports (no token)
+	RootCAFile string // Dir/root/vault/env/ca.pem: the root CA only (VAULT_CACERT)
+	PIDFile    string // Vault's pid_file
+	ConfigFile string // Vault's server configuration (HCL)
+
+	Owner string // user Vault runs as; owns the server dir
+	Group string // group of Owner; group of the server dir
+
+	RootToken string // root token of the harness Vault; never print it
+
+	rootClient *vaultapi.Client // created during Start; fallback for Root
+	binary     string
+	dataDir    string
+	runDir     string
+	uid, gid   int
+	unsealKey  string
+	bootPort   int
+	prodPort   int
+
+	log     io.Writer
+	logFile *os.File // opened by the harness when Options.Log is nil
+	tail    *tailBuffer
+
+	mu      sync.Mutex
+	proc    *process
+	lastPID int
+	stopped bool
+	stopErr error
+}
+
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // Wait's result; valid after done is closed
+}
+
+// Start brings up the harness Vault under o.Dir: phase 1 with only the
+// bootstrap listener (init, unseal, PKI, roles, policy, cert auth, initial
+// certificates and operator files), then phase 2 restarted with the bootstrap
+// and the production (mTLS) listener, unsealed and answering. On error the
+// started process is stopped and the tail of Vault's log is part of the error.
+func Start(ctx context.Context, o Options) (*Vault, error) {
+	if o.Binary == "" {
+		return nil, errors.New("testvault: Options.Binary is empty")
+	}
+	if o.Dir == "" {
+		return nil, errors.New("testvault: Options.Dir is empty")
+	}
+	bin, err := exec.LookPath(o.Binary)
+	if err != nil {
+		return nil, fmt.Errorf("testvault: vault binary: %w", err)
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		return nil, fmt.Errorf("testvault: vault binary: %w", err)
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("testvault: dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("testvault: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("testvault: %w", err)
+	}
+
+	owner, group, uid, gid, err := vaultIdentity()
+	if err != nil {
+		return nil, fmt.Errorf("testvault: %w", err)
+	}
+	if err := checkTraversable(dir, uid, gid); err != nil {
+		return nil, fmt.Errorf("testvault: %w", err)
+	}
+	if err := checkExecutable(bin, uid, gid); err != nil {
+		return nil, fmt.Errorf("testvault: %w", err)
+	}
+
+	v := &Vault{
+		ServerName: serverName,
+		Dir:        dir,
+		AdminDir:   filepath.Join(dir, "root", "vault", "tls-admin", "prod"),
+		ServerDir:  filepath.Join(dir, "home", vaultUser, "tls-prod"),
+		EnvFile:    filepath.Join(dir, "root", "vault", "env", "prod.env"),
+		RootCAFile: filepath.Join(dir, "root", "vault", "env", "ca.pem"),
+		PIDFile:    filepath.Join(dir, "run", "vault", "prod.pid"),
+		ConfigFile: filepath.Join(dir, "etc", "vault.d", "prod.hcl"),
+		Owner:      owner,
+		Group:      group,
+		binary:     bin,
+		dataDir:    filepath.Join(dir, "var", "lib", "vault", "prod"),
+		runDir:     filepath.Join(dir, "run", "vault"),
+		uid:        uid,
+		gid:        gid,
+		tail:       newTailBuffer(64 << 10),
+	}
+	if o.Log != nil {
+		v.log = o.Log
+	} else {
+		f, err := os.OpenFile(filepath.Join(dir, "vault.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("testvault: %w", err)
+		}
+		v.logFile = f
+		v.log = f
+	}
+
+	if err := v.start(ctx); err != nil {
+		_ = v.Stop()
+		return nil, fmt.Errorf("testvault: %w\n--- tail of vault log ---\n%s", err, v.tail.Tail(40))
+	}
+	return v, nil
+}
+
+func (v *Vault) start(ctx context.Context) error {
+	ports, err := freePorts(2)
+	if err != nil {
+		return err
+	}
+	v.bootPort, v.prodPort = ports[0], ports[1]
+	v.BootstrapAddr = "http://127.0.0.1:" + strconv.Itoa(v.bootPort)
+	v.HostPort = "127.0.0.1:" + strconv.Itoa(v.prodPort)
+	v.Addr = "https://" + v.HostPort
+
+	if err := v.layout(); err != nil {
+		return err
+	}
+
+	// Phase 1: bootstrap listener only.
+	if err := v.writeConfig(false); err != nil {
+		return err
+	}
+	if err := v.startProcess(); err != nil {
+		return err
+	}
+	if err := v.initAndUnseal(ctx); err != nil {
+		return fmt.Errorf("phase 1: %w", err)
+	}
+	if err := v.bootstrap(ctx); err != nil {
+		return fmt.Errorf("phase 1: %w", err)
+	}
+	if err := v.stopProcess(); err != nil {
+		return fmt.Errorf("phase 1: stopping vault: %w", err)
+	}
+
+	// Phase 2: bootstrap and production listener.
+	if err := v.writeConfig(true); err != nil {
+		return err
+	}
+	if err := v.startProcess(); err != nil {
+		return err
+	}
+	if err := v.unsealAgain(ctx); err != nil {
+		return fmt.Errorf("phase 2: %w", err)
+	}
+	if err := v.waitProd(ctx); err != nil {
+		return fmt.Errorf("phase 2: %w", err)
+	}
+	return nil
+}
+
+// layout creates the directory tree below Dir.
+func (v *Vault) layout() error {
+	me, mg := os.Geteuid(), os.Getegid()
+	dirs := []struct {
+		path     string
+		mode     os.FileMode
+		uid, gid int
+	}{
+		{filepath.Join(v.Dir, "etc"), 0o755, me, mg},
+		{filepath.Join(v.Dir, "etc", "vault.d"), 0o755, me, mg},
+		{filepath.Join(v.Dir, "var"), 0o755, me, mg},
+		{filepath.Join(v.Dir, "var", "lib"), 0o755, me, mg},
+		{filepath.Join(v.Dir, "var", "lib", "vault"), 0o755, me, mg},
+		{v.dataDir, 0o700, v.uid, v.gid},
+		{filepath.Join(v.Dir, "run"), 0o755, me, mg},
+		{v.runDir, 0o755, v.uid, v.gid},
+		{filepath.Join(v.Dir, "root"), 0o700, me, mg},
+		{filepath.Join(v.Dir, "root", "vault"), 0o700, me, mg},
+		{filepath.Join(v.Dir, "root", "vault", "env"), 0o755, me, mg},
+		{filepath.Join(v.Dir, "root", "vault", "tls-admin"), 0o700, me, mg},
+		{v.AdminDir, 0o700, me, mg},
+		{filepath.Join(v.Dir, "home"), 0o755, me, mg},
+		{filepath.Join(v.Dir, "home", vaultUser), 0o750, v.uid, v.gid},
+		{v.ServerDir, 0o750, v.uid, v.gid},
+	}
+	for _, d := range dirs {
+		if err := mkdirOwned(d.path, d.mode, d.uid, d.gid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeConfig writes the Vault server configuration; withProd adds the
+// production listener.
+func (v *Vault) writeConfig(withProd bool) error {
+	q := func(s string) (string, error) { return hclQuote(s) }
+	var b strings.Builder
+	pid, err := q(v.PIDFile)
+	if err != nil {
+		return err
+	}
+	data, err := q(v.dataDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(&b, "# rotplan test harness (internal/testvault); generated, do not edit.\n")
+	fmt.Fprintf(&b, "ui                 = false\n")
+	fmt.Fprintf(&b, "disable_mlock      = true\n")
+	fmt.Fprintf(&b, "log_level          = \"info\"\n")
+	fmt.Fprintf(&b, "pid_file           = %s\n", pid)
+	// No cluster listener (file storage, single node): Vault would otherwise
+	// listen on listener port+1, a port the harness did not reserve.
+	fmt.Fprintf(&b, "disable_clustering = true\n")
+	api := v.BootstrapAddr
+	if withProd {
+		api = v.Addr
+	}
+	fmt.Fprintf(&b, "api_addr           = \"%s\"\n\n", api)
+	fmt.Fprintf(&b, "storage \"file\" {\n  path = %s\n}\n\n", data)
+	fmt.Fprintf(&b, "# Bootstrap listener: the harness's loopback back door.\n")
+	fmt.Fprintf(&b, "listener \"tcp\" {\n  address     = \"127.0.0.1:%d\"\n  tls_disable = true\n}\n", v.bootPort)
+	if withProd {
+		certFile, err := q(filepath.Join(v.ServerDir, "fullchain.crt"))
+		if err != nil {
+			return err
+		}
+		keyFile, err := q(filepath.Join(v.ServerDir, "server.key"))
+		if err != nil {
+			return err
+		}
+		caFile, err := q(filepath.Join(v.ServerDir, "ca_chain.pem"))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "\n# Production listener: mTLS required.\n")
+		fmt.Fprintf(&b, "listener \"tcp\" {\n")
+		fmt.Fprintf(&b, "  address                            = \"127.0.0.1:%d\"\n", v.prodPort)
+		fmt.Fprintf(&b, "  tls_cert_file                      = %s\n", certFile)
+		fmt.Fprintf(&b, "  tls_key_file                       = %s\n", keyFile)
+		fmt.Fprintf(&b, "  tls_client_ca_file                 = %s\n", caFile)
+		fmt.Fprintf(&b, "  tls_require_and_verify_client_cert = true\n")
+		fmt.Fprintf(&b, "}\n")
+	}
+	return writeFileOwned(v.ConfigFile, []byte(b.String()), 0o644, os.Geteuid(), os.Getegid())
+}
+
+func (v *Vault) startProcess() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.proc != nil {
+		return errors.New("vault process already running")
+	}
+	// A stale pid file from the previous phase must not be mistaken for ours.
+	_ = os.Remove(v.PIDFile)
+
+	cmd := exec.Command(v.binary, "server", "-config="+v.ConfigFile)
+	cmd.Dir = v.Dir
+	home := filepath.Join(v.Dir, "home", vaultUser)
+	cmd.Env = []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + home,
+		"USER=" + v.Owner,
+		"LOGNAME=" + v.Owner,
+	}
+	out := io.MultiWriter(v.log, v.tail)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	cmd.WaitDelay = 5 * time.Second
+	attr := &syscall.SysProcAttr{
+		Setpgid:   true,            // Ctrl-C at a terminal goes to the harness, which stops Vault
+		Pdeathsig: syscall.SIGTERM, // don't leave Vault behind if the harness dies
+	}
+	if os.Geteuid() == 0 {
+		attr.Credential = &syscall.Credential{
+			Uid:    uint32(v.uid),
+			Gid:    uint32(v.gid),
+			Groups: []uint32{uint32(v.gid)},
+		}
+	}
+	cmd.SysProcAttr = attr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting vault: %w", err)
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	v.proc = p
+	v.lastPID = cmd.Process.Pid
+	return nil
+}
+
+// stopProcess stops the current Vault process (SIGTERM, SIGKILL after
+// stopTimeout) and waits for it.
+func (v *Vault) stopProcess() error {
+	v.mu.Lock()
+	p := v.proc
+	v.proc = nil
+	v.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return fmt.Errorf("vault exited early: %v", p.err)
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("vault (pid %d) did not stop within %s after SIGTERM; killed", p.cmd.Process.Pid, stopTimeout)
+	}
+	var ee *exec.ExitError
+	if p.err != nil && !errors.As(p.err, &ee) {
+		return p.err
+	}
+	if ee != nil && !ee.Success() {
+		// Vault exits 0 on SIGTERM; anything else is worth reporting.
+		return fmt.Errorf("vault exited: %v", p.err)
+	}
+	return nil
+}
+
+// Stop stops Vault (SIGTERM; SIGKILL after 10s) and waits for it to exit.
+// It is idempotent: later calls return the first call's result.
+func (v *Vault) Stop() error {
+	if v == nil {
+		return nil
+	}
+	v.mu.Lock()
+	if v.stopped {
+		err := v.stopErr
+		v.mu.Unlock()
+		return err
+	}
+	v.mu.Unlock()
+
+	err := v.stopProcess()
+
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.stopped {
+		return v.stopErr
+	}
+	if v.logFile != nil {
+		if cerr := v.logFile.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		v.logFile = nil
+	}
+	v.stopped = true
+	v.stopErr = err
+	return err
+}
+
+// PID returns the process id of the running Vault server (the last one
+// started, also after Stop).
+func (v *Vault) PID() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.lastPID
+}
+
+// exited reports whether the current process has exited, with its error.
+func (v *Vault) exited() (bool, error) {
+	v.mu.Lock()
+	p := v.proc
+	v.mu.Unlock()
+	if p == nil {
+		return true, errors.New("vault is not running")
+	}
+	select {
+	case <-p.done:
+		if p.err == nil {
+			return true, errors.New("vault exited")
+		}
+		return true, fmt.Errorf("vault exited: %w", p.err)
+	default:
+		return false, nil
+	}
+}
+
+// waitFor polls fn until it returns nil, the process exits, ctx is done or
+// readyTimeout passes.
+func (v *Vault) waitFor(ctx context.Context, what string, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	var last error
+	for {
+		if gone, err := v.exited(); gone {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		last = fn(cctx)
+		ccancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w (last error: %v)", what, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Root returns a client on BootstrapAddr authenticated with the root token.
+// Environment variables such as VAULT_ADDR, VAULT_TOKEN or VAULT_NAMESPACE do
+// not affect it. Each call returns a new client when possible (the Vault
+// client library reads VAULT_* variables when creating a client and fails on
+// malformed ones; then a client created during Start is returned).
+func (v *Vault) Root() *vaultapi.Client {
+	c, err := v.bootstrapClient()
+	if err != nil {
+		return v.rootClient
+	}
+	c.SetToken(v.RootToken)
+	return c
+}
+
+func (v *Vault) bootstrapClient() (*vaultapi.Client, error) {
+	return v.bootstrapClientRetries(2)
+}
+
+// bootstrapClientRetries returns a client without token on BootstrapAddr
+// that retries failed requests (5xx, connection errors) that many times.
+func (v *Vault) bootstrapClientRetries(retries int) (*vaultapi.Client, error) {
+	cfg := &vaultapi.Config{
+		Address:    v.BootstrapAddr,
+		HttpClient: loopbackHTTPClient(nil),
+		Timeout:    60 * time.Second,
+		MaxRetries: retries,
+	}
+	c, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.ClearToken()
+	c.ClearNamespace()
+	return c, nil
+}
+
+// loopbackHTTPClient returns an HTTP client without proxies whose transport
+// never reuses connections.
+func loopbackHTTPClient(tlsConf *tls.Config) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+			TLSClientConfig:     tlsConf,
+			TLSHandshakeTimeout: 5 * time.Second,
+			DisableKeepAlives:   true,
+			ForceAttemptHTTP2:   false,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Environ returns the operator's environment for the production listener as
+// "K=V": VAULT_ADDR, VAULT_CACERT (root CA file), VAULT_TLS_SERVER_NAME,
+// VAULT_CLIENT_CERT and VAULT_CLIENT_KEY (admin dir files). No token.
+func (v *Vault) Environ() []string {
+	return []string{
+		"VAULT_ADDR=" + v.Addr,
+		"VAULT_CACERT=" + v.RootCAFile,
+		"VAULT_TLS_SERVER_NAME=" + v.ServerName,
+		"VAULT_CLIENT_CERT=" + filepath.Join(v.AdminDir, "admin.crt"),
+		"VAULT_CLIENT_KEY=" + filepath.Join(v.AdminDir, "admin.key"),
+	}
+}
+
+// PlanVars returns the example plan's variables: admin_dir, server_dir,
+// vault_addr, server_name, vault_pid_file, owner and group.
+func (v *Vault) PlanVars() map[string]string {
+	return map[string]string{
+		"admin_dir":      v.AdminDir,
+		"server_dir":     v.ServerDir,
+		"vault_addr":     v.Addr,
+		"server_name":    v.ServerName,
+		"vault_pid_file": v.PIDFile,
+		"owner":          v.Owner,
+		"group":          v.Group,
+	}
+}
+
+// WriteVarFile writes [Vault.PlanVars] to path as an HCL variable file
+// (name = "value" lines, sorted by name), mode 0644.
+func (v *Vault) WriteVarFile(path string) error {
+	vars := v.PlanVars()
+	names := make([]string, 0, len(vars))
+	for k := range vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("# rotplan test harness variables (internal/testvault)\n")
+	for _, k := range names {
+		q, err := hcl2Quote(vars[k])
+		if err != nil {
+			return fmt.Errorf("testvault: var %s: %w", k, err)
+		}
+		fmt.Fprintf(&b, "%s = %s\n", k, q)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("testvault: writing var file: %w", err)
+	}
+	return nil
+}
+
+// prodTLSConfig returns a TLS client config for the production listener:
+// root CA only as trust anchor, SNI ServerName and, when certFile is not
+// empty, that client certificate.
+func (v *Vault) prodTLSConfig(certFile, keyFile string) (*tls.Config, error) {
+	pool, err := loadPool(v.RootCAFile)
+	if err != nil {
+		return nil, err
+	}
+	conf := &tls.Config{
+		RootCAs:    pool,
+		ServerName: v.ServerName,
+		MinVersion: tls.VersionTLS12,
+	}
+	if certFile != "" || keyFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("loading client certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{pair}
+	}
+	return conf, nil
+}
+
+// ServedChain dials the production listener (HostPort) with SNI ServerName
+// and the admin client certificate from AdminDir, verifying the server
+// against RootCAFile only (intermediates are taken from what the server
+// sent), and returns the certificate chain the server presented, leaf first.
+func (v *Vault) ServedChain(ctx context.Context) ([]*x509.Certificate, error) {
+	conf, err := v.prodTLSConfig(filepath.Join(v.AdminDir, "admin.crt"), filepath.Join(v.AdminDir, "admin.key"))
+	if err != nil {
+		return nil, fmt.Errorf("testvault: %w", err)
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: conf}
+	conn, err := d.DialContext(ctx, "tcp", v.HostPort)
+	if err != nil {
+		return nil, fmt.Errorf("testvault: dialing %s: %w", v.HostPort, err)
+	}
+	defer conn.Close()
+	st := conn.(*tls.Conn).ConnectionState()
+	return st.PeerCertificates, nil
+}
+
+// SealStatus asks the production listener for sys/seal-status, presenting
+// the client certificate certFile/keyFile, trusting RootCAFile only, with
+// SNI ServerName. Each call uses a fresh client and transport.
+func (v *Vault) SealStatus(ctx context.Context, certFile, keyFile string) (*vaultapi.SealStatusResponse, error) {
+	conf, err := v.prodTLSConfig(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("testvault: %w", err)
+	}
+	c, err := vaultapi.NewClient(&vaultapi.Config{
+		Address:    v.Addr,
+		HttpClient: loopbackHTTPClient(conf),
+		Timeout:    10 * time.Second,
+		MaxRetries: 0,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("testvault: %w", err)
+	}
+	c.ClearToken()
+	c.ClearNamespace()
+	st, err := c.Sys().SealStatusWithContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("testvault: seal-status via %s: %w", v.Addr, err)
+	}
+	return st, nil
+}
+
+// initAndUnseal waits for the bootstrap listener, initialises Vault with a
+// single key share and unseals it.
+func (v *Vault) initAndUnseal(ctx context.Context) error {
+	c, err := v.bootstrapClientRetries(0) // the harness polls itself
+	if err != nil {
+		return err
+	}
+	if err := v.waitFor(ctx, "bootstrap listener", func(ctx context.Context) error {
+		_, err := c.Sys().SealStatusWithContext(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	resp, err := c.Sys().InitWithContext(ctx, &vaultapi.InitRequest{SecretShares: 1, SecretThreshold: 1})
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	if len(resp.Keys) != 1 || resp.RootToken == "" {
+		return fmt.Errorf("init: unexpected response (%d keys)", len(resp.Keys))
+	}
+	v.unsealKey = resp.Keys[0]
+	v.RootToken = resp.RootToken
+	return v.unsealAndWait(ctx, c)
+}
+
+// unsealAgain unseals a restarted Vault through the bootstrap listener.
+func (v *Vault) unsealAgain(ctx context.Context) error {
+	c, err := v.bootstrapClientRetries(0) // the harness polls itself
+	if err != nil {
+		return err
+	}
+	if err := v.waitFor(ctx, "bootstrap listener", func(ctx context.Context) error {
+		_, err := c.Sys().SealStatusWithContext(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	return v.unsealAndWait(ctx, c)
+}
+
+func (v *Vault) unsealAndWait(ctx context.Context, c *vaultapi.Client) error {
+	st, err := c.Sys().UnsealWithContext(ctx, v.unsealKey)
+	if err != nil {
+		return fmt.Errorf("unseal: %w", err)
+	}
+	if st.Sealed {
+		return errors.New("unseal: still sealed")
+	}
+	return v.waitFor(ctx, "vault active", func(ctx context.Context) error {
+		h, err := c.Sys().HealthWithContext(ctx)
+		if err != nil {
+			return err
+		}
+		if !h.Initialized || h.Sealed || h.Standby {
+			return fmt.Errorf("health: initialized=%t sealed=%t standby=%t", h.Initialized, h.Sealed, h.Standby)
+		}
+		return nil
+	})
+}
+
+// waitProd waits until the production listener answers seal-status over
+// mTLS with the admin certificate (unsealed) and the pid file names our
+// process.
+func (v *Vault) waitProd(ctx context.Context) error {
+	certFile, keyFile := filepath.Join(v.AdminDir, "admin.crt"), filepath.Join(v.AdminDir, "admin.key")
+	if err := v.waitFor(ctx, "production listener", func(ctx context.Context) error {
+		st, err := v.SealStatus(ctx, certFile, keyFile)
+		if err != nil {
+			return err
+		}
+		if st.Sealed {
+			return errors.New("production listener reports sealed")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	want := v.PID()
+	return v.waitFor(ctx, "pid file", func(context.Context) error {
+		b, err := os.ReadFile(v.PIDFile)
+		if err != nil {
+			return err
+		}
+		got, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			return fmt.Errorf("pid file %s: %w", v.PIDFile, err)
+		}
+		if got != want {
+			return fmt.Errorf("pid file %s names %d, want %d", v.PIDFile, got, want)
+		}
+		return nil
+	})
+}
+
+// freePorts returns n distinct free TCP ports on 127.0.0.1.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// vaultIdentity returns the user and group Vault runs as: vaultprod
+// (created when missing) when running as root, else the current user.
+func vaultIdentity() (owner, group string, uid, gid int, err error) {
+	if os.Geteuid() != 0 {
+		u, err := user.Current()
+		if err != nil {
+			return "", "", 0, 0, fmt.Errorf("current user: %w", err)
+		}
+		gid := os.Getegid()
+		group := strconv.Itoa(gid)
+		if g, err := user.LookupGroupId(group); err == nil {
+			group = g.Name
+		}
+		return u.Username, group, os.Geteuid(), gid, nil
+	}
+	u, err := ensureSystemUser(vaultUser)
+	if err != nil {
+		return "", "", 0, 0, err
+	}
+	uid, err = strconv.Atoi(u.Uid)
+	if err != nil {
+		return "", "", 0, 0, fmt.Errorf("user %s: uid %q: %w", vaultUser, u.Uid, err)
+	}
+	gid, err = strconv.Atoi(u.Gid)
+	if err != nil {
+		return "", "", 0, 0, fmt.Errorf("user %s: gid %q: %w", vaultUser, u.Gid, err)
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		return "", "", 0, 0, fmt.Errorf("user %s: group %s: %w", vaultUser, u.Gid, err)
+	}
+	return u.Username, g.Name, uid, gid, nil
+}
+
+// ensureSystemUser creates the system user name (with its own group) if
+// missing. Concurrent harnesses may race; "already exists" and passwd-lock
+// failures are retried until the user can be looked up.
+func ensureSystemUser(name string) (*user.User, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	var lastErr error
+	for {
+		if u, err := user.Lookup(name); err == nil {
+			return u, nil
+		}
+		args := []string{"--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name}
+		if _, err := user.LookupGroup(name); err == nil {
+			// The group exists already (e.g. a half-finished earlier run).
+			args = []string{"--system", "--gid", name, "--no-create-home", "--shell", "/usr/sbin/nologin", name}
+		}
+		out, err := exec.Command("useradd", args...).CombinedOutput()
+		if err == nil {
+			lastErr = nil
+		} else {
+			lastErr = fmt.Errorf("useradd %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+		}
+		if u, err := user.Lookup(name); err == nil {
+			return u, nil
+		}
+		if time.Now().After(deadline) {
+			if lastErr == nil {
+				lastErr = fmt.Errorf("user %s not found after useradd", name)
+			}
+			return nil, lastErr
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkTraversable checks that every parent of dir (and dir) can be
+// traversed by uid/gid, so that Vault can reach its files.
+func checkTraversable(dir string, uid, gid int) error {
+	if uid == os.Geteuid() {
+		return nil
+	}
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if !canAccess(fi, uid, gid, 0o1) {
+			return fmt.Errorf("directory %s is not traversable by %d:%d (Vault runs as user %s); chmod o+x it or use another Dir", p, uid, gid, vaultUser)
+		}
+		if parent := filepath.Dir(p); parent == p {
+			return nil
+		}
+	}
+}
+
+// checkExecutable checks that uid/gid can reach and execute bin.
+func checkExecutable(bin string, uid, gid int) error {
+	if uid == os.Geteuid() {
+		return nil
+	}
+	if err := checkTraversable(filepath.Dir(bin), uid, gid); err != nil {
+		return fmt.Errorf("vault binary: %w", err)
+	}
+	fi, err := os.Stat(bin)
+	if err != nil {
+		return err
+	}
+	if !canAccess(fi, uid, gid, 0o1) {
+		return fmt.Errorf("vault binary %s is not executable by user %s", bin, vaultUser)
+	}
+	return nil
+}
+
+// canAccess reports whether uid/gid has the permission bits perm (in the
+// "other" position: 1 = x, 2 = w, 4 = r) on fi.
+func canAccess(fi os.FileInfo, uid, gid int, perm os.FileMode) bool {
+	mode := fi.Mode().Perm()
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return mode&perm != 0
+	}
+	switch {
+	case int(st.Uid) == uid:
+		return mode&(perm<<6) != 0
+	case int(st.Gid) == gid:
+		return mode&(perm<<3) != 0
+	default:
+		return mode&perm != 0
+	}
+}
+
+// hclQuote quotes s as an HCL string for Vault's configuration, refusing
+// characters that would need escaping.
+func hclQuote(s string) (string, error) {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '"' || r == '\\' || r == '$' || r == '%' {
+			return "", fmt.Errorf("path %q contains characters not supported in the Vault configuration", s)
+		}
+	}
+	return `"` + s + `"`, nil
+}
+
+// hcl2Quote returns s as an HCL (v2) quoted string literal that evaluates to
+// s exactly: quotes, backslashes and control characters are escaped and
+// template sequences ("${", "%{") are doubled.
+func hcl2Quote(s string) (string, error) {
+	if !utf8.ValidString(s) {
+		return "", fmt.Errorf("value %q is not valid UTF-8", s)
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for i, r := range s {
+		switch {
+		case r == '"':
+			b.WriteString(`\"`)
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		case (r == '$' || r == '%') && strings.HasPrefix(s[i+1:], "{"):
+			b.WriteRune(r)
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String(), nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+// Tail returns the last n lines written.
+func (t *tailBuffer) Tail(n int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return lastLines(string(t.buf), n)
+}
+
+func lastLines(s string, n int) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return "(empty)"
+	}
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,221 @@
+package plans
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+)
+
+// Parser reads plan and variable files and keeps their sources, so that
+// diagnostics can be printed with the lines they point at.
+type Parser struct {
+	p *hclparse.Parser
+}
+
+// NewParser returns a Parser with no files loaded.
+func NewParser() *Parser { return &Parser{p: hclparse.NewParser()} }
+
+// Files returns every file read so far, by name, for diagnostic printing.
+func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
+
+// metaArguments are the arguments every step block takes whatever its kind.
+var metaArguments = []hcl.AttributeSchema{{Name: "depends_on"}}
+
+// LoadPlan reads and decodes a plan file. kinds are the step kinds' block
+// type names; any other block type is an error. The returned plan is nil only
+// when the file could not be read or parsed at all.
+func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) {
+	file, diags := p.p.ParseHCLFile(path)
+	if file == nil || diags.HasErrors() {
+		return nil, diags
+	}
+	isKind := map[string]bool{}
+	schema := &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "locals"},
+		{Type: "vault"},
+	}}
+	for _, k := range kinds {
+		isKind[k] = true
+		schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: k, LabelNames: []string{"name"}})
+	}
+	content, more := file.Body.Content(schema)
+	diags = append(diags, more...)
+
+	plan := &Plan{
+		Path:      path,
+		Dir:       filepath.Dir(path),
+		Variables: map[string]*Variable{},
+		Locals:    map[string]*Local{},
+	}
+	steps := map[string]*Step{}
+	for _, block := range content.Blocks {
+		switch {
+		case block.Type == "variable":
+			v, more := decodeVariable(block, plan.Dir)
+			diags = append(diags, more...)
+			if v == nil {
+				continue
+			}
+			if prev, dup := plan.Variables[v.Name]; dup {
+				diags = append(diags, duplicate("variable", v.Name, v.DeclRange, prev.DeclRange))
+				continue
+			}
+			plan.Variables[v.Name] = v
+		case block.Type == "locals":
+			attrs, more := block.Body.JustAttributes()
+			diags = append(diags, more...)
+			for name, attr := range attrs {
+				if prev, dup := plan.Locals[name]; dup {
+					diags = append(diags, duplicate("local value", name, attr.NameRange, prev.DeclRange))
+					continue
+				}
+				plan.Locals[name] = &Local{Name: name, Expr: attr.Expr, DeclRange: attr.NameRange}
+			}
+		case block.Type == "vault":
+			if plan.Vault != nil {
+				diags = append(diags, duplicate("vault block", "", block.DefRange, plan.Vault.DeclRange))
+				continue
+			}
+			plan.Vault = &VaultBlock{Body: block.Body, DeclRange: block.DefRange}
+		case isKind[block.Type]:
+			s, more := decodeStep(block, isKind)
+			diags = append(diags, more...)
+			if s == nil {
+				continue
+			}
+			if prev, dup := steps[s.Addr()]; dup {
+				diags = append(diags, duplicate("step", s.Addr(), s.DeclRange, prev.DeclRange))
+				continue
+			}
+			steps[s.Addr()] = s
+			plan.Steps = append(plan.Steps, s)
+		}
+	}
+	return plan, diags
+}
+
+func duplicate(what, name string, at, prev hcl.Range) *hcl.Diagnostic {
+	if name != "" {
+		name = fmt.Sprintf(" %q", name)
+	}
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Duplicate %s", what),
+		Detail:   fmt.Sprintf("The %s%s was already declared at %s. Names must be unique.", what, name, prev),
+		Subject:  at.Ptr(),
+	}
+}
+
+func invalidName(what, name string, at hcl.Range) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  fmt.Sprintf("Invalid %s name", what),
+		Detail:   fmt.Sprintf("%q is not a valid name: use letters, digits, underscores and dashes, starting with a letter.", name),
+		Subject:  at.Ptr(),
+	}
+}
+
+func decodeVariable(block *hcl.Block, dir string) (*Variable, hcl.Diagnostics) {
+	v := &Variable{Name: block.Labels[0], Type: cty.DynamicPseudoType, DeclRange: block.DefRange}
+	if !hclsyntax.ValidIdentifier(v.Name) {
+		return nil, hcl.Diagnostics{invalidName("variable", v.Name, block.LabelRanges[0])}
+	}
+	content, diags := block.Body.Content(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "type"}, {Name: "default"}, {Name: "description"}, {Name: "sensitive"},
+	}})
+	if attr, ok := content.Attributes["type"]; ok {
+		ty, more := typeexpr.TypeConstraint(attr.Expr)
+		diags = append(diags, more...)
+		if !more.HasErrors() {
+			v.Type = ty
+		}
+	}
+	if attr, ok := content.Attributes["description"]; ok {
+		diags = append(diags, decodeLiteral(attr, cty.String, func(val cty.Value) { v.Description = val.AsString() })...)
+	}
+	if attr, ok := content.Attributes["sensitive"]; ok {
+		diags = append(diags, decodeLiteral(attr, cty.Bool, func(val cty.Value) { v.Sensitive = val.True() })...)
+	}
+	if attr, ok := content.Attributes["default"]; ok {
+		// Defaults may call functions (env("VAULT_CACERT")) but not refer to
+		// other values: they are known before anything is evaluated.
+		val, more := attr.Expr.Value(&hcl.EvalContext{Functions: Functions(dir)})
+		diags = append(diags, more...)
+		if !more.HasErrors() {
+			conv, err := convert.Convert(val, v.Type)
+			if err != nil {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Invalid default value for variable",
+					Detail:   fmt.Sprintf("The default for variable %q does not fit its type: %s.", v.Name, err),
+					Subject:  attr.Expr.Range().Ptr(),
+				})
+			} else {
+				v.Default = conv
+			}
+		}
+	}
+	return v, diags
+}
+
+// decodeLiteral evaluates an attribute that may hold only a constant.
+func decodeLiteral(attr *hcl.Attribute, ty cty.Type, set func(cty.Value)) hcl.Diagnostics {
+	val, diags := attr.Expr.Value(nil)
+	if diags.HasErrors() {
+		return diags
+	}
+	conv, err := convert.Convert(val, ty)
+	if err != nil || conv.IsNull() {
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  fmt.Sprintf("Invalid %s", attr.Name),
+			Detail:   fmt.Sprintf("%s must be a %s constant.", attr.Name, ty.FriendlyName()),
+			Subject:  attr.Expr.Range().Ptr(),
+		}}
+	}
+	set(conv)
+	return nil
+}
+
+func decodeStep(block *hcl.Block, isKind map[string]bool) (*Step, hcl.Diagnostics) {
+	s := &Step{Kind: block.Type, Name: block.Labels[0], DeclRange: block.DefRange}
+	if !hclsyntax.ValidIdentifier(s.Name) {
+		return nil, hcl.Diagnostics{invalidName("step", s.Name, block.LabelRanges[0])}
+	}
+	content, remain, diags := block.Body.PartialContent(&hcl.BodySchema{Attributes: metaArguments})
+	s.Body = remain
+	if attr, ok := content.Attributes["depends_on"]; ok {
+		exprs, more := hcl.ExprList(attr.Expr)
+		diags = append(diags, more...)
+		for _, expr := range exprs {
+			tr, more := hcl.AbsTraversalForExpr(expr)
+			if more.HasErrors() || len(tr) != 2 || !isKind[tr.RootName()] {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Invalid depends_on reference",
+					Detail:   "Each depends_on element names a whole step, as kind.name (for example issue.admin), not one of its outputs.",
+					Subject:  expr.Range().Ptr(),
+				})
+				continue
+			}
+			if _, ok := tr[1].(hcl.TraverseAttr); !ok {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError,
+					Summary:  "Invalid depends_on reference",
+					Detail:   "Write a step reference as kind.name, for example issue.admin.",
+					Subject:  expr.Range().Ptr(),
+				})
+				continue
+			}
+			s.DependsOn = append(s.DependsOn, tr)
+		}
+	}
+	return s, diags
+}

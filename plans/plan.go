@@ -1,0 +1,69 @@
+package plans
+
+import (
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Plan is a decoded plan file: declarations, not yet evaluated.
+type Plan struct {
+	// Path is the plan file as given; Dir the directory relative file paths
+	// in it are resolved against.
+	Path, Dir string
+	// Variables are the declared input variables, by name.
+	Variables map[string]*Variable
+	// Locals are the named local values, by name.
+	Locals map[string]*Local
+	// Vault is the vault connection block, or nil when the plan has none
+	// (everything then comes from the VAULT_* environment).
+	Vault *VaultBlock
+	// Steps are the step blocks in source order.
+	Steps []*Step
+}
+
+// Variable is a `variable "name" { ... }` block.
+type Variable struct {
+	Name        string
+	Description string
+	// Type is the declared type constraint; cty.DynamicPseudoType when the
+	// block gives none.
+	Type cty.Type
+	// Default is the default value, or cty.NilVal when the variable is
+	// required.
+	Default cty.Value
+	// Sensitive variables are marked so they are never printed.
+	Sensitive bool
+	DeclRange hcl.Range
+}
+
+// Local is one named value in a `locals` block.
+type Local struct {
+	Name      string
+	Expr      hcl.Expression
+	DeclRange hcl.Range
+}
+
+// VaultBlock is the plan's `vault` block, kept unevaluated.
+type VaultBlock struct {
+	Body      hcl.Body
+	DeclRange hcl.Range
+}
+
+// Step is one step block, such as `write "admin_key" { ... }`.
+type Step struct {
+	// Kind is the block type: the step kind's name.
+	Kind string
+	// Name is the block's label, unique per kind.
+	Name string
+	// Body is the block body without meta-arguments, evaluated later with
+	// the kind's schema.
+	Body hcl.Body
+	// DependsOn holds the traversals of `depends_on`, each naming a step.
+	DependsOn []hcl.Traversal
+	// DeclRange covers the block type and label: where errors about the step
+	// as a whole point.
+	DeclRange hcl.Range
+}
+
+// Addr is the step's address in the plan: "kind.name".
+func (s *Step) Addr() string { return s.Kind + "." + s.Name }

@@ -1,0 +1,153 @@
+package steps
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Config is the evaluated body of one step block, as the kind's Spec decoded
+// it. Values that depend on steps not yet run are unknown while the engine
+// validates a plan; during Apply every value is known. Config remembers which
+// arguments were computed from sensitive values, so a kind can be stricter
+// with them (a file whose content is a private key must not be world-readable).
+type Config struct {
+	val       cty.Value
+	sensitive map[string]bool
+	prefix    string
+}
+
+// NewConfig wraps an evaluated step body. The value may carry cty marks; they
+// are removed here and remembered per argument.
+func NewConfig(v cty.Value) Config {
+	v, marks := v.UnmarkDeepWithPaths()
+	sensitive := map[string]bool{}
+	for _, pm := range marks {
+		path := ""
+		for _, step := range pm.Path {
+			attr, ok := step.(cty.GetAttrStep)
+			if !ok {
+				break
+			}
+			if path != "" {
+				path += "."
+			}
+			path += attr.Name
+			sensitive[path] = true
+		}
+	}
+	return Config{val: v, sensitive: sensitive}
+}
+
+// Path returns the full name of an argument, with the names of the nested
+// blocks it is in: "tls.ca_file".
+func (c Config) Path(name string) string { return c.prefix + name }
+
+func (c Config) attr(name string) cty.Value {
+	if c.val.IsNull() || !c.val.IsKnown() || !c.val.Type().IsObjectType() || !c.val.Type().HasAttribute(name) {
+		return cty.NullVal(cty.DynamicPseudoType)
+	}
+	return c.val.GetAttr(name)
+}
+
+// Known reports whether an argument's value is wholly known.
+func (c Config) Known(name string) bool { return c.attr(name).IsWhollyKnown() }
+
+// Set reports whether an argument was given (is not null). An unknown value
+// counts as given.
+func (c Config) Set(name string) bool { return !c.attr(name).IsNull() }
+
+// Sensitive reports whether an argument's value was computed from a
+// sensitive value.
+func (c Config) Sensitive(name string) bool { return c.sensitive[c.Path(name)] }
+
+// String returns a string argument, or "" when it is null or unknown.
+func (c Config) String(name string) string {
+	v := c.attr(name)
+	if v.IsNull() || !v.IsKnown() || v.Type() != cty.String {
+		return ""
+	}
+	return v.AsString()
+}
+
+// Strings returns a list-of-strings argument; null or unknown gives nil.
+func (c Config) Strings(name string) []string {
+	v := c.attr(name)
+	if v.IsNull() || !v.IsWhollyKnown() || !(v.Type().IsListType() || v.Type().IsSetType() || v.Type().IsTupleType()) {
+		return nil
+	}
+	out := make([]string, 0, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if e.IsNull() || e.Type() != cty.String {
+			continue
+		}
+		out = append(out, e.AsString())
+	}
+	return out
+}
+
+// Block returns the nested block of that type, and false when it is absent.
+func (c Config) Block(name string) (Config, bool) {
+	v := c.attr(name)
+	if v.IsNull() || !v.IsKnown() {
+		return Config{}, false
+	}
+	return Config{val: v, sensitive: c.sensitive, prefix: c.Path(name) + "."}, true
+}
+
+// RequireString returns a string argument that must be given and non-empty.
+// An unknown value yields ErrUnknown, so Validate can skip it.
+func (c Config) RequireString(name string) (string, error) {
+	if !c.Known(name) {
+		return "", ErrUnknown
+	}
+	s := c.String(name)
+	if s == "" {
+		return "", attrErr(c.Path(name), "must not be empty")
+	}
+	return s, nil
+}
+
+// Duration parses a duration argument such as "720h" or "1m30s", with def
+// used when the argument is null. An unknown value yields ErrUnknown.
+func (c Config) Duration(name string, def time.Duration) (time.Duration, error) {
+	if !c.Set(name) {
+		return def, nil
+	}
+	if !c.Known(name) {
+		return 0, ErrUnknown
+	}
+	s := c.String(name)
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, attrErr(c.Path(name), "%q is not a duration (examples: \"720h\", \"30s\")", s)
+	}
+	if d <= 0 {
+		return 0, attrErr(c.Path(name), "%q must be positive", s)
+	}
+	return d, nil
+}
+
+// joinErrors joins the errors that are neither nil nor ErrUnknown, so a
+// Validate method reports every problem it found, not only the first.
+func joinErrors(errs ...error) error {
+	var kept []error
+	for _, err := range errs {
+		if err != nil && err != ErrUnknown {
+			kept = append(kept, err)
+		}
+	}
+	return errors.Join(kept...)
+}
+
+// mustBeKnown turns ErrUnknown into an internal error for Apply, where every
+// value must be known.
+func mustBeKnown(err error) error {
+	if err == ErrUnknown {
+		return fmt.Errorf("internal error: a value is still unknown at apply time")
+	}
+	return err
+}

@@ -1,0 +1,11 @@
+// Package steps holds rotplan's step kinds: one file per kind (issue, write,
+// chown, reload, verify), each with its body schema, its output type and its
+// Apply, and the registry that names them.
+//
+// A step kind never sees HCL source: the engine evaluates a step's body with
+// the kind's Spec and hands the result over as a Config. A kind returns plain
+// errors (an *AttrError when one argument is to blame) and the engine attaches
+// the source location. This package must never import the engine, and the
+// engine never names a concrete kind: adding a kind is one file here, one line
+// in Default, and one `var _ Step = (*Kind)(nil)` assertion.
+package steps

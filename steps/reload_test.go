@@ -1,0 +1,434 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zclconf/go-cty/cty"
+)
+
+// reloadHelperEnv, when set to a directory, turns the test binary into the
+// service a reload signals (see TestReloadHelperProcess).
+const reloadHelperEnv = "ROTPLAN_RELOAD_HELPER_DIR"
+
+// TestReloadHelperProcess is not a test: run by startReloadHelper as a child
+// process, it stands in for a service. It writes its pid file once it is
+// ready for signals, and records in the file "got" the first signal it
+// receives.
+func TestReloadHelperProcess(t *testing.T) {
+	dir := os.Getenv(reloadHelperEnv)
+	if dir == "" {
+		t.Skip("helper process for the reload tests; runs only when started by them")
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	// The pid file appears all at once: a half-written one must not be read.
+	tmp := filepath.Join(dir, ".helper.pid")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		os.Exit(2)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "helper.pid")); err != nil {
+		os.Exit(2)
+	}
+	select {
+	case sig := <-ch:
+		tmp := filepath.Join(dir, ".got")
+		if err := os.WriteFile(tmp, []byte(sig.String()), 0o644); err != nil {
+			os.Exit(2)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "got")); err != nil {
+			os.Exit(2)
+		}
+		os.Exit(0)
+	case <-time.After(30 * time.Second):
+		os.Exit(3)
+	}
+}
+
+// startReloadHelper starts a service stand-in and returns its directory and
+// the path of its pid file, once that file is written.
+func startReloadHelper(t *testing.T) (cmd *exec.Cmd, dir, pidFile string) {
+	t.Helper()
+	dir = t.TempDir()
+	cmd = exec.Command(os.Args[0], "-test.run=^TestReloadHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), reloadHelperEnv+"="+dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+	})
+	go func() { cmd.Wait(); close(done) }()
+
+	pidFile = filepath.Join(dir, "helper.pid")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(pidFile); err == nil {
+			return cmd, dir, pidFile
+		}
+		select {
+		case <-done:
+			t.Fatalf("helper process exited before writing its pid file: %v", cmd.ProcessState)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("helper process wrote no pid file within 10s")
+		}
+	}
+}
+
+// waitForSignal returns what the helper process recorded, or "" if it
+// recorded nothing within a few seconds.
+func waitForSignal(t *testing.T, dir string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(filepath.Join(dir, "got")); err == nil {
+			return string(b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return ""
+}
+
+func applyReload(t *testing.T, vals map[string]cty.Value) (cty.Value, string, error) {
+	t.Helper()
+	cfg := testConfig(t, (*Reload)(nil).Spec(), vals)
+	if err := (*Reload)(nil).Validate(cfg); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	env, logs := testEnv(t)
+	out, err := (*Reload)(nil).Apply(context.Background(), env, cfg)
+	if err == nil {
+		wantOutputs(t, (*Reload)(nil), out)
+	}
+	return out, logs.String(), err
+}
+
+func TestReloadSignal(t *testing.T) {
+	tests := []struct {
+		name    string
+		byPID   bool // pid rather than pid_file
+		signal  cty.Value
+		want    string // as the helper records it
+		wantSig string // the signal output
+	}{
+		{"pid file, default SIGHUP", false, cty.NullVal(cty.String), "hangup", "SIGHUP"},
+		{"pid file, hup", false, cty.StringVal("hup"), "hangup", "SIGHUP"},
+		{"pid file, USR1", false, cty.StringVal("USR1"), "user defined signal 1", "SIGUSR1"},
+		{"pid, SIGUSR2", true, cty.StringVal("SIGUSR2"), "user defined signal 2", "SIGUSR2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd, dir, pidFile := startReloadHelper(t)
+			vals := map[string]cty.Value{"signal": tt.signal}
+			if tt.byPID {
+				vals["pid"] = cty.NumberIntVal(int64(cmd.Process.Pid))
+			} else {
+				vals["pid_file"] = cty.StringVal(pidFile)
+			}
+			out, _, err := applyReload(t, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := waitForSignal(t, dir); got != tt.want {
+				t.Errorf("the process received %q, want %q", got, tt.want)
+			}
+			want := cty.ObjectVal(map[string]cty.Value{
+				"pid":     cty.NumberIntVal(int64(cmd.Process.Pid)),
+				"signal":  cty.StringVal(tt.wantSig),
+				"command": cty.ListValEmpty(cty.String),
+			})
+			if !out.RawEquals(want) {
+				t.Errorf("outputs are %#v, want %#v", out, want)
+			}
+		})
+	}
+}
+
+// deadPID returns the pid of a process that has exited and been reaped.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("/bin/true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+func TestReloadPIDFileErrors(t *testing.T) {
+	dead := deadPID(t)
+	tests := []struct {
+		name    string
+		content string // "" with noFile: no pid file at all
+		noFile  bool
+		want    []string // besides the file's path
+	}{
+		{"dead process", strconv.Itoa(dead) + "\n", false, []string{fmt.Sprintf("no process with pid %d", dead)}},
+		{"garbage", "not-a-pid-secret-ish\n", false, []string{"does not hold a process id"}},
+		{"empty", "", false, []string{"empty"}},
+		{"blank lines", "\n \n", false, []string{"empty"}},
+		{"zero", "0\n", false, []string{"does not hold a process id"}},
+		{"negative", "-1\n", false, []string{"does not hold a process id"}},
+		{"two pids", "12 13\n", false, []string{"does not hold a process id"}},
+		{"too large", strings.Repeat("1", 100), false, []string{"too large"}},
+		{"missing", "", true, []string{"no such file"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pidFile := filepath.Join(t.TempDir(), "svc.pid")
+			if !tt.noFile {
+				if err := os.WriteFile(pidFile, []byte(tt.content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, _, err := applyReload(t, map[string]cty.Value{"pid_file": cty.StringVal(pidFile)})
+			wantErrContains(t, err, append([]string{pidFile}, tt.want...)...)
+			if tt.content != "" && strings.Contains(err.Error(), "secret-ish") {
+				t.Errorf("error %q quotes the file", err)
+			}
+		})
+	}
+}
+
+func TestReloadPIDFileNotRegular(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "svc.pid")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := applyReload(t, map[string]cty.Value{"pid_file": cty.StringVal(fifo)})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		wantErrContains(t, err, fifo, "not a regular file")
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a named pipe as pid file blocked")
+	}
+}
+
+func TestReloadDeadPID(t *testing.T) {
+	dead := deadPID(t)
+	_, _, err := applyReload(t, map[string]cty.Value{"pid": cty.NumberIntVal(int64(dead))})
+	wantErrContains(t, err, fmt.Sprintf("no process with pid %d", dead))
+}
+
+func TestReloadCommand(t *testing.T) {
+	tests := []struct {
+		name     string
+		command  []string
+		timeout  cty.Value
+		wantErr  []string // nil: success
+		maxTime  time.Duration
+		wantLogs string
+	}{
+		{name: "true", command: []string{"/bin/true"}, maxTime: 10 * time.Second},
+		{name: "found in PATH", command: []string{"true"}, maxTime: 10 * time.Second},
+		{name: "output logged", command: []string{"/bin/echo", "reloaded fine"}, maxTime: 10 * time.Second, wantLogs: "reloaded fine"},
+		{
+			name:    "failure with output",
+			command: []string{"/bin/sh", "-c", "echo boom; echo bang >&2; exit 3"},
+			wantErr: []string{"exit status 3", "boom", "bang", `/bin/sh -c "echo boom; echo bang >&2; exit 3"`},
+			maxTime: 10 * time.Second,
+		},
+		{
+			name:    "failure without output",
+			command: []string{"/bin/false"},
+			wantErr: []string{"exit status 1", "no output"},
+			maxTime: 10 * time.Second,
+		},
+		{
+			name:    "timeout",
+			command: []string{"/bin/sleep", "30"},
+			timeout: cty.StringVal("300ms"),
+			wantErr: []string{"timed out after 300ms"},
+			maxTime: 4 * time.Second,
+		},
+		{
+			// sh forks sleep, which keeps the output pipe open: only
+			// killing the whole process group ends the wait in time.
+			name:    "timeout with a child holding the output open",
+			command: []string{"/bin/sh", "-c", "echo started; sleep 30; echo never"},
+			timeout: cty.StringVal("300ms"),
+			wantErr: []string{"timed out after 300ms", "started"},
+			maxTime: 4 * time.Second,
+		},
+		{
+			name:    "long output keeps its end",
+			command: []string{"/bin/sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo line $i of noise; i=$((i+1)); done; echo the real reason; exit 1"},
+			wantErr: []string{"the real reason", "[…]"},
+			maxTime: 10 * time.Second,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			out, logs, err := applyReload(t, map[string]cty.Value{
+				"command": stringList(tt.command...),
+				"timeout": tt.timeout,
+			})
+			if elapsed := time.Since(start); elapsed > tt.maxTime {
+				t.Errorf("took %s, want at most %s", elapsed, tt.maxTime)
+			}
+			if tt.wantErr != nil {
+				wantErrContains(t, err, tt.wantErr...)
+				if n := len(err.Error()); n > reloadOutputLimit+1024 {
+					t.Errorf("error is %d bytes long; the output in it is not bounded", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := cty.ObjectVal(map[string]cty.Value{
+				"pid":     cty.NumberIntVal(0),
+				"signal":  cty.StringVal(""),
+				"command": stringList(tt.command...),
+			})
+			if !out.RawEquals(want) {
+				t.Errorf("outputs are %#v, want %#v", out, want)
+			}
+			if !strings.Contains(logs, tt.wantLogs) {
+				t.Errorf("log does not hold %q:\n%s", tt.wantLogs, logs)
+			}
+		})
+	}
+}
+
+func TestReloadCommandInterrupted(t *testing.T) {
+	cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{
+		"command": stringList("/bin/sleep", "30"),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	env, _ := testEnv(t)
+	start := time.Now()
+	_, err := (*Reload)(nil).Apply(ctx, env, cfg)
+	wantErrContains(t, err, "interrupted")
+	if strings.Contains(err.Error(), "timed out") {
+		t.Errorf("an interrupted run is reported as a timeout: %v", err)
+	}
+	if elapsed := time.Since(start); elapsed > 4*time.Second {
+		t.Errorf("took %s to stop", elapsed)
+	}
+}
+
+func TestReloadValidate(t *testing.T) {
+	tests := []struct {
+		name     string
+		vals     map[string]cty.Value
+		wantPath string // "" for no error
+		wantMsg  string
+	}{
+		{"pid_file that does not exist yet", map[string]cty.Value{"pid_file": cty.StringVal("/run/rotplan-test/none.pid")}, "", ""},
+		{"pid", map[string]cty.Value{"pid": cty.NumberIntVal(1234), "signal": cty.StringVal("TERM")}, "", ""},
+		{"command with timeout", map[string]cty.Value{"command": stringList("systemctl", "reload", "vault"), "timeout": cty.StringVal("90s")}, "", ""},
+		{"unknown pid_file", map[string]cty.Value{"pid_file": cty.UnknownVal(cty.String)}, "", ""},
+		{"unknown signal", map[string]cty.Value{"pid": cty.NumberIntVal(1), "signal": cty.UnknownVal(cty.String)}, "", ""},
+		{"unknown command", map[string]cty.Value{"command": cty.UnknownVal(cty.List(cty.String))}, "", ""},
+		{"none", map[string]cty.Value{}, "pid_file", "one of pid_file, pid or command"},
+		{"pid_file and pid", map[string]cty.Value{"pid_file": cty.StringVal("/run/x.pid"), "pid": cty.NumberIntVal(12)}, "pid", "only one"},
+		{"pid and command", map[string]cty.Value{"pid": cty.NumberIntVal(12), "command": stringList("/bin/true")}, "command", "only one"},
+		{"pid_file and unknown command", map[string]cty.Value{"pid_file": cty.StringVal("/run/x.pid"), "command": cty.UnknownVal(cty.List(cty.String))}, "command", "only one"},
+		{"bad signal", map[string]cty.Value{"pid": cty.NumberIntVal(12), "signal": cty.StringVal("SIGFOO")}, "signal", "USR1"},
+		{"empty signal", map[string]cty.Value{"pid": cty.NumberIntVal(12), "signal": cty.StringVal("")}, "signal", "not a signal"},
+		{"signal number", map[string]cty.Value{"pid": cty.NumberIntVal(12), "signal": cty.StringVal("1")}, "signal", "not a signal"},
+		{"signal with command", map[string]cty.Value{"command": stringList("/bin/true"), "signal": cty.StringVal("HUP")}, "signal", "only applies"},
+		{"timeout with pid", map[string]cty.Value{"pid": cty.NumberIntVal(12), "timeout": cty.StringVal("5s")}, "timeout", "only applies"},
+		{"bad timeout", map[string]cty.Value{"command": stringList("/bin/true"), "timeout": cty.StringVal("soon")}, "timeout", "not a duration"},
+		{"negative timeout", map[string]cty.Value{"command": stringList("/bin/true"), "timeout": cty.StringVal("-1s")}, "timeout", "positive"},
+		{"empty command", map[string]cty.Value{"command": stringList()}, "command", "must not be empty"},
+		{"empty program", map[string]cty.Value{"command": stringList("", "x")}, "command", "program name"},
+		{"program not found", map[string]cty.Value{"command": stringList("rotplan-no-such-program")}, "command", "not found"},
+		{"program path not found", map[string]cty.Value{"command": stringList("/nonexistent/reload")}, "command", "no such file"},
+		{"pid 0", map[string]cty.Value{"pid": cty.NumberIntVal(0)}, "pid", "positive whole number"},
+		{"pid -1", map[string]cty.Value{"pid": cty.NumberIntVal(-1)}, "pid", "positive whole number"},
+		{"pid 1.5", map[string]cty.Value{"pid": cty.NumberFloatVal(1.5)}, "pid", "positive whole number"},
+		{"pid too large", map[string]cty.Value{"pid": cty.NumberIntVal(1 << 40)}, "pid", "too large"},
+		{"empty pid_file", map[string]cty.Value{"pid_file": cty.StringVal("")}, "pid_file", "empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := (*Reload)(nil).Validate(testConfig(t, (*Reload)(nil).Spec(), tt.vals))
+			if tt.wantPath == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			msg := wantAttrErr(t, err, tt.wantPath)
+			if !strings.Contains(msg, tt.wantMsg) {
+				t.Errorf("error %q does not say %q", msg, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestReloadSignalNames(t *testing.T) {
+	tests := []struct {
+		in   string
+		want syscall.Signal
+	}{
+		{"HUP", syscall.SIGHUP},
+		{"SIGHUP", syscall.SIGHUP},
+		{"hup", syscall.SIGHUP},
+		{"sighup", syscall.SIGHUP},
+		{"usr2", syscall.SIGUSR2},
+		{"SIGTERM", syscall.SIGTERM},
+		{"KILL", syscall.SIGKILL},
+		{"QUIT", syscall.SIGQUIT},
+		{"INT", syscall.SIGINT},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{"signal": cty.StringVal(tt.in)})
+			got, name, err := reloadSignal(cfg)
+			if err != nil || got != tt.want || name != "SIG"+strings.TrimPrefix(strings.ToUpper(tt.in), "SIG") {
+				t.Fatalf("reloadSignal(%q) = %v, %q, %v; want %v", tt.in, got, name, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestReloadTailBuffer(t *testing.T) {
+	tests := []struct {
+		name   string
+		writes []string
+		max    int
+		want   string
+	}{
+		{"fits", []string{"ab", "cd"}, 8, "abcd"},
+		{"exactly full", []string{"abcd", "efgh"}, 8, "abcdefgh"},
+		{"overflow across writes", []string{"abcdef", "ghij"}, 8, "[…]cdefghij"},
+		{"one large write", []string{"abcdefghijkl"}, 8, "[…]efghijkl"},
+		{"large write after small", []string{"x", "abcdefgh"}, 8, "[…]abcdefgh"},
+		{"cut inside a rune", []string{"ééééé"}, 5, "[…]éé"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &tailBuffer{max: tt.max}
+			for _, w := range tt.writes {
+				if n, err := b.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write(%q) = %d, %v", w, n, err)
+				}
+			}
+			if got := b.String(); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,81 @@
+package steps
+
+import (
+	"context"
+	"sort"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Step is one step kind: the schema of its block, the outputs it produces and
+// how it is checked and carried out. Implementations are stateless; all that a
+// single step block says arrives through Config.
+type Step interface {
+	// Spec is the schema of the kind's block body. The engine decodes the body
+	// with it into the object value that Config wraps.
+	Spec() hcldec.ObjectSpec
+
+	// Outputs describes the attributes the step produces, by name.
+	Outputs() map[string]Output
+
+	// Validate checks a configuration before anything runs. Values that depend
+	// on other steps' outputs are unknown at that time (Config.Known reports
+	// false); Validate checks only what is known. It may read the system (look
+	// up a user, stat a file) but must never change it.
+	Validate(cfg Config) error
+
+	// Apply carries the step out and returns its outputs: an object with one
+	// attribute per entry of Outputs. Every value in cfg is known.
+	Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error)
+}
+
+// Preparer is implemented by kinds that can check, before any step of the run
+// changes anything, that what they will need is there (a reachable and
+// authenticated Vault, say). The engine calls Prepare for every step of such a
+// kind before the first Apply.
+type Preparer interface {
+	Prepare(ctx context.Context, env *Env, cfg Config) error
+}
+
+// Output describes one output attribute of a step kind.
+type Output struct {
+	// Type is the attribute's cty type.
+	Type cty.Type
+	// Sensitive outputs (private keys) are marked so that they and every value
+	// computed from them are never printed, logged or journaled.
+	Sensitive bool
+}
+
+// Registry maps a block type name (the kind's name in plans) to its kind.
+type Registry map[string]Step
+
+// Default returns the registry of every built-in step kind.
+func Default() Registry {
+	return Registry{
+		"issue":  (*Issue)(nil),
+		"write":  (*Write)(nil),
+		"chown":  (*Chown)(nil),
+		"reload": (*Reload)(nil),
+		"verify": (*Verify)(nil),
+	}
+}
+
+// Names returns the registered kind names, sorted.
+func (r Registry) Names() []string {
+	names := make([]string, 0, len(r))
+	for name := range r {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// OutputType returns the object type of a kind's outputs.
+func OutputType(s Step) cty.Type {
+	attrs := map[string]cty.Type{}
+	for name, out := range s.Outputs() {
+		attrs[name] = out.Type
+	}
+	return cty.Object(attrs)
+}

@@ -1,0 +1,215 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2/hcldec"
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// VaultSpec is the schema of a plan's `vault` block: how rotplan reaches and
+// authenticates to Vault. Every argument is optional and defaults to the
+// environment variable the vault CLI reads.
+func VaultSpec() hcldec.ObjectSpec {
+	return hcldec.ObjectSpec{
+		"address":         &hcldec.AttrSpec{Name: "address", Type: cty.String},
+		"ca_cert":         &hcldec.AttrSpec{Name: "ca_cert", Type: cty.String},
+		"tls_server_name": &hcldec.AttrSpec{Name: "tls_server_name", Type: cty.String},
+		"client_cert":     &hcldec.AttrSpec{Name: "client_cert", Type: cty.String},
+		"client_key":      &hcldec.AttrSpec{Name: "client_key", Type: cty.String},
+		"token":           &hcldec.AttrSpec{Name: "token", Type: cty.String},
+		"auth": &hcldec.BlockSpec{TypeName: "auth", Nested: hcldec.ObjectSpec{
+			"method": &hcldec.AttrSpec{Name: "method", Type: cty.String},
+			"mount":  &hcldec.AttrSpec{Name: "mount", Type: cty.String},
+			"role":   &hcldec.AttrSpec{Name: "role", Type: cty.String},
+		}},
+	}
+}
+
+// VaultConnection says how to reach and log in to Vault.
+type VaultConnection struct {
+	Address       string
+	CACert        string
+	TLSServerName string
+	ClientCert    string
+	ClientKey     string
+	// Token is a Vault token; it is never printed. When empty, rotplan logs
+	// in with AuthMethod.
+	Token string
+	// AuthMethod is "cert" (TLS certificate auth with ClientCert) or "token".
+	AuthMethod string
+	// AuthMount is the path the auth method is mounted at ("cert").
+	AuthMount string
+	// AuthRole optionally names the cert auth role to log in against.
+	AuthRole string
+}
+
+// vaultEnvDefaults maps vault block arguments to the environment variables
+// that supply their defaults, as the vault CLI reads them.
+var vaultEnvDefaults = map[string]string{
+	"address":         "VAULT_ADDR",
+	"ca_cert":         "VAULT_CACERT",
+	"tls_server_name": "VAULT_TLS_SERVER_NAME",
+	"client_cert":     "VAULT_CLIENT_CERT",
+	"client_key":      "VAULT_CLIENT_KEY",
+	"token":           "VAULT_TOKEN",
+}
+
+// NewVaultConnection reads an evaluated vault block (cfg may be empty when the
+// plan has none), filling what it leaves out from the environment through
+// getenv.
+func NewVaultConnection(cfg Config, getenv func(string) string) (VaultConnection, error) {
+	value := func(name string) string {
+		if cfg.Set(name) {
+			return cfg.String(name)
+		}
+		return getenv(vaultEnvDefaults[name])
+	}
+	c := VaultConnection{
+		Address:       value("address"),
+		CACert:        value("ca_cert"),
+		TLSServerName: value("tls_server_name"),
+		ClientCert:    value("client_cert"),
+		ClientKey:     value("client_key"),
+		Token:         value("token"),
+		AuthMount:     "cert",
+	}
+	if auth, ok := cfg.Block("auth"); ok {
+		c.AuthMethod = auth.String("method")
+		if m := auth.String("mount"); m != "" {
+			c.AuthMount = m
+		}
+		c.AuthRole = auth.String("role")
+	}
+	if c.AuthMethod == "" {
+		c.AuthMethod = "cert"
+		if c.Token != "" {
+			c.AuthMethod = "token"
+		}
+	}
+	if c.AuthMethod != "cert" && c.AuthMethod != "token" {
+		return c, attrErr("auth.method", "%q is not supported (use \"cert\" or \"token\")", c.AuthMethod)
+	}
+	return c, nil
+}
+
+// missing says what a connection lacks before it can be opened, or "".
+func (c VaultConnection) missing() string {
+	switch {
+	case c.Address == "":
+		return "no Vault address: set address in the vault block or export VAULT_ADDR"
+	case c.AuthMethod == "token" && c.Token == "":
+		return "auth method \"token\" needs a token: set token in the vault block or export VAULT_TOKEN"
+	case c.AuthMethod == "cert" && (c.ClientCert == "" || c.ClientKey == ""):
+		return "no Vault token and no client certificate to log in with: export VAULT_TOKEN, or VAULT_CLIENT_CERT and VAULT_CLIENT_KEY"
+	}
+	return ""
+}
+
+// Env is what every step of a run shares: a logger and the Vault session,
+// opened on first use.
+type Env struct {
+	// Log receives the step's log lines. Never log a sensitive value.
+	Log hclog.Logger
+
+	session *vaultSession
+}
+
+type vaultSession struct {
+	conn   VaultConnection
+	once   sync.Once
+	client *vaultapi.Client
+	err    error
+}
+
+// NewEnv returns an Env that will reach Vault through conn.
+func NewEnv(log hclog.Logger, conn VaultConnection) *Env {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Env{Log: log, session: &vaultSession{conn: conn}}
+}
+
+// Named returns an Env for one step: the same Vault session, and a logger
+// named after the step.
+func (e *Env) Named(name string) *Env {
+	return &Env{Log: e.Log.Named(name), session: e.session}
+}
+
+// Vault returns the authenticated Vault client of the run, connecting and
+// logging in on the first call.
+func (e *Env) Vault(ctx context.Context) (*vaultapi.Client, error) {
+	s := e.session
+	s.once.Do(func() {
+		if msg := s.conn.missing(); msg != "" {
+			s.err = errors.New(msg)
+			return
+		}
+		s.client, s.err = s.conn.open(ctx, e.Log)
+	})
+	return s.client, s.err
+}
+
+// newVaultClient makes a Vault client for one address and TLS identity,
+// with no token.
+func newVaultClient(address string, tls *vaultapi.TLSConfig, retries int) (*vaultapi.Client, error) {
+	cfg := vaultapi.DefaultConfig()
+	if cfg.Error != nil {
+		return nil, cfg.Error
+	}
+	// DefaultConfig read the environment; the caller's values take precedence.
+	cfg.Address = address
+	cfg.MaxRetries = retries
+	cfg.Timeout = 30 * time.Second
+	if err := cfg.ConfigureTLS(tls); err != nil {
+		return nil, fmt.Errorf("TLS settings: %w", err)
+	}
+	client, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client.ClearToken() // NewClient picks up VAULT_TOKEN by itself
+	client.SetNamespace("")
+	return client, nil
+}
+
+func (c VaultConnection) open(ctx context.Context, log hclog.Logger) (*vaultapi.Client, error) {
+	client, err := newVaultClient(c.Address, &vaultapi.TLSConfig{
+		CACert:        c.CACert,
+		ClientCert:    c.ClientCert,
+		ClientKey:     c.ClientKey,
+		TLSServerName: c.TLSServerName,
+	}, 2)
+	if err != nil {
+		return nil, fmt.Errorf("Vault at %s: %w", c.Address, err)
+	}
+	switch c.AuthMethod {
+	case "token":
+		client.SetToken(c.Token)
+		if _, err := client.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+			return nil, fmt.Errorf("Vault at %s: checking the token: %w", c.Address, err)
+		}
+		log.Debug("using the given Vault token", "address", c.Address)
+	case "cert":
+		body := map[string]any{}
+		if c.AuthRole != "" {
+			body["name"] = c.AuthRole
+		}
+		secret, err := client.Logical().WriteWithContext(ctx, "auth/"+c.AuthMount+"/login", body)
+		if err != nil {
+			return nil, fmt.Errorf("Vault at %s: cert login with %s: %w", c.Address, c.ClientCert, err)
+		}
+		if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
+			return nil, errors.New("Vault cert login returned no token")
+		}
+		client.SetToken(secret.Auth.ClientToken)
+		log.Debug("logged in to Vault with cert auth", "address", c.Address, "mount", c.AuthMount, "policies", secret.Auth.Policies)
+	}
+	return client, nil
+}

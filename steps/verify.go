@@ -1,0 +1,337 @@
+package steps
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Verify checks, from the outside, that a rotation took effect. It holds
+// exactly one check block and retries it every interval until it passes or
+// the timeout runs out, because a reload takes effect asynchronously.
+//
+//	verify "check_b" {
+//	  timeout = "30s"
+//	  tls {
+//	    address       = "127.0.0.1:22400"
+//	    server_name   = "vault.prod.privsec.ch"
+//	    ca_file       = "/root/vault/env/ca.pem"
+//	    expect_serial = issue.server.serial_number
+//	  }
+//	}
+//
+// A tls check passes only if the served chain verifies to the given CA for
+// that server name (SNI) and, when asked, the leaf has the expected serial or
+// fingerprint. A vault_status check asks Vault for its seal status over
+// (m)TLS with the given client certificate and fails if Vault is sealed or
+// unreachable.
+type Verify struct{}
+
+var _ Step = (*Verify)(nil)
+
+// endpointSpec is what both checks need to reach a TLS endpoint.
+func endpointSpec() hcldec.ObjectSpec {
+	return hcldec.ObjectSpec{
+		"address":     &hcldec.AttrSpec{Name: "address", Type: cty.String, Required: true},
+		"server_name": &hcldec.AttrSpec{Name: "server_name", Type: cty.String},
+		"ca_file":     &hcldec.AttrSpec{Name: "ca_file", Type: cty.String},
+		"ca_pem":      &hcldec.AttrSpec{Name: "ca_pem", Type: cty.String},
+		"client_cert": &hcldec.AttrSpec{Name: "client_cert", Type: cty.String},
+		"client_key":  &hcldec.AttrSpec{Name: "client_key", Type: cty.String},
+	}
+}
+
+// Spec implements Step.
+func (*Verify) Spec() hcldec.ObjectSpec {
+	tlsSpec := endpointSpec()
+	tlsSpec["expect_serial"] = &hcldec.AttrSpec{Name: "expect_serial", Type: cty.String}
+	tlsSpec["expect_fingerprint"] = &hcldec.AttrSpec{Name: "expect_fingerprint", Type: cty.String}
+	return hcldec.ObjectSpec{
+		"timeout":      &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
+		"interval":     &hcldec.AttrSpec{Name: "interval", Type: cty.String},
+		"tls":          &hcldec.BlockSpec{TypeName: "tls", Nested: tlsSpec},
+		"vault_status": &hcldec.BlockSpec{TypeName: "vault_status", Nested: endpointSpec()},
+	}
+}
+
+// Outputs implements Step.
+func (*Verify) Outputs() map[string]Output {
+	return map[string]Output{
+		"check":              {Type: cty.String},
+		"attempts":           {Type: cty.Number},
+		"served_serial":      {Type: cty.String},
+		"served_fingerprint": {Type: cty.String},
+		"vault_version":      {Type: cty.String},
+	}
+}
+
+// endpoint is a parsed tls or vault_status block.
+type endpoint struct {
+	address, serverName   string
+	caFile, caPEM         string
+	clientCert, clientKey string
+}
+
+type verification struct {
+	check             string // "tls" or "vault_status"
+	endpoint          endpoint
+	expectSerial      *big.Int
+	expectFingerprint string
+	timeout, interval time.Duration
+}
+
+func parseEndpoint(c Config, needCA bool) (endpoint, []error) {
+	e := endpoint{
+		serverName: c.String("server_name"),
+		caFile:     c.String("ca_file"),
+		caPEM:      c.String("ca_pem"),
+		clientCert: c.String("client_cert"),
+		clientKey:  c.String("client_key"),
+	}
+	var errs []error
+	var err error
+	e.address, err = c.RequireString("address")
+	errs = append(errs, err)
+	if c.Set("ca_file") && c.Set("ca_pem") {
+		errs = append(errs, attrErr(c.Path("ca_pem"), "give ca_file or ca_pem, not both"))
+	}
+	if needCA && !c.Set("ca_file") && !c.Set("ca_pem") {
+		errs = append(errs, attrErr(c.Path("address"), "a CA to verify against is required: set ca_file or ca_pem"))
+	}
+	if c.Known("ca_file") && c.Set("ca_file") && e.caFile == "" {
+		errs = append(errs, attrErr(c.Path("ca_file"), "must not be empty (is VAULT_CACERT exported?)"))
+	}
+	if c.Set("client_cert") != c.Set("client_key") {
+		errs = append(errs, attrErr(c.Path("client_cert"), "client_cert and client_key go together"))
+	}
+	return e, errs
+}
+
+func parseVerify(cfg Config) (verification, error) {
+	var v verification
+	var errs []error
+	var err error
+	v.timeout, err = cfg.Duration("timeout", 30*time.Second)
+	errs = append(errs, err)
+	v.interval, err = cfg.Duration("interval", time.Second)
+	errs = append(errs, err)
+
+	tlsBlock, hasTLS := cfg.Block("tls")
+	statusBlock, hasStatus := cfg.Block("vault_status")
+	switch {
+	case hasTLS && hasStatus:
+		errs = append(errs, attrErr("vault_status", "a verify step holds one check: split tls and vault_status into two steps"))
+	case hasTLS:
+		v.check = "tls"
+		var more []error
+		v.endpoint, more = parseEndpoint(tlsBlock, true)
+		errs = append(errs, more...)
+		if s := tlsBlock.String("expect_serial"); s != "" {
+			if v.expectSerial, err = parseSerial(s); err != nil {
+				errs = append(errs, attrErr(tlsBlock.Path("expect_serial"), "%v", err))
+			}
+		}
+		if f := tlsBlock.String("expect_fingerprint"); f != "" {
+			v.expectFingerprint = normalHex(f)
+			if _, err := hex.DecodeString(v.expectFingerprint); err != nil || len(v.expectFingerprint) != 64 {
+				errs = append(errs, attrErr(tlsBlock.Path("expect_fingerprint"), "%q is not a SHA-256 fingerprint in hex", f))
+			}
+		}
+	case hasStatus:
+		v.check = "vault_status"
+		var more []error
+		v.endpoint, more = parseEndpoint(statusBlock, false)
+		errs = append(errs, more...)
+	default:
+		errs = append(errs, attrErr("tls", "a verify step needs one check block: tls { ... } or vault_status { ... }"))
+	}
+	return v, joinErrors(errs...)
+}
+
+// Validate implements Step.
+func (*Verify) Validate(cfg Config) error {
+	_, err := parseVerify(cfg)
+	return err
+}
+
+// Apply implements Step.
+func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error) {
+	v, err := parseVerify(cfg)
+	if err != nil {
+		return cty.NilVal, mustBeKnown(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.timeout)
+	defer cancel()
+
+	var result checkResult
+	attempts := 0
+	for {
+		attempts++
+		result, err = v.attempt(ctx)
+		if err == nil {
+			break
+		}
+		env.Log.Debug("check not passing yet", "check", v.check, "address", v.endpoint.address, "attempt", attempts, "error", err)
+		select {
+		case <-ctx.Done():
+			return cty.NilVal, fmt.Errorf("%s check of %s still failing after %d attempts in %s: %w",
+				v.check, v.endpoint.address, attempts, v.timeout, err)
+		case <-time.After(v.interval):
+		}
+	}
+	env.Log.Info("check passed", "check", v.check, "address", v.endpoint.address,
+		"served_serial", result.serial, "attempts", attempts)
+	return cty.ObjectVal(map[string]cty.Value{
+		"check":              cty.StringVal(v.check),
+		"attempts":           cty.NumberIntVal(int64(attempts)),
+		"served_serial":      cty.StringVal(result.serial),
+		"served_fingerprint": cty.StringVal(result.fingerprint),
+		"vault_version":      cty.StringVal(result.vaultVersion),
+	}), nil
+}
+
+type checkResult struct {
+	serial, fingerprint, vaultVersion string
+}
+
+func (v verification) attempt(ctx context.Context) (checkResult, error) {
+	if v.check == "vault_status" {
+		return v.vaultStatus(ctx)
+	}
+	return v.handshake(ctx)
+}
+
+// handshake dials the endpoint afresh (never a reused connection, which
+// would still show the certificate from before a reload) and checks what it
+// serves.
+func (v verification) handshake(ctx context.Context) (checkResult, error) {
+	e := v.endpoint
+	conf, err := e.tlsConfig()
+	if err != nil {
+		return checkResult{}, err
+	}
+	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: conf}
+	conn, err := dialer.DialContext(ctx, "tcp", hostPort(e.address))
+	if err != nil {
+		return checkResult{}, fmt.Errorf("TLS handshake with %s (SNI %q): %w", e.address, conf.ServerName, err)
+	}
+	defer conn.Close()
+	state := conn.(*tls.Conn).ConnectionState()
+	leaf := state.PeerCertificates[0]
+	sum := sha256.Sum256(leaf.Raw)
+	res := checkResult{serial: SerialHex(leaf), fingerprint: hex.EncodeToString(sum[:])}
+	if v.expectSerial != nil && leaf.SerialNumber.Cmp(v.expectSerial) != 0 {
+		return res, fmt.Errorf("%s serves serial %s, expected %s", e.address, res.serial, serialString(v.expectSerial))
+	}
+	if v.expectFingerprint != "" && res.fingerprint != v.expectFingerprint {
+		return res, fmt.Errorf("%s serves fingerprint %s, expected %s", e.address, res.fingerprint, v.expectFingerprint)
+	}
+	return res, nil
+}
+
+// vaultStatus asks Vault for its seal status with a client of its own, so the
+// TLS handshake, client certificate included, is made anew on each attempt.
+func (v verification) vaultStatus(ctx context.Context) (checkResult, error) {
+	e := v.endpoint
+	addr := e.address
+	if !strings.Contains(addr, "://") {
+		addr = "https://" + addr
+	}
+	client, err := newVaultClient(addr, &vaultapi.TLSConfig{
+		CACert:        e.caFile,
+		CACertBytes:   []byte(e.caPEM),
+		ClientCert:    e.clientCert,
+		ClientKey:     e.clientKey,
+		TLSServerName: e.serverName,
+	}, 0)
+	if err != nil {
+		return checkResult{}, err
+	}
+	defer client.CloneConfig().HttpClient.CloseIdleConnections()
+	status, err := client.Sys().SealStatusWithContext(ctx)
+	if err != nil {
+		return checkResult{}, fmt.Errorf("vault status at %s: %w", addr, err)
+	}
+	if status.Sealed {
+		return checkResult{vaultVersion: status.Version}, errors.New("Vault is sealed")
+	}
+	return checkResult{vaultVersion: status.Version}, nil
+}
+
+func (e endpoint) tlsConfig() (*tls.Config, error) {
+	pool := x509.NewCertPool()
+	pemData := []byte(e.caPEM)
+	if e.caFile != "" {
+		var err error
+		if pemData, err = os.ReadFile(e.caFile); err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+	}
+	if !pool.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("no PEM certificate in the CA %s", firstNonEmpty(e.caFile, "given in ca_pem"))
+	}
+	conf := &tls.Config{RootCAs: pool, ServerName: e.serverName, MinVersion: tls.VersionTLS12}
+	if conf.ServerName == "" {
+		conf.ServerName, _, _ = net.SplitHostPort(hostPort(e.address))
+	}
+	if e.clientCert != "" {
+		pair, err := tls.LoadX509KeyPair(e.clientCert, e.clientKey)
+		if err != nil {
+			return nil, fmt.Errorf("loading client certificate %s: %w", e.clientCert, err)
+		}
+		conf.Certificates = []tls.Certificate{pair}
+	}
+	return conf, nil
+}
+
+// hostPort accepts "host:port" or a URL such as "https://host:port".
+func hostPort(address string) string {
+	if u, err := url.Parse(address); err == nil && u.Host != "" {
+		if u.Port() == "" {
+			return net.JoinHostPort(u.Hostname(), "443")
+		}
+		return u.Host
+	}
+	return address
+}
+
+// parseSerial reads a serial number written as hex, with or without colons
+// ("3c:1f:..." as Vault prints it, or "3C1F...").
+func parseSerial(s string) (*big.Int, error) {
+	n, ok := new(big.Int).SetString(normalHex(s), 16)
+	if !ok {
+		return nil, fmt.Errorf("%q is not a serial number in hex", s)
+	}
+	return n, nil
+}
+
+func serialString(n *big.Int) string {
+	return SerialHex(&x509.Certificate{SerialNumber: n})
+}
+
+func normalHex(s string) string {
+	return strings.ToLower(strings.NewReplacer(":", "", " ", "", "-", "").Replace(strings.TrimSpace(s)))
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}

@@ -1,0 +1,317 @@
+package steps
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Write is the `write` step kind: it puts a value (a certificate, a private
+// key) into a file, replacing the file atomically so that a service reading
+// it never sees half a key, and so that a key is never readable by anyone
+// but its final owner, not even while it is being written.
+type Write struct{}
+
+var _ Step = (*Write)(nil)
+
+// Spec is the schema of a write block.
+func (*Write) Spec() hcldec.ObjectSpec {
+	return hcldec.ObjectSpec{
+		"path":    &hcldec.AttrSpec{Name: "path", Type: cty.String, Required: true},
+		"content": &hcldec.AttrSpec{Name: "content", Type: cty.String, Required: true},
+		"mode":    &hcldec.AttrSpec{Name: "mode", Type: cty.String},
+		"owner":   &hcldec.AttrSpec{Name: "owner", Type: cty.String},
+		"group":   &hcldec.AttrSpec{Name: "group", Type: cty.String},
+	}
+}
+
+// Outputs describes what a write step produces. None is sensitive: the
+// digest identifies the content without revealing it, so later steps and the
+// journal can tell which key was installed.
+func (*Write) Outputs() map[string]Output {
+	return map[string]Output{
+		"path":   {Type: cty.String},
+		"sha256": {Type: cty.String},
+		"size":   {Type: cty.Number},
+		"mode":   {Type: cty.String},
+	}
+}
+
+// Validate checks the mode, the owner and group, and that the file can be
+// put where path says, without touching anything.
+func (*Write) Validate(cfg Config) error {
+	_, modeErr := writeMode(cfg)
+	_, _, ownErr := ownership(cfg)
+	return joinErrors(validateWritePath(cfg), modeErr, ownErr)
+}
+
+// Apply writes the file and returns its path, digest, size and mode.
+func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error) {
+	if err := ctx.Err(); err != nil {
+		return cty.NilVal, err
+	}
+	path, err := writePath(cfg)
+	if err != nil {
+		return cty.NilVal, mustBeKnown(err)
+	}
+	if !cfg.Known("content") {
+		return cty.NilVal, mustBeKnown(ErrUnknown)
+	}
+	content := []byte(cfg.String("content"))
+	mode, err := writeMode(cfg)
+	if err != nil {
+		return cty.NilVal, mustBeKnown(err)
+	}
+	uid, gid, err := ownership(cfg)
+	if err != nil {
+		return cty.NilVal, mustBeKnown(err)
+	}
+
+	log := env.Log
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	if err := writeFileAtomic(log, path, content, mode, uid, gid); err != nil {
+		return cty.NilVal, err
+	}
+
+	sum := sha256.Sum256(content)
+	digest := hex.EncodeToString(sum[:])
+	log.Debug("wrote file", "path", path, "mode", formatMode(mode),
+		"owner", describeOwner(cfg.String("owner"), cfg.String("group")),
+		"size", len(content), "sha256", digest)
+	return cty.ObjectVal(map[string]cty.Value{
+		"path":   cty.StringVal(path),
+		"sha256": cty.StringVal(digest),
+		"size":   cty.NumberIntVal(int64(len(content))),
+		"mode":   cty.StringVal(formatMode(mode)),
+	}), nil
+}
+
+// writePath returns the path argument, refusing one that can only name a
+// directory: the rename at the end of a write would fail, or worse, the
+// temporary file would land somewhere unexpected.
+func writePath(cfg Config) (string, error) {
+	p, err := cfg.RequireString("path")
+	if err != nil {
+		return "", err
+	}
+	switch base := filepath.Base(p); {
+	case strings.HasSuffix(p, "/"), base == ".", base == "..", base == "/":
+		return "", attrErr(cfg.Path("path"), "%q names a directory, not a file", p)
+	}
+	return p, nil
+}
+
+// validateWritePath checks what can be checked before the run: that the
+// directory is there and that the target is not something a write must not
+// replace.
+func validateWritePath(cfg Config) error {
+	p, err := writePath(cfg)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(p)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return attrErr(cfg.Path("path"), "directory %s does not exist", dir)
+	case err != nil:
+		return attrErr(cfg.Path("path"), "%v", err)
+	case !fi.IsDir():
+		return attrErr(cfg.Path("path"), "%s is not a directory", dir)
+	}
+	if err := checkWriteTarget(p); err != nil {
+		return &AttrError{Path: cfg.Path("path"), Err: err}
+	}
+	return nil
+}
+
+// writeMode returns the mode the file gets. A sensitive value (a private key)
+// gets 0600 by default and may never be readable by "other": a plan that
+// says otherwise is wrong, not merely unusual.
+func writeMode(cfg Config) (os.FileMode, error) {
+	sensitive := cfg.Sensitive("content")
+	if !cfg.Set("mode") {
+		if sensitive {
+			return 0o600, nil
+		}
+		return 0o644, nil
+	}
+	if !cfg.Known("mode") {
+		return 0, ErrUnknown
+	}
+	s := cfg.String("mode")
+	m, err := parseMode(s)
+	if err != nil {
+		return 0, &AttrError{Path: cfg.Path("mode"), Err: err}
+	}
+	if sensitive && m&0o007 != 0 {
+		return 0, attrErr(cfg.Path("mode"), "%s would let every user on the host read or change a sensitive value (a private key?): give no permission to others, as in \"0600\" or \"0640\"", formatMode(m))
+	}
+	return m, nil
+}
+
+// checkWriteTarget refuses to replace anything but a regular file. A symlink
+// in particular may have been planted to redirect a key elsewhere, and
+// replacing it would silently turn a link someone set up on purpose into a
+// file.
+func checkWriteTarget(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link; refusing to replace it (give the path it points to instead)", path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file (%s); refusing to replace it", path, fileType(fi.Mode()))
+	}
+	return nil
+}
+
+// fileType names the kind of a non-regular file for an error message.
+func fileType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	default:
+		return "mode " + m.Type().String()
+	}
+}
+
+// writeFileAtomic replaces path with a file holding content, owned by uid and
+// gid (-1: left as created) with exactly mode, whatever the umask. Readers see
+// either the old file or the whole new one: the content goes to a temporary
+// file in the same directory (so the rename cannot cross file systems), is
+// flushed, and is then renamed over the target. The temporary file grants
+// nothing to group or others until its owner and group are final, so a key
+// never passes through a state where the wrong group can read it.
+func writeFileAtomic(log hclog.Logger, path string, content []byte, mode os.FileMode, uid, gid int) (err error) {
+	if err := checkWriteTarget(path); err != nil {
+		return err
+	}
+	old, _ := os.Lstat(path)
+
+	dir := filepath.Dir(path)
+	f, err := createTemp(dir, filepath.Base(path), mode)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	renamed := false
+	defer func() {
+		if err != nil {
+			f.Close()
+			if !renamed {
+				os.Remove(tmp)
+			}
+		}
+	}()
+
+	if _, err := f.Write(content); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("writing %s: flushing: %w", path, err)
+	}
+	if uid != -1 || gid != -1 {
+		if err := f.Chown(uid, gid); err != nil {
+			return fmt.Errorf("writing %s: setting owner %d and group %d: %w", path, uid, gid, err)
+		}
+	}
+	// fchmod, unlike open, is not subject to the umask.
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("writing %s: setting mode %s: %w", path, formatMode(mode), err)
+	}
+	if old != nil {
+		warnOwnerChange(log, path, old, f, uid, gid)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	renamed = true
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("wrote %s but could not flush directory %s: %w", path, dir, err)
+	}
+	return nil
+}
+
+// warnOwnerChange warns when a replaced file had another owner or group than
+// its replacement gets: the service that read the old file may no longer be
+// able to read the new one. The old ownership is deliberately not copied:
+// whoever owned a stray file at the path must not come to own a new key.
+func warnOwnerChange(log hclog.Logger, path string, old fs.FileInfo, f *os.File, uid, gid int) {
+	oldSt, ok1 := old.Sys().(*syscall.Stat_t)
+	fi, err := f.Stat()
+	if err != nil {
+		return
+	}
+	newSt, ok2 := fi.Sys().(*syscall.Stat_t)
+	if !ok1 || !ok2 || (oldSt.Uid == newSt.Uid && oldSt.Gid == newSt.Gid) {
+		return
+	}
+	log.Warn("replacing a file owned by another user or group; set owner and group in the write block to keep them",
+		"path", path, "old_uid", oldSt.Uid, "old_gid", oldSt.Gid, "new_uid", newSt.Uid, "new_gid", newSt.Gid)
+}
+
+// createTemp creates a new, empty temporary file next to a target named base,
+// open for writing, with only the owner bits of mode (group and other bits
+// are granted by writeFileAtomic once owner and group are final). O_EXCL and
+// O_NOFOLLOW make sure it is a file this call created, not something another
+// user planted under a guessed name.
+func createTemp(dir, base string, mode os.FileMode) (*os.File, error) {
+	// Keep the name within NAME_MAX (255) whatever the target's length.
+	if len(base) > 200 {
+		base = base[:200]
+	}
+	var lastErr error
+	for range 10 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		name := filepath.Join(dir, "."+base+".rotplan-"+hex.EncodeToString(b[:]))
+		f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, mode.Perm()&0o700)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// syncDir flushes a directory, which makes a rename in it survive a crash.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

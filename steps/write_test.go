@@ -1,0 +1,560 @@
+package steps
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/zclconf/go-cty/cty"
+)
+
+const testKey = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIDoNotUseThisKeyAnywhereAtAll00000000000=\n-----END PRIVATE KEY-----\n"
+
+// applyWrite validates and applies a write block and returns its outputs.
+func applyWrite(t *testing.T, vals map[string]cty.Value) (cty.Value, string, error) {
+	t.Helper()
+	cfg := testConfig(t, (*Write)(nil).Spec(), vals)
+	if err := (*Write)(nil).Validate(cfg); err != nil {
+		return cty.NilVal, "", err
+	}
+	env, logs := testEnv(t)
+	out, err := (*Write)(nil).Apply(context.Background(), env, cfg)
+	if err == nil {
+		wantOutputs(t, (*Write)(nil), out)
+	}
+	return out, logs.String(), err
+}
+
+// dirNames lists a directory, so a test can see that no temporary file was
+// left behind.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func wantOnly(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	got := dirNames(t, dir)
+	if strings.Join(got, "\n") != strings.Join(names, "\n") {
+		t.Fatalf("directory %s holds %q, want exactly %q", dir, got, names)
+	}
+}
+
+func statT(t *testing.T, path string) *syscall.Stat_t {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t)
+}
+
+func TestWriteModes(t *testing.T) {
+	tests := []struct {
+		name      string
+		mode      cty.Value
+		sensitive bool
+		umask     int
+		want      os.FileMode
+	}{
+		{"0600", cty.StringVal("0600"), false, 0o022, 0o600},
+		{"0644 under strict umask", cty.StringVal("0644"), false, 0o077, 0o644},
+		{"0640 under permissive umask", cty.StringVal("0640"), false, 0, 0o640},
+		{"0640 sensitive", cty.StringVal("0640"), true, 0o027, 0o640},
+		{"600 as HCL makes of the number 0600", cty.NumberIntVal(600), false, 0o022, 0o600},
+		{"0400 read-only", cty.StringVal("0400"), true, 0o022, 0o400},
+		{"0755", cty.StringVal("0755"), false, 0o777, 0o755},
+		{"default plain under strict umask", cty.NullVal(cty.String), false, 0o077, 0o644},
+		{"default sensitive under permissive umask", cty.NullVal(cty.String), true, 0, 0o600},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setUmask(t, tt.umask)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "key.pem")
+			content := cty.StringVal(testKey)
+			if tt.sensitive {
+				content = content.Mark("sensitive")
+			}
+			out, logs, err := applyWrite(t, map[string]cty.Value{
+				"path":    cty.StringVal(path),
+				"content": content,
+				"mode":    tt.mode,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			fi, err := os.Lstat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fi.Mode(); got != tt.want {
+				t.Errorf("file mode is %v, want %v", got, tt.want)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != testKey {
+				t.Errorf("file holds %q, want the content", got)
+			}
+			wantOnly(t, dir, "key.pem")
+
+			sum := sha256.Sum256([]byte(testKey))
+			want := cty.ObjectVal(map[string]cty.Value{
+				"path":   cty.StringVal(path),
+				"sha256": cty.StringVal(hex.EncodeToString(sum[:])),
+				"size":   cty.NumberIntVal(int64(len(testKey))),
+				"mode":   cty.StringVal(formatMode(tt.want)),
+			})
+			if !out.RawEquals(want) {
+				t.Errorf("outputs are %#v, want %#v", out, want)
+			}
+			if out.ContainsMarked() {
+				t.Errorf("outputs are marked: %#v", out)
+			}
+			if strings.Contains(logs, "PRIVATE KEY") || strings.Contains(logs, "DoNotUse") {
+				t.Errorf("the log holds the content:\n%s", logs)
+			}
+			if !strings.Contains(logs, hex.EncodeToString(sum[:])) {
+				t.Errorf("the log does not hold the digest:\n%s", logs)
+			}
+		})
+	}
+}
+
+func TestWriteOverwrite(t *testing.T) {
+	tests := []struct {
+		name    string
+		oldMode os.FileMode
+		mode    string
+	}{
+		{"world-readable file replaced by a private one", 0o644, "0600"},
+		{"private file replaced by a readable one", 0o600, "0644"},
+		{"read-only file", 0o400, "0400"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "cert.pem")
+			if err := os.WriteFile(path, []byte("old content, longer than the new one ........"), tt.oldMode); err != nil {
+				t.Fatal(err)
+			}
+			before := statT(t, path)
+			// A reader that has the old file open keeps reading the old
+			// file: the new one replaces it, it is not written into it.
+			reader, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer reader.Close()
+
+			if _, _, err := applyWrite(t, map[string]cty.Value{
+				"path":    cty.StringVal(path),
+				"content": cty.StringVal("new"),
+				"mode":    cty.StringVal(tt.mode),
+			}); err != nil {
+				t.Fatal(err)
+			}
+
+			after := statT(t, path)
+			if after.Ino == before.Ino {
+				t.Errorf("inode %d did not change: the file was rewritten in place, not replaced", after.Ino)
+			}
+			if got, _ := os.ReadFile(path); string(got) != "new" {
+				t.Errorf("file holds %q, want %q", got, "new")
+			}
+			if old, _ := io.ReadAll(reader); !strings.HasPrefix(string(old), "old content") {
+				t.Errorf("a reader of the old file read %q", old)
+			}
+			if m, _ := parseMode(tt.mode); os.FileMode(after.Mode&0o777) != m {
+				t.Errorf("mode is %o, want %s", after.Mode&0o777, tt.mode)
+			}
+			wantOnly(t, dir, "cert.pem")
+		})
+	}
+}
+
+func TestWriteRefusesNonRegularTarget(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string) string // returns the path to write
+		want  string
+	}{
+		{
+			name: "symlink to a file",
+			setup: func(t *testing.T, dir string) string {
+				if err := os.WriteFile(filepath.Join(dir, "real"), []byte("untouched"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				link := filepath.Join(dir, "link")
+				if err := os.Symlink("real", link); err != nil {
+					t.Fatal(err)
+				}
+				return link
+			},
+			want: "symbolic link",
+		},
+		{
+			name: "dangling symlink",
+			setup: func(t *testing.T, dir string) string {
+				link := filepath.Join(dir, "link")
+				if err := os.Symlink(filepath.Join(dir, "nowhere"), link); err != nil {
+					t.Fatal(err)
+				}
+				return link
+			},
+			want: "symbolic link",
+		},
+		{
+			name: "directory",
+			setup: func(t *testing.T, dir string) string {
+				sub := filepath.Join(dir, "sub")
+				if err := os.Mkdir(sub, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				return sub
+			},
+			want: "not a regular file",
+		},
+		{
+			name: "named pipe",
+			setup: func(t *testing.T, dir string) string {
+				fifo := filepath.Join(dir, "fifo")
+				if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return fifo
+			},
+			want: "not a regular file",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := tt.setup(t, dir)
+			before := dirNames(t, dir)
+			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+				"path":    cty.StringVal(path),
+				"content": cty.StringVal("new"),
+			})
+
+			msg := wantAttrErr(t, (*Write)(nil).Validate(cfg), "path")
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("Validate error %q does not say %q", msg, tt.want)
+			}
+			env, _ := testEnv(t)
+			_, err := (*Write)(nil).Apply(context.Background(), env, cfg)
+			wantErrContains(t, err, path, tt.want)
+
+			if fi, err := os.Lstat(path); err != nil || fi.Mode().IsRegular() {
+				t.Errorf("%s was replaced by a regular file (err %v)", path, err)
+			}
+			if got, err := os.ReadFile(filepath.Join(dir, "real")); err == nil && string(got) != "untouched" {
+				t.Errorf("the symlink's target now holds %q", got)
+			}
+			wantOnly(t, dir, before...)
+		})
+	}
+}
+
+func TestWriteMissingParent(t *testing.T) {
+	tests := []struct {
+		name string
+		path func(dir string) string
+		want string
+	}{
+		{"parent does not exist", func(dir string) string { return filepath.Join(dir, "missing", "key.pem") }, "does not exist"},
+		{"parent is a file", func(dir string) string { return filepath.Join(dir, "file", "key.pem") }, "not a directory"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "file"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			path := tt.path(dir)
+			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+				"path":    cty.StringVal(path),
+				"content": cty.StringVal("x"),
+			})
+			msg := wantAttrErr(t, (*Write)(nil).Validate(cfg), "path")
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("Validate error %q does not say %q", msg, tt.want)
+			}
+			env, _ := testEnv(t)
+			_, err := (*Write)(nil).Apply(context.Background(), env, cfg)
+			wantErrContains(t, err, path)
+			wantOnly(t, dir, "file")
+		})
+	}
+}
+
+func TestWriteValidate(t *testing.T) {
+	dir := t.TempDir()
+	path := cty.StringVal(filepath.Join(dir, "key.pem"))
+	key := cty.StringVal(testKey).Mark("sensitive")
+	unknownKey := cty.UnknownVal(cty.String).Mark("sensitive")
+	tests := []struct {
+		name     string
+		vals     map[string]cty.Value
+		wantPath string // "" for no error
+		wantMsg  string
+	}{
+		{"plain content, default mode", map[string]cty.Value{"path": path, "content": cty.StringVal("x")}, "", ""},
+		{"0000", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "mode": cty.StringVal("0000")}, "", ""},
+		{"00640 with extra leading zero", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "mode": cty.StringVal("00640")}, "", ""},
+		{"0999", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "mode": cty.StringVal("0999")}, "mode", "octal"},
+		{"rw-r--r--", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "mode": cty.StringVal("rw-r--r--")}, "mode", "octal"},
+		{"01777 sticky", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "mode": cty.StringVal("01777")}, "mode", "octal"},
+		{"4755 setuid", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "mode": cty.StringVal("4755")}, "mode", "octal"},
+		{"empty mode", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "mode": cty.StringVal("")}, "mode", "octal"},
+		{"0x1a4", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "mode": cty.StringVal("0x1a4")}, "mode", "octal"},
+		{"negative", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "mode": cty.StringVal("-600")}, "mode", "octal"},
+		{"fraction from a number", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "mode": cty.NumberFloatVal(600.5)}, "mode", "octal"},
+		{"sensitive 0644", map[string]cty.Value{"path": path, "content": key, "mode": cty.StringVal("0644")}, "mode", "others"},
+		{"sensitive 0604", map[string]cty.Value{"path": path, "content": key, "mode": cty.StringVal("0604")}, "mode", "others"},
+		{"sensitive 0601", map[string]cty.Value{"path": path, "content": key, "mode": cty.StringVal("0601")}, "mode", "others"},
+		{"unknown sensitive content 0644", map[string]cty.Value{"path": path, "content": unknownKey, "mode": cty.StringVal("0644")}, "mode", "others"},
+		{"sensitive 0640", map[string]cty.Value{"path": path, "content": key, "mode": cty.StringVal("0640")}, "", ""},
+		{"sensitive default", map[string]cty.Value{"path": path, "content": key}, "", ""},
+		{"unknown content and path", map[string]cty.Value{"path": cty.UnknownVal(cty.String), "content": unknownKey}, "", ""},
+		{"unknown mode", map[string]cty.Value{"path": path, "content": key, "mode": cty.UnknownVal(cty.String)}, "", ""},
+		{"unknown owner", map[string]cty.Value{"path": path, "content": key, "owner": cty.UnknownVal(cty.String)}, "", ""},
+		{"empty path", map[string]cty.Value{"path": cty.StringVal(""), "content": cty.StringVal("x")}, "path", "empty"},
+		{"path with trailing slash", map[string]cty.Value{"path": cty.StringVal(dir + "/"), "content": cty.StringVal("x")}, "path", "directory"},
+		{"path /", map[string]cty.Value{"path": cty.StringVal("/"), "content": cty.StringVal("x")}, "path", "directory"},
+		{"relative path in the working directory", map[string]cty.Value{"path": cty.StringVal("rotplan-test-key.pem"), "content": cty.StringVal("x")}, "", ""},
+		{"unknown user", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("rotplan-no-such-user")}, "owner", `no such user "rotplan-no-such-user"`},
+		{"unknown group", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "group": cty.StringVal("rotplan-no-such-group")}, "group", `no such group "rotplan-no-such-group"`},
+		{"empty owner", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("")}, "owner", "empty"},
+		{"uid -1", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("4294967295")}, "owner", "not a valid id"},
+		{"numeric ids", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("0"), "group": cty.StringVal("12345")}, "", ""},
+		{"root by name", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("root"), "group": cty.StringVal("root")}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := (*Write)(nil).Validate(testConfig(t, (*Write)(nil).Spec(), tt.vals))
+			if tt.wantPath == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			msg := wantAttrErr(t, err, tt.wantPath)
+			if !strings.Contains(msg, tt.wantMsg) {
+				t.Errorf("error %q does not say %q", msg, tt.wantMsg)
+			}
+			if strings.Contains(msg, "PRIVATE KEY") {
+				t.Errorf("error %q holds the content", msg)
+			}
+		})
+	}
+	wantOnly(t, dir)
+}
+
+func TestWriteParseMode(t *testing.T) {
+	tests := []struct {
+		in   string
+		want os.FileMode
+		ok   bool
+	}{
+		{"0600", 0o600, true},
+		{"600", 0o600, true},
+		{"0644", 0o644, true},
+		{"0", 0, true},
+		{"777", 0o777, true},
+		{"0777", 0o777, true},
+		{"1000", 0, false},
+		{"01777", 0, false},
+		{"0999", 0, false},
+		{"0o600", 0, false},
+		{"+600", 0, false},
+		{" 600", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseMode(tt.in)
+			if (err == nil) != tt.ok || got != tt.want {
+				t.Fatalf("parseMode(%q) = %o, %v; want %o, ok %v", tt.in, got, err, tt.want, tt.ok)
+			}
+			if !tt.ok {
+				return
+			}
+			if f := formatMode(got); len(f) != 4 || f[0] != '0' {
+				t.Errorf("formatMode(%o) = %q, want the 0600 form", got, f)
+			} else if back, err := parseMode(f); err != nil || back != got {
+				t.Errorf("formatMode(%o) = %q reads back as %o, %v", got, f, back, err)
+			}
+		})
+	}
+}
+
+// TestWriteCreateTemp checks the file a write puts the content in before it is
+// renamed: whatever the final mode and the umask, it grants nothing to group
+// or others while its owner and group are not yet final.
+func TestWriteCreateTemp(t *testing.T) {
+	tests := []struct {
+		name  string
+		mode  os.FileMode
+		umask int
+		want  os.FileMode
+	}{
+		{"0644 permissive umask", 0o644, 0, 0o600},
+		{"0640 permissive umask", 0o640, 0, 0o600},
+		{"0777 permissive umask", 0o777, 0, 0o700},
+		{"0600 default umask", 0o600, 0o022, 0o600},
+		{"0444", 0o444, 0, 0o400},
+		{"0044 group and other only", 0o044, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setUmask(t, tt.umask)
+			dir := t.TempDir()
+			f, err := createTemp(dir, "key.pem", tt.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+
+			fi, err := f.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode()&0o077 != 0 || fi.Mode() != tt.want {
+				t.Errorf("temporary file has mode %v before any content, want %v", fi.Mode(), tt.want)
+			}
+			if fi.Size() != 0 {
+				t.Errorf("temporary file is not empty: %d bytes", fi.Size())
+			}
+			if filepath.Dir(f.Name()) != dir {
+				t.Errorf("temporary file %s is not in %s", f.Name(), dir)
+			}
+			if base := filepath.Base(f.Name()); !strings.HasPrefix(base, ".key.pem.rotplan-") {
+				t.Errorf("temporary file is named %q", base)
+			}
+			// Even a mode without owner bits leaves a writable descriptor.
+			if _, err := f.WriteString("content"); err != nil {
+				t.Errorf("writing to the temporary file: %v", err)
+			}
+
+			g, err := createTemp(dir, "key.pem", tt.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			if g.Name() == f.Name() {
+				t.Errorf("two temporary files share the name %s", f.Name())
+			}
+		})
+	}
+}
+
+func TestWriteCreateTempLongName(t *testing.T) {
+	dir := t.TempDir()
+	base := strings.Repeat("k", 250)
+	f, err := createTemp(dir, base, 0o600)
+	if err != nil {
+		t.Fatalf("createTemp with a 250-byte name: %v", err)
+	}
+	f.Close()
+	// The write itself must work too.
+	if _, _, err := applyWrite(t, map[string]cty.Value{
+		"path":    cty.StringVal(filepath.Join(dir, base)),
+		"content": cty.StringVal("x"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriteOwner(t *testing.T) {
+	requireRoot(t, "setting a file's owner and group to another user's")
+	owner, group, uid, gid := testOwner(t)
+	tests := []struct {
+		name             string
+		owner, group     cty.Value
+		wantUID, wantGID int
+	}{
+		{"owner and group by name", cty.StringVal(owner), cty.StringVal(group), uid, gid},
+		{"owner and group by id", cty.StringVal(strconv.Itoa(uid)), cty.StringVal(strconv.Itoa(gid)), uid, gid},
+		{"group only", cty.NullVal(cty.String), cty.StringVal(group), 0, gid},
+		{"owner only", cty.StringVal(owner), cty.NullVal(cty.String), uid, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setUmask(t, 0o022)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "key.pem")
+			if _, _, err := applyWrite(t, map[string]cty.Value{
+				"path":    cty.StringVal(path),
+				"content": cty.StringVal(testKey).Mark("sensitive"),
+				"mode":    cty.StringVal("0640"),
+				"owner":   tt.owner,
+				"group":   tt.group,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			st := statT(t, path)
+			if int(st.Uid) != tt.wantUID || int(st.Gid) != tt.wantGID {
+				t.Errorf("file is owned by %d:%d, want %d:%d", st.Uid, st.Gid, tt.wantUID, tt.wantGID)
+			}
+			if st.Mode&0o7777 != 0o640 {
+				t.Errorf("mode is %o, want 640 (chown must not undo the chmod)", st.Mode&0o7777)
+			}
+			wantOnly(t, dir, "key.pem")
+		})
+	}
+}
+
+func TestWriteOwnerChangeWarns(t *testing.T) {
+	requireRoot(t, "creating a file owned by another user")
+	owner, _, uid, _ := testOwner(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, uid, -1); err != nil {
+		t.Fatal(err)
+	}
+	_, logs, err := applyWrite(t, map[string]cty.Value{"path": cty.StringVal(path), "content": cty.StringVal("new")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := statT(t, path); st.Uid != 0 {
+		t.Errorf("the new file took over the old owner %s (uid %d)", owner, st.Uid)
+	}
+	if !strings.Contains(logs, "[WARN]") || !strings.Contains(logs, "owner") {
+		t.Errorf("no warning about the changed owner in the log:\n%s", logs)
+	}
+}
+
+func TestWriteUnknownOwnerApply(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+		"path":    cty.StringVal(filepath.Join(dir, "key.pem")),
+		"content": cty.StringVal("x"),
+		"owner":   cty.StringVal("rotplan-no-such-user"),
+	})
+	env, _ := testEnv(t)
+	_, err := (*Write)(nil).Apply(context.Background(), env, cfg)
+	wantAttrErr(t, err, "owner")
+	wantOnly(t, dir)
+}
