@@ -254,7 +254,7 @@ func (p *Program) connect() hcl.Diagnostics {
 func (p *Program) cycleDiagnostic(cycle []string) *hcl.Diagnostic {
 	var where []string
 	for _, addr := range cycle {
-		where = append(where, fmt.Sprintf("  %s (declared at %s)", addr, p.nodes[addr].step.DeclRange))
+		where = append(where, fmt.Sprintf("  %s (declared at %s)", addr, location(p.nodes[addr].step.DeclRange)))
 	}
 	return &hcl.Diagnostic{
 		Severity: hcl.DiagError,
@@ -351,4 +351,9 @@ func objectOf(m map[string]cty.Value) cty.Value {
 		return cty.EmptyObjectVal
 	}
 	return cty.ObjectVal(m)
+}
+
+// location formats where a range starts as "file:line:col".
+func location(r hcl.Range) string {
+	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
 }

@@ -3,6 +3,7 @@ package plans
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/ext/typeexpr"
@@ -46,6 +47,11 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 		schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: k, LabelNames: []string{"name"}})
 	}
 	content, more := file.Body.Content(schema)
+	for _, d := range more {
+		if d.Summary == "Unsupported block type" {
+			d.Detail += fmt.Sprintf(" A plan holds variable, locals and vault blocks, and steps of the kinds %s.", strings.Join(kinds, ", "))
+		}
+	}
 	diags = append(diags, more...)
 
 	plan := &Plan{

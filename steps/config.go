@@ -3,6 +3,7 @@ package steps
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/zclconf/go-cty/cty"
@@ -26,6 +27,7 @@ func NewConfig(v cty.Value) Config {
 	sensitive := map[string]bool{}
 	for _, pm := range marks {
 		path := ""
+		sensitive[path] = len(pm.Path) == 0 || sensitive[path]
 		for _, step := range pm.Path {
 			attr, ok := step.(cty.GetAttrStep)
 			if !ok {
@@ -60,8 +62,23 @@ func (c Config) Known(name string) bool { return c.attr(name).IsWhollyKnown() }
 func (c Config) Set(name string) bool { return !c.attr(name).IsNull() }
 
 // Sensitive reports whether an argument's value was computed from a
-// sensitive value.
-func (c Config) Sensitive(name string) bool { return c.sensitive[c.Path(name)] }
+// sensitive value, or sits in a block or body that was marked as a whole.
+func (c Config) Sensitive(name string) bool {
+	path := c.Path(name)
+	if c.sensitive[""] {
+		return true
+	}
+	for {
+		if c.sensitive[path] {
+			return true
+		}
+		i := strings.LastIndexByte(path, '.')
+		if i < 0 {
+			return false
+		}
+		path = path[:i]
+	}
+}
 
 // String returns a string argument, or "" when it is null or unknown.
 func (c Config) String(name string) string {

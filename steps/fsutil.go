@@ -19,7 +19,7 @@ const maxID = 1<<32 - 2
 // have no business on a certificate or key file, and a typo like "4755" for
 // "0755" would otherwise go through unnoticed.
 func parseMode(s string) (os.FileMode, error) {
-	bad := fmt.Errorf("%q is not a file mode: want up to three octal digits, optionally with a leading 0, such as \"0600\" or \"0644\"", s)
+	bad := fmt.Errorf("%q is not a file mode: want octal permission bits, at most 0777, such as \"0600\" or \"0644\" (setuid, setgid and sticky are not accepted)", s)
 	if s == "" {
 		return 0, bad
 	}

@@ -177,3 +177,24 @@ func setUmask(t *testing.T, mask int) {
 	old := syscall.Umask(mask)
 	t.Cleanup(func() { syscall.Umask(old) })
 }
+
+func TestConfigSensitive(t *testing.T) {
+	obj := cty.ObjectVal(map[string]cty.Value{
+		"plain":  cty.StringVal("p"),
+		"secret": cty.StringVal("s").Mark("sensitive"),
+		"block": cty.ObjectVal(map[string]cty.Value{
+			"inner": cty.StringVal("i"),
+		}).Mark("sensitive"),
+	})
+	c := NewConfig(obj)
+	if c.Sensitive("plain") || !c.Sensitive("secret") {
+		t.Errorf("plain %v, secret %v", c.Sensitive("plain"), c.Sensitive("secret"))
+	}
+	b, ok := c.Block("block")
+	if !ok || !b.Sensitive("inner") {
+		t.Error("an argument inside a block marked as a whole is sensitive")
+	}
+	if whole := NewConfig(cty.ObjectVal(map[string]cty.Value{"a": cty.StringVal("x")}).Mark("sensitive")); !whole.Sensitive("a") {
+		t.Error("an argument of a body marked as a whole is sensitive")
+	}
+}

@@ -131,11 +131,8 @@ func (*Reload) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		}
 		from = " (from " + t.pidFile + ")"
 	}
-	// Signal 0 checks that the process is there without touching it, so a
-	// stale pid file gives a clear error rather than a bare ESRCH.
-	if err := syscall.Kill(pid, 0); err != nil {
-		return cty.NilVal, signalError(pid, from, err)
-	}
+	// No separate kill(pid, 0) probe first: it would add a race and tell
+	// nothing that the ESRCH of the real kill does not.
 	if err := syscall.Kill(pid, t.signal); err != nil {
 		return cty.NilVal, signalError(pid, from, err)
 	}
@@ -145,6 +142,8 @@ func (*Reload) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	return reloadOutputs(pid, t.sigName, cty.ListValEmpty(cty.String)), nil
 }
 
+// reloadOutputs builds the outputs object; every attribute is always set, so
+// its type matches Outputs whichever way the reload was done.
 func reloadOutputs(pid int, signal string, command cty.Value) cty.Value {
 	return cty.ObjectVal(map[string]cty.Value{
 		"pid":     cty.NumberIntVal(int64(pid)),
@@ -153,6 +152,8 @@ func reloadOutputs(pid int, signal string, command cty.Value) cty.Value {
 	})
 }
 
+// signalError explains a failed kill(2): a stale pid file (ESRCH) is the
+// usual cause, and deserves a message that names the pid and the file.
 func signalError(pid int, from string, err error) error {
 	switch {
 	case errors.Is(err, syscall.ESRCH):

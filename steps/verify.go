@@ -193,8 +193,14 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		case <-time.After(v.interval):
 		}
 	}
-	env.Log.Info("check passed", "check", v.check, "address", v.endpoint.address,
-		"served_serial", result.serial, "attempts", attempts)
+	logArgs := []any{"check", v.check, "address", v.endpoint.address, "attempts", attempts}
+	if result.serial != "" {
+		logArgs = append(logArgs, "served_serial", result.serial)
+	}
+	if result.vaultVersion != "" {
+		logArgs = append(logArgs, "vault_version", result.vaultVersion)
+	}
+	env.Log.Info("check passed", logArgs...)
 	return cty.ObjectVal(map[string]cty.Value{
 		"check":              cty.StringVal(v.check),
 		"attempts":           cty.NumberIntVal(int64(attempts)),

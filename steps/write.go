@@ -79,9 +79,9 @@ func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 		return cty.NilVal, mustBeKnown(err)
 	}
 
-	log := env.Log
-	if log == nil {
-		log = hclog.NewNullLogger()
+	log := hclog.NewNullLogger()
+	if env != nil && env.Log != nil {
+		log = env.Log
 	}
 	if err := writeFileAtomic(log, path, content, mode, uid, gid); err != nil {
 		return cty.NilVal, err
@@ -244,7 +244,7 @@ func writeFileAtomic(log hclog.Logger, path string, content []byte, mode os.File
 		return fmt.Errorf("writing %s: setting mode %s: %w", path, formatMode(mode), err)
 	}
 	if old != nil {
-		warnOwnerChange(log, path, old, f, uid, gid)
+		noteOwnerChange(log, path, old, f, uid, gid)
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -259,21 +259,27 @@ func writeFileAtomic(log hclog.Logger, path string, content []byte, mode os.File
 	return nil
 }
 
-// warnOwnerChange warns when a replaced file had another owner or group than
-// its replacement gets: the service that read the old file may no longer be
-// able to read the new one. The old ownership is deliberately not copied:
-// whoever owned a stray file at the path must not come to own a new key.
-func warnOwnerChange(log hclog.Logger, path string, old fs.FileInfo, f *os.File, uid, gid int) {
+// noteOwnerChange logs, at info level, when a replaced file had another owner
+// or group than its replacement gets and the block did not ask for that
+// change (uid or gid -1): the service that read the old file cannot read the
+// new one until a later chown step hands it over. It is a notice, not a
+// warning, because write-then-chown is a correct plan. The old ownership is
+// deliberately not copied: whoever owned a stray file at the path must not
+// come to own a new key.
+func noteOwnerChange(log hclog.Logger, path string, old fs.FileInfo, f *os.File, uid, gid int) {
 	oldSt, ok1 := old.Sys().(*syscall.Stat_t)
 	fi, err := f.Stat()
 	if err != nil {
 		return
 	}
 	newSt, ok2 := fi.Sys().(*syscall.Stat_t)
-	if !ok1 || !ok2 || (oldSt.Uid == newSt.Uid && oldSt.Gid == newSt.Gid) {
+	if !ok1 || !ok2 {
 		return
 	}
-	log.Warn("replacing a file owned by another user or group; set owner and group in the write block to keep them",
+	if (uid != -1 || oldSt.Uid == newSt.Uid) && (gid != -1 || oldSt.Gid == newSt.Gid) {
+		return
+	}
+	log.Info("replaced a file owned by another user or group; it keeps the new owner until a chown (or owner/group in the write block) says otherwise",
 		"path", path, "old_uid", oldSt.Uid, "old_gid", oldSt.Gid, "new_uid", newSt.Uid, "new_gid", newSt.Gid)
 }
 

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -84,8 +85,8 @@ func TestWriteModes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir() // before the umask, which may be 0777
 			setUmask(t, tt.umask)
-			dir := t.TempDir()
 			path := filepath.Join(dir, "key.pem")
 			content := cty.StringVal(testKey)
 			if tt.sensitive {
@@ -426,8 +427,8 @@ func TestWriteCreateTemp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir() // before the umask, which may be 0777
 			setUmask(t, tt.umask)
-			dir := t.TempDir()
 			f, err := createTemp(dir, "key.pem", tt.mode)
 			if err != nil {
 				t.Fatal(err)
@@ -523,26 +524,47 @@ func TestWriteOwner(t *testing.T) {
 	}
 }
 
-func TestWriteOwnerChangeWarns(t *testing.T) {
+func TestWriteOwnerChangeNoted(t *testing.T) {
 	requireRoot(t, "creating a file owned by another user")
 	owner, _, uid, _ := testOwner(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "cert.pem")
-	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name     string
+		oldUID   int
+		owner    cty.Value
+		wantUID  int
+		wantNote bool
+	}{
+		{"owner not given, old file another user's", uid, cty.NullVal(cty.String), 0, true},
+		{"owner given, old file another user's", uid, cty.StringVal("root"), 0, false},
+		{"owner given and changed on purpose", 0, cty.StringVal(owner), uid, false},
+		{"owner not given, same owner", 0, cty.NullVal(cty.String), 0, false},
 	}
-	if err := os.Chown(path, uid, -1); err != nil {
-		t.Fatal(err)
-	}
-	_, logs, err := applyWrite(t, map[string]cty.Value{"path": cty.StringVal(path), "content": cty.StringVal("new")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st := statT(t, path); st.Uid != 0 {
-		t.Errorf("the new file took over the old owner %s (uid %d)", owner, st.Uid)
-	}
-	if !strings.Contains(logs, "[WARN]") || !strings.Contains(logs, "owner") {
-		t.Errorf("no warning about the changed owner in the log:\n%s", logs)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "cert.pem")
+			if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(path, tt.oldUID, -1); err != nil {
+				t.Fatal(err)
+			}
+			_, logs, err := applyWrite(t, map[string]cty.Value{
+				"path":    cty.StringVal(path),
+				"content": cty.StringVal("new"),
+				"owner":   tt.owner,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The old owner is never carried over to the new file.
+			if st := statT(t, path); int(st.Uid) != tt.wantUID {
+				t.Errorf("the new file is owned by uid %d, want %d", st.Uid, tt.wantUID)
+			}
+			if got := strings.Contains(logs, "replaced a file owned by another user"); got != tt.wantNote {
+				t.Errorf("noted: %v, want %v; log:\n%s", got, tt.wantNote, logs)
+			}
+		})
 	}
 }
 
@@ -557,4 +579,40 @@ func TestWriteUnknownOwnerApply(t *testing.T) {
 	_, err := (*Write)(nil).Apply(context.Background(), env, cfg)
 	wantAttrErr(t, err, "owner")
 	wantOnly(t, dir)
+}
+
+// TestWriteFailureLeavesNothing makes the write of the content fail half way
+// (a file size limit turns write(2) into EFBIG) and checks that the target
+// is untouched and the temporary file is gone.
+func TestWriteFailureLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := statT(t, path)
+
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// The limit is process-wide: keep it for as short as possible.
+	limit := old
+	limit.Cur = 16
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
+		t.Skipf("cannot lower the file size limit: %v", err)
+	}
+	err := writeFileAtomic(hclog.NewNullLogger(), path, []byte(strings.Repeat("k", 4096)), 0o600, -1, -1)
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatalf("restoring the file size limit: %v", err)
+	}
+
+	wantErrContains(t, err, path, "file too large")
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Errorf("target holds %q after a failed write", got)
+	}
+	if after := statT(t, path); after.Ino != before.Ino {
+		t.Errorf("target was replaced by a failed write")
+	}
+	wantOnly(t, dir, "key.pem")
 }

@@ -47,8 +47,14 @@ func (p *progress) summary(r *engine.Report, err error) {
 		p.line("Rotation complete: %d of %d steps succeeded in %s.", ok, total, roundDuration(r.Duration))
 		return
 	}
-	p.line("Rotation FAILED: %d succeeded, %d failed, %d not run, of %d steps, in %s. Completed steps were not rolled back.",
-		ok, failed, notRun, total, roundDuration(r.Duration))
+	if ok+failed == 0 {
+		p.line("Rotation FAILED before any step ran (%d not run, %s): nothing was changed.", notRun, roundDuration(r.Duration))
+		return
+	}
+	p.line("Rotation FAILED: %d succeeded, %d failed, %d not run, of %d steps, in %s.", ok, failed, notRun, total, roundDuration(r.Duration))
+	if ok > 0 {
+		p.line("The %d completed steps were not rolled back: their changes are in place.", ok)
+	}
 }
 
 func roundDuration(d time.Duration) time.Duration {

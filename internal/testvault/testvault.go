@@ -127,8 +127,15 @@ func Start(ctx context.Context, o Options) (*Vault, error) {
 	if err := checkTraversable(dir, uid, gid); err != nil {
 		return nil, fmt.Errorf("testvault: %w", err)
 	}
-	if err := checkExecutable(bin, uid, gid); err != nil {
-		return nil, fmt.Errorf("testvault: %w", err)
+	if checkExecutable(bin, uid, gid) != nil {
+		// The binary is often cached under root's home, which the Vault user
+		// cannot traverse: give it a copy of its own inside Dir.
+		if bin, err = reachableCopy(bin, filepath.Join(dir, "bin", "vault")); err != nil {
+			return nil, fmt.Errorf("testvault: %w", err)
+		}
+		if err := checkExecutable(bin, uid, gid); err != nil {
+			return nil, fmt.Errorf("testvault: %w", err)
+		}
 	}
 
 	v := &Vault{
@@ -767,7 +774,7 @@ func vaultIdentity() (owner, group string, uid, gid int, err error) {
 		}
 		return u.Username, group, os.Geteuid(), gid, nil
 	}
-	u, err := ensureSystemUser(vaultUser)
+	u, g, err := ensureSystemUser(vaultUser)
 	if err != nil {
 		return "", "", 0, 0, err
 	}
@@ -779,45 +786,84 @@ func vaultIdentity() (owner, group string, uid, gid int, err error) {
 	if err != nil {
 		return "", "", 0, 0, fmt.Errorf("user %s: gid %q: %w", vaultUser, u.Gid, err)
 	}
-	g, err := user.LookupGroupId(u.Gid)
-	if err != nil {
-		return "", "", 0, 0, fmt.Errorf("user %s: group %s: %w", vaultUser, u.Gid, err)
-	}
 	return u.Username, g.Name, uid, gid, nil
 }
 
 // ensureSystemUser creates the system user name (with its own group) if
-// missing. Concurrent harnesses may race; "already exists" and passwd-lock
-// failures are retried until the user can be looked up.
-func ensureSystemUser(name string) (*user.User, error) {
+// missing and returns it with its primary group. Concurrent useradd runs can
+// lose each other's updates to /etc/passwd and /etc/group, so harnesses in
+// different processes (go test runs packages in parallel) serialise lookup
+// and creation with an flock on a fixed lock file.
+func ensureSystemUser(name string) (*user.User, *user.Group, error) {
+	unlock, err := lockUseradd()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer unlock()
+
+	lookup := func() (*user.User, *user.Group, error) {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		g, err := user.LookupGroupId(u.Gid)
+		if err != nil {
+			return nil, nil, fmt.Errorf("user %s: primary group %s: %w", name, u.Gid, err)
+		}
+		return u, g, nil
+	}
+	u, g, err := lookup()
+	if err == nil {
+		return u, g, nil
+	}
+	var unknown user.UnknownUserError
+	if !errors.As(err, &unknown) {
+		return nil, nil, err
+	}
+	args := []string{"--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name}
+	if _, err := user.LookupGroup(name); err == nil {
+		// The group exists already (e.g. a half-finished earlier run).
+		args = []string{"--system", "--gid", name, "--no-create-home", "--shell", "/usr/sbin/nologin", name}
+	}
+	// useradd may still fail on the passwd lock if something else edits the
+	// user database; retry for a while.
 	deadline := time.Now().Add(30 * time.Second)
-	var lastErr error
 	for {
-		if u, err := user.Lookup(name); err == nil {
-			return u, nil
-		}
-		args := []string{"--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name}
-		if _, err := user.LookupGroup(name); err == nil {
-			// The group exists already (e.g. a half-finished earlier run).
-			args = []string{"--system", "--gid", name, "--no-create-home", "--shell", "/usr/sbin/nologin", name}
-		}
-		out, err := exec.Command("useradd", args...).CombinedOutput()
+		out, uerr := exec.Command("useradd", args...).CombinedOutput()
+		u, g, err := lookup()
 		if err == nil {
-			lastErr = nil
-		} else {
-			lastErr = fmt.Errorf("useradd %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+			return u, g, nil
 		}
-		if u, err := user.Lookup(name); err == nil {
-			return u, nil
+		if uerr == nil {
+			return nil, nil, fmt.Errorf("useradd %s succeeded but: %w", name, err)
 		}
 		if time.Now().After(deadline) {
-			if lastErr == nil {
-				lastErr = fmt.Errorf("user %s not found after useradd", name)
-			}
-			return nil, lastErr
+			return nil, nil, fmt.Errorf("useradd %s: %v: %s", name, uerr, strings.TrimSpace(string(out)))
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// lockUseradd takes an exclusive flock shared by all harness processes on
+// this host.
+func lockUseradd() (unlock func(), err error) {
+	dir := "/run/lock"
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		dir = os.TempDir()
+	}
+	path := filepath.Join(dir, "rotplan-testvault-useradd.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("useradd lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("useradd lock %s: %w", path, err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 // checkTraversable checks that every parent of dir (and dir) can be
@@ -838,6 +884,32 @@ func checkTraversable(dir string, uid, gid int) error {
 			return nil
 		}
 	}
+}
+
+// reachableCopy hard-links bin to dest (or copies it when a link cannot be
+// made, across file systems) and returns dest.
+func reachableCopy(bin, dest string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return "", err
+	}
+	os.Remove(dest)
+	if os.Link(bin, dest) == nil {
+		return dest, nil
+	}
+	src, err := os.Open(bin)
+	if err != nil {
+		return "", fmt.Errorf("vault binary: %w", err)
+	}
+	defer src.Close()
+	out, err := os.OpenFile(dest, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
+	if err != nil {
+		return "", fmt.Errorf("copying the vault binary: %w", err)
+	}
+	if _, err := io.Copy(out, src); err != nil {
+		out.Close()
+		return "", fmt.Errorf("copying the vault binary: %w", err)
+	}
+	return dest, out.Close()
 }
 
 // checkExecutable checks that uid/gid can reach and execute bin.

@@ -414,6 +414,13 @@ func TestHarness(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// Without SIGHUP Vault keeps serving the old certificate.
+		time.Sleep(200 * time.Millisecond)
+		if still, err := v.ServedChain(ctx); err != nil {
+			t.Fatal(err)
+		} else if still[0].SerialNumber.Cmp(before[0].SerialNumber) != 0 {
+			t.Fatalf("listener changed its certificate without SIGHUP")
+		}
 		b, err := os.ReadFile(v.PIDFile)
 		if err != nil {
 			t.Fatal(err)

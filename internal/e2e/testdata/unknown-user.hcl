@@ -1,0 +1,17 @@
+# exit: 2
+# want: 16:13: Invalid step write.cert
+variable "dir" {
+  type = string
+}
+
+write "ok" {
+  path    = "${var.dir}/existing.txt"
+  content = "replaced\n"
+}
+
+write "cert" {
+  path    = "${var.dir}/cert.pem"
+  content = "not a cert\n"
+  mode    = "0644"
+  owner   = "rotplan-no-such-user"
+}

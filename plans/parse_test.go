@@ -1,0 +1,207 @@
+package plans
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+)
+
+var testKinds = []string{"issue", "write"}
+
+func TestValidPlans(t *testing.T) {
+	files, _ := filepath.Glob("testdata/valid-*.hcl")
+	if len(files) == 0 {
+		t.Fatal("no valid test plans")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			plan, diags := NewParser().LoadPlan(f, testKinds)
+			if diags.HasErrors() || plan == nil {
+				t.Fatalf("unexpected diagnostics: %s", diags.Error())
+			}
+		})
+	}
+}
+
+// TestInvalidPlans checks that every invalid plan gives an error diagnostic
+// that points into the file.
+func TestInvalidPlans(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid-*.hcl")
+	if len(files) < 10 {
+		t.Fatalf("only %d invalid test plans", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			_, diags := NewParser().LoadPlan(f, testKinds)
+			if !diags.HasErrors() {
+				t.Fatal("no error")
+			}
+			for _, d := range diags {
+				if d.Severity == hcl.DiagError && (d.Subject == nil || d.Subject.Filename != f) {
+					t.Errorf("error %q does not point into %s", d.Summary, f)
+				}
+			}
+		})
+	}
+}
+
+func TestInvalidPlanSummaries(t *testing.T) {
+	tests := []struct {
+		file, summary string
+		line          int
+		detail        string
+	}{
+		{"invalid-duplicate-step.hcl", "Duplicate step", 6, "invalid-duplicate-step.hcl:1"},
+		{"invalid-duplicate-variable.hcl", "Duplicate variable", 3, "already declared"},
+		{"invalid-duplicate-local.hcl", "Duplicate local value", 6, "already declared"},
+		{"invalid-unknown-block.hcl", "Unsupported block type", 1, "steps of the kinds issue, write"},
+		{"invalid-depends-on-output.hcl", "Invalid depends_on reference", 4, "names a whole step"},
+		{"invalid-variable-type.hcl", "Invalid type specification", 2, ""},
+		{"invalid-default-type.hcl", "Invalid default value for variable", 3, "a number is required"},
+		{"invalid-step-name.hcl", "Invalid step name", 1, `"9lives"`},
+		{"invalid-two-vault-blocks.hcl", "Duplicate vault block", 3, "already declared"},
+		{"invalid-step-without-name.hcl", "Missing name for issue", 1, ""},
+		{"invalid-top-level-argument.hcl", "Unsupported argument", 1, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			_, diags := NewParser().LoadPlan(filepath.Join("testdata", tt.file), testKinds)
+			if !diags.HasErrors() {
+				t.Fatal("no error")
+			}
+			d := diags[0]
+			if d.Summary != tt.summary || d.Subject == nil || d.Subject.Start.Line != tt.line {
+				t.Errorf("got %q at %v, want %q at line %d", d.Summary, d.Subject, tt.summary, tt.line)
+			}
+			if !strings.Contains(d.Detail, tt.detail) {
+				t.Errorf("detail %q lacks %q", d.Detail, tt.detail)
+			}
+		})
+	}
+}
+
+func TestLoadPlanDecodes(t *testing.T) {
+	t.Setenv("ROTPLAN_PLANS_TEST_ENV", "from-the-environment")
+	plan, diags := NewParser().LoadPlan("testdata/valid-full.hcl", testKinds)
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if got := len(plan.Steps); got != 2 || plan.Steps[0].Addr() != "issue.a" || plan.Steps[1].Addr() != "write.a" {
+		t.Fatalf("steps %v", plan.Steps)
+	}
+	if deps := plan.Steps[1].DependsOn; len(deps) != 1 || deps[0].RootName() != "issue" {
+		t.Errorf("depends_on %#v", deps)
+	}
+	ports := plan.Variables["ports"]
+	if !ports.Type.Equals(cty.List(cty.Number)) || !ports.Default.RawEquals(cty.ListVal([]cty.Value{cty.NumberIntVal(22400)})) {
+		t.Errorf("ports: %#v default %#v", ports.Type, ports.Default)
+	}
+	if !plan.Variables["token"].Sensitive {
+		t.Error("token should be sensitive")
+	}
+	if got := plan.Variables["from_env"].Default; !got.RawEquals(cty.StringVal("from-the-environment")) {
+		t.Errorf("env() default %#v", got)
+	}
+	if plan.Vault == nil || plan.Locals["path"] == nil {
+		t.Error("vault block or local missing")
+	}
+}
+
+func TestResolveVariables(t *testing.T) {
+	dir := t.TempDir()
+	planPath := filepath.Join(dir, "plan.hcl")
+	src := `
+variable "name" {
+  type = string
+}
+variable "count" {
+  type    = number
+  default = 1
+}
+variable "names" {
+  type    = list(string)
+  default = []
+}
+variable "secret" {
+  type      = string
+  default   = "s"
+  sensitive = true
+}
+`
+	if err := os.WriteFile(planPath, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	varFile := filepath.Join(dir, "vars.hcl")
+	if err := os.WriteFile(varFile, []byte("name = \"from-file\"\ncount = 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		flags   []string
+		file    bool
+		want    map[string]cty.Value
+		summary string
+	}{
+		{"defaults and a flag", []string{"name=n"}, false,
+			map[string]cty.Value{"name": cty.StringVal("n"), "count": cty.NumberIntVal(1), "names": cty.ListValEmpty(cty.String)}, ""},
+		{"file then flag wins", []string{"count=7"}, true,
+			map[string]cty.Value{"name": cty.StringVal("from-file"), "count": cty.NumberIntVal(7)}, ""},
+		{"list from flag", []string{"name=n", `names=["a","b"]`}, false,
+			map[string]cty.Value{"names": cty.ListVal([]cty.Value{cty.StringVal("a"), cty.StringVal("b")})}, ""},
+		{"string flag is literal", []string{`name=["not","a","list"]`}, false,
+			map[string]cty.Value{"name": cty.StringVal(`["not","a","list"]`)}, ""},
+		{"missing required", nil, false, nil, "No value for required variable"},
+		{"undeclared", []string{"name=n", "nope=1"}, false, nil, "Value for undeclared variable"},
+		{"wrong type", []string{"name=n", "count=many"}, false, nil, "Variables not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := NewParser()
+			plan, diags := p.LoadPlan(planPath, nil)
+			if diags.HasErrors() {
+				t.Fatal(diags.Error())
+			}
+			in := Inputs{}
+			if tt.file {
+				if diags := p.LoadVarFile(varFile, in); diags.HasErrors() {
+					t.Fatal(diags.Error())
+				}
+			}
+			for _, f := range tt.flags {
+				if diags := in.AddFlag(f); diags.HasErrors() {
+					t.Fatal(diags.Error())
+				}
+			}
+			got, diags := ResolveVariables(plan, in)
+			if tt.summary != "" {
+				if !diags.HasErrors() || diags[0].Summary != tt.summary {
+					t.Fatalf("diagnostics %v, want %q", diags, tt.summary)
+				}
+				return
+			}
+			if diags.HasErrors() {
+				t.Fatal(diags.Error())
+			}
+			for name, want := range tt.want {
+				if !got[name].RawEquals(want) {
+					t.Errorf("%s = %#v, want %#v", name, got[name], want)
+				}
+			}
+			if !got["secret"].HasMark(SensitiveMark) {
+				t.Error("a sensitive variable's value must be marked")
+			}
+		})
+	}
+}
+
+func TestAddFlagRejectsMalformed(t *testing.T) {
+	for _, flag := range []string{"novalue", "=x", "9x=1"} {
+		if diags := (Inputs{}).AddFlag(flag); !diags.HasErrors() {
+			t.Errorf("-var %q accepted", flag)
+		}
+	}
+}

@@ -1,0 +1,5 @@
+issue "a" {}
+
+write "b" {
+  depends_on = [issue.a.certificate]
+}

@@ -1,0 +1,9 @@
+write "a" {
+  path    = "a"
+  content = ""
+}
+
+write "a" {
+  path    = "b"
+  content = ""
+}

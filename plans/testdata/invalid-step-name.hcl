@@ -1,0 +1,2 @@
+write "9lives" {
+}

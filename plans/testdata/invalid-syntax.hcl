@@ -1,0 +1,3 @@
+write "a" {
+  path = "a
+}

@@ -1,0 +1,4 @@
+write "hello" {
+  path    = "hello.txt"
+  content = "hello\n"
+}

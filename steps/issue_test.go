@@ -1,0 +1,220 @@
+package steps
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/internal/testvault"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// adminConnection reaches the harness Vault's production listener as the
+// operator does: mTLS with the admin certificate, cert auth login.
+func adminConnection(v *testvault.Vault) VaultConnection {
+	return VaultConnection{
+		Address:       v.Addr,
+		CACert:        v.RootCAFile,
+		TLSServerName: v.ServerName,
+		ClientCert:    filepath.Join(v.AdminDir, "admin.crt"),
+		ClientKey:     filepath.Join(v.AdminDir, "admin.key"),
+		AuthMethod:    "cert",
+		AuthMount:     "cert",
+	}
+}
+
+func TestIssueAgainstVault(t *testing.T) {
+	v := testvault.StartT(t)
+	ctx := context.Background()
+	env, logged := testEnv(t)
+	env = NewEnv(env.Log, adminConnection(v))
+
+	issue := &Issue{}
+	cfg := testConfig(t, issue.Spec(), map[string]cty.Value{
+		"mount":       cty.StringVal("pki-prod"),
+		"role":        cty.StringVal("vault-server"),
+		"common_name": cty.StringVal("vault.prod.privsec.ch"),
+		"ip_sans":     cty.ListVal([]cty.Value{cty.StringVal("127.0.0.1")}),
+		"ttl":         cty.StringVal("24h"),
+	})
+	if err := issue.Validate(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := issue.Prepare(ctx, env, cfg); err != nil {
+		t.Fatalf("Prepare: %v", err)
+	}
+	out, err := issue.Apply(ctx, env, cfg)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	str := func(name string) string { return out.GetAttr(name).AsString() }
+
+	pair, err := tls.X509KeyPair([]byte(str("certificate")), []byte(str("private_key")))
+	if err != nil {
+		t.Fatalf("certificate and private_key do not match: %v", err)
+	}
+	leaf, _ := x509.ParseCertificate(pair.Certificate[0])
+	if leaf.Subject.CommonName != "vault.prod.privsec.ch" || len(leaf.IPAddresses) != 1 || leaf.IPAddresses[0].String() != "127.0.0.1" {
+		t.Errorf("leaf %s with IPs %v", leaf.Subject, leaf.IPAddresses)
+	}
+	if str("serial_number") != SerialHex(leaf) {
+		t.Errorf("serial_number %s, leaf has %s", str("serial_number"), SerialHex(leaf))
+	}
+	if got := leaf.NotAfter.Sub(time.Now()); got < 23*time.Hour || got > 25*time.Hour {
+		t.Errorf("ttl 24h gave a certificate valid for %s", got)
+	}
+	if exp, err := time.Parse(time.RFC3339, str("expiration")); err != nil || exp.Sub(leaf.NotAfter).Abs() > time.Second {
+		t.Errorf("expiration %q vs NotAfter %s", str("expiration"), leaf.NotAfter)
+	}
+	if str("fullchain") != str("certificate")+str("issuing_ca") {
+		t.Error("fullchain is not certificate + issuing_ca")
+	}
+	chain := out.GetAttr("ca_chain").AsValueSlice()
+	if len(chain) != 2 || chain[0].AsString() != str("issuing_ca") {
+		t.Fatalf("ca_chain should be [intermediate, root], got %d entries", len(chain))
+	}
+	block, _ := pem.Decode([]byte(chain[1].AsString()))
+	root, err := x509.ParseCertificate(block.Bytes)
+	if err != nil || root.Subject.String() != root.Issuer.String() {
+		t.Errorf("the last ca_chain entry should be the self-signed root")
+	}
+	if strings.Contains(logged.String(), "PRIVATE KEY") {
+		t.Error("the private key was logged")
+	}
+	if !issue.Outputs()["private_key"].Sensitive {
+		t.Error("private_key must be a sensitive output")
+	}
+
+	t.Run("name the role does not allow", func(t *testing.T) {
+		bad := testConfig(t, issue.Spec(), map[string]cty.Value{
+			"mount": cty.StringVal("pki-prod"), "role": cty.StringVal("vault-server"),
+			"common_name": cty.StringVal("evil.example.com"),
+		})
+		_, err := issue.Apply(ctx, env, bad)
+		if err == nil || !strings.Contains(err.Error(), "pki-prod/issue/vault-server") {
+			t.Fatalf("error %v should name the Vault path", err)
+		}
+	})
+}
+
+func TestVaultStatusCheck(t *testing.T) {
+	v := testvault.StartT(t)
+	spec := (&Verify{}).Spec()
+	statusCheck := func(t *testing.T, args map[string]cty.Value) Config {
+		nested := map[string]cty.Value{}
+		for name, at := range hcldec.ImpliedType(spec).AttributeType("vault_status").AttributeTypes() {
+			nested[name] = cty.NullVal(at)
+		}
+		nested["address"] = cty.StringVal(v.Addr)
+		nested["server_name"] = cty.StringVal(v.ServerName)
+		nested["ca_file"] = cty.StringVal(v.RootCAFile)
+		for k, val := range args {
+			nested[k] = val
+		}
+		return testConfig(t, spec, map[string]cty.Value{
+			"timeout": cty.StringVal("1s"), "interval": cty.StringVal("100ms"),
+			"vault_status": cty.ObjectVal(nested),
+		})
+	}
+	admin := map[string]cty.Value{
+		"client_cert": cty.StringVal(filepath.Join(v.AdminDir, "admin.crt")),
+		"client_key":  cty.StringVal(filepath.Join(v.AdminDir, "admin.key")),
+	}
+	env, _ := testEnv(t)
+	out, err := (&Verify{}).Apply(context.Background(), env, statusCheck(t, admin))
+	if err != nil {
+		t.Fatalf("vault_status with the admin cert: %v", err)
+	}
+	if out.GetAttr("vault_version").AsString() == "" {
+		t.Error("no Vault version reported")
+	}
+	// The listener requires a client certificate.
+	if _, err := (&Verify{}).Apply(context.Background(), env, statusCheck(t, nil)); err == nil {
+		t.Error("vault_status without a client certificate passed against an mTLS listener")
+	}
+	wrongName := map[string]cty.Value{"server_name": cty.StringVal("vault.wrong.example")}
+	for k, val := range admin {
+		wrongName[k] = val
+	}
+	if _, err := (&Verify{}).Apply(context.Background(), env, statusCheck(t, wrongName)); err == nil {
+		t.Error("vault_status with the wrong TLS server name passed")
+	}
+}
+
+func TestVaultLoginFailures(t *testing.T) {
+	v := testvault.StartT(t)
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		conn    func() VaultConnection
+		wantErr string
+	}{
+		{"bad token", func() VaultConnection {
+			c := adminConnection(v)
+			c.AuthMethod, c.Token = "token", "hvs.not-a-real-token-steps-test"
+			return c
+		}, "checking the token"},
+		{"no address", func() VaultConnection { c := adminConnection(v); c.Address = ""; return c }, "VAULT_ADDR"},
+		{"no credentials", func() VaultConnection {
+			c := adminConnection(v)
+			c.ClientCert, c.ClientKey = "", ""
+			return c
+		}, "VAULT_TOKEN"},
+		{"wrong CA", func() VaultConnection {
+			c := adminConnection(v)
+			c.CACert = filepath.Join(v.AdminDir, "admin.crt")
+			return c
+		}, "certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := NewEnv(nil, tt.conn())
+			_, err := env.Vault(ctx)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "not-a-real-token") {
+				t.Error("the token appears in the error")
+			}
+		})
+	}
+}
+
+func TestNewVaultConnectionDefaults(t *testing.T) {
+	env := map[string]string{
+		"VAULT_ADDR": "https://127.0.0.1:22400", "VAULT_CACERT": "/ca.pem",
+		"VAULT_TLS_SERVER_NAME": "vault.prod.privsec.ch",
+		"VAULT_CLIENT_CERT":     "/admin.crt", "VAULT_CLIENT_KEY": "/admin.key",
+	}
+	getenv := func(k string) string { return env[k] }
+	block := testConfig(t, VaultSpec(), map[string]cty.Value{"address": cty.StringVal("https://127.0.0.1:8200")})
+	c, err := NewVaultConnection(block, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := VaultConnection{
+		Address: "https://127.0.0.1:8200", CACert: "/ca.pem", TLSServerName: "vault.prod.privsec.ch",
+		ClientCert: "/admin.crt", ClientKey: "/admin.key", AuthMethod: "cert", AuthMount: "cert",
+	}
+	if c != want {
+		t.Errorf("got %+v\nwant %+v", c, want)
+	}
+	env["VAULT_TOKEN"] = "t"
+	if c, _ := NewVaultConnection(block, getenv); c.AuthMethod != "token" {
+		t.Errorf("with VAULT_TOKEN the method should be token, got %q", c.AuthMethod)
+	}
+	bad := testConfig(t, VaultSpec(), map[string]cty.Value{"auth": cty.ObjectVal(map[string]cty.Value{
+		"method": cty.StringVal("ldap"), "mount": cty.NullVal(cty.String), "role": cty.NullVal(cty.String),
+	})})
+	var attrErr *AttrError
+	if _, err := NewVaultConnection(bad, getenv); !errors.As(err, &attrErr) || attrErr.Path != "auth.method" {
+		t.Errorf("an unsupported auth method should be an error on auth.method, got %v", err)
+	}
+}

@@ -1,0 +1,120 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/zclconf/go-cty/cty"
+)
+
+func tlsCheck(t *testing.T, tls map[string]cty.Value) Config {
+	t.Helper()
+	spec := (&Verify{}).Spec()
+	nested := map[string]cty.Value{}
+	for name, at := range hcldec.ImpliedType(spec).AttributeType("tls").AttributeTypes() {
+		nested[name] = cty.NullVal(at)
+	}
+	for k, v := range tls {
+		nested[k] = v
+	}
+	return testConfig(t, spec, map[string]cty.Value{
+		"timeout":  cty.StringVal("400ms"),
+		"interval": cty.StringVal("50ms"),
+		"tls":      cty.ObjectVal(nested),
+	})
+}
+
+func TestVerifyTLS(t *testing.T) {
+	ca := newTestCA(t)
+	leaf, key := ca.leaf(t, "vault.prod.privsec.ch", "127.0.0.1")
+	full := serveTLS(t, key, leaf, ca.inter)
+	leafOnly := serveTLS(t, key, leaf)
+
+	tests := []struct {
+		name    string
+		args    map[string]cty.Value
+		wantErr string
+	}{
+		{"full chain, right name", map[string]cty.Value{"address": cty.StringVal(full), "server_name": cty.StringVal("vault.prod.privsec.ch")}, ""},
+		{"URL address", map[string]cty.Value{"address": cty.StringVal("https://" + full), "server_name": cty.StringVal("vault.prod.privsec.ch")}, ""},
+		{"expected serial", map[string]cty.Value{"address": cty.StringVal(full), "server_name": cty.StringVal("vault.prod.privsec.ch"), "expect_serial": cty.StringVal(SerialHex(leaf))}, ""},
+		{"expected serial without colons, upper case", map[string]cty.Value{"address": cty.StringVal(full), "server_name": cty.StringVal("vault.prod.privsec.ch"), "expect_serial": cty.StringVal(strings.ToUpper(strings.ReplaceAll(SerialHex(leaf), ":", "")))}, ""},
+		{"wrong serial", map[string]cty.Value{"address": cty.StringVal(full), "server_name": cty.StringVal("vault.prod.privsec.ch"), "expect_serial": cty.StringVal("01:02")}, "expected 01:02"},
+		{"wrong fingerprint", map[string]cty.Value{"address": cty.StringVal(full), "server_name": cty.StringVal("vault.prod.privsec.ch"), "expect_fingerprint": cty.StringVal(strings.Repeat("ab", 32))}, "serves fingerprint"},
+		{"SNI mismatch", map[string]cty.Value{"address": cty.StringVal(full), "server_name": cty.StringVal("vault.other.example")}, "certificate is valid for"},
+		{"incomplete chain", map[string]cty.Value{"address": cty.StringVal(leafOnly), "server_name": cty.StringVal("vault.prod.privsec.ch")}, "unknown authority"},
+		{"nothing listening", map[string]cty.Value{"address": cty.StringVal("127.0.0.1:1"), "server_name": cty.StringVal("vault.prod.privsec.ch")}, "refused"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := map[string]cty.Value{"ca_file": cty.StringVal(ca.rootFile)}
+			for k, v := range tt.args {
+				args[k] = v
+			}
+			cfg := tlsCheck(t, args)
+			if err := (&Verify{}).Validate(cfg); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			env, _ := testEnv(t)
+			out, err := (&Verify{}).Apply(context.Background(), env, cfg)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Apply: %v", err)
+				}
+				if got := out.GetAttr("served_serial").AsString(); got != SerialHex(leaf) {
+					t.Errorf("served_serial %s, want %s", got, SerialHex(leaf))
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), "attempts") {
+				t.Errorf("a failing check should retry until its timeout: %v", err)
+			}
+		})
+	}
+}
+
+func TestVerifyValidate(t *testing.T) {
+	spec := (&Verify{}).Spec()
+	tests := []struct {
+		name     string
+		cfg      func(t *testing.T) Config
+		wantPath string
+	}{
+		{"no check", func(t *testing.T) Config { return testConfig(t, spec, nil) }, "tls"},
+		{"no CA", func(t *testing.T) Config {
+			return tlsCheck(t, map[string]cty.Value{"address": cty.StringVal("127.0.0.1:1")})
+		}, "tls.address"},
+		{"empty CA file", func(t *testing.T) Config {
+			return tlsCheck(t, map[string]cty.Value{"address": cty.StringVal("127.0.0.1:1"), "ca_file": cty.StringVal("")})
+		}, "tls.ca_file"},
+		{"bad serial", func(t *testing.T) Config {
+			return tlsCheck(t, map[string]cty.Value{"address": cty.StringVal("127.0.0.1:1"), "ca_file": cty.StringVal("/x"), "expect_serial": cty.StringVal("zz")})
+		}, "tls.expect_serial"},
+		{"cert without key", func(t *testing.T) Config {
+			return tlsCheck(t, map[string]cty.Value{"address": cty.StringVal("127.0.0.1:1"), "ca_file": cty.StringVal("/x"), "client_cert": cty.StringVal("/c")})
+		}, "tls.client_cert"},
+		{"bad timeout", func(t *testing.T) Config {
+			return testConfig(t, spec, map[string]cty.Value{"timeout": cty.StringVal("soon")})
+		}, "timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := (&Verify{}).Validate(tt.cfg(t))
+			var attrErr *AttrError
+			if !errors.As(err, &attrErr) || attrErr.Path != tt.wantPath {
+				t.Errorf("Validate error %v, want one on %q", err, tt.wantPath)
+			}
+		})
+	}
+	// Unknown values are not errors before the run.
+	cfg := tlsCheck(t, map[string]cty.Value{"address": cty.StringVal("127.0.0.1:1"), "ca_file": cty.StringVal("/x"), "expect_serial": cty.UnknownVal(cty.String)})
+	if err := (&Verify{}).Validate(cfg); err != nil {
+		t.Errorf("an unknown expect_serial must validate: %v", err)
+	}
+}
