@@ -11,7 +11,7 @@ VAULT_BIN   := $(CACHE_DIR)/vault-$(VAULT_VERSION)-$(VAULT_PIN)/vault
 ROTPLAN_BIN := bin/rotplan
 GO_DIRS     := cmd engine steps plans internal
 
-.PHONY: all build vault test check demo clean
+.PHONY: all build vault test check demo golden clean
 
 all: build
 
@@ -38,6 +38,10 @@ test: check vault
 
 demo: build vault
 	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl
+
+# Rewrites the CLI's golden files; review the diff before committing.
+golden:
+	$(GO) test ./cmd/rotplan -run Golden -update
 
 clean:
 	rm -rf bin .demo

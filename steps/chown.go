@@ -98,13 +98,9 @@ func (*Chown) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 // chownPaths returns the paths argument: a chown that names no file is a
 // mistake, not a no-op.
 func chownPaths(cfg Config) ([]string, error) {
-	if !cfg.Known("paths") {
-		return nil, ErrUnknown
-	}
-	paths := cfg.Strings("paths")
-	if v := cfg.attr("paths"); !v.IsNull() && v.LengthInt() != len(paths) {
-		// Strings skips null elements; a null path is a mistake.
-		return nil, attrErr(cfg.Path("paths"), "must not contain null")
+	paths, err := cfg.StringList("paths")
+	if err != nil {
+		return nil, err
 	}
 	if len(paths) == 0 {
 		return nil, attrErr(cfg.Path("paths"), "must list at least one path")

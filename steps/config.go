@@ -3,6 +3,7 @@ package steps
 import (
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"time"
 
@@ -89,21 +90,51 @@ func (c Config) String(name string) string {
 	return v.AsString()
 }
 
-// Strings returns a list-of-strings argument; null or unknown gives nil.
-func (c Config) Strings(name string) []string {
+// StringList returns a list-of-strings argument; null gives nil. A null
+// element is an error (it is a mistake in the plan, never something to skip),
+// and an unknown value yields ErrUnknown.
+func (c Config) StringList(name string) ([]string, error) {
 	v := c.attr(name)
-	if v.IsNull() || !v.IsWhollyKnown() || !(v.Type().IsListType() || v.Type().IsSetType() || v.Type().IsTupleType()) {
-		return nil
+	if v.IsNull() {
+		return nil, nil
+	}
+	if !v.IsWhollyKnown() {
+		return nil, ErrUnknown
+	}
+	if !(v.Type().IsListType() || v.Type().IsSetType() || v.Type().IsTupleType()) {
+		return nil, attrErr(c.Path(name), "must be a list of strings")
 	}
 	out := make([]string, 0, v.LengthInt())
 	for it := v.ElementIterator(); it.Next(); {
 		_, e := it.Element()
 		if e.IsNull() || e.Type() != cty.String {
-			continue
+			return nil, attrErr(c.Path(name), "element %d must be a string, not null", len(out)+1)
 		}
 		out = append(out, e.AsString())
 	}
-	return out
+	return out, nil
+}
+
+// Int returns a whole-number argument. Null gives 0 and false; an unknown
+// value yields ErrUnknown; a fraction or a number out of int64 range is an
+// error.
+func (c Config) Int(name string) (int64, bool, error) {
+	v := c.attr(name)
+	if v.IsNull() {
+		return 0, false, nil
+	}
+	if !v.IsKnown() {
+		return 0, true, ErrUnknown
+	}
+	if v.Type() != cty.Number {
+		return 0, true, attrErr(c.Path(name), "must be a number")
+	}
+	bf := v.AsBigFloat()
+	n, acc := bf.Int64()
+	if !bf.IsInt() || acc != big.Exact {
+		return 0, true, attrErr(c.Path(name), "%s is not a whole number", bf.Text('g', -1))
+	}
+	return n, true, nil
 }
 
 // Block returns the nested block of that type, and false when it is absent.

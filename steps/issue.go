@@ -71,20 +71,18 @@ type issueRequest struct {
 }
 
 func parseIssue(cfg Config) (issueRequest, error) {
-	r := issueRequest{
-		altNames: cfg.Strings("alt_names"),
-		ipSANs:   cfg.Strings("ip_sans"),
-		uris:     cfg.Strings("uri_sans"),
-		ttl:      cfg.String("ttl"),
-	}
-	var errMount, errRole, errCN, errTTL error
+	r := issueRequest{ttl: cfg.String("ttl")}
+	var errMount, errRole, errCN, errTTL, errAlt, errIP, errURI error
+	r.altNames, errAlt = cfg.StringList("alt_names")
+	r.ipSANs, errIP = cfg.StringList("ip_sans")
+	r.uris, errURI = cfg.StringList("uri_sans")
 	r.mount, errMount = cfg.RequireString("mount")
 	r.role, errRole = cfg.RequireString("role")
 	r.commonName, errCN = cfg.RequireString("common_name")
 	if _, err := cfg.Duration("ttl", 0); err != nil {
 		errTTL = err
 	}
-	errs := []error{errMount, errRole, errCN, errTTL}
+	errs := []error{errMount, errRole, errCN, errTTL, errAlt, errIP, errURI}
 	for _, ip := range r.ipSANs {
 		if net.ParseIP(ip) == nil {
 			errs = append(errs, attrErr(cfg.Path("ip_sans"), "%q is not an IP address", ip))

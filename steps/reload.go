@@ -251,20 +251,17 @@ func signalList() string {
 // reloadPID reads the pid argument. pid 0 and negative pids are refused: to
 // kill(2) they mean process groups, which a reload must never hit by accident.
 func reloadPID(cfg Config) (int, error) {
-	if !cfg.Known("pid") {
-		return 0, ErrUnknown
-	}
-	v := cfg.attr("pid")
-	if v.Type() != cty.Number {
-		return 0, attrErr(cfg.Path("pid"), "must be a number")
-	}
-	bf := v.AsBigFloat()
-	if !bf.IsInt() || bf.Sign() <= 0 {
-		return 0, attrErr(cfg.Path("pid"), "%s is not a process id: want a positive whole number", bf.Text('g', -1))
-	}
-	n, _ := bf.Int64()
-	if n > math.MaxInt32 {
-		return 0, attrErr(cfg.Path("pid"), "%s is not a process id: too large", bf.Text('g', -1))
+	n, _, err := cfg.Int("pid")
+	var argErr *AttrError
+	switch {
+	case errors.As(err, &argErr):
+		return 0, &AttrError{Path: argErr.Path, Err: fmt.Errorf("%v: want a positive whole number", argErr.Err)}
+	case err != nil:
+		return 0, err
+	case n <= 0:
+		return 0, attrErr(cfg.Path("pid"), "%d is not a process id: want a positive whole number", n)
+	case n > math.MaxInt32:
+		return 0, attrErr(cfg.Path("pid"), "%d is not a process id: too large", n)
 	}
 	return int(n), nil
 }
@@ -272,12 +269,9 @@ func reloadPID(cfg Config) (int, error) {
 // reloadCommand reads the command argument: an argv run without a shell, so
 // that nothing in it is ever interpreted.
 func reloadCommand(cfg Config) ([]string, error) {
-	if !cfg.Known("command") {
-		return nil, ErrUnknown
-	}
-	argv := cfg.Strings("command")
-	if v := cfg.attr("command"); !v.IsNull() && v.LengthInt() != len(argv) {
-		return nil, attrErr(cfg.Path("command"), "must not contain null")
+	argv, err := cfg.StringList("command")
+	if err != nil {
+		return nil, err
 	}
 	if len(argv) == 0 {
 		return nil, attrErr(cfg.Path("command"), "must not be empty: give the program and its arguments, as in [\"systemctl\", \"reload\", \"vault\"]")

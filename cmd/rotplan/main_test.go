@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files (make golden)")
+
+// TestDiagnosticsGolden renders the diagnostics of the bad-input plans and
+// compares them, with the exit code, to golden files. Plans that need a live
+// system (an unreachable Vault) are left to the end-to-end tests.
+func TestDiagnosticsGolden(t *testing.T) {
+	plans, _ := filepath.Glob("../../internal/e2e/testdata/*.hcl")
+	if len(plans) == 0 {
+		t.Fatal("no plans")
+	}
+	for _, plan := range plans {
+		name := strings.TrimSuffix(filepath.Base(plan), ".hcl")
+		if name == "unreachable-vault" {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := rotplan(context.Background(), []string{"run", "-var", "dir=testdata", plan}, &stdout, &stderr)
+			got := fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", code, stdout.String(), stderr.String())
+			golden := filepath.Join("testdata", "golden", name+".txt")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run make golden)", err)
+			}
+			if got != string(want) {
+				t.Errorf("output differs from %s (run make golden if the change is intended)\ngot:\n%s\nwant:\n%s", golden, got, want)
+			}
+		})
+	}
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		exit int
+		want string // in stdout+stderr
+	}{
+		{"no arguments", nil, exitInvalid, "Usage: rotplan"},
+		{"unknown command", []string{"rotate"}, exitInvalid, `unknown command "rotate"`},
+		{"help", []string{"help"}, exitOK, "Commands:"},
+		{"version", []string{"version"}, exitOK, "rotplan "},
+		{"run help", []string{"run", "-h"}, exitOK, "-var-file"},
+		{"run without a plan", []string{"run"}, exitInvalid, "give exactly one plan file"},
+		{"run with two plans", []string{"run", "a.hcl", "b.hcl"}, exitInvalid, "give exactly one plan file"},
+		{"bad log level", []string{"run", "-log-level", "loud", "a.hcl"}, exitInvalid, `unknown -log-level "loud"`},
+		{"malformed -var", []string{"run", "-var", "novalue", "../../examples/prod.hcl"}, exitInvalid, "Invalid -var option"},
+		{"undeclared -var", []string{"run", "-var", "nope=1", "../../examples/prod.hcl"}, exitInvalid, "Value for undeclared variable"},
+		{"missing plan file", []string{"run", "testdata/does-not-exist.hcl"}, exitInvalid, "does-not-exist.hcl"},
+		{"missing var file", []string{"run", "-var-file", "testdata/none.hcl", "../../examples/prod.hcl"}, exitInvalid, "none.hcl"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := rotplan(context.Background(), tt.args, &stdout, &stderr)
+			if code != tt.exit {
+				t.Errorf("exit %d, want %d", code, tt.exit)
+			}
+			if out := stdout.String() + stderr.String(); !strings.Contains(out, tt.want) {
+				t.Errorf("output lacks %q:\n%s", tt.want, out)
+			}
+		})
+	}
+}
+
+func TestSnippetUnderlinesTheRange(t *testing.T) {
+	var out bytes.Buffer
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "p.hcl")
+	src := "write \"a\" {\n\tpath    = \"x\"\n\tcontent = issue.nope.certificate\n}\n"
+	if err := os.WriteFile(plan, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code := rotplan(context.Background(), []string{"run", plan}, &out, &out)
+	want := plan + ":3:12: error: Reference to undeclared step\n" +
+		"   3 | \tcontent = issue.nope.certificate\n" +
+		"     | \t          ^^^^^^^^^^^^^^^^^^^^^^\n"
+	if code != exitInvalid || !strings.Contains(out.String(), want) {
+		t.Errorf("exit %d, output:\n%s\nwant it to contain:\n%s", code, out.String(), want)
+	}
+}
