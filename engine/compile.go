@@ -302,7 +302,11 @@ func (p *Program) validate() hcl.Diagnostics {
 		if more.HasErrors() {
 			continue
 		}
-		diags = append(diags, p.stepDiagnostics(n, "Invalid step", n.kind.Validate(cfg))...)
+		err := n.kind.Validate(cfg)
+		if err == steps.ErrUnknown { // fine so far; the rest is checked at apply time
+			err = nil
+		}
+		diags = append(diags, p.stepDiagnostics(n, "Invalid step", err)...)
 	}
 	return diags
 }

@@ -174,9 +174,7 @@ func TestChownValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			err := (*Chown)(nil).Validate(testConfig(t, (*Chown)(nil).Spec(), tt.vals))
 			if tt.wantPath == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
+				wantValid(t, err)
 				return
 			}
 			msg := wantAttrErr(t, err, tt.wantPath)

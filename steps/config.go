@@ -179,14 +179,24 @@ func (c Config) Duration(name string, def time.Duration) (time.Duration, error) 
 	return d, nil
 }
 
-// joinErrors joins the errors that are neither nil nor ErrUnknown, so a
-// Validate method reports every problem it found, not only the first.
+// joinErrors joins every real problem (errors that are neither nil nor
+// ErrUnknown). When there is none but some value was unknown, it returns
+// ErrUnknown: Validate may return that (the engine takes it to mean "nothing
+// wrong with what is known"), and Apply, where every value must be known,
+// turns it into an internal error with mustBeKnown.
 func joinErrors(errs ...error) error {
 	var kept []error
+	unknown := false
 	for _, err := range errs {
-		if err != nil && err != ErrUnknown {
+		switch {
+		case err == ErrUnknown:
+			unknown = true
+		case err != nil:
 			kept = append(kept, err)
 		}
+	}
+	if len(kept) == 0 && unknown {
+		return ErrUnknown
 	}
 	return errors.Join(kept...)
 }

@@ -115,23 +115,7 @@ func ownership(cfg Config) (uid, gid int, err error) {
 	}
 	uid, uerr := resolve("owner", lookupUID)
 	gid, gerr := resolve("group", lookupGID)
-	return uid, gid, combineErrors(uerr, gerr)
-}
-
-// combineErrors is joinErrors for code shared by Validate and Apply: it
-// reports every real problem, and ErrUnknown only when there is no real
-// problem but some value was unknown, so Validate can skip it (joinErrors
-// drops it) while Apply can turn it into an internal error (mustBeKnown).
-func combineErrors(errs ...error) error {
-	if err := joinErrors(errs...); err != nil {
-		return err
-	}
-	for _, err := range errs {
-		if err == ErrUnknown {
-			return ErrUnknown
-		}
-	}
-	return nil
+	return uid, gid, joinErrors(uerr, gerr)
 }
 
 // describeOwner names an owner and group for log lines, "" for one left as

@@ -198,3 +198,12 @@ func TestConfigSensitive(t *testing.T) {
 		t.Error("an argument of a body marked as a whole is sensitive")
 	}
 }
+
+// wantValid fails the test unless Validate found nothing wrong: nil, or
+// ErrUnknown for values it could not check yet.
+func wantValid(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && err != ErrUnknown {
+		t.Fatalf("Validate: %v", err)
+	}
+}

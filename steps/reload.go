@@ -213,7 +213,7 @@ func parseReload(cfg Config) (reloadTarget, error) {
 		t.signal, t.sigName = sig, name
 		errs = append(errs, err)
 	}
-	return t, combineErrors(errs...)
+	return t, joinErrors(errs...)
 }
 
 // reloadSignal reads the signal argument: "SIGHUP", "HUP" and "hup" all

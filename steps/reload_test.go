@@ -365,9 +365,7 @@ func TestReloadValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			err := (*Reload)(nil).Validate(testConfig(t, (*Reload)(nil).Spec(), tt.vals))
 			if tt.wantPath == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
+				wantValid(t, err)
 				return
 			}
 			msg := wantAttrErr(t, err, tt.wantPath)

@@ -21,8 +21,10 @@ type Step interface {
 
 	// Validate checks a configuration before anything runs. Values that depend
 	// on other steps' outputs are unknown at that time (Config.Known reports
-	// false); Validate checks only what is known. It may read the system (look
-	// up a user, stat a file) but must never change it.
+	// false); Validate checks only what is known, and returns ErrUnknown alone
+	// when all it could check was fine but something was not known yet. It
+	// may read the system (look up a user, stat a file) but must never change
+	// it. The engine calls it again with every value known just before Apply.
 	Validate(cfg Config) error
 
 	// Apply carries the step out and returns its outputs: an object with one
