@@ -23,7 +23,7 @@ func (e *StepError) Error() string {
 	for _, d := range e.Diagnostics {
 		where := ""
 		if d.Subject != nil {
-			where = d.Subject.String() + ": "
+			where = location(*d.Subject) + ": "
 		}
 		parts = append(parts, where+d.Summary+": "+d.Detail)
 	}

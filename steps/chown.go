@@ -75,9 +75,7 @@ func (*Chown) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 		if err := os.Lchown(p, uid, gid); err != nil {
 			return cty.NilVal, fmt.Errorf("chown %s: %w", p, err)
 		}
-		if env != nil && env.Log != nil {
-			env.Log.Debug("changed owner", "path", p, "owner", describeOwner(cfg.String("owner"), cfg.String("group")), "uid", uid, "gid", gid)
-		}
+		env.Log.Debug("changed owner", "path", p, "owner", describeOwner(cfg.String("owner"), cfg.String("group")), "uid", uid, "gid", gid)
 	}
 
 	vals := make([]cty.Value, len(paths))

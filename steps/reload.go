@@ -114,9 +114,7 @@ func (*Reload) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		if err != nil {
 			return cty.NilVal, err
 		}
-		if env != nil && env.Log != nil {
-			env.Log.Debug("ran reload command", "command", t.command, "output", out)
-		}
+		env.Log.Debug("ran reload command", "command", t.command, "output", out)
 		vals := make([]cty.Value, len(t.command))
 		for i, a := range t.command {
 			vals[i] = cty.StringVal(a)
@@ -136,9 +134,7 @@ func (*Reload) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	if err := syscall.Kill(pid, t.signal); err != nil {
 		return cty.NilVal, signalError(pid, from, err)
 	}
-	if env != nil && env.Log != nil {
-		env.Log.Debug("sent signal", "pid", pid, "signal", t.sigName, "pid_file", t.pidFile)
-	}
+	env.Log.Debug("sent signal", "pid", pid, "signal", t.sigName, "pid_file", t.pidFile)
 	return reloadOutputs(pid, t.sigName, cty.ListValEmpty(cty.String)), nil
 }
 

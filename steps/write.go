@@ -79,10 +79,7 @@ func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 		return cty.NilVal, mustBeKnown(err)
 	}
 
-	log := hclog.NewNullLogger()
-	if env != nil && env.Log != nil {
-		log = env.Log
-	}
+	log := env.Log
 	if err := writeFileAtomic(log, path, content, mode, uid, gid); err != nil {
 		return cty.NilVal, err
 	}
