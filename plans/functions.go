@@ -86,6 +86,9 @@ func resolve(dir, path string) string {
 	return filepath.Join(dir, path)
 }
 
+// maxFileSize bounds what file() reads: certificates and keys are small.
+const maxFileSize = 16 << 20
+
 func fileFunc(dir string) function.Function {
 	return function.New(&function.Spec{
 		Description: "Reads a UTF-8 text file; relative paths are relative to the plan.",
@@ -93,6 +96,16 @@ func fileFunc(dir string) function.Function {
 		Type:        function.StaticReturnType(cty.String),
 		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
 			path := resolve(dir, args[0].AsString())
+			// A device or a pipe could block forever or never end.
+			fi, err := os.Stat(path)
+			switch {
+			case err != nil:
+				return cty.NilVal, function.NewArgErrorf(0, "cannot read %s: %s", path, unwrapPathError(err))
+			case !fi.Mode().IsRegular():
+				return cty.NilVal, function.NewArgErrorf(0, "%s is not a regular file", path)
+			case fi.Size() > maxFileSize:
+				return cty.NilVal, function.NewArgErrorf(0, "%s is larger than %d MiB", path, maxFileSize>>20)
+			}
 			data, err := os.ReadFile(path)
 			if err != nil {
 				return cty.NilVal, function.NewArgErrorf(0, "cannot read %s: %s", path, unwrapPathError(err))

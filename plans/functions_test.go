@@ -56,8 +56,10 @@ func TestFunctions(t *testing.T) {
 
 func TestFileErrorsAndSensitive(t *testing.T) {
 	dir := t.TempDir()
-	if _, diags := evalWith(t, dir, `file("missing.pem")`); !diags.HasErrors() {
-		t.Error("file() of a missing file should fail")
+	for _, src := range []string{`file("missing.pem")`, `file("/dev/zero")`, `file(".")`} {
+		if _, diags := evalWith(t, dir, src); !diags.HasErrors() {
+			t.Errorf("%s should fail", src)
+		}
 	}
 	got, diags := evalWith(t, dir, `upper(sensitive("k"))`)
 	if diags.HasErrors() {
