@@ -174,6 +174,7 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	if err != nil {
 		return cty.NilVal, mustBeKnown(err)
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, v.timeout)
 	defer cancel()
 
@@ -188,6 +189,10 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		env.Log.Debug("check not passing yet", "check", v.check, "address", v.endpoint.address, "attempt", attempts, "error", err)
 		select {
 		case <-ctx.Done():
+			if parent.Err() != nil {
+				return cty.NilVal, fmt.Errorf("%s check of %s interrupted after %d attempts (%v); last failure: %w",
+					v.check, v.endpoint.address, attempts, parent.Err(), err)
+			}
 			return cty.NilVal, fmt.Errorf("%s check of %s still failing after %d attempts in %s: %w",
 				v.check, v.endpoint.address, attempts, v.timeout, err)
 		case <-time.After(v.interval):

@@ -118,3 +118,18 @@ func TestVerifyValidate(t *testing.T) {
 		t.Errorf("an unknown expect_serial must validate: %v", err)
 	}
 }
+
+func TestVerifyInterrupted(t *testing.T) {
+	ca := newTestCA(t)
+	cfg := tlsCheck(t, map[string]cty.Value{
+		"address": cty.StringVal("127.0.0.1:1"), "ca_file": cty.StringVal(ca.rootFile),
+		"server_name": cty.StringVal("x"),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	env, _ := testEnv(t)
+	_, err := (&Verify{}).Apply(ctx, env, cfg)
+	if err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Fatalf("error %v should say the check was interrupted", err)
+	}
+}
