@@ -88,17 +88,20 @@ func (p *Program) Apply(ctx context.Context, opts Options) (*Report, error) {
 		return report, err
 	}
 
-	conn, err := steps.NewVaultConnection(p.vault, opts.Getenv)
-	if err != nil {
-		return finish(&StepError{Addr: "vault", Diagnostics: p.vaultDiagnostics(err)})
-	}
-	env := steps.NewEnv(opts.Log, conn)
-
-	if err := p.prepare(ctx, env); err != nil {
+	noneRun := func(err error) (*Report, error) {
 		for _, n := range p.order {
 			report.Steps = append(report.Steps, StepResult{Addr: n.step.Addr(), Outcome: NotRun})
 		}
 		return finish(err)
+	}
+
+	conn, err := steps.NewVaultConnection(p.vault, opts.Getenv)
+	if err != nil {
+		return noneRun(&StepError{Addr: "vault", Diagnostics: p.vaultDiagnostics(err)})
+	}
+	env := steps.NewEnv(opts.Log, conn)
+	if err := p.prepare(ctx, env); err != nil {
+		return noneRun(err)
 	}
 
 	outputs := map[string]cty.Value{}
@@ -135,17 +138,12 @@ func (p *Program) Apply(ctx context.Context, opts Options) (*Report, error) {
 // prepare gives every step whose kind can check its prerequisites the chance
 // to do so before anything changes.
 func (p *Program) prepare(ctx context.Context, env *steps.Env) error {
-	unknown := map[string]cty.Value{}
-	for addr, n := range p.nodes {
-		unknown[addr] = unknownOutputs(n.kind)
-	}
-	evalCtx := p.evalContext(unknown)
 	for _, n := range p.order {
 		preparer, ok := n.kind.(steps.Preparer)
 		if !ok {
 			continue
 		}
-		cfg, diags := p.decode(n, evalCtx)
+		cfg, diags := p.decode(n, p.beforeRun)
 		if diags.HasErrors() {
 			return &StepError{Addr: n.step.Addr(), Diagnostics: diags}
 		}

@@ -26,6 +26,9 @@ type Program struct {
 	nodes  map[string]*node
 	order  []*node
 	vault  steps.Config
+	// beforeRun evaluates bodies as they are before any step has run: every
+	// step's outputs unknown.
+	beforeRun *hcl.EvalContext
 }
 
 // node is one step of the plan together with its kind.
@@ -82,6 +85,11 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 	for _, addr := range p.graph.Order() {
 		p.order = append(p.order, p.nodes[addr])
 	}
+	unknown := map[string]cty.Value{}
+	for addr, n := range p.nodes {
+		unknown[addr] = unknownOutputs(n.kind)
+	}
+	p.beforeRun = p.evalContext(unknown)
 	diags = append(diags, p.evalVault()...)
 	diags = append(diags, p.validate()...)
 	if diags.HasErrors() {
@@ -283,7 +291,15 @@ func (p *Program) evalVault() hcl.Diagnostics {
 	}
 	val, more := hcldec.Decode(p.plan.Vault.Body, spec, p.evalContext(nil))
 	diags = append(diags, more...)
+	if more.HasErrors() {
+		return diags
+	}
 	p.vault = steps.NewConfig(val)
+	// What the environment will supply is known only at run time; the
+	// block's own settings can be checked now.
+	if _, err := steps.NewVaultConnection(p.vault, func(string) string { return "" }); err != nil {
+		diags = append(diags, p.vaultDiagnostics(err)...)
+	}
 	return diags
 }
 
@@ -291,13 +307,8 @@ func (p *Program) evalVault() hcl.Diagnostics {
 // and lets each kind check what is known.
 func (p *Program) validate() hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	unknown := map[string]cty.Value{}
-	for addr, n := range p.nodes {
-		unknown[addr] = unknownOutputs(n.kind)
-	}
-	ctx := p.evalContext(unknown)
 	for _, n := range p.order {
-		cfg, more := p.decode(n, ctx)
+		cfg, more := p.decode(n, p.beforeRun)
 		diags = append(diags, more...)
 		if more.HasErrors() {
 			continue

@@ -316,3 +316,10 @@ func (o *recordingObserver) StepFinished(r StepResult) {
 }
 
 func (o *recordingObserver) String() string { return strings.Join(o.events, ";") }
+
+func TestCompileChecksTheVaultBlock(t *testing.T) {
+	_, _, diags := compileSource(t, "vault {\n  auth {\n    method = \"ldap\"\n  }\n}\n", nil)
+	if !diags.HasErrors() || diags[0].Summary != "Invalid Vault connection" || diags[0].Subject.Start.Line != 3 {
+		t.Fatalf("want an error at the auth method (line 3), got %v", diags)
+	}
+}
