@@ -18,6 +18,7 @@ type StepError struct {
 	Diagnostics hcl.Diagnostics
 }
 
+// Error renders the diagnostics on one line, each with its file:line:col.
 func (e *StepError) Error() string {
 	var parts []string
 	for _, d := range e.Diagnostics {

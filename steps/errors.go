@@ -14,8 +14,10 @@ type AttrError struct {
 	Err  error
 }
 
+// Error names the argument and what is wrong with it.
 func (e *AttrError) Error() string { return fmt.Sprintf("%s: %v", e.Path, e.Err) }
 
+// Unwrap returns the underlying error.
 func (e *AttrError) Unwrap() error { return e.Err }
 
 // attrErr builds an *AttrError from a format string.

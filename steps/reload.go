@@ -399,6 +399,7 @@ type tailBuffer struct {
 	truncated bool
 }
 
+// Write implements io.Writer, keeping only the last bytes.
 func (b *tailBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -67,7 +67,10 @@ func rotplan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // listFlag collects a repeatable flag.
 type listFlag []string
 
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+// String implements flag.Value.
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+// Set implements flag.Value: each use of the flag adds a value.
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 const runUsage = `Usage: rotplan run [options] PLAN.hcl

@@ -1002,6 +1002,7 @@ type tailBuffer struct {
 
 func newTailBuffer(max int) *tailBuffer { return &tailBuffer{max: max} }
 
+// Write implements io.Writer, keeping only the last bytes.
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
