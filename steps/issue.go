@@ -246,6 +246,9 @@ func pemText(s string) string {
 // lower-case hex byte pairs separated by colons.
 func SerialHex(c *x509.Certificate) string {
 	b := c.SerialNumber.Bytes()
+	if len(b) == 0 {
+		return "00"
+	}
 	parts := make([]string, len(b))
 	for i, x := range b {
 		parts[i] = fmt.Sprintf("%02x", x)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -181,32 +180,16 @@ func TestRotation(t *testing.T) {
 
 func readCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()
-	certs := readCerts(t, path)
-	if len(certs) == 0 {
-		t.Fatalf("%s holds no certificate", path)
-	}
-	return certs[0]
+	return readCerts(t, path)[0]
 }
 
 func readCerts(t *testing.T, path string) []*x509.Certificate {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	certs, err := testvault.ReadCertificates(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return out
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		out = append(out, c)
-	}
+	return certs
 }
 
 // pemBodyLines returns the base64 lines of a PEM file, the text that would

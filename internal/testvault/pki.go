@@ -343,17 +343,13 @@ func writeFileOwned(path string, data []byte, mode os.FileMode, uid, gid int) (e
 	return os.Rename(tmp, path)
 }
 
-// loadPool reads PEM certificates from file into a new pool.
-func loadPool(file string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	n := 0
+// ParseCertificates returns the certificates in PEM data, in order, skipping
+// other block types. Data without a certificate is an error.
+func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
 	for {
 		var blk *pem.Block
-		blk, b = pem.Decode(b)
+		blk, data = pem.Decode(data)
 		if blk == nil {
 			break
 		}
@@ -362,13 +358,38 @@ func loadPool(file string) (*x509.CertPool, error) {
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", file, err)
+			return nil, err
 		}
-		pool.AddCert(c)
-		n++
+		out = append(out, c)
 	}
-	if n == 0 {
-		return nil, errors.New(file + ": no certificates")
+	if len(out) == 0 {
+		return nil, errors.New("no certificates")
+	}
+	return out, nil
+}
+
+// ReadCertificates returns the certificates in a PEM file, in order.
+func ReadCertificates(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := ParseCertificates(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs, nil
+}
+
+// loadPool reads PEM certificates from file into a new pool.
+func loadPool(file string) (*x509.CertPool, error) {
+	certs, err := ReadCertificates(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
 	}
 	return pool, nil
 }

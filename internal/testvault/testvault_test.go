@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"net"
 	"net/http"
@@ -596,36 +595,20 @@ func procIDs(t *testing.T, pid int, field string) []int {
 
 func readCerts(t *testing.T, path string) []*x509.Certificate {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	certs, err := ReadCertificates(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return parsePEM(t, string(b))
+	return certs
 }
 
 func parsePEM(t *testing.T, s string) []*x509.Certificate {
 	t.Helper()
-	var out []*x509.Certificate
-	rest := []byte(s)
-	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, c)
+	certs, err := ParseCertificates([]byte(s))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(out) == 0 {
-		t.Fatal("no certificates in PEM data")
-	}
-	return out
+	return certs
 }
 
 func pool(certs ...*x509.Certificate) *x509.CertPool {

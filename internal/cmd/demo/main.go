@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rotplan/rotplan/internal/testvault"
+	"github.com/rotplan/rotplan/steps"
 )
 
 // marker marks a directory created by the demo; only such directories (or
@@ -100,7 +100,7 @@ rotplan will issue a new server certificate through Vault, install it in
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		return 1
 	}
-	fmt.Printf("BEFORE: served serial %s, NotAfter %s\n\n", serialHex(before), before.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Printf("BEFORE: served serial %s, NotAfter %s\n\n", steps.SerialHex(before), before.NotAfter.UTC().Format(time.RFC3339))
 
 	varFile := filepath.Join(base, "prod.vars.hcl")
 	if err := v.WriteVarFile(varFile); err != nil {
@@ -149,8 +149,8 @@ rotplan will issue a new server certificate through Vault, install it in
 	}
 	changed := after.SerialNumber.Cmp(before.SerialNumber) != 0
 	matches := after.SerialNumber.Cmp(onDisk.SerialNumber) == 0
-	fmt.Printf("AFTER:  served serial %s, NotAfter %s\n", serialHex(after), after.NotAfter.UTC().Format(time.RFC3339))
-	fmt.Printf("        server.crt     %s\n", serialHex(onDisk))
+	fmt.Printf("AFTER:  served serial %s, NotAfter %s\n", steps.SerialHex(after), after.NotAfter.UTC().Format(time.RFC3339))
+	fmt.Printf("        server.crt     %s\n", steps.SerialHex(onDisk))
 	fmt.Printf("served == server.crt: %t\n", matches)
 	fmt.Printf("served != BEFORE:     %t\n", changed)
 
@@ -236,27 +236,9 @@ func servedLeaf(ctx context.Context, v *testvault.Vault) (*x509.Certificate, err
 }
 
 func certFile(path string) (*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	certs, err := testvault.ReadCertificates(path)
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("%s: no PEM certificate", path)
-	}
-	return x509.ParseCertificate(blk.Bytes)
-}
-
-// serialHex formats a serial number like Vault's serial_number: lower-case
-// hex bytes separated by colons.
-func serialHex(c *x509.Certificate) string {
-	b := c.SerialNumber.Bytes()
-	if len(b) == 0 {
-		return "00"
-	}
-	parts := make([]string, len(b))
-	for i, x := range b {
-		parts[i] = fmt.Sprintf("%02x", x)
-	}
-	return strings.Join(parts, ":")
+	return certs[0], nil
 }
