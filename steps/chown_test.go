@@ -199,3 +199,213 @@ func TestChownApplyUnknownGroup(t *testing.T) {
 	_, err := (*Chown)(nil).Apply(context.Background(), env, cfg)
 	wantAttrErr(t, err, "group")
 }
+
+// chownDone calls Done and fails the test on an error.
+func chownDone(t *testing.T, intent map[string]string) (cty.Value, bool) {
+	t.Helper()
+	env, _ := testEnv(t)
+	out, ok, err := (*Chown)(nil).Done(context.Background(), env, intent)
+	if err != nil {
+		t.Fatalf("Done: %v", err)
+	}
+	if !ok && out != cty.NilVal {
+		t.Errorf("Done returned outputs %#v with false", out)
+	}
+	return out, ok
+}
+
+func TestChownResume(t *testing.T) {
+	requireRoot(t, "changing files' owner and group to another user's")
+	owner, group, uid, gid := testOwner(t)
+	tests := []struct {
+		name         string
+		owner, group cty.Value
+		change       func(t *testing.T, paths []string) // after Apply; nil: none
+		want         bool
+	}{
+		{"owner and group", cty.StringVal(owner), cty.StringVal(group), nil, true},
+		{"owner only, group not checked", cty.StringVal(owner), cty.NullVal(cty.String), func(t *testing.T, paths []string) {
+			if err := os.Lchown(paths[0], -1, gid); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"one file given back to root", cty.StringVal(owner), cty.StringVal(group), func(t *testing.T, paths []string) {
+			if err := os.Lchown(paths[1], 0, -1); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"group changed", cty.NullVal(cty.String), cty.StringVal(group), func(t *testing.T, paths []string) {
+			if err := os.Lchown(paths[0], -1, 0); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"one file removed", cty.StringVal(owner), cty.StringVal(group), func(t *testing.T, paths []string) {
+			if err := os.Remove(paths[1]); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		// The link itself is given the right owner, as is its target:
+		// only its being a link can make Done say no.
+		{"file replaced by a symlink", cty.StringVal(owner), cty.StringVal(group), func(t *testing.T, paths []string) {
+			twin := paths[0] + ".twin"
+			if err := os.Rename(paths[0], twin); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(twin, paths[0]); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Lchown(paths[0], uid, gid); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var paths []string
+			for _, name := range []string{"cert.pem", "key.pem"} {
+				p := filepath.Join(dir, name)
+				if err := os.WriteFile(p, []byte(name), 0o640); err != nil {
+					t.Fatal(err)
+				}
+				paths = append(paths, p)
+			}
+			cfg := testConfig(t, (*Chown)(nil).Spec(), map[string]cty.Value{
+				"paths": stringList(paths...),
+				"owner": tt.owner,
+				"group": tt.group,
+			})
+			intent, err := (*Chown)(nil).Intent(cfg)
+			if err != nil {
+				t.Fatalf("Intent: %v", err)
+			}
+			if _, ok := chownDone(t, intent); ok {
+				t.Fatal("Done before Apply: got true, want false")
+			}
+			env, _ := testEnv(t)
+			applied, err := (*Chown)(nil).Apply(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.change != nil {
+				tt.change(t, paths)
+			}
+			out, ok := chownDone(t, intent)
+			if ok != tt.want {
+				t.Fatalf("Done: got %v, want %v", ok, tt.want)
+			}
+			if ok {
+				wantOutputs(t, (*Chown)(nil), out)
+				if !out.RawEquals(applied) {
+					t.Errorf("Done returned %#v, Apply %#v", out, applied)
+				}
+			}
+		})
+	}
+}
+
+// TestChownResumeOwnFiles needs no root: files the test user already owns
+// are "done" for a chown to that user, Apply or not.
+func TestChownResumeOwnFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	me := strconv.Itoa(os.Geteuid())
+	tests := []struct {
+		name  string
+		paths []string
+		want  bool
+	}{
+		{"own file", []string{file}, true},
+		{"missing file", []string{file, filepath.Join(dir, "missing")}, false},
+		{"symlink", []string{link}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, (*Chown)(nil).Spec(), map[string]cty.Value{
+				"paths": stringList(tt.paths...),
+				"owner": cty.StringVal(me),
+			})
+			intent, err := (*Chown)(nil).Intent(cfg)
+			if err != nil {
+				t.Fatalf("Intent: %v", err)
+			}
+			if intent["uid"] != me || intent["gid"] != "-1" {
+				t.Errorf("intent %v, want uid %s and gid -1", intent, me)
+			}
+			out, ok := chownDone(t, intent)
+			if ok != tt.want {
+				t.Fatalf("Done: got %v, want %v", ok, tt.want)
+			}
+			if ok {
+				want := cty.ObjectVal(map[string]cty.Value{
+					"paths": stringList(tt.paths...),
+					"uid":   cty.NumberIntVal(int64(os.Geteuid())),
+					"gid":   cty.NumberIntVal(-1),
+				})
+				if !out.RawEquals(want) {
+					t.Errorf("Done returned %#v, want %#v", out, want)
+				}
+			}
+		})
+	}
+}
+
+func TestChownDoneMalformedIntent(t *testing.T) {
+	tests := []struct {
+		name    string
+		intent  map[string]string
+		wantErr string
+	}{
+		{"nil", nil, `no "paths"`},
+		{"paths not JSON", map[string]string{"paths": "/etc/x", "uid": "0", "gid": "0"}, "not a JSON list"},
+		{"paths not strings", map[string]string{"paths": "[1]", "uid": "0", "gid": "0"}, "not a JSON list"},
+		{"no paths", map[string]string{"paths": "[]", "uid": "0", "gid": "0"}, "no path"},
+		{"null paths", map[string]string{"paths": "null", "uid": "0", "gid": "0"}, "no path"},
+		{"empty path", map[string]string{"paths": `["/a",""]`, "uid": "0", "gid": "0"}, "path 2 is empty"},
+		{"no uid", map[string]string{"paths": `["/a"]`, "gid": "0"}, `no "uid"`},
+		{"uid a name", map[string]string{"paths": `["/a"]`, "uid": "root", "gid": "0"}, "not an id"},
+		{"gid negative", map[string]string{"paths": `["/a"]`, "uid": "0", "gid": "-2"}, "not an id"},
+		{"neither", map[string]string{"paths": `["/a"]`, "uid": "-1", "gid": "-1"}, "neither owner nor group"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, _ := testEnv(t)
+			out, ok, err := (*Chown)(nil).Done(context.Background(), env, tt.intent)
+			wantErrContains(t, err, tt.wantErr)
+			if ok || out != cty.NilVal {
+				t.Errorf("Done returned %#v, %v with an error", out, ok)
+			}
+		})
+	}
+}
+
+func TestChownSummary(t *testing.T) {
+	outputs := func(uid, gid cty.Value) cty.Value {
+		return cty.ObjectVal(map[string]cty.Value{"paths": stringList("/k"), "uid": uid, "gid": gid})
+	}
+	tests := []struct {
+		name    string
+		outputs cty.Value
+		want    []Fact
+	}{
+		{"owner and group", outputs(cty.NumberIntVal(65534), cty.NumberIntVal(65533)), []Fact{{"owner", "65534:65533"}}},
+		{"owner only", outputs(cty.NumberIntVal(65534), cty.NumberIntVal(-1)), []Fact{{"owner", "65534"}}},
+		{"group only", outputs(cty.NumberIntVal(-1), cty.NumberIntVal(65533)), []Fact{{"owner", ":65533"}}},
+		{"null uid", outputs(cty.NullVal(cty.Number), cty.NumberIntVal(0)), nil},
+		{"unknown gid", outputs(cty.NumberIntVal(0), cty.UnknownVal(cty.Number)), nil},
+		{"fractional uid", outputs(cty.NumberFloatVal(1.5), cty.NumberIntVal(0)), nil},
+		{"null outputs", cty.NullVal(OutputType((*Chown)(nil))), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantFacts(t, (*Chown)(nil).Summary(tt.outputs), tt.want)
+		})
+	}
+}

@@ -137,6 +137,22 @@ func (c Config) Int(name string) (int64, bool, error) {
 	return n, true, nil
 }
 
+// Bool returns a bool argument, def when it is null. An unknown value yields
+// ErrUnknown.
+func (c Config) Bool(name string, def bool) (bool, error) {
+	v := c.attr(name)
+	if v.IsNull() {
+		return def, nil
+	}
+	if !v.IsKnown() {
+		return false, ErrUnknown
+	}
+	if v.Type() != cty.Bool {
+		return false, attrErr(c.Path(name), "must be true or false")
+	}
+	return v.True(), nil
+}
+
 // Block returns the nested block of that type, and false when it is absent.
 func (c Config) Block(name string) (Config, bool) {
 	v := c.attr(name)
@@ -208,4 +224,67 @@ func mustBeKnown(err error) error {
 		return fmt.Errorf("internal error: a value is still unknown at apply time")
 	}
 	return err
+}
+
+// outputAttr returns one attribute of a step's outputs if it can be shown in
+// a Fact: the outputs may come from a journal or from an engine that marked
+// the sensitive ones, so a missing, null or unknown attribute is skipped
+// rather than trusted, and a marked one is skipped because it was computed
+// from a secret.
+func outputAttr(outputs cty.Value, name string) (cty.Value, bool) {
+	if outputs == cty.NilVal || outputs.IsMarked() || outputs.IsNull() || !outputs.IsKnown() {
+		return cty.NilVal, false
+	}
+	if ty := outputs.Type(); !ty.IsObjectType() || !ty.HasAttribute(name) {
+		return cty.NilVal, false
+	}
+	v := outputs.GetAttr(name)
+	if v.ContainsMarked() || v.IsNull() || !v.IsWhollyKnown() {
+		return cty.NilVal, false
+	}
+	return v, true
+}
+
+// outputString returns a string attribute of a step's outputs for a Fact;
+// false when outputAttr would skip it or it is not a string.
+func outputString(outputs cty.Value, name string) (string, bool) {
+	v, ok := outputAttr(outputs, name)
+	if !ok || v.Type() != cty.String {
+		return "", false
+	}
+	return v.AsString(), true
+}
+
+// outputInt returns a whole-number attribute of a step's outputs for a Fact;
+// false when outputAttr would skip it or it is not a whole int64.
+func outputInt(outputs cty.Value, name string) (int64, bool) {
+	v, ok := outputAttr(outputs, name)
+	if !ok || v.Type() != cty.Number {
+		return 0, false
+	}
+	bf := v.AsBigFloat()
+	n, acc := bf.Int64()
+	if !bf.IsInt() || acc != big.Exact {
+		return 0, false
+	}
+	return n, true
+}
+
+// outputStrings returns a list-of-strings attribute of a step's outputs for
+// a Fact; false when outputAttr would skip it, or it is not a list of
+// strings or holds a null.
+func outputStrings(outputs cty.Value, name string) ([]string, bool) {
+	v, ok := outputAttr(outputs, name)
+	if !ok || !(v.Type().IsListType() || v.Type().IsTupleType()) {
+		return nil, false
+	}
+	out := make([]string, 0, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		_, e := it.Element()
+		if e.IsNull() || e.Type() != cty.String {
+			return nil, false
+		}
+		out = append(out, e.AsString())
+	}
+	return out, true
 }

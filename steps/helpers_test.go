@@ -207,3 +207,16 @@ func wantValid(t *testing.T, err error) {
 		t.Fatalf("Validate: %v", err)
 	}
 }
+
+// wantFacts fails the test unless a Summary returned exactly want, in order.
+func wantFacts(t *testing.T, got, want []Fact) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("facts %#v, want %#v", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Fatalf("facts %#v, want %#v", got, want)
+		}
+	}
+}

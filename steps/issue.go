@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -29,11 +30,18 @@ import (
 //	  ip_sans     = ["127.0.0.1"]
 //	  ttl         = "720h"
 //	}
+//
+// With revoke_superseded = true, a certificate issued by a run that was
+// interrupted, and issued again when the run was resumed, is revoked once the
+// resumed run has succeeded: nothing installs it any more, and its key may
+// still lie in a half-written file.
 type Issue struct{}
 
 var (
-	_ Step     = (*Issue)(nil)
-	_ Preparer = (*Issue)(nil)
+	_ Step       = (*Issue)(nil)
+	_ Preparer   = (*Issue)(nil)
+	_ Superseder = (*Issue)(nil)
+	_ Summarizer = (*Issue)(nil)
 )
 
 // Spec implements Step.
@@ -46,6 +54,8 @@ func (*Issue) Spec() hcldec.ObjectSpec {
 		"ip_sans":     &hcldec.AttrSpec{Name: "ip_sans", Type: cty.List(cty.String)},
 		"uri_sans":    &hcldec.AttrSpec{Name: "uri_sans", Type: cty.List(cty.String)},
 		"ttl":         &hcldec.AttrSpec{Name: "ttl", Type: cty.String},
+
+		"revoke_superseded": &hcldec.AttrSpec{Name: "revoke_superseded", Type: cty.Bool},
 	}
 }
 
@@ -68,11 +78,12 @@ type issueRequest struct {
 	mount, role, commonName string
 	altNames, ipSANs, uris  []string
 	ttl                     string
+	revokeSuperseded        bool
 }
 
 func parseIssue(cfg Config) (issueRequest, error) {
 	r := issueRequest{ttl: cfg.String("ttl")}
-	var errMount, errRole, errCN, errTTL, errAlt, errIP, errURI error
+	var errMount, errRole, errCN, errTTL, errAlt, errIP, errURI, errRevoke error
 	r.altNames, errAlt = cfg.StringList("alt_names")
 	r.ipSANs, errIP = cfg.StringList("ip_sans")
 	r.uris, errURI = cfg.StringList("uri_sans")
@@ -82,7 +93,8 @@ func parseIssue(cfg Config) (issueRequest, error) {
 	if _, err := cfg.Duration("ttl", 0); err != nil {
 		errTTL = err
 	}
-	errs := []error{errMount, errRole, errCN, errTTL, errAlt, errIP, errURI}
+	r.revokeSuperseded, errRevoke = cfg.Bool("revoke_superseded", false)
+	errs := []error{errMount, errRole, errCN, errTTL, errAlt, errIP, errURI, errRevoke}
 	for _, ip := range r.ipSANs {
 		if net.ParseIP(ip) == nil {
 			errs = append(errs, attrErr(cfg.Path("ip_sans"), "%q is not an IP address", ip))
@@ -168,6 +180,139 @@ func (*Issue) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 		"fingerprint_sha256": cty.StringVal(issued.fingerprint),
 		"expiration":         cty.StringVal(issued.expiration),
 	}), nil
+}
+
+// Supersede implements Superseder: it revokes the certificate an earlier,
+// interrupted run issued when revoke_superseded says so, and otherwise only
+// says that it was left valid. The serial comes from the journal, so it is
+// checked before it goes to Vault. Vault answers a second revocation with the
+// first one's time, and declines, with a warning, to revoke a certificate
+// that has expired; neither is an error, since either way the certificate is
+// no longer usable.
+func (*Issue) Supersede(ctx context.Context, env *Env, cfg Config, previous cty.Value) (string, error) {
+	serial, err := supersededSerial(previous)
+	if err != nil {
+		return "", err
+	}
+	req, err := parseIssue(cfg)
+	if err != nil {
+		return "", mustBeKnown(err)
+	}
+	if !req.revokeSuperseded {
+		note := fmt.Sprintf("superseded certificate serial %s not revoked (revoke_superseded is false)", serial)
+		if exp, ok := outputString(previous, "expiration"); ok && exp != "" {
+			note += "; it stays valid until " + exp
+		}
+		return note, nil
+	}
+	client, err := env.Vault(ctx)
+	if err != nil {
+		return "", err
+	}
+	path := req.mount + "/revoke"
+	secret, err := client.Logical().WriteWithContext(ctx, path, map[string]any{"serial_number": serial})
+	if err != nil {
+		return "", fmt.Errorf("revoking superseded certificate serial %s: Vault %s: %w", serial, path, err)
+	}
+	if secret != nil && revocationTime(secret.Data) != 0 {
+		env.Log.Info("superseded certificate revoked", "mount", req.mount, "serial", serial)
+		return fmt.Sprintf("superseded certificate serial %s revoked in %s", serial, req.mount), nil
+	}
+	var warnings []string
+	if secret != nil {
+		warnings = secret.Warnings
+	}
+	for _, w := range warnings {
+		if strings.Contains(w, "already expired") {
+			env.Log.Info("superseded certificate already expired; not revoked", "mount", req.mount, "serial", serial)
+			return fmt.Sprintf("superseded certificate serial %s not revoked in %s: it has already expired", serial, req.mount), nil
+		}
+	}
+	why := "no revocation time in the response"
+	if len(warnings) > 0 {
+		why = strings.Join(warnings, "; ")
+	}
+	return "", fmt.Errorf("revoking superseded certificate serial %s: Vault %s did not confirm the revocation (%s)", serial, path, why)
+}
+
+// supersededSerial reads the serial number from an earlier run's journaled
+// outputs. It must look the way Issue writes it (colon-separated hex byte
+// pairs, at most 64 bytes; RFC 5280 allows 20), so that whatever ended up in
+// the journal cannot be passed to Vault as something else.
+func supersededSerial(previous cty.Value) (string, error) {
+	if previous == cty.NilVal || previous.IsNull() || !previous.IsKnown() {
+		return "", errors.New("the superseded certificate's outputs are missing")
+	}
+	previous, _ = previous.UnmarkDeep()
+	if ty := previous.Type(); !ty.IsObjectType() || !ty.HasAttribute("serial_number") {
+		return "", errors.New("the superseded certificate's outputs have no serial_number")
+	}
+	v := previous.GetAttr("serial_number")
+	if v.IsNull() || !v.IsKnown() || v.Type() != cty.String {
+		return "", errors.New("the superseded certificate's serial_number is null, unknown or not a string")
+	}
+	s := strings.ToLower(v.AsString())
+	if !isSerialHex(s) {
+		return "", fmt.Errorf("the superseded certificate's serial_number %q is not a serial number as Vault writes it (hex byte pairs separated by colons)", truncate(s, 200))
+	}
+	return s, nil
+}
+
+// isSerialHex reports whether s is a lower-case serial as SerialHex writes
+// it, of 1 to 64 bytes.
+func isSerialHex(s string) bool {
+	if len(s) < 2 || len(s) > 64*3-1 || len(s)%3 != 2 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if i%3 == 2 {
+			if c != ':' {
+				return false
+			}
+			continue
+		}
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// truncate shortens s for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// revocationTime reads the revocation_time (Unix seconds) of a Vault revoke
+// response, 0 when there is none.
+func revocationTime(data map[string]any) int64 {
+	switch t := data["revocation_time"].(type) {
+	case json.Number:
+		n, _ := t.Int64()
+		return n
+	case float64:
+		return int64(t)
+	case int64:
+		return t
+	}
+	return 0
+}
+
+// Summary implements Summarizer: the serial and the expiry, which is what an
+// operator looks for in Vault and in the served certificate.
+func (*Issue) Summary(outputs cty.Value) []Fact {
+	var facts []Fact
+	if s, ok := outputString(outputs, "serial_number"); ok && s != "" {
+		facts = append(facts, Fact{Name: "serial", Value: s})
+	}
+	if s, ok := outputString(outputs, "expiration"); ok && s != "" {
+		facts = append(facts, Fact{Name: "expires", Value: s})
+	}
+	return facts
 }
 
 type issuedCertificate struct {

@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +218,219 @@ func TestNewVaultConnectionDefaults(t *testing.T) {
 	var attrErr *AttrError
 	if _, err := NewVaultConnection(bad, getenv); !errors.As(err, &attrErr) || attrErr.Path != "auth.method" {
 		t.Errorf("an unsupported auth method should be an error on auth.method, got %v", err)
+	}
+}
+
+// journaled returns an issue step's outputs as the journal keeps them: the
+// sensitive private key null.
+func journaled(out cty.Value) cty.Value {
+	attrs := out.AsValueMap()
+	attrs["private_key"] = cty.NullVal(cty.String)
+	return cty.ObjectVal(attrs)
+}
+
+// revokedAt reads, through the harness's root client, when Vault revoked a
+// certificate of pki-prod: 0 when it has not.
+func revokedAt(t *testing.T, v *testvault.Vault, serial string) int64 {
+	t.Helper()
+	secret, err := v.Root().Logical().ReadWithContext(context.Background(), "pki-prod/cert/"+serial)
+	if err != nil {
+		t.Fatalf("reading pki-prod/cert/%s: %v", serial, err)
+	}
+	if secret == nil {
+		t.Fatalf("pki-prod/cert/%s: no such certificate", serial)
+	}
+	n, err := strconv.ParseInt(fmt.Sprint(secret.Data["revocation_time"]), 10, 64)
+	if err != nil {
+		t.Fatalf("pki-prod/cert/%s: revocation_time %v: %v", serial, secret.Data["revocation_time"], err)
+	}
+	return n
+}
+
+func TestIssueSupersedeAgainstVault(t *testing.T) {
+	v := testvault.StartT(t)
+	ctx := context.Background()
+	env, _ := testEnv(t)
+	env = NewEnv(env.Log, adminConnection(v))
+	client, err := env.Vault(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := client.Token()
+	issue := &Issue{}
+	config := func(t *testing.T, revoke cty.Value, ttl string) Config {
+		t.Helper()
+		return testConfig(t, issue.Spec(), map[string]cty.Value{
+			"mount":             cty.StringVal("pki-prod"),
+			"role":              cty.StringVal("vault-server"),
+			"common_name":       cty.StringVal("vault.prod.privsec.ch"),
+			"ttl":               cty.StringVal(ttl),
+			"revoke_superseded": revoke,
+		})
+	}
+
+	tests := []struct {
+		name        string
+		revoke      cty.Value
+		ttl         string
+		times       int
+		wantNote    string
+		wantRevoked bool
+	}{
+		{"revoke", cty.True, "24h", 1, "revoked in pki-prod", true},
+		{"revoke again", cty.True, "24h", 2, "revoked in pki-prod", true},
+		{"keep", cty.False, "24h", 1, "not revoked (revoke_superseded is false); it stays valid until ", false},
+		{"keep by default", cty.NullVal(cty.Bool), "24h", 1, "not revoked (revoke_superseded is false)", false},
+		// Vault declines to revoke a certificate that expires within two
+		// seconds, so a one-second certificate is already "expired".
+		{"revoke expired", cty.True, "1s", 1, "not revoked in pki-prod: it has already expired", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := config(t, tt.revoke, tt.ttl)
+			if err := issue.Validate(cfg); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			out, err := issue.Apply(ctx, env, cfg)
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			serial := out.GetAttr("serial_number").AsString()
+			var note string
+			for i := range tt.times {
+				if note, err = issue.Supersede(ctx, env, cfg, journaled(out)); err != nil {
+					t.Fatalf("Supersede (call %d): %v", i+1, err)
+				}
+			}
+			want := "superseded certificate serial " + serial + " " + tt.wantNote
+			if !strings.HasPrefix(note, want) {
+				t.Errorf("note %q, want it to start with %q", note, want)
+			}
+			if got := revokedAt(t, v, serial) != 0; got != tt.wantRevoked {
+				t.Errorf("revoked in Vault: %v, want %v", got, tt.wantRevoked)
+			}
+		})
+	}
+
+	t.Run("serial Vault never issued", func(t *testing.T) {
+		previous := cty.ObjectVal(map[string]cty.Value{"serial_number": cty.StringVal("01:02:03")})
+		_, err := issue.Supersede(ctx, env, config(t, cty.True, "24h"), previous)
+		wantErrContains(t, err, "01:02:03", "pki-prod/revoke", "not found")
+		if strings.Contains(err.Error(), token) {
+			t.Error("the Vault token appears in the error")
+		}
+	})
+}
+
+func TestIssueSupersedePrevious(t *testing.T) {
+	serialOutputs := func(serial cty.Value) cty.Value {
+		return cty.ObjectVal(map[string]cty.Value{"serial_number": serial, "private_key": cty.NullVal(cty.String)})
+	}
+	tests := []struct {
+		name     string
+		previous cty.Value
+		wantNote string // "" when an error is expected
+		wantErr  string
+	}{
+		{"colon hex", serialOutputs(cty.StringVal("1a:2b:3c")), "serial 1a:2b:3c not revoked", ""},
+		{"upper case", serialOutputs(cty.StringVal("1A:2B")), "serial 1a:2b not revoked", ""},
+		{"marked", serialOutputs(cty.StringVal("1a").Mark("sensitive")), "serial 1a not revoked", ""},
+		{"no outputs", cty.NilVal, "", "outputs are missing"},
+		{"null outputs", cty.NullVal(OutputType(&Issue{})), "", "outputs are missing"},
+		{"unknown outputs", cty.DynamicVal, "", "outputs are missing"},
+		{"not an object", cty.StringVal("1a:2b"), "", "no serial_number"},
+		{"no serial_number", cty.EmptyObjectVal, "", "no serial_number"},
+		{"null serial", serialOutputs(cty.NullVal(cty.String)), "", "null, unknown"},
+		{"unknown serial", serialOutputs(cty.UnknownVal(cty.String)), "", "null, unknown"},
+		{"number serial", serialOutputs(cty.NumberIntVal(12)), "", "not a string"},
+		{"empty serial", serialOutputs(cty.StringVal("")), "", "not a serial number"},
+		{"without colons", serialOutputs(cty.StringVal("1a2b")), "", "not a serial number"},
+		{"odd digits", serialOutputs(cty.StringVal("1a:2")), "", "not a serial number"},
+		{"path", serialOutputs(cty.StringVal("1a/../../sys/seal")), "", "not a serial number"},
+		{"too long", serialOutputs(cty.StringVal(strings.Repeat("ab:", 64) + "ab")), "", "not a serial number"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, (&Issue{}).Spec(), map[string]cty.Value{
+				"mount": cty.StringVal("pki-prod"), "role": cty.StringVal("vault-server"),
+				"common_name": cty.StringVal("vault.prod.privsec.ch"), "revoke_superseded": cty.False,
+			})
+			// No Vault: revoke_superseded is false, and a bad serial must be
+			// refused before Vault is asked anything.
+			env, _ := testEnv(t)
+			note, err := (&Issue{}).Supersede(context.Background(), env, cfg, tt.previous)
+			if tt.wantErr != "" {
+				wantErrContains(t, err, tt.wantErr)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Supersede: %v", err)
+			}
+			if !strings.Contains(note, tt.wantNote) {
+				t.Errorf("note %q does not say %q", note, tt.wantNote)
+			}
+		})
+	}
+}
+
+func TestIssueValidateRevokeSuperseded(t *testing.T) {
+	tests := []struct {
+		name   string
+		revoke cty.Value
+		want   error
+	}{
+		{"true", cty.True, nil},
+		{"unset", cty.NullVal(cty.Bool), nil},
+		{"unknown", cty.UnknownVal(cty.Bool), ErrUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, (&Issue{}).Spec(), map[string]cty.Value{
+				"mount": cty.StringVal("pki-prod"), "role": cty.StringVal("vault-server"),
+				"common_name": cty.StringVal("vault.prod.privsec.ch"), "revoke_superseded": tt.revoke,
+			})
+			if err := (&Issue{}).Validate(cfg); err != tt.want {
+				t.Errorf("Validate: %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestIssueSummary(t *testing.T) {
+	ty := OutputType(&Issue{})
+	outputs := func(serial, expiration cty.Value) cty.Value {
+		attrs := map[string]cty.Value{}
+		for name, at := range ty.AttributeTypes() {
+			attrs[name] = cty.NullVal(at)
+		}
+		attrs["private_key"] = cty.StringVal(testKey).Mark("sensitive")
+		attrs["serial_number"] = serial
+		attrs["expiration"] = expiration
+		return cty.ObjectVal(attrs)
+	}
+	tests := []struct {
+		name    string
+		outputs cty.Value
+		want    []Fact
+	}{
+		{"serial and expiry", outputs(cty.StringVal("1a:2b"), cty.StringVal("2030-01-02T03:04:05Z")),
+			[]Fact{{"serial", "1a:2b"}, {"expires", "2030-01-02T03:04:05Z"}}},
+		{"null serial", outputs(cty.NullVal(cty.String), cty.StringVal("2030-01-02T03:04:05Z")),
+			[]Fact{{"expires", "2030-01-02T03:04:05Z"}}},
+		{"unknown expiry", outputs(cty.StringVal("1a:2b"), cty.UnknownVal(cty.String)),
+			[]Fact{{"serial", "1a:2b"}}},
+		{"null outputs", cty.NullVal(ty), nil},
+		{"outputs marked as a whole", outputs(cty.StringVal("1a:2b"), cty.StringVal("x")).Mark("sensitive"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := (&Issue{}).Summary(tt.outputs)
+			wantFacts(t, got, tt.want)
+			for _, f := range got {
+				if strings.Contains(f.Value, testKeyBody) {
+					t.Errorf("fact %q holds the private key", f.Name)
+				}
+			}
+		})
 	}
 }

@@ -24,7 +24,10 @@ import (
 // given directly) or by running a command such as `systemctl reload vault`.
 type Reload struct{}
 
-var _ Step = (*Reload)(nil)
+var (
+	_ Step       = (*Reload)(nil)
+	_ Summarizer = (*Reload)(nil)
+)
 
 const (
 	defaultReloadSignal  = "SIGHUP"
@@ -146,6 +149,23 @@ func reloadOutputs(pid int, signal string, command cty.Value) cty.Value {
 		"signal":  cty.StringVal(signal),
 		"command": command,
 	})
+}
+
+// Summary implements Summarizer: the command run, or the process signalled
+// and the signal, whichever way the reload was done. The outputs always
+// hold all three, so the empty ones say which way it was.
+func (*Reload) Summary(outputs cty.Value) []Fact {
+	if argv, ok := outputStrings(outputs, "command"); ok && len(argv) > 0 {
+		return []Fact{{Name: "command", Value: quoteArgv(argv)}}
+	}
+	var facts []Fact
+	if pid, ok := outputInt(outputs, "pid"); ok && pid > 0 {
+		facts = append(facts, Fact{Name: "pid", Value: strconv.FormatInt(pid, 10)})
+	}
+	if sig, ok := outputString(outputs, "signal"); ok && sig != "" {
+		facts = append(facts, Fact{Name: "signal", Value: sig})
+	}
+	return facts
 }
 
 // signalError explains a failed kill(2): a stale pid file (ESRCH) is the

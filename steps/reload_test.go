@@ -430,3 +430,29 @@ func TestReloadTailBuffer(t *testing.T) {
 		})
 	}
 }
+
+func TestReloadSummary(t *testing.T) {
+	outputs := func(pid, signal, command cty.Value) cty.Value {
+		return cty.ObjectVal(map[string]cty.Value{"pid": pid, "signal": signal, "command": command})
+	}
+	tests := []struct {
+		name    string
+		outputs cty.Value
+		want    []Fact
+	}{
+		{"signal", outputs(cty.NumberIntVal(4242), cty.StringVal("SIGHUP"), stringList()),
+			[]Fact{{"pid", "4242"}, {"signal", "SIGHUP"}}},
+		{"command", outputs(cty.NumberIntVal(0), cty.StringVal(""), stringList("systemctl", "reload", "vault server")),
+			[]Fact{{"command", `systemctl reload "vault server"`}}},
+		{"null pid", outputs(cty.NullVal(cty.Number), cty.StringVal("SIGHUP"), cty.NullVal(cty.List(cty.String))),
+			[]Fact{{"signal", "SIGHUP"}}},
+		{"command with a null element", outputs(cty.NumberIntVal(0), cty.StringVal(""),
+			cty.ListVal([]cty.Value{cty.StringVal("x"), cty.NullVal(cty.String)})), nil},
+		{"unknown outputs", cty.UnknownVal(OutputType((*Reload)(nil))), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantFacts(t, (*Reload)(nil).Summary(tt.outputs), tt.want)
+		})
+	}
+}

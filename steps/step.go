@@ -40,6 +40,46 @@ type Preparer interface {
 	Prepare(ctx context.Context, env *Env, cfg Config) error
 }
 
+// Resumer is implemented by kinds that can tell, after a crash, whether a
+// step that started but whose outcome was never recorded did in fact
+// complete. Without it, such a step is simply run again.
+type Resumer interface {
+	// Intent describes the effect Apply is about to have, in a form free of
+	// secrets (a path and the SHA-256 of the content, not the content). The
+	// engine journals it, durably, before calling Apply.
+	Intent(cfg Config) (map[string]string, error)
+
+	// Done reports whether the effect an Intent describes is in place now and,
+	// when it is, returns the outputs Apply would have returned. It reads the
+	// system and never changes it. The intent comes from the journal, so Done
+	// must treat it as untrusted input.
+	Done(ctx context.Context, env *Env, intent map[string]string) (cty.Value, bool, error)
+}
+
+// Superseder is implemented by kinds whose results live on somewhere (a
+// certificate Vault issued) when a resumed run has to carry the step out
+// again: the earlier result is superseded by the new one. previous holds the
+// earlier run's outputs as journaled, its sensitive attributes unknown. It is
+// never the result now in use. Supersede
+// is called once the whole run has succeeded; it returns a note for the
+// journal and the operator ("serial 1a:2b revoked").
+type Superseder interface {
+	Supersede(ctx context.Context, env *Env, cfg Config, previous cty.Value) (string, error)
+}
+
+// Summarizer is implemented by kinds with a few outputs worth showing in
+// `rotplan status` (a serial and an expiry, a digest, a pid). Facts are
+// journaled, so they must never hold a secret.
+type Summarizer interface {
+	Summary(outputs cty.Value) []Fact
+}
+
+// Fact is one named, printable, non-secret detail of a step's result.
+type Fact struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
 // Output describes one output attribute of a step kind.
 type Output struct {
 	// Type is the attribute's cty type.

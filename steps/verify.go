@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,7 +42,10 @@ import (
 // unreachable.
 type Verify struct{}
 
-var _ Step = (*Verify)(nil)
+var (
+	_ Step       = (*Verify)(nil)
+	_ Summarizer = (*Verify)(nil)
+)
 
 // endpointSpec is what both checks need to reach a TLS endpoint.
 func endpointSpec() hcldec.ObjectSpec {
@@ -213,6 +217,26 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		"served_fingerprint": cty.StringVal(result.fingerprint),
 		"vault_version":      cty.StringVal(result.vaultVersion),
 	}), nil
+}
+
+// Summary implements Summarizer: which check passed, after how many
+// attempts, and what it saw (the served serial of a tls check, the version
+// of a vault_status check).
+func (*Verify) Summary(outputs cty.Value) []Fact {
+	var facts []Fact
+	if check, ok := outputString(outputs, "check"); ok && check != "" {
+		facts = append(facts, Fact{Name: "check", Value: check})
+	}
+	if serial, ok := outputString(outputs, "served_serial"); ok && serial != "" {
+		facts = append(facts, Fact{Name: "served_serial", Value: serial})
+	}
+	if version, ok := outputString(outputs, "vault_version"); ok && version != "" {
+		facts = append(facts, Fact{Name: "vault_version", Value: version})
+	}
+	if n, ok := outputInt(outputs, "attempts"); ok && n > 0 {
+		facts = append(facts, Fact{Name: "attempts", Value: strconv.FormatInt(n, 10)})
+	}
+	return facts
 }
 
 type checkResult struct {

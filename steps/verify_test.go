@@ -133,3 +133,31 @@ func TestVerifyInterrupted(t *testing.T) {
 		t.Fatalf("error %v should say the check was interrupted", err)
 	}
 }
+
+func TestVerifySummary(t *testing.T) {
+	outputs := func(check, serial, version string, attempts cty.Value) cty.Value {
+		return cty.ObjectVal(map[string]cty.Value{
+			"check": cty.StringVal(check), "attempts": attempts,
+			"served_serial": cty.StringVal(serial), "served_fingerprint": cty.StringVal(strings.Repeat("ab", 32)),
+			"vault_version": cty.StringVal(version),
+		})
+	}
+	tests := []struct {
+		name    string
+		outputs cty.Value
+		want    []Fact
+	}{
+		{"tls", outputs("tls", "1a:2b", "", cty.NumberIntVal(3)),
+			[]Fact{{"check", "tls"}, {"served_serial", "1a:2b"}, {"attempts", "3"}}},
+		{"vault_status", outputs("vault_status", "", "1.21.0", cty.NumberIntVal(1)),
+			[]Fact{{"check", "vault_status"}, {"vault_version", "1.21.0"}, {"attempts", "1"}}},
+		{"null attempts", outputs("tls", "", "", cty.NullVal(cty.Number)),
+			[]Fact{{"check", "tls"}}},
+		{"null outputs", cty.NullVal(OutputType((*Verify)(nil))), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantFacts(t, (*Verify)(nil).Summary(tt.outputs), tt.want)
+		})
+	}
+}

@@ -3,13 +3,13 @@ package steps
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -24,7 +24,11 @@ import (
 // but its final owner, not even while it is being written.
 type Write struct{}
 
-var _ Step = (*Write)(nil)
+var (
+	_ Step       = (*Write)(nil)
+	_ Resumer    = (*Write)(nil)
+	_ Summarizer = (*Write)(nil)
+)
 
 // Spec is the schema of a write block.
 func (*Write) Spec() hcldec.ObjectSpec {
@@ -62,39 +66,216 @@ func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 	if err := ctx.Err(); err != nil {
 		return cty.NilVal, err
 	}
-	path, err := writePath(cfg)
+	r, err := readWrite(cfg)
 	if err != nil {
-		return cty.NilVal, mustBeKnown(err)
-	}
-	if !cfg.Known("content") {
-		return cty.NilVal, mustBeKnown(ErrUnknown)
-	}
-	content := []byte(cfg.String("content"))
-	mode, err := writeMode(cfg)
-	if err != nil {
-		return cty.NilVal, mustBeKnown(err)
-	}
-	uid, gid, err := ownership(cfg)
-	if err != nil {
-		return cty.NilVal, mustBeKnown(err)
-	}
-
-	log := env.Log
-	if err := writeFileAtomic(log, path, content, mode, uid, gid); err != nil {
 		return cty.NilVal, err
 	}
 
-	sum := sha256.Sum256(content)
-	digest := hex.EncodeToString(sum[:])
-	log.Debug("wrote file", "path", path, "mode", formatMode(mode),
+	log := env.Log
+	if err := writeFileAtomic(log, r.path, r.content, r.mode, r.uid, r.gid); err != nil {
+		return cty.NilVal, err
+	}
+
+	digest := contentDigest(r.content)
+	log.Debug("wrote file", "path", r.path, "mode", formatMode(r.mode),
 		"owner", describeOwner(cfg.String("owner"), cfg.String("group")),
-		"size", len(content), "sha256", digest)
+		"size", len(r.content), "sha256", digest)
+	return writeOutputs(r.path, digest, int64(len(r.content)), r.mode), nil
+}
+
+// Intent implements Resumer: the file's digest, size, mode and, when the
+// block sets them, owner and group, which is all Done needs to recognise the
+// file Apply leaves, and nothing of the content itself.
+func (*Write) Intent(cfg Config) (map[string]string, error) {
+	r, err := readWrite(cfg)
+	if err != nil {
+		return nil, err
+	}
+	intent := map[string]string{
+		"path":   r.path,
+		"sha256": contentDigest(r.content),
+		"size":   strconv.Itoa(len(r.content)),
+		"mode":   formatMode(r.mode),
+	}
+	if r.uid != -1 {
+		intent["uid"] = strconv.Itoa(r.uid)
+	}
+	if r.gid != -1 {
+		intent["gid"] = strconv.Itoa(r.gid)
+	}
+	return intent, nil
+}
+
+// Done implements Resumer. The write is done when path is a regular file
+// (a symlink is not: Apply never leaves one) with the intended content,
+// permission bits and, where the block set them, owner and group. Ownership
+// the block left alone is not checked, since Apply did not choose it either.
+func (*Write) Done(ctx context.Context, env *Env, intent map[string]string) (cty.Value, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return cty.NilVal, false, err
+	}
+	want, err := parseWriteIntent(intent)
+	if err != nil {
+		return cty.NilVal, false, err
+	}
+	notDone := func(why string) (cty.Value, bool, error) {
+		env.Log.Debug("the file is not as the write would leave it", "path", want.path, "reason", why)
+		return cty.NilVal, false, nil
+	}
+	fi, err := os.Lstat(want.path)
+	switch {
+	case isMissing(err):
+		return notDone("missing")
+	case err != nil:
+		return cty.NilVal, false, err
+	case !fi.Mode().IsRegular():
+		return notDone("not a regular file")
+	}
+	if got := fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky); got != want.mode {
+		return notDone("mode " + formatMode(got) + fileModeSpecial(got))
+	}
+	uid, gid, ok := fileOwner(fi)
+	if !ok {
+		return cty.NilVal, false, fmt.Errorf("%s: no owner information on this system", want.path)
+	}
+	if (want.uid != -1 && uid != want.uid) || (want.gid != -1 && gid != want.gid) {
+		return notDone(fmt.Sprintf("owned by %d:%d", uid, gid))
+	}
+	switch {
+	case fi.Size() != want.size:
+		return notDone("size differs")
+	case fi.Size() > maxResumeRead:
+		return notDone("too large to be a key or certificate")
+	}
+	digest, size, ok, err := fileDigest(want.path, fi, maxResumeRead)
+	switch {
+	case err != nil:
+		return cty.NilVal, false, err
+	case !ok:
+		return notDone("replaced while being checked")
+	case digest != want.sha256:
+		return notDone("content differs")
+	}
+	return writeOutputs(want.path, digest, size, want.mode), true, nil
+}
+
+// fileModeSpecial names the setuid, setgid and sticky bits formatMode leaves
+// out, so a reason never reads "mode 0644 is not 0644".
+func fileModeSpecial(m fs.FileMode) string {
+	if m&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) == 0 {
+		return ""
+	}
+	return " with setuid, setgid or sticky"
+}
+
+// Summary implements Summarizer. The digest is given in full, so an
+// operator can compare it with sha256sum's output on the host.
+func (*Write) Summary(outputs cty.Value) []Fact {
+	var facts []Fact
+	for _, name := range []string{"path", "sha256", "mode"} {
+		if s, ok := outputString(outputs, name); ok {
+			facts = append(facts, Fact{Name: name, Value: s})
+		}
+	}
+	return facts
+}
+
+// writeRequest is a write block read for Apply or Intent.
+type writeRequest struct {
+	path     string
+	content  []byte
+	mode     os.FileMode
+	uid, gid int
+}
+
+// readWrite reads a write block at apply time, when every value must be
+// known. Apply and Intent share it so that an intent describes exactly the
+// file Apply writes.
+func readWrite(cfg Config) (writeRequest, error) {
+	var r writeRequest
+	var err error
+	if r.path, err = writePath(cfg); err != nil {
+		return r, mustBeKnown(err)
+	}
+	if !cfg.Known("content") {
+		return r, mustBeKnown(ErrUnknown)
+	}
+	r.content = []byte(cfg.String("content"))
+	if r.mode, err = writeMode(cfg); err != nil {
+		return r, mustBeKnown(err)
+	}
+	if r.uid, r.gid, err = ownership(cfg); err != nil {
+		return r, mustBeKnown(err)
+	}
+	return r, nil
+}
+
+// writeOutputs builds the outputs object, the same from Apply and Done.
+func writeOutputs(path, digest string, size int64, mode os.FileMode) cty.Value {
 	return cty.ObjectVal(map[string]cty.Value{
 		"path":   cty.StringVal(path),
 		"sha256": cty.StringVal(digest),
-		"size":   cty.NumberIntVal(int64(len(content))),
+		"size":   cty.NumberIntVal(size),
 		"mode":   cty.StringVal(formatMode(mode)),
-	}), nil
+	})
+}
+
+// writeIntent is a journaled write intent, checked.
+type writeIntent struct {
+	path     string
+	sha256   string
+	size     int64
+	mode     os.FileMode
+	uid, gid int // -1: not set by the block, not checked
+}
+
+// parseWriteIntent checks an intent read back from the journal. A damaged
+// one is an error rather than "not done": running the step again would hide
+// that the journal cannot be trusted.
+func parseWriteIntent(intent map[string]string) (writeIntent, error) {
+	w := writeIntent{uid: -1, gid: -1}
+	bad := func(err error) (writeIntent, error) {
+		return writeIntent{}, fmt.Errorf("write: %w", err)
+	}
+	var err error
+	if w.path, err = intentField(intent, "path"); err != nil {
+		return bad(err)
+	}
+	if w.path == "" {
+		return bad(errors.New("the journaled intent's path is empty"))
+	}
+	if w.sha256, err = intentField(intent, "sha256"); err != nil {
+		return bad(err)
+	}
+	if !isHexDigest(w.sha256) {
+		return bad(fmt.Errorf("the journaled intent's sha256 %q is not a SHA-256 in lower-case hex", w.sha256))
+	}
+	size, err := intentField(intent, "size")
+	if err != nil {
+		return bad(err)
+	}
+	if w.size, err = strconv.ParseInt(size, 10, 64); err != nil || w.size < 0 || !isDigits(size) {
+		return bad(fmt.Errorf("the journaled intent's size %q is not a byte count", size))
+	}
+	mode, err := intentField(intent, "mode")
+	if err != nil {
+		return bad(err)
+	}
+	if w.mode, err = parseMode(mode); err != nil {
+		return bad(fmt.Errorf("the journaled intent's mode: %w", err))
+	}
+	for _, id := range []struct {
+		key string
+		dst *int
+	}{{"uid", &w.uid}, {"gid", &w.gid}} {
+		if _, ok := intent[id.key]; !ok {
+			continue
+		}
+		if *id.dst, err = intentID(intent, id.key); err != nil {
+			return bad(err)
+		}
+	}
+	return w, nil
 }
 
 // writePath returns the path argument, refusing one that can only name a

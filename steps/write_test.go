@@ -632,3 +632,321 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	}
 	wantOnly(t, dir, "key.pem")
 }
+
+// wantIntentHidesContent fails the test if any intent value holds the
+// content, or the base64 line of the test key, which is what would leak.
+func wantIntentHidesContent(t *testing.T, intent map[string]string, content string) {
+	t.Helper()
+	for k, v := range intent {
+		if strings.Contains(v, content) || strings.Contains(v, testKeyBody) {
+			t.Errorf("intent %q holds the content", k)
+		}
+	}
+}
+
+// writeDone calls Done and fails the test on an error.
+func writeDone(t *testing.T, intent map[string]string) (cty.Value, bool) {
+	t.Helper()
+	env, _ := testEnv(t)
+	out, ok, err := (*Write)(nil).Done(context.Background(), env, intent)
+	if err != nil {
+		t.Fatalf("Done: %v", err)
+	}
+	return out, ok
+}
+
+func TestWriteResume(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(t *testing.T, path string) // after Apply; nil: none
+		want   bool
+	}{
+		{"as written", nil, true},
+		{"content changed", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte(strings.ToUpper(testKey)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"content cut short", func(t *testing.T, path string) {
+			if err := os.Truncate(path, 10); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"mode changed", func(t *testing.T, path string) {
+			if err := os.Chmod(path, 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"setgid added", func(t *testing.T, path string) {
+			if err := os.Chmod(path, 0o600|os.ModeSetgid); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"removed", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"parent replaced by a file", func(t *testing.T, path string) {
+			dir := filepath.Dir(path)
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dir, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		// The link points to an identical file, so only the link itself
+		// can make Done say no.
+		{"replaced by a symlink to the same content", func(t *testing.T, path string) {
+			twin := path + ".twin"
+			if err := os.Rename(path, twin); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(twin, path); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"replaced by a directory", func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setUmask(t, 0o022)
+			path := filepath.Join(t.TempDir(), "tls", "key.pem")
+			if err := os.Mkdir(filepath.Dir(path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+				"path":    cty.StringVal(path),
+				"content": cty.StringVal(testKey).Mark("sensitive"),
+			})
+			intent, err := (*Write)(nil).Intent(cfg)
+			if err != nil {
+				t.Fatalf("Intent: %v", err)
+			}
+			wantIntentHidesContent(t, intent, testKey)
+			if _, ok := intent["uid"]; ok {
+				t.Errorf("intent has a uid although the block sets no owner: %v", intent)
+			}
+			if _, ok := writeDone(t, intent); ok {
+				t.Fatal("Done before Apply: got true, want false")
+			}
+
+			env, _ := testEnv(t)
+			applied, err := (*Write)(nil).Apply(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if intent["sha256"] != applied.GetAttr("sha256").AsString() || intent["mode"] != applied.GetAttr("mode").AsString() {
+				t.Errorf("intent %v does not describe the outputs %#v", intent, applied)
+			}
+			if tt.change != nil {
+				tt.change(t, path)
+			}
+
+			out, ok := writeDone(t, intent)
+			if ok != tt.want {
+				t.Fatalf("Done: got %v, want %v", ok, tt.want)
+			}
+			if ok {
+				wantOutputs(t, (*Write)(nil), out)
+				if !out.RawEquals(applied) {
+					t.Errorf("Done returned %#v, Apply %#v", out, applied)
+				}
+			} else if out != cty.NilVal {
+				t.Errorf("Done returned outputs %#v with false", out)
+			}
+		})
+	}
+}
+
+func TestWriteResumeOwner(t *testing.T) {
+	requireRoot(t, "giving a file to another user and group")
+	owner, group, uid, gid := testOwner(t)
+	tests := []struct {
+		name             string
+		owner, group     cty.Value
+		chownTo          [2]int // after Apply; -1 leaves one as it is
+		wantUID, wantGID string // in the intent; "" for absent
+		want             bool
+	}{
+		{"owner and group as written", cty.StringVal(owner), cty.StringVal(group), [2]int{-1, -1}, strconv.Itoa(uid), strconv.Itoa(gid), true},
+		{"owner changed back to root", cty.StringVal(owner), cty.StringVal(group), [2]int{0, -1}, strconv.Itoa(uid), strconv.Itoa(gid), false},
+		{"group changed back to root", cty.StringVal(owner), cty.StringVal(group), [2]int{-1, 0}, strconv.Itoa(uid), strconv.Itoa(gid), false},
+		{"group only, owner not checked", cty.NullVal(cty.String), cty.StringVal(group), [2]int{uid, -1}, "", strconv.Itoa(gid), true},
+		{"group only, group changed", cty.NullVal(cty.String), cty.StringVal(group), [2]int{-1, 0}, "", strconv.Itoa(gid), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "key.pem")
+			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+				"path":    cty.StringVal(path),
+				"content": cty.StringVal(testKey).Mark("sensitive"),
+				"mode":    cty.StringVal("0640"),
+				"owner":   tt.owner,
+				"group":   tt.group,
+			})
+			intent, err := (*Write)(nil).Intent(cfg)
+			if err != nil {
+				t.Fatalf("Intent: %v", err)
+			}
+			if intent["uid"] != tt.wantUID || intent["gid"] != tt.wantGID {
+				t.Errorf("intent has uid %q gid %q, want %q %q", intent["uid"], intent["gid"], tt.wantUID, tt.wantGID)
+			}
+			env, _ := testEnv(t)
+			applied, err := (*Write)(nil).Apply(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Lchown(path, tt.chownTo[0], tt.chownTo[1]); err != nil {
+				t.Fatal(err)
+			}
+			out, ok := writeDone(t, intent)
+			if ok != tt.want {
+				t.Fatalf("Done: got %v, want %v", ok, tt.want)
+			}
+			if ok && !out.RawEquals(applied) {
+				t.Errorf("Done returned %#v, Apply %#v", out, applied)
+			}
+		})
+	}
+}
+
+func TestWriteResumeOversized(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huge")
+	size := int64(maxResumeRead + 1)
+	// Sparse: the size is there without the disk space.
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	intent := map[string]string{
+		"path": path, "sha256": strings.Repeat("0", 64),
+		"size": strconv.FormatInt(size, 10), "mode": "0600",
+	}
+	if _, ok := writeDone(t, intent); ok {
+		t.Error("Done: got true for a file over the read limit")
+	}
+}
+
+func TestWriteIntentErrors(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name     string
+		vals     map[string]cty.Value
+		wantPath string // "" for the internal error of an unknown value
+	}{
+		{"unknown content", map[string]cty.Value{"path": cty.StringVal(filepath.Join(dir, "f")), "content": cty.UnknownVal(cty.String)}, ""},
+		{"unknown path", map[string]cty.Value{"path": cty.UnknownVal(cty.String), "content": cty.StringVal("x")}, ""},
+		{"bad mode", map[string]cty.Value{"path": cty.StringVal(filepath.Join(dir, "f")), "content": cty.StringVal("x"), "mode": cty.StringVal("0999")}, "mode"},
+		{"sensitive content readable by others", map[string]cty.Value{"path": cty.StringVal(filepath.Join(dir, "f")), "content": cty.StringVal("x").Mark("sensitive"), "mode": cty.StringVal("0644")}, "mode"},
+		{"no such owner", map[string]cty.Value{"path": cty.StringVal(filepath.Join(dir, "f")), "content": cty.StringVal("x"), "owner": cty.StringVal("rotplan-no-such-user")}, "owner"},
+		{"directory path", map[string]cty.Value{"path": cty.StringVal(dir + "/"), "content": cty.StringVal("x")}, "path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			intent, err := (*Write)(nil).Intent(testConfig(t, (*Write)(nil).Spec(), tt.vals))
+			if intent != nil {
+				t.Errorf("got an intent %v along with the error", intent)
+			}
+			if tt.wantPath == "" {
+				wantErrContains(t, err, "unknown")
+				return
+			}
+			wantAttrErr(t, err, tt.wantPath)
+		})
+	}
+}
+
+func TestWriteDoneMalformedIntent(t *testing.T) {
+	good := map[string]string{
+		"path": filepath.Join(t.TempDir(), "f"), "sha256": strings.Repeat("ab", 32),
+		"size": "3", "mode": "0600",
+	}
+	with := func(key, val string) map[string]string {
+		m := map[string]string{}
+		for k, v := range good {
+			m[k] = v
+		}
+		if val == "<delete>" {
+			delete(m, key)
+		} else {
+			m[key] = val
+		}
+		return m
+	}
+	tests := []struct {
+		name    string
+		intent  map[string]string
+		wantErr string
+	}{
+		{"nil", nil, `no "path"`},
+		{"no path", with("path", "<delete>"), `no "path"`},
+		{"empty path", with("path", ""), "path is empty"},
+		{"no sha256", with("sha256", "<delete>"), `no "sha256"`},
+		{"short sha256", with("sha256", "abcd"), "not a SHA-256"},
+		{"upper-case sha256", with("sha256", strings.Repeat("AB", 32)), "not a SHA-256"},
+		{"no size", with("size", "<delete>"), `no "size"`},
+		{"negative size", with("size", "-1"), "not a byte count"},
+		{"signed size", with("size", "+3"), "not a byte count"},
+		{"size not a number", with("size", "3k"), "not a byte count"},
+		{"no mode", with("mode", "<delete>"), `no "mode"`},
+		{"mode out of range", with("mode", "4755"), "not a file mode"},
+		{"uid not a number", with("uid", "root"), "not an id"},
+		{"gid too large", with("gid", "4294967295"), "not a valid id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, _ := testEnv(t)
+			out, ok, err := (*Write)(nil).Done(context.Background(), env, tt.intent)
+			wantErrContains(t, err, tt.wantErr)
+			if ok || out != cty.NilVal {
+				t.Errorf("Done returned %#v, %v with an error", out, ok)
+			}
+		})
+	}
+}
+
+func TestWriteSummary(t *testing.T) {
+	ty := OutputType((*Write)(nil))
+	digest := strings.Repeat("ab", 32)
+	full := cty.ObjectVal(map[string]cty.Value{
+		"path": cty.StringVal("/etc/vault/tls/key.pem"), "sha256": cty.StringVal(digest),
+		"size": cty.NumberIntVal(3), "mode": cty.StringVal("0600"),
+	})
+	tests := []struct {
+		name    string
+		outputs cty.Value
+		want    []Fact
+	}{
+		{"all known", full, []Fact{{"path", "/etc/vault/tls/key.pem"}, {"sha256", digest}, {"mode", "0600"}}},
+		{"null attributes", cty.ObjectVal(map[string]cty.Value{
+			"path": cty.StringVal("/k"), "sha256": cty.NullVal(cty.String),
+			"size": cty.NullVal(cty.Number), "mode": cty.UnknownVal(cty.String),
+		}), []Fact{{"path", "/k"}}},
+		{"marked attribute", cty.ObjectVal(map[string]cty.Value{
+			"path": cty.StringVal("/k"), "sha256": cty.StringVal(digest).Mark("sensitive"),
+			"size": cty.NumberIntVal(3), "mode": cty.StringVal("0600"),
+		}), []Fact{{"path", "/k"}, {"mode", "0600"}}},
+		{"null outputs", cty.NullVal(ty), nil},
+		{"unknown outputs", cty.UnknownVal(ty), nil},
+		{"no outputs", cty.NilVal, nil},
+		{"not an object", cty.StringVal("x"), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantFacts(t, (*Write)(nil).Summary(tt.outputs), tt.want)
+		})
+	}
+}
