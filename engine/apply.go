@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
+	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
@@ -22,9 +24,16 @@ type Outcome string
 const (
 	Succeeded Outcome = "ok"
 	Failed    Outcome = "failed"
-	// NotRun is a step that did not start because an earlier step failed.
+	// NotRun is a step that did not start because another step failed or
+	// the run was interrupted.
 	NotRun Outcome = "not run"
+	// Done is a step a resumed run did not carry out again: an earlier
+	// attempt did it.
+	Done Outcome = "done"
 )
+
+// DefaultParallelism is how many steps run at once unless Options say.
+const DefaultParallelism = 10
 
 // StepResult is what happened to one step.
 type StepResult struct {
@@ -35,11 +44,19 @@ type StepResult struct {
 	Err *StepError
 }
 
-// Report is the result of Apply: every step, in the order the run reached
-// them, and the whole run's duration.
+// Report is the result of Apply or Resume: every step, in the order the run
+// reached them (steps done earlier first, steps not run last), and the whole
+// run's duration.
 type Report struct {
 	Steps    []StepResult
 	Duration time.Duration
+	// Decisions say, for a resumed run, what became of each step and why.
+	Decisions []Decision
+	// Superseded are notes on results a resumed run replaced (certificates
+	// issued by the interrupted run), and Warnings what the operator must
+	// look at although the run succeeded.
+	Superseded []string
+	Warnings   []string
 }
 
 // Count returns how many steps ended with the outcome.
@@ -54,13 +71,20 @@ func (r *Report) Count(o Outcome) int {
 }
 
 // Observer hears about steps as they start and end, to show progress.
-// Calls come from the goroutine that runs the step.
+// Calls come from the goroutines that run the steps, concurrently.
 type Observer interface {
 	StepStarted(addr string)
 	StepFinished(result StepResult)
 }
 
-// Options configure Apply.
+// ResumeObserver is an Observer that also hears, before a resumed run
+// starts any step, what the resume decided for each step.
+type ResumeObserver interface {
+	Observer
+	Resuming(decisions []Decision)
+}
+
+// Options configure Apply and Resume.
 type Options struct {
 	// Log receives the run's log lines; nil discards them.
 	Log hclog.Logger
@@ -68,105 +92,273 @@ type Options struct {
 	Observer Observer
 	// Getenv supplies the VAULT_* defaults; nil means os.Getenv.
 	Getenv func(string) string
+	// Parallelism bounds how many steps run at once; 0 means
+	// DefaultParallelism.
+	Parallelism int
+	// Journal, when set, receives the run's records. A run without one
+	// cannot be resumed.
+	Journal *journal.Journal
+	// Version is rotplan's version, for the journal.
+	Version string
+	// Force lets Resume go on although the plan or the variables changed;
+	// the steps whose definition changed are carried out again.
+	Force bool
 }
 
-// Apply runs the program: it prepares every step (so that, for example, an
-// unreachable Vault stops the run before anything has changed), then applies
-// the steps in dependency order. The first failure stops the run: the steps
-// after it are reported as not run, and the returned error is a *StepError.
-func (p *Program) Apply(ctx context.Context, opts Options) (*Report, error) {
-	start := time.Now()
+// execution is one Apply or Resume under way.
+type execution struct {
+	p       *Program
+	opts    Options
+	env     *steps.Env
+	report  *Report
+	start   time.Time
+	todo    map[string]bool      // steps to carry out
+	outputs map[string]cty.Value // outputs of the steps done so far
+	lazy    map[string]bool      // steps to prepare just before they run
+	// superseded holds, per step, the journaled outputs of earlier results
+	// to hand to steps.Superseder once the run has succeeded.
+	superseded map[string][]cty.Value
+}
+
+func (p *Program) newExecution(opts Options) *execution {
 	if opts.Log == nil {
 		opts.Log = hclog.NewNullLogger()
 	}
 	if opts.Getenv == nil {
 		opts.Getenv = os.Getenv
 	}
-	report := &Report{}
-	finish := func(err error) (*Report, error) {
-		report.Duration = time.Since(start)
-		return report, err
+	if opts.Parallelism < 1 {
+		opts.Parallelism = DefaultParallelism
 	}
-
-	noneRun := func(err error) (*Report, error) {
-		for _, n := range p.order {
-			report.Steps = append(report.Steps, StepResult{Addr: n.step.Addr(), Outcome: NotRun})
-		}
-		return finish(err)
+	return &execution{
+		p: p, opts: opts, report: &Report{}, start: time.Now(),
+		todo: map[string]bool{}, outputs: map[string]cty.Value{},
+		lazy: map[string]bool{}, superseded: map[string][]cty.Value{},
 	}
-
-	conn, err := steps.NewVaultConnection(p.vault, opts.Getenv)
-	if err != nil {
-		return noneRun(&StepError{Addr: "vault", Diagnostics: p.vaultDiagnostics(err)})
-	}
-	env := steps.NewEnv(opts.Log, conn)
-	if err := p.prepare(ctx, env); err != nil {
-		return noneRun(err)
-	}
-
-	outputs := map[string]cty.Value{}
-	var failure error
-	for _, n := range p.order {
-		addr := n.step.Addr()
-		if failure != nil || ctx.Err() != nil {
-			report.Steps = append(report.Steps, StepResult{Addr: addr, Outcome: NotRun})
-			continue
-		}
-		if opts.Observer != nil {
-			opts.Observer.StepStarted(addr)
-		}
-		began := time.Now()
-		out, stepErr := p.applyStep(ctx, env, n, outputs)
-		res := StepResult{Addr: addr, Outcome: Succeeded, Duration: time.Since(began)}
-		if stepErr != nil {
-			res.Outcome, res.Err = Failed, stepErr
-			failure = stepErr
-		} else {
-			outputs[addr] = out
-		}
-		report.Steps = append(report.Steps, res)
-		if opts.Observer != nil {
-			opts.Observer.StepFinished(res)
-		}
-	}
-	if failure == nil && ctx.Err() != nil {
-		failure = fmt.Errorf("run interrupted: %w", ctx.Err())
-	}
-	return finish(failure)
 }
 
-// prepare gives every step whose kind can check its prerequisites the chance
-// to do so before anything changes.
-func (p *Program) prepare(ctx context.Context, env *steps.Env) error {
+// Apply runs the program: it prepares every step (so that, for example, an
+// unreachable Vault stops the run before anything has changed), then runs
+// the steps in dependency order, independent ones concurrently. When a step
+// fails no new step starts; the running ones finish, and the returned error
+// holds every failure (see StepErrors).
+func (p *Program) Apply(ctx context.Context, opts Options) (*Report, error) {
+	x := p.newExecution(opts)
+	if err := x.connect(); err != nil {
+		return x.noneRun(err)
+	}
 	for _, n := range p.order {
-		preparer, ok := n.kind.(steps.Preparer)
-		if !ok {
-			continue
-		}
-		cfg, diags := p.decode(n, p.beforeRun)
-		if diags.HasErrors() {
-			return &StepError{Addr: n.step.Addr(), Diagnostics: diags}
-		}
-		if err := preparer.Prepare(ctx, env, cfg); err != nil {
-			return &StepError{Addr: n.step.Addr(), Diagnostics: p.stepDiagnostics(n, "Cannot run", err)}
+		x.todo[n.step.Addr()] = true
+	}
+	if err := x.prepare(ctx, p.order); err != nil {
+		return x.noneRun(err)
+	}
+	if err := x.record(journal.Record{Type: journal.RunStarted, Run: p.runInfo(opts)}); err != nil {
+		return x.noneRun(err)
+	}
+	return x.finish(ctx, x.walk(ctx))
+}
+
+// connect reads the Vault connection settings; the session itself opens on
+// first use.
+func (x *execution) connect() error {
+	conn, err := steps.NewVaultConnection(x.p.vault, x.opts.Getenv)
+	if err != nil {
+		return &StepError{Addr: "vault", Diagnostics: x.p.vaultDiagnostics(err)}
+	}
+	x.env = steps.NewEnv(x.opts.Log, conn)
+	return nil
+}
+
+// noneRun ends a run that changed nothing.
+func (x *execution) noneRun(err error) (*Report, error) {
+	for _, n := range x.p.order {
+		x.report.Steps = append(x.report.Steps, StepResult{Addr: n.step.Addr(), Outcome: NotRun})
+	}
+	x.report.Duration = time.Since(x.start)
+	return x.report, err
+}
+
+func (x *execution) record(r journal.Record) error {
+	if x.opts.Journal == nil {
+		return nil
+	}
+	return x.opts.Journal.Append(r)
+}
+
+func (p *Program) runInfo(opts Options) *journal.RunInfo {
+	info := &journal.RunInfo{
+		Plan: p.plan.Path, PlanHash: p.planHash, VarsHash: p.varsHash,
+		Version: opts.Version, PID: os.Getpid(), Forced: opts.Force,
+	}
+	for _, n := range p.order {
+		info.Steps = append(info.Steps, journal.StepDefinition{Step: n.step.Addr(), Definition: n.definition})
+	}
+	return info
+}
+
+// prepare gives each of the nodes whose kind can check its prerequisites the
+// chance to do so before anything changes.
+func (x *execution) prepare(ctx context.Context, nodes []*node) error {
+	for _, n := range nodes {
+		if err := x.prepareStep(ctx, n); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// applyStep evaluates a step's body with the outputs known so far, checks it
-// again now that every value is known, applies it and returns its outputs,
-// with the sensitive ones marked.
-func (p *Program) applyStep(ctx context.Context, env *steps.Env, n *node, outputs map[string]cty.Value) (cty.Value, *StepError) {
+func (x *execution) prepareStep(ctx context.Context, n *node) error {
+	preparer, ok := n.kind.(steps.Preparer)
+	if !ok {
+		return nil
+	}
+	cfg, _, diags := x.p.decode(n, x.p.beforeRun)
+	if diags.HasErrors() {
+		return &StepError{Addr: n.step.Addr(), Diagnostics: diags}
+	}
+	if err := preparer.Prepare(ctx, x.env, cfg); err != nil {
+		return &StepError{Addr: n.step.Addr(), Diagnostics: x.p.stepDiagnostics(n, "Cannot run", err)}
+	}
+	return nil
+}
+
+// walk carries out the steps in todo: every step whose dependencies are done
+// starts, up to Parallelism at once. After a failure, or once ctx is
+// cancelled, no new step starts; the running ones finish.
+func (x *execution) walk(ctx context.Context) error {
+	p := x.p
+	position := map[string]int{}
+	pending := map[string]int{}
+	var ready []*node
+	for i, n := range p.order {
+		addr := n.step.Addr()
+		position[addr] = i
+		if !x.todo[addr] {
+			continue
+		}
+		for _, dep := range p.graph.DependsOn(addr) {
+			if x.todo[dep] {
+				pending[addr]++
+			}
+		}
+		if pending[addr] == 0 {
+			ready = append(ready, n)
+		}
+	}
+
+	type finished struct {
+		n   *node
+		res StepResult
+		out cty.Value
+	}
+	results := make(chan finished)
+	running := 0
+	ended := map[string]bool{}
+	var failures []error
+	for {
+		for len(failures) == 0 && ctx.Err() == nil && running < x.opts.Parallelism && len(ready) > 0 {
+			n := ready[0]
+			ready = ready[1:]
+			evalCtx := p.evalContext(x.outputs)
+			running++
+			go func() {
+				res, out := x.runStep(ctx, n, evalCtx)
+				results <- finished{n: n, res: res, out: out}
+			}()
+		}
+		if running == 0 {
+			break
+		}
+		f := <-results
+		running--
+		addr := f.n.step.Addr()
+		ended[addr] = true
+		x.report.Steps = append(x.report.Steps, f.res)
+		if f.res.Outcome != Succeeded {
+			failures = append(failures, f.res.Err)
+			continue
+		}
+		x.outputs[addr] = f.out
+		for _, user := range p.graph.Users(addr) {
+			if !x.todo[user] {
+				continue
+			}
+			if pending[user]--; pending[user] == 0 {
+				ready = append(ready, p.nodes[user])
+				sort.Slice(ready, func(i, j int) bool {
+					return position[ready[i].step.Addr()] < position[ready[j].step.Addr()]
+				})
+			}
+		}
+	}
+	for _, n := range p.order {
+		if addr := n.step.Addr(); x.todo[addr] && !ended[addr] {
+			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: NotRun})
+		}
+	}
+	if len(failures) > 0 {
+		return errors.Join(failures...)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("run interrupted: %w", ctx.Err())
+	}
+	return nil
+}
+
+// runStep carries out one step and journals its outcome.
+func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalContext) (StepResult, cty.Value) {
 	addr := n.step.Addr()
-	cfg, diags := p.decode(n, p.evalContext(outputs))
+	if x.opts.Observer != nil {
+		x.opts.Observer.StepStarted(addr)
+	}
+	began := time.Now()
+	out, stepErr := x.applyStep(ctx, n, evalCtx)
+	res := StepResult{Addr: addr, Outcome: Succeeded, Duration: time.Since(began)}
+	if stepErr == nil {
+		stepErr = x.recordSuccess(n, out, res.Duration, false)
+	}
+	if stepErr != nil {
+		res.Outcome, res.Err = Failed, stepErr
+		// The failure's own record may fail too; the run fails either way.
+		_ = x.record(journal.Record{Type: journal.StepFailed, Step: addr, Error: stepErr.Error(), Duration: journal.Duration(res.Duration)})
+	}
+	if x.opts.Observer != nil {
+		x.opts.Observer.StepFinished(res)
+	}
+	return res, out
+}
+
+// applyStep evaluates a step's body with the outputs known so far, checks it
+// again now that every value is known, journals that it starts, applies it
+// and returns its outputs, with the sensitive ones marked.
+func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalContext) (cty.Value, *StepError) {
+	p := x.p
+	addr := n.step.Addr()
+	if x.lazy[addr] {
+		if err := x.prepareStep(ctx, n); err != nil {
+			return cty.NilVal, err.(*StepError)
+		}
+	}
+	cfg, val, diags := p.decode(n, evalCtx)
 	if diags.HasErrors() {
 		return cty.NilVal, &StepError{Addr: addr, Diagnostics: diags}
 	}
 	if err := n.kind.Validate(cfg); err != nil {
 		return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Invalid step", err)}
 	}
-	out, err := n.kind.Apply(ctx, env.Named(addr), cfg)
+	started := journal.Record{Type: journal.StepStarted, Step: addr, Inputs: hashValue(val)}
+	if r, ok := n.kind.(steps.Resumer); ok {
+		intent, err := r.Intent(cfg)
+		if err != nil {
+			return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Invalid step", err)}
+		}
+		started.Intent = intent
+	}
+	if err := x.record(started); err != nil {
+		return cty.NilVal, x.journalError(n, err)
+	}
+	out, err := n.kind.Apply(ctx, x.env.Named(addr), cfg)
 	if err != nil {
 		return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
@@ -175,6 +367,108 @@ func (p *Program) applyStep(ctx context.Context, env *steps.Env, n *node, output
 		return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
 	return out, nil
+}
+
+// recordSuccess journals a step's outcome. Until the record is durable the
+// step does not count as done.
+func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, checked bool) *StepError {
+	if x.opts.Journal == nil {
+		return nil
+	}
+	raw, err := journalOutputs(n.kind, out)
+	if err != nil {
+		return x.journalError(n, err)
+	}
+	rec := journal.Record{Type: journal.StepSucceeded, Step: n.step.Addr(), Outputs: raw, Duration: journal.Duration(d), Checked: checked}
+	if s, ok := n.kind.(steps.Summarizer); ok {
+		rec.Facts = s.Summary(out)
+	}
+	if err := x.record(rec); err != nil {
+		return x.journalError(n, err)
+	}
+	return nil
+}
+
+func (x *execution) journalError(n *node, err error) *StepError {
+	return &StepError{Addr: n.step.Addr(), Diagnostics: hcl.Diagnostics{{
+		Severity: hcl.DiagError,
+		Summary:  "Cannot write the journal",
+		Detail:   err.Error() + ". The run stops: what it does must be recorded to be resumable.",
+		Subject:  n.step.DeclRange.Ptr(),
+	}}}
+}
+
+// finish supersedes what a resume replaced, once everything succeeded, and
+// closes the run in the journal.
+func (x *execution) finish(ctx context.Context, err error) (*Report, error) {
+	status := journal.StatusSucceeded
+	switch {
+	case err == nil:
+		x.supersede(ctx)
+	case ctx.Err() != nil:
+		status = journal.StatusInterrupted
+	default:
+		status = journal.StatusFailed
+	}
+	if rerr := x.record(journal.Record{Type: journal.RunFinished, Status: status}); rerr != nil && err == nil {
+		err = fmt.Errorf("the run succeeded but its end could not be journaled: %w", rerr)
+	}
+	x.report.Duration = time.Since(x.start)
+	return x.report, err
+}
+
+// supersede hands each result a resume replaced to its kind.
+func (x *execution) supersede(ctx context.Context) {
+	p := x.p
+	for _, n := range p.order {
+		addr := n.step.Addr()
+		previous := x.superseded[addr]
+		s, ok := n.kind.(steps.Superseder)
+		if len(previous) == 0 || !ok {
+			continue
+		}
+		cfg, _, diags := p.decode(n, p.evalContext(x.outputs))
+		if diags.HasErrors() {
+			x.report.Warnings = append(x.report.Warnings, fmt.Sprintf("%s: cannot deal with superseded results: %s", addr, diags.Error()))
+			continue
+		}
+		for _, prev := range previous {
+			note, err := s.Supersede(ctx, x.env.Named(addr), cfg, prev)
+			if err != nil {
+				x.report.Warnings = append(x.report.Warnings, fmt.Sprintf("%s: %v", addr, err))
+				continue
+			}
+			raw, _ := journalOutputs(n.kind, prev)
+			x.report.Superseded = append(x.report.Superseded, addr+": "+note)
+			if err := x.record(journal.Record{Type: journal.StepSuperseded, Step: addr, Note: note, Outputs: raw}); err != nil {
+				x.report.Warnings = append(x.report.Warnings, fmt.Sprintf("%s: %s, but the journal could not record it: %v", addr, note, err))
+			}
+		}
+	}
+}
+
+// StepErrors returns every *StepError in err (Apply and Resume join them).
+func StepErrors(err error) []*StepError {
+	var out []*StepError
+	var walk func(error)
+	walk = func(err error) {
+		var se *StepError
+		switch e := err.(type) {
+		case nil:
+		case *StepError:
+			out = append(out, e)
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		default:
+			if errors.As(err, &se) {
+				out = append(out, se)
+			}
+		}
+	}
+	walk(err)
+	return out
 }
 
 // conformOutputs checks that a kind returned what its Outputs promise and

@@ -26,6 +26,8 @@ type Program struct {
 	nodes  map[string]*node
 	order  []*node
 	vault  steps.Config
+	// planHash and varsHash identify what runs, for the journal.
+	planHash, varsHash string
 	// beforeRun evaluates bodies as they are before any step has run: every
 	// step's outputs unknown.
 	beforeRun *hcl.EvalContext
@@ -35,6 +37,22 @@ type Program struct {
 type node struct {
 	step *plans.Step
 	kind steps.Step
+	// uses maps each step this one refers to (not mere depends_on) to the
+	// output attributes it reads; "*" stands for the whole object.
+	uses map[string]map[string]bool
+	// definition is the step's definition hash (see definitionHash).
+	definition string
+}
+
+// readsSensitive reports whether n reads a sensitive output of the step dep.
+func (n *node) readsSensitive(dep *node) bool {
+	attrs := n.uses[dep.step.Addr()]
+	for name, out := range dep.kind.Outputs() {
+		if out.Sensitive && (attrs[name] || attrs["*"]) {
+			return true
+		}
+	}
+	return false
 }
 
 // Compile evaluates the plan's variables (vars, from plans.ResolveVariables)
@@ -49,6 +67,8 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 		graph: NewGraph(),
 		nodes: map[string]*node{},
 	}
+	p.planHash = plan.Hash
+	p.varsHash = hashValue(p.vars)
 	var diags hcl.Diagnostics
 	for _, s := range plan.Steps {
 		kind, ok := kinds[s.Kind]
@@ -61,7 +81,7 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 			})
 			continue
 		}
-		p.nodes[s.Addr()] = &node{step: s, kind: kind}
+		p.nodes[s.Addr()] = &node{step: s, kind: kind, uses: map[string]map[string]bool{}}
 		p.graph.Add(s.Addr())
 	}
 
@@ -245,6 +265,7 @@ func (p *Program) connect() hcl.Diagnostics {
 			}
 			if _, isKind := p.kinds[ref.root]; isKind {
 				p.graph.Connect(s.Addr(), ref.stepAddr())
+				n.noteUse(ref.stepAddr(), tr)
 			}
 		}
 		for _, tr := range s.DependsOn {
@@ -257,6 +278,22 @@ func (p *Program) connect() hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// noteUse records which output of the step addr a traversal reads:
+// issue.admin.private_key reads private_key; issue.admin alone, or an index,
+// reads the whole object.
+func (n *node) noteUse(addr string, tr hcl.Traversal) {
+	attr := "*"
+	if len(tr) > 2 {
+		if a, ok := tr[2].(hcl.TraverseAttr); ok {
+			attr = a.Name
+		}
+	}
+	if n.uses[addr] == nil {
+		n.uses[addr] = map[string]bool{}
+	}
+	n.uses[addr][attr] = true
 }
 
 func (p *Program) cycleDiagnostic(cycle []string) *hcl.Diagnostic {
@@ -308,11 +345,12 @@ func (p *Program) evalVault() hcl.Diagnostics {
 func (p *Program) validate() hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, n := range p.order {
-		cfg, more := p.decode(n, p.beforeRun)
+		cfg, val, more := p.decode(n, p.beforeRun)
 		diags = append(diags, more...)
 		if more.HasErrors() {
 			continue
 		}
+		n.definition = definitionHash(n.step.Addr(), n.step.DependsOn, val)
 		err := n.kind.Validate(cfg)
 		if err == steps.ErrUnknown { // fine so far; the rest is checked at apply time
 			err = nil
@@ -322,10 +360,11 @@ func (p *Program) validate() hcl.Diagnostics {
 	return diags
 }
 
-// decode evaluates a step's body with the kind's schema.
-func (p *Program) decode(n *node, ctx *hcl.EvalContext) (steps.Config, hcl.Diagnostics) {
+// decode evaluates a step's body with the kind's schema. It returns the
+// value too, marks and all, for hashing.
+func (p *Program) decode(n *node, ctx *hcl.EvalContext) (steps.Config, cty.Value, hcl.Diagnostics) {
 	val, diags := hcldec.Decode(n.step.Body, n.kind.Spec(), ctx)
-	return steps.NewConfig(val), diags
+	return steps.NewConfig(val), val, diags
 }
 
 // evalContext builds the context step bodies are evaluated in: variables,

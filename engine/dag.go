@@ -48,6 +48,14 @@ func (g *Graph) DependsOn(name string) []string {
 	return g.namesOf(out)
 }
 
+// Users returns the vertices that depend directly on a vertex, in insertion
+// order.
+func (g *Graph) Users(name string) []string {
+	ids := append([]int(nil), g.users[g.index[name]]...)
+	sort.Ints(ids)
+	return g.namesOf(ids)
+}
+
 func (g *Graph) namesOf(ids []int) []string {
 	out := make([]string, len(ids))
 	for i, id := range ids {

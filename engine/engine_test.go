@@ -232,7 +232,7 @@ rec "c" {
 }
 `)
 	obs := &recordingObserver{}
-	report, err := prog.Apply(context.Background(), Options{Observer: obs, Log: testLogger(), Getenv: func(string) string { return "" }})
+	report, err := prog.Apply(context.Background(), Options{Observer: obs, Log: testLogger(), Getenv: func(string) string { return "" }, Parallelism: 1})
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}

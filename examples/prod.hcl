@@ -70,11 +70,15 @@ locals {
 
 # 1) Admin client certificate (mTLS identity for privileged access).
 
+# revoke_superseded: if a resumed run has to issue again (the key of the
+# interrupted run's certificate was never journaled), the certificate it
+# replaces is revoked once the rotation has succeeded.
 issue "admin" {
-  mount       = "pki-prod"
-  role        = "admin-client"
-  common_name = "vault-admin-prod"
-  ttl         = "720h"
+  mount             = "pki-prod"
+  role              = "admin-client"
+  common_name       = "vault-admin-prod"
+  ttl               = "720h"
+  revoke_superseded = true
 }
 
 write "admin_key" {
@@ -83,10 +87,14 @@ write "admin_key" {
   mode    = "0600"
 }
 
+# rotplan logs in to Vault with admin.crt and admin.key. Writing the key first
+# means a crash between the two writes leaves a state resume can finish
+# without Vault: the certificate is in the journal, the key on disk.
 write "admin_crt" {
-  path    = local.admin_crt
-  content = issue.admin.certificate
-  mode    = "0644"
+  depends_on = [write.admin_key]
+  path       = local.admin_crt
+  content    = issue.admin.certificate
+  mode       = "0644"
 }
 
 write "admin_issuing_ca" {
@@ -110,12 +118,13 @@ verify "admin_status" {
 # 2) Vault server TLS certificate (the listener).
 
 issue "server" {
-  depends_on  = [verify.admin_status]
-  mount       = "pki-prod"
-  role        = "vault-server"
-  common_name = var.server_name
-  ip_sans     = ["127.0.0.1"]
-  ttl         = "720h"
+  depends_on        = [verify.admin_status]
+  mount             = "pki-prod"
+  role              = "vault-server"
+  common_name       = var.server_name
+  ip_sans           = ["127.0.0.1"]
+  ttl               = "720h"
+  revoke_superseded = true
 }
 
 write "server_key" {
@@ -170,6 +179,7 @@ reload "vault" {
 verify "check_a" {
   depends_on = [reload.vault]
   timeout    = "30s"
+  interval   = "250ms"
   vault_status {
     address     = var.vault_addr
     server_name = var.server_name
@@ -184,6 +194,7 @@ verify "check_a" {
 verify "check_b" {
   depends_on = [reload.vault]
   timeout    = "30s"
+  interval   = "250ms"
   tls {
     address       = var.vault_addr
     server_name   = var.server_name

@@ -1,6 +1,7 @@
 package plans
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -57,6 +58,7 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 	plan := &Plan{
 		Path:      path,
 		Dir:       filepath.Dir(path),
+		Hash:      fmt.Sprintf("%x", sha256.Sum256(file.Bytes)),
 		Variables: map[string]*Variable{},
 		Locals:    map[string]*Local{},
 	}

@@ -10,6 +10,9 @@ type Plan struct {
 	// Path is the plan file as given; Dir the directory relative file paths
 	// in it are resolved against.
 	Path, Dir string
+	// Hash is the SHA-256 of the plan file's bytes, in hex: the journal
+	// records it so that resume can tell the plan changed.
+	Hash string
 	// Variables are the declared input variables, by name.
 	Variables map[string]*Variable
 	// Locals are the named local values, by name.

@@ -8,12 +8,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine"
+	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 )
@@ -29,6 +31,8 @@ const usage = `Usage: rotplan <command> [options]
 
 Commands:
   run       Carry out a rotation plan.
+  resume    Finish the last run of a plan, after a crash, a kill or a failure.
+  status    Show the last run of a plan, step by step.
   version   Print rotplan's version.
 
 Run 'rotplan <command> -h' for a command's options.
@@ -52,6 +56,10 @@ func rotplan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCommand(ctx, args[1:], stdout, stderr)
+	case "resume":
+		return resumeCommand(ctx, args[1:], stdout, stderr)
+	case "status":
+		return statusCommand(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintf(stdout, "rotplan %s\n", version)
 		return exitOK
@@ -73,66 +81,245 @@ func (l *listFlag) String() string { return strings.Join(*l, ",") }
 // Set implements flag.Value: each use of the flag adds a value.
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
+// command is what run and resume share: their flags, the plan and the state
+// directory.
+type command struct {
+	name        string
+	fs          *flag.FlagSet
+	stdout      io.Writer
+	stderr      io.Writer
+	vars        listFlag
+	varFiles    listFlag
+	logLevel    string
+	stateDir    string
+	parallelism int
+	log         hclog.Logger
+	plan        string
+}
+
+func newCommand(name, help, example string, stdout, stderr io.Writer) *command {
+	c := &command{name: name, fs: flag.NewFlagSet(name, flag.ContinueOnError), stdout: stdout, stderr: stderr}
+	c.fs.SetOutput(stderr)
+	c.fs.Var(&c.vars, "var", "set a variable: `NAME=VALUE` (repeatable; wins over -var-file)")
+	c.fs.Var(&c.varFiles, "var-file", "read variables from an HCL `FILE` of NAME = VALUE lines (repeatable)")
+	c.fs.StringVar(&c.logLevel, "log-level", "info", "log `LEVEL` on stderr: trace, debug, info, warn, error or off")
+	c.fs.StringVar(&c.stateDir, "state-dir", "", "keep the journal and the lock in `DIR` (default: .rotplan beside the plan file)")
+	c.fs.IntVar(&c.parallelism, "parallelism", engine.DefaultParallelism, "run at most `N` independent steps at once")
+	c.fs.Usage = func() {
+		fmt.Fprint(stderr, help)
+		c.fs.PrintDefaults()
+		fmt.Fprint(stderr, "\nExample:\n  "+example+"\n")
+	}
+	return c
+}
+
+// parse parses the flags; ok false means return code.
+func (c *command) parse(args []string) (code int, ok bool) {
+	if err := c.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitInvalid, false
+	}
+	if c.fs.NArg() != 1 {
+		fmt.Fprintf(c.stderr, "rotplan %s: give exactly one plan file\n", c.name)
+		c.fs.Usage()
+		return exitInvalid, false
+	}
+	if c.parallelism < 1 {
+		fmt.Fprintf(c.stderr, "rotplan %s: -parallelism must be at least 1\n", c.name)
+		return exitInvalid, false
+	}
+	level := hclog.LevelFromString(c.logLevel)
+	if level == hclog.NoLevel {
+		fmt.Fprintf(c.stderr, "rotplan %s: unknown -log-level %q\n", c.name, c.logLevel)
+		return exitInvalid, false
+	}
+	c.log = hclog.New(&hclog.LoggerOptions{Name: "rotplan", Level: level, Output: c.stderr})
+	c.plan = c.fs.Arg(0)
+	if c.stateDir == "" {
+		c.stateDir = defaultStateDir(c.plan)
+	}
+	return 0, true
+}
+
+// defaultStateDir is .rotplan beside the plan file.
+func defaultStateDir(plan string) string { return filepath.Join(filepath.Dir(plan), ".rotplan") }
+
+// compile loads and compiles the plan, printing any diagnostics.
+func (c *command) compile() (*engine.Program, *diagPrinter, bool) {
+	parser := plans.NewParser()
+	out := &diagPrinter{w: c.stderr, files: parser.Files}
+	prog, diags := load(parser, c.plan, c.vars, c.varFiles)
+	out.print(diags)
+	return prog, out, !diags.HasErrors()
+}
+
+// lockState opens the state directory and takes its lock.
+func (c *command) lockState() (*journal.Lock, bool) {
+	if err := journal.OpenStateDir(c.stateDir); err != nil {
+		fmt.Fprintf(c.stderr, "rotplan %s: %v\n", c.name, err)
+		return nil, false
+	}
+	lock, err := journal.Acquire(c.stateDir, "rotplan "+c.name+" "+c.plan)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "rotplan %s: %v\n", c.name, err)
+		return nil, false
+	}
+	return lock, true
+}
+
+// options are the engine options both commands use.
+func (c *command) options(j *journal.Journal, observer engine.Observer) engine.Options {
+	return engine.Options{Log: c.log, Observer: observer, Parallelism: c.parallelism, Journal: j, Version: version}
+}
+
+// report prints the end of a run and returns the exit code.
+func (c *command) report(out *diagPrinter, progress *progress, report *engine.Report, err error) int {
+	progress.summary(report, err)
+	for _, note := range report.Superseded {
+		fmt.Fprintf(c.stdout, "Superseded: %s\n", note)
+	}
+	for _, w := range report.Warnings {
+		fmt.Fprintf(c.stderr, "rotplan: warning: %s\n", w)
+	}
+	if err == nil {
+		return exitOK
+	}
+	stepErrs := engine.StepErrors(err)
+	for _, se := range stepErrs {
+		out.print(se.Diagnostics)
+	}
+	if len(stepErrs) == 0 {
+		fmt.Fprintf(c.stderr, "Error: %v\n", err)
+	}
+	return exitFailed
+}
+
 const runUsage = `Usage: rotplan run [options] PLAN.hcl
 
-Carries out the plan: every step in dependency order, one progress line as
-each starts and ends, and a summary. The first failure stops the run.
+Carries out the plan: every step in dependency order, independent steps at
+the same time, one progress line as each starts and ends, and a summary.
+After a failure no new step starts. Every step is journaled in the state
+directory, so that 'rotplan resume' can finish a run that was interrupted.
 
 Options:
 `
 
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var vars, varFiles listFlag
-	fs.Var(&vars, "var", "set a variable: `NAME=VALUE` (repeatable; wins over -var-file)")
-	fs.Var(&varFiles, "var-file", "read variables from an HCL `FILE` of NAME = VALUE lines (repeatable)")
-	logLevel := fs.String("log-level", "info", "log `LEVEL` on stderr: trace, debug, info, warn, error or off")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, runUsage)
-		fs.PrintDefaults()
-		fmt.Fprint(stderr, "\nExample:\n  rotplan run -var-file prod.vars.hcl -var server_name=vault.prod.privsec.ch examples/prod.hcl\n")
+	c := newCommand("run", runUsage, "rotplan run -var-file prod.vars.hcl -var server_name=vault.prod.privsec.ch examples/prod.hcl", stdout, stderr)
+	fresh := c.fs.Bool("fresh", false, "start a new run even though the last one did not finish")
+	if code, ok := c.parse(args); !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
+	prog, out, ok := c.compile()
+	if !ok {
 		return exitInvalid
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "rotplan run: give exactly one plan file")
-		fs.Usage()
+	lock, ok := c.lockState()
+	if !ok {
 		return exitInvalid
 	}
-	level := hclog.LevelFromString(*logLevel)
-	if level == hclog.NoLevel {
-		fmt.Fprintf(stderr, "rotplan run: unknown -log-level %q\n", *logLevel)
+	defer lock.Release()
+	last, err := engine.LoadRun(c.stateDir)
+	switch {
+	case err != nil && !*fresh:
+		fmt.Fprintf(stderr, "rotplan run: %v\n", err)
+		return exitInvalid
+	case err == nil && last != nil && last.Unfinished() && !*fresh:
+		fmt.Fprintf(stderr, "rotplan run: the last run of this plan did not finish (%s).\n"+
+			"Finish it with:      rotplan resume %s\n"+
+			"or start afresh with: rotplan run -fresh %s\n",
+			describeRun(last), c.plan, c.plan)
 		return exitInvalid
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "rotplan", Level: level, Output: stderr})
-
-	parser := plans.NewParser()
-	out := &diagPrinter{w: stderr, files: parser.Files}
-	prog, diags := load(parser, fs.Arg(0), vars, varFiles)
-	out.print(diags)
-	if diags.HasErrors() {
-		return exitInvalid
-	}
-
-	progress := newProgress(stdout)
-	fmt.Fprintf(stdout, "rotplan: running %s: %d steps\n", fs.Arg(0), len(prog.Steps()))
-	report, err := prog.Apply(ctx, engine.Options{Log: log, Observer: progress})
-	progress.summary(report, err)
+	j, err := journal.Create(c.stateDir)
 	if err != nil {
-		var stepErr *engine.StepError
-		if errors.As(err, &stepErr) {
-			out.print(stepErr.Diagnostics)
-		} else {
-			fmt.Fprintf(stderr, "Error: %v\n", err)
-		}
-		return exitFailed
+		fmt.Fprintf(stderr, "rotplan run: cannot start the journal: %v\n", err)
+		return exitInvalid
 	}
-	return exitOK
+	defer j.Close()
+	progress := newProgress(stdout)
+	fmt.Fprintf(stdout, "rotplan: running %s: %d steps\n", c.plan, len(prog.Steps()))
+	report, err := prog.Apply(ctx, c.options(j, progress))
+	return c.report(out, progress, report, err)
+}
+
+const resumeUsage = `Usage: rotplan resume [options] PLAN.hcl
+
+Finishes the last run of the plan, after a crash, a kill, an interrupt or a
+failure, so that it ends as an uninterrupted run would: steps already done
+are skipped, a step that was under way is checked against the system, and a
+key and its certificate always come from the same issuance. Give the same
+variables as the run had; if the plan or the variables changed, resume lists
+the steps whose inputs changed and stops, unless -force.
+
+Options:
+`
+
+func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("resume", resumeUsage, "rotplan resume -var-file prod.vars.hcl examples/prod.hcl", stdout, stderr)
+	force := c.fs.Bool("force", false, "resume although the plan or the variables changed; changed steps run again")
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	prog, out, ok := c.compile()
+	if !ok {
+		return exitInvalid
+	}
+	lock, ok := c.lockState()
+	if !ok {
+		return exitInvalid
+	}
+	defer lock.Release()
+	last, err := engine.LoadRun(c.stateDir)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)
+		return exitInvalid
+	case last == nil:
+		fmt.Fprintf(stderr, "rotplan resume: there is no run to resume in %s\n", c.stateDir)
+		return exitInvalid
+	case !last.Unfinished():
+		fmt.Fprintf(stdout, "rotplan: nothing to resume: the last run (%s) has nothing left to finish.\n", describeRun(last))
+		return exitOK
+	}
+	if last.Torn != nil {
+		c.log.Warn(last.Torn.Warning(last.Path))
+	}
+	if changes := prog.Changes(last); changes != nil && !*force {
+		fmt.Fprintf(stderr, "rotplan resume: refusing to resume: %v.\n"+
+			"Resume with the plan and variables of the run, or pass -force to carry the changed steps out again.\n", changes)
+		return exitInvalid
+	}
+	j, err := engine.ReopenJournal(last)
+	if err != nil {
+		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)
+		return exitInvalid
+	}
+	defer j.Close()
+	opts := c.options(j, nil)
+	opts.Force = *force
+	progress := newProgress(stdout)
+	opts.Observer = progress
+	fmt.Fprintf(stdout, "rotplan: resuming %s: %s\n", c.plan, describeRun(last))
+	report, err := prog.Resume(ctx, last, opts)
+	if report == nil {
+		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)
+		return exitInvalid
+	}
+	return c.report(out, progress, report, err)
+}
+
+// describeRun says in a few words when a run started and where it got to.
+func describeRun(r *engine.Run) string {
+	total := len(r.Steps)
+	state := "did not finish"
+	if r.Status != "" {
+		state = r.Status
+	}
+	return fmt.Sprintf("started %s by pid %d, %s, %d of %d steps succeeded",
+		r.Started.Local().Format("2006-01-02 15:04:05"), r.Info.PID, state, r.Count(engine.StateSucceeded), total)
 }
 
 // load reads the plan and the variables and compiles them.

@@ -32,6 +32,21 @@ func (p *progress) StepFinished(r engine.StepResult) {
 	p.line("%-28s %-8s %s", r.Addr, r.Outcome, roundDuration(r.Duration))
 }
 
+// Resuming implements engine.ResumeObserver: what the resume does with each
+// step that is not simply run, and why.
+func (p *progress) Resuming(decisions []engine.Decision) {
+	for _, d := range decisions {
+		switch d.Action {
+		case engine.ActionSkip:
+			p.line("%-28s done earlier, skipped", d.Addr)
+		case engine.ActionChecked:
+			p.line("%-28s done: %s", d.Addr, d.Reason)
+		case engine.ActionRedo:
+			p.line("%-28s runs again: %s", d.Addr, d.Reason)
+		}
+	}
+}
+
 func (p *progress) summary(r *engine.Report, err error) {
 	if r == nil {
 		return
@@ -42,18 +57,22 @@ func (p *progress) summary(r *engine.Report, err error) {
 		}
 	}
 	total := len(r.Steps)
-	ok, failed, notRun := r.Count(engine.Succeeded), r.Count(engine.Failed), r.Count(engine.NotRun)
+	ok, failed, notRun, done := r.Count(engine.Succeeded), r.Count(engine.Failed), r.Count(engine.NotRun), r.Count(engine.Done)
+	earlier := ""
+	if done > 0 {
+		earlier = fmt.Sprintf(" (%d more were done earlier)", done)
+	}
 	if err == nil {
-		p.line("Rotation complete: %d of %d steps succeeded in %s.", ok, total, roundDuration(r.Duration))
+		p.line("Rotation complete: %d of %d steps succeeded%s in %s.", ok, total-done, earlier, roundDuration(r.Duration))
 		return
 	}
-	if ok+failed == 0 {
+	if ok+failed == 0 && done == 0 {
 		p.line("Rotation FAILED before any step ran (%d not run, %s): nothing was changed.", notRun, roundDuration(r.Duration))
 		return
 	}
-	p.line("Rotation FAILED: %d succeeded, %d failed, %d not run, of %d steps, in %s.", ok, failed, notRun, total, roundDuration(r.Duration))
-	if ok > 0 {
-		p.line("The %d completed steps were not rolled back: their changes are in place.", ok)
+	p.line("Rotation FAILED: %d succeeded, %d failed, %d not run, of %d steps%s, in %s.", ok, failed, notRun, total-done, earlier, roundDuration(r.Duration))
+	if ok+done > 0 {
+		p.line("The %d completed steps were not rolled back: their changes are in place. Fix the cause, then finish with 'rotplan resume'.", ok+done)
 	}
 }
 

@@ -37,7 +37,7 @@ func TestBadInput(t *testing.T) {
 			}
 			before := snapshot(t, dir)
 
-			args := []string{"run", "-var", "dir=" + dir}
+			args := []string{"run", "-var", "dir=" + dir, "-state-dir", t.TempDir()}
 			if name == "unreachable-vault" {
 				args = append(args, "-var", "vault_addr=https://"+closedPort(t))
 			}

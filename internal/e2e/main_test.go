@@ -11,8 +11,10 @@ import (
 	"time"
 )
 
-// rotplanBin is the rotplan binary under test, built once by TestMain.
-var rotplanBin string
+// rotplanBin is the rotplan binary under test, built once by TestMain;
+// crashBin is the same built with the failpoints tag, which kills itself at a
+// journal record when ROTPLAN_FAILPOINT says so.
+var rotplanBin, crashBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "rotplan-e2e-bin-*")
@@ -21,11 +23,17 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	rotplanBin = filepath.Join(dir, "rotplan")
-	build := exec.Command("go", "build", "-o", rotplanBin, "github.com/rotplan/rotplan/cmd/rotplan")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building rotplan:", err)
-		os.Exit(1)
+	crashBin = filepath.Join(dir, "rotplan-failpoints")
+	for _, b := range [][]string{
+		{"build", "-o", rotplanBin, "github.com/rotplan/rotplan/cmd/rotplan"},
+		{"build", "-tags", "failpoints", "-o", crashBin, "github.com/rotplan/rotplan/cmd/rotplan"},
+	} {
+		build := exec.Command("go", b...)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building rotplan:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -42,9 +50,15 @@ type result struct {
 // the repository root so that examples/ paths work.
 func runRotplan(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	return runBinary(t, rotplanBin, env, args...)
+}
+
+// runBinary runs a rotplan binary; a run killed by a signal has exit -1.
+func runBinary(t *testing.T, bin string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, rotplanBin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(cleanEnv(), env...)
 	var stdout, stderr bytes.Buffer
@@ -79,4 +93,21 @@ func repoRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return root
+}
+
+// startBinary starts a rotplan binary in the repository root without waiting
+// for it.
+func startBinary(ctx context.Context, t *testing.T, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = repoRoot(t)
+	cmd.Env = cleanEnv()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
 }

@@ -35,7 +35,7 @@ func TestRotation(t *testing.T) {
 	if err := v.WriteVarFile(varFile); err != nil {
 		t.Fatal(err)
 	}
-	res := runRotplan(t, v.Environ(), "run", "-log-level", "trace", "-var-file", varFile, "examples/prod.hcl")
+	res := runRotplan(t, v.Environ(), "run", "-log-level", "trace", "-state-dir", t.TempDir(), "-var-file", varFile, "examples/prod.hcl")
 	if res.exit != 0 {
 		t.Fatalf("rotplan run exited %d\nstdout:\n%s\nstderr:\n%s", res.exit, res.stdout, res.stderr)
 	}

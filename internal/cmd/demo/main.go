@@ -113,7 +113,7 @@ rotplan will issue a new server certificate through Vault, install it in
 	if *skip {
 		fmt.Printf("-skip-rotplan: not running rotplan.\n")
 	} else {
-		args := []string{"run", "-var-file", varFile, *plan}
+		args := []string{"run", "-state-dir", filepath.Join(base, "state"), "-var-file", varFile, *plan}
 		fmt.Printf("Environment added for rotplan:\n")
 		for _, kv := range v.Environ() {
 			fmt.Printf("  %s\n", kv)

@@ -1,0 +1,47 @@
+//go:build failpoints
+
+package journal
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// With the failpoints build tag, ROTPLAN_FAILPOINT=WHERE:N kills the process
+// with SIGKILL at the Nth record this process appends:
+//
+//	before:N  before record N is written (the step's effects are done)
+//	after:N   once record N is durable
+//	tear:N    after writing the first half of record N
+func init() {
+	spec := os.Getenv("ROTPLAN_FAILPOINT")
+	if spec == "" {
+		return
+	}
+	where, num, _ := strings.Cut(spec, ":")
+	at, err := strconv.Atoi(num)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rotplan: bad ROTPLAN_FAILPOINT %q\n", spec)
+		os.Exit(70)
+	}
+	failpoint = func(point, n int, f *os.File, line []byte) {
+		if n != at {
+			return
+		}
+		switch {
+		case where == "before" && point == beforeAppend:
+		case where == "after" && point == afterAppend:
+		case where == "tear" && point == beforeAppend:
+			f.Write(line[:len(line)/2])
+			f.Sync()
+		default:
+			return
+		}
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		time.Sleep(time.Minute) // the signal is on its way; never go on
+	}
+}

@@ -1,0 +1,329 @@
+package journal
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// A journal file is a sequence of lines, one record each:
+//
+//	<CRC-32C of the JSON, 8 hex digits> <JSON>\n
+//
+// JSON never contains a raw newline, so a line is a record. A crash while
+// appending leaves at most the last line incomplete or with a wrong
+// checksum; that torn tail is dropped. Damage anywhere else is reported.
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// runsDir is where a state directory keeps its journals, one per run, named
+// by a sequence number so that the last run is the highest.
+const runsDir = "runs"
+
+// Journal is a run's journal opened for appending. Append is safe for
+// concurrent use: concurrent appends share one fsync (group commit).
+type Journal struct {
+	path string
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	f       *os.File
+	written int64 // bytes handed to the kernel
+	synced  int64 // bytes known durable
+	syncing bool  // an fsync is under way, without the lock
+	err     error // sticky: once the file failed, nothing more is trusted
+	appends int   // records appended by this process (failpoints count them)
+	syncs   int   // fsyncs done by this process
+}
+
+// Create starts a new journal in the state directory dir, for a new run.
+func Create(dir string) (*Journal, error) {
+	runs := filepath.Join(dir, runsDir)
+	if err := os.MkdirAll(runs, 0o700); err != nil {
+		return nil, err
+	}
+	last, err := lastSeq(runs)
+	if err != nil {
+		return nil, err
+	}
+	for seq := last + 1; ; seq++ {
+		path := filepath.Join(runs, fmt.Sprintf("%06d.journal", seq))
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := syncDir(runs); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return newJournal(path, f, 0), nil
+	}
+}
+
+// Reopen opens an existing journal to append to it, as resume does. c is
+// what Read found in it: a torn tail is cut off first, so that new records
+// follow the last good one.
+func Reopen(c *Contents) (*Journal, error) {
+	f, err := os.OpenFile(c.Path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil, err
+	}
+	if c.Torn != nil {
+		if err := f.Truncate(c.Size); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("cutting the torn tail off %s: %w", c.Path, err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return newJournal(c.Path, f, c.Size), nil
+}
+
+func newJournal(path string, f *os.File, size int64) *Journal {
+	j := &Journal{path: path, f: f, written: size, synced: size}
+	j.cond = sync.NewCond(&j.mu)
+	return j
+}
+
+// Path returns the journal's file name.
+func (j *Journal) Path() string { return j.path }
+
+// Syncs returns how many fsyncs this process has made on the journal.
+func (j *Journal) Syncs() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.syncs
+}
+
+// Append writes a record and returns once it is durable. Records appended
+// concurrently are made durable by one fsync: the first waiter syncs for
+// everyone whose record was written by then.
+func (j *Journal) Append(r Record) error {
+	if r.Time.IsZero() {
+		r.Time = time.Now().UTC()
+	}
+	line, err := encode(r)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return j.err
+	}
+	j.appends++
+	n := j.appends // others append while this one waits for its fsync
+	failpoint(beforeAppend, n, j.f, line)
+	if _, err := j.f.Write(line); err != nil {
+		j.err = fmt.Errorf("writing the journal %s: %w", j.path, err)
+		return j.err
+	}
+	j.written += int64(len(line))
+	mine := j.written
+	for j.synced < mine && j.err == nil {
+		if j.syncing {
+			j.cond.Wait()
+			continue
+		}
+		j.syncing = true
+		upTo := j.written
+		j.mu.Unlock()
+		err := j.f.Sync()
+		j.mu.Lock()
+		j.syncing = false
+		j.syncs++
+		if err != nil {
+			j.err = fmt.Errorf("syncing the journal %s: %w", j.path, err)
+		} else {
+			j.synced = upTo
+		}
+		j.cond.Broadcast()
+	}
+	if j.err != nil {
+		return j.err
+	}
+	failpoint(afterAppend, n, nil, nil)
+	return nil
+}
+
+// Close closes the journal file.
+func (j *Journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.f.Close()
+}
+
+func encode(r Record) ([]byte, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encoding a journal record: %w", err)
+	}
+	line := make([]byte, 0, len(body)+10)
+	line = fmt.Appendf(line, "%08x ", crc32.Checksum(body, castagnoli))
+	line = append(line, body...)
+	return append(line, '\n'), nil
+}
+
+// decode parses one line without its newline.
+func decode(line []byte) (Record, error) {
+	var r Record
+	sum, body, ok := bytes.Cut(line, []byte{' '})
+	if !ok || len(sum) != 8 {
+		return r, errors.New("no checksum")
+	}
+	want, err := strconv.ParseUint(string(sum), 16, 32)
+	if err != nil {
+		return r, errors.New("malformed checksum")
+	}
+	if crc32.Checksum(body, castagnoli) != uint32(want) {
+		return r, errors.New("checksum mismatch")
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return r, fmt.Errorf("malformed record: %v", err)
+	}
+	if r.Type == "" {
+		return r, errors.New("record without a type")
+	}
+	return r, nil
+}
+
+// Contents is what Read found in a journal.
+type Contents struct {
+	Path    string
+	Records []Record
+	// Size is the length of the good part: every record up to the last one
+	// that is whole and checks out.
+	Size int64
+	// Torn is set when the last record was cut short or damaged (a crash in
+	// the middle of an append) and has been left out.
+	Torn *TornTail
+}
+
+// TornTail describes a dropped last record.
+type TornTail struct {
+	Offset int64 // where it starts
+	Length int64 // how many bytes it had
+	Reason string
+}
+
+// Warning says, for the operator, what was dropped.
+func (t *TornTail) Warning(path string) string {
+	return fmt.Sprintf("%s: the last record (%d bytes at offset %d) is incomplete (%s), most likely cut short by a crash; it is ignored",
+		path, t.Length, t.Offset, t.Reason)
+}
+
+// CorruptError is a damaged record that is not the last one: something other
+// than a crash changed the journal, and nothing after it can be trusted.
+type CorruptError struct {
+	Path   string
+	Offset int64
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("journal %s is corrupt at offset %d: %s; records after it cannot be trusted. Move the state directory aside to start afresh",
+		e.Path, e.Offset, e.Reason)
+}
+
+// Read reads a whole journal. A damaged last record is dropped and described
+// in Contents.Torn; a damaged record before the last is a *CorruptError.
+func Read(path string) (*Contents, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	c := &Contents{Path: path}
+	br := bufio.NewReaderSize(f, 64<<10)
+	var offset int64
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) == 0 && err == io.EOF {
+			return c, nil
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		start := offset
+		offset += int64(len(line))
+		var reason string
+		var rec Record
+		if err == io.EOF { // no newline: the append never finished
+			reason = "no end of line"
+		} else if rec, err = decode(line[:len(line)-1]); err != nil {
+			reason = err.Error()
+		}
+		if reason == "" {
+			c.Records = append(c.Records, rec)
+			c.Size = offset
+			continue
+		}
+		if _, peekErr := br.Peek(1); peekErr == io.EOF {
+			c.Torn = &TornTail{Offset: start, Length: int64(len(line)), Reason: reason}
+			return c, nil
+		}
+		return nil, &CorruptError{Path: path, Offset: start, Reason: reason}
+	}
+}
+
+// Last returns the path of the state directory's last journal, or "" when it
+// has none.
+func Last(dir string) (string, error) {
+	runs := filepath.Join(dir, runsDir)
+	seq, err := lastSeq(runs)
+	if err != nil || seq == 0 {
+		return "", err
+	}
+	return filepath.Join(runs, fmt.Sprintf("%06d.journal", seq)), nil
+}
+
+func lastSeq(runs string) (int, error) {
+	entries, err := os.ReadDir(runs)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var seqs []int
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".journal")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.Atoi(name); err == nil && n > 0 {
+			seqs = append(seqs, n)
+		}
+	}
+	if len(seqs) == 0 {
+		return 0, nil
+	}
+	sort.Ints(seqs)
+	return seqs[len(seqs)-1], nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,103 @@
+package journal
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/rotplan/rotplan/steps"
+)
+
+// The record types, in the order a run writes them.
+const (
+	// RunStarted opens a run: Run says what plan, variables and rotplan.
+	RunStarted = "run_started"
+	// RunResumed marks where `rotplan resume` took over; Run is updated.
+	RunResumed = "run_resumed"
+	// StepStarted is written, durably, before a step changes anything:
+	// Inputs is the hash of its evaluated arguments, Intent (optional) what
+	// it is about to do, free of secrets.
+	StepStarted = "step_started"
+	// StepSucceeded is written once a step's effects are complete. Outputs
+	// holds its non-sensitive outputs; Facts what `status` shows. Checked is
+	// true when resume found the effect in place rather than carrying it out.
+	StepSucceeded = "step_succeeded"
+	// StepFailed records a step's error.
+	StepFailed = "step_failed"
+	// StepRedo records that resume will carry out a step again, and Reason
+	// why. A step that had succeeded loses its outputs; they are kept as
+	// superseded.
+	StepRedo = "step_redo"
+	// StepSuperseded records what became of a superseded result (Note: a
+	// certificate's serial, revoked or not).
+	StepSuperseded = "step_superseded"
+	// RunFinished closes a run with its Status.
+	RunFinished = "run_finished"
+)
+
+// The statuses a run finishes with.
+const (
+	StatusSucceeded   = "succeeded"
+	StatusFailed      = "failed"
+	StatusInterrupted = "interrupted"
+)
+
+// Record is one line of a journal. Which fields are set depends on Type.
+type Record struct {
+	Type string    `json:"type"`
+	Time time.Time `json:"time"`
+
+	Run *RunInfo `json:"run,omitempty"`
+
+	Step     string            `json:"step,omitempty"`
+	Inputs   string            `json:"inputs,omitempty"`
+	Intent   map[string]string `json:"intent,omitempty"`
+	Outputs  json.RawMessage   `json:"outputs,omitempty"`
+	Facts    []steps.Fact      `json:"facts,omitempty"`
+	Checked  bool              `json:"checked,omitempty"`
+	Duration Duration          `json:"duration,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Reason   string            `json:"reason,omitempty"`
+	Note     string            `json:"note,omitempty"`
+
+	Status string `json:"status,omitempty"`
+}
+
+// RunInfo identifies what a run carries out, so that resume can tell whether
+// the plan or the variables changed since.
+type RunInfo struct {
+	Plan     string `json:"plan"`
+	PlanHash string `json:"plan_hash"`
+	VarsHash string `json:"vars_hash"`
+	Version  string `json:"version"`
+	PID      int    `json:"pid"`
+	// Steps are the plan's steps in execution order, each with the hash of
+	// its definition as evaluated before the run.
+	Steps []StepDefinition `json:"steps"`
+	// Forced is set on a resume that went ahead despite changes.
+	Forced bool `json:"forced,omitempty"`
+}
+
+// Duration is a time.Duration journaled in milliseconds, readable by people
+// and by any JSON reader.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a number of milliseconds.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(float64(d) / float64(time.Millisecond))
+}
+
+// UnmarshalJSON reads a number of milliseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var ms float64
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return err
+	}
+	*d = Duration(ms * float64(time.Millisecond))
+	return nil
+}
+
+// StepDefinition is a step's address and the hash of its definition.
+type StepDefinition struct {
+	Step       string `json:"step"`
+	Definition string `json:"definition"`
+}

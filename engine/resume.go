@@ -1,0 +1,330 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/plans"
+	"github.com/rotplan/rotplan/steps"
+	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+// The actions a resume decides on, per step.
+const (
+	// ActionSkip: done by an earlier attempt; its journaled outputs stand.
+	ActionSkip = "skip"
+	// ActionChecked: it had started and its effect was found in place.
+	ActionChecked = "checked"
+	// ActionRedo: carried out again; Reason says why.
+	ActionRedo = "redo"
+	// ActionRun: not started yet; runs as in any run.
+	ActionRun = "run"
+)
+
+// Decision is what a resume does with one step, and why.
+type Decision struct {
+	Addr   string
+	Action string
+	Reason string
+}
+
+// Change is a step whose definition differs between the plan and the journal.
+type Change struct {
+	Addr string
+	// What is "changed", "added" (not in the journal) or "removed" (in the
+	// journal, not in the plan).
+	What string
+}
+
+// ChangedError is a resume refused because the plan or the variables changed
+// since the run started.
+type ChangedError struct {
+	PlanChanged, VarsChanged bool
+	Changes                  []Change
+}
+
+func (e *ChangedError) Error() string {
+	var what []string
+	if e.PlanChanged {
+		what = append(what, "the plan")
+	}
+	if e.VarsChanged {
+		what = append(what, "the variables")
+	}
+	msg := strings.Join(what, " and ") + " changed since the run started"
+	if len(e.Changes) == 0 {
+		return msg + "; no step's definition changed (comments or formatting?)"
+	}
+	var steps []string
+	for _, c := range e.Changes {
+		steps = append(steps, c.Addr+" ("+c.What+")")
+	}
+	return msg + "; steps whose inputs changed: " + strings.Join(steps, ", ")
+}
+
+// Changes compares the program with what the run's journal says it carried
+// out. It returns nil when neither the plan nor the variables changed.
+func (p *Program) Changes(run *Run) *ChangedError {
+	e := &ChangedError{PlanChanged: run.Info.PlanHash != p.planHash, VarsChanged: run.Info.VarsHash != p.varsHash}
+	if !e.PlanChanged && !e.VarsChanged {
+		return nil
+	}
+	journaled := map[string]string{}
+	for _, d := range run.Info.Steps {
+		journaled[d.Step] = d.Definition
+	}
+	for _, n := range p.order {
+		addr := n.step.Addr()
+		def, ok := journaled[addr]
+		switch {
+		case !ok:
+			e.Changes = append(e.Changes, Change{Addr: addr, What: "added"})
+		case def != n.definition:
+			e.Changes = append(e.Changes, Change{Addr: addr, What: "changed"})
+		}
+		delete(journaled, addr)
+	}
+	for _, d := range run.Info.Steps {
+		if _, gone := journaled[d.Step]; gone {
+			e.Changes = append(e.Changes, Change{Addr: d.Step, What: "removed"})
+		}
+	}
+	return e
+}
+
+// Resume finishes an unfinished run (see Run.Unfinished) as an uninterrupted
+// run would have: steps done earlier are skipped with their journaled
+// outputs, a step that started without a recorded outcome is checked against
+// reality where its kind can (steps.Resumer), and everything else runs.
+//
+// Sensitive outputs are never journaled, so a done step whose sensitive
+// outputs an unfinished step needs is carried out again, and so is
+// everything downstream of it, done or not: a key and its certificate always
+// come from the same issuance. The earlier results go to steps.Superseder
+// once the run has succeeded.
+//
+// Resume refuses with a *ChangedError when the plan or the variables changed
+// since the run started, unless opts.Force.
+func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, error) {
+	changes := p.Changes(run)
+	if changes != nil && !opts.Force {
+		return nil, changes
+	}
+	x := p.newExecution(opts)
+	if err := x.connect(); err != nil {
+		return x.noneRun(err)
+	}
+	if err := x.record(journal.Record{Type: journal.RunResumed, Run: p.runInfo(opts)}); err != nil {
+		return x.noneRun(err)
+	}
+	if err := x.planResume(ctx, run, changes); err != nil {
+		return x.noneRun(err)
+	}
+	if o, ok := opts.Observer.(ResumeObserver); ok {
+		o.Resuming(x.report.Decisions)
+	}
+	// Steps that can start at once are prepared now, before anything
+	// changes; the others just before they run, since what they need (the
+	// admin certificate rotplan logs in with) may be put right by the steps
+	// before them.
+	var now []*node
+	for _, n := range p.order {
+		addr := n.step.Addr()
+		if !x.todo[addr] {
+			continue
+		}
+		x.lazy[addr] = false
+		for _, dep := range p.graph.DependsOn(addr) {
+			if x.todo[dep] {
+				x.lazy[addr] = true
+			}
+		}
+		if !x.lazy[addr] {
+			now = append(now, n)
+		}
+	}
+	if err := x.prepare(ctx, now); err != nil {
+		return x.finish(ctx, err)
+	}
+	return x.finish(ctx, x.walk(ctx))
+}
+
+// planResume decides what becomes of each step, journals the decisions and
+// sets up todo, the outputs of the steps that stand, and what is superseded.
+func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedError) error {
+	p := x.p
+	changed := map[string]bool{}
+	if changes != nil {
+		for _, c := range changes.Changes {
+			changed[c.Addr] = c.What == "changed"
+		}
+	}
+	state := func(addr string) *StepState {
+		if s, ok := run.Steps[addr]; ok {
+			return s
+		}
+		return &StepState{Addr: addr, State: StatePending}
+	}
+
+	done := map[string]bool{}
+	checked := map[string]string{}
+	redo := map[string]string{}
+	for _, n := range p.order {
+		addr := n.step.Addr()
+		s := state(addr)
+		switch s.State {
+		case StateSucceeded:
+			out, err := restoreOutputs(n.kind, s.Outputs)
+			if err != nil {
+				redo[addr] = fmt.Sprintf("its journaled outputs cannot be read (%v)", err)
+				continue
+			}
+			x.outputs[addr], done[addr] = out, true
+		case StateStarted:
+			r, ok := n.kind.(steps.Resumer)
+			if !ok || len(s.Intent) == 0 || changed[addr] {
+				continue
+			}
+			out, inPlace, err := r.Done(ctx, x.env.Named(addr), s.Intent)
+			if err != nil {
+				x.opts.Log.Warn("cannot tell whether an interrupted step completed; it runs again", "step", addr, "error", err)
+				continue
+			}
+			if !inPlace {
+				continue
+			}
+			if out, err = conformOutputs(n.kind, out); err != nil {
+				return &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Cannot resume", err)}
+			}
+			if serr := x.recordSuccess(n, out, 0, true); serr != nil {
+				return serr
+			}
+			x.outputs[addr], done[addr] = out, true
+			checked[addr] = "it started at " + s.Started.Local().Format(time.TimeOnly) + " and its effect was found in place"
+		}
+		if done[addr] && changed[addr] {
+			redo[addr] = "its definition changed since the run started (resumed with -force)"
+		}
+	}
+
+	// A done step is redone when a step it depends on is, or when a step
+	// that has yet to run needs its sensitive outputs. Each rule can feed
+	// the other, so repeat until nothing changes.
+	for more := true; more; {
+		more = false
+		for _, n := range p.order {
+			addr := n.step.Addr()
+			if !done[addr] || redo[addr] != "" {
+				continue
+			}
+			for _, dep := range p.graph.DependsOn(addr) {
+				if redo[dep] != "" {
+					redo[addr] = fmt.Sprintf("it depends on %s, which runs again", dep)
+					break
+				}
+			}
+			for _, user := range p.graph.Users(addr) {
+				if redo[addr] != "" {
+					break
+				}
+				if (!done[user] || redo[user] != "") && p.nodes[user].readsSensitive(n) {
+					redo[addr] = fmt.Sprintf("%s has yet to run and needs its sensitive outputs, which are never journaled", user)
+				}
+			}
+			more = more || redo[addr] != ""
+		}
+	}
+
+	for _, n := range p.order {
+		addr := n.step.Addr()
+		s := state(addr)
+		d := Decision{Addr: addr}
+		switch {
+		case done[addr] && redo[addr] == "":
+			d.Action, d.Reason = ActionSkip, "done"
+			if checked[addr] != "" {
+				d.Action, d.Reason = ActionChecked, checked[addr]
+			}
+		case redo[addr] != "":
+			d.Action, d.Reason = ActionRedo, redo[addr]
+		case s.State == StateStarted:
+			d.Action, d.Reason = ActionRedo, "it started at "+s.Started.Local().Format(time.TimeOnly)+" but its outcome was never recorded"
+		case s.State == StateFailed:
+			d.Action, d.Reason = ActionRedo, "it failed: "+s.Error
+		default:
+			d.Action = ActionRun
+		}
+		if d.Action == ActionRedo {
+			if err := x.record(journal.Record{Type: journal.StepRedo, Step: addr, Reason: d.Reason}); err != nil {
+				return x.journalError(n, err)
+			}
+		}
+		previous := s.Superseded
+		if done[addr] && redo[addr] != "" && len(s.Outputs) > 0 {
+			previous = append(previous, s.Outputs)
+		}
+		for _, raw := range previous {
+			if prev, err := restoreOutputs(n.kind, raw); err == nil {
+				x.superseded[addr] = append(x.superseded[addr], prev)
+			}
+		}
+		if d.Action == ActionSkip || d.Action == ActionChecked {
+			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: Done})
+		} else {
+			x.todo[addr] = true
+			delete(x.outputs, addr)
+		}
+		x.report.Decisions = append(x.report.Decisions, d)
+	}
+	return nil
+}
+
+// journalOutputs encodes a step's outputs for the journal, without the
+// sensitive ones. A value still marked sensitive is refused, so a kind that
+// derived a non-sensitive output from a secret cannot leak it here.
+func journalOutputs(kind steps.Step, out cty.Value) (json.RawMessage, error) {
+	attrs := map[string]cty.Value{}
+	for name, o := range kind.Outputs() {
+		if o.Sensitive {
+			continue
+		}
+		v := out.GetAttr(name)
+		if v.ContainsMarked() {
+			return nil, fmt.Errorf("output %s is marked sensitive and cannot be journaled", name)
+		}
+		attrs[name] = v
+	}
+	obj := objectOf(attrs)
+	return ctyjson.Marshal(obj, obj.Type())
+}
+
+// restoreOutputs reads journaled outputs back. The sensitive ones were never
+// journaled: they come back unknown and marked, and Resume makes sure no
+// step that runs reads them.
+func restoreOutputs(kind steps.Step, raw json.RawMessage) (cty.Value, error) {
+	types := map[string]cty.Type{}
+	for name, o := range kind.Outputs() {
+		if !o.Sensitive {
+			types[name] = o.Type
+		}
+	}
+	v, err := ctyjson.Unmarshal(raw, cty.Object(types))
+	if err != nil {
+		return cty.NilVal, err
+	}
+	attrs := v.AsValueMap()
+	if attrs == nil {
+		attrs = map[string]cty.Value{}
+	}
+	for name, o := range kind.Outputs() {
+		if o.Sensitive {
+			attrs[name] = cty.UnknownVal(o.Type).Mark(plans.SensitiveMark)
+		}
+	}
+	return objectOf(attrs), nil
+}

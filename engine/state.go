@@ -1,0 +1,189 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/steps"
+)
+
+// The states a step can be in, as its journal tells it.
+const (
+	// StatePending: not started, or to be carried out again.
+	StatePending = "pending"
+	// StateStarted: started, with no outcome recorded: the run stopped
+	// while the step was under way.
+	StateStarted = "started"
+	// StateSucceeded: done, its effects durable.
+	StateSucceeded = "succeeded"
+	// StateFailed: failed; a resume tries it again.
+	StateFailed = "failed"
+)
+
+// Run is a run as its journal tells it: what it carries out and where each
+// step got to. Records are folded in order, so a resumed run shows each
+// step's latest state.
+type Run struct {
+	// Path is the journal file.
+	Path string
+	// Info is what the run carries out, as last started or resumed.
+	Info journal.RunInfo
+	// Started is when the run began; Resumes how often it was resumed.
+	Started time.Time
+	Resumes int
+	// Status is how the run finished, "" when it did not (a crash or a kill).
+	Status   string
+	Finished time.Time
+	// Steps holds every step the journal mentions, in Order.
+	Steps map[string]*StepState
+	Order []string
+	// Torn, when set, is a last record cut short by a crash and ignored.
+	Torn *journal.TornTail
+
+	contents *journal.Contents
+}
+
+// StepState is where one step got to.
+type StepState struct {
+	Addr  string `json:"step"`
+	State string `json:"state"`
+	// Started is when the step last started; Duration how long its last
+	// attempt took (zero while started).
+	Started  time.Time     `json:"started,omitzero"`
+	Duration time.Duration `json:"-"`
+	// Inputs is the hash of its evaluated arguments; Intent what it was
+	// about to do (see steps.Resumer).
+	Inputs string            `json:"-"`
+	Intent map[string]string `json:"-"`
+	// Outputs are its non-sensitive outputs, as journaled, when succeeded.
+	Outputs json.RawMessage `json:"-"`
+	Facts   []steps.Fact    `json:"facts,omitempty"`
+	// Checked is set when a resume found the step's effect already in place.
+	Checked bool `json:"checked,omitempty"`
+	// Error is the last failure.
+	Error string `json:"error,omitempty"`
+	// Redone is why a resume carried the step out again, if it did.
+	Redone string `json:"redone,omitempty"`
+	// Attempts counts how often the step was started.
+	Attempts int `json:"attempts"`
+	// Superseded are the outputs of earlier results the step replaced on a
+	// resume and that have not been dealt with yet (see steps.Superseder).
+	Superseded []json.RawMessage `json:"-"`
+	// Notes are what became of superseded results.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Unfinished reports whether the run stopped part way: it was killed (it
+// has no end), or it failed or was interrupted after a step started, so
+// something may have changed. (A run that failed before any step started
+// changed nothing and needs no resume.)
+func (r *Run) Unfinished() bool {
+	switch r.Status {
+	case journal.StatusSucceeded:
+		return false
+	case "":
+		return true
+	}
+	for _, s := range r.Steps {
+		if s.Attempts > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Count returns how many steps are in a state.
+func (r *Run) Count(state string) int {
+	n := 0
+	for _, s := range r.Steps {
+		if s.State == state {
+			n++
+		}
+	}
+	return n
+}
+
+// LoadRun reads the last run's journal in the state directory dir. It
+// returns nil when there is none. A torn last record is left out and
+// reported in Run.Torn; corruption before it is an error.
+func LoadRun(dir string) (*Run, error) {
+	path, err := journal.Last(dir)
+	if err != nil || path == "" {
+		return nil, err
+	}
+	c, err := journal.Read(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Records) == 0 {
+		return nil, nil // a crash before the run's first record: nothing ran
+	}
+	return foldRun(c)
+}
+
+func foldRun(c *journal.Contents) (*Run, error) {
+	r := &Run{Path: c.Path, Steps: map[string]*StepState{}, Torn: c.Torn, contents: c}
+	if first := c.Records[0]; first.Type != journal.RunStarted || first.Run == nil {
+		return nil, fmt.Errorf("journal %s does not begin with a run_started record", c.Path)
+	}
+	step := func(addr string) *StepState {
+		s, ok := r.Steps[addr]
+		if !ok {
+			s = &StepState{Addr: addr, State: StatePending}
+			r.Steps[addr] = s
+			r.Order = append(r.Order, addr)
+		}
+		return s
+	}
+	for _, rec := range c.Records {
+		switch rec.Type {
+		case journal.RunStarted, journal.RunResumed:
+			if rec.Run == nil {
+				return nil, fmt.Errorf("journal %s: %s record without run information", c.Path, rec.Type)
+			}
+			r.Info = *rec.Run
+			if rec.Type == journal.RunStarted {
+				r.Started = rec.Time
+			} else {
+				r.Resumes++
+			}
+			r.Status, r.Finished = "", time.Time{}
+			for _, d := range rec.Run.Steps {
+				step(d.Step)
+			}
+		case journal.StepStarted:
+			s := step(rec.Step)
+			s.State, s.Started, s.Duration = StateStarted, rec.Time, 0
+			s.Inputs, s.Intent, s.Error, s.Checked = rec.Inputs, rec.Intent, "", false
+			s.Attempts++
+		case journal.StepSucceeded:
+			s := step(rec.Step)
+			s.State, s.Outputs, s.Facts = StateSucceeded, rec.Outputs, rec.Facts
+			s.Duration, s.Checked = time.Duration(rec.Duration), rec.Checked
+		case journal.StepFailed:
+			s := step(rec.Step)
+			s.State, s.Error, s.Duration = StateFailed, rec.Error, time.Duration(rec.Duration)
+		case journal.StepRedo:
+			s := step(rec.Step)
+			if s.State == StateSucceeded && len(s.Outputs) > 0 {
+				s.Superseded = append(s.Superseded, s.Outputs)
+			}
+			s.State, s.Outputs, s.Facts, s.Redone = StatePending, nil, nil, rec.Reason
+		case journal.StepSuperseded:
+			s := step(rec.Step)
+			if len(s.Superseded) > 0 {
+				s.Superseded = s.Superseded[1:]
+			}
+			s.Notes = append(s.Notes, rec.Note)
+		case journal.RunFinished:
+			r.Status, r.Finished = rec.Status, rec.Time
+		}
+	}
+	return r, nil
+}
+
+// ReopenJournal opens the run's journal to append to it, cutting off a torn
+// last record first.
+func ReopenJournal(r *Run) (*journal.Journal, error) { return journal.Reopen(r.contents) }
