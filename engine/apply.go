@@ -191,6 +191,7 @@ func (p *Program) runInfo(opts Options) *journal.RunInfo {
 		Plan: p.plan.Path, PlanHash: p.planHash, VarsHash: p.varsHash,
 		Version: opts.Version, PID: os.Getpid(), Forced: opts.Force,
 	}
+	info.Dir, _ = os.Getwd()
 	for _, n := range p.order {
 		info.Steps = append(info.Steps, journal.StepDefinition{Step: n.step.Addr(), Definition: n.definition})
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -45,7 +46,11 @@ type Change struct {
 // since the run started.
 type ChangedError struct {
 	PlanChanged, VarsChanged bool
-	Changes                  []Change
+	// DirChanged is set when the working directory differs from the run's
+	// (OldDir): relative paths in the plan would name other files.
+	DirChanged bool
+	OldDir     string
+	Changes    []Change
 }
 
 func (e *ChangedError) Error() string {
@@ -56,7 +61,13 @@ func (e *ChangedError) Error() string {
 	if e.VarsChanged {
 		what = append(what, "the variables")
 	}
+	if e.DirChanged {
+		what = append(what, "the working directory (it was "+e.OldDir+", so relative paths would name other files)")
+	}
 	msg := strings.Join(what, " and ") + " changed since the run started"
+	if len(e.Changes) == 0 && e.DirChanged {
+		return msg
+	}
 	if len(e.Changes) == 0 {
 		return msg + "; no step's definition changed (comments or formatting?)"
 	}
@@ -71,7 +82,10 @@ func (e *ChangedError) Error() string {
 // out. It returns nil when neither the plan nor the variables changed.
 func (p *Program) Changes(run *Run) *ChangedError {
 	e := &ChangedError{PlanChanged: run.Info.PlanHash != p.planHash, VarsChanged: run.Info.VarsHash != p.varsHash}
-	if !e.PlanChanged && !e.VarsChanged {
+	if wd, err := os.Getwd(); err == nil && run.Info.Dir != "" && run.Info.Dir != wd {
+		e.DirChanged, e.OldDir = true, run.Info.Dir
+	}
+	if !e.PlanChanged && !e.VarsChanged && !e.DirChanged {
 		return nil
 	}
 	journaled := map[string]string{}

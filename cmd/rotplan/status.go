@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -49,6 +48,8 @@ type statusStepJSON struct {
 	Redone     string            `json:"redone,omitempty"`
 	Error      string            `json:"error,omitempty"`
 	Notes      []string          `json:"notes,omitempty"`
+
+	factList []string // name=value in the kind's order, for the table
 }
 
 func statusCommand(args []string, stdout, stderr io.Writer) int {
@@ -123,6 +124,7 @@ func statusDocument(run *engine.Run) statusJSON {
 			st.Facts = map[string]string{}
 			for _, f := range s.Facts {
 				st.Facts[f.Name] = f.Value
+				st.factList = append(st.factList, f.Name+"="+f.Value)
 			}
 		}
 		doc.Steps = append(doc.Steps, st)
@@ -161,7 +163,7 @@ func printStatus(w io.Writer, doc statusJSON) {
 		if s.State == engine.StateSucceeded || s.State == engine.StateFailed {
 			duration = roundDuration(time.Duration(s.DurationMS * float64(time.Millisecond))).String()
 		}
-		details := factsInOrder(s.Facts)
+		details := s.factList
 		if s.Checked {
 			details = append(details, "(found done on resume)")
 		}
@@ -175,16 +177,6 @@ func printStatus(w io.Writer, doc statusJSON) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Step, s.State, started, duration, strings.Join(details, " "))
 	}
 	tw.Flush()
-}
-
-// factsInOrder prints facts as name=value, sorted by name for a stable table.
-func factsInOrder(facts map[string]string) []string {
-	var out []string
-	for name, value := range facts {
-		out = append(out, name+"="+value)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func firstLine(s string) string {

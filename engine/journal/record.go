@@ -70,6 +70,9 @@ type RunInfo struct {
 	VarsHash string `json:"vars_hash"`
 	Version  string `json:"version"`
 	PID      int    `json:"pid"`
+	// Dir is the working directory, against which relative paths in the
+	// plan's steps are resolved.
+	Dir string `json:"dir"`
 	// Steps are the plan's steps in execution order, each with the hash of
 	// its definition as evaluated before the run.
 	Steps []StepDefinition `json:"steps"`

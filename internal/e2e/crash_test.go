@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -434,4 +436,82 @@ func isRevoked(t *testing.T, v *testvault.Vault, serial string) bool {
 		t.Fatalf("pki-prod/cert/%s: revocation_time %v", serial, secret.Data["revocation_time"])
 	}
 	return n > 0
+}
+
+// TestInterruptThenResume: Ctrl-C (SIGINT) stops the run, which says so in
+// its exit code and journal; resume finishes it.
+func TestInterruptThenResume(t *testing.T) {
+	dir := t.TempDir()
+	state := t.TempDir()
+	plan := filepath.Join(dir, "interrupt.hcl")
+	flag := filepath.Join(dir, "go-on")
+	src := `variable "flag" {}
+reload "first" {
+  command = ["/bin/sh", "-c", "test -e ${var.flag} || exec sleep 30"]
+  timeout = "60s"
+}
+reload "second" {
+  depends_on = [reload.first]
+  command    = ["/bin/true"]
+}
+`
+	if err := os.WriteFile(plan, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout bytes.Buffer
+	run := exec.CommandContext(ctx, rotplanBin, "run", "-state-dir", state, "-var", "flag="+flag, plan)
+	run.Dir, run.Stdout = repoRoot(t), &stdout
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		r, err := engine.LoadRun(state)
+		return err == nil && r != nil && r.Steps["reload.first"].Attempts > 0
+	})
+	run.Process.Signal(os.Interrupt)
+	err := run.Wait()
+	if exitErr, ok := err.(*exec.ExitError); !ok || exitErr.ExitCode() != 1 {
+		t.Fatalf("interrupted run: %v, want exit 1\n%s", err, stdout.String())
+	}
+	killed, err := engine.LoadRun(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if killed.Status != journal.StatusInterrupted || !killed.Unfinished() {
+		t.Errorf("journal status %q, want %q and unfinished", killed.Status, journal.StatusInterrupted)
+	}
+
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runRotplan(t, nil, "resume", "-state-dir", state, "-var", "flag="+flag, plan)
+	if res.exit != 0 || !strings.Contains(res.stdout, "reload.first") || !strings.Contains(res.stdout, "runs again") {
+		t.Errorf("resume: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	res = runRotplan(t, nil, "status", "-json", "-state-dir", state, plan)
+	var doc struct {
+		Status string `json:"status"`
+		Steps  []struct {
+			Step, State string
+			Attempts    int
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+		t.Fatalf("status -json: %v\n%s", err, res.stdout)
+	}
+	if doc.Status != journal.StatusSucceeded || len(doc.Steps) != 2 || doc.Steps[0].Attempts != 2 || doc.Steps[1].State != engine.StateSucceeded {
+		t.Errorf("status -json after resume: %+v", doc)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("timed out waiting")
 }

@@ -131,6 +131,16 @@ rotplan will issue a new server certificate through Vault, install it in
 			rotplanFailed = true
 		}
 		fmt.Println()
+		// What the journal says about the run, as an operator would look.
+		statusArgs := []string{"status", "-state-dir", filepath.Join(base, "state"), *plan}
+		fmt.Printf("$ %s %s\n", *rotplanBin, strings.Join(statusArgs, " "))
+		status := exec.CommandContext(ctx, *rotplanBin, statusArgs...)
+		status.Stdout, status.Stderr = os.Stdout, os.Stderr
+		if err := status.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "demo: rotplan status failed: %v\n", err)
+			rotplanFailed = true
+		}
+		fmt.Println()
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintln(os.Stderr, "demo: interrupted")
