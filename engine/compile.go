@@ -350,7 +350,7 @@ func (p *Program) validate() hcl.Diagnostics {
 		if more.HasErrors() {
 			continue
 		}
-		n.definition = definitionHash(n.step.Addr(), n.step.DependsOn, val)
+		n.definition = definitionHash(n.step.Addr(), p.bodySource(n), val)
 		err := n.kind.Validate(cfg)
 		if err == steps.ErrUnknown { // fine so far; the rest is checked at apply time
 			err = nil

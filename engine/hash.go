@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -56,27 +57,35 @@ func writeValue(h hash.Hash, v cty.Value) {
 	}
 }
 
-// definitionHash identifies what a step is before the run: its address, what
-// it waits for and its arguments evaluated with the outputs of other steps
-// unknown. It changes when the step's block, or a variable or local it uses,
-// changes.
-func definitionHash(addr string, dependsOn []hcl.Traversal, val cty.Value) string {
+// definitionHash identifies what a step is before the run: its address, the
+// tokens of its block's body (so an edited expression counts even where its
+// value is still unknown, as in upper(issue.a.serial_number); comments and
+// layout do not count) and its arguments evaluated with the outputs of other
+// steps unknown (so a changed variable or local counts).
+func definitionHash(addr string, body []byte, val cty.Value) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%d:%s", len(addr), addr)
-	for _, tr := range dependsOn {
-		s := traversalString(tr)
-		fmt.Fprintf(h, "d%d:%s", len(s), s)
+	tokens, _ := hclsyntax.LexConfig(body, "", hcl.InitialPos)
+	for _, tok := range tokens {
+		switch tok.Type {
+		case hclsyntax.TokenComment, hclsyntax.TokenNewline, hclsyntax.TokenEOF:
+			continue
+		}
+		fmt.Fprintf(h, "t%d:%d:%s", tok.Type, len(tok.Bytes), tok.Bytes)
 	}
 	writeValue(h, val)
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
-func traversalString(tr hcl.Traversal) string {
-	s := tr.RootName()
-	for _, step := range tr[1:] {
-		if a, ok := step.(hcl.TraverseAttr); ok {
-			s += "." + a.Name
-		}
+// bodySource returns the source bytes of a step's body.
+func (p *Program) bodySource(n *node) []byte {
+	body, ok := n.step.Body.(*hclsyntax.Body)
+	if !ok {
+		return nil
 	}
-	return s
+	r := body.SrcRange
+	if r.Start.Byte < 0 || r.End.Byte > len(p.plan.Source) || r.Start.Byte > r.End.Byte {
+		return nil
+	}
+	return p.plan.Source[r.Start.Byte:r.End.Byte]
 }

@@ -237,7 +237,11 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 				continue
 			}
 			for _, dep := range p.graph.DependsOn(addr) {
-				if redo[dep] != "" {
+				// A done step whose dependency is not done can only follow
+				// a resume killed while it journaled its decisions: the
+				// dependency was redone, so its outputs are not the ones
+				// this step used.
+				if redo[dep] != "" || !done[dep] {
 					redo[addr] = fmt.Sprintf("it depends on %s, which runs again", dep)
 					break
 				}
@@ -278,14 +282,15 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 				return x.journalError(n, err)
 			}
 		}
-		previous := s.Superseded
-		if done[addr] && redo[addr] != "" && len(s.Outputs) > 0 {
-			previous = append(previous, s.Outputs)
-		}
-		for _, raw := range previous {
+		for _, raw := range s.Superseded {
 			if prev, err := restoreOutputs(n.kind, raw); err == nil {
 				x.superseded[addr] = append(x.superseded[addr], prev)
 			}
+		}
+		if done[addr] && redo[addr] != "" {
+			// What it is redone over: the journaled result, or the one
+			// just found in place.
+			x.superseded[addr] = append(x.superseded[addr], x.outputs[addr])
 		}
 		if d.Action == ActionSkip || d.Action == ActionChecked {
 			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: Done})
@@ -299,8 +304,9 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 }
 
 // journalOutputs encodes a step's outputs for the journal, without the
-// sensitive ones. A value still marked sensitive is refused, so a kind that
-// derived a non-sensitive output from a secret cannot leak it here.
+// sensitive ones. A value still marked sensitive is refused, as a safety net;
+// kinds see their arguments unmarked, so it is each kind's duty never to copy
+// a sensitive argument into an output it does not declare sensitive.
 func journalOutputs(kind steps.Step, out cty.Value) (json.RawMessage, error) {
 	attrs := map[string]cty.Value{}
 	for name, o := range kind.Outputs() {

@@ -59,6 +59,7 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 		Path:      path,
 		Dir:       filepath.Dir(path),
 		Hash:      fmt.Sprintf("%x", sha256.Sum256(file.Bytes)),
+		Source:    file.Bytes,
 		Variables: map[string]*Variable{},
 		Locals:    map[string]*Local{},
 	}

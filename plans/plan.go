@@ -13,6 +13,8 @@ type Plan struct {
 	// Hash is the SHA-256 of the plan file's bytes, in hex: the journal
 	// records it so that resume can tell the plan changed.
 	Hash string
+	// Source is the plan file's bytes.
+	Source []byte
 	// Variables are the declared input variables, by name.
 	Variables map[string]*Variable
 	// Locals are the named local values, by name.
