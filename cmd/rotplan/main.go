@@ -146,27 +146,45 @@ func (c *command) parse(args []string) (code int, ok bool) {
 // defaultStateDir is .rotplan beside the plan file.
 func defaultStateDir(plan string) string { return filepath.Join(filepath.Dir(plan), ".rotplan") }
 
-// compile loads and compiles the plan, printing any diagnostics.
-func (c *command) compile() (*engine.Program, *diagPrinter, bool) {
-	parser := plans.NewParser()
-	out := &diagPrinter{w: c.stderr, files: parser.Files}
-	prog, diags := load(parser, c.plan, c.vars, c.varFiles)
-	out.print(diags)
-	return prog, out, !diags.HasErrors()
+// session is a plan compiled and its state directory locked.
+type session struct {
+	prog *engine.Program
+	out  *diagPrinter
+	lock *journal.Lock
+	// last is the state directory's last run (nil when none), or lastErr
+	// why it cannot be read.
+	last    *engine.Run
+	lastErr error
 }
 
-// lockState opens the state directory and takes its lock.
-func (c *command) lockState() (*journal.Lock, bool) {
+// start parses the flags, compiles the plan (printing any diagnostics),
+// takes the state directory's lock and reads its last run. Nothing touches
+// the state directory before the plan is known to be valid. ok false means
+// return code; otherwise the caller releases the lock.
+func (c *command) start(args []string) (s *session, code int, ok bool) {
+	if code, ok := c.parse(args); !ok {
+		return nil, code, false
+	}
+	parser := plans.NewParser()
+	s = &session{out: &diagPrinter{w: c.stderr, files: parser.Files}}
+	prog, diags := load(parser, c.plan, c.vars, c.varFiles)
+	s.out.print(diags)
+	if diags.HasErrors() {
+		return nil, exitInvalid, false
+	}
+	s.prog = prog
 	if err := journal.OpenStateDir(c.stateDir); err != nil {
 		fmt.Fprintf(c.stderr, "rotplan %s: %v\n", c.name, err)
-		return nil, false
+		return nil, exitInvalid, false
 	}
 	lock, err := journal.Acquire(c.stateDir, "rotplan "+c.name+" "+c.plan)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "rotplan %s: %v\n", c.name, err)
-		return nil, false
+		return nil, exitInvalid, false
 	}
-	return lock, true
+	s.lock = lock
+	s.last, s.lastErr = engine.LoadRun(c.stateDir)
+	return s, 0, true
 }
 
 // options are the engine options both commands use.
@@ -209,19 +227,12 @@ Options:
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newCommand("run", runUsage, "rotplan run -var-file prod.vars.hcl -var server_name=vault.prod.privsec.ch examples/prod.hcl", stdout, stderr)
 	fresh := c.fs.Bool("fresh", false, "start a new run even though the last one did not finish")
-	if code, ok := c.parse(args); !ok {
+	s, code, ok := c.start(args)
+	if !ok {
 		return code
 	}
-	prog, out, ok := c.compile()
-	if !ok {
-		return exitInvalid
-	}
-	lock, ok := c.lockState()
-	if !ok {
-		return exitInvalid
-	}
-	defer lock.Release()
-	last, err := engine.LoadRun(c.stateDir)
+	defer s.lock.Release()
+	prog, out, last, err := s.prog, s.out, s.last, s.lastErr
 	switch {
 	case err != nil && !*fresh:
 		fmt.Fprintf(stderr, "rotplan run: %v\n", err)
@@ -260,19 +271,12 @@ Options:
 func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newCommand("resume", resumeUsage, "rotplan resume -var-file prod.vars.hcl examples/prod.hcl", stdout, stderr)
 	force := c.fs.Bool("force", false, "resume although the plan or the variables changed; changed steps run again")
-	if code, ok := c.parse(args); !ok {
+	s, code, ok := c.start(args)
+	if !ok {
 		return code
 	}
-	prog, out, ok := c.compile()
-	if !ok {
-		return exitInvalid
-	}
-	lock, ok := c.lockState()
-	if !ok {
-		return exitInvalid
-	}
-	defer lock.Release()
-	last, err := engine.LoadRun(c.stateDir)
+	defer s.lock.Release()
+	prog, out, last, err := s.prog, s.out, s.last, s.lastErr
 	switch {
 	case err != nil:
 		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)

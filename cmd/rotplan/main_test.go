@@ -66,6 +66,10 @@ func TestUsage(t *testing.T) {
 		{"malformed -var", []string{"run", "-var", "novalue", "../../examples/prod.hcl"}, exitInvalid, "Invalid -var option"},
 		{"undeclared -var", []string{"run", "-var", "nope=1", "../../examples/prod.hcl"}, exitInvalid, "Value for undeclared variable"},
 		{"missing plan file", []string{"run", "testdata/does-not-exist.hcl"}, exitInvalid, "does-not-exist.hcl"},
+		{"resume help", []string{"resume", "-h"}, exitOK, "-force"},
+		{"status help", []string{"status", "-h"}, exitOK, "-json"},
+		{"status without a plan", []string{"status"}, exitInvalid, "give exactly one plan file"},
+		{"zero parallelism", []string{"run", "-parallelism", "0", "a.hcl"}, exitInvalid, "-parallelism must be at least 1"},
 		{"missing var file", []string{"run", "-var-file", "testdata/none.hcl", "../../examples/prod.hcl"}, exitInvalid, "none.hcl"},
 	}
 	for _, tt := range tests {
@@ -96,5 +100,38 @@ func TestSnippetUnderlinesTheRange(t *testing.T) {
 		"     | \t          ^^^^^^^^^^^^^^^^^^^^^^\n"
 	if code != exitInvalid || !strings.Contains(out.String(), want) {
 		t.Errorf("exit %d, output:\n%s\nwant it to contain:\n%s", code, out.String(), want)
+	}
+}
+
+// TestStateCommandsWithoutARun: resume has nothing to finish and says so;
+// status reports that there is no run, as a table and as JSON.
+func TestStateCommandsWithoutARun(t *testing.T) {
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "p.hcl")
+	if err := os.WriteFile(plan, []byte("reload \"noop\" {\n  command = [\"/bin/true\"]\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	tests := []struct {
+		name string
+		args []string
+		exit int
+		want string
+	}{
+		{"resume", []string{"resume", "-state-dir", state, plan}, exitInvalid, "there is no run to resume in " + state},
+		{"status", []string{"status", "-state-dir", state, plan}, exitOK, "No run recorded in " + state},
+		{"status json", []string{"status", "-json", "-state-dir", state, plan}, exitOK, `"status": "none"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := rotplan(context.Background(), tt.args, &stdout, &stderr)
+			if out := stdout.String() + stderr.String(); code != tt.exit || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d (want %d), output lacks %q:\n%s", code, tt.exit, tt.want, out)
+			}
+		})
+	}
+	if fi, err := os.Stat(state); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("resume should have created the state directory 0700: %v", err)
 	}
 }
