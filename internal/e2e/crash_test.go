@@ -39,8 +39,12 @@ func newRotation(t *testing.T) *rotation {
 }
 
 func (r *rotation) args(command, state string, extra ...string) []string {
+	return r.argsFor("examples/prod.hcl", command, state, extra...)
+}
+
+func (r *rotation) argsFor(plan, command, state string, extra ...string) []string {
 	args := append([]string{command, "-state-dir", state, "-var-file", r.varFile}, extra...)
-	return append(args, "examples/prod.hcl")
+	return append(args, plan)
 }
 
 // crash runs the rotation with the failpoints binary, which must kill itself
@@ -250,6 +254,48 @@ func TestRunRefusesAnUnfinishedJournal(t *testing.T) {
 	res = runRotplan(t, r.v.Environ(), "status", "-state-dir", state, "examples/prod.hcl")
 	if res.exit != 0 || !strings.Contains(res.stdout, "succeeded") || !strings.Contains(res.stdout, "serial=") {
 		t.Errorf("status: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+}
+
+// TestResumeAfterPlanChange: a resume over an edited plan refuses and names
+// the edited step; -force carries it out again and finishes the rotation.
+func TestResumeAfterPlanChange(t *testing.T) {
+	r := newRotation(t)
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "prod.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := filepath.Join(t.TempDir(), "prod.hcl")
+	if err := os.WriteFile(plan, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	res := runBinary(t, crashBin, append(r.v.Environ(), "ROTPLAN_FAILPOINT=after:12"), r.argsFor(plan, "run", state)...)
+	if res.exit != -1 {
+		t.Fatalf("the run was not killed: exit %d\n%s", res.exit, res.stderr)
+	}
+	edited := strings.Replace(string(src), `common_name       = "vault-admin-prod"
+  ttl               = "720h"`, `common_name       = "vault-admin-prod"
+  ttl               = "719h"`, 1)
+	if edited == string(src) {
+		t.Fatal("the edit did not apply: examples/prod.hcl changed shape")
+	}
+	if err := os.WriteFile(plan, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res = runRotplan(t, r.v.Environ(), r.argsFor(plan, "resume", state)...)
+	if res.exit != 2 || !strings.Contains(res.stderr, "the plan changed") || !strings.Contains(res.stderr, "issue.admin (changed)") ||
+		strings.Contains(res.stderr, "issue.server (changed)") {
+		t.Fatalf("resume over an edited plan: exit %d\n%s", res.exit, res.stderr)
+	}
+	res = runRotplan(t, r.v.Environ(), r.argsFor(plan, "resume", state, "-force")...)
+	if res.exit != 0 || !strings.Contains(res.stdout, "issue.admin") || !strings.Contains(res.stdout, "definition changed") {
+		t.Fatalf("resume -force: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	checkRotated(t, r.v)
+	admin := readCert(t, filepath.Join(r.v.AdminDir, "admin.crt"))
+	if ttl := admin.NotAfter.Sub(admin.NotBefore).Round(time.Hour); ttl > 719*time.Hour+time.Minute {
+		t.Errorf("admin.crt lives %s: it was not issued again under the edited plan", ttl)
 	}
 }
 
