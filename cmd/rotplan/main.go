@@ -253,6 +253,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	progress := newProgress(stdout)
 	fmt.Fprintf(stdout, "rotplan: running %s: %d steps\n", c.plan, len(prog.Steps()))
 	report, err := prog.Apply(ctx, c.options(j, progress))
+	c.log.Debug("journal written", "path", j.Path(), "fsyncs", j.Syncs())
 	return c.report(out, progress, report, err)
 }
 
