@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -188,7 +189,7 @@ func (x *execution) record(r journal.Record) error {
 
 func (p *Program) runInfo(opts Options) *journal.RunInfo {
 	info := &journal.RunInfo{
-		Plan: p.plan.Path, PlanHash: p.planHash, VarsHash: p.varsHash,
+		Plan: p.planPath(), PlanHash: p.planHash, VarsHash: p.varsHash,
 		Version: opts.Version, PID: os.Getpid(), Forced: opts.Force,
 	}
 	info.Dir, _ = os.Getwd()
@@ -196,6 +197,15 @@ func (p *Program) runInfo(opts Options) *journal.RunInfo {
 		info.Steps = append(info.Steps, journal.StepDefinition{Step: n.step.Addr(), Definition: n.definition})
 	}
 	return info
+}
+
+// planPath is the plan file's absolute path, which identifies the plan a
+// journal belongs to.
+func (p *Program) planPath() string {
+	if abs, err := filepath.Abs(p.plan.Path); err == nil {
+		return abs
+	}
+	return p.plan.Path
 }
 
 // prepare gives each of the nodes whose kind can check its prerequisites the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -76,6 +77,13 @@ func (e *ChangedError) Error() string {
 		steps = append(steps, c.Addr+" ("+c.What+")")
 	}
 	return msg + "; steps whose inputs changed: " + strings.Join(steps, ", ")
+}
+
+// IsPlanOf reports whether the run was of this program's plan file, by
+// path: two plans that share a state directory share its journals, and one
+// must not resume the other's run.
+func (p *Program) IsPlanOf(run *Run) bool {
+	return !filepath.IsAbs(run.Info.Plan) || run.Info.Plan == p.planPath()
 }
 
 // Changes compares the program with what the run's journal says it carried

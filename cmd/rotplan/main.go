@@ -237,6 +237,12 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	case err != nil && !*fresh:
 		fmt.Fprintf(stderr, "rotplan run: %v\n", err)
 		return exitInvalid
+	case err == nil && last != nil && last.Unfinished() && !*fresh && !prog.IsPlanOf(last):
+		fmt.Fprintf(stderr, "rotplan run: the last run in %s, of another plan (%s), did not finish (%s).\n"+
+			"A state directory holds one plan's runs: finish that one with rotplan resume %s,\n"+
+			"or give this plan its own -state-dir.\n",
+			c.stateDir, last.Info.Plan, describeRun(last), last.Info.Plan)
+		return exitInvalid
 	case err == nil && last != nil && last.Unfinished() && !*fresh:
 		fmt.Fprintf(stderr, "rotplan run: the last run of this plan did not finish (%s).\n"+
 			"Finish it with:      rotplan resume %s\n"+
@@ -291,6 +297,11 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if last.Torn != nil {
 		c.log.Warn(last.Torn.Warning(last.Path))
+	}
+	if !prog.IsPlanOf(last) && !*force {
+		fmt.Fprintf(stderr, "rotplan resume: refusing to resume: the last run in %s is of another plan file, %s.\n"+
+			"Resume that plan, give this one its own -state-dir, or pass -force if the plan was moved.\n", c.stateDir, last.Info.Plan)
+		return exitInvalid
 	}
 	if changes := prog.Changes(last); changes != nil && !*force {
 		fmt.Fprintf(stderr, "rotplan resume: refusing to resume: %v.\n"+

@@ -135,3 +135,31 @@ func TestStateCommandsWithoutARun(t *testing.T) {
 		t.Errorf("resume should have created the state directory 0700: %v", err)
 	}
 }
+
+// TestStateDirectoryOfAnotherPlan: two plans beside each other share the
+// default state directory; neither may resume, or run over, the other's
+// unfinished run.
+func TestStateDirectoryOfAnotherPlan(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.hcl"), filepath.Join(dir, "b.hcl")
+	if err := os.WriteFile(a, []byte("reload \"fails\" {\n  command = [\"/bin/false\"]\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, []byte("reload \"noop\" {\n  command = [\"/bin/true\"]\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if code := rotplan(context.Background(), []string{"run", "-log-level", "off", a}, &out, &out); code != exitFailed {
+		t.Fatalf("run a.hcl: exit %d, want %d\n%s", code, exitFailed, out.String())
+	}
+	for _, command := range []string{"run", "resume"} {
+		out.Reset()
+		code := rotplan(context.Background(), []string{command, b}, &out, &out)
+		if code != exitInvalid || !strings.Contains(out.String(), "another plan") || !strings.Contains(out.String(), a) {
+			t.Errorf("%s b.hcl over a.hcl's unfinished run: exit %d\n%s", command, code, out.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".rotplan", "lock")); err != nil {
+		t.Errorf("the default state directory is .rotplan beside the plan: %v", err)
+	}
+}
