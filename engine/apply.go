@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -58,6 +59,11 @@ type Report struct {
 	// look at although the run succeeded.
 	Superseded []string
 	Warnings   []string
+	// Rollback says whether the completed steps were undone after a
+	// failure (RollbackComplete, RollbackIncomplete) or not (RollbackNone);
+	// RollbackSteps what became of each.
+	Rollback      string
+	RollbackSteps []StepResult
 }
 
 // Count returns how many steps ended with the outcome.
@@ -104,6 +110,13 @@ type Options struct {
 	// Force lets Resume go on although the plan or the variables changed;
 	// the steps whose definition changed are carried out again.
 	Force bool
+	// Rollback: when a step fails, undo every completed step (see
+	// steps.Rollbacker). Kinds save what they replace before each step,
+	// beside the journal, so it needs Journal.
+	Rollback bool
+	// KeepBackups keeps those copies after the run; by default they are
+	// deleted once the run succeeded or was rolled back cleanly.
+	KeepBackups bool
 }
 
 // execution is one Apply or Resume under way.
@@ -119,6 +132,12 @@ type execution struct {
 	// superseded holds, per step, the journaled outputs of earlier results
 	// to hand to steps.Superseder once the run has succeeded.
 	superseded map[string][]cty.Value
+
+	mu sync.Mutex // guards snapshots and the rollback part of report
+	// snapshots holds what each step saved to undo it (steps.Rollbacker).
+	snapshots map[string]map[string]string
+	// rolledBack are steps a resumed rollback finds undone already.
+	rolledBack map[string]bool
 }
 
 func (p *Program) newExecution(opts Options) *execution {
@@ -131,10 +150,14 @@ func (p *Program) newExecution(opts Options) *execution {
 	if opts.Parallelism < 1 {
 		opts.Parallelism = DefaultParallelism
 	}
+	if opts.Journal == nil {
+		opts.Rollback = false
+	}
 	return &execution{
 		p: p, opts: opts, report: &Report{}, start: time.Now(),
 		todo: map[string]bool{}, outputs: map[string]cty.Value{},
 		lazy: map[string]bool{}, superseded: map[string][]cty.Value{},
+		snapshots: map[string]map[string]string{}, rolledBack: map[string]bool{},
 	}
 }
 
@@ -191,6 +214,7 @@ func (p *Program) runInfo(opts Options) *journal.RunInfo {
 	info := &journal.RunInfo{
 		Plan: p.planPath(), PlanHash: p.planHash, VarsHash: p.varsHash,
 		Version: opts.Version, PID: os.Getpid(), Forced: opts.Force,
+		Rollback: opts.Rollback,
 	}
 	info.Dir, _ = os.Getwd()
 	for _, n := range p.order {
@@ -366,10 +390,15 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 		}
 		started.Intent = intent
 	}
+	snap, err := x.snapshot(ctx, n, cfg)
+	if err != nil {
+		return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
+	}
+	started.Snapshot = snap
 	if err := x.record(started); err != nil {
 		return cty.NilVal, x.journalError(n, err)
 	}
-	out, err := n.kind.Apply(ctx, x.env.Named(addr), cfg)
+	out, err := n.kind.Apply(ctx, x.stepEnv(addr), cfg)
 	if err != nil {
 		return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
@@ -416,8 +445,17 @@ func (x *execution) finish(ctx context.Context, err error) (*Report, error) {
 	switch {
 	case err == nil:
 		x.supersede(ctx)
+		x.removeBackups()
 	case ctx.Err() != nil:
 		status = journal.StatusInterrupted
+	case x.opts.Rollback:
+		x.rollback(ctx)
+		status = journal.StatusRolledBack
+		if x.report.Rollback == RollbackIncomplete {
+			status = journal.StatusRollbackIncomplete
+		} else {
+			x.removeBackups()
+		}
 	default:
 		status = journal.StatusFailed
 	}

@@ -268,6 +268,19 @@ func (p *Program) connect() hcl.Diagnostics {
 				n.noteUse(ref.stepAddr(), tr)
 			}
 		}
+		if s.RollbackHook != nil {
+			for _, tr := range hcldec.Variables(s.RollbackHook.Body, hookSpec) {
+				ref, d := p.resolveRef(tr, true)
+				if d != nil {
+					diags = append(diags, d)
+					continue
+				}
+				if _, isKind := p.kinds[ref.root]; isKind {
+					p.graph.Connect(s.Addr(), ref.stepAddr())
+					n.noteUse(ref.stepAddr(), tr)
+				}
+			}
+		}
 		for _, tr := range s.DependsOn {
 			ref, d := p.resolveRef(tr, true)
 			if d != nil {
@@ -356,6 +369,7 @@ func (p *Program) validate() hcl.Diagnostics {
 			err = nil
 		}
 		diags = append(diags, p.stepDiagnostics(n, "Invalid step", err)...)
+		diags = append(diags, p.validateHook(n)...)
 	}
 	return diags
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -144,6 +145,9 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 	if err := x.record(journal.Record{Type: journal.RunResumed, Run: p.runInfo(opts)}); err != nil {
 		return x.noneRun(err)
 	}
+	if run.RollingBack {
+		return x.resumeRollback(ctx, run)
+	}
 	if err := x.planResume(ctx, run, changes); err != nil {
 		return x.noneRun(err)
 	}
@@ -176,6 +180,46 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 	return x.finish(ctx, x.walk(ctx))
 }
 
+// resumeRollback finishes the rollback of a run that failed: every step that
+// had completed and is not undone yet is undone, as the run would have.
+func (x *execution) resumeRollback(ctx context.Context, run *Run) (*Report, error) {
+	x.opts.Rollback = true
+	for _, n := range x.p.order {
+		addr := n.step.Addr()
+		s, ok := run.Steps[addr]
+		if !ok {
+			continue
+		}
+		switch s.State {
+		case StateSucceeded, StateRollingBack, StateRollbackFailed, StateRolledBack:
+		default:
+			continue
+		}
+		out, err := restoreOutputs(n.kind, s.Outputs)
+		if err != nil {
+			return x.noneRun(&StepError{Addr: addr, Diagnostics: x.p.stepDiagnostics(n, "Cannot resume the rollback", err)})
+		}
+		x.outputs[addr] = out
+		x.rolledBack[addr] = s.State == StateRolledBack
+		if s.Snapshotted {
+			x.snapshots[addr] = s.Snapshot
+		}
+	}
+	x.rollback(ctx)
+	status := journal.StatusRolledBack
+	if x.report.Rollback == RollbackIncomplete {
+		status = journal.StatusRollbackIncomplete
+	} else {
+		x.removeBackups()
+	}
+	err := x.record(journal.Record{Type: journal.RunFinished, Status: status})
+	x.report.Duration = time.Since(x.start)
+	if err != nil {
+		return x.report, fmt.Errorf("the rollback ended but its end could not be journaled: %w", err)
+	}
+	return x.report, errors.New("the run had failed; its rollback is resumed")
+}
+
 // planResume decides what becomes of each step, journals the decisions and
 // sets up todo, the outputs of the steps that stand, and what is superseded.
 func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedError) error {
@@ -199,6 +243,9 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 	for _, n := range p.order {
 		addr := n.step.Addr()
 		s := state(addr)
+		if s.Snapshotted {
+			x.snapshots[addr] = s.Snapshot
+		}
 		switch s.State {
 		case StateSucceeded:
 			out, err := restoreOutputs(n.kind, s.Outputs)

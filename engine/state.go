@@ -20,6 +20,12 @@ const (
 	StateSucceeded = "succeeded"
 	// StateFailed: failed; a resume tries it again.
 	StateFailed = "failed"
+	// StateRollingBack: its rollback started, with no outcome recorded.
+	StateRollingBack = "rolling back"
+	// StateRolledBack: undone after another step failed.
+	StateRolledBack = "rolled back"
+	// StateRollbackFailed: its rollback failed; see Error.
+	StateRollbackFailed = "rollback failed"
 )
 
 // Run is a run as its journal tells it: what it carries out and where each
@@ -41,6 +47,9 @@ type Run struct {
 	Order []string
 	// Torn, when set, is a last record cut short by a crash and ignored.
 	Torn *journal.TornTail
+	// RollingBack is set once the run started undoing its steps: a resume
+	// then finishes the rollback rather than the rotation.
+	RollingBack bool
 
 	contents *journal.Contents
 }
@@ -57,6 +66,11 @@ type StepState struct {
 	// about to do (see steps.Resumer).
 	Inputs string            `json:"-"`
 	Intent map[string]string `json:"-"`
+	// Snapshot is what the step's kind saved to undo it (see
+	// steps.Rollbacker).
+	Snapshot map[string]string `json:"-"`
+	// Snapshotted is set when Snapshot was taken (it may be empty).
+	Snapshotted bool `json:"-"`
 	// Outputs are its non-sensitive outputs, as journaled, when succeeded.
 	Outputs json.RawMessage `json:"-"`
 	Facts   []steps.Fact    `json:"facts,omitempty"`
@@ -81,9 +95,9 @@ type StepState struct {
 // changed nothing and needs no resume.)
 func (r *Run) Unfinished() bool {
 	switch r.Status {
-	case journal.StatusSucceeded:
+	case journal.StatusSucceeded, journal.StatusRolledBack:
 		return false
-	case "":
+	case "", journal.StatusRollbackIncomplete:
 		return true
 	}
 	for _, s := range r.Steps {
@@ -157,6 +171,9 @@ func foldRun(c *journal.Contents) (*Run, error) {
 			s := step(rec.Step)
 			s.State, s.Started, s.Duration = StateStarted, rec.Time, 0
 			s.Inputs, s.Intent, s.Error, s.Checked = rec.Inputs, rec.Intent, "", false
+			if r.Info.Rollback { // the first snapshot of a run is the one to go back to
+				s.Snapshot, s.Snapshotted = rec.Snapshot, true
+			}
 			s.Attempts++
 		case journal.StepSucceeded:
 			s := step(rec.Step)
@@ -177,6 +194,14 @@ func foldRun(c *journal.Contents) (*Run, error) {
 				s.Superseded = s.Superseded[1:]
 			}
 			s.Notes = append(s.Notes, rec.Note)
+		case journal.RollbackStarted:
+			r.RollingBack = true
+			step(rec.Step).State = StateRollingBack
+		case journal.RollbackSucceeded:
+			step(rec.Step).State = StateRolledBack
+		case journal.RollbackFailed:
+			s := step(rec.Step)
+			s.State, s.Error = StateRollbackFailed, rec.Error
 		case journal.RunFinished:
 			r.Status, r.Finished = rec.Status, rec.Time
 		}

@@ -29,6 +29,9 @@ func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
 // metaArguments are the arguments every step block takes whatever its kind.
 var metaArguments = []hcl.AttributeSchema{{Name: "depends_on"}}
 
+// metaBlocks are the blocks any step may have, whatever its kind.
+var metaBlocks = []hcl.BlockHeaderSchema{{Type: "rollback"}}
+
 // LoadPlan reads and decodes a plan file. kinds are the step kinds' block
 // type names; any other block type is an error. The returned plan is nil only
 // when the file could not be read or parsed at all.
@@ -198,8 +201,20 @@ func decodeStep(block *hcl.Block, isKind map[string]bool) (*Step, hcl.Diagnostic
 	if !hclsyntax.ValidIdentifier(s.Name) {
 		return nil, hcl.Diagnostics{invalidName("step", s.Name, block.LabelRanges[0])}
 	}
-	content, remain, diags := block.Body.PartialContent(&hcl.BodySchema{Attributes: metaArguments})
+	content, remain, diags := block.Body.PartialContent(&hcl.BodySchema{Attributes: metaArguments, Blocks: metaBlocks})
 	s.Body = remain
+	for _, b := range content.Blocks {
+		if s.RollbackHook != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Duplicate rollback block",
+				Detail:   fmt.Sprintf("A step has at most one rollback block; %s has one at %s.", s.Addr(), s.RollbackHook.DeclRange),
+				Subject:  b.DefRange.Ptr(),
+			})
+			continue
+		}
+		s.RollbackHook = &RollbackHook{Body: b.Body, DeclRange: b.DefRange}
+	}
 	if attr, ok := content.Attributes["depends_on"]; ok {
 		exprs, more := hcl.ExprList(attr.Expr)
 		diags = append(diags, more...)

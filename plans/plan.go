@@ -65,8 +65,18 @@ type Step struct {
 	Body hcl.Body
 	// DependsOn holds the traversals of `depends_on`, each naming a step.
 	DependsOn []hcl.Traversal
+	// RollbackHook is the step's `rollback { command = [...] }` block, kept
+	// unevaluated, or nil.
+	RollbackHook *RollbackHook
 	// DeclRange covers the block type and label: where errors about the step
 	// as a whole point.
+	DeclRange hcl.Range
+}
+
+// RollbackHook is a step's `rollback` block: a command run when the step is
+// rolled back, after the kind's own inverse.
+type RollbackHook struct {
+	Body      hcl.Body
 	DeclRange hcl.Range
 }
 

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
@@ -21,6 +22,7 @@ type Chown struct{}
 var (
 	_ Step       = (*Chown)(nil)
 	_ Resumer    = (*Chown)(nil)
+	_ Rollbacker = (*Chown)(nil)
 	_ Summarizer = (*Chown)(nil)
 )
 
@@ -73,7 +75,7 @@ func (*Chown) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 			return cty.NilVal, fmt.Errorf("chown %s: %w", p, err)
 		}
 		if fi.Mode()&fs.ModeSymlink != 0 {
-			return cty.NilVal, fmt.Errorf("chown %s: it is a symbolic link; refusing to change it (give the path it points to instead)", p)
+			return cty.NilVal, chownSymlinkError(p)
 		}
 	}
 	for _, p := range paths {
@@ -86,6 +88,143 @@ func (*Chown) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 	}
 
 	return chownOutputs(paths, uid, gid), nil
+}
+
+// chownSymlinkError is Apply's refusal of a symbolic link, which Snapshot
+// gives too.
+func chownSymlinkError(p string) error {
+	return fmt.Errorf("chown %s: it is a symbolic link; refusing to change it (give the path it points to instead)", p)
+}
+
+// Snapshot implements Rollbacker: the owner and group each path has before
+// Apply, in a JSON list under "owners" (one list, so that the order and
+// the paths stay exactly as the block gives them). A path that is not
+// there yet is recorded as missing: it had no owner to go back to. A
+// symbolic link is refused here already, as Apply would refuse it.
+func (*Chown) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	paths, err := chownPaths(cfg)
+	if err != nil {
+		return nil, mustBeKnown(err)
+	}
+	owners := make([]chownOwner, 0, len(paths))
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		switch {
+		case isMissing(err):
+			owners = append(owners, chownOwner{Path: p, Missing: true})
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("chown %s: %w", p, err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return nil, chownSymlinkError(p)
+		}
+		uid, gid, ok := fileOwner(fi)
+		if !ok {
+			return nil, fmt.Errorf("chown %s: no owner information on this system", p)
+		}
+		owners = append(owners, chownOwner{Path: p, UID: &uid, GID: &gid})
+	}
+	list, err := json.Marshal(owners)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"owners": string(list)}, nil
+}
+
+// Rollback implements Rollbacker: every path the snapshot found gets its
+// owner and group back. It goes on past a path it cannot restore, so that
+// one error lists every chown left to run by hand. A path that was missing
+// before is left as it is, and so is one that has gone since: neither has
+// an owner to restore. A path that is now a symbolic link is refused, as
+// Apply refuses one.
+func (*Chown) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, snapshot map[string]string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	owners, err := parseChownSnapshot(snapshot)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, o := range owners {
+		if o.Missing {
+			env.Log.Debug("left as it is: it did not exist before the chown", "path", o.Path)
+			continue
+		}
+		uid, gid := *o.UID, *o.GID
+		fail := func(why error) {
+			errs = append(errs, fmt.Errorf("chown: rolling back %s: %w; run by hand: chown %d:%d %s", o.Path, why, uid, gid, shellQuote(o.Path)))
+		}
+		fi, err := os.Lstat(o.Path)
+		switch {
+		case isMissing(err):
+			env.Log.Warn("no owner to restore: the file is gone", "path", o.Path, "uid", uid, "gid", gid)
+			continue
+		case err != nil:
+			fail(err)
+			continue
+		case fi.Mode()&fs.ModeSymlink != 0:
+			fail(errors.New("it is now a symbolic link; refusing to change it (check where it points first)"))
+			continue
+		}
+		// Lchown, as in Apply: a link swapped in since the Lstat changes
+		// owner itself, never what it points to.
+		if err := os.Lchown(o.Path, uid, gid); err != nil {
+			fail(err)
+			continue
+		}
+		env.Log.Info("restored owner", "path", o.Path, "uid", uid, "gid", gid)
+	}
+	return errors.Join(errs...)
+}
+
+// chownOwner is one path of a chown snapshot: its owner and group, or
+// Missing when it did not exist. The ids are pointers so that uid 0 is
+// written, and a snapshot that lacks one is told apart from root.
+type chownOwner struct {
+	Path    string `json:"path"`
+	UID     *int   `json:"uid,omitempty"`
+	GID     *int   `json:"gid,omitempty"`
+	Missing bool   `json:"missing,omitempty"`
+}
+
+// parseChownSnapshot checks a snapshot read back from the journal; a damaged
+// one is an error, as for an intent.
+func parseChownSnapshot(snapshot map[string]string) ([]chownOwner, error) {
+	bad := func(err error) ([]chownOwner, error) {
+		return nil, fmt.Errorf("chown: rolling back: %w", err)
+	}
+	list, err := snapshotField(snapshot, "owners")
+	if err != nil {
+		return bad(err)
+	}
+	var owners []chownOwner
+	dec := json.NewDecoder(strings.NewReader(list))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&owners); err != nil {
+		return bad(fmt.Errorf("the journaled snapshot's owners are not a JSON list of paths and owners: %w", err))
+	}
+	if len(owners) == 0 {
+		return bad(errors.New("the journaled snapshot lists no path"))
+	}
+	for i, o := range owners {
+		switch {
+		case o.Path == "":
+			return bad(fmt.Errorf("the journaled snapshot's path %d is empty", i+1))
+		case o.Missing && (o.UID != nil || o.GID != nil):
+			return bad(fmt.Errorf("the journaled snapshot gives %s an owner although it was missing", o.Path))
+		case o.Missing:
+			continue
+		case o.UID == nil || o.GID == nil:
+			return bad(fmt.Errorf("the journaled snapshot lacks the uid or gid of %s", o.Path))
+		case *o.UID < 0 || int64(*o.UID) > maxID || *o.GID < 0 || int64(*o.GID) > maxID:
+			return bad(fmt.Errorf("the journaled snapshot's owner %d:%d of %s is not a pair of ids", *o.UID, *o.GID, o.Path))
+		}
+	}
+	return owners, nil
 }
 
 // chownOutputs builds the outputs object, the same from Apply and Done.

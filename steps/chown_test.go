@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -406,6 +407,246 @@ func TestChownSummary(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wantFacts(t, (*Chown)(nil).Summary(tt.outputs), tt.want)
+		})
+	}
+}
+
+// chownFixture makes files and a directory to hand over, with the owners
+// given (uid, gid pairs), and returns their paths.
+func chownFixture(t *testing.T, owners ...[2]int) []string {
+	t.Helper()
+	dir := t.TempDir()
+	var paths []string
+	for i, o := range owners {
+		p := filepath.Join(dir, "file"+strconv.Itoa(i))
+		if i == len(owners)-1 {
+			if err := os.Mkdir(p, 0o750); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := os.WriteFile(p, []byte(p), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(p, o[0], o[1]); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return paths
+}
+
+// wantOwner fails the test unless path is owned by uid:gid.
+func wantOwner(t *testing.T, path string, uid, gid int) {
+	t.Helper()
+	if st := statT(t, path); int(st.Uid) != uid || int(st.Gid) != gid {
+		t.Errorf("%s is owned by %d:%d, want %d:%d", path, st.Uid, st.Gid, uid, gid)
+	}
+}
+
+func TestChownRollback(t *testing.T) {
+	requireRoot(t, "giving files to other users and back")
+	_, _, nobody, nogroup := testOwner(t)
+	tests := []struct {
+		name         string
+		owner, group cty.Value
+	}{
+		{"owner and group", cty.StringVal("4242"), cty.StringVal("4243")},
+		{"owner only", cty.StringVal("4242"), cty.NullVal(cty.String)},
+		{"group only", cty.NullVal(cty.String), cty.StringVal("4243")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := [][2]int{{nobody, nogroup}, {0, 0}, {nobody, 0}}
+			paths := chownFixture(t, before...)
+			// A path that a step creates between the snapshot and the
+			// chown: it had no owner to go back to.
+			later := filepath.Join(filepath.Dir(paths[0]), "later.pem")
+			all := append(append([]string{}, paths...), later)
+			cfg := testConfig(t, (*Chown)(nil).Spec(), map[string]cty.Value{
+				"paths": stringList(all...), "owner": tt.owner, "group": tt.group,
+			})
+			env, logs := testEnv(t)
+			snap, err := (*Chown)(nil).Snapshot(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatalf("Snapshot: %v", err)
+			}
+			want := fmt.Sprintf(`[{"path":%q,"uid":%d,"gid":%d},{"path":%q,"uid":0,"gid":0},{"path":%q,"uid":%d,"gid":0},{"path":%q,"missing":true}]`,
+				paths[0], nobody, nogroup, paths[1], paths[2], nobody, later)
+			if len(snap) != 1 || snap["owners"] != want {
+				t.Errorf("snapshot %v,\nwant owners %s", snap, want)
+			}
+			for i, p := range paths {
+				wantOwner(t, p, before[i][0], before[i][1]) // Snapshot changes nothing
+			}
+
+			if err := os.WriteFile(later, nil, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			out, err := (*Chown)(nil).Apply(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			laterSt := statT(t, later)
+			for i := range 2 {
+				if err := (*Chown)(nil).Rollback(context.Background(), env, cfg, out, snap); err != nil {
+					t.Fatalf("Rollback (call %d): %v", i+1, err)
+				}
+			}
+			for i, p := range paths {
+				wantOwner(t, p, before[i][0], before[i][1])
+			}
+			// Left as Apply made it.
+			wantOwner(t, later, int(laterSt.Uid), int(laterSt.Gid))
+			if !strings.Contains(logs.String(), "restored owner") {
+				t.Errorf("the log does not say which owners were restored:\n%s", logs)
+			}
+		})
+	}
+}
+
+func TestChownRollbackChanged(t *testing.T) {
+	requireRoot(t, "giving files to other users and back")
+	_, _, nobody, nogroup := testOwner(t)
+	tests := []struct {
+		name    string
+		change  func(t *testing.T, paths []string) // after Apply
+		wantErr string                             // "" for none
+		wantLog string
+	}{
+		{"first file removed", func(t *testing.T, paths []string) {
+			if err := os.Remove(paths[0]); err != nil {
+				t.Fatal(err)
+			}
+		}, "", "the file is gone"},
+		{"first file replaced by a symlink", func(t *testing.T, paths []string) {
+			if err := os.Rename(paths[0], paths[0]+".twin"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(paths[0]+".twin", paths[0]); err != nil {
+				t.Fatal(err)
+			}
+		}, "it is now a symbolic link; refusing to change it (check where it points first); run by hand: chown UID:GID PATH", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := [][2]int{{nobody, nogroup}, {nobody, 0}, {0, nogroup}}
+			paths := chownFixture(t, before...)
+			cfg := testConfig(t, (*Chown)(nil).Spec(), map[string]cty.Value{
+				"paths": stringList(paths...), "owner": cty.StringVal("4242"), "group": cty.StringVal("4243"),
+			})
+			env, logs := testEnv(t)
+			snap, err := (*Chown)(nil).Snapshot(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatalf("Snapshot: %v", err)
+			}
+			out, err := (*Chown)(nil).Apply(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			tt.change(t, paths)
+
+			err = (*Chown)(nil).Rollback(context.Background(), env, cfg, out, snap)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Rollback: %v", err)
+				}
+			} else {
+				r := strings.NewReplacer("UID", strconv.Itoa(nobody), "GID", strconv.Itoa(nogroup), "PATH", paths[0])
+				wantErrContains(t, err, paths[0], r.Replace(tt.wantErr))
+				if st := statT(t, paths[0]); st.Uid != 0 || st.Gid != 0 {
+					t.Errorf("the refused link changed owner to %d:%d", st.Uid, st.Gid)
+				}
+			}
+			if !strings.Contains(logs.String(), tt.wantLog) {
+				t.Errorf("the log does not say %q:\n%s", tt.wantLog, logs)
+			}
+			// The paths after the one that failed are restored all the same.
+			for i := 1; i < len(paths); i++ {
+				wantOwner(t, paths[i], before[i][0], before[i][1])
+			}
+		})
+	}
+}
+
+// TestChownSnapshotOwnFiles needs no root: a snapshot of files the test
+// user owns, and a rollback to that same owner, which chown(2) allows.
+func TestChownSnapshotOwnFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	uid, gid := os.Geteuid(), os.Getegid()
+	tests := []struct {
+		name    string
+		paths   []string
+		want    string // the owners, or the error
+		wantErr bool
+	}{
+		{"own file", []string{file}, fmt.Sprintf(`[{"path":%q,"uid":%d,"gid":%d}]`, file, uid, gid), false},
+		{"missing file", []string{missing, file}, fmt.Sprintf(`[{"path":%q,"missing":true},{"path":%q,"uid":%d,"gid":%d}]`, missing, file, uid, gid), false},
+		{"symlink", []string{file, link}, "symbolic link", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, (*Chown)(nil).Spec(), map[string]cty.Value{
+				"paths": stringList(tt.paths...), "owner": cty.StringVal(strconv.Itoa(uid)),
+			})
+			env, _ := testEnv(t)
+			snap, err := (*Chown)(nil).Snapshot(context.Background(), env, cfg)
+			if tt.wantErr {
+				wantErrContains(t, err, link, tt.want)
+				return
+			}
+			if err != nil {
+				t.Fatalf("Snapshot: %v", err)
+			}
+			if snap["owners"] != tt.want {
+				t.Errorf("owners %s, want %s", snap["owners"], tt.want)
+			}
+			if err := (*Chown)(nil).Rollback(context.Background(), env, cfg, cty.NilVal, snap); err != nil {
+				t.Fatalf("Rollback: %v", err)
+			}
+			if _, err := os.Lstat(missing); !os.IsNotExist(err) {
+				t.Errorf("the rollback created %s (%v)", missing, err)
+			}
+		})
+	}
+}
+
+func TestChownRollbackMalformedSnapshot(t *testing.T) {
+	tests := []struct {
+		name    string
+		owners  string // "<none>": no owners key
+		wantErr string
+	}{
+		{"no owners", "<none>", `no "owners"`},
+		{"not JSON", "/etc/x", "not a JSON list"},
+		{"not a list", `{"path":"/a"}`, "not a JSON list"},
+		{"unknown field", `[{"path":"/a","uid":0,"gid":0,"mode":"0600"}]`, "not a JSON list"},
+		{"fractional uid", `[{"path":"/a","uid":0.5,"gid":0}]`, "not a JSON list"},
+		{"null", "null", "no path"},
+		{"empty list", "[]", "no path"},
+		{"empty path", `[{"path":"","uid":0,"gid":0}]`, "path 1 is empty"},
+		{"no gid", `[{"path":"/a","uid":0}]`, "lacks the uid or gid of /a"},
+		{"no ids", `[{"path":"/a"}]`, "lacks the uid or gid of /a"},
+		{"missing with an owner", `[{"path":"/a","missing":true,"uid":0}]`, "although it was missing"},
+		{"negative uid", `[{"path":"/a","uid":-1,"gid":0}]`, "not a pair of ids"},
+		{"uid too large", `[{"path":"/a","uid":4294967295,"gid":0}]`, "not a pair of ids"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			snap := map[string]string{"owners": tt.owners}
+			if tt.owners == "<none>" {
+				snap = map[string]string{}
+			}
+			env, _ := testEnv(t)
+			err := (*Chown)(nil).Rollback(context.Background(), env, Config{}, cty.NilVal, snap)
+			wantErrContains(t, err, "chown: rolling back", tt.wantErr)
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -212,29 +213,225 @@ func fileDigest(path string, fi fs.FileInfo, limit int64) (digest string, size i
 // comes from the journal, so a missing key is a damaged journal, never
 // something to default.
 func intentField(intent map[string]string, key string) (string, error) {
-	v, ok := intent[key]
-	if !ok {
-		return "", fmt.Errorf("the journaled intent has no %q", key)
-	}
-	return v, nil
+	return journaledField(intent, "intent", key)
 }
 
 // intentID reads a uid or gid from an intent: a decimal id, or -1 for one
 // the step leaves unchanged (as chown(2) takes it).
 func intentID(intent map[string]string, key string) (int, error) {
-	s, err := intentField(intent, key)
+	return journaledID(intent, "intent", key, true)
+}
+
+// snapshotField returns a key of a Rollbacker's snapshot that must be there;
+// like an intent, a snapshot comes back from the journal.
+func snapshotField(snapshot map[string]string, key string) (string, error) {
+	return journaledField(snapshot, "snapshot", key)
+}
+
+// journaledField returns a key of a map the journal kept (what names it:
+// "intent", "snapshot") that must be there.
+func journaledField(m map[string]string, what, key string) (string, error) {
+	v, ok := m[key]
+	if !ok {
+		return "", fmt.Errorf("the journaled %s has no %q", what, key)
+	}
+	return v, nil
+}
+
+// journaledID reads a decimal uid or gid from a map the journal kept; -1,
+// for an id the step leaves unchanged, only when unsetOK.
+func journaledID(m map[string]string, what, key string, unsetOK bool) (int, error) {
+	s, err := journaledField(m, what, key)
 	if err != nil {
 		return 0, err
 	}
-	if s == "-1" {
+	if s == "-1" && unsetOK {
 		return -1, nil
 	}
 	if !isDigits(s) {
-		return 0, fmt.Errorf("the journaled intent's %s %q is not an id", key, s)
+		return 0, fmt.Errorf("the journaled %s's %s %q is not an id", what, key, s)
 	}
 	id, err := parseID(s)
 	if err != nil {
-		return 0, fmt.Errorf("the journaled intent's %s: %w", key, err)
+		return 0, fmt.Errorf("the journaled %s's %s: %w", what, key, err)
 	}
 	return id, nil
+}
+
+// chmodMode writes a file's permission bits, with its setuid, setgid and
+// sticky bits, the way chmod(1) and install -m take them ("0640", "2750").
+// A snapshot records the mode this way, not with formatMode, because a
+// rollback must put back the mode a file had, including bits that a write
+// block may not ask for. For a plain mode it reads as formatMode does.
+func chmodMode(m fs.FileMode) string {
+	n := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		n |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		n |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		n |= 0o1000
+	}
+	return fmt.Sprintf("%04o", n)
+}
+
+// parseChmodMode reads back what chmodMode writes.
+func parseChmodMode(s string) (fs.FileMode, error) {
+	n, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || n > 0o7777 || !isDigits(s) {
+		return 0, fmt.Errorf("%q is not a file mode in octal, at most 07777", s)
+	}
+	m := fs.FileMode(n & 0o777)
+	if n&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if n&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if n&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m, nil
+}
+
+// maxBackupName bounds the target's name in a backup's name, so that the
+// counter saveBackup may add keeps it within NAME_MAX (255).
+const maxBackupName = 200
+
+// savedFile is what saveBackup found and kept of a file.
+type savedFile struct {
+	backup   string // the copy's path
+	sha256   string // of the content, as contentDigest writes it
+	mode     fs.FileMode
+	uid, gid int
+}
+
+// saveBackup copies the regular file at path into a new file in dir, named
+// after it ("server.key", or "server.key.1" and on when that is taken, as
+// when two steps replace files of the same name), and returns the copy's
+// path with the digest, mode and owner of the original. The copy is created
+// exclusively (never a file or link someone planted under the name) and is
+// owner-only from its first instant, since what it holds may be a private
+// key; it and the directory are flushed, so a snapshot the journal records
+// never names a copy a crash lost. The original is read through the
+// descriptor it was checked on: if it is swapped for a symbolic link or a
+// pipe, the copy fails instead of following it.
+func saveBackup(dir, path string) (saved savedFile, err error) {
+	src, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return saved, fmt.Errorf("%s is a symbolic link; refusing to replace it (give the path it points to instead)", path)
+	}
+	if err != nil {
+		return saved, err
+	}
+	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return saved, err
+	}
+	if !fi.Mode().IsRegular() {
+		return saved, fmt.Errorf("%s is not a regular file (%s); refusing to replace it", path, fileType(fi.Mode()))
+	}
+	uid, gid, ok := fileOwner(fi)
+	if !ok {
+		return saved, fmt.Errorf("%s: no owner information on this system", path)
+	}
+
+	dst, err := createBackup(dir, filepath.Base(path))
+	if err != nil {
+		return saved, fmt.Errorf("creating a backup in %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			dst.Close()
+			os.Remove(dst.Name())
+		}
+	}()
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(dst, h), src); err != nil {
+		return saved, fmt.Errorf("copying %s to %s: %w", path, dst.Name(), err)
+	}
+	if err := dst.Sync(); err != nil {
+		return saved, fmt.Errorf("flushing %s: %w", dst.Name(), err)
+	}
+	if err := dst.Close(); err != nil {
+		return saved, fmt.Errorf("writing %s: %w", dst.Name(), err)
+	}
+	if err := syncDir(dir); err != nil {
+		return saved, fmt.Errorf("flushing directory %s: %w", dir, err)
+	}
+	return savedFile{
+		backup: dst.Name(),
+		sha256: hex.EncodeToString(h.Sum(nil)),
+		mode:   fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
+		uid:    uid,
+		gid:    gid,
+	}, nil
+}
+
+// createBackup creates a new, empty file named base, or base with a counter,
+// in dir: exclusively, not following a link, and mode 0600 whatever the
+// umask (which can only take bits away; the fchmod puts back any it took
+// from the owner, so the operator can read the copy to restore it by hand).
+func createBackup(dir, base string) (*os.File, error) {
+	if len(base) > maxBackupName {
+		base = strings.ToValidUTF8(base[:maxBackupName], "")
+	}
+	for i := 0; ; i++ {
+		name := base
+		if i > 0 {
+			name += "." + strconv.Itoa(i)
+		}
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+		switch {
+		case err == nil:
+			if err := f.Chmod(0o600); err != nil {
+				f.Close()
+				os.Remove(f.Name())
+				return nil, err
+			}
+			return f, nil
+		case !errors.Is(err, fs.ErrExist) || i >= 10000:
+			return nil, err
+		}
+	}
+}
+
+// readBackup reads a copy saveBackup made. Its path comes from the journal,
+// so it must still be a regular file (not a link, a pipe or a device) for it
+// to be read at all.
+func readBackup(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("backup %s is a symbolic link", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("backup %s is not a regular file (%s)", path, fileType(fi.Mode()))
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading backup %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// shellQuote quotes a word of a command that an error message tells the
+// operator to run by hand, only when it needs it. Single quotes, unlike the
+// double quotes quoteArgv writes, keep a shell from expanding a "$" in a
+// path, so the command can be pasted as it is.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=+,@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
+	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -35,12 +35,18 @@ import (
 // interrupted, and issued again when the run was resumed, is revoked once the
 // resumed run has succeeded: nothing installs it any more, and its key may
 // still lie in a half-written file.
+//
+// When the run is rolled back, the certificate is revoked unless
+// revoke_on_rollback = false: the rollback puts the old files back, so
+// nothing serves the new certificate, and its key lives on in no file the
+// rotation keeps.
 type Issue struct{}
 
 var (
 	_ Step       = (*Issue)(nil)
 	_ Preparer   = (*Issue)(nil)
 	_ Superseder = (*Issue)(nil)
+	_ Rollbacker = (*Issue)(nil)
 	_ Summarizer = (*Issue)(nil)
 )
 
@@ -55,7 +61,8 @@ func (*Issue) Spec() hcldec.ObjectSpec {
 		"uri_sans":    &hcldec.AttrSpec{Name: "uri_sans", Type: cty.List(cty.String)},
 		"ttl":         &hcldec.AttrSpec{Name: "ttl", Type: cty.String},
 
-		"revoke_superseded": &hcldec.AttrSpec{Name: "revoke_superseded", Type: cty.Bool},
+		"revoke_superseded":  &hcldec.AttrSpec{Name: "revoke_superseded", Type: cty.Bool},
+		"revoke_on_rollback": &hcldec.AttrSpec{Name: "revoke_on_rollback", Type: cty.Bool},
 	}
 }
 
@@ -83,7 +90,7 @@ type issueRequest struct {
 
 func parseIssue(cfg Config) (issueRequest, error) {
 	r := issueRequest{ttl: cfg.String("ttl")}
-	var errMount, errRole, errCN, errTTL, errAlt, errIP, errURI, errRevoke error
+	var errMount, errRole, errCN, errTTL, errAlt, errIP, errURI, errRevoke, errRollback error
 	r.altNames, errAlt = cfg.StringList("alt_names")
 	r.ipSANs, errIP = cfg.StringList("ip_sans")
 	r.uris, errURI = cfg.StringList("uri_sans")
@@ -94,7 +101,8 @@ func parseIssue(cfg Config) (issueRequest, error) {
 		errTTL = err
 	}
 	r.revokeSuperseded, errRevoke = cfg.Bool("revoke_superseded", false)
-	errs := []error{errMount, errRole, errCN, errTTL, errAlt, errIP, errURI, errRevoke}
+	_, errRollback = revokeOnRollback(cfg) // read by Rollback alone
+	errs := []error{errMount, errRole, errCN, errTTL, errAlt, errIP, errURI, errRevoke, errRollback}
 	for _, ip := range r.ipSANs {
 		if net.ParseIP(ip) == nil {
 			errs = append(errs, attrErr(cfg.Path("ip_sans"), "%q is not an IP address", ip))
@@ -182,6 +190,14 @@ func (*Issue) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 	}), nil
 }
 
+// revokeOnRollback reads revoke_on_rollback. It defaults to true: once the
+// rollback has put the old files back, nothing serves the certificate, and
+// leaving it valid only keeps its key (in memory, in a backup) worth
+// stealing.
+func revokeOnRollback(cfg Config) (bool, error) {
+	return cfg.Bool("revoke_on_rollback", true)
+}
+
 // Supersede implements Superseder: it revokes the certificate an earlier,
 // interrupted run issued when revoke_superseded says so, and otherwise only
 // says that it was left valid. The serial comes from the journal, so it is
@@ -190,7 +206,7 @@ func (*Issue) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 // that has expired; neither is an error, since either way the certificate is
 // no longer usable.
 func (*Issue) Supersede(ctx context.Context, env *Env, cfg Config, previous cty.Value) (string, error) {
-	serial, err := supersededSerial(previous)
+	serial, err := journaledSerial(previous, "superseded certificate")
 	if err != nil {
 		return "", err
 	}
@@ -209,14 +225,83 @@ func (*Issue) Supersede(ctx context.Context, env *Env, cfg Config, previous cty.
 	if err != nil {
 		return "", err
 	}
-	path := req.mount + "/revoke"
+	expired, err := revokeSerial(ctx, client, req.mount, serial)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("revoking superseded certificate serial %s: %w", serial, err)
+	case expired:
+		env.Log.Info("superseded certificate already expired; not revoked", "mount", req.mount, "serial", serial)
+		return fmt.Sprintf("superseded certificate serial %s not revoked in %s: it has already expired", serial, req.mount), nil
+	}
+	env.Log.Info("superseded certificate revoked", "mount", req.mount, "serial", serial)
+	return fmt.Sprintf("superseded certificate serial %s revoked in %s", serial, req.mount), nil
+}
+
+// Snapshot implements Rollbacker. Nothing needs recording before the
+// certificate is issued: its serial, which Rollback revokes, is among the
+// outputs the journal keeps.
+func (*Issue) Snapshot(ctx context.Context, _ *Env, _ Config) (map[string]string, error) {
+	return map[string]string{}, ctx.Err()
+}
+
+// Rollback implements Rollbacker: it revokes the certificate Apply issued,
+// unless revoke_on_rollback is false, when it only logs that the
+// certificate stays valid. Only mount and revoke_on_rollback are read from
+// the block, so a rollback does not depend on anything else in it being
+// known. As in Supersede, a certificate already revoked (Vault answers with
+// the first revocation's time, so a second rollback is harmless) or already
+// expired is not an error.
+func (*Issue) Rollback(ctx context.Context, env *Env, cfg Config, outputs cty.Value, _ map[string]string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	revoke, err := revokeOnRollback(cfg)
+	if err != nil {
+		return fmt.Errorf("issue: rolling back: %w", mustBeKnown(err))
+	}
+	if !revoke {
+		serial, _ := outputString(outputs, "serial_number")
+		expiration, _ := outputString(outputs, "expiration")
+		env.Log.Info("certificate not revoked (revoke_on_rollback is false)", "mount", cfg.String("mount"), "serial", serial, "expiration", expiration)
+		return nil
+	}
+	mount, err := cfg.RequireString("mount")
+	if err != nil {
+		return fmt.Errorf("issue: rolling back: %w; revoke the certificate this step issued by hand: vault write MOUNT/revoke serial_number=SERIAL", mustBeKnown(err))
+	}
+	serial, err := journaledSerial(outputs, "certificate to revoke")
+	if err != nil {
+		return fmt.Errorf("issue: rolling back: %w; find the certificate this step issued in %s and revoke it by hand: vault write %s/revoke serial_number=SERIAL", err, mount, shellQuote(mount))
+	}
+	byHand := fmt.Sprintf("revoke it by hand: vault write %s/revoke serial_number=%s", shellQuote(mount), serial)
+	client, err := env.Vault(ctx)
+	if err != nil {
+		return fmt.Errorf("issue: rolling back: revoking certificate serial %s: %w; %s", serial, err, byHand)
+	}
+	expired, err := revokeSerial(ctx, client, mount, serial)
+	switch {
+	case err != nil:
+		return fmt.Errorf("issue: rolling back: revoking certificate serial %s: %w; %s", serial, err, byHand)
+	case expired:
+		env.Log.Info("certificate already expired; not revoked", "mount", mount, "serial", serial)
+	default:
+		env.Log.Info("certificate revoked", "mount", mount, "serial", serial)
+	}
+	return nil
+}
+
+// revokeSerial revokes a certificate of a PKI mount. expired is true when
+// Vault declined because the certificate has expired, which Vault reports
+// as a warning rather than an error. A certificate revoked before counts as
+// revoked: Vault answers again with the first revocation's time.
+func revokeSerial(ctx context.Context, client *vaultapi.Client, mount, serial string) (expired bool, err error) {
+	path := mount + "/revoke"
 	secret, err := client.Logical().WriteWithContext(ctx, path, map[string]any{"serial_number": serial})
 	if err != nil {
-		return "", fmt.Errorf("revoking superseded certificate serial %s: Vault %s: %w", serial, path, err)
+		return false, fmt.Errorf("Vault %s: %w", path, err)
 	}
 	if secret != nil && revocationTime(secret.Data) != 0 {
-		env.Log.Info("superseded certificate revoked", "mount", req.mount, "serial", serial)
-		return fmt.Sprintf("superseded certificate serial %s revoked in %s", serial, req.mount), nil
+		return false, nil
 	}
 	var warnings []string
 	if secret != nil {
@@ -224,36 +309,36 @@ func (*Issue) Supersede(ctx context.Context, env *Env, cfg Config, previous cty.
 	}
 	for _, w := range warnings {
 		if strings.Contains(w, "already expired") {
-			env.Log.Info("superseded certificate already expired; not revoked", "mount", req.mount, "serial", serial)
-			return fmt.Sprintf("superseded certificate serial %s not revoked in %s: it has already expired", serial, req.mount), nil
+			return true, nil
 		}
 	}
 	why := "no revocation time in the response"
 	if len(warnings) > 0 {
 		why = strings.Join(warnings, "; ")
 	}
-	return "", fmt.Errorf("revoking superseded certificate serial %s: Vault %s did not confirm the revocation (%s)", serial, path, why)
+	return false, fmt.Errorf("Vault %s did not confirm the revocation (%s)", path, why)
 }
 
-// supersededSerial reads the serial number from an earlier run's journaled
-// outputs. It must look the way Issue writes it (colon-separated hex byte
-// pairs, at most 64 bytes; RFC 5280 allows 20), so that whatever ended up in
-// the journal cannot be passed to Vault as something else.
-func supersededSerial(previous cty.Value) (string, error) {
-	if previous == cty.NilVal || previous.IsNull() || !previous.IsKnown() {
-		return "", errors.New("the superseded certificate's outputs are missing")
+// journaledSerial reads the serial number from a certificate's outputs as
+// the journal kept them; what names the certificate in errors ("superseded
+// certificate"). It must look the way Issue writes it (colon-separated hex
+// byte pairs, at most 64 bytes; RFC 5280 allows 20), so that whatever ended
+// up in the journal cannot be passed to Vault as something else.
+func journaledSerial(outputs cty.Value, what string) (string, error) {
+	if outputs == cty.NilVal || outputs.IsNull() || !outputs.IsKnown() {
+		return "", fmt.Errorf("the %s's outputs are missing", what)
 	}
-	previous, _ = previous.UnmarkDeep()
-	if ty := previous.Type(); !ty.IsObjectType() || !ty.HasAttribute("serial_number") {
-		return "", errors.New("the superseded certificate's outputs have no serial_number")
+	outputs, _ = outputs.UnmarkDeep()
+	if ty := outputs.Type(); !ty.IsObjectType() || !ty.HasAttribute("serial_number") {
+		return "", fmt.Errorf("the %s's outputs have no serial_number", what)
 	}
-	v := previous.GetAttr("serial_number")
+	v := outputs.GetAttr("serial_number")
 	if v.IsNull() || !v.IsKnown() || v.Type() != cty.String {
-		return "", errors.New("the superseded certificate's serial_number is null, unknown or not a string")
+		return "", fmt.Errorf("the %s's serial_number is null, unknown or not a string", what)
 	}
 	s := strings.ToLower(v.AsString())
 	if !isSerialHex(s) {
-		return "", fmt.Errorf("the superseded certificate's serial_number %q is not a serial number as Vault writes it (hex byte pairs separated by colons)", truncate(s, 200))
+		return "", fmt.Errorf("the %s's serial_number %q is not a serial number as Vault writes it (hex byte pairs separated by colons)", what, truncate(s, 200))
 	}
 	return s, nil
 }

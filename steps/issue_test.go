@@ -434,3 +434,136 @@ func TestIssueSummary(t *testing.T) {
 		})
 	}
 }
+
+func TestIssueRollbackAgainstVault(t *testing.T) {
+	v := testvault.StartT(t)
+	ctx := context.Background()
+	issue := &Issue{}
+	tests := []struct {
+		name        string
+		revoke      cty.Value
+		ttl         string
+		wantRevoked bool
+		wantLog     string
+	}{
+		{"revoked by default", cty.NullVal(cty.Bool), "24h", true, "certificate revoked"},
+		{"revoked", cty.True, "24h", true, "certificate revoked"},
+		{"kept", cty.False, "24h", false, "certificate not revoked (revoke_on_rollback is false)"},
+		// Vault declines to revoke a certificate that expires within two
+		// seconds; that is no reason for a rollback to fail.
+		{"already expired", cty.True, "1s", false, "certificate already expired; not revoked"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, logs := testEnv(t)
+			env = NewEnv(env.Log, adminConnection(v))
+			cfg := testConfig(t, issue.Spec(), map[string]cty.Value{
+				"mount":              cty.StringVal("pki-prod"),
+				"role":               cty.StringVal("vault-server"),
+				"common_name":        cty.StringVal("vault.prod.privsec.ch"),
+				"ttl":                cty.StringVal(tt.ttl),
+				"revoke_on_rollback": tt.revoke,
+			})
+			if err := issue.Validate(cfg); err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			snap, err := issue.Snapshot(ctx, env, cfg)
+			if err != nil || snap == nil || len(snap) != 0 {
+				t.Fatalf("Snapshot = %v, %v; want an empty map", snap, err)
+			}
+			out, err := issue.Apply(ctx, env, cfg)
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			serial := out.GetAttr("serial_number").AsString()
+			// Twice, with the outputs as the journal gives them back: a
+			// second revocation is answered like the first.
+			for i := range 2 {
+				if err := issue.Rollback(ctx, env, cfg, journaled(out), snap); err != nil {
+					t.Fatalf("Rollback (call %d): %v", i+1, err)
+				}
+			}
+			if got := revokedAt(t, v, serial) != 0; got != tt.wantRevoked {
+				t.Errorf("revoked in Vault: %v, want %v", got, tt.wantRevoked)
+			}
+			if !strings.Contains(logs.String(), tt.wantLog) || !strings.Contains(logs.String(), serial) {
+				t.Errorf("the log does not say %q with serial %s:\n%s", tt.wantLog, serial, logs)
+			}
+			wantNoKey(t, "the log", logs.String())
+		})
+	}
+
+	t.Run("serial Vault never issued", func(t *testing.T) {
+		env := NewEnv(nil, adminConnection(v))
+		cfg := testConfig(t, issue.Spec(), map[string]cty.Value{
+			"mount": cty.StringVal("pki-prod"), "role": cty.StringVal("vault-server"),
+			"common_name": cty.StringVal("vault.prod.privsec.ch"),
+		})
+		outputs := cty.ObjectVal(map[string]cty.Value{"serial_number": cty.StringVal("01:02:03")})
+		err := issue.Rollback(ctx, env, cfg, outputs, map[string]string{})
+		wantErrContains(t, err, "issue: rolling back", "pki-prod/revoke", "not found",
+			"revoke it by hand: vault write pki-prod/revoke serial_number=01:02:03")
+	})
+}
+
+// TestIssueRollbackOutputs needs no Vault: with revoke_on_rollback false
+// nothing is asked of it, and a serial that cannot be trusted is refused
+// before anything is.
+func TestIssueRollbackOutputs(t *testing.T) {
+	serialOutputs := func(serial cty.Value) cty.Value {
+		return cty.ObjectVal(map[string]cty.Value{"serial_number": serial, "private_key": cty.NullVal(cty.String)})
+	}
+	tests := []struct {
+		name    string
+		revoke  cty.Value
+		outputs cty.Value
+		wantErr []string // nil: no error
+	}{
+		{"kept, no outputs", cty.False, cty.NilVal, nil},
+		{"kept", cty.False, serialOutputs(cty.StringVal("1a:2b")), nil},
+		{"no outputs", cty.True, cty.NilVal, []string{"outputs are missing", "revoke it by hand: vault write pki-prod/revoke serial_number=SERIAL"}},
+		{"unknown serial", cty.NullVal(cty.Bool), serialOutputs(cty.UnknownVal(cty.String)), []string{"null, unknown", "in pki-prod and revoke it by hand"}},
+		{"path as serial", cty.True, serialOutputs(cty.StringVal("1a/../../sys/seal")), []string{"not a serial number"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, (&Issue{}).Spec(), map[string]cty.Value{
+				"mount": cty.StringVal("pki-prod"), "role": cty.StringVal("vault-server"),
+				"common_name": cty.StringVal("vault.prod.privsec.ch"), "revoke_on_rollback": tt.revoke,
+			})
+			env, _ := testEnv(t) // no Vault connection
+			err := (&Issue{}).Rollback(context.Background(), env, cfg, tt.outputs, map[string]string{})
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Rollback: %v", err)
+				}
+				return
+			}
+			wantErrContains(t, err, tt.wantErr...)
+		})
+	}
+}
+
+func TestIssueValidateRevokeOnRollback(t *testing.T) {
+	tests := []struct {
+		name   string
+		revoke cty.Value
+		want   error
+	}{
+		{"true", cty.True, nil},
+		{"false", cty.False, nil},
+		{"unset", cty.NullVal(cty.Bool), nil},
+		{"unknown", cty.UnknownVal(cty.Bool), ErrUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t, (&Issue{}).Spec(), map[string]cty.Value{
+				"mount": cty.StringVal("pki-prod"), "role": cty.StringVal("vault-server"),
+				"common_name": cty.StringVal("vault.prod.privsec.ch"), "revoke_on_rollback": tt.revoke,
+			})
+			if err := (&Issue{}).Validate(cfg); err != tt.want {
+				t.Errorf("Validate: %v, want %v", err, tt.want)
+			}
+		})
+	}
+}

@@ -25,8 +25,10 @@ import (
 type Reload struct{}
 
 var (
-	_ Step       = (*Reload)(nil)
-	_ Summarizer = (*Reload)(nil)
+	_ Step         = (*Reload)(nil)
+	_ Rollbacker   = (*Reload)(nil)
+	_ RestoreAware = (*Reload)(nil)
+	_ Summarizer   = (*Reload)(nil)
 )
 
 const (
@@ -112,8 +114,64 @@ func (*Reload) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	if err != nil {
 		return cty.NilVal, mustBeKnown(err)
 	}
+	return t.reload(ctx, env)
+}
+
+// Snapshot implements Rollbacker. A reload changes nothing that needs
+// putting back, so there is nothing to record.
+func (*Reload) Snapshot(ctx context.Context, _ *Env, _ Config) (map[string]string, error) {
+	return map[string]string{}, ctx.Err()
+}
+
+// Rollback implements Rollbacker by reloading again, exactly as Apply does
+// (the pid file is read afresh, since the service may have restarted), so
+// that the service loads the files the other steps' rollbacks restored.
+// That is also why Reload is RestoreAware: it must run after them.
+func (*Reload) Rollback(ctx context.Context, env *Env, cfg Config, _ cty.Value, _ map[string]string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t, err := parseReload(cfg)
+	if err != nil {
+		return fmt.Errorf("reload: rolling back: %w; once the files are restored, reload the service by hand", mustBeKnown(err))
+	}
+	out, err := t.reload(ctx, env)
+	if err != nil {
+		return fmt.Errorf("reload: rolling back: %w; once the files are restored, reload the service by hand: %s", err, t.byHand())
+	}
 	if len(t.command) > 0 {
-		out, err := runReloadCommand(ctx, t.command, t.timeout)
+		env.Log.Info("ran the reload command again, for the restored files", "command", t.command)
+	} else {
+		pid, _ := outputInt(out, "pid")
+		env.Log.Info("signalled the service again, for the restored files", "pid", pid, "signal", t.sigName, "pid_file", t.pidFile)
+	}
+	return nil
+}
+
+// RollbackAfterRestore implements RestoreAware: a reload is undone by
+// reloading once every other step has put its files back.
+func (*Reload) RollbackAfterRestore() {}
+
+// byHand is the shell command that does what reload does.
+func (t reloadTarget) byHand() string {
+	switch {
+	case len(t.command) > 0:
+		words := make([]string, len(t.command))
+		for i, a := range t.command {
+			words[i] = shellQuote(a)
+		}
+		return strings.Join(words, " ")
+	case t.pidFile != "":
+		return fmt.Sprintf("kill -s %s \"$(cat %s)\"", strings.TrimPrefix(t.sigName, "SIG"), shellQuote(t.pidFile))
+	}
+	return fmt.Sprintf("kill -s %s %d", strings.TrimPrefix(t.sigName, "SIG"), t.pid)
+}
+
+// reload sends the signal or runs the command: what Apply does, and what
+// Rollback does again.
+func (t reloadTarget) reload(ctx context.Context, env *Env) (cty.Value, error) {
+	if len(t.command) > 0 {
+		out, err := runCommand(ctx, t.command, t.timeout)
 		if err != nil {
 			return cty.NilVal, err
 		}
@@ -127,6 +185,7 @@ func (*Reload) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 
 	pid, from := t.pid, ""
 	if t.pidFile != "" {
+		var err error
 		if pid, err = readPIDFile(t.pidFile); err != nil {
 			return cty.NilVal, err
 		}
@@ -332,16 +391,36 @@ func readPIDFile(path string) (int, error) {
 	return pid, nil
 }
 
-// errReloadTimeout tells the reload's own time limit apart from the run
+// errCommandTimeout tells a command's own time limit apart from the run
 // being interrupted.
-var errReloadTimeout = errors.New("reload command timed out")
+var errCommandTimeout = errors.New("command timed out")
 
-// runReloadCommand runs argv with a time limit and returns the end of its
-// combined output. The command runs in a process group of its own, and the
-// whole group is killed on timeout: a `sh -c` wrapper that is killed alone
-// would leave its children holding the output pipe, and rotplan waiting.
-func runReloadCommand(ctx context.Context, argv []string, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errReloadTimeout)
+// RunCommand runs argv, without a shell, with a time limit, as a reload
+// step runs its command; it is exported so that whatever else rotplan runs
+// (the engine's per-step rollback hooks) runs the same way. The command
+// runs in a process group of its own, and the whole group is killed on
+// timeout or when ctx ends: a `sh -c` wrapper that is killed alone would
+// leave its children holding the output pipe, and rotplan waiting. An error
+// quotes the command, says why it failed (exit status, time limit,
+// interruption) and holds the end of its combined output (at most 4 KiB:
+// the end is where the reason for a failure usually is), so a caller has
+// nothing else to report. An empty argv or a time limit that is not
+// positive is an error, not a panic, since both may come from a plan.
+func RunCommand(ctx context.Context, argv []string, timeout time.Duration) error {
+	_, err := runCommand(ctx, argv, timeout)
+	return err
+}
+
+// runCommand is RunCommand that also returns the end of the output of a
+// command that succeeded, for the reload step's debug log.
+func runCommand(ctx context.Context, argv []string, timeout time.Duration) (string, error) {
+	if len(argv) == 0 || argv[0] == "" {
+		return "", errors.New("no command to run: the program name is empty")
+	}
+	if timeout <= 0 {
+		return "", fmt.Errorf("command %s: the time limit %s is not positive", quoteArgv(argv), timeout)
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errCommandTimeout)
 	defer cancel()
 
 	out := &tailBuffer{max: reloadOutputLimit}
@@ -367,7 +446,7 @@ func runReloadCommand(ctx context.Context, argv []string, timeout time.Duration)
 	var why string
 	var exitErr *exec.ExitError
 	switch {
-	case context.Cause(ctx) == errReloadTimeout:
+	case context.Cause(ctx) == errCommandTimeout:
 		why = fmt.Sprintf("timed out after %s", timeout)
 	case ctx.Err() != nil:
 		why = "interrupted: " + context.Cause(ctx).Error()

@@ -456,3 +456,175 @@ func TestReloadSummary(t *testing.T) {
 		})
 	}
 }
+
+func TestReloadRollback(t *testing.T) {
+	tests := []struct {
+		name  string
+		byPID bool
+		// applyFirst: Apply signals one process, which then exits, and
+		// another takes its place in the pid file before the rollback, as
+		// when the service restarted in between.
+		applyFirst bool
+		signal     cty.Value
+		want       string
+	}{
+		{"pid file, default SIGHUP", false, false, cty.NullVal(cty.String), "hangup"},
+		{"pid file read again after a restart", false, true, cty.StringVal("USR2"), "user defined signal 2"},
+		{"pid, USR1", true, false, cty.StringVal("SIGUSR1"), "user defined signal 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pidFile := filepath.Join(t.TempDir(), "svc.pid")
+			service := func() (*exec.Cmd, string) {
+				t.Helper()
+				cmd, dir, _ := startReloadHelper(t)
+				if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return cmd, dir
+			}
+			cmd, dir := service()
+			vals := map[string]cty.Value{"pid_file": cty.StringVal(pidFile), "signal": tt.signal}
+			if tt.byPID {
+				vals = map[string]cty.Value{"pid": cty.NumberIntVal(int64(cmd.Process.Pid)), "signal": tt.signal}
+			}
+			cfg := testConfig(t, (*Reload)(nil).Spec(), vals)
+			env, logs := testEnv(t)
+
+			snap, err := (*Reload)(nil).Snapshot(context.Background(), env, cfg)
+			if err != nil || snap == nil || len(snap) != 0 {
+				t.Fatalf("Snapshot = %v, %v; want an empty map", snap, err)
+			}
+			out := cty.NilVal
+			if tt.applyFirst {
+				if out, err = (*Reload)(nil).Apply(context.Background(), env, cfg); err != nil {
+					t.Fatalf("Apply: %v", err)
+				}
+				if got := waitForSignal(t, dir); got != tt.want {
+					t.Fatalf("Apply: the process received %q, want %q", got, tt.want)
+				}
+				cmd, dir = service()
+			}
+
+			if err := (*Reload)(nil).Rollback(context.Background(), env, cfg, out, snap); err != nil {
+				t.Fatalf("Rollback: %v", err)
+			}
+			if got := waitForSignal(t, dir); got != tt.want {
+				t.Errorf("Rollback: the process received %q, want %q", got, tt.want)
+			}
+			if want := fmt.Sprintf("pid=%d", cmd.Process.Pid); !strings.Contains(logs.String(), "signalled the service again") || !strings.Contains(logs.String(), want) {
+				t.Errorf("the log does not say which process was signalled again (%s):\n%s", want, logs)
+			}
+		})
+	}
+}
+
+// TestReloadRollbackCommand checks that a rollback runs the command again,
+// after Apply ran it once.
+func TestReloadRollbackCommand(t *testing.T) {
+	ran := filepath.Join(t.TempDir(), "ran")
+	cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{
+		"command": stringList("/bin/sh", "-c", `echo reloaded >> "$0"`, ran),
+	})
+	env, logs := testEnv(t)
+	out, err := (*Reload)(nil).Apply(context.Background(), env, cfg)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if err := (*Reload)(nil).Rollback(context.Background(), env, cfg, out, map[string]string{}); err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	if got, _ := os.ReadFile(ran); string(got) != "reloaded\nreloaded\n" {
+		t.Errorf("the command ran %d times, want twice (Apply, then Rollback)", strings.Count(string(got), "reloaded"))
+	}
+	if !strings.Contains(logs.String(), "ran the reload command again") {
+		t.Errorf("the log does not say the command ran again:\n%s", logs)
+	}
+}
+
+func TestReloadRollbackErrors(t *testing.T) {
+	dead := deadPID(t)
+	pidFile := filepath.Join(t.TempDir(), "svc pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(dead)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		vals map[string]cty.Value
+		want []string
+	}{
+		{"dead pid", map[string]cty.Value{"pid": cty.NumberIntVal(int64(dead))},
+			[]string{fmt.Sprintf("no process with pid %d", dead), fmt.Sprintf("reload the service by hand: kill -s HUP %d", dead)}},
+		{"pid file of a dead process", map[string]cty.Value{"pid_file": cty.StringVal(pidFile), "signal": cty.StringVal("usr1")},
+			[]string{"no process with pid", fmt.Sprintf(`reload the service by hand: kill -s USR1 "$(cat '%s')"`, pidFile)}},
+		{"failing command", map[string]cty.Value{"command": stringList("/bin/sh", "-c", "echo no such unit; exit 5")},
+			[]string{"exit status 5", "no such unit", `reload the service by hand: /bin/sh -c 'echo no such unit; exit 5'`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, _ := testEnv(t)
+			err := (*Reload)(nil).Rollback(context.Background(), env, testConfig(t, (*Reload)(nil).Spec(), tt.vals), cty.NilVal, map[string]string{})
+			wantErrContains(t, err, append([]string{"reload: rolling back"}, tt.want...)...)
+		})
+	}
+}
+
+func TestRunCommand(t *testing.T) {
+	tests := []struct {
+		name      string
+		argv      []string
+		timeout   time.Duration
+		interrupt time.Duration // > 0: ctx is cancelled after that long
+		wantErr   []string      // nil: success
+		maxTime   time.Duration
+	}{
+		{name: "success", argv: []string{"/bin/echo", "reloaded fine"}, timeout: 10 * time.Second, maxTime: 10 * time.Second},
+		{name: "success without output", argv: []string{"true"}, timeout: 10 * time.Second, maxTime: 10 * time.Second},
+		{
+			name: "failure exit code", argv: []string{"/bin/sh", "-c", "echo it broke >&2; exit 7"}, timeout: 10 * time.Second,
+			wantErr: []string{"command /bin/sh -c", "failed: exit status 7", "it broke"}, maxTime: 10 * time.Second,
+		},
+		{
+			name: "timeout", argv: []string{"/bin/sh", "-c", "echo started; sleep 30"}, timeout: 200 * time.Millisecond,
+			wantErr: []string{"timed out after 200ms", "started"}, maxTime: 4 * time.Second,
+		},
+		{
+			name: "long output keeps its end", argv: []string{"/bin/sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo noise $i; i=$((i+1)); done; echo the real reason; exit 1"},
+			timeout: 10 * time.Second, wantErr: []string{"the real reason", "[…]"}, maxTime: 10 * time.Second,
+		},
+		{
+			name: "interrupted", argv: []string{"/bin/sleep", "30"}, timeout: 10 * time.Second, interrupt: 200 * time.Millisecond,
+			wantErr: []string{"interrupted"}, maxTime: 4 * time.Second,
+		},
+		{name: "program missing", argv: []string{"/nonexistent/hook"}, timeout: time.Second, wantErr: []string{"/nonexistent/hook", "no such file"}, maxTime: 4 * time.Second},
+		{name: "empty argv", argv: nil, timeout: time.Second, wantErr: []string{"no command to run"}, maxTime: time.Second},
+		{name: "empty program name", argv: []string{""}, timeout: time.Second, wantErr: []string{"no command to run"}, maxTime: time.Second},
+		{name: "no time limit", argv: []string{"true"}, timeout: 0, wantErr: []string{"time limit 0s is not positive"}, maxTime: time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			if tt.interrupt > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(ctx)
+				defer cancel()
+				time.AfterFunc(tt.interrupt, cancel)
+			}
+			start := time.Now()
+			err := RunCommand(ctx, tt.argv, tt.timeout)
+			if elapsed := time.Since(start); elapsed > tt.maxTime {
+				t.Errorf("took %s, want at most %s", elapsed, tt.maxTime)
+			}
+			if tt.wantErr != nil {
+				wantErrContains(t, err, tt.wantErr...)
+				if n := len(err.Error()); n > reloadOutputLimit+1024 {
+					t.Errorf("error is %d bytes long; the output in it is not bounded", n)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

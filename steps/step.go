@@ -67,6 +67,33 @@ type Superseder interface {
 	Supersede(ctx context.Context, env *Env, cfg Config, previous cty.Value) (string, error)
 }
 
+// Rollbacker is implemented by kinds whose effect can be undone when a later
+// step of the run fails.
+type Rollbacker interface {
+	// Snapshot records, before Apply changes anything, what Rollback needs to
+	// put things back: a file's previous mode and owner, and a copy of its
+	// content saved under env.Backups (owner-only). The engine journals the
+	// returned map, durably, before Apply, so it must hold no secret (paths
+	// and digests, not content). Snapshot must not change what the step
+	// acts on.
+	Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]string, error)
+
+	// Rollback undoes the step. outputs are the step's outputs (sensitive
+	// ones unknown when they come from the journal); snapshot is what
+	// Snapshot returned. It must be safe to call again after a crash part
+	// way through, and its error must tell the operator what is left to do
+	// by hand.
+	Rollback(ctx context.Context, env *Env, cfg Config, outputs cty.Value, snapshot map[string]string) error
+}
+
+// RestoreAware is implemented by rollbackers whose inverse is to act again
+// on the restored system, as a reload that makes a process load the old
+// files: they roll back after every other step, in dependency order, rather
+// than in reverse dependency order with the rest.
+type RestoreAware interface {
+	RollbackAfterRestore()
+}
+
 // Summarizer is implemented by kinds with a few outputs worth showing in
 // `rotplan status` (a serial and an expiry, a digest, a pid). Facts are
 // journaled, so they must never hold a secret.

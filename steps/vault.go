@@ -117,6 +117,10 @@ func (c VaultConnection) missing() string {
 type Env struct {
 	// Log receives the step's log lines. Never log a sensitive value.
 	Log hclog.Logger
+	// Backups is a directory (0700, created by the engine) where this step's
+	// Snapshot may keep copies of what it will replace; "" when the run
+	// keeps no backups.
+	Backups string
 
 	session *vaultSession
 }
@@ -139,7 +143,7 @@ func NewEnv(log hclog.Logger, conn VaultConnection) *Env {
 // Named returns an Env for one step: the same Vault session, and a logger
 // named after the step.
 func (e *Env) Named(name string) *Env {
-	return &Env{Log: e.Log.Named(name), session: e.session}
+	return &Env{Log: e.Log.Named(name), session: e.session, Backups: e.Backups}
 }
 
 // Vault returns the authenticated Vault client of the run, connecting and

@@ -27,6 +27,7 @@ type Write struct{}
 var (
 	_ Step       = (*Write)(nil)
 	_ Resumer    = (*Write)(nil)
+	_ Rollbacker = (*Write)(nil)
 	_ Summarizer = (*Write)(nil)
 )
 
@@ -157,6 +158,208 @@ func (*Write) Done(ctx context.Context, env *Env, intent map[string]string) (cty
 		return notDone("content differs")
 	}
 	return writeOutputs(want.path, digest, size, want.mode), true, nil
+}
+
+// Snapshot implements Rollbacker. When the file is there, it keeps a copy
+// in env.Backups and records where, with the digest, mode and owner of the
+// original; when it is not, it records that, since then undoing the write
+// means removing the file. Only the digest of the content is recorded: it
+// may be the private key the rotation replaces.
+func (*Write) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p, err := writePath(cfg)
+	if err != nil {
+		return nil, mustBeKnown(err)
+	}
+	if err := checkWriteTarget(p); err != nil {
+		return nil, err
+	}
+	_, err = os.Lstat(p)
+	switch {
+	case isMissing(err):
+		return map[string]string{"existed": "false", "path": p}, nil
+	case err != nil:
+		return nil, fmt.Errorf("backing up %s: %w", p, err)
+	case env.Backups == "":
+		return nil, fmt.Errorf("backing up %s: the run keeps no backups, and rolling back this write needs a copy of the file it replaces", p)
+	}
+	saved, err := saveBackup(env.Backups, p)
+	if err != nil {
+		return nil, fmt.Errorf("backing up %s: %w", p, err)
+	}
+	env.Log.Debug("kept a copy of the file the write replaces", "path", p, "backup", saved.backup,
+		"sha256", saved.sha256, "mode", chmodMode(saved.mode), "uid", saved.uid, "gid", saved.gid)
+	return map[string]string{
+		"existed": "true",
+		"path":    p,
+		"backup":  saved.backup,
+		"sha256":  saved.sha256,
+		"mode":    chmodMode(saved.mode),
+		"uid":     strconv.Itoa(saved.uid),
+		"gid":     strconv.Itoa(saved.gid),
+	}, nil
+}
+
+// Rollback implements Rollbacker: it puts the copy Snapshot kept back, with
+// its mode and owner, through the same atomic replacement Apply uses (a
+// service reading the file sees the new one or the old one, and a restored
+// key is never readable by anyone but its owner on the way), or removes the
+// file when there was none. The snapshot's path is used, not the block's:
+// the snapshot records what was changed. Both are idempotent, so a rollback
+// interrupted part way can simply run again. The backup is left in place.
+func (*Write) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, snapshot map[string]string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s, err := parseWriteSnapshot(snapshot)
+	if err != nil {
+		return err
+	}
+	if !s.existed {
+		return removeWritten(env, s.path)
+	}
+	return restoreWritten(env, s)
+}
+
+// writeSnapshot is a journaled write snapshot, checked.
+type writeSnapshot struct {
+	existed  bool
+	path     string
+	backup   string
+	sha256   string
+	mode     os.FileMode
+	uid, gid int
+}
+
+// byHand says how to do what restoreWritten does, for an error that leaves
+// it to the operator: from the backup, or, when the backup cannot be
+// trusted, from another copy (COPY in the command).
+func (s writeSnapshot) byHand(backupOK bool) string {
+	from, src := "", shellQuote(s.backup)
+	if !backupOK {
+		from, src = " from a copy you trust", "COPY"
+	}
+	return fmt.Sprintf("restore %s by hand%s: install -m %s -o %d -g %d %s %s",
+		s.path, from, chmodMode(s.mode), s.uid, s.gid, src, shellQuote(s.path))
+}
+
+// parseWriteSnapshot checks a snapshot read back from the journal; as with
+// an intent, a damaged one is an error, never something to guess around.
+func parseWriteSnapshot(snapshot map[string]string) (writeSnapshot, error) {
+	var s writeSnapshot
+	bad := func(err error) (writeSnapshot, error) {
+		return writeSnapshot{}, fmt.Errorf("write: rolling back: %w", err)
+	}
+	var err error
+	if s.path, err = snapshotField(snapshot, "path"); err != nil {
+		return bad(err)
+	}
+	if s.path == "" {
+		return bad(errors.New("the journaled snapshot's path is empty"))
+	}
+	existed, err := snapshotField(snapshot, "existed")
+	if err != nil {
+		return bad(err)
+	}
+	switch existed {
+	case "false":
+		return s, nil
+	case "true":
+		s.existed = true
+	default:
+		return bad(fmt.Errorf("the journaled snapshot's existed %q is neither \"true\" nor \"false\"", existed))
+	}
+	if s.backup, err = snapshotField(snapshot, "backup"); err != nil {
+		return bad(err)
+	}
+	if !filepath.IsAbs(s.backup) {
+		return bad(fmt.Errorf("the journaled snapshot's backup %q is not an absolute path", s.backup))
+	}
+	if s.sha256, err = snapshotField(snapshot, "sha256"); err != nil {
+		return bad(err)
+	}
+	if !isHexDigest(s.sha256) {
+		return bad(fmt.Errorf("the journaled snapshot's sha256 %q is not a SHA-256 in lower-case hex", s.sha256))
+	}
+	mode, err := snapshotField(snapshot, "mode")
+	if err != nil {
+		return bad(err)
+	}
+	if s.mode, err = parseChmodMode(mode); err != nil {
+		return bad(fmt.Errorf("the journaled snapshot's mode: %w", err))
+	}
+	if s.uid, err = journaledID(snapshot, "snapshot", "uid", false); err != nil {
+		return bad(err)
+	}
+	if s.gid, err = journaledID(snapshot, "snapshot", "gid", false); err != nil {
+		return bad(err)
+	}
+	return s, nil
+}
+
+// restoreWritten puts a backup back in place. The backup is checked against
+// the digest Snapshot recorded before it goes anywhere: a damaged or
+// replaced copy must not become the service's certificate or key.
+func restoreWritten(env *Env, s writeSnapshot) error {
+	fail := func(why error, backupOK bool) error {
+		return fmt.Errorf("write: rolling back %s: %w; %s", s.path, why, s.byHand(backupOK))
+	}
+	content, err := readBackup(s.backup)
+	if err != nil {
+		return fail(err, false)
+	}
+	if got := contentDigest(content); got != s.sha256 {
+		return fail(fmt.Errorf("backup %s is damaged: its SHA-256 is %s, the snapshot recorded %s", s.backup, got, s.sha256), false)
+	}
+	if err := checkWriteTarget(s.path); err != nil {
+		// install(1) would copy into a directory, not replace it.
+		return fmt.Errorf("write: rolling back %s: %w; move it aside, then %s", s.path, err, s.byHand(true))
+	}
+	if err := writeFileAtomic(env.Log, s.path, content, s.mode, s.uid, s.gid); err != nil {
+		return fail(err, true)
+	}
+	env.Log.Info("restored the file the write replaced", "path", s.path, "mode", chmodMode(s.mode),
+		"owner", fmt.Sprintf("%d:%d", s.uid, s.gid), "sha256", s.sha256, "backup", s.backup)
+	return nil
+}
+
+// removeWritten removes the file a write created where there was none. It
+// removes a regular file only: anything else at the path is not what the
+// write left, so it is for the operator to judge.
+func removeWritten(env *Env, path string) error {
+	fail := func(why error) error {
+		return fmt.Errorf("write: rolling back %s, which did not exist before: %w; check it, and remove it by hand if it should not be there: rm %s", path, why, shellQuote(path))
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case isMissing(err):
+		env.Log.Info("the file the write created is already gone", "path", path)
+		return nil
+	case err != nil:
+		return fail(err)
+	case !fi.Mode().IsRegular():
+		return fail(fmt.Errorf("it is now %s, not the file the write left; refusing to remove it", describeFileType(fi.Mode())))
+	}
+	if err := os.Remove(path); err != nil && !isMissing(err) {
+		return fail(err)
+	}
+	dir := filepath.Dir(path)
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("write: rolling back: removed %s but could not flush directory %s: %w", path, dir, err)
+	}
+	env.Log.Info("removed the file the write created", "path", path)
+	return nil
+}
+
+// describeFileType names the kind of a non-regular file, symbolic links
+// included, for an error message.
+func describeFileType(m fs.FileMode) string {
+	if m&fs.ModeSymlink != 0 {
+		return "a symbolic link"
+	}
+	return fileType(m)
 }
 
 // fileModeSpecial names the setuid, setgid and sticky bits formatMode leaves

@@ -8,7 +8,9 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,7 +25,10 @@ import (
 // testKey is a real private key, made when the tests start so no key
 // material is kept in the repository; testKeyBody is its base64 line, the
 // text that would show if it leaked.
-var testKey, testKeyBody = func() (string, string) {
+var testKey, testKeyBody = makeTestKey()
+
+// makeTestKey makes a private key in PEM and returns it with its base64 line.
+func makeTestKey() (string, string) {
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		panic(err)
@@ -34,7 +39,7 @@ var testKey, testKeyBody = func() (string, string) {
 	}
 	text := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	return text, strings.Split(text, "\n")[1]
-}()
+}
 
 // applyWrite validates and applies a write block and returns its outputs.
 func applyWrite(t *testing.T, vals map[string]cty.Value) (cty.Value, string, error) {
@@ -947,6 +952,569 @@ func TestWriteSummary(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wantFacts(t, (*Write)(nil).Summary(tt.outputs), tt.want)
+		})
+	}
+}
+
+// oldKey is the private key a rotation replaces: what a snapshot keeps a
+// copy of, and what must never show in a snapshot, an error or a log line.
+var oldKey, oldKeyBody = makeTestKey()
+
+// rollbackEnv returns a test Env whose run keeps backups, in a directory
+// made 0700 as the engine makes it, and that directory.
+func rollbackEnv(t *testing.T) (*Env, *strings.Builder, string) {
+	t.Helper()
+	env, logs := testEnv(t)
+	env.Backups = filepath.Join(t.TempDir(), "backups")
+	if err := os.Mkdir(env.Backups, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(env.Backups, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return env, logs, env.Backups
+}
+
+// wantNoKey fails the test if text holds any of the test keys, or anything
+// that looks like PEM key material.
+func wantNoKey(t *testing.T, what, text string) {
+	t.Helper()
+	for _, secret := range []string{"PRIVATE KEY", testKeyBody, oldKeyBody} {
+		if strings.Contains(text, secret) {
+			t.Errorf("%s holds key material (%q):\n%s", what, secret[:min(len(secret), 16)], text)
+		}
+	}
+}
+
+// wantSnapshotHidesContent fails the test if a snapshot value holds key
+// material.
+func wantSnapshotHidesContent(t *testing.T, snap map[string]string) {
+	t.Helper()
+	for k, v := range snap {
+		wantNoKey(t, "snapshot "+k, v)
+	}
+}
+
+// fileState is what a rollback must put back: content, mode with the
+// setuid, setgid and sticky bits, owner and group.
+type fileState struct {
+	content  string
+	mode     os.FileMode
+	uid, gid int
+}
+
+func stateOf(t *testing.T, path string) fileState {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, gid, _ := fileOwner(fi)
+	return fileState{string(b), fi.Mode(), uid, gid}
+}
+
+func TestWriteRollback(t *testing.T) {
+	const none = "\x00none" // no file before the write
+	tests := []struct {
+		name       string
+		old        string
+		oldMode    os.FileMode
+		otherOwner bool // the old file belongs to nobody (needs root)
+	}{
+		{"certificate replaced", "-----BEGIN CERTIFICATE-----\nold\n-----END CERTIFICATE-----\n", 0o644, false},
+		{"private key replaced", oldKey, 0o600, false},
+		{"empty file replaced", "", 0o640, false},
+		{"setgid file keeps its setgid bit", "old", 0o640 | os.ModeSetgid, false},
+		{"key of another user replaced", oldKey, 0o640, true},
+		{"file that did not exist removed", none, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.otherOwner {
+				requireRoot(t, "giving the old file to another user")
+			}
+			setUmask(t, 0o022)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "server.key")
+			var before fileState
+			if tt.old != none {
+				if err := os.WriteFile(path, []byte(tt.old), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if tt.otherOwner {
+					_, _, uid, gid := testOwner(t)
+					if err := os.Lchown(path, uid, gid); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// After the chown, which clears setgid.
+				if err := os.Chmod(path, tt.oldMode); err != nil {
+					t.Fatal(err)
+				}
+				before = stateOf(t, path)
+			}
+
+			env, logs, backups := rollbackEnv(t)
+			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+				"path":    cty.StringVal(path),
+				"content": cty.StringVal(testKey).Mark("sensitive"),
+			})
+			snap, err := (*Write)(nil).Snapshot(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatalf("Snapshot: %v", err)
+			}
+			wantSnapshotHidesContent(t, snap)
+
+			if tt.old == none {
+				want := map[string]string{"existed": "false", "path": path}
+				if !maps.Equal(snap, want) {
+					t.Errorf("snapshot %v, want %v", snap, want)
+				}
+				wantOnly(t, backups)
+			} else {
+				want := map[string]string{
+					"existed": "true",
+					"path":    path,
+					"backup":  filepath.Join(backups, "server.key"),
+					"sha256":  contentDigest([]byte(tt.old)),
+					"mode":    chmodMode(tt.oldMode),
+					"uid":     strconv.Itoa(before.uid),
+					"gid":     strconv.Itoa(before.gid),
+				}
+				if !maps.Equal(snap, want) {
+					t.Errorf("snapshot %v,\nwant %v", snap, want)
+				}
+				wantOnly(t, backups, "server.key")
+				backup := stateOf(t, snap["backup"])
+				if backup.content != tt.old {
+					t.Error("the backup does not hold the old content")
+				}
+				if backup.mode != 0o600 || backup.uid != os.Geteuid() {
+					t.Errorf("the backup has mode %v and uid %d, want -rw------- and %d", backup.mode, backup.uid, os.Geteuid())
+				}
+			}
+			if fi, err := os.Stat(backups); err != nil || fi.Mode() != os.ModeDir|0o700 {
+				t.Errorf("the backup directory is %v (%v), want drwx------ as it was", fi.Mode(), err)
+			}
+			if tt.old != none && stateOf(t, path) != before {
+				t.Error("Snapshot changed the file")
+			}
+
+			if _, err := (*Write)(nil).Apply(context.Background(), env, cfg); err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			if got := stateOf(t, path); got.content != testKey {
+				t.Fatal("Apply did not write the new key")
+			}
+
+			// Twice: a rollback interrupted part way runs again.
+			for i := range 2 {
+				if err := (*Write)(nil).Rollback(context.Background(), env, cfg, cty.NilVal, snap); err != nil {
+					t.Fatalf("Rollback (call %d): %v", i+1, err)
+				}
+			}
+
+			if tt.old == none {
+				if _, err := os.Lstat(path); !os.IsNotExist(err) {
+					t.Errorf("the file the write created is still there (%v)", err)
+				}
+				wantOnly(t, dir)
+			} else {
+				if got := stateOf(t, path); got != before {
+					t.Errorf("after rollback: mode %v owner %d:%d content restored %v; want mode %v owner %d:%d",
+						got.mode, got.uid, got.gid, got.content == tt.old, before.mode, before.uid, before.gid)
+				}
+				wantOnly(t, dir, "server.key")
+				wantOnly(t, backups, "server.key") // kept: the engine decides when it goes
+				if !strings.Contains(logs.String(), "restored the file the write replaced") || !strings.Contains(logs.String(), snap["sha256"]) {
+					t.Errorf("the log does not say what was restored:\n%s", logs)
+				}
+			}
+			wantNoKey(t, "the log", logs.String())
+		})
+	}
+}
+
+func TestWriteSnapshotBackup(t *testing.T) {
+	tests := []struct {
+		name  string
+		umask int
+	}{
+		{"default umask", 0o022},
+		{"umask that takes the owner's bits", 0o277},
+		{"umask that takes nothing", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, _, backups := rollbackEnv(t)
+			// Two files of the same name, the first backed up twice: every
+			// copy gets a name of its own.
+			var paths []string
+			for _, sub := range []string{"a", "b"} {
+				dir := filepath.Join(t.TempDir(), sub)
+				if err := os.Mkdir(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				p := filepath.Join(dir, "server.key")
+				if err := os.WriteFile(p, []byte(sub), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				paths = append(paths, p)
+			}
+			paths = append(paths, paths[0])
+			setUmask(t, tt.umask)
+			wantNames := []string{"server.key", "server.key.1", "server.key.2"}
+			wantContent := []string{"a", "b", "a"}
+			for i, p := range paths {
+				cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+					"path": cty.StringVal(p), "content": cty.StringVal("new"),
+				})
+				snap, err := (*Write)(nil).Snapshot(context.Background(), env, cfg)
+				if err != nil {
+					t.Fatalf("Snapshot of %s: %v", p, err)
+				}
+				if want := filepath.Join(backups, wantNames[i]); snap["backup"] != want {
+					t.Errorf("backup %s, want %s", snap["backup"], want)
+				}
+				got := stateOf(t, snap["backup"])
+				if got.content != wantContent[i] || got.mode != 0o600 {
+					t.Errorf("backup %s holds %q with mode %v, want %q with -rw-------", snap["backup"], got.content, got.mode, wantContent[i])
+				}
+			}
+			wantOnly(t, backups, wantNames...)
+		})
+	}
+}
+
+func TestWriteSnapshotErrors(t *testing.T) {
+	tests := []struct {
+		name      string
+		setup     func(t *testing.T, path string) // nil: nothing at path
+		noBackups bool
+		want      []string // nil: no error
+	}{
+		{"no backups, file there", func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte(oldKey), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, true, []string{"keeps no backups", "rolling back this write needs a copy"}},
+		{"no backups, no file", nil, true, nil},
+		{"symlink", func(t *testing.T, path string) {
+			if err := os.Symlink("/etc/hostname", path); err != nil {
+				t.Fatal(err)
+			}
+		}, false, []string{"symbolic link"}},
+		{"directory", func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, false, []string{"not a regular file", "a directory"}},
+		{"named pipe", func(t *testing.T, path string) {
+			if err := syscall.Mkfifo(path, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, false, []string{"not a regular file", "a named pipe"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, logs, backups := rollbackEnv(t)
+			if tt.noBackups {
+				env.Backups = ""
+			}
+			path := filepath.Join(t.TempDir(), "server.key")
+			if tt.setup != nil {
+				tt.setup(t, path)
+			}
+			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+				"path": cty.StringVal(path), "content": cty.StringVal(testKey).Mark("sensitive"),
+			})
+			snap, err := (*Write)(nil).Snapshot(context.Background(), env, cfg)
+			wantOnly(t, backups)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Snapshot: %v", err)
+				}
+				if want := map[string]string{"existed": "false", "path": path}; !maps.Equal(snap, want) {
+					t.Errorf("snapshot %v, want %v", snap, want)
+				}
+				return
+			}
+			wantErrContains(t, err, append([]string{path}, tt.want...)...)
+			wantNoKey(t, "the error", err.Error())
+			wantNoKey(t, "the log", logs.String())
+			if snap != nil {
+				t.Errorf("got a snapshot %v along with the error", snap)
+			}
+		})
+	}
+}
+
+// TestWriteRollbackBackupNotTrusted damages the copy a snapshot kept: the
+// rollback must refuse to install it, leave the file as the write left it,
+// and say how to restore it from another copy, without quoting any content.
+func TestWriteRollbackBackupNotTrusted(t *testing.T) {
+	damagedKey, damagedKeyBody := makeTestKey()
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, backup string)
+		want   string
+	}{
+		{"content changed", func(t *testing.T, backup string) {
+			if err := os.WriteFile(backup, []byte(damagedKey), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "is damaged"},
+		{"cut short", func(t *testing.T, backup string) {
+			if err := os.Truncate(backup, 20); err != nil {
+				t.Fatal(err)
+			}
+		}, "is damaged"},
+		{"removed", func(t *testing.T, backup string) {
+			if err := os.Remove(backup); err != nil {
+				t.Fatal(err)
+			}
+		}, "no such file"},
+		{"replaced by a symlink", func(t *testing.T, backup string) {
+			twin := backup + ".twin"
+			if err := os.Rename(backup, twin); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(twin, backup); err != nil {
+				t.Fatal(err)
+			}
+		}, "symbolic link"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "server.key")
+			if err := os.WriteFile(path, []byte(oldKey), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env, logs, _ := rollbackEnv(t)
+			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+				"path": cty.StringVal(path), "content": cty.StringVal(testKey).Mark("sensitive"),
+			})
+			snap, err := (*Write)(nil).Snapshot(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := (*Write)(nil).Apply(context.Background(), env, cfg); err != nil {
+				t.Fatal(err)
+			}
+			applied := stateOf(t, path)
+			tt.damage(t, snap["backup"])
+
+			err = (*Write)(nil).Rollback(context.Background(), env, cfg, cty.NilVal, snap)
+			byHand := fmt.Sprintf("restore %s by hand from a copy you trust: install -m 0600 -o %d -g %d COPY %s",
+				path, os.Geteuid(), os.Getegid(), path)
+			wantErrContains(t, err, tt.want, byHand)
+			for _, secret := range []string{damagedKeyBody, testKeyBody, oldKeyBody} {
+				if strings.Contains(err.Error(), secret) || strings.Contains(logs.String(), secret) {
+					t.Errorf("the error or the log holds key material: %v", err)
+				}
+			}
+			if stateOf(t, path) != applied {
+				t.Error("a rollback from an untrusted backup changed the file")
+			}
+		})
+	}
+}
+
+func TestWriteRollbackTargetChanged(t *testing.T) {
+	tests := []struct {
+		name    string
+		existed bool
+		change  func(t *testing.T, path string) // after Apply
+		want    []string
+	}{
+		{"replaced by a directory", true, func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"not a regular file", "move it aside, then restore PATH by hand: install -m 0640 -o UID -g GID BACKUP PATH"}},
+		{"replaced by a symlink", true, func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("/etc/hostname", path); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"symbolic link", "move it aside, then restore PATH by hand: install -m 0640"}},
+		{"parent directory gone", true, func(t *testing.T, path string) {
+			if err := os.RemoveAll(filepath.Dir(path)); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"no such file or directory", "; restore PATH by hand: install -m 0640 -o UID -g GID BACKUP PATH"}},
+		{"created, now a directory", false, func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"did not exist before", "it is now a directory", "refusing to remove it", "by hand", "rm PATH"}},
+		{"created, now a symlink", false, func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("/etc/hostname", path); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"it is now a symbolic link", "refusing to remove it"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "server.key")
+			if tt.existed {
+				if err := os.WriteFile(path, []byte(oldKey), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(path, 0o640); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env, logs, _ := rollbackEnv(t)
+			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+				"path": cty.StringVal(path), "content": cty.StringVal(testKey).Mark("sensitive"),
+			})
+			snap, err := (*Write)(nil).Snapshot(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := (*Write)(nil).Apply(context.Background(), env, cfg); err != nil {
+				t.Fatal(err)
+			}
+			tt.change(t, path)
+			var before []string
+			_, dirErr := os.Stat(dir)
+			if dirErr == nil {
+				before = dirNames(t, dir)
+			}
+
+			err = (*Write)(nil).Rollback(context.Background(), env, cfg, cty.NilVal, snap)
+			r := strings.NewReplacer("PATH", path, "BACKUP", snap["backup"],
+				"UID", strconv.Itoa(os.Geteuid()), "GID", strconv.Itoa(os.Getegid()))
+			var want []string
+			for _, w := range tt.want {
+				want = append(want, r.Replace(w))
+			}
+			wantErrContains(t, err, want...)
+			wantNoKey(t, "the error", err.Error())
+			wantNoKey(t, "the log", logs.String())
+			if dirErr != nil {
+				return
+			}
+			if _, err := os.Lstat(path); err != nil {
+				t.Errorf("the rollback removed what it refused to replace: %v", err)
+			}
+			wantOnly(t, dir, before...)
+		})
+	}
+}
+
+func TestWriteRollbackMalformedSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "server.key")
+	if err := os.WriteFile(path, []byte("current"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good := map[string]string{
+		"existed": "true", "path": path, "backup": filepath.Join(dir, "backup"),
+		"sha256": strings.Repeat("ab", 32), "mode": "0600", "uid": "0", "gid": "0",
+	}
+	with := func(key, val string) map[string]string {
+		m := maps.Clone(good)
+		if val == "<delete>" {
+			delete(m, key)
+		} else {
+			m[key] = val
+		}
+		return m
+	}
+	tests := []struct {
+		name     string
+		snapshot map[string]string
+		wantErr  string
+	}{
+		{"nil", nil, `no "path"`},
+		{"empty path", with("path", ""), "path is empty"},
+		{"no existed", with("existed", "<delete>"), `no "existed"`},
+		{"existed yes", with("existed", "yes"), `neither "true" nor "false"`},
+		{"no backup", with("backup", "<delete>"), `no "backup"`},
+		{"relative backup", with("backup", "backups/server.key"), "not an absolute path"},
+		{"no sha256", with("sha256", "<delete>"), `no "sha256"`},
+		{"short sha256", with("sha256", "abcd"), "not a SHA-256"},
+		{"no mode", with("mode", "<delete>"), `no "mode"`},
+		{"mode not octal", with("mode", "0999"), "not a file mode"},
+		{"mode too large", with("mode", "10000"), "not a file mode"},
+		{"mode signed", with("mode", "+644"), "not a file mode"},
+		{"uid unset", with("uid", "-1"), "not an id"},
+		{"uid a name", with("uid", "root"), "not an id"},
+		{"no gid", with("gid", "<delete>"), `no "gid"`},
+		{"gid too large", with("gid", "4294967295"), "not a valid id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, _, _ := rollbackEnv(t)
+			err := (*Write)(nil).Rollback(context.Background(), env, Config{}, cty.NilVal, tt.snapshot)
+			wantErrContains(t, err, "write: rolling back", tt.wantErr)
+			if got, _ := os.ReadFile(path); string(got) != "current" {
+				t.Errorf("a malformed snapshot changed the file: it holds %q", got)
+			}
+		})
+	}
+}
+
+func TestChmodMode(t *testing.T) {
+	tests := []struct {
+		mode os.FileMode
+		want string
+	}{
+		{0o600, "0600"},
+		{0o644, "0644"},
+		{0, "0000"},
+		{0o640 | os.ModeSetgid, "2640"},
+		{0o755 | os.ModeSetuid, "4755"},
+		{0o777 | os.ModeSticky, "1777"},
+		{0o750 | os.ModeSetuid | os.ModeSetgid | os.ModeSticky, "7750"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := chmodMode(tt.mode); got != tt.want {
+				t.Errorf("chmodMode(%v) = %q, want %q", tt.mode, got, tt.want)
+			}
+			if tt.mode&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky) == 0 && chmodMode(tt.mode) != formatMode(tt.mode) {
+				t.Errorf("chmodMode and formatMode differ on a plain mode %v", tt.mode)
+			}
+			if back, err := parseChmodMode(tt.want); err != nil || back != tt.mode {
+				t.Errorf("parseChmodMode(%q) = %v, %v; want %v", tt.want, back, err, tt.mode)
+			}
+		})
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"/etc/vault/tls/server.key", "/etc/vault/tls/server.key"},
+		{"pki-prod", "pki-prod"},
+		{"/srv/my certs/a.pem", "'/srv/my certs/a.pem'"},
+		{"/srv/$HOME/a.pem", "'/srv/$HOME/a.pem'"},
+		{"it's", `'it'\''s'`},
+		{"", "''"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			if got := shellQuote(tt.in); got != tt.want {
+				t.Errorf("shellQuote(%q) = %s, want %s", tt.in, got, tt.want)
+			}
 		})
 	}
 }

@@ -23,8 +23,13 @@ import (
 // Exit codes. They are part of rotplan's interface: scripts rely on them.
 const (
 	exitOK      = 0 // every step succeeded
-	exitFailed  = 1 // a step failed, or the run was interrupted
+	exitFailed  = 1 // a step failed and its changes were left in place, or the run was interrupted
 	exitInvalid = 2 // invalid plan, variables or usage; nothing was changed
+	// exitRolledBack: a step failed and every completed step was undone.
+	exitRolledBack = 3
+	// exitRollbackIncomplete: a step failed and some completed steps could
+	// not be undone; the output says what to do by hand.
+	exitRollbackIncomplete = 4
 )
 
 const usage = `Usage: rotplan <command> [options]
@@ -93,6 +98,8 @@ type command struct {
 	logLevel    string
 	stateDir    string
 	parallelism int
+	rollback    bool
+	keepBackups bool
 	log         hclog.Logger
 	plan        string
 }
@@ -105,6 +112,8 @@ func newCommand(name, help, example string, stdout, stderr io.Writer) *command {
 	c.fs.StringVar(&c.logLevel, "log-level", "info", "log `LEVEL` on stderr: trace, debug, info, warn, error or off")
 	c.fs.StringVar(&c.stateDir, "state-dir", "", "keep the journal and the lock in `DIR` (default: .rotplan beside the plan file)")
 	c.fs.IntVar(&c.parallelism, "parallelism", engine.DefaultParallelism, "run at most `N` independent steps at once")
+	c.fs.BoolVar(&c.rollback, "rollback", true, "when a step fails, undo every completed step (-rollback=false leaves them, for debugging)")
+	c.fs.BoolVar(&c.keepBackups, "keep-backups", false, "keep the copies of replaced files in the state directory after the run")
 	c.fs.Usage = func() {
 		fmt.Fprint(stderr, help)
 		c.fs.PrintDefaults()
@@ -189,7 +198,8 @@ func (c *command) start(args []string) (s *session, code int, ok bool) {
 
 // options are the engine options both commands use.
 func (c *command) options(j *journal.Journal, observer engine.Observer) engine.Options {
-	return engine.Options{Log: c.log, Observer: observer, Parallelism: c.parallelism, Journal: j, Version: version}
+	return engine.Options{Log: c.log, Observer: observer, Parallelism: c.parallelism, Journal: j, Version: version,
+		Rollback: c.rollback, KeepBackups: c.keepBackups}
 }
 
 // report prints the end of a run and returns the exit code.
@@ -208,8 +218,14 @@ func (c *command) report(out *diagPrinter, progress *progress, report *engine.Re
 	for _, se := range stepErrs {
 		out.print(se.Diagnostics)
 	}
-	if len(stepErrs) == 0 {
+	if len(stepErrs) == 0 && report.Rollback == engine.RollbackNone {
 		fmt.Fprintf(c.stderr, "Error: %v\n", err)
+	}
+	switch report.Rollback {
+	case engine.RollbackComplete:
+		return exitRolledBack
+	case engine.RollbackIncomplete:
+		return exitRollbackIncomplete
 	}
 	return exitFailed
 }

@@ -149,7 +149,7 @@ func TestStateDirectoryOfAnotherPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if code := rotplan(context.Background(), []string{"run", "-log-level", "off", a}, &out, &out); code != exitFailed {
+	if code := rotplan(context.Background(), []string{"run", "-rollback=false", "-log-level", "off", a}, &out, &out); code != exitFailed {
 		t.Fatalf("run a.hcl: exit %d, want %d\n%s", code, exitFailed, out.String())
 	}
 	for _, command := range []string{"run", "resume"} {

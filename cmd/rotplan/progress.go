@@ -47,8 +47,20 @@ func (p *progress) Resuming(decisions []engine.Decision) {
 	}
 }
 
+// RollbackStarted implements engine.RollbackObserver.
+func (p *progress) RollbackStarted(addr string) { p.line("%-28s rolling back", addr) }
+
+// RollbackFinished implements engine.RollbackObserver.
+func (p *progress) RollbackFinished(r engine.StepResult) {
+	p.line("%-28s %-8s %s", r.Addr, r.Outcome, roundDuration(r.Duration))
+}
+
 func (p *progress) summary(r *engine.Report, err error) {
 	if r == nil {
+		return
+	}
+	if r.Rollback != engine.RollbackNone {
+		p.rollbackSummary(r)
 		return
 	}
 	for _, s := range r.Steps {
@@ -73,6 +85,29 @@ func (p *progress) summary(r *engine.Report, err error) {
 	p.line("Rotation FAILED: %d succeeded, %d failed, %d not run, of %d steps%s, in %s.", ok, failed, notRun, total-done, earlier, roundDuration(r.Duration))
 	if ok+done > 0 {
 		p.line("The %d completed steps were not rolled back: their changes are in place. Fix the cause, then finish with 'rotplan resume'.", ok+done)
+	}
+}
+
+// rollbackSummary says how a failed run was undone, and what is left to the
+// operator.
+func (p *progress) rollbackSummary(r *engine.Report) {
+	undone := 0
+	var failed []engine.StepResult
+	for _, s := range r.RollbackSteps {
+		if s.Outcome == engine.RolledBack {
+			undone++
+		} else {
+			failed = append(failed, s)
+		}
+	}
+	if len(failed) == 0 {
+		p.line("Rotation FAILED and was ROLLED BACK: %d steps undone, in %s. The system is as it was before the run.", undone, roundDuration(r.Duration))
+		return
+	}
+	p.line("Rotation FAILED and the ROLLBACK IS INCOMPLETE: %d steps undone, %d could not be, in %s.", undone, len(failed), roundDuration(r.Duration))
+	p.line("Still to undo by hand (then 'rotplan resume' retries what is left):")
+	for _, s := range failed {
+		p.line("  %s: %s", s.Addr, s.Err.Error())
 	}
 }
 

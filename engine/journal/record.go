@@ -30,6 +30,12 @@ const (
 	// StepSuperseded records what became of a superseded result (Note: a
 	// certificate's serial, revoked or not).
 	StepSuperseded = "step_superseded"
+	// RollbackStarted, RollbackSucceeded and RollbackFailed (with Error)
+	// record the undoing of a step after a failure, as the forward records
+	// do its doing.
+	RollbackStarted   = "rollback_started"
+	RollbackSucceeded = "rollback_succeeded"
+	RollbackFailed    = "rollback_failed"
 	// RunFinished closes a run with its Status.
 	RunFinished = "run_finished"
 )
@@ -39,6 +45,11 @@ const (
 	StatusSucceeded   = "succeeded"
 	StatusFailed      = "failed"
 	StatusInterrupted = "interrupted"
+	// StatusRolledBack: a step failed and every completed step was undone.
+	StatusRolledBack = "rolled_back"
+	// StatusRollbackIncomplete: a step failed and some completed steps
+	// could not be undone; resume tries them again.
+	StatusRollbackIncomplete = "rollback_incomplete"
 )
 
 // Record is one line of a journal. Which fields are set depends on Type.
@@ -51,6 +62,7 @@ type Record struct {
 	Step     string            `json:"step,omitempty"`
 	Inputs   string            `json:"inputs,omitempty"`
 	Intent   map[string]string `json:"intent,omitempty"`
+	Snapshot map[string]string `json:"snapshot,omitempty"`
 	Outputs  json.RawMessage   `json:"outputs,omitempty"`
 	Facts    []steps.Fact      `json:"facts,omitempty"`
 	Checked  bool              `json:"checked,omitempty"`
@@ -78,6 +90,9 @@ type RunInfo struct {
 	Steps []StepDefinition `json:"steps"`
 	// Forced is set on a resume that went ahead despite changes.
 	Forced bool `json:"forced,omitempty"`
+	// Rollback is set when this part of the run saved what each step
+	// replaces, so that a failure can be undone.
+	Rollback bool `json:"rollback,omitempty"`
 }
 
 // Duration is a time.Duration journaled in milliseconds, readable by people

@@ -1,0 +1,355 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/steps"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Rollback outcomes.
+const (
+	// RolledBack is a completed step undone after another step failed.
+	RolledBack Outcome = "rolled back"
+	// RollbackFailed is a step whose undoing failed: what it changed is
+	// still in place.
+	RollbackFailed Outcome = "rollback failed"
+)
+
+// The state of a run's rollback, in Report.Rollback.
+const (
+	RollbackNone       = ""           // no rollback (success, interrupt, or -rollback=false)
+	RollbackComplete   = "complete"   // every completed step was undone
+	RollbackIncomplete = "incomplete" // some could not be; see Report.RollbackSteps
+)
+
+// RollbackObserver is an Observer that also hears about steps being undone.
+type RollbackObserver interface {
+	Observer
+	RollbackStarted(addr string)
+	RollbackFinished(result StepResult)
+}
+
+// hookSpec is the schema of a step's rollback block.
+var hookSpec = hcldec.ObjectSpec{
+	"command": &hcldec.AttrSpec{Name: "command", Type: cty.List(cty.String), Required: true},
+	"timeout": &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
+}
+
+const defaultHookTimeout = time.Minute
+
+// rollbackHook is a rollback block evaluated.
+type rollbackHook struct {
+	argv    []string
+	timeout time.Duration
+}
+
+func parseHook(cfg steps.Config) (rollbackHook, error) {
+	var h rollbackHook
+	argv, errCmd := cfg.StringList("command")
+	if errCmd == nil && len(argv) == 0 {
+		errCmd = &steps.AttrError{Path: "command", Err: errors.New("must name a program: an argv list such as [\"/usr/local/bin/notify\", \"rolled back\"]")}
+	}
+	if errCmd == nil && argv[0] == "" {
+		errCmd = &steps.AttrError{Path: "command", Err: errors.New("the program name must not be empty")}
+	}
+	timeout, errTimeout := cfg.Duration("timeout", defaultHookTimeout)
+	h.argv, h.timeout = argv, timeout
+	return h, errors.Join(errCmd, errTimeout)
+}
+
+// validateHook checks a step's rollback block before the run.
+func (p *Program) validateHook(n *node) hcl.Diagnostics {
+	hook := n.step.RollbackHook
+	if hook == nil {
+		return nil
+	}
+	val, diags := hcldec.Decode(hook.Body, hookSpec, p.beforeRun)
+	if diags.HasErrors() {
+		return diags
+	}
+	_, err := parseHook(steps.NewConfig(val))
+	return p.hookDiagnostics(n, err)
+}
+
+// hookDiagnostics locates errors in a rollback block, skipping what is not
+// known before the run.
+func (p *Program) hookDiagnostics(n *node, err error) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	var errs []error
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = joined.Unwrap()
+	} else if err != nil {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		if e == nil || errors.Is(e, steps.ErrUnknown) {
+			continue
+		}
+		subject := n.step.RollbackHook.DeclRange
+		var attrErr *steps.AttrError
+		if errors.As(e, &attrErr) {
+			if rng, ok := argumentRange(n.step.RollbackHook.Body, attrErr.Path); ok {
+				subject = rng
+			}
+		}
+		diags = append(diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid rollback block in " + n.step.Addr(),
+			Detail:   e.Error(),
+			Subject:  subject.Ptr(),
+		})
+	}
+	return diags
+}
+
+// backupRoot is where this run's steps keep what they replace: beside the
+// journal, under backups/<run number>.
+func (x *execution) backupRoot() string {
+	if x.opts.Journal == nil {
+		return ""
+	}
+	path := x.opts.Journal.Path()
+	return filepath.Join(filepath.Dir(filepath.Dir(path)), "backups", strings.TrimSuffix(filepath.Base(path), ".journal"))
+}
+
+// stepEnv returns the Env a step runs in, with its own backup directory.
+func (x *execution) stepEnv(addr string) *steps.Env {
+	env := x.env.Named(addr)
+	if root := x.backupRoot(); root != "" {
+		env.Backups = filepath.Join(root, addr)
+	}
+	return env
+}
+
+// snapshot lets a kind save what it needs to undo the step, before the step
+// changes anything.
+func (x *execution) snapshot(ctx context.Context, n *node, cfg steps.Config) (map[string]string, error) {
+	r, ok := n.kind.(steps.Rollbacker)
+	if !ok || !x.opts.Rollback {
+		return nil, nil
+	}
+	// A step carried out again on resume goes back to what was there before
+	// the run, not to what its first attempt left.
+	x.mu.Lock()
+	earlier, taken := x.snapshots[n.step.Addr()]
+	x.mu.Unlock()
+	if taken {
+		return earlier, nil
+	}
+	env := x.stepEnv(n.step.Addr())
+	if env.Backups != "" {
+		if err := os.MkdirAll(env.Backups, 0o700); err != nil {
+			return nil, fmt.Errorf("creating the backup directory: %w", err)
+		}
+	}
+	snap, err := r.Snapshot(ctx, env, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("saving what is needed to undo the step: %w", err)
+	}
+	x.mu.Lock()
+	x.snapshots[n.step.Addr()] = snap
+	x.mu.Unlock()
+	return snap, nil
+}
+
+// rollback undoes every completed step: first, in reverse dependency order
+// (independent ones concurrently), every step whose kind is not RestoreAware;
+// then the RestoreAware ones (reloads) in dependency order, so that they act
+// on the restored system. A step's rollback block runs after its kind's
+// inverse. A failure does not stop the others.
+func (x *execution) rollback(ctx context.Context) {
+	p := x.p
+	var early, late []*node
+	for _, n := range p.order {
+		addr := n.step.Addr()
+		if _, done := x.outputs[addr]; !done || x.rolledBack[addr] {
+			continue
+		}
+		_, undoable := n.kind.(steps.Rollbacker)
+		if !undoable && n.step.RollbackHook == nil {
+			continue
+		}
+		if _, ok := n.kind.(steps.RestoreAware); ok {
+			late = append(late, n)
+		} else {
+			early = append(early, n)
+		}
+	}
+	if len(early)+len(late) == 0 {
+		x.report.Rollback = RollbackComplete
+		return
+	}
+	set := map[string]bool{}
+	for _, n := range early {
+		set[n.step.Addr()] = true
+	}
+	// Reverse order: a step is undone once every step that depends on it,
+	// directly or through steps with nothing to undo, has been.
+	x.schedule(ctx, early, func(addr string) []string { return p.reachable(addr, p.graph.Users, set) })
+	set = map[string]bool{}
+	for _, n := range late {
+		set[n.step.Addr()] = true
+	}
+	x.schedule(ctx, late, func(addr string) []string { return p.reachable(addr, p.graph.DependsOn, set) })
+
+	x.report.Rollback = RollbackComplete
+	for _, r := range x.report.RollbackSteps {
+		if r.Outcome == RollbackFailed {
+			x.report.Rollback = RollbackIncomplete
+		}
+	}
+}
+
+// reachable returns the members of set reachable from addr through next,
+// passing through vertices outside the set.
+func (p *Program) reachable(addr string, next func(string) []string, set map[string]bool) []string {
+	seen := map[string]bool{addr: true}
+	var out []string
+	stack := next(addr)
+	for len(stack) > 0 {
+		v := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[v] {
+			continue
+		}
+		seen[v] = true
+		if set[v] {
+			out = append(out, v)
+			continue
+		}
+		stack = append(stack, next(v)...)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// schedule runs rollbackStep for nodes, each once everything waitFor names
+// has been handled (successfully or not), up to Parallelism at a time.
+func (x *execution) schedule(ctx context.Context, nodes []*node, waitFor func(string) []string) {
+	pending := map[string]int{}
+	waiters := map[string][]*node{}
+	var ready []*node
+	for _, n := range nodes {
+		addr := n.step.Addr()
+		for _, w := range waitFor(addr) {
+			pending[addr]++
+			waiters[w] = append(waiters[w], n)
+		}
+		if pending[addr] == 0 {
+			ready = append(ready, n)
+		}
+	}
+	results := make(chan *node)
+	running := 0
+	var wg sync.WaitGroup
+	for len(ready) > 0 || running > 0 {
+		for running < x.opts.Parallelism && len(ready) > 0 {
+			n := ready[0]
+			ready = ready[1:]
+			running++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				x.rollbackStep(ctx, n)
+				results <- n
+			}()
+		}
+		n := <-results
+		running--
+		for _, w := range waiters[n.step.Addr()] {
+			if pending[w.step.Addr()]--; pending[w.step.Addr()] == 0 {
+				ready = append(ready, w)
+			}
+		}
+	}
+	wg.Wait()
+}
+
+// rollbackStep undoes one step and journals the outcome.
+func (x *execution) rollbackStep(ctx context.Context, n *node) {
+	addr := n.step.Addr()
+	if o, ok := x.opts.Observer.(RollbackObserver); ok {
+		o.RollbackStarted(addr)
+	}
+	began := time.Now()
+	err := x.record(journal.Record{Type: journal.RollbackStarted, Step: addr})
+	if err == nil {
+		err = x.undo(ctx, n)
+	}
+	res := StepResult{Addr: addr, Outcome: RolledBack, Duration: time.Since(began)}
+	if err != nil {
+		res.Outcome = RollbackFailed
+		res.Err = &StepError{Addr: addr, Diagnostics: x.p.stepDiagnostics(n, "Rollback failed:", err)}
+		_ = x.record(journal.Record{Type: journal.RollbackFailed, Step: addr, Error: err.Error(), Duration: journal.Duration(res.Duration)})
+	} else if rerr := x.record(journal.Record{Type: journal.RollbackSucceeded, Step: addr, Duration: journal.Duration(res.Duration)}); rerr != nil {
+		res.Outcome = RollbackFailed
+		res.Err = x.journalError(n, rerr)
+	}
+	x.mu.Lock()
+	x.report.RollbackSteps = append(x.report.RollbackSteps, res)
+	x.mu.Unlock()
+	if o, ok := x.opts.Observer.(RollbackObserver); ok {
+		o.RollbackFinished(res)
+	}
+}
+
+// undo runs the kind's inverse, then the step's rollback block.
+func (x *execution) undo(ctx context.Context, n *node) error {
+	addr := n.step.Addr()
+	x.mu.Lock()
+	evalCtx := x.p.evalContext(x.outputs)
+	outputs := x.outputs[addr]
+	snap, hasSnap := x.snapshots[addr]
+	x.mu.Unlock()
+	if r, ok := n.kind.(steps.Rollbacker); ok {
+		if !hasSnap {
+			return errors.New("nothing was saved to undo it with (the run had -rollback=false); undo it by hand")
+		}
+		cfg, _, diags := x.p.decode(n, evalCtx)
+		if diags.HasErrors() {
+			return diags
+		}
+		if err := r.Rollback(ctx, x.stepEnv(addr), cfg, outputs, snap); err != nil {
+			return err
+		}
+	}
+	hook := n.step.RollbackHook
+	if hook == nil {
+		return nil
+	}
+	val, diags := hcldec.Decode(hook.Body, hookSpec, evalCtx)
+	if diags.HasErrors() {
+		return diags
+	}
+	h, err := parseHook(steps.NewConfig(val))
+	if err != nil {
+		return fmt.Errorf("rollback block: %w", err)
+	}
+	if err := steps.RunCommand(ctx, h.argv, h.timeout); err != nil {
+		return fmt.Errorf("rollback block command %q: %w", h.argv[0], err)
+	}
+	return nil
+}
+
+// removeBackups deletes the run's backups once they are no longer needed.
+func (x *execution) removeBackups() {
+	root := x.backupRoot()
+	if root == "" || x.opts.KeepBackups {
+		return
+	}
+	if err := os.RemoveAll(root); err != nil {
+		x.report.Warnings = append(x.report.Warnings, fmt.Sprintf("cannot remove the backups in %s: %v", root, err))
+	}
+}
