@@ -199,8 +199,9 @@ func TestRollbackWhenVaultCannotReadItsKey(t *testing.T) {
 	checkRestored(t, r.v, state, before, served)
 }
 
-// TestKillDuringRollback kills rotplan at every record of the rollback in
-// turn; resume finishes the rollback with the same end state.
+// TestKillDuringRollback kills rotplan at every boundary of the rollback in
+// turn, before and after each record; resume finishes the rollback with the
+// same end state.
 func TestKillDuringRollback(t *testing.T) {
 	r := newRotation(t)
 	plan := editedPlan(t, wrongSNI)
@@ -221,8 +222,13 @@ func TestKillDuringRollback(t *testing.T) {
 	if first < 0 {
 		t.Fatal("no rollback in the journal")
 	}
+	// after:N kills once record N is durable; before:N with the undoing
+	// done but not recorded.
+	var failpoints []string
 	for n := first; n < len(recs); n++ {
-		fp := fmt.Sprintf("after:%d", n)
+		failpoints = append(failpoints, fmt.Sprintf("after:%d", n), fmt.Sprintf("before:%d", n+1))
+	}
+	for _, fp := range failpoints {
 		t.Run(fp, func(t *testing.T) {
 			before := readFiles(t, rotatedFiles(r.v))
 			served := servedSerial(t, r.v)
