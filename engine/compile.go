@@ -268,16 +268,13 @@ func (p *Program) connect() hcl.Diagnostics {
 				n.noteUse(ref.stepAddr(), tr)
 			}
 		}
+		// A rollback block runs when the run goes back, so what it refers to
+		// orders nothing going forward: it may name the step itself, or
+		// steps after it.
 		if s.RollbackHook != nil {
 			for _, tr := range hcldec.Variables(s.RollbackHook.Body, hookSpec) {
-				ref, d := p.resolveRef(tr, true)
-				if d != nil {
+				if _, d := p.resolveRef(tr, true); d != nil {
 					diags = append(diags, d)
-					continue
-				}
-				if _, isKind := p.kinds[ref.root]; isKind {
-					p.graph.Connect(s.Addr(), ref.stepAddr())
-					n.noteUse(ref.stepAddr(), tr)
 				}
 			}
 		}

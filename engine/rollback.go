@@ -79,7 +79,12 @@ func (p *Program) validateHook(n *node) hcl.Diagnostics {
 	if diags.HasErrors() {
 		return diags
 	}
-	_, err := parseHook(steps.NewConfig(val))
+	cfg := steps.NewConfig(val)
+	_, err := parseHook(cfg)
+	if cfg.Sensitive("command") {
+		err = errors.Join(err, &steps.AttrError{Path: "command",
+			Err: errors.New("must not use sensitive values: they would show on a command line, and a resumed rollback no longer has them")})
+	}
 	return p.hookDiagnostics(n, err)
 }
 
@@ -309,7 +314,7 @@ func (x *execution) rollbackStep(ctx context.Context, n *node) {
 func (x *execution) undo(ctx context.Context, n *node) error {
 	addr := n.step.Addr()
 	x.mu.Lock()
-	evalCtx := x.p.evalContext(x.outputs)
+	evalCtx := x.p.rollbackContext(x.outputs)
 	outputs := x.outputs[addr]
 	snap, hasSnap := x.snapshots[addr]
 	x.mu.Unlock()
@@ -334,6 +339,9 @@ func (x *execution) undo(ctx context.Context, n *node) error {
 		return diags
 	}
 	h, err := parseHook(steps.NewConfig(val))
+	if errors.Is(err, steps.ErrUnknown) {
+		return errors.New("rollback block: its command uses the outputs of a step that did not complete")
+	}
 	if err != nil {
 		return fmt.Errorf("rollback block: %w", err)
 	}
@@ -341,6 +349,21 @@ func (x *execution) undo(ctx context.Context, n *node) error {
 		return fmt.Errorf("rollback block command %q: %w", h.argv[0], err)
 	}
 	return nil
+}
+
+// rollbackContext evaluates during rollback: the outputs of the steps that
+// completed, and unknown outputs for the others, which a rollback block may
+// name (it orders nothing).
+func (p *Program) rollbackContext(outputs map[string]cty.Value) *hcl.EvalContext {
+	all := make(map[string]cty.Value, len(p.nodes))
+	for addr, n := range p.nodes {
+		if out, ok := outputs[addr]; ok {
+			all[addr] = out
+		} else {
+			all[addr] = unknownOutputs(n.kind)
+		}
+	}
+	return p.evalContext(all)
 }
 
 // removeBackups deletes the run's backups once they are no longer needed.

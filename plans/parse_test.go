@@ -66,6 +66,9 @@ func TestInvalidPlanSummaries(t *testing.T) {
 		{"invalid-two-vault-blocks.hcl", "Duplicate vault block", 3, "already declared"},
 		{"invalid-step-without-name.hcl", "Missing name for issue", 1, ""},
 		{"invalid-top-level-argument.hcl", "Unsupported argument", 1, ""},
+		{"invalid-rollback-duplicate.hcl", "Duplicate rollback block", 6, "invalid-rollback-duplicate.hcl:3"},
+		{"invalid-rollback-label.hcl", "Extraneous label for rollback", 3, "No labels are expected"},
+		{"invalid-rollback-top-level.hcl", "Unsupported block type", 1, "steps of the kinds issue, write"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

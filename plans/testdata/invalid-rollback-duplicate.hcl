@@ -1,0 +1,9 @@
+write "a" {
+  path = "/tmp/a.crt"
+  rollback {
+    command = ["/bin/true"]
+  }
+  rollback {
+    command = ["/bin/false"]
+  }
+}

@@ -1,0 +1,6 @@
+write "a" {
+  path = "/tmp/a.crt"
+  rollback "notify" {
+    command = ["/bin/true"]
+  }
+}

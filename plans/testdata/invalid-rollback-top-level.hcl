@@ -1,0 +1,3 @@
+rollback {
+  command = ["/bin/true"]
+}
