@@ -62,9 +62,7 @@ type StepState struct {
 	// attempt took (zero while started).
 	Started  time.Time     `json:"started,omitzero"`
 	Duration time.Duration `json:"-"`
-	// Inputs is the hash of its evaluated arguments; Intent what it was
-	// about to do (see steps.Resumer).
-	Inputs string            `json:"-"`
+	// Intent is what it was about to do (see steps.Resumer).
 	Intent map[string]string `json:"-"`
 	// Snapshot is what the step's kind saved to undo it (see
 	// steps.Rollbacker).
@@ -170,7 +168,7 @@ func foldRun(c *journal.Contents) (*Run, error) {
 		case journal.StepStarted:
 			s := step(rec.Step)
 			s.State, s.Started, s.Duration = StateStarted, rec.Time, 0
-			s.Inputs, s.Intent, s.Error, s.Checked = rec.Inputs, rec.Intent, "", false
+			s.Intent, s.Error, s.Checked = rec.Intent, "", false
 			if r.Info.Rollback { // the first snapshot of a run is the one to go back to
 				s.Snapshot, s.Snapshotted = rec.Snapshot, true
 			}

@@ -139,8 +139,9 @@ func describeOwner(owner, group string) string {
 // rotplan read a disk image.
 const maxResumeRead = 16 << 20
 
-// contentDigest is the hex SHA-256 a write step reports for its content; the
-// journal and later steps identify a key by it without holding the key.
+// contentDigest is the hex SHA-256 rotplan reports for content: a write
+// step's file (the journal and later steps identify a key by it without
+// holding the key) and a certificate's fingerprint.
 func contentDigest(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])

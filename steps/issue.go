@@ -2,10 +2,8 @@ package steps
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -451,8 +449,7 @@ func readIssued(data map[string]any) (issuedCertificate, error) {
 	if out.serial == "" {
 		out.serial = SerialHex(leaf)
 	}
-	sum := sha256.Sum256(leaf.Raw)
-	out.fingerprint = hex.EncodeToString(sum[:])
+	out.fingerprint = contentDigest(leaf.Raw)
 	out.expiration = leaf.NotAfter.UTC().Format(time.RFC3339)
 	if n, ok := data["expiration"].(json.Number); ok {
 		if secs, err := strconv.ParseInt(string(n), 10, 64); err == nil {

@@ -2,7 +2,6 @@ package steps
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
@@ -267,8 +266,7 @@ func (v verification) handshake(ctx context.Context) (checkResult, error) {
 	defer conn.Close()
 	state := conn.(*tls.Conn).ConnectionState()
 	leaf := state.PeerCertificates[0]
-	sum := sha256.Sum256(leaf.Raw)
-	res := checkResult{serial: SerialHex(leaf), fingerprint: hex.EncodeToString(sum[:])}
+	res := checkResult{serial: SerialHex(leaf), fingerprint: contentDigest(leaf.Raw)}
 	if v.expectSerial != nil && leaf.SerialNumber.Cmp(v.expectSerial) != 0 {
 		return res, fmt.Errorf("%s serves serial %s, expected %s", e.address, res.serial, serialString(v.expectSerial))
 	}

@@ -151,6 +151,7 @@ func checkRestored(t *testing.T, v *testvault.Vault, state string, before map[st
 			t.Errorf("%s is still %s in the journal: it was not rolled back", addr, s.State)
 		}
 	}
+	assertNoSecrets(t, v, []string{state})
 	if entries, _ := os.ReadDir(filepath.Join(state, "backups")); len(entries) != 0 {
 		t.Errorf("backups left after a clean rollback: %d", len(entries))
 	}
