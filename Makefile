@@ -39,9 +39,11 @@ test: check vault
 demo: build vault
 	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl
 
-# Rewrites the CLI's golden files; review the diff before committing.
-golden:
+# Rewrites the golden files (the CLI's, and the preview's against a real
+# Vault); review the diff before committing.
+golden: vault
 	$(GO) test ./cmd/rotplan -run Golden -update
+	ROTPLAN_VAULT_BIN=$(VAULT_BIN) $(GO) test ./internal/e2e -run Golden -update
 
 clean:
 	rm -rf bin .demo

@@ -32,6 +32,9 @@ const (
 	// Done is a step a resumed run did not carry out again: an earlier
 	// attempt did it.
 	Done Outcome = "done"
+	// Skipped is a step that was not due (see steps.Conditional), or all of
+	// whose dependencies were skipped. It changed nothing.
+	Skipped Outcome = "skipped"
 )
 
 // DefaultParallelism is how many steps run at once unless Options say.
@@ -44,6 +47,8 @@ type StepResult struct {
 	Duration time.Duration
 	// Err is set when Outcome is Failed.
 	Err *StepError
+	// Reason says why a step was skipped.
+	Reason string
 }
 
 // Report is the result of Apply or Resume: every step, in the order the run
@@ -128,7 +133,10 @@ type execution struct {
 	start   time.Time
 	todo    map[string]bool      // steps to carry out
 	outputs map[string]cty.Value // outputs of the steps done so far
-	lazy    map[string]bool      // steps to prepare just before they run
+	// skipped holds why each skipped step was skipped. Skipped steps have
+	// no outputs: steps that read them see unknown values.
+	skipped map[string]string
+	lazy    map[string]bool // steps to prepare just before they run
 	// superseded holds, per step, the journaled outputs of earlier results
 	// to hand to steps.Superseder once the run has succeeded.
 	superseded map[string][]cty.Value
@@ -155,7 +163,7 @@ func (p *Program) newExecution(opts Options) *execution {
 	}
 	return &execution{
 		p: p, opts: opts, report: &Report{}, start: time.Now(),
-		todo: map[string]bool{}, outputs: map[string]cty.Value{},
+		todo: map[string]bool{}, outputs: map[string]cty.Value{}, skipped: map[string]string{},
 		lazy: map[string]bool{}, superseded: map[string][]cty.Value{},
 		snapshots: map[string]map[string]string{}, rolledBack: map[string]bool{},
 	}
@@ -295,10 +303,11 @@ func (x *execution) walk(ctx context.Context) error {
 		for len(failures) == 0 && ctx.Err() == nil && running < x.opts.Parallelism && len(ready) > 0 {
 			n := ready[0]
 			ready = ready[1:]
-			evalCtx := p.evalContext(x.outputs)
+			evalCtx := p.evalContext(x.visibleOutputs())
+			skips := x.skipsOf(n)
 			running++
 			go func() {
-				res, out := x.runStep(ctx, n, evalCtx)
+				res, out := x.runStep(ctx, n, evalCtx, skips)
 				results <- finished{n: n, res: res, out: out}
 			}()
 		}
@@ -310,11 +319,15 @@ func (x *execution) walk(ctx context.Context) error {
 		addr := f.n.step.Addr()
 		ended[addr] = true
 		x.report.Steps = append(x.report.Steps, f.res)
-		if f.res.Outcome != Succeeded {
+		switch f.res.Outcome {
+		case Succeeded:
+			x.outputs[addr] = f.out
+		case Skipped:
+			x.skipped[addr] = f.res.Reason
+		default:
 			failures = append(failures, f.res.Err)
 			continue
 		}
-		x.outputs[addr] = f.out
 		for _, user := range p.graph.Users(addr) {
 			if !x.todo[user] {
 				continue
@@ -341,16 +354,94 @@ func (x *execution) walk(ctx context.Context) error {
 	return nil
 }
 
+// visibleOutputs are the outputs steps are evaluated with: those of the
+// steps done so far, and unknown ones for the skipped steps.
+func (x *execution) visibleOutputs() map[string]cty.Value {
+	if len(x.skipped) == 0 {
+		return x.outputs
+	}
+	all := make(map[string]cty.Value, len(x.outputs)+len(x.skipped))
+	for addr, out := range x.outputs {
+		all[addr] = out
+	}
+	for addr := range x.skipped {
+		all[addr] = unknownOutputs(x.p.nodes[addr].kind)
+	}
+	return all
+}
+
+// skips is what the steps a step depends on tell about skipping it.
+type skips struct {
+	// allSkipped: it depends on at least one step, and every one of them
+	// was skipped.
+	allSkipped bool
+	// read is a skipped step whose outputs it reads, "" when none, and
+	// readWhy why it was skipped.
+	read, readWhy string
+}
+
+func (x *execution) skipsOf(n *node) skips { return x.p.skipsOf(n, x.skipped) }
+
+// skipsOf looks up what skipped says (step address → why it was skipped)
+// of the steps n depends on.
+func (p *Program) skipsOf(n *node, skipped map[string]string) skips {
+	var s skips
+	deps := p.graph.DependsOn(n.step.Addr())
+	s.allSkipped = len(deps) > 0
+	for _, dep := range deps {
+		why, ok := skipped[dep]
+		if !ok {
+			s.allSkipped = false
+		} else if _, reads := n.uses[dep]; reads && s.read == "" {
+			s.read, s.readWhy = dep, why
+		}
+	}
+	return s
+}
+
+// skipDecision decides whether a step is skipped: by its kind's own
+// condition when the block sets one (see steps.Conditional), else when every
+// step it depends on was skipped. reason says why, and for a step whose
+// condition makes it due, why it is due.
+func (p *Program) skipDecision(ctx context.Context, env *steps.Env, n *node, cfg steps.Config, s skips) (skip bool, reason string, err error) {
+	if c, ok := n.kind.(steps.Conditional); ok {
+		cond, err := c.Due(ctx, env, cfg)
+		if err != nil {
+			return false, "", err
+		}
+		if cond.Set {
+			return !cond.Due, cond.Reason, nil
+		}
+	}
+	if s.allSkipped {
+		return true, "every step it depends on was skipped", nil
+	}
+	return false, "", nil
+}
+
+// skippedReadError is the error of a step that runs although it reads the
+// outputs of a skipped step, which has none.
+func skippedReadError(dep, why string) error {
+	return fmt.Errorf("it reads the outputs of %s, which was skipped (%s) and has none; "+
+		"a step that uses a skipped step's outputs must be skipped with it: make it depend only on steps that are skipped together", dep, why)
+}
+
 // runStep carries out one step and journals its outcome.
-func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalContext) (StepResult, cty.Value) {
+func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalContext, sk skips) (StepResult, cty.Value) {
 	addr := n.step.Addr()
 	if x.opts.Observer != nil {
 		x.opts.Observer.StepStarted(addr)
 	}
 	began := time.Now()
-	out, stepErr := x.applyStep(ctx, n, evalCtx)
+	out, reason, stepErr := x.applyStep(ctx, n, evalCtx, sk)
 	res := StepResult{Addr: addr, Outcome: Succeeded, Duration: time.Since(began)}
-	if stepErr == nil {
+	switch {
+	case stepErr == nil && out == cty.NilVal:
+		res.Outcome, res.Reason = Skipped, reason
+		if err := x.record(journal.Record{Type: journal.StepSkipped, Step: addr, Reason: reason}); err != nil {
+			stepErr = x.journalError(n, err)
+		}
+	case stepErr == nil:
 		stepErr = x.recordSuccess(n, out, res.Duration, false)
 	}
 	if stepErr != nil {
@@ -364,49 +455,59 @@ func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalConte
 	return res, out
 }
 
-// applyStep evaluates a step's body with the outputs known so far, checks it
-// again now that every value is known, journals that it starts, applies it
-// and returns its outputs, with the sensitive ones marked.
-func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalContext) (cty.Value, *StepError) {
+// applyStep evaluates a step's body with the outputs known so far, decides
+// whether it is due, checks it again now that every value is known, journals
+// that it starts, applies it and returns its outputs, with the sensitive ones
+// marked. A skipped step returns cty.NilVal and why it was skipped.
+func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalContext, sk skips) (cty.Value, string, *StepError) {
 	p := x.p
 	addr := n.step.Addr()
-	if x.lazy[addr] {
-		if err := x.prepareStep(ctx, n); err != nil {
-			return cty.NilVal, err.(*StepError)
-		}
-	}
 	cfg, val, diags := p.decode(n, evalCtx)
 	if diags.HasErrors() {
-		return cty.NilVal, &StepError{Addr: addr, Diagnostics: diags}
+		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: diags}
+	}
+	skip, reason, err := p.skipDecision(ctx, x.stepEnv(addr), n, cfg, sk)
+	switch {
+	case err != nil:
+		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Cannot tell whether due:", err)}
+	case skip:
+		return cty.NilVal, reason, nil
+	case sk.read != "":
+		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Cannot run", skippedReadError(sk.read, sk.readWhy))}
+	}
+	if x.lazy[addr] {
+		if err := x.prepareStep(ctx, n); err != nil {
+			return cty.NilVal, "", err.(*StepError)
+		}
 	}
 	if err := n.kind.Validate(cfg); err != nil {
-		return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Invalid step", err)}
+		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Invalid step", err)}
 	}
 	started := journal.Record{Type: journal.StepStarted, Step: addr, Inputs: hashValue(val)}
 	if r, ok := n.kind.(steps.Resumer); ok {
 		intent, err := r.Intent(cfg)
 		if err != nil {
-			return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Invalid step", err)}
+			return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Invalid step", err)}
 		}
 		started.Intent = intent
 	}
 	snap, err := x.snapshot(ctx, n, cfg)
 	if err != nil {
-		return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
+		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
 	started.Snapshot = snap
 	if err := x.record(started); err != nil {
-		return cty.NilVal, x.journalError(n, err)
+		return cty.NilVal, "", x.journalError(n, err)
 	}
 	out, err := n.kind.Apply(ctx, x.stepEnv(addr), cfg)
 	if err != nil {
-		return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
+		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
 	out, err = conformOutputs(n.kind, out)
 	if err != nil {
-		return cty.NilVal, &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
+		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
-	return out, nil
+	return out, "", nil
 }
 
 // recordSuccess journals a step's outcome. Until the record is durable the

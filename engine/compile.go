@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/rotplan/rotplan/plans"
@@ -154,14 +155,16 @@ func (p *Program) resolveRef(tr hcl.Traversal, allowSteps bool) (reference, *hcl
 	_, isKind := p.kinds[root]
 	switch {
 	case root == "var":
-		if _, ok := p.plan.Variables[name]; !ok {
+		if _, ok := p.plan.Variables[name]; !ok && name != "" {
 			return bad("Reference to undeclared variable",
-				fmt.Sprintf("There is no variable %q in this plan: declare it with a variable \"%s\" block.", name, name))
+				fmt.Sprintf("There is no variable %q in this plan: declare it with a variable \"%s\" block.%s", name, name,
+					didYouMean("var.", name, keys(p.plan.Variables))))
 		}
 	case root == "local":
-		if _, ok := p.plan.Locals[name]; !ok {
+		if _, ok := p.plan.Locals[name]; !ok && name != "" {
 			return bad("Reference to undeclared local value",
-				fmt.Sprintf("There is no local value %q in this plan's locals blocks.", name))
+				fmt.Sprintf("There is no local value %q in this plan's locals blocks.%s", name,
+					didYouMean("local.", name, keys(p.plan.Locals))))
 		}
 	case isKind && !allowSteps:
 		return bad("Invalid reference", fmt.Sprintf("Only var.* and local.* can be used here, not the step %s.%s.", root, name))
@@ -187,16 +190,45 @@ func (p *Program) resolveRef(tr hcl.Traversal, allowSteps bool) (reference, *hcl
 }
 
 func (p *Program) suggestStep(kind, name string) string {
-	var same []string
+	var same, names []string
 	for _, s := range p.plan.Steps {
 		if s.Kind == kind {
 			same = append(same, s.Addr())
+			names = append(names, s.Name)
 		}
 	}
 	if len(same) == 0 {
 		return fmt.Sprintf(" The plan has no %s steps.", kind)
 	}
+	if hint := didYouMean(kind+".", name, names); hint != "" {
+		return hint
+	}
 	return " Steps of that kind: " + strings.Join(same, ", ") + "."
+}
+
+// didYouMean suggests the candidate closest to a misspelt name, as hcl
+// does for arguments and block types: " Did you mean var.dir?", or "" when
+// none is close.
+func didYouMean(prefix, name string, candidates []string) string {
+	best, bestDist := "", 3 // more than two edits away is another name
+	for _, c := range candidates {
+		if d := levenshtein.Distance(name, c, nil); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" Did you mean %s%s?", prefix, best)
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // evalLocals evaluates locals in dependency order; they may refer to

@@ -247,6 +247,10 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 			x.snapshots[addr] = s.Snapshot
 		}
 		switch s.State {
+		case StateSkipped:
+			// The run decided; a resume keeps to it.
+			x.skipped[addr] = s.Skipped
+			continue
 		case StateSucceeded:
 			out, err := restoreOutputs(n.kind, s.Outputs)
 			if err != nil {
@@ -296,7 +300,7 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 				// a resume killed while it journaled its decisions: the
 				// dependency was redone, so its outputs are not the ones
 				// this step used.
-				if redo[dep] != "" || !done[dep] {
+				if _, skipped := x.skipped[dep]; redo[dep] != "" || (!done[dep] && !skipped) {
 					redo[addr] = fmt.Sprintf("it depends on %s, which runs again", dep)
 					break
 				}
@@ -317,6 +321,12 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 		addr := n.step.Addr()
 		s := state(addr)
 		d := Decision{Addr: addr}
+		if why, skipped := x.skipped[addr]; skipped {
+			d.Action, d.Reason = ActionSkip, "skipped: "+why
+			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: Skipped, Reason: why})
+			x.report.Decisions = append(x.report.Decisions, d)
+			continue
+		}
 		switch {
 		case done[addr] && redo[addr] == "":
 			d.Action, d.Reason = ActionSkip, "done"

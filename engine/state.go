@@ -20,6 +20,8 @@ const (
 	StateSucceeded = "succeeded"
 	// StateFailed: failed; a resume tries it again.
 	StateFailed = "failed"
+	// StateSkipped: not due, so not carried out; see Skipped.
+	StateSkipped = "skipped"
 	// StateRollingBack: its rollback started, with no outcome recorded.
 	StateRollingBack = "rolling back"
 	// StateRolledBack: undone after another step failed.
@@ -76,6 +78,8 @@ type StepState struct {
 	Checked bool `json:"checked,omitempty"`
 	// Error is the last failure.
 	Error string `json:"error,omitempty"`
+	// Skipped is why the step was skipped, when it was.
+	Skipped string `json:"skipped,omitempty"`
 	// Redone is why a resume carried the step out again, if it did.
 	Redone string `json:"redone,omitempty"`
 	// Attempts counts how often the step was started.
@@ -180,6 +184,9 @@ func foldRun(c *journal.Contents) (*Run, error) {
 		case journal.StepFailed:
 			s := step(rec.Step)
 			s.State, s.Error, s.Duration = StateFailed, rec.Error, time.Duration(rec.Duration)
+		case journal.StepSkipped:
+			s := step(rec.Step)
+			s.State, s.Skipped = StateSkipped, rec.Reason
 		case journal.StepRedo:
 			s := step(rec.Step)
 			if s.State == StateSucceeded && len(s.Outputs) > 0 {

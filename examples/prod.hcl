@@ -50,6 +50,12 @@ variable "group" {
   default = "vaultprod"
 }
 
+variable "renew_before" {
+  type        = string
+  default     = "240h"
+  description = "Renew a certificate only when it has this long left or less, so the plan is safe to run from a timer."
+}
+
 variable "ca_cert" {
   type        = string
   default     = env("VAULT_CACERT")
@@ -70,6 +76,9 @@ locals {
 
 # 1) Admin client certificate (mTLS identity for privileged access).
 
+# renew_before/current: the step, and every step that depends on nothing
+# else, is skipped while the certificate in use has more than renew_before
+# left.
 # revoke_superseded: if a resumed run has to issue again (the key of the
 # interrupted run's certificate was never journaled), the certificate it
 # replaces is revoked once the rotation has succeeded.
@@ -78,6 +87,8 @@ issue "admin" {
   role              = "admin-client"
   common_name       = "vault-admin-prod"
   ttl               = "720h"
+  renew_before      = var.renew_before
+  current           = local.admin_crt
   revoke_superseded = true
 }
 
@@ -124,6 +135,8 @@ issue "server" {
   common_name       = var.server_name
   ip_sans           = ["127.0.0.1"]
   ttl               = "720h"
+  renew_before      = var.renew_before
+  current           = "${var.server_dir}/server.crt"
   revoke_superseded = true
 }
 

@@ -24,6 +24,7 @@ var (
 	_ Resumer    = (*Chown)(nil)
 	_ Rollbacker = (*Chown)(nil)
 	_ Summarizer = (*Chown)(nil)
+	_ Planner    = (*Chown)(nil)
 )
 
 // Spec is the schema of a chown block.
@@ -88,6 +89,47 @@ func (*Chown) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 	}
 
 	return chownOutputs(paths, uid, gid), nil
+}
+
+// Plan implements Planner: whom each path belongs to now. A path that is
+// not there now is no problem yet, as an earlier step may write it; the
+// facts say so.
+func (*Chown) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
+	pv := Preview{Action: NoChange, Reason: "every path already has this owner"}
+	paths, err := chownPaths(cfg)
+	uid, gid, ownErr := chownOwnership(cfg)
+	if err != nil || ownErr != nil {
+		pv.Action, pv.Reason = Replace, ""
+		return pv, ctx.Err() // unknown until the run; Validate reports the rest
+	}
+	for _, p := range paths {
+		if err := checkCanOwn(p, uid, gid); err != nil {
+			pv.Problems = append(pv.Problems, attrErr(cfg.Path("owner"), "%v", err))
+			break
+		}
+	}
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		switch {
+		case isMissing(err):
+			pv.Action, pv.Reason = Replace, ""
+			pv.Now = append(pv.Now, Fact{Name: p, Value: "not there now (an earlier step must write it)"})
+			continue
+		case err != nil:
+			pv.Problems = append(pv.Problems, attrErr(cfg.Path("paths"), "%v", err))
+			continue
+		case fi.Mode()&fs.ModeSymlink != 0:
+			pv.Problems = append(pv.Problems, attrErr(cfg.Path("paths"), "%v", chownSymlinkError(p)))
+			continue
+		}
+		pv.Now = append(pv.Now, Fact{Name: p, Value: describeExisting(fi)})
+		fuid, fgid, ok := fileOwner(fi)
+		if !ok || (uid != -1 && fuid != uid) || (gid != -1 && fgid != gid) {
+			pv.Action, pv.Reason = Replace, ""
+		}
+	}
+	pv.Outputs = chownOutputs(paths, uid, gid)
+	return pv, ctx.Err()
 }
 
 // chownSymlinkError is Apply's refusal of a symbolic link, which Snapshot

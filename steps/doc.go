@@ -7,5 +7,7 @@
 // errors (an *AttrError when one argument is to blame) and the engine attaches
 // the source location. This package must never import the engine, and the
 // engine never names a concrete kind: adding a kind is one file here, one line
-// in Default, and one `var _ Step = (*Kind)(nil)` assertion.
+// in Default, and one `var _ Step = (*Kind)(nil)` assertion. What a kind can
+// do beyond Apply (preview, resume, roll back, decide whether it is due) it
+// says by implementing the optional interfaces in step.go and plan.go.
 package steps

@@ -6,7 +6,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"strconv"
@@ -41,11 +43,13 @@ import (
 type Issue struct{}
 
 var (
-	_ Step       = (*Issue)(nil)
-	_ Preparer   = (*Issue)(nil)
-	_ Superseder = (*Issue)(nil)
-	_ Rollbacker = (*Issue)(nil)
-	_ Summarizer = (*Issue)(nil)
+	_ Step        = (*Issue)(nil)
+	_ Preparer    = (*Issue)(nil)
+	_ Superseder  = (*Issue)(nil)
+	_ Rollbacker  = (*Issue)(nil)
+	_ Summarizer  = (*Issue)(nil)
+	_ Planner     = (*Issue)(nil)
+	_ Conditional = (*Issue)(nil)
 )
 
 // Spec implements Step.
@@ -58,6 +62,9 @@ func (*Issue) Spec() hcldec.ObjectSpec {
 		"ip_sans":     &hcldec.AttrSpec{Name: "ip_sans", Type: cty.List(cty.String)},
 		"uri_sans":    &hcldec.AttrSpec{Name: "uri_sans", Type: cty.List(cty.String)},
 		"ttl":         &hcldec.AttrSpec{Name: "ttl", Type: cty.String},
+
+		"renew_before": &hcldec.AttrSpec{Name: "renew_before", Type: cty.String},
+		"current":      &hcldec.AttrSpec{Name: "current", Type: cty.String},
 
 		"revoke_superseded":  &hcldec.AttrSpec{Name: "revoke_superseded", Type: cty.Bool},
 		"revoke_on_rollback": &hcldec.AttrSpec{Name: "revoke_on_rollback", Type: cty.Bool},
@@ -84,6 +91,10 @@ type issueRequest struct {
 	altNames, ipSANs, uris  []string
 	ttl                     string
 	revokeSuperseded        bool
+	// renewBefore and current: the step is due only when the certificate
+	// at current has at most renewBefore left (0: always due).
+	renewBefore time.Duration
+	current     string
 }
 
 func parseIssue(cfg Config) (issueRequest, error) {
@@ -100,7 +111,7 @@ func parseIssue(cfg Config) (issueRequest, error) {
 	}
 	r.revokeSuperseded, errRevoke = cfg.Bool("revoke_superseded", false)
 	_, errRollback = revokeOnRollback(cfg) // read by Rollback alone
-	errs := []error{errMount, errRole, errCN, errTTL, errAlt, errIP, errURI, errRevoke, errRollback}
+	errs := []error{errMount, errRole, errCN, errTTL, errAlt, errIP, errURI, errRevoke, errRollback, parseRenewal(cfg, &r)}
 	for _, ip := range r.ipSANs {
 		if net.ParseIP(ip) == nil {
 			errs = append(errs, attrErr(cfg.Path("ip_sans"), "%q is not an IP address", ip))
@@ -115,6 +126,33 @@ func parseIssue(cfg Config) (issueRequest, error) {
 		errs = append(errs, attrErr(cfg.Path("role"), "mount and role must be plain Vault path segments"))
 	}
 	return r, joinErrors(errs...)
+}
+
+// parseRenewal reads renew_before and current, which go together.
+func parseRenewal(cfg Config, r *issueRequest) error {
+	switch {
+	case !cfg.Set("renew_before") && !cfg.Set("current"):
+		return nil
+	case !cfg.Set("current"):
+		return attrErr(cfg.Path("renew_before"), "needs current: the path of the certificate now in use, whose lifetime decides whether the step is due")
+	case !cfg.Set("renew_before"):
+		return attrErr(cfg.Path("current"), "only means something with renew_before (as in renew_before = \"240h\")")
+	}
+	d, err := cfg.Duration("renew_before", 0)
+	if err != nil {
+		return err
+	}
+	if d <= 0 {
+		return attrErr(cfg.Path("renew_before"), "must be a positive duration, as in \"240h\"")
+	}
+	r.renewBefore = d
+	if r.current, err = cfg.RequireString("current"); err != nil {
+		return err
+	}
+	if r.current == "" {
+		return attrErr(cfg.Path("current"), "must not be empty")
+	}
+	return nil
 }
 
 // Validate implements Step.
@@ -186,6 +224,102 @@ func (*Issue) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 		"fingerprint_sha256": cty.StringVal(issued.fingerprint),
 		"expiration":         cty.StringVal(issued.expiration),
 	}), nil
+}
+
+// Due implements Conditional: with renew_before and current, the step is
+// due when the certificate at current has at most renew_before left, has
+// expired, or is not there. Without them it sets no condition.
+func (*Issue) Due(ctx context.Context, _ *Env, cfg Config) (Condition, error) {
+	var r issueRequest
+	if err := parseRenewal(cfg, &r); err != nil {
+		return Condition{}, mustBeKnown(err)
+	}
+	if r.renewBefore == 0 {
+		return Condition{}, nil
+	}
+	return renewalDue(r, time.Now())
+}
+
+// renewalDue decides on renewal by the certificate at r.current. A missing
+// file makes the step due (there is nothing to keep); a file that holds no
+// certificate is an error: current names the wrong file, and renewing on
+// every run would hide that.
+func renewalDue(r issueRequest, now time.Time) (Condition, error) {
+	c, err := readCertificateFile(r.current)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Condition{Set: true, Due: true, Reason: "no certificate at " + r.current}, nil
+	}
+	if err != nil {
+		return Condition{}, attrErr("current", "%v", err)
+	}
+	left := c.NotAfter.Sub(now)
+	if left > r.renewBefore {
+		return Condition{Set: true, Reason: describeLeft(left)}, nil
+	}
+	return Condition{Set: true, Due: true, Reason: fmt.Sprintf("%s, renew_before %s", describeLeft(left), formatHours(r.renewBefore))}, nil
+}
+
+// formatHours writes a duration as renew_before is usually written: "240h".
+func formatHours(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", int64(d/time.Hour))
+	}
+	return d.String()
+}
+
+// Plan implements Planner. It logs in to Vault and reads the role, which
+// must exist and allow the request, and describes the current certificate
+// when the block names one. It issues nothing.
+func (*Issue) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
+	pv := Preview{Action: Create}
+	req, err := parseIssue(cfg)
+	if err != nil && err != ErrUnknown {
+		return pv, err
+	}
+	if req.current != "" {
+		c, err := readCertificateFile(req.current)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			pv.Now = append(pv.Now, Fact{Name: "current", Value: "no certificate at " + req.current})
+		case err != nil:
+			pv.Problems = append(pv.Problems, attrErr(cfg.Path("current"), "%v", err))
+		default:
+			pv.Action = Replace
+			pv.Now = append(pv.Now, Fact{Name: "current", Value: req.current})
+			pv.Now = append(pv.Now, certificateFacts("current_", c, time.Now())...)
+		}
+	}
+	client, err := env.Vault(ctx)
+	if err != nil {
+		pv.Problems = append(pv.Problems, err)
+		return pv, nil
+	}
+	pv.Now = append(pv.Now, Fact{Name: "vault", Value: "reachable and authenticated at " + client.Address()})
+	if req.mount == "" || req.role == "" {
+		return pv, nil // known after an earlier step
+	}
+	path := req.mount + "/roles/" + req.role
+	secret, err := client.Logical().ReadWithContext(ctx, path)
+	switch {
+	case err != nil && strings.Contains(err.Error(), "no handler for route"):
+		pv.Problems = append(pv.Problems, attrErr(cfg.Path("mount"), "Vault has no secrets engine mounted at %s", req.mount))
+		return pv, nil
+	case err != nil:
+		pv.Problems = append(pv.Problems, attrErr(cfg.Path("role"), "reading the role %s: %v", path, err))
+		return pv, nil
+	case secret == nil || secret.Data == nil:
+		pv.Problems = append(pv.Problems, attrErr(cfg.Path("role"), "there is no role %q in %s (read %s)", req.role, req.mount, path))
+		return pv, nil
+	}
+	problems, notes := checkRole(secret.Data, req)
+	if len(problems) == 0 {
+		pv.Now = append(pv.Now, Fact{Name: "role", Value: path + " allows this request"})
+	}
+	for _, n := range notes {
+		pv.Now = append(pv.Now, Fact{Name: "role", Value: n})
+	}
+	pv.Problems = append(pv.Problems, problems...)
+	return pv, nil
 }
 
 // revokeOnRollback reads revoke_on_rollback. It defaults to true: once the

@@ -29,6 +29,7 @@ var (
 	_ Rollbacker   = (*Reload)(nil)
 	_ RestoreAware = (*Reload)(nil)
 	_ Summarizer   = (*Reload)(nil)
+	_ Planner      = (*Reload)(nil)
 )
 
 const (
@@ -115,6 +116,67 @@ func (*Reload) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		return cty.NilVal, mustBeKnown(err)
 	}
 	return t.reload(ctx, env)
+}
+
+// Plan implements Planner: the process a signal would go to must be alive
+// and ours to signal (checked with signal 0, which sends nothing); a
+// command is only named, never run.
+func (*Reload) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
+	pv := Preview{Action: Replace}
+	t, err := parseReload(cfg)
+	if err != nil {
+		if err == ErrUnknown {
+			err = nil
+		}
+		return pv, err
+	}
+	if len(t.command) > 0 {
+		pv.Reason = "runs " + quoteArgv(t.command)
+		pv.Outputs = reloadOutputs(0, "", cty.ListVal(stringValues(t.command)))
+		return pv, ctx.Err()
+	}
+	pid, from := t.pid, ""
+	if t.pidFile != "" {
+		from = " (from " + t.pidFile + ")"
+		if pid, err = readPIDFile(t.pidFile); err != nil {
+			pv.Problems = append(pv.Problems, attrErr(cfg.Path("pid_file"), "%v", err))
+			return pv, ctx.Err()
+		}
+	}
+	arg := "pid"
+	if t.pidFile != "" {
+		arg = "pid_file"
+	}
+	switch err := syscall.Kill(pid, 0); {
+	case errors.Is(err, syscall.ESRCH):
+		pv.Problems = append(pv.Problems, attrErr(cfg.Path(arg), "no process has pid %d%s: the service is not running, or the pid file is stale", pid, from))
+	case errors.Is(err, syscall.EPERM):
+		pv.Problems = append(pv.Problems, attrErr(cfg.Path(arg), "not allowed to signal pid %d%s: run as its owner or as root", pid, from))
+	case err != nil:
+		pv.Problems = append(pv.Problems, attrErr(cfg.Path(arg), "pid %d%s: %v", pid, from, err))
+	}
+	pv.Reason = fmt.Sprintf("%s to pid %d", t.sigName, pid)
+	pv.Now = append(pv.Now, Fact{Name: "process", Value: describeProcess(pid) + from})
+	pv.Outputs = reloadOutputs(pid, t.sigName, cty.ListValEmpty(cty.String))
+	return pv, ctx.Err()
+}
+
+// describeProcess names a process as ps would: "pid 812 (vault)".
+func describeProcess(pid int) string {
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		return fmt.Sprintf("pid %d", pid)
+	}
+	return fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(comm)))
+}
+
+// stringValues converts strings to cty values.
+func stringValues(ss []string) []cty.Value {
+	out := make([]cty.Value, len(ss))
+	for i, s := range ss {
+		out[i] = cty.StringVal(s)
+	}
+	return out
 }
 
 // Snapshot implements Rollbacker. A reload changes nothing that needs

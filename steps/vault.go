@@ -130,6 +130,9 @@ type vaultSession struct {
 	once   sync.Once
 	client *vaultapi.Client
 	err    error
+	// loggedIn is set when the token came from a login, not from the
+	// operator: it is rotplan's to revoke.
+	loggedIn bool
 }
 
 // NewEnv returns an Env that will reach Vault through conn.
@@ -156,8 +159,29 @@ func (e *Env) Vault(ctx context.Context) (*vaultapi.Client, error) {
 			return
 		}
 		s.client, s.err = s.conn.open(ctx, e.Log)
+		s.loggedIn = s.err == nil && s.conn.AuthMethod == "cert"
 	})
 	return s.client, s.err
+}
+
+// Logout revokes the token rotplan got by logging in, if it did, so that
+// nothing it leaves behind in Vault outlives it; a token the operator gave
+// is left alone. Later calls to Vault fail.
+func (e *Env) Logout(ctx context.Context) error {
+	s := e.session
+	var client *vaultapi.Client
+	s.once.Do(func() { s.err = errors.New("logged out") }) // never log in now
+	if s.loggedIn {
+		client = s.client
+		s.loggedIn = false
+	}
+	if client == nil {
+		return nil
+	}
+	if err := client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+		return fmt.Errorf("revoking the login token: %w", err)
+	}
+	return nil
 }
 
 // newVaultClient makes a Vault client for one address and TLS identity,

@@ -44,6 +44,7 @@ type Verify struct{}
 var (
 	_ Step       = (*Verify)(nil)
 	_ Summarizer = (*Verify)(nil)
+	_ Planner    = (*Verify)(nil)
 )
 
 // endpointSpec is what both checks need to reach a TLS endpoint.
@@ -216,6 +217,38 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		"served_fingerprint": cty.StringVal(result.fingerprint),
 		"vault_version":      cty.StringVal(result.vaultVersion),
 	}), nil
+}
+
+// planAttemptTimeout bounds the one attempt a preview makes: it only shows
+// what the endpoint serves now.
+const planAttemptTimeout = 5 * time.Second
+
+// Plan implements Planner. A check changes nothing, so the preview makes
+// one attempt now, without the expectations that only hold after the run,
+// and shows what the endpoint answers; a failure now is a fact, not a
+// problem, as the run may be what puts it right.
+func (*Verify) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
+	v, err := parseVerify(cfg)
+	pv := Preview{Action: Check, Reason: v.check + " " + v.endpoint.address}
+	if v.endpoint.serverName != "" {
+		pv.Reason += " (SNI " + v.endpoint.serverName + ")"
+	}
+	if err != nil || v.endpoint.address == "" {
+		return pv, ctx.Err() // unknown until the run; Validate reports the rest
+	}
+	v.expectSerial, v.expectFingerprint = nil, ""
+	actx, cancel := context.WithTimeout(ctx, planAttemptTimeout)
+	defer cancel()
+	res, err := v.attempt(actx)
+	switch {
+	case err != nil:
+		pv.Now = append(pv.Now, Fact{Name: "now", Value: "fails: " + err.Error()})
+	case res.serial != "":
+		pv.Now = append(pv.Now, Fact{Name: "now", Value: "serves serial " + res.serial})
+	case res.vaultVersion != "":
+		pv.Now = append(pv.Now, Fact{Name: "now", Value: "Vault " + res.vaultVersion + ", unsealed"})
+	}
+	return pv, ctx.Err()
 }
 
 // Summary implements Summarizer: which check passed, after how many

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -29,6 +30,7 @@ var (
 	_ Resumer    = (*Write)(nil)
 	_ Rollbacker = (*Write)(nil)
 	_ Summarizer = (*Write)(nil)
+	_ Planner    = (*Write)(nil)
 )
 
 // Spec is the schema of a write block.
@@ -82,6 +84,77 @@ func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 		"owner", describeOwner(cfg.String("owner"), cfg.String("group")),
 		"size", len(r.content), "sha256", digest)
 	return writeOutputs(r.path, digest, int64(len(r.content)), r.mode), nil
+}
+
+// Plan implements Planner: what is at path now, whether the directory takes
+// the new file, and whether the file already is what the write would leave
+// (then nothing changes).
+func (*Write) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
+	pv := Preview{Action: Replace}
+	p, err := writePath(cfg)
+	if err != nil {
+		if err == ErrUnknown {
+			err = nil
+		}
+		return pv, err
+	}
+	mode, modeErr := writeMode(cfg)
+	uid, gid, ownErr := ownership(cfg)
+	if err := checkWritableDir(filepath.Dir(p)); err != nil {
+		pv.Problems = append(pv.Problems, attrErr(cfg.Path("path"), "%v", err))
+	}
+	if ownErr == nil {
+		if err := checkCanOwn(p, uid, gid); err != nil {
+			pv.Problems = append(pv.Problems, attrErr(cfg.Path("owner"), "%v", err))
+		}
+	}
+	fi, err := os.Lstat(p)
+	switch {
+	case isMissing(err):
+		pv.Action = Create
+		pv.Now = append(pv.Now, Fact{Name: "file", Value: "does not exist"})
+	case err != nil:
+		pv.Problems = append(pv.Problems, attrErr(cfg.Path("path"), "%v", err))
+	default:
+		pv.Now = append(pv.Now, describeFile(p, fi, time.Now())...)
+		if err := checkWriteTarget(p); err != nil {
+			pv.Problems = append(pv.Problems, attrErr(cfg.Path("path"), "%v", err))
+		}
+	}
+	outputs := map[string]cty.Value{
+		"path":   cty.StringVal(p),
+		"sha256": cty.UnknownVal(cty.String),
+		"size":   cty.UnknownVal(cty.Number),
+		"mode":   cty.UnknownVal(cty.String),
+	}
+	if modeErr == nil {
+		outputs["mode"] = cty.StringVal(formatMode(mode))
+	}
+	if cfg.Known("content") {
+		content := []byte(cfg.String("content"))
+		digest := contentDigest(content)
+		outputs["sha256"] = cty.StringVal(digest)
+		outputs["size"] = cty.NumberIntVal(int64(len(content)))
+		if pv.Action == Replace && modeErr == nil && ownErr == nil && fi != nil && fi.Mode().IsRegular() && sameFile(p, fi, digest, mode, uid, gid) {
+			pv.Action, pv.Reason = NoChange, "the file already has this content, mode and owner"
+		}
+	}
+	pv.Outputs = cty.ObjectVal(outputs)
+	return pv, ctx.Err()
+}
+
+// sameFile reports whether the file at p already has the digest, mode and
+// (where set) owner a write would give it.
+func sameFile(p string, fi fs.FileInfo, digest string, mode os.FileMode, uid, gid int) bool {
+	if fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != mode {
+		return false
+	}
+	fuid, fgid, ok := fileOwner(fi)
+	if !ok || (uid != -1 && fuid != uid) || (gid != -1 && fgid != gid) {
+		return false
+	}
+	got, _, ok, err := fileDigest(p, fi, maxPEMRead)
+	return err == nil && ok && got == digest
 }
 
 // Intent implements Resumer: the file's digest, size, mode and, when the

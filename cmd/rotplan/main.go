@@ -35,12 +35,22 @@ const (
 const usage = `Usage: rotplan <command> [options]
 
 Commands:
-  run       Carry out a rotation plan.
+  plan      Preview a run: what would change, read from the system, changing nothing.
+  run       Carry out a rotation plan (-dry-run: the same as plan).
   resume    Finish the last run of a plan, after a crash, a kill or a failure.
   status    Show the last run of a plan, step by step.
+  validate  Check a plan offline: syntax, types, references, cycles.
+  graph     Print a plan's steps and their dependencies in Graphviz DOT.
+  fmt       Rewrite plan files in canonical format.
   version   Print rotplan's version.
+  help      Show this, or 'rotplan help COMMAND' for a command's options.
 
-Run 'rotplan <command> -h' for a command's options.
+Examples:
+  rotplan plan examples/prod.hcl
+  rotplan run examples/prod.hcl
+  rotplan graph examples/prod.hcl | dot -Tsvg > plan.svg
+
+Run 'rotplan <command> -h' for a command's options and examples.
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -59,6 +69,14 @@ func rotplan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	switch args[0] {
+	case "plan":
+		return planCommand(ctx, args[1:], stdout, stderr)
+	case "validate":
+		return validateCommand(args[1:], stdout, stderr)
+	case "graph":
+		return graphCommand(args[1:], stdout, stderr)
+	case "fmt":
+		return fmtCommand(args[1:], stdout, stderr)
 	case "run":
 		return runCommand(ctx, args[1:], stdout, stderr)
 	case "resume":
@@ -69,6 +87,9 @@ func rotplan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "rotplan %s\n", version)
 		return exitOK
 	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && args[0] == "help" {
+			return helpCommand(ctx, args[1], stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
@@ -110,15 +131,21 @@ func newCommand(name, help, example string, stdout, stderr io.Writer) *command {
 	c.fs.Var(&c.vars, "var", "set a variable: `NAME=VALUE` (repeatable; wins over -var-file)")
 	c.fs.Var(&c.varFiles, "var-file", "read variables from an HCL `FILE` of NAME = VALUE lines (repeatable)")
 	c.fs.StringVar(&c.logLevel, "log-level", "info", "log `LEVEL` on stderr: trace, debug, info, warn, error or off")
-	c.fs.StringVar(&c.stateDir, "state-dir", "", "keep the journal and the lock in `DIR` (default: .rotplan beside the plan file)")
-	c.fs.IntVar(&c.parallelism, "parallelism", engine.DefaultParallelism, "run at most `N` independent steps at once")
-	c.fs.BoolVar(&c.rollback, "rollback", true, "when a step fails, undo every completed step (-rollback=false leaves them, for debugging)")
-	c.fs.BoolVar(&c.keepBackups, "keep-backups", false, "keep the copies of replaced files in the state directory after the run")
+	c.parallelism = engine.DefaultParallelism
 	c.fs.Usage = func() {
 		fmt.Fprint(stderr, help)
 		c.fs.PrintDefaults()
 		fmt.Fprint(stderr, "\nExample:\n  "+example+"\n")
 	}
+	return c
+}
+
+// runFlags adds the options of the commands that carry a plan out.
+func (c *command) runFlags() *command {
+	c.fs.StringVar(&c.stateDir, "state-dir", "", "keep the journal and the lock in `DIR` (default: .rotplan beside the plan file)")
+	c.fs.IntVar(&c.parallelism, "parallelism", engine.DefaultParallelism, "run at most `N` independent steps at once")
+	c.fs.BoolVar(&c.rollback, "rollback", true, "when a step fails, undo every completed step (-rollback=false leaves them, for debugging)")
+	c.fs.BoolVar(&c.keepBackups, "keep-backups", false, "keep the copies of replaced files in the state directory after the run")
 	return c
 }
 
@@ -166,6 +193,19 @@ type session struct {
 	lastErr error
 }
 
+// helpCommand prints a command's usage, options and examples on stdout.
+func helpCommand(ctx context.Context, name string, stdout, stderr io.Writer) int {
+	switch name {
+	case "plan", "run", "resume", "status", "validate", "graph", "fmt":
+		return rotplan(ctx, []string{name, "-h"}, stdout, stdout)
+	case "version", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "rotplan help: unknown command %q\n\n%s", name, usage)
+	return exitInvalid
+}
+
 // start parses the flags, compiles the plan (printing any diagnostics),
 // takes the state directory's lock and reads its last run. Nothing touches
 // the state directory before the plan is known to be valid. ok false means
@@ -174,6 +214,11 @@ func (c *command) start(args []string) (s *session, code int, ok bool) {
 	if code, ok := c.parse(args); !ok {
 		return nil, code, false
 	}
+	return c.startParsed()
+}
+
+// startParsed is start once the flags are parsed.
+func (c *command) startParsed() (s *session, code int, ok bool) {
 	parser := plans.NewParser()
 	s = &session{out: &diagPrinter{w: c.stderr, files: parser.Files}}
 	prog, diags := load(parser, c.plan, c.vars, c.varFiles)
@@ -241,9 +286,22 @@ Options:
 `
 
 func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCommand("run", runUsage, "rotplan run -var-file prod.vars.hcl -var server_name=vault.prod.privsec.ch examples/prod.hcl", stdout, stderr)
+	c := newCommand("run", runUsage, "rotplan run -var-file prod.vars.hcl -var server_name=vault.prod.privsec.ch examples/prod.hcl", stdout, stderr).runFlags()
 	fresh := c.fs.Bool("fresh", false, "start a new run even though the last one did not finish")
-	s, code, ok := c.start(args)
+	dryRun := c.fs.Bool("dry-run", false, "only preview the run, as 'rotplan plan' does (with its -json and -detailed-exitcode)")
+	var pf planFlags
+	pf.register(c)
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if *dryRun {
+		return c.previewParsed(ctx, &pf)
+	}
+	if pf.json || pf.detailed {
+		fmt.Fprintf(stderr, "rotplan run: -json and -detailed-exitcode go with -dry-run\n")
+		return exitInvalid
+	}
+	s, code, ok := c.startParsed()
 	if !ok {
 		return code
 	}
@@ -292,7 +350,7 @@ Options:
 `
 
 func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCommand("resume", resumeUsage, "rotplan resume -var-file prod.vars.hcl examples/prod.hcl", stdout, stderr)
+	c := newCommand("resume", resumeUsage, "rotplan resume -var-file prod.vars.hcl examples/prod.hcl", stdout, stderr).runFlags()
 	force := c.fs.Bool("force", false, "resume although the plan or the variables changed; changed steps run again")
 	s, code, ok := c.start(args)
 	if !ok {
@@ -341,6 +399,35 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitInvalid
 	}
 	return c.report(out, progress, report, err)
+}
+
+const validateUsage = `Usage: rotplan validate [options] PLAN.hcl
+
+Checks a plan offline: syntax, types, references (with "did you mean"
+suggestions), dependency cycles and every step's arguments as far as they
+are known before the run. It reads the plan, its variables and the local
+accounts and files the arguments name; it never contacts Vault and changes
+nothing. Exit code 0 when the plan is valid, 2 when it is not.
+
+Options:
+`
+
+func validateCommand(args []string, stdout, stderr io.Writer) int {
+	c := newCommand("validate", validateUsage, "rotplan validate -var-file prod.vars.hcl examples/prod.hcl", stdout, stderr)
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	parser := plans.NewParser()
+	out := &diagPrinter{w: stderr, files: parser.Files}
+	prog, diags := load(parser, c.plan, c.vars, c.varFiles)
+	out.print(diags)
+	if diags.HasErrors() {
+		n := len(errorsOf(diags))
+		fmt.Fprintf(stderr, "rotplan validate: %s is not valid: %d %s.\n", c.plan, n, plural(n, "error", "errors"))
+		return exitInvalid
+	}
+	fmt.Fprintf(stdout, "rotplan validate: %s is valid: %d steps.\n", c.plan, len(prog.Steps()))
+	return exitOK
 }
 
 // describeRun says in a few words when a run started and where it got to.

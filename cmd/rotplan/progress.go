@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,10 @@ func (p *progress) StepStarted(addr string) { p.line("%-28s started", addr) }
 
 // StepFinished implements engine.Observer.
 func (p *progress) StepFinished(r engine.StepResult) {
+	if r.Outcome == engine.Skipped {
+		p.line("%-28s %-8s %s", r.Addr, r.Outcome, r.Reason)
+		return
+	}
 	p.line("%-28s %-8s %s", r.Addr, r.Outcome, roundDuration(r.Duration))
 }
 
@@ -38,6 +43,10 @@ func (p *progress) Resuming(decisions []engine.Decision) {
 	for _, d := range decisions {
 		switch d.Action {
 		case engine.ActionSkip:
+			if strings.HasPrefix(d.Reason, "skipped") {
+				p.line("%-28s %s", d.Addr, d.Reason)
+				continue
+			}
 			p.line("%-28s done earlier, skipped", d.Addr)
 		case engine.ActionChecked:
 			p.line("%-28s done: %s", d.Addr, d.Reason)
@@ -70,12 +79,20 @@ func (p *progress) summary(r *engine.Report, err error) {
 	}
 	total := len(r.Steps)
 	ok, failed, notRun, done := r.Count(engine.Succeeded), r.Count(engine.Failed), r.Count(engine.NotRun), r.Count(engine.Done)
+	skipped := r.Count(engine.Skipped)
 	earlier := ""
 	if done > 0 {
 		earlier = fmt.Sprintf(" (%d more were done earlier)", done)
 	}
-	if err == nil {
-		p.line("Rotation complete: %d of %d steps succeeded%s in %s.", ok, total-done, earlier, roundDuration(r.Duration))
+	if skipped > 0 {
+		earlier += fmt.Sprintf(", %d skipped as not due", skipped)
+	}
+	switch {
+	case err == nil && skipped == total:
+		p.line("Nothing to do: every step was skipped as not due, in %s. Nothing was changed.", roundDuration(r.Duration))
+		return
+	case err == nil:
+		p.line("Rotation complete: %d of %d steps succeeded%s in %s.", ok, total-done-skipped, earlier, roundDuration(r.Duration))
 		return
 	}
 	if ok+failed == 0 && done == 0 {

@@ -23,6 +23,10 @@ const (
 	StepSucceeded = "step_succeeded"
 	// StepFailed records a step's error.
 	StepFailed = "step_failed"
+	// StepSkipped records that a step was not carried out because it was
+	// not due (Reason: "612h left"), or because every step it depends on
+	// was skipped. It changed nothing.
+	StepSkipped = "step_skipped"
 	// StepRedo records that resume will carry out a step again, and Reason
 	// why. A step that had succeeded loses its outputs; they are kept as
 	// superseded.

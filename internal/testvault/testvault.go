@@ -540,9 +540,12 @@ func (v *Vault) Environ() []string {
 }
 
 // PlanVars returns the example plan's variables: admin_dir, server_dir,
-// vault_addr, server_name, vault_pid_file, owner and group.
+// vault_addr, server_name, vault_pid_file, owner and group, and
+// renew_before = "720h", the lifetime of the certificates the harness and
+// the plan issue, so that every run rotates.
 func (v *Vault) PlanVars() map[string]string {
 	return map[string]string{
+		"renew_before":   "720h",
 		"admin_dir":      v.AdminDir,
 		"server_dir":     v.ServerDir,
 		"vault_addr":     v.Addr,

@@ -118,6 +118,17 @@ rotplan will issue a new server certificate through Vault, install it in
 		for _, kv := range v.Environ() {
 			fmt.Printf("  %s\n", kv)
 		}
+		// First the preview an operator would read before rotating.
+		planArgs := []string{"plan", "-var-file", varFile, *plan}
+		fmt.Printf("\n$ %s %s\n", *rotplanBin, strings.Join(planArgs, " "))
+		preview := exec.CommandContext(ctx, *rotplanBin, planArgs...)
+		preview.Env = append(os.Environ(), v.Environ()...)
+		preview.Stdout, preview.Stderr = os.Stdout, os.Stderr
+		if err := preview.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "\ndemo: rotplan plan failed: %v\n", err)
+			rotplanFailed = true
+		}
+
 		fmt.Printf("\n$ %s %s\n", *rotplanBin, strings.Join(args, " "))
 		cmd := exec.CommandContext(ctx, *rotplanBin, args...)
 		cmd.Env = append(os.Environ(), v.Environ()...)

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/rotplan/rotplan/engine"
+	"github.com/rotplan/rotplan/plans"
+	"github.com/rotplan/rotplan/steps"
+	"github.com/zclconf/go-cty/cty"
+	ctyjson "github.com/zclconf/go-cty/cty/json"
+)
+
+// Exit codes of plan (and run -dry-run) with -detailed-exitcode. Without it,
+// plan exits exitOK whether or not changes are pending.
+const (
+	exitPlanError   = 1 // invalid plan, or the run would fail
+	exitPlanChanges = 2 // -detailed-exitcode: the run would change something
+)
+
+const planUsage = `Usage: rotplan plan [options] PLAN.hcl
+
+Previews a run without changing anything: no file is written or chowned,
+nothing is issued or written in Vault, no signal is sent and no command is
+run. It reads the system as it is now and shows, per step in the order the
+run takes them, what would happen:
+
+  + create     something that is not there now appears
+  ~ replace    something in place is replaced (a file, a certificate)
+  = no change  already as the step would leave it, or not due (renew_before)
+  ? check      the step only reads (verify)
+
+Values not known until the run are shown as (known after KIND), secrets as
+(sensitive). Every problem that would make the run fail is reported with
+its file:line:col. Vault is logged in to (the token is revoked at the end)
+and the roles are read, never used to issue.
+
+Exit codes: 0 ok, 1 errors; with -detailed-exitcode 0 nothing to do,
+1 errors, 2 changes pending.
+
+Options:
+`
+
+// planFlags are the options of plan that run -dry-run shares.
+type planFlags struct {
+	json, detailed bool
+}
+
+func (f *planFlags) register(c *command) {
+	c.fs.BoolVar(&f.json, "json", false, "print the preview as JSON (see the README for the format)")
+	c.fs.BoolVar(&f.detailed, "detailed-exitcode", false, "exit 0 when nothing would change, 2 when something would, 1 on errors")
+}
+
+func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c := newCommand("plan", planUsage, "rotplan plan -var-file prod.vars.hcl examples/prod.hcl", stdout, stderr)
+	var f planFlags
+	f.register(c)
+	return c.preview(ctx, args, &f)
+}
+
+// preview parses the flags, compiles the plan and shows what a run would
+// do. It never touches the state directory.
+func (c *command) preview(ctx context.Context, args []string, f *planFlags) int {
+	if code, ok := c.parse(args); !ok {
+		if code == exitInvalid {
+			code = exitPlanError
+		}
+		return code
+	}
+	return c.previewParsed(ctx, f)
+}
+
+// previewParsed is preview once the flags are parsed.
+func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
+	parser := plans.NewParser()
+	out := &diagPrinter{w: c.stderr, files: parser.Files}
+	prog, diags := load(parser, c.plan, c.vars, c.varFiles)
+	if diags.HasErrors() {
+		if f.json {
+			writePreviewJSON(c.stdout, c.plan, nil, diags)
+		}
+		out.print(diags)
+		return exitPlanError
+	}
+	pv := prog.Preview(ctx, engine.Options{Log: c.log})
+	all := append(diags, pv.Diagnostics...)
+	if f.json {
+		writePreviewJSON(c.stdout, c.plan, pv, all)
+	} else {
+		writePreview(c.stdout, c.plan, pv)
+	}
+	out.print(all)
+	switch {
+	case all.HasErrors():
+		fmt.Fprintf(c.stderr, "rotplan %s: the run would fail: %d %s (above). Nothing was changed.\n", c.name, len(errorsOf(all)), plural(len(errorsOf(all)), "error", "errors"))
+		return exitPlanError
+	case f.detailed && pv.Changes():
+		return exitPlanChanges
+	}
+	return exitOK
+}
+
+func errorsOf(diags hcl.Diagnostics) hcl.Diagnostics {
+	var out hcl.Diagnostics
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// markers are the preview's one-character actions.
+var markers = map[steps.Action]string{
+	steps.Create: "+", steps.Replace: "~", steps.NoChange: "=", steps.Check: "?",
+}
+
+// writePreview prints the preview for people.
+func writePreview(w io.Writer, plan string, pv *engine.Preview) {
+	fmt.Fprintf(w, "rotplan: preview of %s: %d steps, in the order the run takes them. Nothing is changed.\n", plan, len(pv.Steps))
+	fmt.Fprintf(w, "  + create   ~ replace   = no change   ? check only\n")
+	for _, s := range pv.Steps {
+		fmt.Fprintln(w)
+		head := fmt.Sprintf("%s %s: %s", markers[s.Action], s.Addr, actionWords(s.Action))
+		if s.Reason != "" {
+			head += ", " + s.Reason
+		}
+		fmt.Fprintf(w, "%s\n    at %s\n", head, location(s.DeclRange))
+		if s.Skipped {
+			continue // what it would have done does not matter
+		}
+		width := 0
+		for _, a := range s.Arguments {
+			width = max(width, len(a.Name))
+		}
+		for _, a := range s.Arguments {
+			fmt.Fprintf(w, "    %-*s = %s\n", width, a.Name, argumentText(a))
+		}
+		if len(s.Now) > 0 {
+			fmt.Fprintln(w, "  now:")
+			width = 0
+			for _, f := range s.Now {
+				width = max(width, len(f.Name))
+			}
+			for _, f := range s.Now {
+				fmt.Fprintf(w, "    %-*s  %s\n", width, f.Name, f.Value)
+			}
+		}
+		if n := len(errorsOf(s.Diagnostics)); n > 0 {
+			fmt.Fprintf(w, "  !! %d %s: see below\n", n, plural(n, "error", "errors"))
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Plan: %d to create, %d to replace, %d unchanged, %d %s; %d %s.\n",
+		pv.Count(steps.Create), pv.Count(steps.Replace), pv.Count(steps.NoChange),
+		pv.Count(steps.Check), plural(pv.Count(steps.Check), "check", "checks"),
+		len(errorsOf(pv.Diagnostics)), plural(len(errorsOf(pv.Diagnostics)), "error", "errors"))
+}
+
+func actionWords(a steps.Action) string {
+	if a == steps.NoChange {
+		return "no change"
+	}
+	return string(a)
+}
+
+func location(r hcl.Range) string {
+	return fmt.Sprintf("%s:%d:%d", r.Filename, r.Start.Line, r.Start.Column)
+}
+
+// argumentText shows an argument's value as HCL would write it, long text
+// by its size.
+func argumentText(a engine.Argument) string {
+	switch {
+	case a.Sensitive:
+		return "(sensitive)"
+	case a.Value == cty.NilVal:
+		return "(known after " + strings.Join(a.KnownAfter, ", ") + ")"
+	}
+	return valueText(a.Value)
+}
+
+func valueText(v cty.Value) string {
+	ty := v.Type()
+	switch {
+	case v.IsNull():
+		return "null"
+	case ty == cty.String:
+		s := v.AsString()
+		if strings.Contains(s, "\n") {
+			return fmt.Sprintf("(text, %d bytes, %d lines)", len(s), strings.Count(strings.TrimRight(s, "\n"), "\n")+1)
+		}
+		return strconv.Quote(s)
+	case ty == cty.Number:
+		return v.AsBigFloat().Text('f', -1)
+	case ty == cty.Bool:
+		return strconv.FormatBool(v.True())
+	case ty.IsListType() || ty.IsSetType() || ty.IsTupleType():
+		var parts []string
+		for it := v.ElementIterator(); it.Next(); {
+			_, e := it.Element()
+			parts = append(parts, valueText(e))
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case ty.IsMapType() || ty.IsObjectType():
+		var parts []string
+		for it := v.ElementIterator(); it.Next(); {
+			k, e := it.Element()
+			parts = append(parts, k.AsString()+" = "+valueText(e))
+		}
+		sort.Strings(parts)
+		return "{" + strings.Join(parts, ", ") + "}"
+	}
+	return v.GoString()
+}
+
+// previewJSON is the -json document. Its fields are documented in the
+// README and only ever added to; format_version changes if one changes
+// meaning.
+type previewJSON struct {
+	FormatVersion int               `json:"format_version"`
+	Plan          string            `json:"plan"`
+	Valid         bool              `json:"valid"`
+	Changes       bool              `json:"changes"`
+	Summary       map[string]int    `json:"summary"`
+	Steps         []stepPreviewJSON `json:"steps"`
+	Errors        []diagnosticJSON  `json:"errors"`
+	Warnings      []diagnosticJSON  `json:"warnings"`
+}
+
+type stepPreviewJSON struct {
+	Address   string                  `json:"address"`
+	Kind      string                  `json:"kind"`
+	Name      string                  `json:"name"`
+	Location  locationJSON            `json:"location"`
+	DependsOn []string                `json:"depends_on"`
+	Action    string                  `json:"action"`
+	Reason    string                  `json:"reason"`
+	Skipped   bool                    `json:"skipped"`
+	Arguments map[string]argumentJSON `json:"arguments"`
+	Now       []steps.Fact            `json:"now"`
+	Errors    []diagnosticJSON        `json:"errors"`
+}
+
+type argumentJSON struct {
+	Value      json.RawMessage `json:"value,omitempty"`
+	Sensitive  bool            `json:"sensitive,omitempty"`
+	KnownAfter []string        `json:"known_after,omitempty"`
+}
+
+type locationJSON struct {
+	File   string `json:"file"`
+	Line   int    `json:"line"`
+	Column int    `json:"column"`
+}
+
+type diagnosticJSON struct {
+	Summary  string        `json:"summary"`
+	Detail   string        `json:"detail"`
+	Location *locationJSON `json:"location,omitempty"`
+}
+
+func diagnosticsJSON(diags hcl.Diagnostics, severity hcl.DiagnosticSeverity) []diagnosticJSON {
+	out := []diagnosticJSON{}
+	for _, d := range diags {
+		if d.Severity != severity {
+			continue
+		}
+		dj := diagnosticJSON{Summary: d.Summary, Detail: d.Detail}
+		if d.Subject != nil {
+			dj.Location = &locationJSON{File: d.Subject.Filename, Line: d.Subject.Start.Line, Column: d.Subject.Start.Column}
+		}
+		out = append(out, dj)
+	}
+	return out
+}
+
+// writePreviewJSON prints the preview as JSON; pv is nil when the plan is
+// invalid.
+func writePreviewJSON(w io.Writer, plan string, pv *engine.Preview, diags hcl.Diagnostics) {
+	doc := previewJSON{
+		FormatVersion: 1, Plan: plan, Valid: pv != nil,
+		Summary: map[string]int{"create": 0, "replace": 0, "no_change": 0, "check": 0, "errors": len(errorsOf(diags))},
+		Steps:   []stepPreviewJSON{},
+		Errors:  diagnosticsJSON(diags, hcl.DiagError), Warnings: diagnosticsJSON(diags, hcl.DiagWarning),
+	}
+	if pv != nil {
+		doc.Changes = pv.Changes()
+		doc.Summary["create"] = pv.Count(steps.Create)
+		doc.Summary["replace"] = pv.Count(steps.Replace)
+		doc.Summary["no_change"] = pv.Count(steps.NoChange)
+		doc.Summary["check"] = pv.Count(steps.Check)
+		for _, s := range pv.Steps {
+			sj := stepPreviewJSON{
+				Address: s.Addr, Kind: s.Kind, Name: s.Name,
+				Location:  locationJSON{File: s.DeclRange.Filename, Line: s.DeclRange.Start.Line, Column: s.DeclRange.Start.Column},
+				DependsOn: append([]string{}, s.DependsOn...),
+				Action:    string(s.Action), Reason: s.Reason, Skipped: s.Skipped,
+				Arguments: map[string]argumentJSON{},
+				Now:       append([]steps.Fact{}, s.Now...),
+				Errors:    diagnosticsJSON(s.Diagnostics, hcl.DiagError),
+			}
+			for _, a := range s.Arguments {
+				aj := argumentJSON{Sensitive: a.Sensitive, KnownAfter: a.KnownAfter}
+				if !a.Sensitive && a.Value != cty.NilVal {
+					if raw, err := ctyjson.Marshal(a.Value, a.Value.Type()); err == nil {
+						aj.Value = raw
+					}
+				}
+				sj.Arguments[a.Name] = aj
+			}
+			doc.Steps = append(doc.Steps, sj)
+		}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(doc)
+}

@@ -1,0 +1,301 @@
+package engine
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/steps"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// renewal is a fake step kind with a condition (due = true/false; unset:
+// no condition) and a preview: it would replace something, knows its
+// name before the run but not its serial, and has a sensitive key.
+type renewal struct {
+	mu      sync.Mutex
+	applied []string
+	asked   []string // steps whose Due was called
+}
+
+var (
+	_ steps.Conditional = (*renewal)(nil)
+	_ steps.Planner     = (*renewal)(nil)
+)
+
+func (r *renewal) Spec() hcldec.ObjectSpec {
+	return hcldec.ObjectSpec{
+		"name": &hcldec.AttrSpec{Name: "name", Type: cty.String},
+		"due":  &hcldec.AttrSpec{Name: "due", Type: cty.Bool},
+	}
+}
+
+func (r *renewal) Outputs() map[string]steps.Output {
+	return map[string]steps.Output{
+		"name":   {Type: cty.String},
+		"serial": {Type: cty.String},
+		"key":    {Type: cty.String, Sensitive: true},
+	}
+}
+
+func (r *renewal) Validate(steps.Config) error { return nil }
+
+func (r *renewal) Apply(_ context.Context, env *steps.Env, cfg steps.Config) (cty.Value, error) {
+	r.mu.Lock()
+	r.applied = append(r.applied, env.Log.Name())
+	r.mu.Unlock()
+	return cty.ObjectVal(map[string]cty.Value{
+		"name": cty.StringVal(cfg.String("name")), "serial": cty.StringVal("01:02"), "key": cty.StringVal("k"),
+	}), nil
+}
+
+func (r *renewal) Due(_ context.Context, env *steps.Env, cfg steps.Config) (steps.Condition, error) {
+	r.mu.Lock()
+	r.asked = append(r.asked, env.Log.Name())
+	r.mu.Unlock()
+	if !cfg.Set("due") {
+		return steps.Condition{}, nil
+	}
+	due, _ := cfg.Bool("due", true)
+	if due {
+		return steps.Condition{Set: true, Due: true, Reason: "5h left"}, nil
+	}
+	return steps.Condition{Set: true, Reason: "612h left"}, nil
+}
+
+func (r *renewal) Plan(_ context.Context, _ *steps.Env, cfg steps.Config) (steps.Preview, error) {
+	return steps.Preview{
+		Action: steps.Replace,
+		Now:    []steps.Fact{{Name: "current", Value: "serial 00:01"}},
+		Outputs: cty.ObjectVal(map[string]cty.Value{
+			"name": cty.StringVal(cfg.String("name")), "serial": cty.UnknownVal(cty.String), "key": cty.UnknownVal(cty.String),
+		}),
+	}, nil
+}
+
+func previewStep(t *testing.T, pv *Preview, addr string) StepPreview {
+	t.Helper()
+	for _, s := range pv.Steps {
+		if s.Addr == addr {
+			return s
+		}
+	}
+	t.Fatalf("no step %s in the preview", addr)
+	return StepPreview{}
+}
+
+func argument(t *testing.T, s StepPreview, name string) Argument {
+	t.Helper()
+	for _, a := range s.Arguments {
+		if a.Name == name {
+			return a
+		}
+	}
+	t.Fatalf("%s has no argument %s: %#v", s.Addr, name, s.Arguments)
+	return Argument{}
+}
+
+func TestPreviewRunsNothingAndShowsWhatIsUnknown(t *testing.T) {
+	rn, rec := &renewal{}, &record{}
+	prog := compileWith(t, `
+cert "a" {
+  name = "vault"
+  due  = true
+}
+rec "named" {
+  input = "${cert.a.name}.pem"
+}
+rec "serial" {
+  input = "serial ${cert.a.serial}"
+}
+rec "key" {
+  input = cert.a.key
+  mode  = "0600"
+}
+`, nil, steps.Registry{"cert": rn, "rec": rec})
+	pv := prog.Preview(context.Background(), testOptions())
+	if len(pv.Diagnostics) != 0 {
+		t.Fatalf("diagnostics: %s", pv.Diagnostics.Error())
+	}
+	if len(rn.applied)+len(rec.applied) != 0 {
+		t.Fatalf("the preview applied steps: %v %v", rn.applied, rec.applied)
+	}
+	a := previewStep(t, pv, "cert.a")
+	if a.Action != steps.Replace || a.Reason != "5h left" || len(a.Now) != 1 {
+		t.Errorf("cert.a: action %q, reason %q, now %v", a.Action, a.Reason, a.Now)
+	}
+	// A planned output that is known reaches the steps that read it.
+	if got := argument(t, previewStep(t, pv, "rec.named"), "input"); got.Value != cty.StringVal("vault.pem") {
+		t.Errorf("rec.named input = %#v, want \"vault.pem\"", got.Value)
+	}
+	got := argument(t, previewStep(t, pv, "rec.serial"), "input")
+	if got.Value != cty.NilVal || strings.Join(got.KnownAfter, ",") != "cert" || got.Sensitive {
+		t.Errorf("rec.serial input = %#v, want known after cert", got)
+	}
+	got = argument(t, previewStep(t, pv, "rec.key"), "input")
+	if !got.Sensitive || got.Value != cty.NilVal {
+		t.Errorf("rec.key input = %#v, want sensitive", got)
+	}
+	if !pv.Changes() {
+		t.Error("a preview with a replace reports no changes")
+	}
+}
+
+// skipPlan has a step that is not due, one that only depends on it, one
+// after that, and one of its own.
+const skipPlan = `
+cert "a" {
+  name = "admin"
+  due  = false
+}
+rec "b" {
+  input = cert.a.name
+}
+rec "c" {
+  depends_on = [rec.b]
+  input      = "c"
+}
+rec "d" {
+  input = "d"
+}
+cert "e" {
+  depends_on = [rec.b]
+  name       = "server"
+  due        = true
+}
+`
+
+func TestSkippedStepsAndTheirDependents(t *testing.T) {
+	for i := range 10 {
+		rn, rec := &renewal{}, &record{}
+		prog := compileWith(t, skipPlan, nil, steps.Registry{"cert": rn, "rec": rec})
+
+		pv := prog.Preview(context.Background(), testOptions())
+		for addr, skipped := range map[string]bool{"cert.a": true, "rec.b": true, "rec.c": true, "rec.d": false, "cert.e": false} {
+			s := previewStep(t, pv, addr)
+			if s.Skipped != skipped || (skipped && s.Action != steps.NoChange) {
+				t.Errorf("preview %s: skipped %v, action %q", addr, s.Skipped, s.Action)
+			}
+		}
+		if r := previewStep(t, pv, "cert.a").Reason; r != "612h left" {
+			t.Errorf("cert.a reason %q", r)
+		}
+
+		j, err := journal.Create(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := testOptions()
+		opts.Journal, opts.Parallelism = j, 1+i%3
+		report, err := prog.Apply(context.Background(), opts)
+		j.Close()
+		if err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+		want := map[string]Outcome{"cert.a": Skipped, "rec.b": Skipped, "rec.c": Skipped, "rec.d": Succeeded, "cert.e": Succeeded}
+		for addr, o := range outcomes(report) {
+			if want[addr] != o {
+				t.Errorf("run %s: %s, want %s", addr, o, want[addr])
+			}
+		}
+		// A condition of its own decides for cert.e, although all it
+		// depends on was skipped.
+		if strings.Join(rec.applied, ",") != "rec.d" || strings.Join(rn.applied, ",") != "cert.e" {
+			t.Errorf("applied %v and %v, want rec.d and cert.e", rec.applied, rn.applied)
+		}
+		skipped := map[string]string{}
+		for _, r := range readJournal(t, j.Path()) {
+			switch r.Type {
+			case journal.StepSkipped:
+				skipped[r.Step] = r.Reason
+			case journal.StepStarted:
+				if r.Step != "rec.d" && r.Step != "cert.e" {
+					t.Errorf("%s started", r.Step)
+				}
+			}
+		}
+		if skipped["cert.a"] != "612h left" || skipped["rec.b"] == "" || skipped["rec.c"] == "" || len(skipped) != 3 {
+			t.Errorf("journaled skips: %v", skipped)
+		}
+	}
+}
+
+func TestStepReadingASkippedStepFails(t *testing.T) {
+	src := skipPlan + `
+rec "mixed" {
+  input = "${cert.a.name}-${rec.d.output}"
+}
+`
+	rn, rec := &renewal{}, &record{}
+	prog := compileWith(t, src, nil, steps.Registry{"cert": rn, "rec": rec})
+	pv := prog.Preview(context.Background(), testOptions())
+	if !strings.Contains(pv.Diagnostics.Error(), "reads the outputs of cert.a, which was skipped (612h left)") {
+		t.Errorf("preview diagnostics: %v", pv.Diagnostics)
+	}
+	_, err := prog.Apply(context.Background(), testOptions())
+	if err == nil || !strings.Contains(err.Error(), "reads the outputs of cert.a, which was skipped (612h left)") {
+		t.Errorf("Apply: %v", err)
+	}
+}
+
+func TestResumeKeepsTheSkips(t *testing.T) {
+	src := skipPlan + `
+rec "fails" {
+  depends_on = [rec.d]
+  fail       = "boom"
+}
+`
+	rn, rec := &renewal{}, &record{}
+	prog := compileWith(t, src, nil, steps.Registry{"cert": rn, "rec": rec})
+	dir := t.TempDir()
+	j, err := journal.Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testOptions()
+	opts.Journal = j
+	if _, err := prog.Apply(context.Background(), opts); err == nil {
+		t.Fatal("the run should fail")
+	}
+	j.Close()
+
+	run, err := LoadRun(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := run.Steps["cert.a"]; s.State != StateSkipped || s.Skipped != "612h left" {
+		t.Fatalf("cert.a after the run: %#v", s)
+	}
+	rn.asked = nil
+	rec2 := &record{}
+	prog = compileWith(t, strings.Replace(src, `fail       = "boom"`, `input = "fixed"`, 1), nil, steps.Registry{"cert": rn, "rec": rec2})
+	j, err = ReopenJournal(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	opts.Journal, opts.Force = j, true
+	report, err := prog.Resume(context.Background(), run, opts)
+	if err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	for _, d := range report.Decisions {
+		if d.Addr == "cert.a" && (d.Action != ActionSkip || d.Reason != "skipped: 612h left") {
+			t.Errorf("cert.a decision %#v", d)
+		}
+	}
+	if o := outcomes(report)["rec.c"]; o != Skipped {
+		t.Errorf("rec.c on resume: %s", o)
+	}
+	for _, asked := range rn.asked {
+		if asked == "cert.a" {
+			t.Error("the resume asked cert.a again whether it is due; the run had decided")
+		}
+	}
+	if strings.Join(rec2.applied, ",") != "rec.fails" {
+		t.Errorf("the resume applied %v, want only rec.fails", rec2.applied)
+	}
+}
