@@ -176,6 +176,9 @@ func (p *Program) newExecution(opts Options) *execution {
 // holds every failure (see StepErrors).
 func (p *Program) Apply(ctx context.Context, opts Options) (*Report, error) {
 	x := p.newExecution(opts)
+	if p.invalid {
+		return x.noneRun(errInvalidProgram)
+	}
 	if err := x.connect(); err != nil {
 		return x.noneRun(err)
 	}
@@ -190,6 +193,9 @@ func (p *Program) Apply(ctx context.Context, opts Options) (*Report, error) {
 	}
 	return x.finish(ctx, x.walk(ctx))
 }
+
+// errInvalidProgram refuses to run a program Compile found errors in.
+var errInvalidProgram = errors.New("internal error: the plan has errors and must not run")
 
 // connect reads the Vault connection settings; the session itself opens on
 // first use.

@@ -32,6 +32,8 @@ type Program struct {
 	// beforeRun evaluates bodies as they are before any step has run: every
 	// step's outputs unknown.
 	beforeRun *hcl.EvalContext
+	// invalid: Compile found errors; see Valid.
+	invalid bool
 }
 
 // node is one step of the plan together with its kind.
@@ -58,7 +60,10 @@ func (n *node) readsSensitive(dep *node) bool {
 
 // Compile evaluates the plan's variables (vars, from plans.ResolveVariables)
 // and locals, builds the step graph and validates every step. Error
-// diagnostics mean the plan must not run; nothing has been changed.
+// diagnostics mean the plan must not run; nothing has been changed. The
+// program is nil when the plan's structure is broken (a reference to
+// nothing, a cycle); when only arguments are wrong it is returned, not
+// Valid, for a preview or a graph.
 func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) (*Program, hcl.Diagnostics) {
 	p := &Program{
 		plan:  plan,
@@ -114,10 +119,18 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 	diags = append(diags, p.evalVault()...)
 	diags = append(diags, p.validate()...)
 	if diags.HasErrors() {
-		return nil, diags
+		// The plan's shape is sound (every reference resolves, no cycle),
+		// so the program is returned for what needs only that: a preview
+		// that reports every problem at once, a graph. It must not run.
+		p.invalid = true
 	}
 	return p, diags
 }
+
+// Valid reports whether the program may run: Compile found no error. An
+// invalid program (returned when only the vault block or step arguments
+// are wrong) can be previewed and graphed, never applied or resumed.
+func (p *Program) Valid() bool { return !p.invalid }
 
 // Steps returns the step addresses in the order they will run.
 func (p *Program) Steps() []string {

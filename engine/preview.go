@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -251,6 +252,12 @@ func previewArgument(name string, v cty.Value) Argument {
 		return a
 	}
 	if unmarked.IsWhollyKnown() {
+		if holdsPrivateKey(unmarked) {
+			// Read with file() rather than from an issue step, a key is
+			// not marked; it must not show in a preview all the same.
+			a.Sensitive = true
+			return a
+		}
 		a.Value = unmarked
 		return a
 	}
@@ -264,4 +271,16 @@ func previewArgument(name string, v cty.Value) Argument {
 		a.KnownAfter = []string{"the run"}
 	}
 	return a
+}
+
+// holdsPrivateKey reports whether a value holds a PEM private key anywhere.
+func holdsPrivateKey(v cty.Value) bool {
+	found := false
+	_ = cty.Walk(v, func(_ cty.Path, v cty.Value) (bool, error) {
+		if v.Type() == cty.String && !v.IsNull() && v.IsKnown() && strings.Contains(v.AsString(), "PRIVATE KEY-----") {
+			found = true
+		}
+		return !found, nil
+	})
+	return found
 }

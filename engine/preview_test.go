@@ -115,6 +115,9 @@ rec "key" {
   input = cert.a.key
   mode  = "0600"
 }
+rec "pasted" {
+  input = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI...\n-----END EC PRIVATE KEY-----\n"
+}
 `, nil, steps.Registry{"cert": rn, "rec": rec})
 	pv := prog.Preview(context.Background(), testOptions())
 	if len(pv.Diagnostics) != 0 {
@@ -135,9 +138,11 @@ rec "key" {
 	if got.Value != cty.NilVal || strings.Join(got.KnownAfter, ",") != "cert" || got.Sensitive {
 		t.Errorf("rec.serial input = %#v, want known after cert", got)
 	}
-	got = argument(t, previewStep(t, pv, "rec.key"), "input")
-	if !got.Sensitive || got.Value != cty.NilVal {
-		t.Errorf("rec.key input = %#v, want sensitive", got)
+	for _, addr := range []string{"rec.key", "rec.pasted"} {
+		got = argument(t, previewStep(t, pv, addr), "input")
+		if !got.Sensitive || got.Value != cty.NilVal {
+			t.Errorf("%s input = %#v, want sensitive", addr, got)
+		}
 	}
 	if !pv.Changes() {
 		t.Error("a preview with a replace reports no changes")
@@ -297,5 +302,41 @@ rec "fails" {
 	}
 	if strings.Join(rec2.applied, ",") != "rec.fails" {
 		t.Errorf("the resume applied %v, want only rec.fails", rec2.applied)
+	}
+}
+
+func TestInvalidProgramIsPreviewedNeverRun(t *testing.T) {
+	prog, rec, diags := compileSource(t, `
+rec "a" {
+  input = "a"
+  mode  = "bad"
+}
+rec "b" {
+  input = rec.a.output
+}
+`, nil)
+	if !diags.HasErrors() || prog == nil || prog.Valid() {
+		t.Fatalf("Compile: program %v, diagnostics %v", prog, diags)
+	}
+	pv := prog.Preview(context.Background(), testOptions())
+	if len(pv.Diagnostics) != 1 || pv.Diagnostics[0].Subject == nil || pv.Diagnostics[0].Subject.Start.Line != 4 {
+		t.Errorf("preview diagnostics: %v", pv.Diagnostics)
+	}
+	if len(pv.Steps) != 2 {
+		t.Errorf("previewed %d steps, want both", len(pv.Steps))
+	}
+	if _, err := prog.Apply(context.Background(), testOptions()); err != errInvalidProgram {
+		t.Errorf("Apply of an invalid program: %v", err)
+	}
+	if _, err := prog.Resume(context.Background(), &Run{}, testOptions()); err != errInvalidProgram {
+		t.Errorf("Resume of an invalid program: %v", err)
+	}
+	if len(rec.applied) != 0 {
+		t.Errorf("applied %v", rec.applied)
+	}
+
+	// A broken structure gives no program at all.
+	if prog, _, diags := compileSource(t, `rec "a" { input = rec.nope.output }`, nil); prog != nil || !diags.HasErrors() {
+		t.Errorf("a reference to nothing compiled to %v", prog)
 	}
 }

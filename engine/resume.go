@@ -134,6 +134,9 @@ func (p *Program) Changes(run *Run) *ChangedError {
 // Resume refuses with a *ChangedError when the plan or the variables changed
 // since the run started, unless opts.Force.
 func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, error) {
+	if p.invalid {
+		return nil, errInvalidProgram
+	}
 	changes := p.Changes(run)
 	if changes != nil && !opts.Force {
 		return nil, changes

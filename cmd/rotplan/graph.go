@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine"
 	"github.com/rotplan/rotplan/plans"
 )
@@ -52,10 +53,16 @@ func graphCommand(args []string, stdout, stderr io.Writer) int {
 	parser := plans.NewParser()
 	out := &diagPrinter{w: stderr, files: parser.Files}
 	prog, diags := load(parser, fs.Arg(0), vars, varFiles)
-	out.print(diags)
-	if diags.HasErrors() {
+	if prog == nil {
+		out.print(diags)
 		return exitInvalid
 	}
+	// Wrong arguments (a directory missing on this machine) leave the
+	// graph as it is: draw it, and say what is wrong as warnings.
+	for _, d := range diags {
+		d.Severity = hcl.DiagWarning
+	}
+	out.print(diags)
 	writeDOT(stdout, prog)
 	return exitOK
 }

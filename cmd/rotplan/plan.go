@@ -81,17 +81,20 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	parser := plans.NewParser()
 	out := &diagPrinter{w: c.stderr, files: parser.Files}
 	prog, diags := load(parser, c.plan, c.vars, c.varFiles)
-	if diags.HasErrors() {
+	if prog == nil {
 		if f.json {
-			writePreviewJSON(c.stdout, c.plan, nil, diags)
+			writePreviewJSON(c.stdout, c.plan, false, nil, diags)
 		}
 		out.print(diags)
 		return exitPlanError
 	}
+	// A program with wrong arguments is still previewed, so that every
+	// problem shows at once; the preview validates each step again, with
+	// more known, so the same error may come twice.
 	pv := prog.Preview(ctx, engine.Options{Log: c.log})
-	all := append(diags, pv.Diagnostics...)
+	all := uniqueDiagnostics(append(diags, pv.Diagnostics...))
 	if f.json {
-		writePreviewJSON(c.stdout, c.plan, pv, all)
+		writePreviewJSON(c.stdout, c.plan, prog.Valid(), pv, all)
 	} else {
 		writePreview(c.stdout, c.plan, pv)
 	}
@@ -104,6 +107,27 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 		return exitPlanChanges
 	}
 	return exitOK
+}
+
+// uniqueDiagnostics drops a diagnostic that repeats an earlier one: same
+// place, same words.
+func uniqueDiagnostics(diags hcl.Diagnostics) hcl.Diagnostics {
+	type key struct {
+		at, summary, detail string
+	}
+	seen := map[key]bool{}
+	var out hcl.Diagnostics
+	for _, d := range diags {
+		k := key{summary: d.Summary, detail: d.Detail}
+		if d.Subject != nil {
+			k.at = d.Subject.String()
+		}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 func errorsOf(diags hcl.Diagnostics) hcl.Diagnostics {
@@ -288,11 +312,11 @@ func diagnosticsJSON(diags hcl.Diagnostics, severity hcl.DiagnosticSeverity) []d
 	return out
 }
 
-// writePreviewJSON prints the preview as JSON; pv is nil when the plan is
-// invalid.
-func writePreviewJSON(w io.Writer, plan string, pv *engine.Preview, diags hcl.Diagnostics) {
+// writePreviewJSON prints the preview as JSON; pv is nil when the plan
+// could not be previewed at all. valid is whether it compiled cleanly.
+func writePreviewJSON(w io.Writer, plan string, valid bool, pv *engine.Preview, diags hcl.Diagnostics) {
 	doc := previewJSON{
-		FormatVersion: 1, Plan: plan, Valid: pv != nil,
+		FormatVersion: 1, Plan: plan, Valid: valid,
 		Summary: map[string]int{"create": 0, "replace": 0, "no_change": 0, "check": 0, "errors": len(errorsOf(diags))},
 		Steps:   []stepPreviewJSON{},
 		Errors:  diagnosticsJSON(diags, hcl.DiagError), Warnings: diagnosticsJSON(diags, hcl.DiagWarning),
