@@ -406,9 +406,11 @@ func (p *Program) skipsOf(n *node, skipped map[string]string) skips {
 }
 
 // skipDecision decides whether a step is skipped: by its kind's own
-// condition when the block sets one (see steps.Conditional), else when every
-// step it depends on was skipped. reason says why, and for a step whose
-// condition makes it due, why it is due.
+// condition when the block sets one (see steps.Conditional); else when every
+// step it depends on was skipped, or when it reads the outputs of a skipped
+// step, which has none (a check of a certificate that was not renewed is
+// moot). reason says why, and for a step whose condition makes it due, why
+// it is due.
 func (p *Program) skipDecision(ctx context.Context, env *steps.Env, n *node, cfg steps.Config, s skips) (skip bool, reason string, err error) {
 	if c, ok := n.kind.(steps.Conditional); ok {
 		cond, err := c.Due(ctx, env, cfg)
@@ -416,20 +418,18 @@ func (p *Program) skipDecision(ctx context.Context, env *steps.Env, n *node, cfg
 			return false, "", err
 		}
 		if cond.Set {
-			return !cond.Due, cond.Reason, nil
+			if !cond.Due || s.read == "" {
+				return !cond.Due, cond.Reason, nil
+			}
 		}
 	}
-	if s.allSkipped {
+	switch {
+	case s.allSkipped:
 		return true, "every step it depends on was skipped", nil
+	case s.read != "":
+		return true, fmt.Sprintf("it reads the outputs of %s, which was skipped (%s)", s.read, s.readWhy), nil
 	}
 	return false, "", nil
-}
-
-// skippedReadError is the error of a step that runs although it reads the
-// outputs of a skipped step, which has none.
-func skippedReadError(dep, why string) error {
-	return fmt.Errorf("it reads the outputs of %s, which was skipped (%s) and has none; "+
-		"a step that uses a skipped step's outputs must be skipped with it: make it depend only on steps that are skipped together", dep, why)
 }
 
 // runStep carries out one step and journals its outcome.
@@ -478,8 +478,6 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Cannot tell whether due:", err)}
 	case skip:
 		return cty.NilVal, reason, nil
-	case sk.read != "":
-		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Cannot run", skippedReadError(sk.read, sk.readWhy))}
 	}
 	if x.lazy[addr] {
 		if err := x.prepareStep(ctx, n); err != nil {

@@ -106,8 +106,10 @@ func (p *Program) Preview(ctx context.Context, opts Options) *Preview {
 	}()
 	outputs := map[string]cty.Value{}
 	skipped := map[string]string{}
+	changes := map[string]bool{}
 	for _, n := range p.order {
-		sp := p.previewStep(ctx, x, n, outputs, skipped)
+		sp := p.previewStep(ctx, x, n, outputs, skipped, changes)
+		changes[sp.Addr] = sp.Action.Changes()
 		pv.Steps = append(pv.Steps, sp)
 		pv.Diagnostics = append(pv.Diagnostics, sp.Diagnostics...)
 	}
@@ -115,8 +117,9 @@ func (p *Program) Preview(ctx context.Context, opts Options) *Preview {
 }
 
 // previewStep previews one step and records its planned outputs, or that it
-// is skipped, for the steps after it.
-func (p *Program) previewStep(ctx context.Context, x *execution, n *node, outputs map[string]cty.Value, skipped map[string]string) StepPreview {
+// is skipped, for the steps after it. changes says which steps before it
+// change something.
+func (p *Program) previewStep(ctx context.Context, x *execution, n *node, outputs map[string]cty.Value, skipped map[string]string, changes map[string]bool) StepPreview {
 	addr := n.step.Addr()
 	sp := StepPreview{
 		Addr: addr, Kind: n.step.Kind, Name: n.step.Name, DeclRange: n.step.DeclRange,
@@ -143,8 +146,6 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 		sp.Action, sp.Reason, sp.Skipped = steps.NoChange, reason, true
 		skipped[addr] = reason
 		return sp
-	case sk.read != "":
-		sp.Diagnostics = append(sp.Diagnostics, p.stepDiagnostics(n, "Cannot run", skippedReadError(sk.read, sk.readWhy))...)
 	}
 	if err := n.kind.Validate(cfg); err != nil && err != steps.ErrUnknown {
 		sp.Diagnostics = append(sp.Diagnostics, p.stepDiagnostics(n, "Invalid step", err)...)
@@ -165,6 +166,16 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 		sp.Action = plan.Action
 	}
 	sp.Reason, sp.Now = plan.Reason, plan.Now
+	if sp.Action == steps.NoChange {
+		// What the kind found in place is what the steps before it will
+		// change (a chown of files the writes replace): it may well act.
+		for _, dep := range sp.DependsOn {
+			if changes[dep] {
+				sp.Action, sp.Reason = steps.Replace, "after "+dep+", which changes what it acts on"
+				break
+			}
+		}
+	}
 	if reason != "" { // due, and why
 		sp.Reason = joinReasons(reason, sp.Reason)
 	}

@@ -228,22 +228,71 @@ func TestSkippedStepsAndTheirDependents(t *testing.T) {
 	}
 }
 
-func TestStepReadingASkippedStepFails(t *testing.T) {
+func TestStepReadingASkippedStepIsSkipped(t *testing.T) {
 	src := skipPlan + `
 rec "mixed" {
   input = "${cert.a.name}-${rec.d.output}"
 }
+cert "due_but_reads" {
+  depends_on = [rec.d]
+  name       = cert.a.name
+  due        = true
+}
 `
+	want := "it reads the outputs of cert.a, which was skipped (612h left)"
 	rn, rec := &renewal{}, &record{}
 	prog := compileWith(t, src, nil, steps.Registry{"cert": rn, "rec": rec})
 	pv := prog.Preview(context.Background(), testOptions())
-	if !strings.Contains(pv.Diagnostics.Error(), "reads the outputs of cert.a, which was skipped (612h left)") {
-		t.Errorf("preview diagnostics: %v", pv.Diagnostics)
+	for _, addr := range []string{"rec.mixed", "cert.due_but_reads"} {
+		if s := previewStep(t, pv, addr); !s.Skipped || s.Reason != want {
+			t.Errorf("preview %s: skipped %v, reason %q", addr, s.Skipped, s.Reason)
+		}
 	}
-	_, err := prog.Apply(context.Background(), testOptions())
-	if err == nil || !strings.Contains(err.Error(), "reads the outputs of cert.a, which was skipped (612h left)") {
-		t.Errorf("Apply: %v", err)
+	report, err := prog.Apply(context.Background(), testOptions())
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
 	}
+	for _, r := range report.Steps {
+		if (r.Addr == "rec.mixed" || r.Addr == "cert.due_but_reads") && (r.Outcome != Skipped || r.Reason != want) {
+			t.Errorf("run %s: %s (%s)", r.Addr, r.Outcome, r.Reason)
+		}
+	}
+	if strings.Contains(strings.Join(rec.applied, ","), "mixed") {
+		t.Errorf("rec.mixed was applied")
+	}
+}
+
+func TestPreviewNoChangeAfterAChangeIsAChange(t *testing.T) {
+	// cert.a would replace something; rec.after's kind is no Planner, but a
+	// planner that found everything in place behind it must not say "no
+	// change" either.
+	rn := &renewal{}
+	settled := &settledKind{}
+	prog := compileWith(t, `
+cert "a" {
+  name = "x"
+}
+settled "after" {
+  input = cert.a.name
+}
+settled "alone" {
+  input = "y"
+}
+`, nil, steps.Registry{"cert": rn, "settled": settled})
+	pv := prog.Preview(context.Background(), testOptions())
+	if s := previewStep(t, pv, "settled.after"); s.Action != steps.Replace || !strings.Contains(s.Reason, "after cert.a") {
+		t.Errorf("settled.after: %q, %q", s.Action, s.Reason)
+	}
+	if s := previewStep(t, pv, "settled.alone"); s.Action != steps.NoChange {
+		t.Errorf("settled.alone: %q", s.Action)
+	}
+}
+
+// settledKind previews as "no change" always.
+type settledKind struct{ sink }
+
+func (settledKind) Plan(context.Context, *steps.Env, steps.Config) (steps.Preview, error) {
+	return steps.Preview{Action: steps.NoChange, Reason: "in place"}, nil
 }
 
 func TestResumeKeepsTheSkips(t *testing.T) {

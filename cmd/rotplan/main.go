@@ -193,6 +193,18 @@ type session struct {
 	lastErr error
 }
 
+// asksDryRun reports whether run's arguments ask for -dry-run, for when they
+// could not be parsed.
+func asksDryRun(args []string) bool {
+	for _, a := range args {
+		switch strings.TrimLeft(a, "-") {
+		case "dry-run", "dry-run=true", "dry-run=1":
+			return strings.HasPrefix(a, "-")
+		}
+	}
+	return false
+}
+
 // helpCommand prints a command's usage, options and examples on stdout.
 func helpCommand(ctx context.Context, name string, stdout, stderr io.Writer) int {
 	switch name {
@@ -292,6 +304,9 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var pf planFlags
 	pf.register(c)
 	if code, ok := c.parse(args); !ok {
+		if code == exitInvalid && asksDryRun(args) {
+			code = exitPlanError // as plan: 2 would read as "changes pending"
+		}
 		return code
 	}
 	if *dryRun {

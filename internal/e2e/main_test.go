@@ -32,6 +32,7 @@ func TestMain(m *testing.M) {
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "building rotplan:", err)
+			os.RemoveAll(dir)
 			os.Exit(1)
 		}
 	}
