@@ -46,6 +46,7 @@ type statusStepJSON struct {
 	Facts      map[string]string `json:"facts,omitempty"`
 	Checked    bool              `json:"checked,omitempty"`
 	Redone     string            `json:"redone,omitempty"`
+	Skipped    string            `json:"skipped,omitempty"`
 	Error      string            `json:"error,omitempty"`
 	Notes      []string          `json:"notes,omitempty"`
 
@@ -118,7 +119,7 @@ func statusDocument(run *engine.Run) statusJSON {
 		s := run.Steps[addr]
 		st := statusStepJSON{
 			Step: addr, State: s.State, Started: timePtr(s.Started), DurationMS: float64(s.Duration) / float64(time.Millisecond),
-			Attempts: s.Attempts, Checked: s.Checked, Redone: s.Redone, Error: s.Error, Notes: s.Notes,
+			Attempts: s.Attempts, Checked: s.Checked, Redone: s.Redone, Skipped: s.Skipped, Error: s.Error, Notes: s.Notes,
 		}
 		if len(s.Facts) > 0 {
 			st.Facts = map[string]string{}
@@ -166,6 +167,9 @@ func printStatus(w io.Writer, doc statusJSON) {
 		details := s.factList
 		if s.Checked {
 			details = append(details, "(found done on resume)")
+		}
+		if s.Skipped != "" {
+			details = append(details, "(skipped: "+s.Skipped+")")
 		}
 		if s.Redone != "" {
 			details = append(details, "(ran again: "+s.Redone+")")
