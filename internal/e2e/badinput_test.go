@@ -2,14 +2,12 @@ package e2e
 
 import (
 	"bufio"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -35,7 +33,7 @@ func TestBadInput(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "existing.txt"), []byte("untouched\n"), 0o640); err != nil {
 				t.Fatal(err)
 			}
-			before := snapshot(t, dir)
+			before := digestTree(t, dir)
 
 			args := []string{"run", "-var", "dir=" + dir, "-state-dir", t.TempDir()}
 			if name == "unreachable-vault" {
@@ -49,7 +47,7 @@ func TestBadInput(t *testing.T) {
 			if want := plan + ":" + wantDiag; !strings.Contains(res.stderr, want) {
 				t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
 			}
-			if got := snapshot(t, dir); got != before {
+			if got := digestTree(t, dir); got != before {
 				t.Errorf("the directory changed:\nbefore:\n%s\nafter:\n%s", before, got)
 			}
 			if strings.Contains(res.stdout+res.stderr, "e2e-token-that-must-never-be-printed") {
@@ -90,33 +88,6 @@ func expectations(t *testing.T, path string) (exit int, diag string) {
 		t.Fatalf("%s: needs # exit: and # want: header lines", path)
 	}
 	return exit, diag
-}
-
-// snapshot describes every file in dir: name, mode, owner, size, mtime and
-// content, so any change shows.
-func snapshot(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		fmt.Fprintf(&b, "%s %v %d:%d %d %d", path, fi.Mode(), st.Uid, st.Gid, fi.Size(), fi.ModTime().UnixNano())
-		if fi.Mode().IsRegular() {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, " %q", data)
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 // closedPort returns a loopback address where nothing listens.

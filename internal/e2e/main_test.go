@@ -54,17 +54,28 @@ func runRotplan(t *testing.T, env []string, args ...string) result {
 	return runBinary(t, rotplanBin, env, args...)
 }
 
-// runBinary runs a rotplan binary; a run killed by a signal has exit -1.
+// runBinary runs a rotplan binary in the repository root, so that
+// examples/ paths work; a run killed by a signal has exit -1.
 func runBinary(t *testing.T, bin string, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(cleanEnv(), env...)
+	return runCmd(t, cmd, 3*time.Minute)
+}
+
+// runCmd runs a prepared command with a time limit and collects its exit
+// code and output.
+func runCmd(t *testing.T, cmd *exec.Cmd, limit time.Duration) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("running rotplan: %v", err)
+	}
+	timer := time.AfterFunc(limit, func() { _ = cmd.Process.Kill() })
+	err := cmd.Wait()
+	timer.Stop()
 	res := result{stdout: stdout.String(), stderr: stderr.String()}
 	if exitErr, ok := err.(*exec.ExitError); ok {
 		res.exit = exitErr.ExitCode()

@@ -543,7 +543,7 @@ write "x" {
 				t.Fatal(err)
 			}
 		}
-		before := snapshot(t, target)
+		before := digestTree(t, target)
 		res := runAs(t, bin, home, cred, "plan", "-var", "dir="+target, plan)
 		if res.exit != 1 {
 			t.Errorf("exit %d, want 1", res.exit)
@@ -554,7 +554,7 @@ write "x" {
 		if !strings.Contains(res.stderr, "not writable") {
 			t.Errorf("stderr does not say the directory is not writable")
 		}
-		if got := snapshot(t, target); got != before {
+		if got := digestTree(t, target); got != before {
 			t.Errorf("the directory changed:\nbefore:\n%s\nafter:\n%s", before, got)
 		}
 		if t.Failed() {
@@ -568,22 +568,11 @@ write "x" {
 // repository root, which another user may not be able to enter.
 func runAs(t *testing.T, bin, dir string, cred *syscall.Credential, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = cleanEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := result{stdout: stdout.String(), stderr: stderr.String()}
-	if exitErr, ok := err.(*exec.ExitError); ok {
-		res.exit = exitErr.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running rotplan: %v", err)
-	}
-	return res
+	return runCmd(t, cmd, time.Minute)
 }
 
 // copyFile copies a file to a new one with mode.
