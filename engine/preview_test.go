@@ -2,6 +2,11 @@ package engine
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"strings"
 	"sync"
 	"testing"
@@ -101,6 +106,9 @@ func argument(t *testing.T, s StepPreview, name string) Argument {
 func TestPreviewRunsNothingAndShowsWhatIsUnknown(t *testing.T) {
 	rn, rec := &renewal{}, &record{}
 	prog := compileWith(t, `
+variable "pasted" {
+  type = string
+}
 cert "a" {
   name = "vault"
   due  = true
@@ -116,9 +124,9 @@ rec "key" {
   mode  = "0600"
 }
 rec "pasted" {
-  input = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI...\n-----END EC PRIVATE KEY-----\n"
+  input = var.pasted
 }
-`, nil, steps.Registry{"cert": rn, "rec": rec})
+`, map[string]string{"pasted": generatedKeyPEM(t)}, steps.Registry{"cert": rn, "rec": rec})
 	pv := prog.Preview(context.Background(), testOptions())
 	if len(pv.Diagnostics) != 0 {
 		t.Fatalf("diagnostics: %s", pv.Diagnostics.Error())
@@ -388,4 +396,19 @@ rec "b" {
 	if prog, _, diags := compileSource(t, `rec "a" { input = rec.nope.output }`, nil); prog != nil || !diags.HasErrors() {
 		t.Errorf("a reference to nothing compiled to %v", prog)
 	}
+}
+
+// generatedKeyPEM is a fresh EC private key in PEM, as a plan might read
+// one with file().
+func generatedKeyPEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
 }
