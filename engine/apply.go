@@ -412,22 +412,20 @@ func (p *Program) skipsOf(n *node, skipped map[string]string) skips {
 // moot). reason says why, and for a step whose condition makes it due, why
 // it is due.
 func (p *Program) skipDecision(ctx context.Context, env *steps.Env, n *node, cfg steps.Config, s skips) (skip bool, reason string, err error) {
+	if s.read != "" { // what it needs is not there, whatever else it says
+		return true, fmt.Sprintf("it reads the outputs of %s, which was skipped (%s)", s.read, s.readWhy), nil
+	}
 	if c, ok := n.kind.(steps.Conditional); ok {
 		cond, err := c.Due(ctx, env, cfg)
 		if err != nil {
 			return false, "", err
 		}
 		if cond.Set {
-			if !cond.Due || s.read == "" {
-				return !cond.Due, cond.Reason, nil
-			}
+			return !cond.Due, cond.Reason, nil
 		}
 	}
-	switch {
-	case s.allSkipped:
+	if s.allSkipped {
 		return true, "every step it depends on was skipped", nil
-	case s.read != "":
-		return true, fmt.Sprintf("it reads the outputs of %s, which was skipped (%s)", s.read, s.readWhy), nil
 	}
 	return false, "", nil
 }
