@@ -183,7 +183,7 @@ func (p *Program) Apply(ctx context.Context, opts Options) (*Report, error) {
 		return x.noneRun(err)
 	}
 	for _, n := range p.order {
-		x.todo[n.step.Addr()] = true
+		x.todo[n.addr] = true
 	}
 	if err := x.prepare(ctx, p.order); err != nil {
 		return x.noneRun(err)
@@ -211,7 +211,7 @@ func (x *execution) connect() error {
 // noneRun ends a run that changed nothing.
 func (x *execution) noneRun(err error) (*Report, error) {
 	for _, n := range x.p.order {
-		x.report.Steps = append(x.report.Steps, StepResult{Addr: n.step.Addr(), Outcome: NotRun})
+		x.report.Steps = append(x.report.Steps, StepResult{Addr: n.addr, Outcome: NotRun})
 	}
 	x.report.Duration = time.Since(x.start)
 	return x.report, err
@@ -232,7 +232,7 @@ func (p *Program) runInfo(opts Options) *journal.RunInfo {
 	}
 	info.Dir, _ = os.Getwd()
 	for _, n := range p.order {
-		info.Steps = append(info.Steps, journal.StepDefinition{Step: n.step.Addr(), Definition: n.definition})
+		info.Steps = append(info.Steps, journal.StepDefinition{Step: n.addr, Definition: n.definition})
 	}
 	return info
 }
@@ -262,12 +262,12 @@ func (x *execution) prepareStep(ctx context.Context, n *node) error {
 	if !ok {
 		return nil
 	}
-	cfg, _, diags := x.p.decode(n, x.p.beforeRun)
+	cfg, _, diags := x.p.decode(n, x.p.contextFor(n, nil))
 	if diags.HasErrors() {
-		return &StepError{Addr: n.step.Addr(), Diagnostics: diags}
+		return &StepError{Addr: n.addr, Diagnostics: diags}
 	}
 	if err := preparer.Prepare(ctx, x.env, cfg); err != nil {
-		return &StepError{Addr: n.step.Addr(), Diagnostics: x.p.stepDiagnostics(n, "Cannot run", err)}
+		return &StepError{Addr: n.addr, Diagnostics: x.p.stepDiagnostics(n, "Cannot run", err)}
 	}
 	return nil
 }
@@ -281,7 +281,7 @@ func (x *execution) walk(ctx context.Context) error {
 	pending := map[string]int{}
 	var ready []*node
 	for i, n := range p.order {
-		addr := n.step.Addr()
+		addr := n.addr
 		position[addr] = i
 		if !x.todo[addr] {
 			continue
@@ -309,7 +309,7 @@ func (x *execution) walk(ctx context.Context) error {
 		for len(failures) == 0 && ctx.Err() == nil && running < x.opts.Parallelism && len(ready) > 0 {
 			n := ready[0]
 			ready = ready[1:]
-			evalCtx := p.evalContext(x.visibleOutputs())
+			evalCtx := p.contextFor(n, x.outputs)
 			skips := x.skipsOf(n)
 			running++
 			go func() {
@@ -322,7 +322,7 @@ func (x *execution) walk(ctx context.Context) error {
 		}
 		f := <-results
 		running--
-		addr := f.n.step.Addr()
+		addr := f.n.addr
 		ended[addr] = true
 		x.report.Steps = append(x.report.Steps, f.res)
 		switch f.res.Outcome {
@@ -341,13 +341,13 @@ func (x *execution) walk(ctx context.Context) error {
 			if pending[user]--; pending[user] == 0 {
 				ready = append(ready, p.nodes[user])
 				sort.Slice(ready, func(i, j int) bool {
-					return position[ready[i].step.Addr()] < position[ready[j].step.Addr()]
+					return position[ready[i].addr] < position[ready[j].addr]
 				})
 			}
 		}
 	}
 	for _, n := range p.order {
-		if addr := n.step.Addr(); x.todo[addr] && !ended[addr] {
+		if addr := n.addr; x.todo[addr] && !ended[addr] {
 			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: NotRun})
 		}
 	}
@@ -358,22 +358,6 @@ func (x *execution) walk(ctx context.Context) error {
 		return fmt.Errorf("run interrupted: %w", ctx.Err())
 	}
 	return nil
-}
-
-// visibleOutputs are the outputs steps are evaluated with: those of the
-// steps done so far, and unknown ones for the skipped steps.
-func (x *execution) visibleOutputs() map[string]cty.Value {
-	if len(x.skipped) == 0 {
-		return x.outputs
-	}
-	all := make(map[string]cty.Value, len(x.outputs)+len(x.skipped))
-	for addr, out := range x.outputs {
-		all[addr] = out
-	}
-	for addr := range x.skipped {
-		all[addr] = unknownOutputs(x.p.nodes[addr].kind)
-	}
-	return all
 }
 
 // skips is what the steps a step depends on tell about skipping it.
@@ -392,7 +376,7 @@ func (x *execution) skipsOf(n *node) skips { return x.p.skipsOf(n, x.skipped) }
 // of the steps n depends on.
 func (p *Program) skipsOf(n *node, skipped map[string]string) skips {
 	var s skips
-	deps := p.graph.DependsOn(n.step.Addr())
+	deps := p.graph.DependsOn(n.addr)
 	s.allSkipped = len(deps) > 0
 	for _, dep := range deps {
 		why, ok := skipped[dep]
@@ -432,7 +416,7 @@ func (p *Program) skipDecision(ctx context.Context, env *steps.Env, n *node, cfg
 
 // runStep carries out one step and journals its outcome.
 func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalContext, sk skips) (StepResult, cty.Value) {
-	addr := n.step.Addr()
+	addr := n.addr
 	if x.opts.Observer != nil {
 		x.opts.Observer.StepStarted(addr)
 	}
@@ -465,7 +449,7 @@ func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalConte
 // marked. A skipped step returns cty.NilVal and why it was skipped.
 func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalContext, sk skips) (cty.Value, string, *StepError) {
 	p := x.p
-	addr := n.step.Addr()
+	addr := n.addr
 	cfg, val, diags := p.decode(n, evalCtx)
 	if diags.HasErrors() {
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: diags}
@@ -522,7 +506,7 @@ func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, check
 	if err != nil {
 		return x.journalError(n, err)
 	}
-	rec := journal.Record{Type: journal.StepSucceeded, Step: n.step.Addr(), Outputs: raw, Duration: journal.Duration(d), Checked: checked}
+	rec := journal.Record{Type: journal.StepSucceeded, Step: n.addr, Outputs: raw, Duration: journal.Duration(d), Checked: checked}
 	if s, ok := n.kind.(steps.Summarizer); ok {
 		rec.Facts = s.Summary(out)
 	}
@@ -533,7 +517,7 @@ func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, check
 }
 
 func (x *execution) journalError(n *node, err error) *StepError {
-	return &StepError{Addr: n.step.Addr(), Diagnostics: hcl.Diagnostics{{
+	return &StepError{Addr: n.addr, Diagnostics: hcl.Diagnostics{{
 		Severity: hcl.DiagError,
 		Summary:  "Cannot write the journal",
 		Detail:   err.Error() + ". The run stops: what it does must be recorded to be resumable.",
@@ -573,13 +557,13 @@ func (x *execution) finish(ctx context.Context, err error) (*Report, error) {
 func (x *execution) supersede(ctx context.Context) {
 	p := x.p
 	for _, n := range p.order {
-		addr := n.step.Addr()
+		addr := n.addr
 		previous := x.superseded[addr]
 		s, ok := n.kind.(steps.Superseder)
 		if len(previous) == 0 || !ok {
 			continue
 		}
-		cfg, _, diags := p.decode(n, p.evalContext(x.outputs))
+		cfg, _, diags := p.decode(n, p.contextFor(n, x.outputs))
 		if diags.HasErrors() {
 			x.report.Warnings = append(x.report.Warnings, fmt.Sprintf("%s: cannot deal with superseded results: %s", addr, diags.Error()))
 			continue

@@ -15,8 +15,9 @@ import (
 )
 
 // Program is a plan checked and ready to apply: its variables and locals
-// evaluated, its steps ordered, and every step validated as far as the
-// values known before the run allow.
+// evaluated, its steps expanded into instances (for_each, count) and
+// ordered, and every instance validated as far as the values known before
+// the run allow.
 type Program struct {
 	plan   *plans.Plan
 	kinds  steps.Registry
@@ -24,32 +25,45 @@ type Program struct {
 	vars   cty.Value // object of variable values
 	locals cty.Value // object of local values
 	graph  *Graph
-	nodes  map[string]*node
-	order  []*node
-	vault  steps.Config
+	// bases are the step blocks by address (kind.name), baseOrder in
+	// source order; nodes their instances by instance address.
+	bases     map[string]*base
+	baseOrder []*base
+	nodes     map[string]*node
+	order     []*node
+	vault     steps.Config
 	// planHash and varsHash identify what runs, for the journal.
 	planHash, varsHash string
-	// beforeRun evaluates bodies as they are before any step has run: every
-	// step's outputs unknown.
-	beforeRun *hcl.EvalContext
 	// invalid: Compile found errors; see Valid.
 	invalid bool
 }
 
-// node is one step of the plan together with its kind.
+// node is one instance of a step block, together with its kind.
 type node struct {
 	step *plans.Step
 	kind steps.Step
-	// uses maps each step this one refers to (not mere depends_on) to the
-	// output attributes it reads; "*" stands for the whole object.
+	base *base
+	// addr is the instance's address: kind.name, kind.name[0] or
+	// kind.name["key"].
+	addr string
+	// key is the instance's count index or for_each key (cty.NilVal for a
+	// block without either), each its for_each value.
+	key, each cty.Value
+	// uses maps each instance this one refers to (not mere depends_on) to
+	// the output attributes it reads; "*" stands for the whole object.
 	uses map[string]map[string]bool
-	// definition is the step's definition hash (see definitionHash).
+	// reads says which instances of each block (by block address) its body
+	// and rollback block read: what its evaluation context must hold.
+	reads map[string]*readSet
+	// unknown stands for its outputs before it has run.
+	unknown cty.Value
+	// definition is the instance's definition hash (see definitionHash).
 	definition string
 }
 
 // readsSensitive reports whether n reads a sensitive output of the step dep.
 func (n *node) readsSensitive(dep *node) bool {
-	attrs := n.uses[dep.step.Addr()]
+	attrs := n.uses[dep.addr]
 	for name, out := range dep.kind.Outputs() {
 		if out.Sensitive && (attrs[name] || attrs["*"]) {
 			return true
@@ -71,6 +85,7 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 		funcs: plans.Functions(plan.Dir),
 		vars:  objectOf(vars),
 		graph: NewGraph(),
+		bases: map[string]*base{},
 		nodes: map[string]*node{},
 	}
 	p.planHash = plan.Hash
@@ -87,14 +102,20 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 			})
 			continue
 		}
-		p.nodes[s.Addr()] = &node{step: s, kind: kind, uses: map[string]map[string]bool{}}
-		p.graph.Add(s.Addr())
+		b := &base{step: s, kind: kind}
+		b.bodyDigest = bodyDigest(p.bodySource(s))
+		p.bases[s.Addr()] = b
+		p.baseOrder = append(p.baseOrder, b)
 	}
 
 	if diags.HasErrors() {
 		return nil, diags
 	}
 	diags = append(diags, p.evalLocals()...)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	diags = append(diags, p.expand()...)
 	if diags.HasErrors() {
 		return nil, diags
 	}
@@ -111,11 +132,6 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 	for _, addr := range p.graph.Order() {
 		p.order = append(p.order, p.nodes[addr])
 	}
-	unknown := map[string]cty.Value{}
-	for addr, n := range p.nodes {
-		unknown[addr] = unknownOutputs(n.kind)
-	}
-	p.beforeRun = p.evalContext(unknown)
 	diags = append(diags, p.evalVault()...)
 	diags = append(diags, p.validate()...)
 	if diags.HasErrors() {
@@ -136,7 +152,7 @@ func (p *Program) Valid() bool { return !p.invalid }
 func (p *Program) Steps() []string {
 	out := make([]string, len(p.order))
 	for i, n := range p.order {
-		out[i] = n.step.Addr()
+		out[i] = n.addr
 	}
 	return out
 }
@@ -167,6 +183,9 @@ func (p *Program) resolveRef(tr hcl.Traversal, allowSteps bool) (reference, *hcl
 	}
 	_, isKind := p.kinds[root]
 	switch {
+	case root == "each" || root == "count":
+		// Where they may be used is checked by checkInstanceRef.
+		return reference{root: root, name: name}, nil
 	case root == "var":
 		if _, ok := p.plan.Variables[name]; !ok && name != "" {
 			return bad("Reference to undeclared variable",
@@ -185,7 +204,7 @@ func (p *Program) resolveRef(tr hcl.Traversal, allowSteps bool) (reference, *hcl
 		if name == "" {
 			return bad("Invalid step reference", fmt.Sprintf("A step reference names the step: %s.NAME.OUTPUT.", root))
 		}
-		if _, ok := p.nodes[root+"."+name]; !ok {
+		if _, ok := p.bases[root+"."+name]; !ok {
 			return bad("Reference to undeclared step",
 				fmt.Sprintf("There is no step %s.%s in this plan.%s", root, name, p.suggestStep(root, name)))
 		}
@@ -296,59 +315,104 @@ func (p *Program) evalLocals() hcl.Diagnostics {
 	return diags
 }
 
-// connect adds the graph's edges: one for each step a body refers to, and
-// one for each depends_on entry.
+// connect adds the graph's edges, per instance: one for each instance its
+// body refers to, and one for each depends_on entry.
 func (p *Program) connect() hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	for _, s := range p.plan.Steps {
-		n := p.nodes[s.Addr()]
-		for _, tr := range hcldec.Variables(s.Body, n.kind.Spec()) {
-			ref, d := p.resolveRef(tr, true)
-			if d != nil {
-				diags = append(diags, d)
-				continue
-			}
-			if _, isKind := p.kinds[ref.root]; isKind {
-				p.graph.Connect(s.Addr(), ref.stepAddr())
-				n.noteUse(ref.stepAddr(), tr)
-			}
-		}
-		// A rollback block runs when the run goes back, so what it refers to
-		// orders nothing going forward: it may name the step itself, or
-		// steps after it.
+	for _, b := range p.baseOrder {
+		s := b.step
+		vars := bodyVariables(s, b.kind)
+		var hookVars []hcl.Traversal
 		if s.RollbackHook != nil {
-			for _, tr := range hcldec.Variables(s.RollbackHook.Body, hookSpec) {
-				if _, d := p.resolveRef(tr, true); d != nil {
+			hookVars = hcldec.Variables(s.RollbackHook.Body, hookSpec)
+		}
+		said := map[string]bool{} // the same mistake in every instance is said once
+		for _, n := range b.instances {
+			add := func(d *hcl.Diagnostic) {
+				if d == nil {
+					return
+				}
+				if k := d.Subject.String() + d.Summary + d.Detail; !said[k] {
+					said[k] = true
 					diags = append(diags, d)
 				}
 			}
-		}
-		for _, tr := range s.DependsOn {
-			ref, d := p.resolveRef(tr, true)
-			if d != nil {
-				diags = append(diags, d)
-				continue
+			indexed := p.indexedRefs(n, s.Body)
+			for _, tr := range vars {
+				ref, d := p.resolveRef(tr, true)
+				if d == nil {
+					d = p.checkInstanceRef(n, ref, tr)
+				}
+				if d != nil {
+					add(d)
+					continue
+				}
+				if _, isKind := p.kinds[ref.root]; isKind {
+					add(p.connectRef(n, ref, tr, indexed, true))
+				}
 			}
-			p.graph.Connect(s.Addr(), ref.stepAddr())
+			// A rollback block runs when the run goes back, so what it
+			// refers to orders nothing going forward: it may name the step
+			// itself, or steps after it.
+			hookIndexed := map[hcl.Pos]indexedRef{}
+			if s.RollbackHook != nil {
+				hookIndexed = p.indexedRefs(n, s.RollbackHook.Body)
+			}
+			for _, tr := range hookVars {
+				ref, d := p.resolveRef(tr, true)
+				if d == nil {
+					d = p.checkInstanceRef(n, ref, tr)
+				}
+				if d != nil {
+					add(d)
+					continue
+				}
+				if _, isKind := p.kinds[ref.root]; isKind {
+					add(p.connectRef(n, ref, tr, hookIndexed, false))
+				}
+			}
+			for _, tr := range s.DependsOn {
+				ref, d := p.resolveRef(tr, true)
+				if d != nil {
+					add(d)
+					continue
+				}
+				target := p.bases[ref.stepAddr()]
+				if len(tr) == 3 {
+					ix := tr[2].(hcl.TraverseIndex)
+					ks, ok := keyString(ix.Key)
+					dep := target.byKey[ks]
+					if !ok || target.mode == single || dep == nil {
+						add(&hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Reference to undeclared instance",
+							Detail:  fmt.Sprintf("%s has no instance %s.%s", ref.stepAddr(), tr[2].SourceRange(), p.instanceHint(target)),
+							Subject: tr.SourceRange().Ptr()})
+						continue
+					}
+					p.graph.Connect(n.addr, dep.addr)
+					continue
+				}
+				for _, dep := range target.instances {
+					p.graph.Connect(n.addr, dep.addr)
+				}
+			}
 		}
 	}
 	return diags
 }
 
-// noteUse records which output of the step addr a traversal reads:
-// issue.admin.private_key reads private_key; issue.admin alone, or an index,
-// reads the whole object.
-func (n *node) noteUse(addr string, tr hcl.Traversal) {
-	attr := "*"
-	if len(tr) > 2 {
-		if a, ok := tr[2].(hcl.TraverseAttr); ok {
-			attr = a.Name
-		}
+// checkInstanceRef refuses each.* outside a step with for_each and
+// count.* outside a step with count.
+func (p *Program) checkInstanceRef(n *node, ref reference, tr hcl.Traversal) *hcl.Diagnostic {
+	bad := func(detail string) *hcl.Diagnostic {
+		return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid reference", Detail: detail, Subject: tr.SourceRange().Ptr()}
 	}
-	if n.uses[addr] == nil {
-		n.uses[addr] = map[string]bool{}
+	switch {
+	case ref.root == "each" && (n.base.mode != keyed || (ref.name != "key" && ref.name != "value")):
+		return bad("each.key and each.value can be used only in a step with for_each.")
+	case ref.root == "count" && (n.base.mode != counted || ref.name != "index"):
+		return bad("count.index can be used only in a step with count.")
 	}
-	n.uses[addr][attr] = true
+	return nil
 }
 
 func (p *Program) cycleDiagnostic(cycle []string) *hcl.Diagnostic {
@@ -381,7 +445,7 @@ func (p *Program) evalVault() hcl.Diagnostics {
 	if diags.HasErrors() {
 		return diags
 	}
-	val, more := hcldec.Decode(p.plan.Vault.Body, spec, p.evalContext(nil))
+	val, more := hcldec.Decode(p.plan.Vault.Body, spec, p.baseContext())
 	diags = append(diags, more...)
 	if more.HasErrors() {
 		return diags
@@ -400,12 +464,12 @@ func (p *Program) evalVault() hcl.Diagnostics {
 func (p *Program) validate() hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	for _, n := range p.order {
-		cfg, val, more := p.decode(n, p.beforeRun)
+		cfg, val, more := p.decode(n, p.contextFor(n, nil))
 		diags = append(diags, more...)
 		if more.HasErrors() {
 			continue
 		}
-		n.definition = definitionHash(n.step.Addr(), p.bodySource(n), val)
+		n.definition = definitionHash(n.addr, n.base.bodyDigest, val)
 		err := n.kind.Validate(cfg)
 		if err == steps.ErrUnknown { // fine so far; the rest is checked at apply time
 			err = nil
@@ -421,24 +485,6 @@ func (p *Program) validate() hcl.Diagnostics {
 func (p *Program) decode(n *node, ctx *hcl.EvalContext) (steps.Config, cty.Value, hcl.Diagnostics) {
 	val, diags := hcldec.Decode(n.step.Body, n.kind.Spec(), ctx)
 	return steps.NewConfig(val), val, diags
-}
-
-// evalContext builds the context step bodies are evaluated in: variables,
-// locals and, by kind and name, the outputs of steps (by address).
-func (p *Program) evalContext(outputs map[string]cty.Value) *hcl.EvalContext {
-	byKind := map[string]map[string]cty.Value{}
-	for addr, out := range outputs {
-		kind, name, _ := strings.Cut(addr, ".")
-		if byKind[kind] == nil {
-			byKind[kind] = map[string]cty.Value{}
-		}
-		byKind[kind][name] = out
-	}
-	vars := map[string]cty.Value{"var": p.vars, "local": p.locals}
-	for kind, named := range byKind {
-		vars[kind] = cty.ObjectVal(named)
-	}
-	return &hcl.EvalContext{Variables: vars, Functions: p.funcs}
 }
 
 // unknownOutputs stands for a step's outputs before it has run: every

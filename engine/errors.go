@@ -57,7 +57,7 @@ func (p *Program) stepDiagnostics(n *node, summary string, err error) hcl.Diagno
 		}
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
-			Summary:  fmt.Sprintf("%s %s", summary, n.step.Addr()),
+			Summary:  fmt.Sprintf("%s %s", summary, n.addr),
 			Detail:   detail,
 			Subject:  subject.Ptr(),
 		})

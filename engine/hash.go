@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/rotplan/rotplan/plans"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -57,14 +58,24 @@ func writeValue(h hash.Hash, v cty.Value) {
 	}
 }
 
-// definitionHash identifies what a step is before the run: its address, the
-// tokens of its block's body (so an edited expression counts even where its
-// value is still unknown, as in upper(issue.a.serial_number); comments and
-// layout do not count) and its arguments evaluated with the outputs of other
-// steps unknown (so a changed variable or local counts).
-func definitionHash(addr string, body []byte, val cty.Value) string {
+// definitionHash identifies what a step instance is before the run: its
+// address, the tokens of its block's body (bodyDigest: so an edited
+// expression counts even where its value is still unknown, as in
+// upper(issue.a.serial_number); comments and layout do not count) and its
+// arguments evaluated with the outputs of other steps unknown (so a changed
+// variable, local or for_each value counts).
+func definitionHash(addr string, bodyDigest []byte, val cty.Value) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%d:%s", len(addr), addr)
+	h.Write(bodyDigest)
+	writeValue(h, val)
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// bodyDigest hashes the tokens of a step block's body, without comments and
+// newlines, once for all its instances.
+func bodyDigest(body []byte) []byte {
+	h := sha256.New()
 	tokens, _ := hclsyntax.LexConfig(body, "", hcl.InitialPos)
 	for _, tok := range tokens {
 		switch tok.Type {
@@ -73,13 +84,12 @@ func definitionHash(addr string, body []byte, val cty.Value) string {
 		}
 		fmt.Fprintf(h, "t%d:%d:%s", tok.Type, len(tok.Bytes), tok.Bytes)
 	}
-	writeValue(h, val)
-	return fmt.Sprintf("%x", h.Sum(nil))
+	return h.Sum(nil)
 }
 
 // bodySource returns the source bytes of a step's body.
-func (p *Program) bodySource(n *node) []byte {
-	body, ok := n.step.Body.(*hclsyntax.Body)
+func (p *Program) bodySource(s *plans.Step) []byte {
+	body, ok := s.Body.(*hclsyntax.Body)
 	if !ok {
 		return nil
 	}

@@ -120,13 +120,13 @@ func (p *Program) Preview(ctx context.Context, opts Options) *Preview {
 // is skipped, for the steps after it. changes says which steps before it
 // change something.
 func (p *Program) previewStep(ctx context.Context, x *execution, n *node, outputs map[string]cty.Value, skipped map[string]string, changes map[string]bool) StepPreview {
-	addr := n.step.Addr()
+	addr := n.addr
 	sp := StepPreview{
-		Addr: addr, Kind: n.step.Kind, Name: n.step.Name, DeclRange: n.step.DeclRange,
+		Addr: addr, Kind: n.step.Kind, Name: strings.TrimPrefix(addr, n.step.Kind+"."), DeclRange: n.step.DeclRange,
 		DependsOn: p.graph.DependsOn(addr), Action: steps.Replace,
 	}
 	outputs[addr] = plannedOutputs(n, cty.NilVal)
-	evalCtx := p.evalContext(outputs)
+	evalCtx := p.contextFor(n, outputs)
 	val, diags := hcldec.Decode(n.step.Body, n.kind.Spec(), evalCtx)
 	sp.Diagnostics = append(sp.Diagnostics, diags...)
 	if diags.HasErrors() {

@@ -102,7 +102,7 @@ func (p *Program) Changes(run *Run) *ChangedError {
 		journaled[d.Step] = d.Definition
 	}
 	for _, n := range p.order {
-		addr := n.step.Addr()
+		addr := n.addr
 		def, ok := journaled[addr]
 		switch {
 		case !ok:
@@ -163,7 +163,7 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 	// before them.
 	var now []*node
 	for _, n := range p.order {
-		addr := n.step.Addr()
+		addr := n.addr
 		if !x.todo[addr] {
 			continue
 		}
@@ -188,7 +188,7 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 func (x *execution) resumeRollback(ctx context.Context, run *Run) (*Report, error) {
 	x.opts.Rollback = true
 	for _, n := range x.p.order {
-		addr := n.step.Addr()
+		addr := n.addr
 		s, ok := run.Steps[addr]
 		if !ok {
 			continue
@@ -244,7 +244,7 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 	checked := map[string]string{}
 	redo := map[string]string{}
 	for _, n := range p.order {
-		addr := n.step.Addr()
+		addr := n.addr
 		s := state(addr)
 		if s.Snapshotted {
 			x.snapshots[addr] = s.Snapshot
@@ -294,7 +294,7 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 	for more := true; more; {
 		more = false
 		for _, n := range p.order {
-			addr := n.step.Addr()
+			addr := n.addr
 			if !done[addr] || redo[addr] != "" {
 				continue
 			}
@@ -321,7 +321,7 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 	}
 
 	for _, n := range p.order {
-		addr := n.step.Addr()
+		addr := n.addr
 		s := state(addr)
 		d := Decision{Addr: addr}
 		if why, skipped := x.skipped[addr]; skipped {

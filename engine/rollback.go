@@ -75,7 +75,7 @@ func (p *Program) validateHook(n *node) hcl.Diagnostics {
 	if hook == nil {
 		return nil
 	}
-	val, diags := hcldec.Decode(hook.Body, hookSpec, p.beforeRun)
+	val, diags := hcldec.Decode(hook.Body, hookSpec, p.contextFor(n, nil))
 	if diags.HasErrors() {
 		return diags
 	}
@@ -111,7 +111,7 @@ func (p *Program) hookDiagnostics(n *node, err error) hcl.Diagnostics {
 		}
 		diags = append(diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
-			Summary:  "Invalid rollback block in " + n.step.Addr(),
+			Summary:  "Invalid rollback block in " + n.addr,
 			Detail:   e.Error(),
 			Subject:  subject.Ptr(),
 		})
@@ -148,12 +148,12 @@ func (x *execution) snapshot(ctx context.Context, n *node, cfg steps.Config) (ma
 	// A step carried out again on resume goes back to what was there before
 	// the run, not to what its first attempt left.
 	x.mu.Lock()
-	earlier, taken := x.snapshots[n.step.Addr()]
+	earlier, taken := x.snapshots[n.addr]
 	x.mu.Unlock()
 	if taken {
 		return earlier, nil
 	}
-	env := x.stepEnv(n.step.Addr())
+	env := x.stepEnv(n.addr)
 	if env.Backups != "" {
 		if err := os.MkdirAll(env.Backups, 0o700); err != nil {
 			return nil, fmt.Errorf("creating the backup directory: %w", err)
@@ -164,7 +164,7 @@ func (x *execution) snapshot(ctx context.Context, n *node, cfg steps.Config) (ma
 		return nil, fmt.Errorf("saving what is needed to undo the step: %w", err)
 	}
 	x.mu.Lock()
-	x.snapshots[n.step.Addr()] = snap
+	x.snapshots[n.addr] = snap
 	x.mu.Unlock()
 	return snap, nil
 }
@@ -178,7 +178,7 @@ func (x *execution) rollback(ctx context.Context) {
 	p := x.p
 	var early, late []*node
 	for _, n := range p.order {
-		addr := n.step.Addr()
+		addr := n.addr
 		if _, done := x.outputs[addr]; !done || x.rolledBack[addr] {
 			continue
 		}
@@ -198,14 +198,14 @@ func (x *execution) rollback(ctx context.Context) {
 	}
 	set := map[string]bool{}
 	for _, n := range early {
-		set[n.step.Addr()] = true
+		set[n.addr] = true
 	}
 	// Reverse order: a step is undone once every step that depends on it,
 	// directly or through steps with nothing to undo, has been.
 	x.schedule(ctx, early, func(addr string) []string { return p.reachable(addr, p.graph.Users, set) })
 	set = map[string]bool{}
 	for _, n := range late {
-		set[n.step.Addr()] = true
+		set[n.addr] = true
 	}
 	x.schedule(ctx, late, func(addr string) []string { return p.reachable(addr, p.graph.DependsOn, set) })
 
@@ -247,7 +247,7 @@ func (x *execution) schedule(ctx context.Context, nodes []*node, waitFor func(st
 	waiters := map[string][]*node{}
 	var ready []*node
 	for _, n := range nodes {
-		addr := n.step.Addr()
+		addr := n.addr
 		for _, w := range waitFor(addr) {
 			pending[addr]++
 			waiters[w] = append(waiters[w], n)
@@ -273,8 +273,8 @@ func (x *execution) schedule(ctx context.Context, nodes []*node, waitFor func(st
 		}
 		n := <-results
 		running--
-		for _, w := range waiters[n.step.Addr()] {
-			if pending[w.step.Addr()]--; pending[w.step.Addr()] == 0 {
+		for _, w := range waiters[n.addr] {
+			if pending[w.addr]--; pending[w.addr] == 0 {
 				ready = append(ready, w)
 			}
 		}
@@ -284,7 +284,7 @@ func (x *execution) schedule(ctx context.Context, nodes []*node, waitFor func(st
 
 // rollbackStep undoes one step and journals the outcome.
 func (x *execution) rollbackStep(ctx context.Context, n *node) {
-	addr := n.step.Addr()
+	addr := n.addr
 	if o, ok := x.opts.Observer.(RollbackObserver); ok {
 		o.RollbackStarted(addr)
 	}
@@ -312,9 +312,9 @@ func (x *execution) rollbackStep(ctx context.Context, n *node) {
 
 // undo runs the kind's inverse, then the step's rollback block.
 func (x *execution) undo(ctx context.Context, n *node) error {
-	addr := n.step.Addr()
+	addr := n.addr
 	x.mu.Lock()
-	evalCtx := x.p.rollbackContext(x.outputs)
+	evalCtx := x.p.contextFor(n, x.outputs)
 	outputs := x.outputs[addr]
 	snap, hasSnap := x.snapshots[addr]
 	x.mu.Unlock()
@@ -349,21 +349,6 @@ func (x *execution) undo(ctx context.Context, n *node) error {
 		return fmt.Errorf("rollback block command %q: %w", h.argv[0], err)
 	}
 	return nil
-}
-
-// rollbackContext evaluates during rollback: the outputs of the steps that
-// completed, and unknown outputs for the others, which a rollback block may
-// name (it orders nothing).
-func (p *Program) rollbackContext(outputs map[string]cty.Value) *hcl.EvalContext {
-	all := make(map[string]cty.Value, len(p.nodes))
-	for addr, n := range p.nodes {
-		if out, ok := outputs[addr]; ok {
-			all[addr] = out
-		} else {
-			all[addr] = unknownOutputs(n.kind)
-		}
-	}
-	return p.evalContext(all)
 }
 
 // removeBackups deletes the run's backups once they are no longer needed.

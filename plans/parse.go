@@ -27,7 +27,7 @@ func NewParser() *Parser { return &Parser{p: hclparse.NewParser()} }
 func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
 
 // metaArguments are the arguments every step block takes whatever its kind.
-var metaArguments = []hcl.AttributeSchema{{Name: "depends_on"}}
+var metaArguments = []hcl.AttributeSchema{{Name: "depends_on"}, {Name: "for_each"}, {Name: "count"}}
 
 // metaBlocks are the blocks any step may have, whatever its kind.
 var metaBlocks = []hcl.BlockHeaderSchema{{Type: "rollback"}}
@@ -196,6 +196,15 @@ func decodeLiteral(attr *hcl.Attribute, ty cty.Type, set func(cty.Value)) hcl.Di
 	return nil
 }
 
+// isIndex reports whether rest is empty or one index step ([KEY]).
+func isIndex(rest hcl.Traversal) bool {
+	if len(rest) == 0 {
+		return true
+	}
+	_, ok := rest[0].(hcl.TraverseIndex)
+	return ok
+}
+
 func decodeStep(block *hcl.Block, isKind map[string]bool) (*Step, hcl.Diagnostics) {
 	s := &Step{Kind: block.Type, Name: block.Labels[0], DeclRange: block.DefRange}
 	if !hclsyntax.ValidIdentifier(s.Name) {
@@ -215,16 +224,30 @@ func decodeStep(block *hcl.Block, isKind map[string]bool) (*Step, hcl.Diagnostic
 		}
 		s.RollbackHook = &RollbackHook{Body: b.Body, DeclRange: b.DefRange}
 	}
+	if attr, ok := content.Attributes["for_each"]; ok {
+		s.ForEach = attr.Expr
+	}
+	if attr, ok := content.Attributes["count"]; ok {
+		s.Count = attr.Expr
+		if s.ForEach != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid combination of count and for_each",
+				Detail:   "A step may have count or for_each, not both.",
+				Subject:  attr.NameRange.Ptr(),
+			})
+		}
+	}
 	if attr, ok := content.Attributes["depends_on"]; ok {
 		exprs, more := hcl.ExprList(attr.Expr)
 		diags = append(diags, more...)
 		for _, expr := range exprs {
 			tr, more := hcl.AbsTraversalForExpr(expr)
-			if more.HasErrors() || len(tr) != 2 || !isKind[tr.RootName()] {
+			if more.HasErrors() || len(tr) < 2 || len(tr) > 3 || !isKind[tr.RootName()] || !isIndex(tr[2:]) {
 				diags = append(diags, &hcl.Diagnostic{
 					Severity: hcl.DiagError,
 					Summary:  "Invalid depends_on reference",
-					Detail:   "Each depends_on element names a whole step, as kind.name (for example issue.admin), not one of its outputs.",
+					Detail:   "Each depends_on element names a whole step, as kind.name (for example issue.admin) or kind.name[KEY] for one instance of a step with for_each or count, not one of its outputs.",
 					Subject:  expr.Range().Ptr(),
 				})
 				continue

@@ -63,8 +63,13 @@ type Step struct {
 	// Body is the block body without meta-arguments, evaluated later with
 	// the kind's schema.
 	Body hcl.Body
-	// DependsOn holds the traversals of `depends_on`, each naming a step.
+	// DependsOn holds the traversals of `depends_on`, each naming a step
+	// (kind.name) or one instance of it (kind.name[KEY]).
 	DependsOn []hcl.Traversal
+	// ForEach and Count are the `for_each` and `count` meta-arguments, nil
+	// when absent (at most one is set): the step stands for one instance
+	// per element, or Count instances.
+	ForEach, Count hcl.Expression
 	// RollbackHook is the step's `rollback { command = [...] }` block, kept
 	// unevaluated, or nil.
 	RollbackHook *RollbackHook
