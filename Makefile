@@ -11,7 +11,7 @@ VAULT_BIN   := $(CACHE_DIR)/vault-$(VAULT_VERSION)-$(VAULT_PIN)/vault
 ROTPLAN_BIN := bin/rotplan
 GO_DIRS     := cmd engine steps plans internal
 
-.PHONY: all build vault test check demo golden clean
+.PHONY: all build vault test check demo bench golden clean
 
 all: build
 
@@ -40,6 +40,12 @@ test: check vault
 demo: build vault
 	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl
 
+# A benchmark, never a test: rotplan against the same work straight through
+# vault/api and against a shell loop, on a real Vault; prints a table.
+# BENCH_ARGS=-n 200 for a quicker run. Also: go test -run XXX -bench . ./engine/...
+bench: build vault
+	$(GO) run ./internal/cmd/bench -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .bench $(BENCH_ARGS)
+
 # Rewrites the golden files (the CLI's, and the preview's against a real
 # Vault); review the diff before committing.
 golden: vault
@@ -47,4 +53,4 @@ golden: vault
 	ROTPLAN_VAULT_BIN=$(VAULT_BIN) $(GO) test ./internal/e2e -run Golden -update
 
 clean:
-	rm -rf bin .demo
+	rm -rf bin .demo .bench

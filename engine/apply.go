@@ -1,12 +1,12 @@
 package engine
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -224,6 +224,15 @@ func (x *execution) record(r journal.Record) error {
 	return x.opts.Journal.Append(r)
 }
 
+// recordLazily journals a record that the next durable one will carry to
+// disk (see journal.Journal.Write).
+func (x *execution) recordLazily(r journal.Record) error {
+	if x.opts.Journal == nil {
+		return nil
+	}
+	return x.opts.Journal.Write(r)
+}
+
 func (p *Program) runInfo(opts Options) *journal.RunInfo {
 	info := &journal.RunInfo{
 		Plan: p.planPath(), PlanHash: p.planHash, VarsHash: p.varsHash,
@@ -272,17 +281,60 @@ func (x *execution) prepareStep(ctx context.Context, n *node) error {
 	return nil
 }
 
+// readyQueue holds the steps that may start, the one to start first on top:
+// the deepest (the furthest from the steps that depend on nothing), then the
+// first in run order. Deepest first finishes what a step started (the
+// writes of an issued certificate) before starting more of the same, so
+// that the work of many independent chains overlaps, as separate workers
+// would make it, and Vault keeps being asked while files are written.
+type readyQueue struct {
+	nodes []*node
+	rank  map[*node][2]int // depth (negated), position
+}
+
+func (p *Program) newReadyQueue() *readyQueue {
+	return &readyQueue{rank: p.ranks()}
+}
+
+// ranks computes, once per program, each node's depth and position.
+func (p *Program) ranks() map[*node][2]int {
+	p.rankOnce.Do(func() {
+		p.rank = make(map[*node][2]int, len(p.order))
+		depth := make(map[string]int, len(p.order))
+		for i, n := range p.order {
+			d := 0
+			for _, dep := range p.graph.DependsOn(n.addr) {
+				d = max(d, depth[dep]+1)
+			}
+			depth[n.addr] = d
+			p.rank[n] = [2]int{-d, i}
+		}
+	})
+	return p.rank
+}
+
+func (q *readyQueue) Len() int { return len(q.nodes) }
+func (q *readyQueue) Less(i, j int) bool {
+	a, b := q.rank[q.nodes[i]], q.rank[q.nodes[j]]
+	return a[0] < b[0] || (a[0] == b[0] && a[1] < b[1])
+}
+func (q *readyQueue) Swap(i, j int) { q.nodes[i], q.nodes[j] = q.nodes[j], q.nodes[i] }
+func (q *readyQueue) Push(x any)    { q.nodes = append(q.nodes, x.(*node)) }
+func (q *readyQueue) Pop() any {
+	n := q.nodes[len(q.nodes)-1]
+	q.nodes = q.nodes[:len(q.nodes)-1]
+	return n
+}
+
 // walk carries out the steps in todo: every step whose dependencies are done
 // starts, up to Parallelism at once. After a failure, or once ctx is
 // cancelled, no new step starts; the running ones finish.
 func (x *execution) walk(ctx context.Context) error {
 	p := x.p
-	position := map[string]int{}
 	pending := map[string]int{}
-	var ready []*node
-	for i, n := range p.order {
+	ready := p.newReadyQueue()
+	for _, n := range p.order {
 		addr := n.addr
-		position[addr] = i
 		if !x.todo[addr] {
 			continue
 		}
@@ -292,7 +344,7 @@ func (x *execution) walk(ctx context.Context) error {
 			}
 		}
 		if pending[addr] == 0 {
-			ready = append(ready, n)
+			heap.Push(ready, n)
 		}
 	}
 
@@ -306,9 +358,8 @@ func (x *execution) walk(ctx context.Context) error {
 	ended := map[string]bool{}
 	var failures []error
 	for {
-		for len(failures) == 0 && ctx.Err() == nil && running < x.opts.Parallelism && len(ready) > 0 {
-			n := ready[0]
-			ready = ready[1:]
+		for len(failures) == 0 && ctx.Err() == nil && running < x.opts.Parallelism && ready.Len() > 0 {
+			n := heap.Pop(ready).(*node)
 			evalCtx := p.contextFor(n, x.outputs)
 			skips := x.skipsOf(n)
 			running++
@@ -339,10 +390,7 @@ func (x *execution) walk(ctx context.Context) error {
 				continue
 			}
 			if pending[user]--; pending[user] == 0 {
-				ready = append(ready, p.nodes[user])
-				sort.Slice(ready, func(i, j int) bool {
-					return position[ready[i].addr] < position[ready[j].addr]
-				})
+				heap.Push(ready, p.nodes[user])
 			}
 		}
 	}
@@ -432,6 +480,9 @@ func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalConte
 	case stepErr == nil:
 		stepErr = x.recordSuccess(n, out, res.Duration, false)
 	}
+	// The step took until its outcome was durable; the journal holds how
+	// long it took until then.
+	res.Duration = time.Since(began)
 	if stepErr != nil {
 		res.Outcome, res.Err = Failed, stepErr
 		// The failure's own record may fail too; the run fails either way.
@@ -482,7 +533,13 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
 	started.Snapshot = snap
-	if err := x.record(started); err != nil {
+	record := x.record
+	if _, readOnly := n.kind.(steps.ReadOnly); readOnly || (len(started.Intent) == 0 && len(started.Snapshot) == 0) {
+		// Nothing in it that a resume or a rollback relies on: the step
+		// runs again unless it is recorded done, started or not.
+		record = x.recordLazily
+	}
+	if err := record(started); err != nil {
 		return cty.NilVal, "", x.journalError(n, err)
 	}
 	out, err := n.kind.Apply(ctx, x.stepEnv(addr), cfg)
@@ -497,7 +554,12 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 }
 
 // recordSuccess journals a step's outcome. Until the record is durable the
-// step does not count as done.
+// step does not count as done, unless a resume can tell from the system
+// that it is, or need not: the success of a kind that implements
+// steps.Resumer (whose intent its step_started record holds durably) or
+// steps.ReadOnly (run again at no cost) is written lazily. Whatever is appended durably after it, a
+// dependent's success or a failure that starts a rollback, carries it to
+// disk first.
 func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, checked bool) *StepError {
 	if x.opts.Journal == nil {
 		return nil
@@ -510,7 +572,13 @@ func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, check
 	if s, ok := n.kind.(steps.Summarizer); ok {
 		rec.Facts = s.Summary(out)
 	}
-	if err := x.record(rec); err != nil {
+	record := x.record
+	_, resumable := n.kind.(steps.Resumer)
+	_, readOnly := n.kind.(steps.ReadOnly)
+	if (resumable || readOnly) && !checked {
+		record = x.recordLazily
+	}
+	if err := record(rec); err != nil {
 		return x.journalError(n, err)
 	}
 	return nil

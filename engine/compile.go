@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
@@ -36,6 +37,9 @@ type Program struct {
 	planHash, varsHash string
 	// invalid: Compile found errors; see Valid.
 	invalid bool
+	// rank orders the steps ready to start (see readyQueue).
+	rankOnce sync.Once
+	rank     map[*node][2]int
 }
 
 // node is one instance of a step block, together with its kind.

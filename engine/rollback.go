@@ -153,13 +153,7 @@ func (x *execution) snapshot(ctx context.Context, n *node, cfg steps.Config) (ma
 	if taken {
 		return earlier, nil
 	}
-	env := x.stepEnv(n.addr)
-	if env.Backups != "" {
-		if err := os.MkdirAll(env.Backups, 0o700); err != nil {
-			return nil, fmt.Errorf("creating the backup directory: %w", err)
-		}
-	}
-	snap, err := r.Snapshot(ctx, env, cfg)
+	snap, err := r.Snapshot(ctx, x.stepEnv(n.addr), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("saving what is needed to undo the step: %w", err)
 	}

@@ -109,6 +109,9 @@ func (l *ledger) snapshot(_ context.Context, env *steps.Env, _ steps.Config) (ma
 		seen = recordTypes(c.Records)
 	}
 	if env.Backups != "" {
+		if err := os.MkdirAll(env.Backups, 0o700); err != nil { // as kinds do, on first use
+			return nil, err
+		}
 		if err := os.WriteFile(filepath.Join(env.Backups, "saved"), []byte(addr), 0o600); err != nil {
 			return nil, err
 		}

@@ -320,6 +320,10 @@ type savedFile struct {
 // descriptor it was checked on: if it is swapped for a symbolic link or a
 // pipe, the copy fails instead of following it.
 func saveBackup(dir, path string) (saved savedFile, err error) {
+	// Created on first use: most writes of a rotation replace nothing.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return saved, fmt.Errorf("creating the backup directory: %w", err)
+	}
 	src, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, syscall.ELOOP) {
 		return saved, fmt.Errorf("%s is a symbolic link; refusing to replace it (give the path it points to instead)", path)

@@ -299,7 +299,7 @@ func (*Issue) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 		return pv, nil // known after an earlier step
 	}
 	path := req.mount + "/roles/" + req.role
-	secret, err := client.Logical().ReadWithContext(ctx, path)
+	secret, err := env.readOnce(ctx, client, path)
 	switch {
 	case err != nil && strings.Contains(err.Error(), "no handler for route"):
 		pv.Problems = append(pv.Problems, attrErr(cfg.Path("mount"), "Vault has no secrets engine mounted at %s", req.mount))

@@ -86,6 +86,14 @@ type Rollbacker interface {
 	Rollback(ctx context.Context, env *Env, cfg Config, outputs cty.Value, snapshot map[string]string) error
 }
 
+// ReadOnly is implemented by kinds whose steps change nothing (verify):
+// running one again is harmless, so the engine does not wait for its
+// journal records to be durable; they reach the disk with the next record
+// that must.
+type ReadOnly interface {
+	ReadOnly()
+}
+
 // RestoreAware is implemented by rollbackers whose inverse is to act again
 // on the restored system, as a reload that makes a process load the old
 // files: they roll back after every other step, in dependency order, rather

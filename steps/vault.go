@@ -117,9 +117,9 @@ func (c VaultConnection) missing() string {
 type Env struct {
 	// Log receives the step's log lines. Never log a sensitive value.
 	Log hclog.Logger
-	// Backups is a directory (0700, created by the engine) where this step's
-	// Snapshot may keep copies of what it will replace; "" when the run
-	// keeps no backups.
+	// Backups is a directory where this step's Snapshot may keep copies of
+	// what it will replace, created 0700 by whoever first saves there; ""
+	// when the run keeps no backups.
 	Backups string
 
 	session *vaultSession
@@ -133,6 +133,23 @@ type vaultSession struct {
 	// loggedIn is set when the token came from a login, not from the
 	// operator: it is rotplan's to revoke.
 	loggedIn bool
+	// reads caches what previews read from Vault (PKI roles), by path: a
+	// plan issuing hundreds of certificates from one role reads it once.
+	reads sync.Map // path -> *cachedRead
+}
+
+type cachedRead struct {
+	once   sync.Once
+	secret *vaultapi.Secret
+	err    error
+}
+
+// readOnce reads a Vault path once per run, for previews.
+func (e *Env) readOnce(ctx context.Context, client *vaultapi.Client, path string) (*vaultapi.Secret, error) {
+	v, _ := e.session.reads.LoadOrStore(path, &cachedRead{})
+	c := v.(*cachedRead)
+	c.once.Do(func() { c.secret, c.err = client.Logical().ReadWithContext(ctx, path) })
+	return c.secret, c.err
 }
 
 // NewEnv returns an Env that will reach Vault through conn.

@@ -45,7 +45,11 @@ var (
 	_ Step       = (*Verify)(nil)
 	_ Summarizer = (*Verify)(nil)
 	_ Planner    = (*Verify)(nil)
+	_ ReadOnly   = (*Verify)(nil)
 )
+
+// ReadOnly implements ReadOnly: a check changes nothing.
+func (*Verify) ReadOnly() {}
 
 // endpointSpec is what both checks need to reach a TLS endpoint.
 func endpointSpec() hcldec.ObjectSpec {
@@ -69,6 +73,10 @@ func (*Verify) Spec() hcldec.ObjectSpec {
 		"interval":     &hcldec.AttrSpec{Name: "interval", Type: cty.String},
 		"tls":          &hcldec.BlockSpec{TypeName: "tls", Nested: tlsSpec},
 		"vault_status": &hcldec.BlockSpec{TypeName: "vault_status", Nested: endpointSpec()},
+		"key_pair": &hcldec.BlockSpec{TypeName: "key_pair", Nested: hcldec.ObjectSpec{
+			"cert_file": &hcldec.AttrSpec{Name: "cert_file", Type: cty.String, Required: true},
+			"key_file":  &hcldec.AttrSpec{Name: "key_file", Type: cty.String, Required: true},
+		}},
 	}
 }
 
@@ -91,7 +99,8 @@ type endpoint struct {
 }
 
 type verification struct {
-	check             string // "tls" or "vault_status"
+	check             string // "tls", "vault_status" or "key_pair"
+	certFile, keyFile string // key_pair
 	endpoint          endpoint
 	expectSerial      *big.Int
 	expectFingerprint string
@@ -136,9 +145,26 @@ func parseVerify(cfg Config) (verification, error) {
 
 	tlsBlock, hasTLS := cfg.Block("tls")
 	statusBlock, hasStatus := cfg.Block("vault_status")
+	pairBlock, hasPair := cfg.Block("key_pair")
+	checks := 0
+	for _, has := range []bool{hasTLS, hasStatus, hasPair} {
+		if has {
+			checks++
+		}
+	}
 	switch {
-	case hasTLS && hasStatus:
-		errs = append(errs, attrErr("vault_status", "a verify step holds one check: split tls and vault_status into two steps"))
+	case checks > 1:
+		second := "vault_status"
+		if hasPair {
+			second = "key_pair"
+		}
+		errs = append(errs, attrErr(second, "a verify step holds one check: split tls, vault_status and key_pair into steps of their own"))
+	case hasPair:
+		v.check = "key_pair"
+		v.certFile, err = pairBlock.RequireString("cert_file")
+		errs = append(errs, err)
+		v.keyFile, err = pairBlock.RequireString("key_file")
+		errs = append(errs, err)
 	case hasTLS:
 		v.check = "tls"
 		var more []error
@@ -161,7 +187,7 @@ func parseVerify(cfg Config) (verification, error) {
 		v.endpoint, more = parseEndpoint(statusBlock, false)
 		errs = append(errs, more...)
 	default:
-		errs = append(errs, attrErr("tls", "a verify step needs one check block: tls { ... } or vault_status { ... }"))
+		errs = append(errs, attrErr("tls", "a verify step needs one check block: tls { ... }, vault_status { ... } or key_pair { ... }"))
 	}
 	return v, joinErrors(errs...)
 }
@@ -190,19 +216,19 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		if err == nil {
 			break
 		}
-		env.Log.Debug("check not passing yet", "check", v.check, "address", v.endpoint.address, "attempt", attempts, "error", err)
+		env.Log.Debug("check not passing yet", "check", v.check, "target", v.target(), "attempt", attempts, "error", err)
 		select {
 		case <-ctx.Done():
 			if parent.Err() != nil {
 				return cty.NilVal, fmt.Errorf("%s check of %s interrupted after %d attempts (%v); last failure: %w",
-					v.check, v.endpoint.address, attempts, parent.Err(), err)
+					v.check, v.target(), attempts, parent.Err(), err)
 			}
 			return cty.NilVal, fmt.Errorf("%s check of %s still failing after %d attempts in %s: %w",
-				v.check, v.endpoint.address, attempts, v.timeout, err)
+				v.check, v.target(), attempts, v.timeout, err)
 		case <-time.After(v.interval):
 		}
 	}
-	logArgs := []any{"check", v.check, "address", v.endpoint.address, "attempts", attempts}
+	logArgs := []any{"check", v.check, "target", v.target(), "attempts", attempts}
 	if result.serial != "" {
 		logArgs = append(logArgs, "served_serial", result.serial)
 	}
@@ -229,11 +255,11 @@ const planAttemptTimeout = 5 * time.Second
 // problem, as the run may be what puts it right.
 func (*Verify) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
 	v, err := parseVerify(cfg)
-	pv := Preview{Action: Check, Reason: v.check + " " + v.endpoint.address}
+	pv := Preview{Action: Check, Reason: v.check + " " + v.target()}
 	if v.endpoint.serverName != "" {
 		pv.Reason += " (SNI " + v.endpoint.serverName + ")"
 	}
-	if err != nil || v.endpoint.address == "" {
+	if err != nil || v.target() == "" {
 		return pv, ctx.Err() // unknown until the run; Validate reports the rest
 	}
 	v.expectSerial, v.expectFingerprint = nil, ""
@@ -276,10 +302,40 @@ type checkResult struct {
 }
 
 func (v verification) attempt(ctx context.Context) (checkResult, error) {
-	if v.check == "vault_status" {
+	switch v.check {
+	case "vault_status":
 		return v.vaultStatus(ctx)
+	case "key_pair":
+		return v.keyPair(ctx)
 	}
 	return v.handshake(ctx)
+}
+
+// target names what the check looks at: an address, or a certificate file.
+func (v verification) target() string {
+	if v.check == "key_pair" {
+		return v.certFile
+	}
+	return v.endpoint.address
+}
+
+// keyPair checks that the key file holds the private key of the first
+// certificate in the certificate file: what a service loading them needs,
+// and what a half-finished rotation breaks. The error never quotes either
+// file.
+func (v verification) keyPair(ctx context.Context) (checkResult, error) {
+	if err := ctx.Err(); err != nil {
+		return checkResult{}, err
+	}
+	pair, err := tls.LoadX509KeyPair(v.certFile, v.keyFile)
+	if err != nil {
+		return checkResult{}, fmt.Errorf("%s and %s are not a key pair: %w", v.certFile, v.keyFile, err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return checkResult{}, fmt.Errorf("%s: %w", v.certFile, err)
+	}
+	return checkResult{serial: SerialHex(leaf), fingerprint: contentDigest(leaf.Raw)}, nil
 }
 
 // handshake dials the endpoint afresh (never a reused connection, which

@@ -2,7 +2,11 @@ package steps
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -159,5 +163,50 @@ func TestVerifySummary(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			wantFacts(t, (*Verify)(nil).Summary(tt.outputs), tt.want)
 		})
+	}
+}
+
+func TestVerifyKeyPair(t *testing.T) {
+	ca := newTestCA(t)
+	leaf, key := ca.leaf(t, "app1.example")
+	_, otherKey := ca.leaf(t, "app2.example")
+	dir := t.TempDir()
+	writePEM := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	crt := writePEM("app1.crt", "CERTIFICATE", leaf.Raw)
+	der, _ := x509.MarshalECPrivateKey(key)
+	good := writePEM("app1.key", "EC PRIVATE KEY", der)
+	der, _ = x509.MarshalECPrivateKey(otherKey)
+	bad := writePEM("other.key", "EC PRIVATE KEY", der)
+
+	v := &Verify{}
+	check := func(keyFile string) (cty.Value, error) {
+		cfg := testConfig(t, v.Spec(), map[string]cty.Value{
+			"timeout":  cty.StringVal("300ms"),
+			"interval": cty.StringVal("100ms"),
+			"key_pair": cty.ObjectVal(map[string]cty.Value{"cert_file": cty.StringVal(crt), "key_file": cty.StringVal(keyFile)}),
+		})
+		if err := v.Validate(cfg); err != nil {
+			t.Fatal(err)
+		}
+		env, _ := testEnv(t)
+		return v.Apply(context.Background(), env, cfg)
+	}
+	out, err := check(good)
+	if err != nil {
+		t.Fatalf("matching pair: %v", err)
+	}
+	if got := out.GetAttr("served_serial").AsString(); got != SerialHex(leaf) {
+		t.Errorf("serial %s, want %s", got, SerialHex(leaf))
+	}
+	_, err = check(bad)
+	wantErrContains(t, err, "are not a key pair")
+	if err != nil && strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Errorf("the error quotes a key: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -767,11 +768,61 @@ func createTemp(dir, base string, mode os.FileMode) (*os.File, error) {
 }
 
 // syncDir flushes a directory, which makes a rename in it survive a crash.
+// Concurrent writes into one directory share the flush: a caller waits for
+// a flush that began after its rename, and the first to find none under way
+// makes one for everyone waiting (group commit, as the journal does).
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	v, _ := dirSyncs.LoadOrStore(dir, &dirSync{})
+	return v.(*dirSync).sync(dir)
+}
+
+// dirSyncs holds a dirSync per directory written to.
+var dirSyncs sync.Map
+
+type dirSync struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	started uint64 // flushes begun
+	done    uint64 // flushes ended
+	running bool
+	err     error // of the last flush
+}
+
+func (d *dirSync) sync(dir string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.cond == nil {
+		d.cond = sync.NewCond(&d.mu)
+	}
+	// A flush under way may have begun before this caller's rename; the
+	// next one to begin cannot have.
+	need := d.started + 1
+	for d.done < need {
+		if d.running {
+			d.cond.Wait()
+			continue
+		}
+		d.running = true
+		d.started++
+		d.mu.Unlock()
+		err := flushDir(dir)
+		d.mu.Lock()
+		d.running = false
+		d.done = d.started
+		d.err = err
+		d.cond.Broadcast()
+		if d.done >= need {
+			return err
+		}
+	}
+	return d.err
+}
+
+func flushDir(dir string) error {
+	f, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	return d.Sync()
+	defer f.Close()
+	return f.Sync()
 }

@@ -625,3 +625,43 @@ func types(recs []Record) []string {
 }
 
 func sameTypes(a, b []Record) bool { return reflect.DeepEqual(types(a), types(b)) }
+
+func TestWriteIsMadeDurableByTheNextAppendOrClose(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Write(Record{Type: StepStarted, Step: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := j.Stats(); st.Syncs != 0 || st.Records != 1 {
+		t.Fatalf("after Write: %+v, want 1 record and no fsync", st)
+	}
+	if err := j.Append(Record{Type: StepSucceeded, Step: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := j.Stats(); st.Syncs != 1 {
+		t.Fatalf("after Append: %d fsyncs, want the one that covers both records", st.Syncs)
+	}
+	if err := j.Write(Record{Type: StepStarted, Step: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := j.Stats(); st.Syncs != 2 {
+		t.Fatalf("after Close: %d fsyncs, want Close to sync the last Write", st.Syncs)
+	}
+	c, err := Read(j.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range c.Records {
+		got = append(got, r.Type+" "+r.Step)
+	}
+	if want := "step_started a,step_succeeded a,step_started b"; strings.Join(got, ",") != want {
+		t.Errorf("records %v, want %s", got, want)
+	}
+}

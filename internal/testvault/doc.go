@@ -14,8 +14,9 @@
 //     required) serves a certificate issued by the Vault PKI itself: a root
 //     CA mounted at "pki" signs an intermediate mounted at "pki-prod", which
 //     issues the initial server and admin (client) certificates through the
-//     roles "vault-server" and "admin-client". Cert auth maps the admin
-//     certificate to the "rotplan-admin" policy.
+//     roles "vault-server" and "admin-client"; a third role, "leaf", issues
+//     EC P-256 leaf certificates under apps.privsec.ch (LeafDomain). Cert
+//     auth maps the admin certificate to the "rotplan-admin" policy.
 //   - The files an operator would have on a production host are laid out
 //     below the base directory (root/vault/tls-admin/prod,
 //     home/vaultprod/tls-prod, root/vault/env/{ca.pem,prod.env}); Vault reloads

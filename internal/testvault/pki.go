@@ -13,6 +13,9 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 )
 
+// LeafDomain is the domain the "leaf" role issues under: APP.apps.privsec.ch.
+const LeafDomain = "apps.privsec.ch"
+
 // rotplanAdminPolicy is the policy mapped to the admin client certificate.
 // LIST requests reach Vault with a trailing slash, so "pki-prod/certs/" is
 // listed next to "pki-prod/certs".
@@ -143,6 +146,20 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 		"max_ttl":            "720h",
 	}); err != nil {
 		return fmt.Errorf("role vault-server: %w", err)
+	}
+
+	// Leaf certificates for agents and app servers (the seed's next part):
+	// EC P-256, under apps.privsec.ch.
+	if _, err := lg.WriteWithContext(ctx, "pki-prod/roles/leaf", map[string]any{
+		"allowed_domains":  []string{LeafDomain},
+		"allow_subdomains": true,
+		"server_flag":      true,
+		"client_flag":      false,
+		"key_type":         "ec",
+		"key_bits":         256,
+		"max_ttl":          "720h",
+	}); err != nil {
+		return fmt.Errorf("role leaf: %w", err)
 	}
 
 	// Policy and cert auth.

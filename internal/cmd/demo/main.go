@@ -64,7 +64,7 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	base, err := resetDir(*dir)
+	base, err := testvault.PrepareDir(*dir, marker)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		return 1
@@ -194,53 +194,6 @@ rotplan will issue a new server certificate through Vault, install it in
 	}
 	fmt.Println("OK: rotplan rotated the Vault listener certificate.")
 	return 0
-}
-
-// resetDir removes and recreates dir, refusing to remove anything that does
-// not look like an earlier demo directory.
-func resetDir(dir string) (string, error) {
-	if dir == "" {
-		return "", errors.New("-dir is empty")
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	cwd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	if abs == filepath.Dir(abs) || isAncestorOrSelf(abs, cwd) {
-		return "", fmt.Errorf("refusing to use %s as demo directory (it contains the current directory)", abs)
-	}
-	if home, err := os.UserHomeDir(); err == nil && isAncestorOrSelf(abs, home) {
-		return "", fmt.Errorf("refusing to use %s as demo directory (it contains the home directory)", abs)
-	}
-	entries, err := os.ReadDir(abs)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		return "", err
-	case len(entries) > 0:
-		if _, err := os.Stat(filepath.Join(abs, marker)); err != nil {
-			return "", fmt.Errorf("refusing to remove %s: not empty and not created by the demo (no %s)", abs, marker)
-		}
-	}
-	if err := os.RemoveAll(abs); err != nil {
-		return "", err
-	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(abs, marker), []byte("created by internal/cmd/demo; removed on the next run\n"), 0o644); err != nil {
-		return "", err
-	}
-	return abs, nil
-}
-
-func isAncestorOrSelf(dir, path string) bool {
-	rel, err := filepath.Rel(dir, path)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func servedLeaf(ctx context.Context, v *testvault.Vault) (*x509.Certificate, error) {

@@ -1,0 +1,461 @@
+// Command bench is what `make bench` runs: it measures, against a real
+// Vault on loopback, how fast rotplan rotates many leaf certificates
+// compared with the ceiling (the same work straight through vault/api) and
+// with what operators do today (a shell loop over the vault CLI), and how
+// rotplan copes with a plan of 10,000 steps. It prints a results table.
+//
+// It is a benchmark, never a test: its numbers depend on the machine, so it
+// reports ratios measured in the same run rather than passing or failing on
+// a time.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/rotplan/rotplan/internal/testvault"
+)
+
+const marker = ".rotplan-bench"
+
+func main() { os.Exit(bench()) }
+
+type options struct {
+	vaultBin, rotplanBin, dir, plan string
+	profile                         string
+	n, workers, shellN, bigApps     int
+	parallelism                     int
+	rounds                          int
+}
+
+func bench() int {
+	var o options
+	flag.StringVar(&o.vaultBin, "vault", "", "vault server binary")
+	flag.StringVar(&o.rotplanBin, "rotplan", "", "rotplan binary")
+	flag.StringVar(&o.dir, "dir", ".bench", "work directory (emptied first)")
+	flag.StringVar(&o.plan, "plan", "examples/leaves.hcl", "the leaf rotation plan")
+	flag.IntVar(&o.n, "n", 500, "certificates per run of A and B")
+	flag.IntVar(&o.workers, "workers", 16, "concurrent workers of B: at most this many requests at Vault at once")
+	flag.IntVar(&o.parallelism, "parallelism", 0, "rotplan's -parallelism in A (default: 4 x workers, since rotplan counts every step, and a certificate here is 5 steps, 4 of them quick)")
+	flag.IntVar(&o.shellN, "shell-n", 50, "certificates for the shell loop C (it is slow)")
+	flag.IntVar(&o.bigApps, "big-apps", 2000, "apps in the large plan (5 steps each)")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds of A and B, alternating; the best of each counts")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of rotplan in A's last round to `FILE`")
+	flag.Parse()
+	if o.vaultBin == "" || o.rotplanBin == "" {
+		fmt.Fprintln(os.Stderr, "usage: bench -vault BIN -rotplan BIN [-n 500] [-workers 16] [-shell-n 50] [-big-apps 2000]")
+		return 2
+	}
+	if o.parallelism == 0 {
+		o.parallelism = 4 * o.workers
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context, o options) error {
+	base, err := testvault.PrepareDir(o.dir, marker)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("== rotplan bench: Vault in %s\n", base)
+	v, err := testvault.Start(ctx, testvault.Options{Binary: o.vaultBin, Dir: base})
+	if err != nil {
+		return err
+	}
+	defer v.Stop()
+
+	client, err := login(ctx, v)
+	if err != nil {
+		return err
+	}
+	// One token for all three, as an operator logs in once.
+	env := append(os.Environ(), v.Environ()...)
+	env = append(env, "VAULT_TOKEN="+client.Token())
+
+	fmt.Printf("Warming up Vault (%d certificates)...\n", o.workers)
+	if _, err := ceiling(ctx, client, filepath.Join(base, "warm"), o.workers, o.workers); err != nil {
+		return err
+	}
+
+	// Vault slows down a little as its storage fills with certificates, so
+	// the rounds alternate which of A and B goes first.
+	var a, b []measure
+	for round := 1; round <= o.rounds; round++ {
+		runB := func() error {
+			mb, err := ceiling(ctx, client, filepath.Join(base, fmt.Sprintf("b%d", round)), o.n, o.workers)
+			if err != nil {
+				return fmt.Errorf("B: %w", err)
+			}
+			fmt.Printf("round %d B (vault/api, %d workers): %d certs in %s: %.1f certs/s; it used %s of CPU\n", round, o.workers, o.n, mb.wall.Round(time.Millisecond), mb.rate(), mb.cpu.Round(time.Millisecond))
+			b = append(b, mb)
+			return nil
+		}
+		runA := func() error {
+			ma, err := rotplanRun(ctx, o, env, filepath.Join(base, fmt.Sprintf("a%d", round)), o.n)
+			if err != nil {
+				return fmt.Errorf("A: %w", err)
+			}
+			fmt.Printf("round %d A (rotplan, -parallelism %d): %d certs in %s: %.1f certs/s; rotplan used %s of CPU; journal share %s\n", round, o.parallelism, o.n, ma.wall.Round(time.Millisecond), ma.rate(), ma.cpu.Round(time.Millisecond), ma.journal)
+			a = append(a, ma)
+			return nil
+		}
+		order := []func() error{runB, runA}
+		if round%2 == 0 {
+			order = []func() error{runA, runB}
+		}
+		for _, f := range order {
+			if err := f(); err != nil {
+				return err
+			}
+		}
+	}
+	c, cErr := shellLoop(ctx, env, o.vaultBin, filepath.Join(base, "c"), o.shellN)
+	if cErr != nil {
+		fmt.Printf("C skipped: %v\n", cErr)
+	} else {
+		fmt.Printf("C (shell loop over the vault CLI): %d certs in %s: %.1f certs/s\n", o.shellN, c.wall.Round(time.Millisecond), c.rate())
+	}
+
+	big, err := largePlan(ctx, o, env, filepath.Join(base, "big"))
+	if err != nil {
+		return fmt.Errorf("large plan: %w", err)
+	}
+
+	bestA, bestB := best(a), best(b)
+	fmt.Printf("\n## Results (N=%d, B with W=%d workers, A with -parallelism %d, %d rounds, best of each)\n\n", o.n, o.workers, o.parallelism, o.rounds)
+	fmt.Println("| what | certs | wall | certs/s |")
+	fmt.Println("|---|---|---|---|")
+	fmt.Printf("| A: rotplan (issue, key 0600 + cert + chain, key_pair check) | %d | %s | %.1f |\n", o.n, bestA.wall.Round(time.Millisecond), bestA.rate())
+	fmt.Printf("| B: vault/api, %d workers, same files, same check | %d | %s | %.1f |\n", o.workers, o.n, bestB.wall.Round(time.Millisecond), bestB.rate())
+	if cErr == nil {
+		fmt.Printf("| C: shell loop, vault CLI + jq | %d | %s | %.1f |\n", o.shellN, c.wall.Round(time.Millisecond), c.rate())
+	}
+	fmt.Println()
+	fmt.Printf("A/B = %.2f (target >= 0.9)\n", bestA.rate()/bestB.rate())
+	if cErr == nil {
+		fmt.Printf("A/C = %.1f (target >= 20)\n", bestA.rate()/c.rate())
+	}
+	fmt.Printf("journal share of step time in A: %s (target < 5%%): time steps spent in journal appends over the time the steps took, appends included\n", bestA.journal)
+	fmt.Println()
+	fmt.Printf("| large plan (%d steps) | wall | peak RSS |\n", big.steps)
+	fmt.Println("|---|---|---|")
+	fmt.Printf("| rotplan validate | %s | %.1f MB |\n", big.validate.wall.Round(time.Millisecond), big.validate.rssMB)
+	fmt.Printf("| rotplan plan | %s | %.1f MB |\n", big.plan.wall.Round(time.Millisecond), big.plan.rssMB)
+	fmt.Println("(targets: under 1 s and under 200 MB each)")
+	return nil
+}
+
+// measure is one timed run.
+type measure struct {
+	certs   int
+	wall    time.Duration
+	journal string // A: the journal's share of step time, as rotplan logs it
+	cpu     time.Duration
+	rssMB   float64
+}
+
+func (m measure) rate() float64 { return float64(m.certs) / m.wall.Seconds() }
+
+func best(ms []measure) measure {
+	b := ms[0]
+	for _, m := range ms[1:] {
+		if m.rate() > b.rate() {
+			b = m
+		}
+	}
+	return b
+}
+
+// login logs in with the admin certificate, as rotplan does, and returns a
+// client that reaches the production listener.
+func login(ctx context.Context, v *testvault.Vault) (*vaultapi.Client, error) {
+	cfg := vaultapi.DefaultConfig()
+	cfg.Address = v.Addr
+	if err := cfg.ConfigureTLS(&vaultapi.TLSConfig{
+		CACert: v.RootCAFile, TLSServerName: v.ServerName,
+		ClientCert: filepath.Join(v.AdminDir, "admin.crt"), ClientKey: filepath.Join(v.AdminDir, "admin.key"),
+	}); err != nil {
+		return nil, err
+	}
+	client, err := vaultapi.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	client.ClearToken()
+	secret, err := client.Logical().WriteWithContext(ctx, "auth/cert/login", nil)
+	if err != nil {
+		return nil, fmt.Errorf("cert login: %w", err)
+	}
+	client.SetToken(secret.Auth.ClientToken)
+	return client, nil
+}
+
+func app(i int) string { return "app" + strconv.Itoa(i) }
+
+// ceiling is B: n issues straight through vault/api by w workers, each
+// followed by what rotplan does with it (the key 0600, the certificate and
+// the chain written atomically and durably, then the pair checked).
+func ceiling(ctx context.Context, client *vaultapi.Client, dir string, n, w int) (measure, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return measure{}, err
+	}
+	jobs := make(chan int)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	cpuBefore := selfCPU()
+	began := time.Now()
+	for range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if err := issueAndWrite(ctx, client, dir, app(i)); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	return measure{certs: n, wall: time.Since(began), cpu: selfCPU() - cpuBefore}, firstErr
+}
+
+// selfCPU is the CPU time this process has used (B runs in it).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func issueAndWrite(ctx context.Context, client *vaultapi.Client, dir, name string) error {
+	s, err := client.Logical().WriteWithContext(ctx, "pki-prod/issue/leaf", map[string]any{
+		"common_name": name + "." + testvault.LeafDomain, "ttl": "72h",
+	})
+	if err != nil {
+		return err
+	}
+	str := func(k string) string { v, _ := s.Data[k].(string); return strings.TrimSpace(v) + "\n" }
+	var chain strings.Builder
+	if list, ok := s.Data["ca_chain"].([]any); ok {
+		for _, c := range list {
+			if c, ok := c.(string); ok {
+				chain.WriteString(strings.TrimSpace(c) + "\n")
+			}
+		}
+	}
+	key, crt := filepath.Join(dir, name+".key"), filepath.Join(dir, name+".crt")
+	for _, f := range []struct {
+		path, content string
+		mode          os.FileMode
+	}{
+		{key, str("private_key"), 0o600},
+		{crt, str("certificate"), 0o644},
+		{filepath.Join(dir, name+".chain.pem"), chain.String(), 0o644},
+	} {
+		if err := writeAtomic(f.path, []byte(f.content), f.mode); err != nil {
+			return err
+		}
+	}
+	_, err = tls.LoadX509KeyPair(crt, key)
+	return err
+}
+
+// writeAtomic writes as rotplan's write step does: an owner-only temporary
+// file beside the target, fsynced, given its mode, renamed, the directory
+// fsynced.
+func writeAtomic(path string, content []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(content); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+var journalShare = regexp.MustCompile(`journal: .*share=(\S+)`)
+
+// rotplanRun is A: rotplan rotating n leaf certificates with
+// examples/leaves.hcl.
+func rotplanRun(ctx context.Context, o options, env []string, dir string, n int) (measure, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return measure{}, err
+	}
+	if o.profile != "" {
+		env = append(env, "ROTPLAN_CPUPROFILE="+o.profile)
+	}
+	args := []string{"run", "-state-dir", filepath.Join(dir, "state"), "-parallelism", strconv.Itoa(o.parallelism),
+		"-var", "apps=" + strconv.Itoa(n), "-var", "dir=" + dir, o.plan}
+	res, err := timed(ctx, env, o.rotplanBin, args...)
+	if err != nil {
+		return measure{}, fmt.Errorf("%v\n%s", err, tail(res.stderr, 20))
+	}
+	m := measure{certs: n, wall: res.wall, cpu: res.cpu}
+	if match := journalShare.FindStringSubmatch(res.stderr); match != nil {
+		m.journal = match[1]
+	}
+	for i := range n {
+		if _, err := tls.LoadX509KeyPair(filepath.Join(dir, app(i)+".crt"), filepath.Join(dir, app(i)+".key")); err != nil {
+			return m, fmt.Errorf("after the run: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// shellScript is C: what an operator's loop looks like.
+const shellScript = `set -eu
+umask 077
+for i in $(seq 0 $(($N - 1))); do
+  out=$(vault write -format=json pki-prod/issue/leaf common_name=app$i.$DOMAIN ttl=72h)
+  printf '%s\n' "$out" | jq -r .data.private_key > "$DIR/app$i.key"
+  printf '%s\n' "$out" | jq -r .data.certificate > "$DIR/app$i.crt"
+  printf '%s\n' "$out" | jq -r '.data.ca_chain | join("\n")' > "$DIR/app$i.chain.pem"
+  chmod 0644 "$DIR/app$i.crt" "$DIR/app$i.chain.pem"
+done
+`
+
+func shellLoop(ctx context.Context, env []string, vaultBin, dir string, n int) (measure, error) {
+	if _, err := exec.LookPath("jq"); err != nil {
+		return measure{}, errors.New("jq is not installed (apt-get install jq)")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return measure{}, err
+	}
+	// The server binary is the CLI too.
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return measure{}, err
+	}
+	if err := os.Symlink(vaultBin, filepath.Join(bin, "vault")); err != nil {
+		return measure{}, err
+	}
+	env = append(env, "PATH="+bin+":"+os.Getenv("PATH"), "N="+strconv.Itoa(n), "DIR="+dir, "DOMAIN="+testvault.LeafDomain)
+	res, err := timed(ctx, env, "bash", "-c", shellScript)
+	if err != nil {
+		return measure{}, fmt.Errorf("%v\n%s", err, tail(res.stderr, 20))
+	}
+	for i := range n {
+		if _, err := tls.LoadX509KeyPair(filepath.Join(dir, app(i)+".crt"), filepath.Join(dir, app(i)+".key")); err != nil {
+			return measure{}, fmt.Errorf("after the loop: %w", err)
+		}
+	}
+	return measure{certs: n, wall: res.wall}, nil
+}
+
+type bigResult struct {
+	steps          int
+	validate, plan measure
+}
+
+// largePlan times validate and plan on examples/leaves.hcl with bigApps apps
+// (5 steps each), and their peak memory.
+func largePlan(ctx context.Context, o options, env []string, dir string) (bigResult, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return bigResult{}, err
+	}
+	vars := []string{"-var", "apps=" + strconv.Itoa(o.bigApps), "-var", "dir=" + dir, o.plan}
+	r := bigResult{steps: 5 * o.bigApps}
+	for _, c := range []struct {
+		cmd string
+		dst *measure
+	}{{"validate", &r.validate}, {"plan", &r.plan}} {
+		res, err := timed(ctx, env, o.rotplanBin, append([]string{c.cmd}, vars...)...)
+		if err != nil {
+			return r, fmt.Errorf("%s: %v\n%s", c.cmd, err, tail(res.stderr, 20))
+		}
+		*c.dst = measure{wall: res.wall, rssMB: res.rssMB}
+		fmt.Printf("%s of %d steps: %s, peak RSS %.1f MB\n", c.cmd, r.steps, res.wall.Round(time.Millisecond), res.rssMB)
+	}
+	return r, nil
+}
+
+type timedResult struct {
+	wall           time.Duration
+	cpu            time.Duration // user + system
+	rssMB          float64
+	stdout, stderr string
+}
+
+// timed runs a command and measures its wall time and peak resident memory.
+func timed(ctx context.Context, env []string, name string, args ...string) (timedResult, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	began := time.Now()
+	err := cmd.Run()
+	res := timedResult{wall: time.Since(began), stdout: stdout.String(), stderr: stderr.String()}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			res.rssMB = float64(ru.Maxrss) / 1024 // KiB on Linux
+		}
+		res.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
+	return res, err
+}
+
+func tail(s string, n int) string {
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
