@@ -818,7 +818,8 @@ func (d *dirSync) sync(dir string) error {
 	return d.err
 }
 
-func flushDir(dir string) error {
+// flushDir fsyncs a directory; a variable so that tests can watch flushes.
+var flushDir = func(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return err
