@@ -37,6 +37,9 @@ type Program struct {
 	planHash, varsHash string
 	// invalid: Compile found errors; see Valid.
 	invalid bool
+	// metaKeys are the instances of for_each and count values that are
+	// plain references, by reference (see metaRef).
+	metaKeys map[string]instanceList
 	// rank orders the steps ready to start (see readyQueue).
 	rankOnce sync.Once
 	rank     map[*node][2]int
@@ -327,9 +330,12 @@ func (p *Program) connect() hcl.Diagnostics {
 		s := b.step
 		vars := bodyVariables(s, b.kind)
 		var hookVars []hcl.Traversal
+		var hookCandidates []indexCandidate
 		if s.RollbackHook != nil {
 			hookVars = hcldec.Variables(s.RollbackHook.Body, hookSpec)
+			hookCandidates = p.indexCandidates(s.RollbackHook.Body)
 		}
+		candidates := p.indexCandidates(s.Body)
 		said := map[string]bool{} // the same mistake in every instance is said once
 		for _, n := range b.instances {
 			add := func(d *hcl.Diagnostic) {
@@ -341,7 +347,7 @@ func (p *Program) connect() hcl.Diagnostics {
 					diags = append(diags, d)
 				}
 			}
-			indexed := p.indexedRefs(n, s.Body)
+			indexed := p.indexedRefs(n, candidates)
 			for _, tr := range vars {
 				ref, d := p.resolveRef(tr, true)
 				if d == nil {
@@ -358,10 +364,7 @@ func (p *Program) connect() hcl.Diagnostics {
 			// A rollback block runs when the run goes back, so what it
 			// refers to orders nothing going forward: it may name the step
 			// itself, or steps after it.
-			hookIndexed := map[hcl.Pos]indexedRef{}
-			if s.RollbackHook != nil {
-				hookIndexed = p.indexedRefs(n, s.RollbackHook.Body)
-			}
+			hookIndexed := p.indexedRefs(n, hookCandidates)
 			for _, tr := range hookVars {
 				ref, d := p.resolveRef(tr, true)
 				if d == nil {

@@ -118,10 +118,26 @@ func (p *Program) instanceKeys(b *base) (keys, values []cty.Value, diags hcl.Dia
 			return nil, nil, hcl.Diagnostics{d}
 		}
 	}
+	ref := what + " " + metaRef(expr)
+	if l, ok := p.metaKeys[ref]; ok && metaRef(expr) != "" {
+		b.mode = counted
+		if s.ForEach != nil {
+			b.mode = keyed
+		}
+		return l.keys, l.values, nil
+	}
 	val, diags := expr.Value(p.baseContext())
 	if diags.HasErrors() {
 		return nil, nil, diags
 	}
+	defer func() {
+		if !diags.HasErrors() && metaRef(expr) != "" {
+			if p.metaKeys == nil {
+				p.metaKeys = map[string]instanceList{}
+			}
+			p.metaKeys[ref] = instanceList{keys, values}
+		}
+	}()
 	switch {
 	case val.IsNull():
 		return bad("The value is null: give a number for count, or a map or a set of strings for for_each.")
@@ -168,6 +184,31 @@ func (p *Program) instanceKeys(b *base) (keys, values []cty.Value, diags hcl.Dia
 	return keys, values, nil
 }
 
+// metaRef names a count or for_each expression that is a plain reference
+// (local.apps): blocks that expand over the same one share its instances'
+// keys, since sorting a large set once per block would cost more than the
+// rest of the expansion. "" for any other expression.
+func metaRef(expr hcl.Expression) string {
+	st, ok := expr.(*hclsyntax.ScopeTraversalExpr)
+	if !ok {
+		return ""
+	}
+	key := st.Traversal.RootName()
+	for _, step := range st.Traversal[1:] {
+		a, ok := step.(hcl.TraverseAttr)
+		if !ok {
+			return ""
+		}
+		key += "." + a.Name
+	}
+	return key
+}
+
+// instanceList is what a for_each or count value expands to.
+type instanceList struct {
+	keys, values []cty.Value
+}
+
 // maxInstances bounds how many instances one block may stand for: far more
 // than a rotation has, and few enough that a typo (count = 1e9) is caught.
 const maxInstances = 100000
@@ -192,24 +233,28 @@ type indexedRef struct {
 	key, attr string
 }
 
-// indexedRefs finds, in a step instance's body, the references to a step
-// block indexed by an expression that the instance's each, count, variables
-// and locals decide, by where the reference to the block starts. Those
-// depend on one instance; any other reference to a block with instances
-// depends on all of them.
-func (p *Program) indexedRefs(n *node, body hcl.Body) map[hcl.Pos]indexedRef {
+// indexCandidate is, in a step block's body, a reference to a step block
+// indexed by an expression that may be decided before the run, as in
+// issue.leaf[each.key].private_key.
+type indexCandidate struct {
+	at      hcl.Pos // where the reference to the block starts
+	keyExpr hclsyntax.Expression
+	attr    string // the output read, "*" for the whole object
+}
+
+// indexCandidates finds the candidates of a body once per block: walking
+// the syntax tree for each of thousands of instances is what would cost.
+func (p *Program) indexCandidates(body hcl.Body) []indexCandidate {
 	syn, ok := body.(*hclsyntax.Body)
 	if !ok {
 		return nil
 	}
-	var out map[hcl.Pos]indexedRef
+	var out []indexCandidate
 	attrs := map[hcl.Pos]string{}
-	ctx := p.instanceContext(n)
 	_ = hclsyntax.VisitAll(syn, func(node hclsyntax.Node) hcl.Diagnostics {
-		var coll *hclsyntax.ScopeTraversalExpr
-		var keyExpr hclsyntax.Expression
 		switch e := node.(type) {
 		case *hclsyntax.RelativeTraversalExpr:
+			// Visited before its source, the index expression.
 			if ie, ok := e.Source.(*hclsyntax.IndexExpr); ok && len(e.Traversal) > 0 {
 				if st, ok := ie.Collection.(*hclsyntax.ScopeTraversalExpr); ok {
 					if a, ok := e.Traversal[0].(hcl.TraverseAttr); ok {
@@ -217,41 +262,49 @@ func (p *Program) indexedRefs(n *node, body hcl.Body) map[hcl.Pos]indexedRef {
 					}
 				}
 			}
-			return nil
 		case *hclsyntax.IndexExpr:
 			st, ok := e.Collection.(*hclsyntax.ScopeTraversalExpr)
 			if !ok || len(st.Traversal) != 2 {
 				return nil
 			}
-			coll, keyExpr = st, e.Key
-		default:
-			return nil
-		}
-		if _, isKind := p.kinds[coll.Traversal.RootName()]; !isKind {
-			return nil
-		}
-		for _, tr := range keyExpr.Variables() {
-			switch tr.RootName() {
-			case "var", "local", "each", "count":
-			default:
-				return nil // decided by a step's output: not known before the run
+			if _, isKind := p.kinds[st.Traversal.RootName()]; !isKind {
+				return nil
 			}
+			for _, tr := range e.Key.Variables() {
+				switch tr.RootName() {
+				case "var", "local", "each", "count":
+				default:
+					return nil // decided by a step's output: not known before the run
+				}
+			}
+			attr := attrs[st.SrcRange.Start]
+			if attr == "" {
+				attr = "*"
+			}
+			out = append(out, indexCandidate{at: st.SrcRange.Start, keyExpr: e.Key, attr: attr})
 		}
-		key, diags := keyExpr.Value(ctx)
-		ks, ok := keyString(key)
-		if diags.HasErrors() || !ok {
-			return nil
-		}
-		if out == nil {
-			out = map[hcl.Pos]indexedRef{}
-		}
-		attr := attrs[coll.SrcRange.Start]
-		if attr == "" {
-			attr = "*"
-		}
-		out[coll.SrcRange.Start] = indexedRef{key: ks, attr: attr}
 		return nil
 	})
+	return out
+}
+
+// indexedRefs evaluates a block's candidates for one instance: the
+// references to a step block whose index the instance's each, count,
+// variables and locals decide, by where the reference to the block starts.
+// Those depend on one instance; any other reference to a block with
+// instances depends on all of them.
+func (p *Program) indexedRefs(n *node, candidates []indexCandidate) map[hcl.Pos]indexedRef {
+	if len(candidates) == 0 {
+		return nil
+	}
+	out := make(map[hcl.Pos]indexedRef, len(candidates))
+	ctx := p.instanceContext(n)
+	for _, c := range candidates {
+		key, diags := c.keyExpr.Value(ctx)
+		if ks, ok := keyString(key); ok && !diags.HasErrors() {
+			out[c.at] = indexedRef{key: ks, attr: c.attr}
+		}
+	}
 	return out
 }
 

@@ -11,7 +11,13 @@
 variable "apps" {
   type        = number
   default     = 3
-  description = "How many apps: app0 ... app(N-1)."
+  description = "How many apps: app0 ... app(N-1), up to 1024."
+}
+
+variable "names" {
+  type        = list(string)
+  default     = null
+  description = "The apps by name, instead of apps (as many as you like, from a -var-file)."
 }
 
 variable "dir" {
@@ -30,7 +36,7 @@ variable "ttl" {
 }
 
 locals {
-  apps = toset([for i in range(var.apps) : "app${i}"])
+  apps = toset(var.names != null ? var.names : [for i in range(var.apps) : "app${i}"])
 }
 
 issue "leaf" {

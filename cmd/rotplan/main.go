@@ -61,14 +61,36 @@ var version = "dev"
 
 func main() {
 	// rotplan's heap is small and short-lived; collecting it less often
-	// leaves the CPU to Vault, with which it shares the host.
+	// leaves the CPU to Vault, with which it shares the host. The soft
+	// limit makes the collector work harder before a large plan's heap
+	// grows past it (GOMEMLIMIT overrides it).
 	debug.SetGCPercent(400)
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(100 << 20)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	stopProfile := startProfile(os.Getenv("ROTPLAN_CPUPROFILE"))
 	code := rotplan(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stopProfile()
+	writeHeapProfile(os.Getenv("ROTPLAN_MEMPROFILE"))
 	stop()
 	os.Exit(code)
+}
+
+// writeHeapProfile writes a heap profile (of what was allocated over the
+// run) to path (ROTPLAN_MEMPROFILE); "" writes nothing.
+func writeHeapProfile(path string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		f.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rotplan: ROTPLAN_MEMPROFILE: %v\n", err)
+	}
 }
 
 // startProfile writes a CPU profile to path (ROTPLAN_CPUPROFILE), for

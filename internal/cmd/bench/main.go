@@ -52,10 +52,10 @@ func bench() int {
 	flag.StringVar(&o.plan, "plan", "examples/leaves.hcl", "the leaf rotation plan")
 	flag.IntVar(&o.n, "n", 500, "certificates per run of A and B")
 	flag.IntVar(&o.workers, "workers", 16, "concurrent workers of B: at most this many requests at Vault at once")
-	flag.IntVar(&o.parallelism, "parallelism", 0, "rotplan's -parallelism in A (default: 4 x workers, since rotplan counts every step, and a certificate here is 5 steps, 4 of them quick)")
+	flag.IntVar(&o.parallelism, "parallelism", 0, "rotplan's -parallelism in A (default: -workers)")
 	flag.IntVar(&o.shellN, "shell-n", 50, "certificates for the shell loop C (it is slow)")
 	flag.IntVar(&o.bigApps, "big-apps", 2000, "apps in the large plan (5 steps each)")
-	flag.IntVar(&o.rounds, "rounds", 2, "rounds of A and B, alternating; the best of each counts")
+	flag.IntVar(&o.rounds, "rounds", 4, "rounds of A and B, alternating; the best of each counts")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of rotplan in A's last round to `FILE`")
 	flag.Parse()
 	if o.vaultBin == "" || o.rotplanBin == "" {
@@ -63,7 +63,7 @@ func bench() int {
 		return 2
 	}
 	if o.parallelism == 0 {
-		o.parallelism = 4 * o.workers
+		o.parallelism = o.workers
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -407,7 +407,18 @@ func largePlan(ctx context.Context, o options, env []string, dir string) (bigRes
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return bigResult{}, err
 	}
-	vars := []string{"-var", "apps=" + strconv.Itoa(o.bigApps), "-var", "dir=" + dir, o.plan}
+	// range() stops at 1024, so the names come from a generated file.
+	var names strings.Builder
+	names.WriteString("names = [")
+	for i := range o.bigApps {
+		fmt.Fprintf(&names, "%q, ", app(i))
+	}
+	names.WriteString("]\n")
+	varFile := filepath.Join(dir, "names.hcl")
+	if err := os.WriteFile(varFile, []byte(names.String()), 0o644); err != nil {
+		return bigResult{}, err
+	}
+	vars := []string{"-var-file", varFile, "-var", "dir=" + dir, o.plan}
 	r := bigResult{steps: 5 * o.bigApps}
 	for _, c := range []struct {
 		cmd string
