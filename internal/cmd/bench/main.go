@@ -22,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,7 +56,7 @@ func bench() int {
 	flag.IntVar(&o.parallelism, "parallelism", 0, "rotplan's -parallelism in A (default: -workers)")
 	flag.IntVar(&o.shellN, "shell-n", 50, "certificates for the shell loop C (it is slow)")
 	flag.IntVar(&o.bigApps, "big-apps", 2000, "apps in the large plan (5 steps each)")
-	flag.IntVar(&o.rounds, "rounds", 4, "rounds of A and B, alternating; the best of each counts")
+	flag.IntVar(&o.rounds, "rounds", 9, "rounds of B, A and A0, in rotating order; medians count (this machine's speed drifts)")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of rotplan in A's last round to `FILE`")
 	flag.Parse()
 	if o.vaultBin == "" || o.rotplanBin == "" {
@@ -100,30 +101,40 @@ func run(ctx context.Context, o options) error {
 	}
 
 	// Vault slows down a little as its storage fills with certificates, so
-	// the rounds alternate which of A and B goes first.
-	var a, b []measure
+	// the rounds rotate the order of B, A, and A with its journal on tmpfs
+	// (A0: there an fsync costs nothing, so the difference between A and
+	// A0 is what making the journal durable costs the run).
+	var a, a0, b []measure
 	for round := 1; round <= o.rounds; round++ {
 		runB := func() error {
 			mb, err := ceiling(ctx, client, filepath.Join(base, fmt.Sprintf("b%d", round)), o.n, o.workers)
 			if err != nil {
 				return fmt.Errorf("B: %w", err)
 			}
-			fmt.Printf("round %d B (vault/api, %d workers): %d certs in %s: %.1f certs/s; it used %s of CPU\n", round, o.workers, o.n, mb.wall.Round(time.Millisecond), mb.rate(), mb.cpu.Round(time.Millisecond))
+			fmt.Printf("round %d B  (vault/api, %d workers): %d certs in %s: %.1f certs/s; it used %s of CPU\n", round, o.workers, o.n, mb.wall.Round(time.Millisecond), mb.rate(), mb.cpu.Round(time.Millisecond))
 			b = append(b, mb)
 			return nil
 		}
-		runA := func() error {
-			ma, err := rotplanRun(ctx, o, env, filepath.Join(base, fmt.Sprintf("a%d", round)), o.n)
-			if err != nil {
-				return fmt.Errorf("A: %w", err)
+		runA := func(label, state string, into *[]measure) func() error {
+			return func() error {
+				ma, err := rotplanRun(ctx, o, env, filepath.Join(base, fmt.Sprintf("%s-%d", label, round)), state, o.n)
+				if err != nil {
+					return fmt.Errorf("%s: %w", label, err)
+				}
+				fmt.Printf("round %d %-2s (rotplan, -parallelism %d): %d certs in %s: %.1f certs/s; rotplan used %s of CPU; journal share of step time %s\n",
+					round, label, o.parallelism, o.n, ma.wall.Round(time.Millisecond), ma.rate(), ma.cpu.Round(time.Millisecond), ma.journal)
+				*into = append(*into, ma)
+				return nil
 			}
-			fmt.Printf("round %d A (rotplan, -parallelism %d): %d certs in %s: %.1f certs/s; rotplan used %s of CPU; journal share %s\n", round, o.parallelism, o.n, ma.wall.Round(time.Millisecond), ma.rate(), ma.cpu.Round(time.Millisecond), ma.journal)
-			a = append(a, ma)
-			return nil
 		}
-		order := []func() error{runB, runA}
-		if round%2 == 0 {
-			order = []func() error{runA, runB}
+		shm, err := os.MkdirTemp("/dev/shm", "rotplan-bench-state-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(shm)
+		order := []func() error{runB, runA("A", "", &a), runA("A0", shm, &a0)}
+		for range (round - 1) % 3 {
+			order = append(order[1:], order[0])
 		}
 		for _, f := range order {
 			if err := f(); err != nil {
@@ -143,21 +154,23 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("large plan: %w", err)
 	}
 
-	bestA, bestB := best(a), best(b)
-	fmt.Printf("\n## Results (N=%d, B with W=%d workers, A with -parallelism %d, %d rounds, best of each)\n\n", o.n, o.workers, o.parallelism, o.rounds)
+	mA, mA0, mB := median(a), median(a0), median(b)
+	fmt.Printf("\n## Results (N=%d, B with W=%d workers, A with -parallelism %d, %d rounds; medians, range in brackets)\n\n", o.n, o.workers, o.parallelism, o.rounds)
 	fmt.Println("| what | certs | wall | certs/s |")
 	fmt.Println("|---|---|---|---|")
-	fmt.Printf("| A: rotplan (issue, key 0600 + cert + chain, key_pair check) | %d | %s | %.1f |\n", o.n, bestA.wall.Round(time.Millisecond), bestA.rate())
-	fmt.Printf("| B: vault/api, %d workers, same files, same check | %d | %s | %.1f |\n", o.workers, o.n, bestB.wall.Round(time.Millisecond), bestB.rate())
+	fmt.Printf("| A: rotplan (issue, key 0600 + cert + chain, key_pair check) | %d | %s | %.1f (%s) |\n", o.n, mA.wall.Round(time.Millisecond), mA.rate(), spread(a))
+	fmt.Printf("| A0: the same, journal on tmpfs (fsync free) | %d | %s | %.1f (%s) |\n", o.n, mA0.wall.Round(time.Millisecond), mA0.rate(), spread(a0))
+	fmt.Printf("| B: vault/api, %d workers, same files, same check | %d | %s | %.1f (%s) |\n", o.workers, o.n, mB.wall.Round(time.Millisecond), mB.rate(), spread(b))
 	if cErr == nil {
 		fmt.Printf("| C: shell loop, vault CLI + jq | %d | %s | %.1f |\n", o.shellN, c.wall.Round(time.Millisecond), c.rate())
 	}
 	fmt.Println()
-	fmt.Printf("A/B = %.2f (target >= 0.9)\n", bestA.rate()/bestB.rate())
+	fmt.Printf("A/B = %.2f of medians, %.2f of bests (target >= 0.9)\n", mA.rate()/mB.rate(), best(a).rate()/best(b).rate())
 	if cErr == nil {
-		fmt.Printf("A/C = %.1f (target >= 20)\n", bestA.rate()/c.rate())
+		fmt.Printf("A/C = %.1f (target >= 20)\n", mA.rate()/c.rate())
 	}
-	fmt.Printf("journal share of step time in A: %s (target < 5%%): time steps spent in journal appends over the time the steps took, appends included\n", bestA.journal)
+	fmt.Printf("journal share of run time, 1 - A0/A wall (medians): %.1f%% (target < 5%%)\n", 100*(1-mA0.wall.Seconds()/mA.wall.Seconds()))
+	fmt.Printf("journal share of step time in A (time in appends over the steps' time, appends included; median run): %s\n", mA.journal)
 	fmt.Println()
 	fmt.Printf("| large plan (%d steps) | wall | peak RSS |\n", big.steps)
 	fmt.Println("|---|---|---|")
@@ -177,6 +190,23 @@ type measure struct {
 }
 
 func (m measure) rate() float64 { return float64(m.certs) / m.wall.Seconds() }
+
+// median is the run with the median rate (the lower middle one of an even
+// number).
+func median(ms []measure) measure {
+	sorted := append([]measure(nil), ms...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].rate() < sorted[j].rate() })
+	return sorted[(len(sorted)-1)/2]
+}
+
+// spread is the lowest and highest rate of the runs.
+func spread(ms []measure) string {
+	lo, hi := ms[0].rate(), ms[0].rate()
+	for _, m := range ms {
+		lo, hi = min(lo, m.rate()), max(hi, m.rate())
+	}
+	return fmt.Sprintf("%.0f-%.0f", lo, hi)
+}
 
 func best(ms []measure) measure {
 	b := ms[0]
@@ -331,14 +361,17 @@ var journalShare = regexp.MustCompile(`journal: .*share=(\S+)`)
 
 // rotplanRun is A: rotplan rotating n leaf certificates with
 // examples/leaves.hcl.
-func rotplanRun(ctx context.Context, o options, env []string, dir string, n int) (measure, error) {
+func rotplanRun(ctx context.Context, o options, env []string, dir, state string, n int) (measure, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return measure{}, err
+	}
+	if state == "" {
+		state = filepath.Join(dir, "state")
 	}
 	if o.profile != "" {
 		env = append(env, "ROTPLAN_CPUPROFILE="+o.profile)
 	}
-	args := []string{"run", "-state-dir", filepath.Join(dir, "state"), "-parallelism", strconv.Itoa(o.parallelism),
+	args := []string{"run", "-state-dir", state, "-parallelism", strconv.Itoa(o.parallelism),
 		"-var", "apps=" + strconv.Itoa(n), "-var", "dir=" + dir, o.plan}
 	res, err := timed(ctx, env, o.rotplanBin, args...)
 	if err != nil {
