@@ -347,37 +347,11 @@ func (p *Program) connect() hcl.Diagnostics {
 					diags = append(diags, d)
 				}
 			}
-			indexed := p.indexedRefs(n, candidates)
-			for _, tr := range vars {
-				ref, d := p.resolveRef(tr, true)
-				if d == nil {
-					d = p.checkInstanceRef(n, ref, tr)
-				}
-				if d != nil {
-					add(d)
-					continue
-				}
-				if _, isKind := p.kinds[ref.root]; isKind {
-					add(p.connectRef(n, ref, tr, indexed, true))
-				}
-			}
+			p.connectVars(n, vars, p.indexedRefs(n, candidates), true, add)
 			// A rollback block runs when the run goes back, so what it
 			// refers to orders nothing going forward: it may name the step
 			// itself, or steps after it.
-			hookIndexed := p.indexedRefs(n, hookCandidates)
-			for _, tr := range hookVars {
-				ref, d := p.resolveRef(tr, true)
-				if d == nil {
-					d = p.checkInstanceRef(n, ref, tr)
-				}
-				if d != nil {
-					add(d)
-					continue
-				}
-				if _, isKind := p.kinds[ref.root]; isKind {
-					add(p.connectRef(n, ref, tr, hookIndexed, false))
-				}
-			}
+			p.connectVars(n, hookVars, p.indexedRefs(n, hookCandidates), false, add)
 			for _, tr := range s.DependsOn {
 				ref, d := p.resolveRef(tr, true)
 				if d != nil {
@@ -405,6 +379,25 @@ func (p *Program) connect() hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// connectVars resolves the traversals of a body of instance n and, for
+// those that name steps, connects n to them (edge: in the graph too, not
+// only in what n reads).
+func (p *Program) connectVars(n *node, vars []hcl.Traversal, indexed map[hcl.Pos]indexedRef, edge bool, add func(*hcl.Diagnostic)) {
+	for _, tr := range vars {
+		ref, d := p.resolveRef(tr, true)
+		if d == nil {
+			d = p.checkInstanceRef(n, ref, tr)
+		}
+		if d != nil {
+			add(d)
+			continue
+		}
+		if _, isKind := p.kinds[ref.root]; isKind {
+			add(p.connectRef(n, ref, tr, indexed, edge))
+		}
+	}
 }
 
 // checkInstanceRef refuses each.* outside a step with for_each and
