@@ -16,7 +16,7 @@ import (
 func FuzzCompile(f *testing.F) {
 	seeds, _ := filepath.Glob("../internal/e2e/testdata/*.hcl")
 	more, _ := filepath.Glob("../plans/testdata/*.hcl")
-	seeds = append(append(seeds, more...), "../examples/prod.hcl")
+	seeds = append(append(seeds, more...), "../examples/prod.hcl", "../examples/leaves.hcl")
 	for _, s := range seeds {
 		data, err := os.ReadFile(s)
 		if err != nil {
