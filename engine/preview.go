@@ -148,7 +148,9 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 		return sp
 	}
 	if err := n.kind.Validate(cfg); err != nil && err != steps.ErrUnknown {
+		// The kind's preview would only find the same mistakes again.
 		sp.Diagnostics = append(sp.Diagnostics, p.stepDiagnostics(n, "Invalid step", err)...)
+		return sp
 	}
 	planner, ok := n.kind.(steps.Planner)
 	if !ok {

@@ -237,20 +237,20 @@ func (*Issue) Due(ctx context.Context, _ *Env, cfg Config) (Condition, error) {
 	if r.renewBefore == 0 {
 		return Condition{}, nil
 	}
-	return renewalDue(r, time.Now())
+	return renewalDue(r, cfg.Path("current"), time.Now())
 }
 
 // renewalDue decides on renewal by the certificate at r.current. A missing
 // file makes the step due (there is nothing to keep); a file that holds no
 // certificate is an error: current names the wrong file, and renewing on
 // every run would hide that.
-func renewalDue(r issueRequest, now time.Time) (Condition, error) {
+func renewalDue(r issueRequest, currentPath string, now time.Time) (Condition, error) {
 	c, err := readCertificateFile(r.current)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Condition{Set: true, Due: true, Reason: "no certificate at " + r.current}, nil
 	}
 	if err != nil {
-		return Condition{}, attrErr("current", "%v", err)
+		return Condition{}, attrErr(currentPath, "%v", err)
 	}
 	left := c.NotAfter.Sub(now)
 	if left > r.renewBefore {

@@ -98,8 +98,10 @@ const maxPEMRead = 1 << 20
 
 // readSmallFile reads a regular file of at most maxPEMRead bytes; ok is false
 // (and err nil) for anything else, which a preview describes by its type.
+// O_NONBLOCK keeps a named pipe at the path (current = a FIFO, by mistake)
+// from blocking the open.
 func readSmallFile(path string) (b []byte, ok bool, err error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, false, err
 	}

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
@@ -208,5 +210,26 @@ func TestVerifyKeyPair(t *testing.T) {
 	wantErrContains(t, err, "are not a key pair")
 	if err != nil && strings.Contains(err.Error(), "PRIVATE KEY") {
 		t.Errorf("the error quotes a key: %v", err)
+	}
+}
+
+// TestPreviewReadsDoNotBlockOnAPipe: a current certificate, or a file a
+// preview describes, that is a named pipe by mistake must give an error,
+// not hang the preview.
+func TestPreviewReadsDoNotBlockOnAPipe(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "current.crt")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := renewalDue(issueRequest{renewBefore: time.Hour, current: fifo}, "current", time.Now())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		wantErrContains(t, err, "current", "not a regular file")
+	case <-time.After(10 * time.Second):
+		t.Fatal("renewalDue blocked on a named pipe")
 	}
 }

@@ -38,7 +38,7 @@ func BenchmarkAppend(b *testing.B) {
 					}
 				})
 			}
-			b.ReportMetric(float64(j.Syncs())/float64(b.N), "fsyncs/op")
+			b.ReportMetric(float64(j.Stats().Syncs)/float64(b.N), "fsyncs/op")
 		})
 	}
 }

@@ -121,13 +121,6 @@ func newJournal(path string, f *os.File, size int64) *Journal {
 // Path returns the journal's file name.
 func (j *Journal) Path() string { return j.path }
 
-// Syncs returns how many fsyncs this process has made on the journal.
-func (j *Journal) Syncs() int {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.syncs
-}
-
 // Append writes a record and returns once it is durable. Records appended
 // concurrently are made durable by one fsync: the first waiter syncs for
 // everyone whose record was written by then.

@@ -199,8 +199,8 @@ func TestConcurrentAppends(t *testing.T) {
 	}
 	// Every append is durable on return, so there was at least one fsync;
 	// there is never more than one per append.
-	if s := j.Syncs(); s < 1 || s > writers {
-		t.Errorf("Syncs() = %d, want between 1 and %d", s, writers)
+	if s := j.Stats().Syncs; s < 1 || s > writers {
+		t.Errorf("Stats().Syncs = %d, want between 1 and %d", s, writers)
 	}
 }
 
@@ -258,8 +258,8 @@ func TestGroupCommit(t *testing.T) {
 			t.Fatalf("Append: %v", err)
 		}
 	}
-	if s := j.Syncs(); s != 1 {
-		t.Errorf("Syncs() = %d for %d appends waiting together, want 1", s, writers)
+	if s := j.Stats().Syncs; s != 1 {
+		t.Errorf("Stats().Syncs = %d for %d appends waiting together, want 1", s, writers)
 	}
 	if got := len(mustRead(t, j.Path()).Records); got != writers {
 		t.Errorf("%d records, want %d", got, writers)
