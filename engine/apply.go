@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -353,20 +354,32 @@ func (x *execution) walk(ctx context.Context) error {
 		res StepResult
 		out cty.Value
 	}
+	type job struct {
+		n       *node
+		evalCtx *hcl.EvalContext
+		skips   skips
+	}
+	// Workers that live for the walk, rather than a goroutine per step:
+	// their stacks, grown by the first steps, stay grown.
+	jobs := make(chan job)
 	results := make(chan finished)
+	defer close(jobs)
+	for range min(x.opts.Parallelism, len(x.todo)) {
+		go func() {
+			for j := range jobs {
+				res, out := x.runStep(ctx, j.n, j.evalCtx, j.skips)
+				results <- finished{n: j.n, res: res, out: out}
+			}
+		}()
+	}
 	running := 0
 	ended := map[string]bool{}
 	var failures []error
 	for {
 		for len(failures) == 0 && ctx.Err() == nil && running < x.opts.Parallelism && ready.Len() > 0 {
 			n := heap.Pop(ready).(*node)
-			evalCtx := p.contextFor(n, x.outputs)
-			skips := x.skipsOf(n)
 			running++
-			go func() {
-				res, out := x.runStep(ctx, n, evalCtx, skips)
-				results <- finished{n: n, res: res, out: out}
-			}()
+			jobs <- job{n: n, evalCtx: p.contextFor(n, x.outputs), skips: x.skipsOf(n)}
 		}
 		if running == 0 {
 			break
@@ -546,7 +559,7 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 	if err != nil {
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
-	out, err = conformOutputs(n.kind, out)
+	out, err = conformOutputs(n, out)
 	if err != nil {
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
@@ -564,7 +577,7 @@ func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, check
 	if x.opts.Journal == nil {
 		return nil
 	}
-	raw, err := journalOutputs(n.kind, out)
+	raw, err := journalOutputs(n, out)
 	if err != nil {
 		return x.journalError(n, err)
 	}
@@ -642,7 +655,7 @@ func (x *execution) supersede(ctx context.Context) {
 				x.report.Warnings = append(x.report.Warnings, fmt.Sprintf("%s: %v", addr, err))
 				continue
 			}
-			raw, _ := journalOutputs(n.kind, prev)
+			raw, _ := journalOutputs(n, prev)
 			x.report.Superseded = append(x.report.Superseded, addr+": "+note)
 			if err := x.record(journal.Record{Type: journal.StepSuperseded, Step: addr, Note: note, Outputs: raw}); err != nil {
 				x.report.Warnings = append(x.report.Warnings, fmt.Sprintf("%s: %s, but the journal could not record it: %v", addr, note, err))
@@ -677,19 +690,49 @@ func StepErrors(err error) []*StepError {
 
 // conformOutputs checks that a kind returned what its Outputs promise and
 // marks the sensitive attributes.
-func conformOutputs(kind steps.Step, out cty.Value) (cty.Value, error) {
-	want := steps.OutputType(kind)
-	conv, err := convert.Convert(out, want)
-	if err != nil || conv.IsNull() || !conv.IsWhollyKnown() {
-		return cty.NilVal, fmt.Errorf("internal error: the step's outputs do not match its declared outputs: %v", err)
-	}
-	attrs := conv.AsValueMap()
-	for name, o := range kind.Outputs() {
-		if o.Sensitive {
-			attrs[name] = attrs[name].Mark(plans.SensitiveMark)
+func conformOutputs(n *node, out cty.Value) (cty.Value, error) {
+	info := n.base.outputs
+	if !out.Type().Equals(info.typ) {
+		conv, err := convert.Convert(out, info.typ)
+		if err != nil {
+			return cty.NilVal, fmt.Errorf("internal error: the step's outputs do not match its declared outputs: %v", err)
 		}
+		out = conv
+	}
+	if out.IsNull() || !out.IsWhollyKnown() {
+		return cty.NilVal, fmt.Errorf("internal error: the step's outputs do not match its declared outputs: null or unknown")
+	}
+	if len(info.sensitive) == 0 {
+		return out, nil
+	}
+	attrs := out.AsValueMap()
+	for _, name := range info.sensitive {
+		attrs[name] = attrs[name].Mark(plans.SensitiveMark)
 	}
 	return cty.ObjectVal(attrs), nil
+}
+
+// outputInfo is what the engine looks up in a kind's outputs for every step
+// that runs, worked out once per block.
+type outputInfo struct {
+	typ cty.Type // the object type of the outputs
+	// sensitive and journaled are the names of the sensitive outputs and
+	// of the others, sorted.
+	sensitive, journaled []string
+}
+
+func newOutputInfo(kind steps.Step) *outputInfo {
+	info := &outputInfo{typ: steps.OutputType(kind)}
+	for name, o := range kind.Outputs() {
+		if o.Sensitive {
+			info.sensitive = append(info.sensitive, name)
+		} else {
+			info.journaled = append(info.journaled, name)
+		}
+	}
+	slices.Sort(info.sensitive)
+	slices.Sort(info.journaled)
+	return info
 }
 
 // vaultDiagnostics locates an error in the vault block's settings.

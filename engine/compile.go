@@ -109,7 +109,7 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 			})
 			continue
 		}
-		b := &base{step: s, kind: kind}
+		b := &base{step: s, kind: kind, dec: newDecoder(kind.Spec(), s.Body), outputs: newOutputInfo(kind)}
 		b.bodyDigest = bodyDigest(p.bodySource(s))
 		p.bases[s.Addr()] = b
 		p.baseOrder = append(p.baseOrder, b)
@@ -483,7 +483,7 @@ func (p *Program) validate() hcl.Diagnostics {
 // decode evaluates a step's body with the kind's schema. It returns the
 // value too, marks and all, for hashing.
 func (p *Program) decode(n *node, ctx *hcl.EvalContext) (steps.Config, cty.Value, hcl.Diagnostics) {
-	val, diags := hcldec.Decode(n.step.Body, n.kind.Spec(), ctx)
+	val, diags := n.base.dec.decode(ctx)
 	return steps.NewConfig(val), val, diags
 }
 

@@ -32,6 +32,10 @@ type base struct {
 	// bodyDigest hashes the tokens of the block's body, once for all its
 	// instances (see definitionHash).
 	bodyDigest []byte
+	// dec decodes the body for each instance.
+	dec *decoder
+	// outputs describes the kind's outputs.
+	outputs *outputInfo
 }
 
 // keyString is the form of an instance key used to look it up: the decimal

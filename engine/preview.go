@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
@@ -127,7 +126,7 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 	}
 	outputs[addr] = plannedOutputs(n, cty.NilVal)
 	evalCtx := p.contextFor(n, outputs)
-	val, diags := hcldec.Decode(n.step.Body, n.kind.Spec(), evalCtx)
+	val, diags := n.base.dec.decode(evalCtx)
 	sp.Diagnostics = append(sp.Diagnostics, diags...)
 	if diags.HasErrors() {
 		return sp

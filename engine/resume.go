@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/internal/jsonenc"
 	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
@@ -274,7 +275,7 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 			if !inPlace {
 				continue
 			}
-			if out, err = conformOutputs(n.kind, out); err != nil {
+			if out, err = conformOutputs(n, out); err != nil {
 				return &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Cannot resume", err)}
 			}
 			if serr := x.recordSuccess(n, out, 0, true); serr != nil {
@@ -375,20 +376,31 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 // sensitive ones. A value still marked sensitive is refused, as a safety net;
 // kinds see their arguments unmarked, so it is each kind's duty never to copy
 // a sensitive argument into an output it does not declare sensitive.
-func journalOutputs(kind steps.Step, out cty.Value) (json.RawMessage, error) {
-	attrs := map[string]cty.Value{}
-	for name, o := range kind.Outputs() {
-		if o.Sensitive {
-			continue
-		}
+func journalOutputs(n *node, out cty.Value) (json.RawMessage, error) {
+	names := n.base.outputs.journaled
+	b := append(make([]byte, 0, 256), '{')
+	for i, name := range names {
 		v := out.GetAttr(name)
 		if v.ContainsMarked() {
 			return nil, fmt.Errorf("output %s is marked sensitive and cannot be journaled", name)
 		}
-		attrs[name] = v
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = jsonenc.AppendString(b, name)
+		b = append(b, ':')
+		var ok bool
+		if b, ok = jsonenc.AppendValue(b, v); !ok {
+			// Not a type of value the fast path writes: cty/json
+			// writes it, or says what is wrong with it.
+			raw, err := ctyjson.Marshal(v, v.Type())
+			if err != nil {
+				return nil, fmt.Errorf("output %s: %w", name, err)
+			}
+			b = append(b, raw...)
+		}
 	}
-	obj := objectOf(attrs)
-	return ctyjson.Marshal(obj, obj.Type())
+	return append(b, '}'), nil
 }
 
 // restoreOutputs reads journaled outputs back. The sensitive ones were never

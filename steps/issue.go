@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -565,17 +566,15 @@ func readIssued(data map[string]any) (issuedCertificate, error) {
 	if err != nil {
 		return out, fmt.Errorf("the issued private key does not match the certificate")
 	}
-	leaf, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		return out, fmt.Errorf("parsing the issued certificate: %w", err)
+	leaf := pair.Leaf
+	if leaf == nil {
+		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+			return out, fmt.Errorf("parsing the issued certificate: %w", err)
+		}
 	}
-	block, _ := pem.Decode([]byte(out.issuingCA))
-	if block == nil {
-		return out, fmt.Errorf("the issuing CA is not PEM")
-	}
-	ca, err := x509.ParseCertificate(block.Bytes)
+	ca, err := parseIssuingCA(out.issuingCA)
 	if err != nil {
-		return out, fmt.Errorf("parsing the issuing CA: %w", err)
+		return out, err
 	}
 	if err := leaf.CheckSignatureFrom(ca); err != nil {
 		return out, fmt.Errorf("the certificate was not signed by the issuing CA %q: %w", ca.Subject.CommonName, err)
@@ -591,6 +590,32 @@ func readIssued(data map[string]any) (issuedCertificate, error) {
 		}
 	}
 	return out, nil
+}
+
+// lastCA is the issuing CA parseIssuingCA parsed last: every certificate of
+// a run usually comes from the same one.
+var lastCA atomic.Pointer[parsedCA]
+
+type parsedCA struct {
+	pem  string
+	cert *x509.Certificate
+}
+
+// parseIssuingCA parses the PEM issuing CA of a response.
+func parseIssuingCA(text string) (*x509.Certificate, error) {
+	if last := lastCA.Load(); last != nil && last.pem == text {
+		return last.cert, nil
+	}
+	block, _ := pem.Decode([]byte(text))
+	if block == nil {
+		return nil, fmt.Errorf("the issuing CA is not PEM")
+	}
+	ca, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the issuing CA: %w", err)
+	}
+	lastCA.Store(&parsedCA{pem: text, cert: ca})
+	return ca, nil
 }
 
 // pemText normalises a PEM string from Vault to end with exactly one newline,

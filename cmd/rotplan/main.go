@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
@@ -59,6 +60,10 @@ Run 'rotplan <command> -h' for a command's options and examples.
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
+// minProcs is the fewest Ps (goroutines running at once) rotplan runs with;
+// see main.
+const minProcs = 4
+
 func main() {
 	// rotplan's heap is small and short-lived; collecting it less often
 	// leaves the CPU to Vault, with which it shares the host. The soft
@@ -67,6 +72,14 @@ func main() {
 	debug.SetGCPercent(400)
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(100 << 20)
+	}
+	// A step spends most of its time in blocking system calls (fsync
+	// above all). A thread blocked in one keeps its P until the runtime
+	// takes it back, so with one P (one CPU, or a container limited to
+	// one) every fsync stalls every other step meanwhile. A few more Ps
+	// than CPUs let the others run; GOMAXPROCS overrides it.
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
+		runtime.GOMAXPROCS(minProcs)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	stopProfile := startProfile(os.Getenv("ROTPLAN_CPUPROFILE"))

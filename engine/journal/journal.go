@@ -209,16 +209,23 @@ func (j *Journal) Close() error {
 	return j.f.Close()
 }
 
+// encode makes a record's line: the CRC-32C of the JSON body in hex, a
+// space, the body and a newline.
 func encode(r Record) ([]byte, error) {
-	body, err := json.Marshal(r)
+	line := make([]byte, 9, 512)
+	line, err := appendRecord(line, r)
 	if err != nil {
 		return nil, fmt.Errorf("encoding a journal record: %w", err)
 	}
-	line := make([]byte, 0, len(body)+10)
-	line = fmt.Appendf(line, "%08x ", crc32.Checksum(body, castagnoli))
-	line = append(line, body...)
+	sum := crc32.Checksum(line[9:], castagnoli)
+	for i := range 8 {
+		line[i] = hexDigits[sum>>(28-4*i)&0xf]
+	}
+	line[8] = ' '
 	return append(line, '\n'), nil
 }
+
+const hexDigits = "0123456789abcdef"
 
 // decode parses one line without its newline.
 func decode(line []byte) (Record, error) {

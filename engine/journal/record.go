@@ -2,8 +2,12 @@ package journal
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
 	"time"
 
+	"github.com/rotplan/rotplan/internal/jsonenc"
 	"github.com/rotplan/rotplan/steps"
 )
 
@@ -122,4 +126,79 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 type StepDefinition struct {
 	Step       string `json:"step"`
 	Definition string `json:"definition"`
+}
+
+// appendRecord appends r as JSON, as json.Marshal(r) would write it but
+// without its reflection: a run writes a record or two per step. The rare
+// record with a Run goes through json.Marshal. Outputs must hold valid
+// JSON (the engine writes it); it is copied as it is.
+func appendRecord(b []byte, r Record) ([]byte, error) {
+	if r.Run != nil {
+		body, err := json.Marshal(r)
+		return append(b, body...), err
+	}
+	b = append(b, `{"type":`...)
+	b = jsonenc.AppendString(b, r.Type)
+	b = append(b, `,"time":"`...)
+	b = r.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	field := func(name, v string) {
+		if v != "" {
+			b = append(b, ',', '"')
+			b = append(b, name...)
+			b = append(b, '"', ':')
+			b = jsonenc.AppendString(b, v)
+		}
+	}
+	strMap := func(name string, m map[string]string) {
+		if len(m) == 0 {
+			return
+		}
+		b = append(b, ',', '"')
+		b = append(b, name...)
+		b = append(b, `":{`...)
+		for i, k := range slices.Sorted(maps.Keys(m)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonenc.AppendString(b, k)
+			b = append(b, ':')
+			b = jsonenc.AppendString(b, m[k])
+		}
+		b = append(b, '}')
+	}
+	field("step", r.Step)
+	field("inputs", r.Inputs)
+	strMap("intent", r.Intent)
+	strMap("snapshot", r.Snapshot)
+	if len(r.Outputs) > 0 {
+		b = append(b, `,"outputs":`...)
+		b = append(b, r.Outputs...)
+	}
+	if len(r.Facts) > 0 {
+		b = append(b, `,"facts":[`...)
+		for i, f := range r.Facts {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"name":`...)
+			b = jsonenc.AppendString(b, f.Name)
+			b = append(b, `,"value":`...)
+			b = jsonenc.AppendString(b, f.Value)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if r.Checked {
+		b = append(b, `,"checked":true`...)
+	}
+	if r.Duration != 0 {
+		b = append(b, `,"duration":`...)
+		b = strconv.AppendFloat(b, float64(r.Duration)/float64(time.Millisecond), 'f', -1, 64)
+	}
+	field("error", r.Error)
+	field("reason", r.Reason)
+	field("note", r.Note)
+	field("status", r.Status)
+	return append(b, '}'), nil
 }

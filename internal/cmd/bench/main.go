@@ -116,22 +116,26 @@ func run(ctx context.Context, o options) error {
 	var a, a0, b []measure
 	for round := 1; round <= o.rounds; round++ {
 		runB := func() error {
+			v0 := processCPU(v.PID())
 			mb, err := ceiling(ctx, client, filepath.Join(base, fmt.Sprintf("b%d", round)), o.n, o.workers)
 			if err != nil {
 				return fmt.Errorf("B: %w", err)
 			}
-			fmt.Printf("round %d B  (vault/api, %d workers): %d certs in %s: %.1f certs/s; it used %s of CPU\n", round, o.workers, o.n, mb.wall.Round(time.Millisecond), mb.rate(), mb.cpu.Round(time.Millisecond))
+			mb.vault = processCPU(v.PID()) - v0
+			fmt.Printf("round %d B  (vault/api, %d workers): %d certs in %s: %.1f certs/s; it used %s of CPU, Vault %s (%s)\n", round, o.workers, o.n, mb.wall.Round(time.Millisecond), mb.rate(), mb.cpu.Round(time.Millisecond), mb.vault, mb.vaultBusy())
 			b = append(b, mb)
 			return nil
 		}
 		runA := func(label, state string, into *[]measure) func() error {
 			return func() error {
+				v0 := processCPU(v.PID())
 				ma, err := rotplanRun(ctx, o, env, filepath.Join(base, fmt.Sprintf("%s-%d", label, round)), state, o.n)
 				if err != nil {
 					return fmt.Errorf("%s: %w", label, err)
 				}
-				fmt.Printf("round %d %-2s (rotplan, -parallelism %d): %d certs in %s: %.1f certs/s; rotplan used %s of CPU; journal share of step time %s\n",
-					round, label, o.parallelism, o.n, ma.wall.Round(time.Millisecond), ma.rate(), ma.cpu.Round(time.Millisecond), ma.journal)
+				ma.vault = processCPU(v.PID()) - v0
+				fmt.Printf("round %d %-2s (rotplan, -parallelism %d): %d certs in %s: %.1f certs/s; rotplan used %s of CPU, Vault %s (%s); journal share of step time %s\n",
+					round, label, o.parallelism, o.n, ma.wall.Round(time.Millisecond), ma.rate(), ma.cpu.Round(time.Millisecond), ma.vault, ma.vaultBusy(), ma.journal)
 				*into = append(*into, ma)
 				return nil
 			}
@@ -216,10 +220,36 @@ type measure struct {
 	wall    time.Duration
 	journal string // A: the journal's share of step time, as rotplan logs it
 	cpu     time.Duration
+	vault   time.Duration // CPU Vault used meanwhile
 	rssMB   float64
 }
 
 func (m measure) rate() float64 { return float64(m.certs) / m.wall.Seconds() }
+
+// vaultBusy is Vault's CPU over the wall time of the run: near 100% of its
+// one CPU when pinned, Vault was the limit.
+func (m measure) vaultBusy() string {
+	return fmt.Sprintf("%.0f%% busy", 100*m.vault.Seconds()/m.wall.Seconds())
+}
+
+// processCPU is the CPU time (user + system) process pid has used, from
+// /proc/PID/stat, in clock ticks of 10 ms; 0 when it cannot be read.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count
+	// from after its closing parenthesis (utime is field 14, stime 15).
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
 
 // median is the run with the median rate (the lower middle one of an even
 // number).
