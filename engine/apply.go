@@ -546,16 +546,37 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
 	started.Snapshot = snap
-	record := x.record
-	if _, readOnly := n.kind.(steps.ReadOnly); readOnly || (len(started.Intent) == 0 && len(started.Snapshot) == 0) {
-		// Nothing in it that a resume or a rollback relies on: the step
-		// runs again unless it is recorded done, started or not.
-		record = x.recordLazily
+	_, readOnly := n.kind.(steps.ReadOnly)
+	// A start with nothing in it that a resume or a rollback relies on
+	// need not be durable: the step runs again unless it is recorded done,
+	// started or not.
+	durable := x.opts.Journal != nil && !readOnly && (len(started.Intent) > 0 || len(started.Snapshot) > 0)
+	env := x.stepEnv(addr)
+	var commitErr error
+	switch _, staged := n.kind.(steps.Staged); {
+	case durable && staged:
+		// Durable by the time the kind commits to its change: the
+		// fsync overlaps what it prepares first.
+		if err := x.recordLazily(started); err != nil {
+			return cty.NilVal, "", x.journalError(n, err)
+		}
+		env = env.WithCommit(func() error {
+			commitErr = x.opts.Journal.Flush()
+			return commitErr
+		})
+	case durable:
+		if err := x.record(started); err != nil {
+			return cty.NilVal, "", x.journalError(n, err)
+		}
+	default:
+		if err := x.recordLazily(started); err != nil {
+			return cty.NilVal, "", x.journalError(n, err)
+		}
 	}
-	if err := record(started); err != nil {
-		return cty.NilVal, "", x.journalError(n, err)
+	out, err := n.kind.Apply(ctx, env, cfg)
+	if commitErr != nil {
+		return cty.NilVal, "", x.journalError(n, commitErr)
 	}
-	out, err := n.kind.Apply(ctx, x.stepEnv(addr), cfg)
 	if err != nil {
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
@@ -566,13 +587,16 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 	return out, "", nil
 }
 
-// recordSuccess journals a step's outcome. Until the record is durable the
-// step does not count as done, unless a resume can tell from the system
-// that it is, or need not: the success of a kind that implements
-// steps.Resumer (whose intent its step_started record holds durably) or
-// steps.ReadOnly (run again at no cost) is written lazily. Whatever is appended durably after it, a
-// dependent's success or a failure that starts a rollback, carries it to
-// disk first.
+// recordSuccess journals a step's outcome without waiting for an fsync:
+// whatever is appended durably after it carries it to disk first (records
+// reach the file in order), and that comes before anything that relies on
+// it. A dependent that changes something first appends its durable
+// step_started; a failure that starts a rollback is durable; so is the end
+// of the run. A success lost to a power failure before then only makes a
+// resume carry the step out again, and nothing had yet used what it did
+// (an issued certificate whose key never left memory). The exception is a
+// success that resume checked on the system (checked): it is one of the
+// resume's decisions, which are durable before anything runs.
 func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, checked bool) *StepError {
 	if x.opts.Journal == nil {
 		return nil
@@ -585,11 +609,9 @@ func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, check
 	if s, ok := n.kind.(steps.Summarizer); ok {
 		rec.Facts = s.Summary(out)
 	}
-	record := x.record
-	_, resumable := n.kind.(steps.Resumer)
-	_, readOnly := n.kind.(steps.ReadOnly)
-	if (resumable || readOnly) && !checked {
-		record = x.recordLazily
+	record := x.recordLazily
+	if checked {
+		record = x.record
 	}
 	if err := record(rec); err != nil {
 		return x.journalError(n, err)

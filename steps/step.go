@@ -94,6 +94,16 @@ type ReadOnly interface {
 	ReadOnly()
 }
 
+// Staged is implemented by kinds whose Apply first prepares, changing
+// nothing that anyone relies on (a write fills and flushes a temporary
+// file next to its target), and then makes its change. Apply calls
+// env.Commit between the two. The engine then does not wait, before
+// Apply, for the step's start record to be durable, but in Commit: the
+// journal's fsync overlaps the preparation.
+type Staged interface {
+	Staged()
+}
+
 // RestoreAware is implemented by rollbackers whose inverse is to act again
 // on the restored system, as a reload that makes a process load the old
 // files: they roll back after every other step, in dependency order, rather

@@ -123,6 +123,25 @@ type Env struct {
 	Backups string
 
 	session *vaultSession
+	commit  func() error
+}
+
+// Commit returns once whatever the step must have on record before it
+// changes anything is durable (see Staged). A Staged kind's Apply calls it
+// before its first change, and gives up, changing nothing, if it fails.
+// For any other kind, or when nothing is recorded, it returns nil at once.
+func (e *Env) Commit() error {
+	if e.commit == nil {
+		return nil
+	}
+	return e.commit()
+}
+
+// WithCommit returns a copy of e whose Commit calls commit.
+func (e *Env) WithCommit(commit func() error) *Env {
+	c := *e
+	c.commit = commit
+	return &c
 }
 
 type vaultSession struct {

@@ -65,6 +65,10 @@ func (*Write) Validate(cfg Config) error {
 	return joinErrors(validateWritePath(cfg), modeErr, ownErr)
 }
 
+// Staged implements Staged: Apply fills and flushes a temporary file first,
+// then commits and renames it over the target.
+func (*Write) Staged() {}
+
 // Apply writes the file and returns its path, digest, size and mode.
 func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error) {
 	if err := ctx.Err(); err != nil {
@@ -76,7 +80,7 @@ func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 	}
 
 	log := env.Log
-	if err := writeFileAtomic(log, r.path, r.content, r.mode, r.uid, r.gid); err != nil {
+	if err := writeFileAtomic(env, r.path, r.content, r.mode, r.uid, r.gid); err != nil {
 		return cty.NilVal, err
 	}
 
@@ -391,7 +395,7 @@ func restoreWritten(env *Env, s writeSnapshot) error {
 		// install(1) would copy into a directory, not replace it.
 		return fmt.Errorf("write: rolling back %s: %w; move it aside, then %s", s.path, err, s.byHand(true))
 	}
-	if err := writeFileAtomic(env.Log, s.path, content, s.mode, s.uid, s.gid); err != nil {
+	if err := writeFileAtomic(env, s.path, content, s.mode, s.uid, s.gid); err != nil {
 		return fail(err, true)
 	}
 	env.Log.Info("restored the file the write replaced", "path", s.path, "mode", chmodMode(s.mode),
@@ -660,8 +664,11 @@ func fileType(m fs.FileMode) string {
 // file in the same directory (so the rename cannot cross file systems), is
 // flushed, and is then renamed over the target. The temporary file grants
 // nothing to group or others until its owner and group are final, so a key
-// never passes through a state where the wrong group can read it.
-func writeFileAtomic(log hclog.Logger, path string, content []byte, mode os.FileMode, uid, gid int) (err error) {
+// never passes through a state where the wrong group can read it. The
+// rename is the change: env.Commit comes right before it (see Staged), and
+// when it fails the temporary file is removed and nothing has changed.
+func writeFileAtomic(env *Env, path string, content []byte, mode os.FileMode, uid, gid int) (err error) {
+	log := env.Log
 	if err := checkWriteTarget(path); err != nil {
 		return err
 	}
@@ -703,6 +710,9 @@ func writeFileAtomic(log hclog.Logger, path string, content []byte, mode os.File
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := env.Commit(); err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)

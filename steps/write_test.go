@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -625,7 +626,7 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
 		t.Skipf("cannot lower the file size limit: %v", err)
 	}
-	err := writeFileAtomic(hclog.NewNullLogger(), path, []byte(strings.Repeat("k", 4096)), 0o600, -1, -1)
+	err := writeFileAtomic(&Env{Log: hclog.NewNullLogger()}, path, []byte(strings.Repeat("k", 4096)), 0o600, -1, -1)
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatalf("restoring the file size limit: %v", err)
 	}
@@ -1561,4 +1562,40 @@ func TestSyncDirSharesFlushes(t *testing.T) {
 		t.Errorf("%d flushes for %d concurrent callers: none shared", len(starts), callers)
 	}
 	t.Logf("%d flushes for %d concurrent callers", len(starts), callers)
+}
+
+// TestWriteCommitFails: when Commit fails (the journal could not make the
+// step's start durable), the write gives up before the rename: the target
+// is untouched and no temporary file is left. Commit comes after the
+// content is flushed.
+func TestWriteCommitFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := statT(t, path)
+	var temps []string
+	env := (&Env{Log: hclog.NewNullLogger()}).WithCommit(func() error {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if e.Name() != "key.pem" {
+				b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
+				temps = append(temps, e.Name()+"="+string(b))
+			}
+		}
+		return errors.New("the journal failed")
+	})
+	err := writeFileAtomic(env, path, []byte("new"), 0o600, -1, -1)
+	wantErrContains(t, err, "the journal failed")
+	if len(temps) != 1 || !strings.HasSuffix(temps[0], "=new") {
+		t.Errorf("at Commit the directory held %v besides the target; want the filled temporary file", temps)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Errorf("target holds %q after a failed commit", got)
+	}
+	if after := statT(t, path); after.Ino != before.Ino {
+		t.Errorf("target was replaced after a failed commit")
+	}
+	wantOnly(t, dir, "key.pem")
 }

@@ -167,7 +167,35 @@ func (j *Journal) add(r Record, durable bool) error {
 		failpoint(afterAppend, n, nil, nil)
 		return nil
 	}
-	mine := j.written
+	if err := j.syncTo(j.written); err != nil {
+		return err
+	}
+	failpoint(afterAppend, n, nil, nil)
+	return nil
+}
+
+// Flush returns once every record written so far is durable, sharing the
+// fsync with concurrent appends. With Write, it lets a caller do other work
+// while the record it needs durable is not yet: write it, work, then
+// flush.
+func (j *Journal) Flush() error {
+	began := time.Now()
+	j.mu.Lock()
+	defer func() {
+		j.waited += time.Since(began)
+		j.mu.Unlock()
+	}()
+	if j.err != nil {
+		return j.err
+	}
+	return j.syncTo(j.written)
+}
+
+// syncTo waits, with j.mu held, until the first mine bytes are durable: an
+// fsync under way may have begun before they were written, so unless it
+// covers them the caller waits for the next, which the first to find none
+// under way makes for everyone (group commit).
+func (j *Journal) syncTo(mine int64) error {
 	for j.synced < mine && j.err == nil {
 		if j.syncing {
 			j.cond.Wait()
@@ -187,11 +215,7 @@ func (j *Journal) add(r Record, durable bool) error {
 		}
 		j.cond.Broadcast()
 	}
-	if j.err != nil {
-		return j.err
-	}
-	failpoint(afterAppend, n, nil, nil)
-	return nil
+	return j.err
 }
 
 // Close makes every record durable and closes the journal file.

@@ -665,3 +665,31 @@ func TestWriteIsMadeDurableByTheNextAppendOrClose(t *testing.T) {
 		t.Errorf("records %v, want %s", got, want)
 	}
 }
+
+// TestFlush: Flush makes what Write wrote durable with one fsync, and has
+// nothing to do when everything is.
+func TestFlush(t *testing.T) {
+	j, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := j.Write(Record{Type: StepStarted, Step: "a.b"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Stats().Syncs; got != 0 {
+		t.Fatalf("Write synced (%d fsyncs)", got)
+	}
+	if err := j.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Stats().Syncs; got != 1 {
+		t.Errorf("%d fsyncs after Flush, want 1", got)
+	}
+	if err := j.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := j.Stats().Syncs; got != 1 {
+		t.Errorf("%d fsyncs after a Flush with nothing new, want 1", got)
+	}
+}
