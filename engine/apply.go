@@ -147,6 +147,9 @@ type execution struct {
 	snapshots map[string]map[string]string
 	// rolledBack are steps a resumed rollback finds undone already.
 	rolledBack map[string]bool
+
+	backupsOnce sync.Once
+	backups     string // see backupRoot
 }
 
 func (p *Program) newExecution(opts Options) *execution {
@@ -518,7 +521,8 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 	if diags.HasErrors() {
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: diags}
 	}
-	skip, reason, err := p.skipDecision(ctx, x.stepEnv(addr), n, cfg, sk)
+	env := x.stepEnv(addr)
+	skip, reason, err := p.skipDecision(ctx, env, n, cfg, sk)
 	switch {
 	case err != nil:
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Cannot tell whether due:", err)}
@@ -541,7 +545,7 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 		}
 		started.Intent = intent
 	}
-	snap, err := x.snapshot(ctx, n, cfg)
+	snap, err := x.snapshot(ctx, env, n, cfg)
 	if err != nil {
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
@@ -551,7 +555,6 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 	// need not be durable: the step runs again unless it is recorded done,
 	// started or not.
 	durable := x.opts.Journal != nil && !readOnly && (len(started.Intent) > 0 || len(started.Snapshot) > 0)
-	env := x.stepEnv(addr)
 	var commitErr error
 	switch _, staged := n.kind.(steps.Staged); {
 	case durable && staged:

@@ -2,9 +2,11 @@ package engine
 
 import (
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
@@ -64,6 +66,8 @@ type node struct {
 	reads map[string]*readSet
 	// unknown stands for its outputs before it has run.
 	unknown cty.Value
+	// instanceVars are its count or each variables (see instanceVars).
+	instanceVars map[string]cty.Value
 	// definition is the instance's definition hash (see definitionHash).
 	definition string
 }
@@ -462,22 +466,52 @@ func (p *Program) evalVault() hcl.Diagnostics {
 // validate evaluates every step body with the outputs of all steps unknown,
 // and lets each kind check what is known.
 func (p *Program) validate() hcl.Diagnostics {
+	// Each step is checked on its own, so a large plan's are checked on
+	// every CPU; the diagnostics come out in run order all the same.
+	found := make([]hcl.Diagnostics, len(p.order))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.NumCPU(), len(p.order)/validateChunk+1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				start := int(next.Add(validateChunk)) - validateChunk
+				if start >= len(p.order) {
+					return
+				}
+				for i := start; i < min(start+validateChunk, len(p.order)); i++ {
+					found[i] = p.validateStep(p.order[i])
+				}
+			}
+		}()
+	}
+	wg.Wait()
 	var diags hcl.Diagnostics
-	for _, n := range p.order {
-		cfg, val, more := p.decode(n, p.contextFor(n, nil))
-		diags = append(diags, more...)
-		if more.HasErrors() {
-			continue
-		}
-		n.definition = definitionHash(n.addr, n.base.bodyDigest, val)
-		err := n.kind.Validate(cfg)
-		if err == steps.ErrUnknown { // fine so far; the rest is checked at apply time
-			err = nil
-		}
-		diags = append(diags, p.stepDiagnostics(n, "Invalid step", err)...)
-		diags = append(diags, p.validateHook(n)...)
+	for _, d := range found {
+		diags = append(diags, d...)
 	}
 	return diags
+}
+
+// validateChunk is how many steps a validating goroutine takes at a time.
+const validateChunk = 64
+
+// validateStep evaluates one step with the outputs of the steps before it
+// unknown, records its definition hash, and has its kind check what is
+// known.
+func (p *Program) validateStep(n *node) hcl.Diagnostics {
+	cfg, val, diags := p.decode(n, p.contextFor(n, nil))
+	if diags.HasErrors() {
+		return diags
+	}
+	n.definition = definitionHash(n.addr, n.base.bodyDigest, val)
+	err := n.kind.Validate(cfg)
+	if err == steps.ErrUnknown { // fine so far; the rest is checked at apply time
+		err = nil
+	}
+	diags = append(diags, p.stepDiagnostics(n, "Invalid step", err)...)
+	return append(diags, p.validateHook(n)...)
 }
 
 // decode evaluates a step's body with the kind's schema. It returns the

@@ -82,6 +82,7 @@ func (p *Program) expand() hcl.Diagnostics {
 			continue
 		}
 		b.byKey = make(map[string]*node, len(keys))
+		unknown := unknownOutputs(b.kind) // shared: values are immutable
 		for i, key := range keys {
 			ks, _ := keyString(key)
 			n := &node{step: s, kind: b.kind, base: b, uses: map[string]map[string]bool{}, reads: map[string]*readSet{}}
@@ -89,8 +90,9 @@ func (p *Program) expand() hcl.Diagnostics {
 			if b.mode != single {
 				n.key = key
 				n.each = values[i]
+				n.instanceVars = instanceVars(b.mode, key, values[i])
 			}
-			n.unknown = unknownOutputs(b.kind)
+			n.unknown = unknown
 			b.instances = append(b.instances, n)
 			b.byKey[ks] = n
 			p.nodes[n.addr] = n
@@ -405,12 +407,21 @@ func (p *Program) instanceContext(n *node) *hcl.EvalContext {
 }
 
 func (p *Program) addInstanceVars(n *node, vars map[string]cty.Value) {
-	switch n.base.mode {
-	case counted:
-		vars["count"] = cty.ObjectVal(map[string]cty.Value{"index": n.key})
-	case keyed:
-		vars["each"] = cty.ObjectVal(map[string]cty.Value{"key": n.key, "value": n.each})
+	for name, v := range n.instanceVars {
+		vars[name] = v
 	}
+}
+
+// instanceVars are the variables an instance of a block in mode has of its
+// own: count.index, or each.key and each.value.
+func instanceVars(mode int, key, each cty.Value) map[string]cty.Value {
+	switch mode {
+	case counted:
+		return map[string]cty.Value{"count": cty.ObjectVal(map[string]cty.Value{"index": key})}
+	case keyed:
+		return map[string]cty.Value{"each": cty.ObjectVal(map[string]cty.Value{"key": key, "value": each})}
+	}
+	return nil
 }
 
 // contextFor builds the context an instance's body is evaluated in:

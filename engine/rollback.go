@@ -122,11 +122,14 @@ func (p *Program) hookDiagnostics(n *node, err error) hcl.Diagnostics {
 // backupRoot is where this run's steps keep what they replace: beside the
 // journal, under backups/<run number>.
 func (x *execution) backupRoot() string {
-	if x.opts.Journal == nil {
-		return ""
-	}
-	path := x.opts.Journal.Path()
-	return filepath.Join(filepath.Dir(filepath.Dir(path)), "backups", strings.TrimSuffix(filepath.Base(path), ".journal"))
+	x.backupsOnce.Do(func() {
+		if x.opts.Journal == nil {
+			return
+		}
+		path := x.opts.Journal.Path()
+		x.backups = filepath.Join(filepath.Dir(filepath.Dir(path)), "backups", strings.TrimSuffix(filepath.Base(path), ".journal"))
+	})
+	return x.backups
 }
 
 // stepEnv returns the Env a step runs in, with its own backup directory.
@@ -140,7 +143,7 @@ func (x *execution) stepEnv(addr string) *steps.Env {
 
 // snapshot lets a kind save what it needs to undo the step, before the step
 // changes anything.
-func (x *execution) snapshot(ctx context.Context, n *node, cfg steps.Config) (map[string]string, error) {
+func (x *execution) snapshot(ctx context.Context, env *steps.Env, n *node, cfg steps.Config) (map[string]string, error) {
 	r, ok := n.kind.(steps.Rollbacker)
 	if !ok || !x.opts.Rollback {
 		return nil, nil
@@ -153,7 +156,7 @@ func (x *execution) snapshot(ctx context.Context, n *node, cfg steps.Config) (ma
 	if taken {
 		return earlier, nil
 	}
-	snap, err := r.Snapshot(ctx, x.stepEnv(n.addr), cfg)
+	snap, err := r.Snapshot(ctx, env, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("saving what is needed to undo the step: %w", err)
 	}

@@ -251,10 +251,10 @@ func (*Write) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]st
 	if err != nil {
 		return nil, mustBeKnown(err)
 	}
-	if err := checkWriteTarget(p); err != nil {
+	fi, err := os.Lstat(p)
+	if err := checkTarget(p, fi, err); err != nil {
 		return nil, err
 	}
-	_, err = os.Lstat(p)
 	switch {
 	case isMissing(err):
 		return map[string]string{"existed": "false", "path": p}, nil
@@ -629,6 +629,11 @@ func writeMode(cfg Config) (os.FileMode, error) {
 // file.
 func checkWriteTarget(path string) error {
 	fi, err := os.Lstat(path)
+	return checkTarget(path, fi, err)
+}
+
+// checkTarget is checkWriteTarget for what os.Lstat(path) returned.
+func checkTarget(path string, fi fs.FileInfo, err error) error {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
@@ -669,10 +674,13 @@ func fileType(m fs.FileMode) string {
 // when it fails the temporary file is removed and nothing has changed.
 func writeFileAtomic(env *Env, path string, content []byte, mode os.FileMode, uid, gid int) (err error) {
 	log := env.Log
-	if err := checkWriteTarget(path); err != nil {
+	old, err := os.Lstat(path)
+	if err := checkTarget(path, old, err); err != nil {
 		return err
 	}
-	old, _ := os.Lstat(path)
+	if err != nil {
+		old = nil
+	}
 
 	dir := filepath.Dir(path)
 	f, err := createTemp(dir, filepath.Base(path), mode)
