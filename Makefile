@@ -53,4 +53,4 @@ golden: vault
 	ROTPLAN_VAULT_BIN=$(VAULT_BIN) $(GO) test ./internal/e2e -run Golden -update
 
 clean:
-	rm -rf bin .demo .bench
+	rm -rf bin .demo .bench .bench.old

@@ -409,6 +409,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	defer j.Close()
 	progress := newProgress(stdout)
+	defer progress.flush()
 	fmt.Fprintf(stdout, "rotplan: running %s: %d steps\n", c.plan, len(prog.Steps()))
 	report, err := prog.Apply(ctx, c.options(j, progress))
 	c.logJournal(j, report)
@@ -469,6 +470,7 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	opts := c.options(j, nil)
 	opts.Force = *force
 	progress := newProgress(stdout)
+	defer progress.flush()
 	opts.Observer = progress
 	fmt.Fprintf(stdout, "rotplan: resuming %s: %s\n", c.plan, describeRun(last))
 	report, err := prog.Resume(ctx, last, opts)

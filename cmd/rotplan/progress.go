@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strings"
@@ -11,18 +12,40 @@ import (
 )
 
 // progress prints one line per step event. A mutex keeps lines whole when
-// steps report from several goroutines.
+// steps report from several goroutines. Lines are collected and written
+// together at most flushEvery after the first of them: a run of thousands
+// of steps would otherwise make two writes per step, and whatever reads
+// them (a terminal, a pipe to a log) works as hard. summary writes out
+// what is left.
 type progress struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu    sync.Mutex
+	w     *bufio.Writer
+	timer *time.Timer // pending flush, nil when none
 }
 
-func newProgress(w io.Writer) *progress { return &progress{w: w} }
+// flushEvery is how long a progress line may wait to be written.
+const flushEvery = 100 * time.Millisecond
+
+func newProgress(w io.Writer) *progress { return &progress{w: bufio.NewWriterSize(w, 64<<10)} }
 
 func (p *progress) line(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, format+"\n", args...)
+	if p.timer == nil {
+		p.timer = time.AfterFunc(flushEvery, p.flush)
+	}
+}
+
+// flush writes out the lines collected so far.
+func (p *progress) flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.timer != nil {
+		p.timer.Stop()
+		p.timer = nil
+	}
+	p.w.Flush()
 }
 
 // StepStarted implements engine.Observer.
@@ -65,6 +88,7 @@ func (p *progress) RollbackFinished(r engine.StepResult) {
 }
 
 func (p *progress) summary(r *engine.Report, err error) {
+	defer p.flush()
 	if r == nil {
 		return
 	}
