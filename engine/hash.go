@@ -2,8 +2,8 @@ package engine
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
-	"hash"
 	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
@@ -16,45 +16,56 @@ import (
 // same value always hashes the same, unknown values hash as "unknown", and
 // marks are ignored (a sensitive value enters the hash, never the journal).
 func hashValue(v cty.Value) string {
-	h := sha256.New()
-	writeValue(h, v)
-	return fmt.Sprintf("%x", h.Sum(nil))
+	sum := sha256.Sum256(appendValue(make([]byte, 0, 1024), v))
+	return hex.EncodeToString(sum[:])
 }
 
-// writeValue writes a self-delimiting encoding of v: every string carries its
-// length, every collection its brackets.
-func writeValue(h hash.Hash, v cty.Value) {
+// appendValue appends a self-delimiting encoding of v: every string carries
+// its length, every collection its brackets. The encoding is part of the
+// journal's format (definition hashes are compared across runs): it must
+// not change.
+func appendValue(b []byte, v cty.Value) []byte {
 	v, _ = v.Unmark()
 	ty := v.Type()
 	switch {
 	case !v.IsKnown():
-		h.Write([]byte{'?'})
+		return append(b, '?')
 	case v.IsNull():
-		h.Write([]byte{'~'})
+		return append(b, '~')
 	case ty == cty.String:
 		s := v.AsString()
-		fmt.Fprintf(h, "s%d:%s", len(s), s)
+		b = append(b, 's')
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		return append(b, s...)
 	case ty == cty.Number:
-		fmt.Fprintf(h, "n%s;", v.AsBigFloat().Text('g', -1))
+		b = append(b, 'n')
+		b = v.AsBigFloat().Append(b, 'g', -1)
+		return append(b, ';')
 	case ty == cty.Bool:
-		h.Write([]byte(strconv.FormatBool(v.True())[:1]))
+		if v.True() {
+			return append(b, 't')
+		}
+		return append(b, 'f')
 	case ty.IsListType() || ty.IsSetType() || ty.IsTupleType():
-		h.Write([]byte{'['})
+		b = append(b, '[')
 		for it := v.ElementIterator(); it.Next(); {
 			_, e := it.Element()
-			writeValue(h, e)
+			b = appendValue(b, e)
 		}
-		h.Write([]byte{']'})
+		return append(b, ']')
 	case ty.IsMapType() || ty.IsObjectType():
-		h.Write([]byte{'{'})
+		b = append(b, '{')
 		for it := v.ElementIterator(); it.Next(); {
 			k, e := it.Element()
-			writeValue(h, k)
-			writeValue(h, e)
+			b = appendValue(b, k)
+			b = appendValue(b, e)
 		}
-		h.Write([]byte{'}'})
+		return append(b, '}')
 	default: // capsules: plans have none
-		fmt.Fprintf(h, "c%s;", ty.FriendlyName())
+		b = append(b, 'c')
+		b = append(b, ty.FriendlyName()...)
+		return append(b, ';')
 	}
 }
 
@@ -65,11 +76,13 @@ func writeValue(h hash.Hash, v cty.Value) {
 // arguments evaluated with the outputs of other steps unknown (so a changed
 // variable, local or for_each value counts).
 func definitionHash(addr string, bodyDigest []byte, val cty.Value) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%d:%s", len(addr), addr)
-	h.Write(bodyDigest)
-	writeValue(h, val)
-	return fmt.Sprintf("%x", h.Sum(nil))
+	b := make([]byte, 0, 1024)
+	b = strconv.AppendInt(b, int64(len(addr)), 10)
+	b = append(b, ':')
+	b = append(b, addr...)
+	b = append(b, bodyDigest...)
+	sum := sha256.Sum256(appendValue(b, val))
+	return hex.EncodeToString(sum[:])
 }
 
 // bodyDigest hashes the tokens of a step block's body, without comments and

@@ -577,20 +577,28 @@ func writePath(cfg Config) (string, error) {
 // validateWritePath checks what can be checked before the run: that the
 // directory is there and that the target is not something a write must not
 // replace.
+// dirsSeen holds the directories validateWritePath found to be directories:
+// a plan that writes hundreds of files into one checks it once (were it to
+// go away afterwards, creating the file in it would fail, and say so).
+var dirsSeen sync.Map
+
 func validateWritePath(cfg Config) error {
 	p, err := writePath(cfg)
 	if err != nil {
 		return err
 	}
 	dir := filepath.Dir(p)
-	fi, err := os.Stat(dir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return attrErr(cfg.Path("path"), "directory %s does not exist", dir)
-	case err != nil:
-		return attrErr(cfg.Path("path"), "%v", err)
-	case !fi.IsDir():
-		return attrErr(cfg.Path("path"), "%s is not a directory", dir)
+	if _, seen := dirsSeen.Load(dir); !seen {
+		fi, err := os.Stat(dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return attrErr(cfg.Path("path"), "directory %s does not exist", dir)
+		case err != nil:
+			return attrErr(cfg.Path("path"), "%v", err)
+		case !fi.IsDir():
+			return attrErr(cfg.Path("path"), "%s is not a directory", dir)
+		}
+		dirsSeen.Store(dir, true)
 	}
 	if err := checkWriteTarget(p); err != nil {
 		return &AttrError{Path: cfg.Path("path"), Err: err}
