@@ -42,7 +42,7 @@ type options struct {
 	vaultBin, rotplanBin, dir, plan string
 	profile                         string
 	n, workers, shellN, bigApps     int
-	parallelism                     int
+	parallelism, also               int
 	pin                             bool
 	rounds                          int
 }
@@ -56,6 +56,7 @@ func bench() int {
 	flag.IntVar(&o.n, "n", 500, "certificates per run of A and B")
 	flag.IntVar(&o.workers, "workers", 16, "concurrent workers of B: at most this many requests at Vault at once")
 	flag.IntVar(&o.parallelism, "parallelism", 0, "rotplan's -parallelism in A (default: -workers)")
+	flag.IntVar(&o.also, "also-parallelism", 0, "also run A with this -parallelism (series AP), in the same rounds; 0: not")
 	flag.IntVar(&o.shellN, "shell-n", 50, "certificates for the shell loop C (it is slow)")
 	flag.IntVar(&o.bigApps, "big-apps", 2000, "apps in the large plan (5 steps each)")
 	flag.IntVar(&o.rounds, "rounds", 9, "rounds of B, A and A0, in rotating order; medians count (this machine's speed drifts)")
@@ -117,7 +118,7 @@ func run(ctx context.Context, o options) error {
 	// the rounds rotate the order of B, A, and A with its journal on tmpfs
 	// (A0: there an fsync costs nothing, so the difference between A and
 	// A0 is what making the journal durable costs the run).
-	var a, a0, b []measure
+	var a, a0, ap, b []measure
 	for round := 1; round <= o.rounds; round++ {
 		runB := func() error {
 			v0 := processCPU(v.PID())
@@ -130,16 +131,16 @@ func run(ctx context.Context, o options) error {
 			b = append(b, mb)
 			return nil
 		}
-		runA := func(label, state string, into *[]measure) func() error {
+		runA := func(label, state string, parallelism int, into *[]measure) func() error {
 			return func() error {
 				v0 := processCPU(v.PID())
-				ma, err := rotplanRun(ctx, o, env, filepath.Join(base, fmt.Sprintf("%s-%d", label, round)), state, o.n)
+				ma, err := rotplanRun(ctx, o, env, filepath.Join(base, fmt.Sprintf("%s-%d", label, round)), state, parallelism, o.n)
 				if err != nil {
 					return fmt.Errorf("%s: %w", label, err)
 				}
 				ma.vault = processCPU(v.PID()) - v0
 				fmt.Printf("round %d %-2s (rotplan, -parallelism %d): %d certs in %s: %.1f certs/s; rotplan used %s of CPU, Vault %s (%s); journal share of step time %s\n",
-					round, label, o.parallelism, o.n, ma.wall.Round(time.Millisecond), ma.rate(), ma.cpu.Round(time.Millisecond), ma.vault, ma.vaultBusy(), ma.journal)
+					round, label, parallelism, o.n, ma.wall.Round(time.Millisecond), ma.rate(), ma.cpu.Round(time.Millisecond), ma.vault, ma.vaultBusy(), ma.journal)
 				*into = append(*into, ma)
 				return nil
 			}
@@ -149,8 +150,11 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		defer os.RemoveAll(shm)
-		order := []func() error{runB, runA("A", "", &a), runA("A0", shm, &a0)}
-		for range (round - 1) % 3 {
+		order := []func() error{runB, runA("A", "", o.parallelism, &a), runA("A0", shm, o.parallelism, &a0)}
+		if o.also > 0 {
+			order = append(order, runA("AP", "", o.also, &ap))
+		}
+		for range (round - 1) % len(order) {
 			order = append(order[1:], order[0])
 		}
 		for _, f := range order {
@@ -181,12 +185,19 @@ func run(ctx context.Context, o options) error {
 	fmt.Println("|---|---|---|---|")
 	fmt.Printf("| A: rotplan (issue, key 0600 + cert + chain, key_pair check) | %d | %s | %.1f (%s) |\n", o.n, mA.wall.Round(time.Millisecond), mA.rate(), spread(a))
 	fmt.Printf("| A0: the same, journal on tmpfs (fsync free) | %d | %s | %.1f (%s) |\n", o.n, mA0.wall.Round(time.Millisecond), mA0.rate(), spread(a0))
+	if o.also > 0 {
+		mAP := median(ap)
+		fmt.Printf("| AP: A with -parallelism %d | %d | %s | %.1f (%s) |\n", o.also, o.n, mAP.wall.Round(time.Millisecond), mAP.rate(), spread(ap))
+	}
 	fmt.Printf("| B: vault/api, %d workers, same files, same check | %d | %s | %.1f (%s) |\n", o.workers, o.n, mB.wall.Round(time.Millisecond), mB.rate(), spread(b))
 	if cErr == nil {
 		fmt.Printf("| C: shell loop, vault CLI + jq | %d | %s | %.1f |\n", o.shellN, c.wall.Round(time.Millisecond), c.rate())
 	}
 	fmt.Println()
 	fmt.Printf("A/B = %.2f of medians, %.2f of bests (target >= 0.9)\n", mA.rate()/mB.rate(), best(a).rate()/best(b).rate())
+	if o.also > 0 {
+		fmt.Printf("AP/B = %.2f of medians, %.2f of bests\n", median(ap).rate()/mB.rate(), best(ap).rate()/best(b).rate())
+	}
 	if cErr == nil {
 		fmt.Printf("A/C = %.1f (target >= 20)\n", mA.rate()/c.rate())
 	}
@@ -427,7 +438,7 @@ var journalShare = regexp.MustCompile(`journal: .*share=(\S+)`)
 
 // rotplanRun is A: rotplan rotating n leaf certificates with
 // examples/leaves.hcl.
-func rotplanRun(ctx context.Context, o options, env []string, dir, state string, n int) (measure, error) {
+func rotplanRun(ctx context.Context, o options, env []string, dir, state string, parallelism, n int) (measure, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return measure{}, err
 	}
@@ -437,7 +448,7 @@ func rotplanRun(ctx context.Context, o options, env []string, dir, state string,
 	if o.profile != "" {
 		env = append(env, "ROTPLAN_CPUPROFILE="+o.profile)
 	}
-	args := []string{"run", "-state-dir", state, "-parallelism", strconv.Itoa(o.parallelism),
+	args := []string{"run", "-state-dir", state, "-parallelism", strconv.Itoa(parallelism),
 		"-var", "apps=" + strconv.Itoa(n), "-var", "dir=" + dir, o.plan}
 	res, err := timed(ctx, env, o.rotplanBin, args...)
 	if err != nil {
