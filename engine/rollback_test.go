@@ -1138,15 +1138,26 @@ undo "bad" {
 				t.Errorf("Snapshot calls %v, want %v", l.snapshots, wantSnaps)
 			}
 			events := l.since(0)
+			var final []string
+			for _, r := range readJournal(t, j.Path()) {
+				final = append(final, r.Type+" "+r.Step)
+			}
 			for addr := range wantSnaps {
-				// Taken before the step_started record and the step's Apply,
-				// after what it depends on is durably done.
+				// Taken before the step_started record and the step's
+				// Apply; what it depends on was done, and is journaled
+				// before the record that holds the snapshot (a success
+				// may wait in memory for the next durable record, which
+				// this one is).
 				if seen := l.journaled[addr]; slices.Contains(seen, "step_started "+addr) {
 					t.Errorf("%s's snapshot was taken after its step_started record: %v", addr, seen)
 				}
+				started := slices.Index(final, "step_started "+addr)
 				for _, dep := range prog.DependsOn(addr) {
-					if !slices.Contains(l.journaled[addr], "step_succeeded "+dep) {
-						t.Errorf("%s's snapshot was taken before %s's success was journaled: %v", addr, dep, l.journaled[addr])
+					if done := slices.Index(final, "step_succeeded "+dep); done < 0 || done > started {
+						t.Errorf("%s's start (record %d) is journaled before %s's success (record %d): %v", addr, started, dep, done, final)
+					}
+					if !slices.Contains(events, "apply "+dep) || slices.Index(events, "apply "+dep) > slices.Index(events, "snapshot "+addr) {
+						t.Errorf("%s's snapshot was taken before %s was applied: %v", addr, dep, events)
 					}
 				}
 				if s, a := slices.Index(events, "snapshot "+addr), slices.Index(events, "apply "+addr); s < 0 || s > a {

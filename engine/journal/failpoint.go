@@ -5,7 +5,7 @@ import "os"
 // Where a failpoint can stop the process.
 const (
 	beforeAppend = iota // the record is not written: the step's effects are
-	afterAppend         // the record is durable
+	afterAppend         // the record is appended (durable when Append took it)
 )
 
 // failpoint is a test hook: a build with the failpoints tag sets it so that

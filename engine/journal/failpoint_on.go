@@ -15,7 +15,9 @@ import (
 // with SIGKILL at the Nth record this process appends:
 //
 //	before:N  before record N is written (the step's effects are done)
-//	after:N   once record N is durable
+//	after:N   once record N is appended: durable if Append took it; one
+//	          that Write took may still wait in memory, and dies with the
+//	          process, as a power failure would lose it
 //	tear:N    after writing the first half of record N
 func init() {
 	spec := os.Getenv("ROTPLAN_FAILPOINT")

@@ -47,7 +47,22 @@ type Journal struct {
 	appends int   // records appended by this process (failpoints count them)
 	syncs   int   // fsyncs done by this process
 	waited  time.Duration
+	// pending holds records Write took that are not yet handed to the
+	// kernel: the next durable append writes them with its own record,
+	// in one write. Until then a crash loses them, as a power failure
+	// loses records written but not synced; neither matters (see Write).
+	// They are written out anyway once they are pendingAge old (so that
+	// status, reading the journal of a run in progress, is never far
+	// behind) or pendingMax long.
+	pending      []byte
+	pendingTimer *time.Timer
+	closed       bool
 }
+
+const (
+	pendingAge = 50 * time.Millisecond
+	pendingMax = 64 << 10
+)
 
 // Stats says what appending cost this process: records appended, fsyncs,
 // and the time callers spent in Append, summed over all of them (with
@@ -158,14 +173,21 @@ func (j *Journal) add(r Record, durable bool) error {
 	j.appends++
 	n := j.appends // others append while this one waits for its fsync
 	failpoint(beforeAppend, n, j.f, line)
-	if _, err := j.f.Write(line); err != nil {
-		j.err = fmt.Errorf("writing the journal %s: %w", j.path, err)
-		return j.err
-	}
-	j.written += int64(len(line))
+	j.pending = append(j.pending, line...)
 	if !durable {
+		switch {
+		case len(j.pending) >= pendingMax:
+			if err := j.writePending(); err != nil {
+				return err
+			}
+		case j.pendingTimer == nil:
+			j.pendingTimer = time.AfterFunc(pendingAge, j.writeOut)
+		}
 		failpoint(afterAppend, n, nil, nil)
 		return nil
+	}
+	if err := j.writePending(); err != nil {
+		return err
 	}
 	if err := j.syncTo(j.written); err != nil {
 		return err
@@ -188,7 +210,38 @@ func (j *Journal) Flush() error {
 	if j.err != nil {
 		return j.err
 	}
+	if err := j.writePending(); err != nil {
+		return err
+	}
 	return j.syncTo(j.written)
+}
+
+// writePending hands the pending records to the kernel, with j.mu held.
+func (j *Journal) writePending() error {
+	if j.pendingTimer != nil {
+		j.pendingTimer.Stop()
+		j.pendingTimer = nil
+	}
+	if len(j.pending) == 0 || j.err != nil {
+		return j.err
+	}
+	if _, err := j.f.Write(j.pending); err != nil {
+		j.err = fmt.Errorf("writing the journal %s: %w", j.path, err)
+		return j.err
+	}
+	j.written += int64(len(j.pending))
+	j.pending = j.pending[:0]
+	return nil
+}
+
+// writeOut writes pending records that have waited pendingAge.
+func (j *Journal) writeOut() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.pendingTimer = nil
+	if !j.closed {
+		j.writePending()
+	}
 }
 
 // syncTo waits, with j.mu held, until the first mine bytes are durable: an
@@ -222,6 +275,11 @@ func (j *Journal) syncTo(mine int64) error {
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	j.closed = true
+	j.writePending()
 	if j.err == nil && j.synced < j.written {
 		if err := j.f.Sync(); err != nil {
 			j.f.Close()

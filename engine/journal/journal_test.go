@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -691,5 +692,54 @@ func TestFlush(t *testing.T) {
 	}
 	if got := j.Stats().Syncs; got != 1 {
 		t.Errorf("%d fsyncs after a Flush with nothing new, want 1", got)
+	}
+}
+
+// TestWritePending: what Write takes waits in memory for the next durable
+// append, which carries it to the file first, in order; left alone, it is
+// written out (not synced) after pendingAge, so that status, reading a run
+// in progress, is never far behind.
+func TestWritePending(t *testing.T) {
+	j, err := Create(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	types := func() []string {
+		c, err := Read(j.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range c.Records {
+			out = append(out, r.Type+" "+r.Step)
+		}
+		return out
+	}
+	if err := j.Write(Record{Type: StepStarted, Step: "a.x"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := types(); len(got) != 0 {
+		t.Errorf("the file holds %v right after Write; want it to wait", got)
+	}
+	if err := j.Append(Record{Type: StepSucceeded, Step: "a.x"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := types(), []string{"step_started a.x", "step_succeeded a.x"}; !slices.Equal(got, want) {
+		t.Errorf("after Append: %v, want %v", got, want)
+	}
+	syncs := j.Stats().Syncs
+	if err := j.Write(Record{Type: StepStarted, Step: "b.y"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(types()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := types(); len(got) != 3 || got[2] != "step_started b.y" {
+		t.Errorf("a pending record was not written out: %v", got)
+	}
+	if j.Stats().Syncs != syncs {
+		t.Errorf("writing out a pending record synced the journal")
 	}
 }

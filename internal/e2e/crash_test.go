@@ -213,7 +213,10 @@ func TestCorruptJournal(t *testing.T) {
 	if got := servedSerial(t, r.v); got != served {
 		t.Errorf("a refused resume changed the served serial")
 	}
-	if len(c.Records) < 14 {
+	// The damaged record must not be the last, or it would be a torn
+	// tail. (Records Write takes can still be in memory at the kill, so
+	// the file may hold fewer than 14.)
+	if len(c.Records) < 4 {
 		t.Errorf("journal had %d records", len(c.Records))
 	}
 	// -fresh starts a new journal beside the damaged one.
