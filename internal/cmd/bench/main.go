@@ -121,26 +121,26 @@ func run(ctx context.Context, o options) error {
 	var a, a0, ap, b []measure
 	for round := 1; round <= o.rounds; round++ {
 		runB := func() error {
-			v0 := processCPU(v.PID())
+			v0, c0 := processCPU(v.PID()), readCPUs(o.clientCPUs())
 			mb, err := ceiling(ctx, client, filepath.Join(base, fmt.Sprintf("b%d", round)), o.n, o.workers)
 			if err != nil {
 				return fmt.Errorf("B: %w", err)
 			}
-			mb.vault = processCPU(v.PID()) - v0
-			fmt.Printf("round %d B  (vault/api, %d workers): %d certs in %s: %.1f certs/s; it used %s of CPU, Vault %s (%s)\n", round, o.workers, o.n, mb.wall.Round(time.Millisecond), mb.rate(), mb.cpu.Round(time.Millisecond), mb.vault, mb.vaultBusy())
+			mb.vault, mb.clients = processCPU(v.PID())-v0, readCPUs(o.clientCPUs()).since(c0)
+			fmt.Printf("round %d B  (vault/api, %d workers): %d certs in %s: %.1f certs/s; it used %s of CPU, Vault %s (%s); client CPUs %s\n", round, o.workers, o.n, mb.wall.Round(time.Millisecond), mb.rate(), mb.cpu.Round(time.Millisecond), mb.vault, mb.vaultBusy(), mb.clients)
 			b = append(b, mb)
 			return nil
 		}
 		runA := func(label, state string, parallelism int, into *[]measure) func() error {
 			return func() error {
-				v0 := processCPU(v.PID())
+				v0, c0 := processCPU(v.PID()), readCPUs(o.clientCPUs())
 				ma, err := rotplanRun(ctx, o, env, filepath.Join(base, fmt.Sprintf("%s-%d", label, round)), state, parallelism, o.n)
 				if err != nil {
 					return fmt.Errorf("%s: %w", label, err)
 				}
-				ma.vault = processCPU(v.PID()) - v0
-				fmt.Printf("round %d %-2s (rotplan, -parallelism %d): %d certs in %s: %.1f certs/s; rotplan used %s of CPU, Vault %s (%s); journal share of step time %s\n",
-					round, label, parallelism, o.n, ma.wall.Round(time.Millisecond), ma.rate(), ma.cpu.Round(time.Millisecond), ma.vault, ma.vaultBusy(), ma.journal)
+				ma.vault, ma.clients = processCPU(v.PID())-v0, readCPUs(o.clientCPUs()).since(c0)
+				fmt.Printf("round %d %-2s (rotplan, -parallelism %d): %d certs in %s: %.1f certs/s; rotplan used %s of CPU, Vault %s (%s); client CPUs %s; journal share of step time %s\n",
+					round, label, parallelism, o.n, ma.wall.Round(time.Millisecond), ma.rate(), ma.cpu.Round(time.Millisecond), ma.vault, ma.vaultBusy(), ma.clients, ma.journal)
 				*into = append(*into, ma)
 				return nil
 			}
@@ -202,6 +202,9 @@ func run(ctx context.Context, o options) error {
 		fmt.Printf("A/C = %.1f (target >= 20)\n", mA.rate()/c.rate())
 	}
 	fmt.Printf("journal share of run time, 1 - A0/A wall (medians): %.1f%% (target < 5%%)\n", 100*(1-mA0.wall.Seconds()/mA.wall.Seconds()))
+	fmt.Printf("client CPUs busy per run (user + system + softirq; median, of which user): A %.2f s (%.2f s), B %.2f s (%.2f s)\n",
+		medianOf(a, func(m measure) float64 { return m.clients.busy() }), medianOf(a, func(m measure) float64 { return float64(m.clients.user) / 100 }),
+		medianOf(b, func(m measure) float64 { return m.clients.busy() }), medianOf(b, func(m measure) float64 { return float64(m.clients.user) / 100 }))
 	fmt.Printf("journal share of step time in A (time in appends over the steps' time, appends included; median run): %s\n", mA.journal)
 	fmt.Println()
 	fmt.Printf("| large plan (%d steps) | wall | peak RSS |\n", big.steps)
@@ -238,6 +241,7 @@ type measure struct {
 	journal string // A: the journal's share of step time, as rotplan logs it
 	cpu     time.Duration
 	vault   time.Duration // CPU Vault used meanwhile
+	clients cpuTimes      // what the clients' CPUs did meanwhile
 	rssMB   float64
 }
 
@@ -247,6 +251,68 @@ func (m measure) rate() float64 { return float64(m.certs) / m.wall.Seconds() }
 // one CPU when pinned, Vault was the limit.
 func (m measure) vaultBusy() string {
 	return fmt.Sprintf("%.0f%% busy", 100*m.vault.Seconds()/m.wall.Seconds())
+}
+
+// clientCPUs are the CPUs the clients run on: all but CPU 0 when pinned,
+// all when not.
+func (o options) clientCPUs() []int {
+	var cpus []int
+	for i := range runtime.NumCPU() {
+		if i > 0 || !o.pin {
+			cpus = append(cpus, i)
+		}
+	}
+	return cpus
+}
+
+// cpuTimes is what a set of CPUs did, from /proc/stat, in clock ticks: the
+// whole of it, not only the client processes (softirq time, spent on
+// their network traffic and disk completions, is charged to no process).
+type cpuTimes struct{ user, system, softirq, idle, total int64 }
+
+func readCPUs(cpus []int) cpuTimes {
+	var t cpuTimes
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return t
+	}
+	want := map[string]bool{}
+	for _, c := range cpus {
+		want["cpu"+strconv.Itoa(c)] = true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 || !want[f[0]] {
+			continue
+		}
+		var v [7]int64 // user nice system idle iowait irq softirq
+		for i := range v {
+			v[i], _ = strconv.ParseInt(f[i+1], 10, 64)
+		}
+		t.user += v[0] + v[1]
+		t.system += v[2] + v[5]
+		t.softirq += v[6]
+		t.idle += v[3] + v[4]
+		for _, x := range v {
+			t.total += x
+		}
+	}
+	return t
+}
+
+func (t cpuTimes) since(before cpuTimes) cpuTimes {
+	return cpuTimes{t.user - before.user, t.system - before.system, t.softirq - before.softirq, t.idle - before.idle, t.total - before.total}
+}
+
+// busy is the CPU time, user + system + softirq, in seconds.
+func (t cpuTimes) busy() float64 { return float64(t.user+t.system+t.softirq) / 100 }
+
+func (t cpuTimes) String() string {
+	if t.total == 0 {
+		return "(unknown)"
+	}
+	pct := func(x int64) float64 { return 100 * float64(x) / float64(t.total) }
+	return fmt.Sprintf("user %.0f%% system %.0f%% softirq %.0f%% idle %.0f%% (%.2f s busy)", pct(t.user), pct(t.system), pct(t.softirq), pct(t.idle), t.busy())
 }
 
 // processCPU is the CPU time (user + system) process pid has used, from
@@ -274,6 +340,16 @@ func median(ms []measure) measure {
 	sorted := append([]measure(nil), ms...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].rate() < sorted[j].rate() })
 	return sorted[(len(sorted)-1)/2]
+}
+
+// medianOf is the median of f over the runs.
+func medianOf(ms []measure, f func(measure) float64) float64 {
+	xs := make([]float64, len(ms))
+	for i, m := range ms {
+		xs[i] = f(m)
+	}
+	sort.Float64s(xs)
+	return xs[(len(xs)-1)/2]
 }
 
 // spread is the lowest and highest rate of the runs.
