@@ -162,11 +162,7 @@ func (j *Journal) add(r Record, durable bool) error {
 	if err != nil {
 		return err
 	}
-	j.mu.Lock()
-	defer func() {
-		j.waited += time.Since(began)
-		j.mu.Unlock()
-	}()
+	defer j.lockTimed(began)()
 	if j.err != nil {
 		return j.err
 	}
@@ -196,17 +192,22 @@ func (j *Journal) add(r Record, durable bool) error {
 	return nil
 }
 
+// lockTimed takes j.mu and returns what releases it, counting the time
+// since began as time a caller waited for the journal (see Stats).
+func (j *Journal) lockTimed(began time.Time) (unlock func()) {
+	j.mu.Lock()
+	return func() {
+		j.waited += time.Since(began)
+		j.mu.Unlock()
+	}
+}
+
 // Flush returns once every record written so far is durable, sharing the
 // fsync with concurrent appends. With Write, it lets a caller do other work
 // while the record it needs durable is not yet: write it, work, then
 // flush.
 func (j *Journal) Flush() error {
-	began := time.Now()
-	j.mu.Lock()
-	defer func() {
-		j.waited += time.Since(began)
-		j.mu.Unlock()
-	}()
+	defer j.lockTimed(time.Now())()
 	if j.err != nil {
 		return j.err
 	}
