@@ -555,26 +555,22 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 	// need not be durable: the step runs again unless it is recorded done,
 	// started or not.
 	durable := x.opts.Journal != nil && !readOnly && (len(started.Intent) > 0 || len(started.Snapshot) > 0)
+	_, staged := n.kind.(steps.Staged)
+	record := x.recordLazily
+	if durable && !staged {
+		record = x.record
+	}
+	if err := record(started); err != nil {
+		return cty.NilVal, "", x.journalError(n, err)
+	}
 	var commitErr error
-	switch _, staged := n.kind.(steps.Staged); {
-	case durable && staged:
+	if durable && staged {
 		// Durable by the time the kind commits to its change: the
 		// fsync overlaps what it prepares first.
-		if err := x.recordLazily(started); err != nil {
-			return cty.NilVal, "", x.journalError(n, err)
-		}
 		env = env.WithCommit(func() error {
 			commitErr = x.opts.Journal.Flush()
 			return commitErr
 		})
-	case durable:
-		if err := x.record(started); err != nil {
-			return cty.NilVal, "", x.journalError(n, err)
-		}
-	default:
-		if err := x.recordLazily(started); err != nil {
-			return cty.NilVal, "", x.journalError(n, err)
-		}
 	}
 	out, err := n.kind.Apply(ctx, env, cfg)
 	if commitErr != nil {

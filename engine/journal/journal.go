@@ -143,11 +143,12 @@ func (j *Journal) Append(r Record) error {
 	return j.add(r, true)
 }
 
-// Write appends a record without waiting for it to be durable: the next
-// Append, or Close, makes it so (records reach the file in order, so it is
-// durable before any record appended after it). It is for records that
-// recovery does not rely on: losing one to a power failure changes only
-// what a resume says, not what it does.
+// Write appends a record without waiting for it to be durable: it waits in
+// memory (see Journal.pending), and the next Append, Flush or Close makes it
+// durable (records reach the file in order, so it is durable before any
+// record appended after it). It is for records that recovery does not rely
+// on: losing one to a crash or a power failure changes only what a resume
+// says, not what it does.
 func (j *Journal) Write(r Record) error {
 	return j.add(r, false)
 }
