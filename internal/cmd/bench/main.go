@@ -45,6 +45,7 @@ type options struct {
 	parallelism, also               int
 	pin                             bool
 	rounds                          int
+	vaultCPU                        float64
 }
 
 func bench() int {
@@ -61,6 +62,7 @@ func bench() int {
 	flag.IntVar(&o.bigApps, "big-apps", 2000, "apps in the large plan (5 steps each)")
 	flag.IntVar(&o.rounds, "rounds", 9, "rounds of B, A and A0, in rotating order; medians count (this machine's speed drifts)")
 	flag.BoolVar(&o.pin, "pin", runtime.NumCPU() >= 2, "run Vault on CPU 0 and the clients on the other CPUs, so that a client's CPU use does not slow Vault down (needs taskset)")
+	flag.Float64Var(&o.vaultCPU, "vault-cpu", 0, "limit Vault to this fraction of one CPU (a cgroup cpu quota; needs root), to see whether rotplan keeps up with a Vault slower than its client; 0: no limit")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of rotplan in A's last round to `FILE`")
 	flag.Parse()
 	if o.vaultBin == "" || o.rotplanBin == "" {
@@ -69,6 +71,10 @@ func bench() int {
 	}
 	if o.parallelism == 0 {
 		o.parallelism = o.workers
+	}
+	if o.vaultCPU < 0 {
+		fmt.Fprintf(os.Stderr, "bench: -vault-cpu %g: want a fraction of a CPU, or 0 for no limit\n", o.vaultCPU)
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -100,6 +106,18 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		fmt.Printf("Vault (pid %d) pinned to CPU 0; the clients to CPUs 1-%d.\n", v.PID(), runtime.NumCPU()-1)
+	}
+	if o.vaultCPU > 0 {
+		undo, err := limitCPU(v.PID(), o.vaultCPU)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := undo(); err != nil {
+				fmt.Fprintf(os.Stderr, "bench: removing Vault's cgroup: %v\n", err)
+			}
+		}()
+		fmt.Printf("Vault limited to %.2f of a CPU (cgroup cpu quota).\n", o.vaultCPU)
 	}
 	client, err := login(ctx, v)
 	if err != nil {
@@ -179,6 +197,9 @@ func run(ctx context.Context, o options) error {
 	pinned := "Vault and clients sharing every CPU"
 	if o.pin {
 		pinned = "Vault pinned to CPU 0, clients to the others"
+	}
+	if o.vaultCPU > 0 {
+		pinned += fmt.Sprintf(", Vault limited to %.2f of a CPU", o.vaultCPU)
 	}
 	fmt.Printf("\n## Results (N=%d, B with W=%d workers, A with -parallelism %d, %d rounds, %s; medians, range in brackets)\n\n", o.n, o.workers, o.parallelism, o.rounds, pinned)
 	fmt.Println("| what | certs | wall | certs/s |")
