@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -31,7 +32,7 @@ func limitCPU(pid int, fraction float64) (undo func() error, err error) {
 
 	var root, group string
 	var settings [][2]string
-	if controllers, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && hasWord(string(controllers), "cpu") {
+	if controllers, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && slices.Contains(strings.Fields(string(controllers)), "cpu") {
 		root = "/sys/fs/cgroup"
 		if err := write(filepath.Join(root, "cgroup.subtree_control"), "+cpu"); err != nil {
 			return nil, fmt.Errorf("enabling the cpu controller: %w", err)
@@ -65,13 +66,4 @@ func limitCPU(pid int, fraction float64) (undo func() error, err error) {
 		return nil, fmt.Errorf("-vault-cpu: moving Vault: %w", err)
 	}
 	return undo, nil
-}
-
-func hasWord(s, word string) bool {
-	for _, w := range strings.Fields(s) {
-		if w == word {
-			return true
-		}
-	}
-	return false
 }
