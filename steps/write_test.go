@@ -16,10 +16,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/zclconf/go-cty/cty"
@@ -1520,48 +1518,6 @@ func TestShellQuote(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestSyncDirSharesFlushes: concurrent callers share flushes, and none
-// returns before a flush that began after it was called.
-func TestSyncDirSharesFlushes(t *testing.T) {
-	var mu sync.Mutex
-	var starts []time.Time
-	real := flushDir
-	flushDir = func(string) error {
-		mu.Lock()
-		starts = append(starts, time.Now())
-		mu.Unlock()
-		time.Sleep(2 * time.Millisecond)
-		return nil
-	}
-	defer func() { flushDir = real }()
-	dir := t.TempDir()
-	const callers = 50
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			called := time.Now()
-			if err := syncDir(dir); err != nil {
-				t.Error(err)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, s := range starts {
-				if !s.Before(called) {
-					return // a flush began after the call: its rename is covered
-				}
-			}
-			t.Error("syncDir returned with no flush begun after it was called")
-		}()
-	}
-	wg.Wait()
-	if len(starts) >= callers {
-		t.Errorf("%d flushes for %d concurrent callers: none shared", len(starts), callers)
-	}
-	t.Logf("%d flushes for %d concurrent callers", len(starts), callers)
 }
 
 // TestWriteCommitFails: when Commit fails (the journal could not make the
