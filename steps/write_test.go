@@ -880,18 +880,7 @@ func TestWriteDoneMalformedIntent(t *testing.T) {
 		"path": filepath.Join(t.TempDir(), "f"), "sha256": strings.Repeat("ab", 32),
 		"size": "3", "mode": "0600",
 	}
-	with := func(key, val string) map[string]string {
-		m := map[string]string{}
-		for k, v := range good {
-			m[k] = v
-		}
-		if val == "<delete>" {
-			delete(m, key)
-		} else {
-			m[key] = val
-		}
-		return m
-	}
+	with := func(key, val string) map[string]string { return withField(good, key, val) }
 	tests := []struct {
 		name    string
 		intent  map[string]string
@@ -1431,15 +1420,7 @@ func TestWriteRollbackMalformedSnapshot(t *testing.T) {
 		"existed": "true", "path": path, "backup": filepath.Join(dir, "backup"),
 		"sha256": strings.Repeat("ab", 32), "mode": "0600", "uid": "0", "gid": "0",
 	}
-	with := func(key, val string) map[string]string {
-		m := maps.Clone(good)
-		if val == "<delete>" {
-			delete(m, key)
-		} else {
-			m[key] = val
-		}
-		return m
-	}
+	with := func(key, val string) map[string]string { return withField(good, key, val) }
 	tests := []struct {
 		name     string
 		snapshot map[string]string
@@ -1554,4 +1535,16 @@ func TestWriteCommitFails(t *testing.T) {
 		t.Errorf("target was replaced after a failed commit")
 	}
 	wantOnly(t, dir, "key.pem")
+}
+
+// withField is a copy of m with key set to val, or deleted when val is
+// "<delete>": the journaled maps the parsing tests spoil one field at a time.
+func withField(m map[string]string, key, val string) map[string]string {
+	m = maps.Clone(m)
+	if val == "<delete>" {
+		delete(m, key)
+	} else {
+		m[key] = val
+	}
+	return m
 }
