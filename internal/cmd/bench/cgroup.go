@@ -17,7 +17,8 @@ const cpuPeriod = 100000
 // later) at fraction of one CPU, with a cgroup of its own under the cpu
 // controller: cgroup v2's cpu.max where the unified hierarchy has the cpu
 // controller, v1's cfs quota otherwise. undo moves the process back to the
-// root group and removes the group. It needs root.
+// root group and removes the group; on v2 the cpu controller it enabled
+// for the root's children stays enabled. It needs root.
 //
 // With Vault slower than one client CPU, the benchmark shows whether
 // rotplan keeps up with Vault (it is then Vault-bound, as B is), which on
