@@ -80,7 +80,14 @@ func (j *Journal) Stats() Stats {
 }
 
 // Create starts a new journal in the state directory dir, for a new run.
+// The journal's path is absolute, whatever dir is: what is derived from it
+// (the run's backups, recorded in the journal for rollback and resume) must
+// not depend on the working directory.
 func Create(dir string) (*Journal, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
 	runs := filepath.Join(dir, runsDir)
 	if err := os.MkdirAll(runs, 0o700); err != nil {
 		return nil, err
@@ -416,6 +423,10 @@ func Read(path string) (*Contents, error) {
 // Last returns the path of the state directory's last journal, or "" when it
 // has none.
 func Last(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
 	runs := filepath.Join(dir, runsDir)
 	seq, err := lastSeq(runs)
 	if err != nil || seq == 0 {

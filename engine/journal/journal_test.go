@@ -743,3 +743,25 @@ func TestWritePending(t *testing.T) {
 		t.Errorf("writing out a pending record synced the journal")
 	}
 }
+
+// TestCreateRelativeDir: a relative state directory (the default, .rotplan
+// beside the plan) gives journal paths that are absolute, since the run's
+// backup paths are derived from them and journaled for later.
+func TestCreateRelativeDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	j, err := Create(".rotplan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if !filepath.IsAbs(j.Path()) {
+		t.Errorf("Create(%q).Path() = %q, want an absolute path", ".rotplan", j.Path())
+	}
+	last, err := Last(".rotplan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last != j.Path() {
+		t.Errorf("Last(%q) = %q, want %q", ".rotplan", last, j.Path())
+	}
+}
