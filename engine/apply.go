@@ -36,6 +36,9 @@ const (
 	// Skipped is a step that was not due (see steps.Conditional), or all of
 	// whose dependencies were skipped. It changed nothing.
 	Skipped Outcome = "skipped"
+	// Interrupted is a step that was under way when the run was
+	// interrupted, and did not finish. Resume carries it out again.
+	Interrupted Outcome = "interrupted"
 )
 
 // DefaultParallelism is how many steps run at once unless Options say.
@@ -70,6 +73,9 @@ type Report struct {
 	// RollbackSteps what became of each.
 	Rollback      string
 	RollbackSteps []StepResult
+	// Interrupted: the run was cancelled (Ctrl-C, SIGTERM) before it
+	// finished. Nothing was rolled back; resume finishes it.
+	Interrupted bool
 }
 
 // Count returns how many steps ended with the outcome.
@@ -123,6 +129,9 @@ type Options struct {
 	// KeepBackups keeps those copies after the run; by default they are
 	// deleted once the run succeeded or was rolled back cleanly.
 	KeepBackups bool
+	// Inputs are the variables as the operator gave them, journaled so
+	// that a resume can give them again; nil journals none.
+	Inputs *journal.Inputs
 }
 
 // execution is one Apply or Resume under way.
@@ -241,7 +250,7 @@ func (p *Program) runInfo(opts Options) *journal.RunInfo {
 	info := &journal.RunInfo{
 		Plan: p.planPath(), PlanHash: p.planHash, VarsHash: p.varsHash,
 		Version: opts.Version, PID: os.Getpid(), Forced: opts.Force,
-		Rollback: opts.Rollback,
+		Rollback: opts.Rollback, Inputs: opts.Inputs,
 	}
 	info.Dir, _ = os.Getwd()
 	for _, n := range p.order {
@@ -501,6 +510,9 @@ func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalConte
 	res.Duration = time.Since(began)
 	if stepErr != nil {
 		res.Outcome, res.Err = Failed, stepErr
+		if ctx.Err() != nil {
+			res.Outcome = Interrupted
+		}
 		// The failure's own record may fail too; the run fails either way.
 		_ = x.record(journal.Record{Type: journal.StepFailed, Step: addr, Error: stepErr.Error(), Duration: journal.Duration(res.Duration)})
 	}
@@ -637,6 +649,7 @@ func (x *execution) finish(ctx context.Context, err error) (*Report, error) {
 		x.removeBackups()
 	case ctx.Err() != nil:
 		status = journal.StatusInterrupted
+		x.report.Interrupted = true
 	case x.opts.Rollback:
 		x.rollback(ctx)
 		status = journal.StatusRolledBack

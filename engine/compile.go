@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/agext/levenshtein"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/rotplan/rotplan/plans"
@@ -253,12 +252,7 @@ func (p *Program) suggestStep(kind, name string) string {
 // does for arguments and block types: " Did you mean var.dir?", or "" when
 // none is close.
 func didYouMean(prefix, name string, candidates []string) string {
-	best, bestDist := "", 3 // more than two edits away is another name
-	for _, c := range candidates {
-		if d := levenshtein.Distance(name, c, nil); d < bestDist {
-			best, bestDist = c, d
-		}
-	}
+	best := plans.Suggest(name, candidates)
 	if best == "" {
 		return ""
 	}

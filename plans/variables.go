@@ -65,10 +65,14 @@ func ResolveVariables(plan *Plan, in Inputs) (map[string]cty.Value, hcl.Diagnost
 
 	for _, name := range sortedKeys(in) {
 		if _, ok := plan.Variables[name]; !ok {
+			detail := fmt.Sprintf("A value was given for %q, but the plan %s declares no such variable.", name, plan.Path)
+			if best := Suggest(name, sortedKeys(plan.Variables)); best != "" {
+				detail += fmt.Sprintf(" Did you mean %q?", best)
+			}
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Value for undeclared variable",
-				Detail:   fmt.Sprintf("A value was given for %q, but the plan %s declares no such variable.", name, plan.Path),
+				Detail:   detail,
 				Subject:  in[name].Range.Ptr(),
 			})
 		}

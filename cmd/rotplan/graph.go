@@ -31,15 +31,14 @@ Options:
 func graphCommand(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("graph", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var vars, varFiles listFlag
-	fs.Var(&vars, "var", "set a variable: `NAME=VALUE` (repeatable; wins over -var-file)")
-	fs.Var(&varFiles, "var-file", "read variables from an HCL `FILE` of NAME = VALUE lines (repeatable)")
+	var vars varSources
+	vars.register(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, graphUsage)
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, "\nExample:\n  rotplan graph -var-file prod.vars.hcl examples/prod.hcl | dot -Tsvg > prod.svg\n")
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
@@ -52,7 +51,8 @@ func graphCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	parser := plans.NewParser()
 	out := &diagPrinter{w: stderr, files: parser.Files}
-	prog, diags := load(parser, fs.Arg(0), vars, varFiles)
+	l, diags := vars.load(parser, fs.Arg(0))
+	prog := l.prog
 	if prog == nil {
 		out.print(diags)
 		return exitInvalid

@@ -21,7 +21,6 @@ import (
 	"github.com/rotplan/rotplan/engine"
 	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/plans"
-	"github.com/rotplan/rotplan/steps"
 )
 
 // Exit codes. They are part of rotplan's interface: scripts rely on them.
@@ -163,38 +162,30 @@ func rotplan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// listFlag collects a repeatable flag.
-type listFlag []string
-
-// String implements flag.Value.
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-
-// Set implements flag.Value: each use of the flag adds a value.
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
-
 // command is what run and resume share: their flags, the plan and the state
 // directory.
 type command struct {
-	name        string
-	fs          *flag.FlagSet
-	stdout      io.Writer
-	stderr      io.Writer
-	vars        listFlag
-	varFiles    listFlag
-	logLevel    string
-	stateDir    string
-	parallelism int
-	rollback    bool
-	keepBackups bool
-	log         hclog.Logger
-	plan        string
+	name     string
+	fs       *flag.FlagSet
+	stdout   io.Writer
+	stderr   io.Writer
+	vars     varSources
+	logLevel string
+	stateDir string
+	// stateDirGiven: -state-dir was on the command line, so a command
+	// rotplan prints for later must give it too.
+	stateDirGiven bool
+	parallelism   int
+	rollback      bool
+	keepBackups   bool
+	log           hclog.Logger
+	plan          string
 }
 
 func newCommand(name, help, example string, stdout, stderr io.Writer) *command {
 	c := &command{name: name, fs: flag.NewFlagSet(name, flag.ContinueOnError), stdout: stdout, stderr: stderr}
 	c.fs.SetOutput(stderr)
-	c.fs.Var(&c.vars, "var", "set a variable: `NAME=VALUE` (repeatable; wins over -var-file)")
-	c.fs.Var(&c.varFiles, "var-file", "read variables from an HCL `FILE` of NAME = VALUE lines (repeatable)")
+	c.vars.register(c.fs)
 	c.fs.StringVar(&c.logLevel, "log-level", "info", "log `LEVEL` on stderr: trace, debug, info, warn, error or off")
 	c.parallelism = engine.DefaultParallelism
 	c.fs.Usage = func() {
@@ -216,7 +207,7 @@ func (c *command) runFlags() *command {
 
 // parse parses the flags; ok false means return code.
 func (c *command) parse(args []string) (code int, ok bool) {
-	if err := c.fs.Parse(args); err != nil {
+	if err := parseFlags(c.fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK, false
 		}
@@ -238,10 +229,33 @@ func (c *command) parse(args []string) (code int, ok bool) {
 	}
 	c.log = hclog.New(&hclog.LoggerOptions{Name: "rotplan", Level: level, Output: c.stderr})
 	c.plan = c.fs.Arg(0)
+	c.stateDirGiven = c.stateDir != ""
 	if c.stateDir == "" {
 		c.stateDir = defaultStateDir(c.plan)
 	}
 	return 0, true
+}
+
+// given reports whether the flag was set on the command line.
+func (c *command) given(name string) bool {
+	set := false
+	c.fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// resumeCommandLine is the command that finishes this plan's last run from
+// the directory rotplan was started in: resume reads the run's variables
+// from its journal, except the sensitive ones given on the command line,
+// which must be given again (withheld).
+func (c *command) resumeCommandLine(plan string, withheld []string) string {
+	parts := []string{"rotplan", "resume"}
+	if c.stateDirGiven {
+		parts = append(parts, "-state-dir", shellQuote(c.stateDir))
+	}
+	for _, name := range withheld {
+		parts = append(parts, "-var", name+"=VALUE")
+	}
+	return strings.Join(append(parts, shellQuote(plan)), " ")
 }
 
 // defaultStateDir is .rotplan beside the plan file.
@@ -256,6 +270,8 @@ type session struct {
 	// why it cannot be read.
 	last    *engine.Run
 	lastErr error
+	// inputs are the variables as the journal keeps them.
+	inputs *journal.Inputs
 }
 
 // asksDryRun reports whether run's arguments ask for -dry-run, for when they
@@ -298,12 +314,14 @@ func (c *command) start(args []string) (s *session, code int, ok bool) {
 func (c *command) startParsed() (s *session, code int, ok bool) {
 	parser := plans.NewParser()
 	s = &session{out: &diagPrinter{w: c.stderr, files: parser.Files}}
-	prog, diags := load(parser, c.plan, c.vars, c.varFiles)
+	l, diags := c.vars.load(parser, c.plan)
 	s.out.print(diags)
 	if diags.HasErrors() {
 		return nil, exitInvalid, false
 	}
-	s.prog = prog
+	s.prog = l.prog
+	s.inputs = c.vars.journaled(l.plan)
+	s.inputs.KeepBackups = c.keepBackups
 	if err := journal.OpenStateDir(c.stateDir); err != nil {
 		fmt.Fprintf(c.stderr, "rotplan %s: %v\n", c.name, err)
 		return nil, exitInvalid, false
@@ -319,14 +337,15 @@ func (c *command) startParsed() (s *session, code int, ok bool) {
 }
 
 // options are the engine options both commands use.
-func (c *command) options(j *journal.Journal, observer engine.Observer) engine.Options {
+func (c *command) options(s *session, j *journal.Journal, observer engine.Observer) engine.Options {
 	return engine.Options{Log: c.log, Observer: observer, Parallelism: c.parallelism, Journal: j, Version: version,
-		Rollback: c.rollback, KeepBackups: c.keepBackups}
+		Rollback: c.rollback, KeepBackups: c.keepBackups, Inputs: s.inputs}
 }
 
-// report prints the end of a run and returns the exit code.
-func (c *command) report(out *diagPrinter, progress *progress, report *engine.Report, err error) int {
-	progress.summary(report, err)
+// report prints the end of a run and returns the exit code. resume is the
+// command that finishes the run, for when it did not.
+func (c *command) report(out *diagPrinter, progress *progress, report *engine.Report, err error, resume string) int {
+	progress.summary(report, err, resume)
 	for _, note := range report.Superseded {
 		fmt.Fprintf(c.stdout, "Superseded: %s\n", note)
 	}
@@ -337,8 +356,14 @@ func (c *command) report(out *diagPrinter, progress *progress, report *engine.Re
 		return exitOK
 	}
 	stepErrs := engine.StepErrors(err)
+	interrupted := map[string]bool{}
+	for _, s := range report.Steps {
+		interrupted[s.Addr] = s.Outcome == engine.Interrupted
+	}
 	for _, se := range stepErrs {
-		out.print(se.Diagnostics)
+		if !interrupted[se.Addr] { // stopped by the operator: not an error
+			out.print(se.Diagnostics)
+		}
 	}
 	if len(stepErrs) == 0 && report.Rollback == engine.RollbackNone {
 		fmt.Fprintf(c.stderr, "Error: %v\n", err)
@@ -393,15 +418,15 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitInvalid
 	case err == nil && last != nil && last.Unfinished() && !*fresh && !prog.IsPlanOf(last):
 		fmt.Fprintf(stderr, "rotplan run: the last run in %s, of another plan (%s), did not finish (%s).\n"+
-			"A state directory holds one plan's runs: finish that one with rotplan resume %s,\n"+
+			"A state directory holds one plan's runs: finish that one with %s,\n"+
 			"or give this plan its own -state-dir.\n",
-			c.stateDir, last.Info.Plan, describeRun(last), last.Info.Plan)
+			c.stateDir, last.Info.Plan, describeRun(last), c.resumeCommandLine(last.Info.Plan, withheldOf(last)))
 		return exitInvalid
 	case err == nil && last != nil && last.Unfinished() && !*fresh:
 		fmt.Fprintf(stderr, "rotplan run: the last run of this plan did not finish (%s).\n"+
-			"Finish it with:      rotplan resume %s\n"+
-			"or start afresh with: rotplan run -fresh %s\n",
-			describeRun(last), c.plan, c.plan)
+			"Finish it with:       %s\n"+
+			"or start afresh: the same command with -fresh.\n",
+			describeRun(last), c.resumeCommandLine(c.plan, withheldOf(last)))
 		return exitInvalid
 	}
 	j, err := journal.Create(c.stateDir)
@@ -409,13 +434,24 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "rotplan run: cannot start the journal: %v\n", err)
 		return exitInvalid
 	}
-	defer j.Close()
+	// A run stopped before it began (no Vault address, say) leaves no
+	// journal behind.
+	defer j.CloseEmpty()
 	progress := newProgress(stdout)
 	defer progress.flush()
 	fmt.Fprintf(stdout, "rotplan: running %s: %d steps\n", c.plan, len(prog.Steps()))
-	report, err := prog.Apply(ctx, c.options(j, progress))
+	report, err := prog.Apply(ctx, c.options(s, j, progress))
 	c.logJournal(j, report)
-	return c.report(out, progress, report, err)
+	return c.report(out, progress, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
+}
+
+// withheldOf returns the sensitive variables a run was given on the
+// command line, which its journal does not hold.
+func withheldOf(r *engine.Run) []string {
+	if r.Info.Inputs == nil {
+		return nil
+	}
+	return r.Info.Inputs.Withheld
 }
 
 const resumeUsage = `Usage: rotplan resume [options] PLAN.hcl
@@ -423,17 +459,28 @@ const resumeUsage = `Usage: rotplan resume [options] PLAN.hcl
 Finishes the last run of the plan, after a crash, a kill, an interrupt or a
 failure, so that it ends as an uninterrupted run would: steps already done
 are skipped, a step that was under way is checked against the system, and a
-key and its certificate always come from the same issuance. Give the same
-variables as the run had; if the plan or the variables changed, resume lists
-the steps whose inputs changed and stops, unless -force.
+key and its certificate always come from the same issuance.
+
+The run's variables come from its journal: its -var-file files are read
+again and its -var values given again, with its -rollback and
+-keep-backups. Sensitive variables given with -var were not journaled and
+must be given again. Variables given to resume come after the run's. If the
+plan or the variables changed, resume lists the steps whose inputs changed
+and stops, unless -force.
 
 Options:
 `
 
 func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCommand("resume", resumeUsage, "rotplan resume -var-file prod.vars.hcl examples/prod.hcl", stdout, stderr).runFlags()
+	c := newCommand("resume", resumeUsage, "rotplan resume examples/prod.hcl", stdout, stderr).runFlags()
 	force := c.fs.Bool("force", false, "resume although the plan or the variables changed; changed steps run again")
-	s, code, ok := c.start(args)
+	if code, ok := c.parse(args); !ok {
+		return code
+	}
+	if code, ok := c.resumeInputs(); !ok {
+		return code
+	}
+	s, code, ok := c.startParsed()
 	if !ok {
 		return code
 	}
@@ -469,19 +516,48 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitInvalid
 	}
 	defer j.Close()
-	opts := c.options(j, nil)
+	opts := c.options(s, j, nil)
 	opts.Force = *force
 	progress := newProgress(stdout)
 	defer progress.flush()
 	opts.Observer = progress
 	fmt.Fprintf(stdout, "rotplan: resuming %s: %s\n", c.plan, describeRun(last))
+	if vars := describeInputs(last.Info.Inputs); vars != "" {
+		fmt.Fprintf(stdout, "rotplan: with the run's variables: %s\n", vars)
+	}
 	report, err := prog.Resume(ctx, last, opts)
 	c.logJournal(j, report)
 	if report == nil {
 		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)
 		return exitInvalid
 	}
-	return c.report(out, progress, report, err)
+	return c.report(out, progress, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
+}
+
+// resumeInputs gives resume the variables and options of the run it
+// finishes, from the run's journal, so that the operator need not remember
+// them. It reads the journal without locking the state directory: the
+// first record, which says what the run was given, never changes.
+func (c *command) resumeInputs() (code int, ok bool) {
+	last, err := engine.LoadRun(c.stateDir)
+	if err != nil || last == nil || last.Info.Inputs == nil {
+		return 0, true // startParsed says what is wrong, under the lock
+	}
+	in := last.Info.Inputs
+	if missing := c.vars.resumeWith(in); len(missing) > 0 {
+		fmt.Fprintf(c.stderr, "rotplan resume: the run was given the sensitive %s %s with -var, and the journal does not hold %s.\n"+
+			"Give %s again: %s\n",
+			plural(len(missing), "variable", "variables"), strings.Join(missing, ", "), plural(len(missing), "its value", "their values"),
+			plural(len(missing), "it", "them"), c.resumeCommandLine(c.plan, missing))
+		return exitInvalid, false
+	}
+	if !c.given("rollback") {
+		c.rollback = last.Info.Rollback
+	}
+	if !c.given("keep-backups") {
+		c.keepBackups = in.KeepBackups
+	}
+	return 0, true
 }
 
 const validateUsage = `Usage: rotplan validate [options] PLAN.hcl
@@ -502,19 +578,21 @@ func validateCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	parser := plans.NewParser()
 	out := &diagPrinter{w: stderr, files: parser.Files}
-	prog, diags := load(parser, c.plan, c.vars, c.varFiles)
+	l, diags := c.vars.load(parser, c.plan)
 	out.print(diags)
 	if diags.HasErrors() {
 		n := len(errorsOf(diags))
 		fmt.Fprintf(stderr, "rotplan validate: %s is not valid: %d %s.\n", c.plan, n, plural(n, "error", "errors"))
 		return exitInvalid
 	}
-	fmt.Fprintf(stdout, "rotplan validate: %s is valid: %d steps.\n", c.plan, len(prog.Steps()))
+	fmt.Fprintf(stdout, "rotplan validate: %s is valid: %d steps.\n", c.plan, len(l.prog.Steps()))
 	return exitOK
 }
 
-// logJournal logs what journaling cost the run: its share of the time the
-// steps took, their journal appends included.
+// logJournal logs, at debug level, what journaling cost the run: the time
+// callers waited for appends, as a share of the time the steps took (a
+// figure for benchmarks: the run's own records count too, so it can pass
+// 100 % when the steps took next to no time).
 func (c *command) logJournal(j *journal.Journal, report *engine.Report) {
 	st := j.Stats()
 	var steps time.Duration
@@ -527,7 +605,7 @@ func (c *command) logJournal(j *journal.Journal, report *engine.Report) {
 	if steps > 0 {
 		share = 100 * float64(st.Waited) / float64(steps)
 	}
-	c.log.Info("journal", "path", j.Path(), "records", st.Records, "fsyncs", st.Syncs,
+	c.log.Debug("journal", "path", j.Path(), "records", st.Records, "fsyncs", st.Syncs,
 		"append_wait", st.Waited.Round(time.Microsecond), "step_time", steps.Round(time.Microsecond),
 		"share", fmt.Sprintf("%.2f%%", share))
 }
@@ -541,29 +619,6 @@ func describeRun(r *engine.Run) string {
 	}
 	return fmt.Sprintf("started %s by pid %d, %s, %d of %d steps succeeded",
 		r.Started.Local().Format("2006-01-02 15:04:05"), r.Info.PID, state, r.Count(engine.StateSucceeded), total)
-}
-
-// load reads the plan and the variables and compiles them.
-func load(parser *plans.Parser, path string, vars, varFiles []string) (*engine.Program, hcl.Diagnostics) {
-	kinds := steps.Default()
-	plan, diags := parser.LoadPlan(path, kinds.Names())
-	inputs := plans.Inputs{}
-	for _, f := range varFiles {
-		diags = append(diags, parser.LoadVarFile(f, inputs)...)
-	}
-	for _, v := range vars {
-		diags = append(diags, inputs.AddFlag(v)...)
-	}
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	values, more := plans.ResolveVariables(plan, inputs)
-	diags = append(diags, more...)
-	if diags.HasErrors() {
-		return nil, diags
-	}
-	prog, more := engine.Compile(plan, values, kinds)
-	return prog, append(diags, more...)
 }
 
 // diagPrinter prints diagnostics as compilers do, "file:line:col: error:
@@ -581,9 +636,12 @@ func (p *diagPrinter) print(diags hcl.Diagnostics) {
 		if d.Severity == hcl.DiagWarning {
 			severity = "warning"
 		}
-		if d.Subject == nil {
+		switch {
+		case d.Subject == nil:
 			fmt.Fprintf(p.w, "rotplan: %s: %s\n", severity, d.Summary)
-		} else {
+		case d.Subject.Start.Line == 0: // not in a file: a -var flag
+			fmt.Fprintf(p.w, "%s: %s: %s\n", d.Subject.Filename, severity, d.Summary)
+		default:
 			s := d.Subject
 			fmt.Fprintf(p.w, "%s:%d:%d: %s: %s\n", s.Filename, s.Start.Line, s.Start.Column, severity, d.Summary)
 			p.snippet(*s)

@@ -80,7 +80,8 @@ func (c *command) preview(ctx context.Context, args []string, f *planFlags) int 
 func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	parser := plans.NewParser()
 	out := &diagPrinter{w: c.stderr, files: parser.Files}
-	prog, diags := load(parser, c.plan, c.vars, c.varFiles)
+	l, diags := c.vars.load(parser, c.plan)
+	prog := l.prog
 	if prog == nil {
 		if f.json {
 			writePreviewJSON(c.stdout, c.plan, false, nil, diags)

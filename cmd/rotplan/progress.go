@@ -87,13 +87,15 @@ func (p *progress) RollbackFinished(r engine.StepResult) {
 	p.line("%-28s %-8s %s", r.Addr, r.Outcome, roundDuration(r.Duration))
 }
 
-func (p *progress) summary(r *engine.Report, err error) {
+// summary says how the run ended. resume is the command that finishes a
+// run that did not.
+func (p *progress) summary(r *engine.Report, err error, resume string) {
 	defer p.flush()
 	if r == nil {
 		return
 	}
 	if r.Rollback != engine.RollbackNone {
-		p.rollbackSummary(r)
+		p.rollbackSummary(r, resume)
 		return
 	}
 	for _, s := range r.Steps {
@@ -103,6 +105,7 @@ func (p *progress) summary(r *engine.Report, err error) {
 	}
 	total := len(r.Steps)
 	ok, failed, notRun, done := r.Count(engine.Succeeded), r.Count(engine.Failed), r.Count(engine.NotRun), r.Count(engine.Done)
+	stopped := r.Count(engine.Interrupted)
 	skipped := r.Count(engine.Skipped)
 	earlier := ""
 	if done > 0 {
@@ -118,6 +121,14 @@ func (p *progress) summary(r *engine.Report, err error) {
 	case err == nil:
 		p.line("Rotation complete: %d of %d steps succeeded%s in %s.", ok, total-done-skipped, earlier, roundDuration(r.Duration))
 		return
+	case r.Interrupted && ok+failed+stopped+done == 0:
+		p.line("Rotation INTERRUPTED before any step ran, in %s: nothing was changed.", roundDuration(r.Duration))
+		return
+	case r.Interrupted:
+		p.line("Rotation INTERRUPTED: %d succeeded, %d failed, %d interrupted, %d not run, of %d steps%s, in %s.",
+			ok, failed, stopped, notRun, total-done, earlier, roundDuration(r.Duration))
+		p.line("Nothing was rolled back: an interrupted run is finished, not undone. Finish it with: %s", resume)
+		return
 	}
 	if ok+failed == 0 && done == 0 {
 		p.line("Rotation FAILED before any step ran (%d not run, %s): nothing was changed.", notRun, roundDuration(r.Duration))
@@ -125,13 +136,13 @@ func (p *progress) summary(r *engine.Report, err error) {
 	}
 	p.line("Rotation FAILED: %d succeeded, %d failed, %d not run, of %d steps%s, in %s.", ok, failed, notRun, total-done, earlier, roundDuration(r.Duration))
 	if ok+done > 0 {
-		p.line("The %d completed steps were not rolled back: their changes are in place. Fix the cause, then finish with 'rotplan resume'.", ok+done)
+		p.line("The %d completed steps were not rolled back: their changes are in place. Fix the cause, then finish with: %s", ok+done, resume)
 	}
 }
 
 // rollbackSummary says how a failed run was undone, and what is left to the
 // operator.
-func (p *progress) rollbackSummary(r *engine.Report) {
+func (p *progress) rollbackSummary(r *engine.Report, resume string) {
 	undone := 0
 	var failed []engine.StepResult
 	for _, s := range r.RollbackSteps {
@@ -146,7 +157,7 @@ func (p *progress) rollbackSummary(r *engine.Report) {
 		return
 	}
 	p.line("Rotation FAILED and the ROLLBACK IS INCOMPLETE: %d steps undone, %d could not be, in %s.", undone, len(failed), roundDuration(r.Duration))
-	p.line("Still to undo by hand (then 'rotplan resume' retries what is left):")
+	p.line("Still to undo by hand (then %s retries what is left):", resume)
 	for _, s := range failed {
 		p.line("  %s: %s", s.Addr, s.Err.Error())
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rotplan/rotplan/engine"
+	"github.com/rotplan/rotplan/engine/journal"
 )
 
 const statusUsage = `Usage: rotplan status [options] PLAN.hcl
@@ -18,6 +19,10 @@ const statusUsage = `Usage: rotplan status [options] PLAN.hcl
 Shows the last run of the plan as its journal tells it: each step's state,
 when it started, how long it took, and what it produced that is not secret
 (serials, expiry, digests). Reads the journal only; needs no variables.
+
+Exit codes are those the last run ended with: 0 succeeded (or no run
+recorded), 1 failed, interrupted or unfinished, 3 rolled back, 4 rollback
+incomplete; 1 too when the journal cannot be read.
 
 Options:
 `
@@ -63,7 +68,7 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 		fmt.Fprint(stderr, "\nExample:\n  rotplan status -json examples/prod.hcl\n")
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
@@ -90,14 +95,39 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "rotplan status: %v\n", err)
 			return exitFailed
 		}
-		return exitOK
+		return statusExitCode(run)
 	}
 	if run == nil {
 		fmt.Fprintf(stdout, "No run recorded in %s.\n", *stateDir)
 		return exitOK
 	}
 	printStatus(stdout, doc)
-	return exitOK
+	if run.Unfinished() {
+		parts := []string{"rotplan", "resume"}
+		if given := fs.Lookup("state-dir").Value.String(); given != "" && given != defaultStateDir(fs.Arg(0)) {
+			parts = append(parts, "-state-dir", shellQuote(*stateDir))
+		}
+		parts = append(parts, shellQuote(fs.Arg(0)))
+		fmt.Fprintf(stdout, "\nThe run did not finish. Finish it with: %s\n", strings.Join(parts, " "))
+	}
+	return statusExitCode(run)
+}
+
+// statusExitCode is the exit code the last run ended with, as run and
+// resume give it, so that a script can ask status how the last run went.
+func statusExitCode(run *engine.Run) int {
+	if run == nil {
+		return exitOK
+	}
+	switch run.Status {
+	case journal.StatusSucceeded:
+		return exitOK
+	case journal.StatusRolledBack:
+		return exitRolledBack
+	case journal.StatusRollbackIncomplete:
+		return exitRollbackIncomplete
+	}
+	return exitFailed
 }
 
 func statusDocument(run *engine.Run) statusJSON {

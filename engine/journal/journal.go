@@ -300,6 +300,23 @@ func (j *Journal) Close() error {
 	return j.f.Close()
 }
 
+// CloseEmpty closes the journal and, when nothing was ever written to it (a
+// run that stopped before it started: no Vault address, say), removes its
+// file, which would otherwise sit in the state directory as a run that
+// never was. It reports whether it removed it.
+func (j *Journal) CloseEmpty() (removed bool, err error) {
+	j.mu.Lock()
+	empty := j.written == 0 && len(j.pending) == 0
+	j.mu.Unlock()
+	if err := j.Close(); err != nil || !empty {
+		return false, err
+	}
+	if err := os.Remove(j.path); err != nil {
+		return false, err
+	}
+	return true, syncDir(filepath.Dir(j.path))
+}
+
 // encode makes a record's line: the CRC-32C of the JSON body in hex, a
 // space, the body and a newline.
 func encode(r Record) ([]byte, error) {

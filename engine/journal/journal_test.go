@@ -765,3 +765,34 @@ func TestCreateRelativeDir(t *testing.T) {
 		t.Errorf("Last(%q) = %q, want %q", ".rotplan", last, j.Path())
 	}
 }
+
+// TestCloseEmpty: a journal nothing was written to is removed when closed
+// with CloseEmpty; one with a record stays.
+func TestCloseEmpty(t *testing.T) {
+	dir := t.TempDir()
+	j, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := j.CloseEmpty()
+	if err != nil || !removed {
+		t.Fatalf("CloseEmpty of an empty journal = %v, %v; want true, nil", removed, err)
+	}
+	if _, err := os.Stat(j.Path()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the empty journal %s is still there: %v", j.Path(), err)
+	}
+	j, err = Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Write(Record{Type: RunStarted, Run: &RunInfo{Plan: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	removed, err = j.CloseEmpty()
+	if err != nil || removed {
+		t.Fatalf("CloseEmpty of a journal with a record = %v, %v; want false, nil", removed, err)
+	}
+	if _, err := os.Stat(j.Path()); err != nil {
+		t.Errorf("the journal with a record is gone: %v", err)
+	}
+}

@@ -101,6 +101,30 @@ type RunInfo struct {
 	// Rollback is set when this part of the run saved what each step
 	// replaces, so that a failure can be undone.
 	Rollback bool `json:"rollback,omitempty"`
+	// Inputs are the variables the run was given from outside the plan,
+	// so that resume can give them again; nil in journals older than it.
+	Inputs *Inputs `json:"inputs,omitempty"`
+}
+
+// Inputs are the variables a run was given from outside the plan, as the
+// operator gave them, and the run's options that resume carries on with.
+// They hold no secret: the values of sensitive variables given on the
+// command line are left out, and only their names kept.
+type Inputs struct {
+	// VarFiles are the -var-file files, absolute, in the order given.
+	// Resume reads them again: they may hold secrets, which stay there.
+	VarFiles []string `json:"var_files,omitempty"`
+	// Vars are the -var flags (NAME=VALUE) of variables that are not
+	// sensitive, in the order given.
+	Vars []string `json:"vars,omitempty"`
+	// Env are the ROTPLAN_VAR_NAME=VALUE environment variables of
+	// variables that are not sensitive.
+	Env []string `json:"env,omitempty"`
+	// Withheld are the names of sensitive variables given by -var or the
+	// environment: resume must be given them again.
+	Withheld []string `json:"withheld,omitempty"`
+	// KeepBackups is the run's -keep-backups.
+	KeepBackups bool `json:"keep_backups,omitempty"`
 }
 
 // Duration is a time.Duration journaled in milliseconds, readable by people

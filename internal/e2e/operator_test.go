@@ -116,3 +116,230 @@ func TestResumeRollsBackWithDefaultStateDir(t *testing.T) {
 		t.Errorf("target.txt holds %q after resume rolled back, want the old content", got)
 	}
 }
+
+// inputsPlan takes a required variable, a sensitive one and one from a
+// variable file; write.a is where the run is killed.
+const inputsPlan = `
+variable "greeting" {
+  type = string
+}
+
+variable "suffix" {
+  type    = string
+  default = ""
+}
+
+variable "token" {
+  type      = string
+  sensitive = true
+}
+
+write "a" {
+  path    = "a.txt"
+  content = "${var.greeting}${var.suffix}\n"
+}
+
+write "b" {
+  depends_on = [write.a]
+  path       = "b.txt"
+  content    = var.token
+}
+`
+
+// TestResumeRecoversInputs: a run killed part way is resumed with the
+// command rotplan prints, without the operator repeating the run's
+// variables; only the sensitive one given with -var, which the journal
+// never holds, must be given again.
+func TestResumeRecoversInputs(t *testing.T) {
+	const secret = "s3cret-token-value"
+	dir := planDir(t, inputsPlan, map[string]string{"vars.hcl": "suffix = \"!\"\n"})
+	runArgs := []string{"run", "-var-file", "vars.hcl", "-var", "greeting=hello", "-var", "token=" + secret, "plan.hcl"}
+	// Record 2 is write.a's start: killed once it is durable, before the
+	// file is renamed into place.
+	res := runInWith(t, dir, crashBin, []string{"ROTPLAN_FAILPOINT=after:2"}, runArgs...)
+	if res.exit != -1 {
+		t.Fatalf("run: not killed: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	// Running the same command again says exactly how to finish.
+	res = runIn(t, dir, nil, runArgs...)
+	const hint = "rotplan resume -var token=VALUE plan.hcl"
+	if res.exit != 2 || !strings.Contains(res.stderr, "Finish it with:       "+hint+"\n") {
+		t.Fatalf("run over the unfinished run: exit %d, want 2 and the hint %q\n%s%s", res.exit, hint, res.stdout, res.stderr)
+	}
+	if strings.Contains(res.stderr, secret) {
+		t.Errorf("the hint shows the sensitive value:\n%s", res.stderr)
+	}
+	// Without the sensitive variable, resume says what it needs.
+	res = runIn(t, dir, nil, "resume", "plan.hcl")
+	if res.exit != 2 || !strings.Contains(res.stderr, "token") || !strings.Contains(res.stderr, hint) {
+		t.Fatalf("resume without the sensitive variable: exit %d, want 2 naming token and the command\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "b.txt")); err == nil {
+		t.Fatal("b.txt was written by a resume that refused")
+	}
+	res = runIn(t, dir, nil, "resume", "-var", "token="+secret, "plan.hcl")
+	if res.exit != 0 {
+		t.Fatalf("resume: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stdout, "-var-file "+filepath.Join(dir, "vars.hcl")+" -var greeting=hello") {
+		t.Errorf("resume should say which variables of the run it used:\n%s", res.stdout)
+	}
+	if got := mustRead(t, filepath.Join(dir, "a.txt")); got != "hello!\n" {
+		t.Errorf("a.txt = %q, want the run's variables applied: %q", got, "hello!\n")
+	}
+	if got := mustRead(t, filepath.Join(dir, "b.txt")); got != secret {
+		t.Errorf("b.txt does not hold the sensitive value given to resume")
+	}
+	journals, _ := filepath.Glob(filepath.Join(dir, ".rotplan", "runs", "*.journal"))
+	if len(journals) != 1 {
+		t.Fatalf("journals: %v, want one", journals)
+	}
+	j := mustRead(t, journals[0])
+	if strings.Contains(j, secret) {
+		t.Error("the journal holds the sensitive variable's value")
+	}
+	if !strings.Contains(j, `"greeting=hello"`) || !strings.Contains(j, `"withheld":["token"]`) {
+		t.Errorf("the journal should hold the run's variables, the sensitive one by name only:\n%s", j)
+	}
+}
+
+// TestInterruptIsNotAFailure: Ctrl-C stops the run, says so (not
+// "FAILED"), rolls nothing back and prints the command that finishes it.
+func TestInterruptIsNotAFailure(t *testing.T) {
+	dir := planDir(t, `
+write "f" {
+  path    = "target.txt"
+  content = "new\n"
+}
+
+reload "slow" {
+  depends_on = [write.f]
+  command    = ["sleep", "30"]
+}
+`, map[string]string{"target.txt": "old\n"})
+	cmd := exec.Command(rotplanBin, "run", "plan.hcl")
+	cmd.Dir = dir
+	cmd.Env = cleanEnv()
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(mustRead(t, filepath.Join(dir, "target.txt")), "new") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the reload has started
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	exit := 0
+	if exitErr, ok := err.(*exec.ExitError); ok {
+		exit = exitErr.ExitCode()
+	}
+	out := stdout.String()
+	if exit != 1 || !strings.Contains(out, "Rotation INTERRUPTED") || strings.Contains(out, "FAILED") {
+		t.Errorf("exit %d, want 1 and an interrupted run that is not called FAILED\n%s%s", exit, out, stderr.String())
+	}
+	if !strings.Contains(out, "reload.slow                  interrupted") || !strings.Contains(out, "Finish it with: rotplan resume plan.hcl") {
+		t.Errorf("the interrupted step and the command that finishes the run should be shown:\n%s", out)
+	}
+	if strings.Contains(stderr.String(), "error:") {
+		t.Errorf("an interrupt is reported as an error:\n%s", stderr.String())
+	}
+	if got := mustRead(t, filepath.Join(dir, "target.txt")); got != "new\n" {
+		t.Errorf("target.txt = %q: an interrupted run is not rolled back", got)
+	}
+	res := runIn(t, dir, nil, "status", "plan.hcl")
+	if res.exit != 1 || !strings.Contains(res.stdout, "interrupted") || !strings.Contains(res.stdout, "rotplan resume plan.hcl") {
+		t.Errorf("status: exit %d, want 1, the status and the command that finishes the run\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+}
+
+// TestStatusExitCode: status exits as the last run did, so that a script
+// can tell a rotation that rolled back, or could not, from one that
+// succeeded.
+func TestStatusExitCode(t *testing.T) {
+	cases := []struct {
+		name string
+		plan string
+		exit int
+	}{
+		{"succeeded", `
+write "f" {
+  path    = "target.txt"
+  content = "new\n"
+}
+`, 0},
+		{"rolled back", failingReloadPlan, exitRolledBack},
+		{"rollback incomplete", `
+write "f" {
+  path    = "target.txt"
+  content = "new\n"
+  rollback {
+    command = ["/bin/false"]
+  }
+}
+
+reload "x" {
+  depends_on = [write.f]
+  command    = ["/bin/false"]
+}
+`, exitRollbackIncomplete},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := planDir(t, tc.plan, map[string]string{"target.txt": "old\n"})
+			if res := runIn(t, dir, nil, "run", "plan.hcl"); res.exit != tc.exit {
+				t.Fatalf("run: exit %d, want %d\n%s%s", res.exit, tc.exit, res.stdout, res.stderr)
+			}
+			if res := runIn(t, dir, nil, "status", "plan.hcl"); res.exit != tc.exit {
+				t.Errorf("status: exit %d, want %d as the run\n%s%s", res.exit, tc.exit, res.stdout, res.stderr)
+			}
+			if res := runIn(t, dir, nil, "status", "-json", "plan.hcl"); res.exit != tc.exit {
+				t.Errorf("status -json: exit %d, want %d as the run", res.exit, tc.exit)
+			}
+		})
+	}
+}
+
+// TestNoJournalWhenRunCannotStart: a run that cannot begin (no Vault
+// address) leaves no journal behind.
+func TestNoJournalWhenRunCannotStart(t *testing.T) {
+	dir := planDir(t, `
+issue "a" {
+  mount       = "pki"
+  role        = "r"
+  common_name = "a.example"
+}
+`, nil)
+	res := runIn(t, dir, nil, "run", "plan.hcl")
+	if res.exit == 0 || !strings.Contains(res.stderr, "VAULT_ADDR") {
+		t.Fatalf("exit %d, want a failure naming VAULT_ADDR\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	journals, _ := filepath.Glob(filepath.Join(dir, ".rotplan", "runs", "*"))
+	if len(journals) != 0 {
+		t.Errorf("journals left behind by a run that never began: %v", journals)
+	}
+	if res := runIn(t, dir, nil, "status", "plan.hcl"); res.exit != 0 || !strings.Contains(res.stdout, "No run recorded") {
+		t.Errorf("status: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+}
+
+// TestCommandLineConventions: options after the plan file, and a "did you
+// mean" for a mistyped variable name, without the whole usage.
+func TestCommandLineConventions(t *testing.T) {
+	dir := planDir(t, inputsPlan, nil)
+	res := runIn(t, dir, nil, "validate", "plan.hcl", "-var", "greeting=hi", "-var", "token=x")
+	if res.exit != 0 {
+		t.Errorf("validate with options after the plan: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	res = runIn(t, dir, nil, "validate", "plan.hcl", "-var", "greting=hi", "-var", "greeting=hi", "-var", "token=x")
+	if res.exit != 2 || !strings.Contains(res.stderr, `Did you mean "greeting"?`) {
+		t.Errorf("a mistyped -var: exit %d, want 2 and a suggestion\n%s", res.exit, res.stderr)
+	}
+	if strings.Contains(res.stderr, "Usage:") || strings.Contains(res.stderr, ":0:0") {
+		t.Errorf("a mistyped -var prints the usage or a position it does not have:\n%s", res.stderr)
+	}
+}

@@ -545,7 +545,8 @@ func rotplanRun(ctx context.Context, o options, env []string, dir, state string,
 	if o.profile != "" {
 		env = append(env, "ROTPLAN_CPUPROFILE="+o.profile)
 	}
-	args := []string{"run", "-state-dir", state, "-parallelism", strconv.Itoa(parallelism),
+	// -log-level debug: the journal's statistics line.
+	args := []string{"run", "-log-level", "debug", "-state-dir", state, "-parallelism", strconv.Itoa(parallelism),
 		"-var", "apps=" + strconv.Itoa(n), "-var", "dir=" + dir, o.plan}
 	res, err := timed(ctx, env, o.rotplanBin, args...)
 	if err != nil {
