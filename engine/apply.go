@@ -51,8 +51,12 @@ type StepResult struct {
 	Duration time.Duration
 	// Err is set when Outcome is Failed.
 	Err *StepError
-	// Reason says why a step was skipped.
+	// Reason says why a step was skipped, or why a step that succeeded
+	// changed nothing (Unchanged).
 	Reason string
+	// Unchanged: the step succeeded and found the system already as it
+	// would leave it (steps.Env.NoChange), so it changed nothing.
+	Unchanged bool
 }
 
 // Report is the result of Apply or Resume: every step, in the order the run
@@ -83,6 +87,17 @@ func (r *Report) Count(o Outcome) int {
 	n := 0
 	for _, s := range r.Steps {
 		if s.Outcome == o {
+			n++
+		}
+	}
+	return n
+}
+
+// Unchanged returns how many steps succeeded without changing anything.
+func (r *Report) Unchanged() int {
+	n := 0
+	for _, s := range r.Steps {
+		if s.Outcome == Succeeded && s.Unchanged {
 			n++
 		}
 	}
@@ -503,7 +518,8 @@ func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalConte
 			stepErr = x.journalError(n, err)
 		}
 	case stepErr == nil:
-		stepErr = x.recordSuccess(n, out, res.Duration, false)
+		res.Unchanged, res.Reason = reason != "", reason
+		stepErr = x.recordSuccess(n, out, res.Duration, false, reason)
 	}
 	// The step took until its outcome was durable; the journal holds how
 	// long it took until then.
@@ -525,7 +541,8 @@ func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalConte
 // applyStep evaluates a step's body with the outputs known so far, decides
 // whether it is due, checks it again now that every value is known, journals
 // that it starts, applies it and returns its outputs, with the sensitive ones
-// marked. A skipped step returns cty.NilVal and why it was skipped.
+// marked. A skipped step returns cty.NilVal and why it was skipped; a step
+// that changed nothing its outputs and why (steps.Env.NoChange).
 func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalContext, sk skips) (cty.Value, string, *StepError) {
 	p := x.p
 	addr := n.addr
@@ -595,7 +612,7 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 	if err != nil {
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
 	}
-	return out, "", nil
+	return out, env.NoChangeReason(), nil
 }
 
 // recordSuccess journals a step's outcome without waiting for an fsync:
@@ -608,7 +625,7 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 // (an issued certificate whose key never left memory). The exception is a
 // success that resume checked on the system (checked): it is one of the
 // resume's decisions, which are durable before anything runs.
-func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, checked bool) *StepError {
+func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, checked bool, noChange string) *StepError {
 	if x.opts.Journal == nil {
 		return nil
 	}
@@ -617,6 +634,7 @@ func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, check
 		return x.journalError(n, err)
 	}
 	rec := journal.Record{Type: journal.StepSucceeded, Step: n.addr, Outputs: raw, Duration: journal.Duration(d), Checked: checked}
+	rec.Reason = noChange
 	if s, ok := n.kind.(steps.Summarizer); ok {
 		rec.Facts = s.Summary(out)
 	}

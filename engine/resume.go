@@ -278,7 +278,7 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 			if out, err = conformOutputs(n, out); err != nil {
 				return &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Cannot resume", err)}
 			}
-			if serr := x.recordSuccess(n, out, 0, true); serr != nil {
+			if serr := x.recordSuccess(n, out, 0, true, ""); serr != nil {
 				return serr
 			}
 			x.outputs[addr], done[addr] = out, true

@@ -87,6 +87,9 @@ type StepState struct {
 	// Superseded are the outputs of earlier results the step replaced on a
 	// resume and that have not been dealt with yet (see steps.Superseder).
 	Superseded []json.RawMessage `json:"-"`
+	// Unchanged says why a step that succeeded changed nothing (the file
+	// was already in place), "" when it changed something.
+	Unchanged string `json:"unchanged,omitempty"`
 	// Notes are what became of superseded results.
 	Notes []string `json:"notes,omitempty"`
 }
@@ -180,7 +183,7 @@ func foldRun(c *journal.Contents) (*Run, error) {
 		case journal.StepSucceeded:
 			s := step(rec.Step)
 			s.State, s.Outputs, s.Facts = StateSucceeded, rec.Outputs, rec.Facts
-			s.Duration, s.Checked = time.Duration(rec.Duration), rec.Checked
+			s.Duration, s.Checked, s.Unchanged = time.Duration(rec.Duration), rec.Checked, rec.Reason
 		case journal.StepFailed:
 			s := step(rec.Step)
 			s.State, s.Error, s.Duration = StateFailed, rec.Error, time.Duration(rec.Duration)

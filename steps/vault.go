@@ -124,6 +124,28 @@ type Env struct {
 
 	session *vaultSession
 	commit  func() error
+	// noChange holds why the step changed nothing (see NoChange); shared
+	// by the copies WithCommit makes.
+	noChange *string
+}
+
+// NoChange lets Apply say that the system already was as the step would
+// leave it, so it changed nothing, and why ("the file already has this
+// content, mode and owner"). The run then reports the step as done
+// without change, as the preview does.
+func (e *Env) NoChange(reason string) {
+	if e.noChange != nil {
+		*e.noChange = reason
+	}
+}
+
+// NoChangeReason returns what Apply gave NoChange, or "" when the step
+// changed something (or did not say).
+func (e *Env) NoChangeReason() string {
+	if e.noChange == nil {
+		return ""
+	}
+	return *e.noChange
 }
 
 // Commit returns once whatever the step must have on record before it
@@ -176,13 +198,13 @@ func NewEnv(log hclog.Logger, conn VaultConnection) *Env {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Env{Log: log, session: &vaultSession{conn: conn}}
+	return &Env{Log: log, session: &vaultSession{conn: conn}, noChange: new(string)}
 }
 
 // Named returns an Env for one step: the same Vault session, and a logger
 // named after the step.
 func (e *Env) Named(name string) *Env {
-	return &Env{Log: e.Log.Named(name), session: e.session, Backups: e.Backups}
+	return &Env{Log: e.Log.Named(name), session: e.session, Backups: e.Backups, noChange: new(string)}
 }
 
 // Vault returns the authenticated Vault client of the run, connecting and

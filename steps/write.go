@@ -80,11 +80,18 @@ func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 	}
 
 	log := env.Log
+	digest := contentDigest(r.content)
+	// A file already as the write would leave it is left alone, as the
+	// preview says ("no change"): replacing it would change nothing but
+	// its inode.
+	if fi, err := os.Lstat(r.path); err == nil && fi.Mode().IsRegular() && sameFile(r.path, fi, digest, r.mode, r.uid, r.gid) {
+		env.NoChange("the file already has this content, mode and owner")
+		log.Debug("file already in place", "path", r.path, "sha256", digest)
+		return writeOutputs(r.path, digest, int64(len(r.content)), r.mode), nil
+	}
 	if err := writeFileAtomic(env, r.path, r.content, r.mode, r.uid, r.gid); err != nil {
 		return cty.NilVal, err
 	}
-
-	digest := contentDigest(r.content)
 	log.Debug("wrote file", "path", r.path, "mode", formatMode(r.mode),
 		"owner", describeOwner(cfg.String("owner"), cfg.String("group")),
 		"size", len(r.content), "sha256", digest)

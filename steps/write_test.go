@@ -1548,3 +1548,48 @@ func withField(m map[string]string, key, val string) map[string]string {
 	}
 	return m
 }
+
+// TestWriteLeavesFileInPlace: a file that already has the content, mode
+// and owner is left alone (same inode), and Apply says it changed nothing;
+// one that differs in any of them is replaced.
+func TestWriteLeavesFileInPlace(t *testing.T) {
+	tests := []struct {
+		name      string
+		old       string
+		oldMode   os.FileMode
+		unchanged bool
+	}{
+		{"same content and mode", "same\n", 0o644, true},
+		{"other content", "other\n", 0o644, false},
+		{"other mode", "same\n", 0o600, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "f.txt")
+			if err := os.WriteFile(path, []byte(tt.old), tt.oldMode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tt.oldMode); err != nil {
+				t.Fatal(err)
+			}
+			before := statT(t, path)
+			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+				"path": cty.StringVal(path), "content": cty.StringVal("same\n"), "mode": cty.StringVal("0644"),
+			})
+			env, _ := testEnv(t)
+			if _, err := (*Write)(nil).Apply(context.Background(), env, cfg); err != nil {
+				t.Fatal(err)
+			}
+			kept := statT(t, path).Ino == before.Ino
+			if kept != tt.unchanged {
+				t.Errorf("file kept in place: %v, want %v", kept, tt.unchanged)
+			}
+			if said := env.NoChangeReason() != ""; said != tt.unchanged {
+				t.Errorf("Apply said it changed nothing: %v (%q), want %v", said, env.NoChangeReason(), tt.unchanged)
+			}
+			if got, _ := os.ReadFile(path); string(got) != "same\n" {
+				t.Errorf("file holds %q", got)
+			}
+		})
+	}
+}

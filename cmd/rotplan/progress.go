@@ -57,6 +57,10 @@ func (p *progress) StepFinished(r engine.StepResult) {
 		p.line("%-28s %-8s %s", r.Addr, r.Outcome, r.Reason)
 		return
 	}
+	if r.Unchanged {
+		p.line("%-28s %-8s %s  no change: %s", r.Addr, r.Outcome, roundDuration(r.Duration), r.Reason)
+		return
+	}
 	p.line("%-28s %-8s %s", r.Addr, r.Outcome, roundDuration(r.Duration))
 }
 
@@ -113,6 +117,9 @@ func (p *progress) summary(r *engine.Report, err error, resume string) {
 	}
 	if skipped > 0 {
 		earlier += fmt.Sprintf(", %d skipped as not due", skipped)
+	}
+	if unchanged := r.Unchanged(); unchanged > 0 {
+		earlier += fmt.Sprintf(", %d of them changed nothing", unchanged)
 	}
 	switch {
 	case err == nil && skipped == total:

@@ -52,6 +52,7 @@ type statusStepJSON struct {
 	Checked    bool              `json:"checked,omitempty"`
 	Redone     string            `json:"redone,omitempty"`
 	Skipped    string            `json:"skipped,omitempty"`
+	Unchanged  string            `json:"unchanged,omitempty"`
 	Error      string            `json:"error,omitempty"`
 	Notes      []string          `json:"notes,omitempty"`
 
@@ -149,7 +150,7 @@ func statusDocument(run *engine.Run) statusJSON {
 		s := run.Steps[addr]
 		st := statusStepJSON{
 			Step: addr, State: s.State, Started: timePtr(s.Started), DurationMS: float64(s.Duration) / float64(time.Millisecond),
-			Attempts: s.Attempts, Checked: s.Checked, Redone: s.Redone, Skipped: s.Skipped, Error: s.Error, Notes: s.Notes,
+			Attempts: s.Attempts, Checked: s.Checked, Redone: s.Redone, Skipped: s.Skipped, Unchanged: s.Unchanged, Error: s.Error, Notes: s.Notes,
 		}
 		if len(s.Facts) > 0 {
 			st.Facts = map[string]string{}
@@ -200,6 +201,9 @@ func printStatus(w io.Writer, doc statusJSON) {
 		}
 		if s.Skipped != "" {
 			details = append(details, "(skipped: "+s.Skipped+")")
+		}
+		if s.Unchanged != "" {
+			details = append(details, "(no change: "+s.Unchanged+")")
 		}
 		if s.Redone != "" {
 			details = append(details, "(ran again: "+s.Redone+")")

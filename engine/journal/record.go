@@ -23,7 +23,8 @@ const (
 	StepStarted = "step_started"
 	// StepSucceeded is written once a step's effects are complete. Outputs
 	// holds its non-sensitive outputs; Facts what `status` shows. Checked is
-	// true when resume found the effect in place rather than carrying it out.
+	// true when resume found the effect in place rather than carrying it out;
+	// Reason, when set, says why the step changed nothing.
 	StepSucceeded = "step_succeeded"
 	// StepFailed records a step's error.
 	StepFailed = "step_failed"

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -341,5 +344,68 @@ func TestCommandLineConventions(t *testing.T) {
 	}
 	if strings.Contains(res.stderr, "Usage:") || strings.Contains(res.stderr, ":0:0") {
 		t.Errorf("a mistyped -var prints the usage or a position it does not have:\n%s", res.stderr)
+	}
+}
+
+// TestPlanAndRunAgree: a write whose file already has the content, mode
+// and owner is previewed as "no change", and the run then leaves the file
+// alone (same inode) and says so; the other write is replaced, as the
+// preview said.
+func TestPlanAndRunAgree(t *testing.T) {
+	dir := planDir(t, `
+write "same" {
+  path    = "same.txt"
+  content = "same\n"
+  mode    = "0644"
+}
+
+write "other" {
+  path    = "other.txt"
+  content = "new\n"
+  mode    = "0644"
+}
+`, map[string]string{"same.txt": "same\n", "other.txt": "old\n"})
+	res := runIn(t, dir, nil, "plan", "-json", "plan.hcl")
+	if res.exit != 0 {
+		t.Fatalf("plan: exit %d\n%s", res.exit, res.stderr)
+	}
+	var doc struct {
+		Steps []struct {
+			Address, Action string
+		}
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]string{}
+	for _, s := range doc.Steps {
+		actions[s.Address] = s.Action
+	}
+	if actions["write.same"] != "no-change" || actions["write.other"] != "replace" {
+		t.Fatalf("preview actions %v, want write.same no-change and write.other replace", actions)
+	}
+	inode := func(name string) uint64 {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	sameBefore, otherBefore := inode("same.txt"), inode("other.txt")
+	res = runIn(t, dir, nil, "run", "plan.hcl")
+	if res.exit != 0 {
+		t.Fatalf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if inode("same.txt") != sameBefore {
+		t.Error("the run replaced same.txt, which the preview said it would not change")
+	}
+	if inode("other.txt") == otherBefore || mustRead(t, filepath.Join(dir, "other.txt")) != "new\n" {
+		t.Error("the run did not replace other.txt, as the preview said it would")
+	}
+	if !regexp.MustCompile(`write\.same +ok .* no change: the file already has this content, mode and owner`).MatchString(res.stdout) {
+		t.Errorf("the run should say write.same changed nothing:\n%s", res.stdout)
+	}
+	if regexp.MustCompile(`write\.other +ok .*no change`).MatchString(res.stdout) {
+		t.Errorf("write.other changed its file:\n%s", res.stdout)
 	}
 }
