@@ -167,6 +167,7 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 		sp.Action = plan.Action
 	}
 	sp.Reason, sp.Now = plan.Reason, plan.Now
+	env.PlanFiles(plan.Files)
 	if sp.Action == steps.NoChange {
 		// What the kind found in place is what the steps before it will
 		// change (a chown of files the writes replace): it may well act.

@@ -61,6 +61,10 @@ type Preview struct {
 	// Problems are what would make the run fail. Each is reported with the
 	// step's location (an *AttrError: the argument's).
 	Problems []error
+	// Files are the files the step would create or replace. The engine
+	// tells the steps previewed after it (Env.Planned), so that they can
+	// tell a file the run will put in place from one that is missing.
+	Files []string
 }
 
 // Planner is implemented by kinds that can preview a step: say what Apply

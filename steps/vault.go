@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -167,10 +168,13 @@ func (e *Env) WithCommit(commit func() error) *Env {
 }
 
 type vaultSession struct {
-	conn   VaultConnection
-	once   sync.Once
-	client *vaultapi.Client
-	err    error
+	// planned are the files the steps previewed so far would create or
+	// replace (see Preview.Files), cleaned.
+	planned sync.Map
+	conn    VaultConnection
+	once    sync.Once
+	client  *vaultapi.Client
+	err     error
 	// loggedIn is set when the token came from a login, not from the
 	// operator: it is rotplan's to revoke.
 	loggedIn bool
@@ -191,6 +195,25 @@ func (e *Env) readOnce(ctx context.Context, client *vaultapi.Client, path string
 	c := v.(*cachedRead)
 	c.once.Do(func() { c.secret, c.err = client.Logical().ReadWithContext(ctx, path) })
 	return c.secret, c.err
+}
+
+// PlanFiles records, during a preview, the files a step would create or
+// replace (Preview.Files).
+func (e *Env) PlanFiles(paths []string) {
+	for _, p := range paths {
+		e.session.planned.Store(filepath.Clean(p), true)
+	}
+}
+
+// Planned reports whether a step previewed before this one would create or
+// replace any of paths: a file missing now may be there when the step runs.
+func (e *Env) Planned(paths ...string) bool {
+	for _, p := range paths {
+		if _, ok := e.session.planned.Load(filepath.Clean(p)); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // NewEnv returns an Env that will reach Vault through conn.

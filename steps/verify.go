@@ -216,6 +216,13 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		if err == nil {
 			break
 		}
+		var input *inputError
+		if errors.As(err, &input) {
+			// A CA or a certificate the check cannot read fails every
+			// attempt alike: waiting for the timeout would only hide it.
+			return cty.NilVal, fmt.Errorf("%s check of %s cannot pass: %w (not retried: it would fail the same way on every attempt)",
+				v.check, v.target(), err)
+		}
 		env.Log.Debug("check not passing yet", "check", v.check, "target", v.target(), "attempt", attempts, "error", err)
 		select {
 		case <-ctx.Done():
@@ -252,8 +259,11 @@ const planAttemptTimeout = 5 * time.Second
 // Plan implements Planner. A check changes nothing, so the preview makes
 // one attempt now, without the expectations that only hold after the run,
 // and shows what the endpoint answers; a failure now is a fact, not a
-// problem, as the run may be what puts it right.
-func (*Verify) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
+// problem, as the run may be what puts it right. A file the check reads
+// that cannot be read or holds no certificate is a problem, unless a step
+// before it puts that file in place (Env.Planned): the run would fail the
+// check at once.
+func (*Verify) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	v, err := parseVerify(cfg)
 	pv := Preview{Action: Check, Reason: v.check + " " + v.target()}
 	if v.endpoint.serverName != "" {
@@ -266,7 +276,10 @@ func (*Verify) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
 	actx, cancel := context.WithTimeout(ctx, planAttemptTimeout)
 	defer cancel()
 	res, err := v.attempt(actx)
+	var input *inputError
 	switch {
+	case errors.As(err, &input) && !env.Planned(input.paths...):
+		pv.Problems = append(pv.Problems, attrErr(v.argPath(cfg, input.arg), "%v", err))
 	case err != nil:
 		pv.Now = append(pv.Now, Fact{Name: "now", Value: "fails: " + err.Error()})
 	case res.serial != "":
@@ -327,9 +340,9 @@ func (v verification) keyPair(ctx context.Context) (checkResult, error) {
 	if err := ctx.Err(); err != nil {
 		return checkResult{}, err
 	}
-	pair, err := tls.LoadX509KeyPair(v.certFile, v.keyFile)
+	pair, err := loadKeyPair(v.certFile, v.keyFile, "cert_file", "key_file")
 	if err != nil {
-		return checkResult{}, fmt.Errorf("%s and %s are not a key pair: %w", v.certFile, v.keyFile, err)
+		return checkResult{}, err
 	}
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
@@ -373,6 +386,11 @@ func (v verification) vaultStatus(ctx context.Context) (checkResult, error) {
 	if !strings.Contains(addr, "://") {
 		addr = "https://" + addr
 	}
+	// The Vault client reads the same files; reading them here first
+	// tells a file that will never do from an endpoint that is not ready.
+	if _, err := e.tlsConfig(); err != nil {
+		return checkResult{}, err
+	}
 	client, err := newVaultClient(addr, &vaultapi.TLSConfig{
 		CACert:        e.caFile,
 		CACertBytes:   []byte(e.caPEM),
@@ -394,26 +412,76 @@ func (v verification) vaultStatus(ctx context.Context) (checkResult, error) {
 	return checkResult{vaultVersion: status.Version}, nil
 }
 
+// inputError is a file a check reads (its CA, a client certificate and
+// key, a key pair) that cannot be read or holds no usable certificate or
+// key. Unlike an endpoint that is not serving yet, it fails every attempt
+// alike, so the check fails at once and the preview reports it. arg names
+// the argument that gives the file, paths the files involved.
+type inputError struct {
+	arg   string
+	paths []string
+	err   error
+}
+
+func (e *inputError) Error() string { return e.err.Error() }
+func (e *inputError) Unwrap() error { return e.err }
+
+// argPath is the argument of the check's block that arg names.
+func (v verification) argPath(cfg Config, arg string) string {
+	return cfg.Path(v.check + "." + arg)
+}
+
+// readInput reads a file a check needs; what goes wrong is an inputError.
+func readInput(arg, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &inputError{arg: arg, paths: []string{path}, err: fmt.Errorf("reading %s: %w", arg, err)}
+	}
+	return b, nil
+}
+
+// loadKeyPair reads a certificate and its private key. The error names the
+// files and never quotes them.
+func loadKeyPair(certFile, keyFile, certArg, keyArg string) (tls.Certificate, error) {
+	certPEM, err := readInput(certArg, certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := readInput(keyArg, keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, &inputError{arg: certArg, paths: []string{certFile, keyFile},
+			err: fmt.Errorf("%s and %s are not a key pair: %w", certFile, keyFile, err)}
+	}
+	return pair, nil
+}
+
 func (e endpoint) tlsConfig() (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	pemData := []byte(e.caPEM)
 	if e.caFile != "" {
 		var err error
-		if pemData, err = os.ReadFile(e.caFile); err != nil {
-			return nil, fmt.Errorf("reading CA file: %w", err)
+		if pemData, err = readInput("ca_file", e.caFile); err != nil {
+			return nil, err
 		}
 	}
 	if !pool.AppendCertsFromPEM(pemData) {
-		return nil, fmt.Errorf("no PEM certificate in the CA %s", firstNonEmpty(e.caFile, "given in ca_pem"))
+		if e.caFile == "" {
+			return nil, &inputError{arg: "ca_pem", err: errors.New("ca_pem holds no PEM certificate")}
+		}
+		return nil, &inputError{arg: "ca_file", paths: []string{e.caFile}, err: fmt.Errorf("ca_file %s holds no PEM certificate", e.caFile)}
 	}
 	conf := &tls.Config{RootCAs: pool, ServerName: e.serverName, MinVersion: tls.VersionTLS12}
 	if conf.ServerName == "" {
 		conf.ServerName, _, _ = net.SplitHostPort(hostPort(e.address))
 	}
 	if e.clientCert != "" {
-		pair, err := tls.LoadX509KeyPair(e.clientCert, e.clientKey)
+		pair, err := loadKeyPair(e.clientCert, e.clientKey, "client_cert", "client_key")
 		if err != nil {
-			return nil, fmt.Errorf("loading client certificate %s: %w", e.clientCert, err)
+			return nil, err
 		}
 		conf.Certificates = []tls.Certificate{pair}
 	}
@@ -447,13 +515,4 @@ func serialString(n *big.Int) string {
 
 func normalHex(s string) string {
 	return strings.ToLower(strings.NewReplacer(":", "", " ", "", "-", "").Replace(strings.TrimSpace(s)))
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }

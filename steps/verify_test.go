@@ -233,3 +233,75 @@ func TestPreviewReadsDoNotBlockOnAPipe(t *testing.T) {
 		t.Fatal("renewalDue blocked on a named pipe")
 	}
 }
+
+// TestVerifyInputErrorsFailAtOnce: a CA file that is missing or holds no
+// certificate, or a client certificate that cannot be loaded, fails the
+// check on its first attempt instead of retrying until the timeout (1h
+// here: a retry would hang the test), and the preview reports it as a
+// problem of the argument, unless an earlier step writes that file.
+func TestVerifyInputErrorsFailAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.pem")
+	ca := newTestCA(t)
+	cases := []struct {
+		name, block string
+		attrs       map[string]cty.Value
+		arg         string
+		want        string
+	}{
+		{"tls, missing CA file", "tls", map[string]cty.Value{"ca_file": cty.StringVal(missing)}, "tls.ca_file", "no such file"},
+		{"tls, CA file not PEM", "tls", map[string]cty.Value{"ca_file": cty.StringVal(notPEM)}, "tls.ca_file", "holds no PEM certificate"},
+		{"tls, ca_pem not PEM", "tls", map[string]cty.Value{"ca_pem": cty.StringVal("nope")}, "tls.ca_pem", "holds no PEM certificate"},
+		{"vault_status, missing CA file", "vault_status", map[string]cty.Value{"ca_file": cty.StringVal(missing)}, "vault_status.ca_file", "no such file"},
+		{"vault_status, client cert not PEM", "vault_status", map[string]cty.Value{
+			"ca_file": cty.StringVal(ca.rootFile), "client_cert": cty.StringVal(notPEM), "client_key": cty.StringVal(notPEM),
+		}, "vault_status.client_cert", "are not a key pair"},
+		{"tls, client key missing", "tls", map[string]cty.Value{
+			"ca_file": cty.StringVal(ca.rootFile), "client_cert": cty.StringVal(notPEM), "client_key": cty.StringVal(missing),
+		}, "tls.client_key", "no such file"},
+	}
+	v := &Verify{}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			block := map[string]cty.Value{}
+			for name, at := range hcldec.ImpliedType(v.Spec()).AttributeType(tc.block).AttributeTypes() {
+				block[name] = cty.NullVal(at)
+			}
+			block["address"] = cty.StringVal("127.0.0.1:1")
+			for k, val := range tc.attrs {
+				block[k] = val
+			}
+			cfg := testConfig(t, v.Spec(), map[string]cty.Value{
+				"timeout": cty.StringVal("1h"), "interval": cty.StringVal("1h"),
+				tc.block: cty.ObjectVal(block),
+			})
+			env, _ := testEnv(t)
+			_, err := v.Apply(context.Background(), env, cfg)
+			wantErrContains(t, err, tc.want, "cannot pass", "not retried")
+			pv, err := v.Plan(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pv.Problems) != 1 {
+				t.Fatalf("preview problems %v, want one", pv.Problems)
+			}
+			wantAttrErr(t, pv.Problems[0], tc.arg)
+			// A file a step before it writes is not a problem yet.
+			for _, val := range tc.attrs {
+				if p := val.AsString(); filepath.IsAbs(p) && p != ca.rootFile {
+					env.PlanFiles([]string{p})
+				}
+			}
+			if tc.arg == "tls.ca_pem" {
+				return
+			}
+			if pv, _ := v.Plan(context.Background(), env, cfg); len(pv.Problems) != 0 {
+				t.Errorf("a file an earlier step writes is reported: %v", pv.Problems)
+			}
+		})
+	}
+}

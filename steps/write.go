@@ -152,6 +152,7 @@ func (*Write) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
 		}
 	}
 	pv.Outputs = cty.ObjectVal(outputs)
+	pv.Files = []string{p}
 	return pv, ctx.Err()
 }
 

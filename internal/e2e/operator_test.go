@@ -409,3 +409,35 @@ write "other" {
 		t.Errorf("write.other changed its file:\n%s", res.stdout)
 	}
 }
+
+// TestCheckWithMissingCA: a check whose CA file is missing is an error in
+// the preview, at the argument, and fails the run at once (not after its
+// 10-minute timeout), which then rolls the write back.
+func TestCheckWithMissingCA(t *testing.T) {
+	dir := planDir(t, `
+write "f" {
+  path    = "target.txt"
+  content = "new\n"
+}
+
+verify "served" {
+  depends_on = [write.f]
+  timeout    = "10m"
+  tls {
+    address = "127.0.0.1:1"
+    ca_file = "no-such-ca.pem"
+  }
+}
+`, map[string]string{"target.txt": "old\n"})
+	res := runIn(t, dir, nil, "plan", "plan.hcl")
+	if res.exit != 1 || !strings.Contains(res.stderr, "plan.hcl:12:15: error:") || !strings.Contains(res.stderr, "no-such-ca.pem") {
+		t.Errorf("plan: exit %d, want 1 and an error at ca_file (12:15) naming the file\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	res = runIn(t, dir, nil, "run", "plan.hcl")
+	if res.exit != exitRolledBack || !strings.Contains(res.stderr, "not retried") {
+		t.Errorf("run: exit %d, want %d and a check failed at once\n%s%s", res.exit, exitRolledBack, res.stdout, res.stderr)
+	}
+	if got := mustRead(t, filepath.Join(dir, "target.txt")); got != "old\n" {
+		t.Errorf("target.txt = %q after the rollback", got)
+	}
+}
