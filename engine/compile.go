@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/rotplan/rotplan/internal/suggest"
 	"runtime"
 	"sort"
 	"strings"
@@ -252,7 +253,7 @@ func (p *Program) suggestStep(kind, name string) string {
 // does for arguments and block types: " Did you mean var.dir?", or "" when
 // none is close.
 func didYouMean(prefix, name string, candidates []string) string {
-	best := plans.Suggest(name, candidates)
+	best := suggest.Closest(name, candidates)
 	if best == "" {
 		return ""
 	}

@@ -5,6 +5,7 @@
 #   rotplan run examples/prod.hcl
 #
 # The Vault connection comes from the environment, as in prod.env:
+# VAULT_ADDR and VAULT_TLS_SERVER_NAME (else the seed's listener and name),
 # VAULT_CACERT (the root CA clients trust), VAULT_CLIENT_CERT and
 # VAULT_CLIENT_KEY (the current admin certificate), or VAULT_TOKEN.
 #
@@ -24,14 +25,14 @@ variable "server_dir" {
 
 variable "vault_addr" {
   type        = string
-  default     = "https://127.0.0.1:22400"
-  description = "The production Vault listener."
+  default     = env("VAULT_ADDR", "https://127.0.0.1:22400")
+  description = "The production Vault listener: VAULT_ADDR when exported."
 }
 
 variable "server_name" {
   type        = string
-  default     = "vault.prod.privsec.ch"
-  description = "The name clients validate (SNI); the server certificate must carry it."
+  default     = env("VAULT_TLS_SERVER_NAME", "vault.prod.privsec.ch")
+  description = "The name clients validate (SNI), VAULT_TLS_SERVER_NAME when exported; the server certificate must carry it."
 }
 
 variable "vault_pid_file" {

@@ -136,13 +136,24 @@ func fileExistsFunc(dir string) function.Function {
 }
 
 // envFunc reads an environment variable ("" when unset), as Packer's env
-// does, so variable defaults can follow VAULT_CACERT and friends.
+// does, so variable defaults can follow VAULT_CACERT and friends. A second
+// argument is the value when the variable is unset or empty:
+// env("VAULT_ADDR", "https://127.0.0.1:8200").
 var envFunc = function.New(&function.Spec{
-	Description: "The value of an environment variable, or \"\" when it is unset.",
+	Description: "The value of an environment variable; when it is unset or empty, the second argument, or \"\".",
 	Params:      []function.Parameter{{Name: "name", Type: cty.String}},
-	Type:        function.StaticReturnType(cty.String),
+	VarParam:    &function.Parameter{Name: "default", Type: cty.String},
+	Type: func(args []cty.Value) (cty.Type, error) {
+		if len(args) > 2 {
+			return cty.NilType, function.NewArgErrorf(2, "env takes a name and at most one default, not %d arguments", len(args))
+		}
+		return cty.String, nil
+	},
 	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
-		return cty.StringVal(os.Getenv(args[0].AsString())), nil
+		if v := os.Getenv(args[0].AsString()); v != "" || len(args) == 1 {
+			return cty.StringVal(v), nil
+		}
+		return args[1], nil
 	},
 })
 

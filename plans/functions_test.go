@@ -25,6 +25,7 @@ func TestFunctions(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("ROTPLAN_FUNC_TEST", "set")
+	t.Setenv("ROTPLAN_FUNC_TEST_EMPTY", "")
 	tests := []struct {
 		src  string
 		want cty.Value
@@ -35,6 +36,9 @@ func TestFunctions(t *testing.T) {
 		{`fileexists("nope.pem")`, cty.False},
 		{`env("ROTPLAN_FUNC_TEST")`, cty.StringVal("set")},
 		{`env("ROTPLAN_FUNC_TEST_UNSET")`, cty.StringVal("")},
+		{`env("ROTPLAN_FUNC_TEST", "fallback")`, cty.StringVal("set")},
+		{`env("ROTPLAN_FUNC_TEST_UNSET", "fallback")`, cty.StringVal("fallback")},
+		{`env("ROTPLAN_FUNC_TEST_EMPTY", "fallback")`, cty.StringVal("fallback")},
 		{`format("%s:%d", "127.0.0.1", 22400)`, cty.StringVal("127.0.0.1:22400")},
 		{`join(",", ["a", "b"])`, cty.StringVal("a,b")},
 		{`trimprefix("https://h:1", "https://")`, cty.StringVal("h:1")},
@@ -56,7 +60,7 @@ func TestFunctions(t *testing.T) {
 
 func TestFileErrorsAndSensitive(t *testing.T) {
 	dir := t.TempDir()
-	for _, src := range []string{`file("missing.pem")`, `file("/dev/zero")`, `file(".")`} {
+	for _, src := range []string{`file("missing.pem")`, `file("/dev/zero")`, `file(".")`, `env("A", "b", "c")`} {
 		if _, diags := evalWith(t, dir, src); !diags.HasErrors() {
 			t.Errorf("%s should fail", src)
 		}

@@ -2,6 +2,7 @@ package plans
 
 import (
 	"fmt"
+	"github.com/rotplan/rotplan/internal/suggest"
 	"sort"
 	"strings"
 
@@ -66,7 +67,7 @@ func ResolveVariables(plan *Plan, in Inputs) (map[string]cty.Value, hcl.Diagnost
 	for _, name := range sortedKeys(in) {
 		if _, ok := plan.Variables[name]; !ok {
 			detail := fmt.Sprintf("A value was given for %q, but the plan %s declares no such variable.", name, plan.Path)
-			if best := Suggest(name, sortedKeys(plan.Variables)); best != "" {
+			if best := suggest.Closest(name, sortedKeys(plan.Variables)); best != "" {
 				detail += fmt.Sprintf(" Did you mean %q?", best)
 			}
 			diags = append(diags, &hcl.Diagnostic{

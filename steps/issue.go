@@ -195,7 +195,7 @@ func (*Issue) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 	path := req.mount + "/issue/" + req.role
 	secret, err := client.Logical().WriteWithContext(ctx, path, data)
 	if err != nil {
-		return cty.NilVal, fmt.Errorf("Vault %s: %w", path, err)
+		return cty.NilVal, pkiError(ctx, client, cfg, req, "writing "+path, err)
 	}
 	if secret == nil || secret.Data == nil {
 		return cty.NilVal, fmt.Errorf("Vault %s returned no certificate", path)
@@ -302,11 +302,8 @@ func (*Issue) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	path := req.mount + "/roles/" + req.role
 	secret, err := env.readOnce(ctx, client, path)
 	switch {
-	case err != nil && strings.Contains(err.Error(), "no handler for route"):
-		pv.Problems = append(pv.Problems, attrErr(cfg.Path("mount"), "Vault has no secrets engine mounted at %s", req.mount))
-		return pv, nil
 	case err != nil:
-		pv.Problems = append(pv.Problems, attrErr(cfg.Path("role"), "reading the role %s: %v", path, err))
+		pv.Problems = append(pv.Problems, pkiError(ctx, client, cfg, req, "reading "+path, err))
 		return pv, nil
 	case secret == nil || secret.Data == nil:
 		pv.Problems = append(pv.Problems, attrErr(cfg.Path("role"), "there is no role %q in %s (read %s)", req.role, req.mount, path))
