@@ -216,6 +216,9 @@ func (p *Program) Apply(ctx context.Context, opts Options) (*Report, error) {
 	if err := x.prepare(ctx, p.order); err != nil {
 		return x.noneRun(err)
 	}
+	if err := x.preflight(ctx, p.order); err != nil {
+		return x.noneRun(err)
+	}
 	if err := x.record(journal.Record{Type: journal.RunStarted, Run: p.runInfo(opts)}); err != nil {
 		return x.noneRun(err)
 	}
@@ -565,6 +568,9 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 	}
 	if err := n.kind.Validate(cfg); err != nil {
 		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Invalid step", err)}
+	}
+	if diags := p.checkHost(ctx, env, n, cfg, "Cannot run"); diags.HasErrors() {
+		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: diags}
 	}
 	started := journal.Record{Type: journal.StepStarted, Step: addr, Inputs: hashValue(val)}
 	if r, ok := n.kind.(steps.Resumer); ok {

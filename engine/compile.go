@@ -461,35 +461,40 @@ func (p *Program) evalVault() hcl.Diagnostics {
 // validate evaluates every step body with the outputs of all steps unknown,
 // and lets each kind check what is known.
 func (p *Program) validate() hcl.Diagnostics {
-	// Each step is checked on its own, so a large plan's are checked on
-	// every CPU; the diagnostics come out in run order all the same.
-	found := make([]hcl.Diagnostics, len(p.order))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.NumCPU(), len(p.order)/validateChunk+1) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				start := int(next.Add(validateChunk)) - validateChunk
-				if start >= len(p.order) {
-					return
-				}
-				for i := start; i < min(start+validateChunk, len(p.order)); i++ {
-					found[i] = p.validateStep(p.order[i])
-				}
-			}
-		}()
-	}
-	wg.Wait()
 	var diags hcl.Diagnostics
-	for _, d := range found {
+	for _, d := range eachStep(p.order, p.validateStep) {
 		diags = append(diags, d...)
 	}
 	return diags
 }
 
-// validateChunk is how many steps a validating goroutine takes at a time.
+// eachStep calls check for every node and returns what it found for each,
+// in the nodes' order. Each step is checked on its own, so a large plan's
+// are checked on every CPU.
+func eachStep(nodes []*node, check func(*node) hcl.Diagnostics) []hcl.Diagnostics {
+	found := make([]hcl.Diagnostics, len(nodes))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.NumCPU(), len(nodes)/validateChunk+1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				start := int(next.Add(validateChunk)) - validateChunk
+				if start >= len(nodes) {
+					return
+				}
+				for i := start; i < min(start+validateChunk, len(nodes)); i++ {
+					found[i] = check(nodes[i])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return found
+}
+
+// validateChunk is how many steps a checking goroutine takes at a time.
 const validateChunk = 64
 
 // validateStep evaluates one step with the outputs of the steps before it

@@ -151,6 +151,10 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 		sp.Diagnostics = append(sp.Diagnostics, p.stepDiagnostics(n, "Invalid step", err)...)
 		return sp
 	}
+	if diags := p.checkHost(ctx, env, n, cfg, "Would fail:"); diags.HasErrors() {
+		sp.Diagnostics = append(sp.Diagnostics, diags...)
+		return sp
+	}
 	planner, ok := n.kind.(steps.Planner)
 	if !ok {
 		sp.Reason = reason

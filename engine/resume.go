@@ -181,6 +181,15 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 	if err := x.prepare(ctx, now); err != nil {
 		return x.finish(ctx, err)
 	}
+	var todo []*node
+	for _, n := range p.order {
+		if x.todo[n.addr] {
+			todo = append(todo, n)
+		}
+	}
+	if err := x.preflight(ctx, todo); err != nil {
+		return x.finish(ctx, err)
+	}
 	return x.finish(ctx, x.walk(ctx))
 }
 

@@ -20,11 +20,12 @@ import (
 type Chown struct{}
 
 var (
-	_ Step       = (*Chown)(nil)
-	_ Resumer    = (*Chown)(nil)
-	_ Rollbacker = (*Chown)(nil)
-	_ Summarizer = (*Chown)(nil)
-	_ Planner    = (*Chown)(nil)
+	_ HostChecker = (*Chown)(nil)
+	_ Step        = (*Chown)(nil)
+	_ Resumer     = (*Chown)(nil)
+	_ Rollbacker  = (*Chown)(nil)
+	_ Summarizer  = (*Chown)(nil)
+	_ Planner     = (*Chown)(nil)
 )
 
 // Spec is the schema of a chown block.
@@ -47,12 +48,21 @@ func (*Chown) Outputs() map[string]Output {
 	}
 }
 
-// Validate checks the owner and group and the list of paths. The files
-// themselves are not looked at: an earlier step of the run may create them.
+// Validate checks the list of paths and the form of the owner and group.
 func (*Chown) Validate(cfg Config) error {
 	_, pathsErr := chownPaths(cfg)
-	_, _, ownErr := chownOwnership(cfg)
+	ownErr := ownerSyntax(cfg)
+	if !cfg.Set("owner") && !cfg.Set("group") {
+		ownErr = attrErr(cfg.Path("owner"), "give owner, group or both")
+	}
 	return joinErrors(pathsErr, ownErr)
+}
+
+// CheckHost implements HostChecker: the owner and group exist. The files
+// themselves are not looked at: an earlier step of the run may create them.
+func (*Chown) CheckHost(ctx context.Context, _ *Env, cfg Config) error {
+	_, _, err := chownOwnership(cfg)
+	return joinErrors(err, ctx.Err())
 }
 
 // Apply changes the owner and group of every path and returns them.

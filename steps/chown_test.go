@@ -171,13 +171,16 @@ func TestChownValidate(t *testing.T) {
 		{"empty path", map[string]cty.Value{"paths": stringList("/tmp/x", ""), "owner": cty.StringVal("root")}, "paths", "empty"},
 		{"null path", map[string]cty.Value{"paths": cty.ListVal([]cty.Value{cty.StringVal("/tmp/x"), cty.NullVal(cty.String)}), "owner": cty.StringVal("root")}, "paths", "null"},
 	}
+	// Whether a user or group exists is the host's to say: CheckHost's.
+	host := map[string]bool{"unknown group name": true, "unknown user name": true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := (*Chown)(nil).Validate(testConfig(t, (*Chown)(nil).Spec(), tt.vals))
+			err, fromHost := validateThenCheck(t, (*Chown)(nil), testConfig(t, (*Chown)(nil).Spec(), tt.vals))
 			if tt.wantPath == "" {
 				wantValid(t, err)
 				return
 			}
+			wantFrom(t, fromHost, host[tt.name])
 			msg := wantAttrErr(t, err, tt.wantPath)
 			if !strings.Contains(msg, tt.wantMsg) {
 				t.Errorf("error %q does not say %q", msg, tt.wantMsg)

@@ -101,6 +101,30 @@ func lookupGID(s string) (int, error) {
 	return parseID(g.Gid)
 }
 
+// ownerSyntax checks a block's optional owner and group arguments without
+// looking them up: a name, or a numeric id in range. Whether the name
+// exists is the host's to say (ownership).
+func ownerSyntax(cfg Config) error {
+	var errs []error
+	for _, name := range []string{"owner", "group"} {
+		if !cfg.Set(name) {
+			continue
+		}
+		s, err := cfg.RequireString(name)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case isDigits(s):
+			if _, err := parseID(s); err != nil {
+				errs = append(errs, &AttrError{Path: cfg.Path(name), Err: err})
+			}
+		case s == "" || strings.ContainsAny(s, ": \t\n/"):
+			errs = append(errs, attrErr(cfg.Path(name), "%q is not a %s name or id", s, map[string]string{"owner": "user", "group": "group"}[name]))
+		}
+	}
+	return joinErrors(errs...)
+}
+
 // ownership resolves a block's optional owner and group arguments to the
 // ids chown(2) takes, -1 for one that is not given (left unchanged).
 func ownership(cfg Config) (uid, gid int, err error) {

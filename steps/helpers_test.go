@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"errors"
 	"os"
 	"sort"
@@ -218,5 +219,37 @@ func wantFacts(t *testing.T, got, want []Fact) {
 		if got[i] != want[i] {
 			t.Fatalf("facts %#v, want %#v", got, want)
 		}
+	}
+}
+
+// validateThenCheck runs a kind's Validate and, when that passes, its
+// CheckHost if it has one, as the engine does; host says whether the error
+// came from CheckHost (Validate must never read the system).
+func validateThenCheck(t *testing.T, kind Step, cfg Config) (err error, host bool) {
+	t.Helper()
+	err = kind.Validate(cfg)
+	if err != nil && err != ErrUnknown {
+		return err, false
+	}
+	hc, ok := kind.(HostChecker)
+	if !ok {
+		return err, false
+	}
+	env, _ := testEnv(t)
+	if herr := hc.CheckHost(context.Background(), env, cfg); herr != nil && herr != ErrUnknown {
+		return herr, true
+	}
+	return err, false
+}
+
+// wantFrom checks that an error came from the method the test expects:
+// CheckHost for what depends on the host, Validate for the rest.
+func wantFrom(t *testing.T, host, wantHost bool) {
+	t.Helper()
+	switch {
+	case host && !wantHost:
+		t.Error("the error came from CheckHost; Validate should find it without the host")
+	case !host && wantHost:
+		t.Error("the error came from Validate, which must not read the host; CheckHost should find it")
 	}
 }

@@ -25,6 +25,7 @@ import (
 type Reload struct{}
 
 var (
+	_ HostChecker  = (*Reload)(nil)
 	_ Step         = (*Reload)(nil)
 	_ Rollbacker   = (*Reload)(nil)
 	_ RestoreAware = (*Reload)(nil)
@@ -95,15 +96,50 @@ type reloadTarget struct {
 // Validate checks the block's arguments. It does not read the pid file: the
 // service may only be started, and the file written, by an earlier step.
 func (*Reload) Validate(cfg Config) error {
+	_, err := parseReload(cfg)
+	return err
+}
+
+// CheckHost implements HostChecker: the program a command runs is there,
+// and the process a signal goes to is alive and rotplan's to signal
+// (signal 0, which sends nothing). Both are better found before the run
+// issues or writes anything.
+func (*Reload) CheckHost(ctx context.Context, _ *Env, cfg Config) error {
 	t, err := parseReload(cfg)
-	var lookErr error
+	if err != nil {
+		return err
+	}
 	if len(t.command) > 0 {
-		// A missing program is better found before the run issues anything.
 		if _, err := exec.LookPath(t.command[0]); err != nil {
-			lookErr = attrErr(cfg.Path("command"), "%s: %v", quoteArgv(t.command[:1]), unwrapExecError(err))
+			return attrErr(cfg.Path("command"), "%s: %v", quoteArgv(t.command[:1]), unwrapExecError(err))
+		}
+		return ctx.Err()
+	}
+	_, _, err = t.target(cfg)
+	return joinErrors(err, ctx.Err())
+}
+
+// target reads the pid to signal, from pid_file when given (from says so,
+// for messages), and checks with signal 0 that the process is there and
+// rotplan may signal it.
+func (t reloadTarget) target(cfg Config) (pid int, from string, err error) {
+	pid = t.pid
+	arg := "pid"
+	if t.pidFile != "" {
+		arg, from = "pid_file", " (from "+t.pidFile+")"
+		if pid, err = readPIDFile(t.pidFile); err != nil {
+			return 0, from, attrErr(cfg.Path("pid_file"), "%v", err)
 		}
 	}
-	return joinErrors(err, lookErr)
+	switch err := syscall.Kill(pid, 0); {
+	case errors.Is(err, syscall.ESRCH):
+		return pid, from, attrErr(cfg.Path(arg), "no process has pid %d%s: the service is not running, or the pid file is stale", pid, from)
+	case errors.Is(err, syscall.EPERM):
+		return pid, from, attrErr(cfg.Path(arg), "not allowed to signal pid %d%s: run as its owner or as root", pid, from)
+	case err != nil:
+		return pid, from, attrErr(cfg.Path(arg), "pid %d%s: %v", pid, from, err)
+	}
+	return pid, from, nil
 }
 
 // Apply sends the signal or runs the command.
@@ -135,25 +171,12 @@ func (*Reload) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
 		pv.Outputs = reloadOutputs(0, "", cty.ListVal(stringValues(t.command)))
 		return pv, ctx.Err()
 	}
-	pid, from := t.pid, ""
-	if t.pidFile != "" {
-		from = " (from " + t.pidFile + ")"
-		if pid, err = readPIDFile(t.pidFile); err != nil {
-			pv.Problems = append(pv.Problems, attrErr(cfg.Path("pid_file"), "%v", err))
+	pid, from, err := t.target(cfg)
+	if err != nil {
+		pv.Problems = append(pv.Problems, err)
+		if pid == 0 {
 			return pv, ctx.Err()
 		}
-	}
-	arg := "pid"
-	if t.pidFile != "" {
-		arg = "pid_file"
-	}
-	switch err := syscall.Kill(pid, 0); {
-	case errors.Is(err, syscall.ESRCH):
-		pv.Problems = append(pv.Problems, attrErr(cfg.Path(arg), "no process has pid %d%s: the service is not running, or the pid file is stale", pid, from))
-	case errors.Is(err, syscall.EPERM):
-		pv.Problems = append(pv.Problems, attrErr(cfg.Path(arg), "not allowed to signal pid %d%s: run as its owner or as root", pid, from))
-	case err != nil:
-		pv.Problems = append(pv.Problems, attrErr(cfg.Path(arg), "pid %d%s: %v", pid, from, err))
 	}
 	pv.Reason = fmt.Sprintf("%s to pid %d", t.sigName, pid)
 	pv.Now = append(pv.Now, Fact{Name: "process", Value: describeProcess(pid) + from})

@@ -361,13 +361,23 @@ func TestReloadValidate(t *testing.T) {
 		{"pid too large", map[string]cty.Value{"pid": cty.NumberIntVal(1 << 40)}, "pid", "too large"},
 		{"empty pid_file", map[string]cty.Value{"pid_file": cty.StringVal("")}, "pid_file", "empty"},
 	}
+	// Whether the program is there is the host's to say: CheckHost's.
+	host := map[string]bool{"program not found": true, "program path not found": true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := (*Reload)(nil).Validate(testConfig(t, (*Reload)(nil).Spec(), tt.vals))
+			cfg := testConfig(t, (*Reload)(nil).Spec(), tt.vals)
+			err := (*Reload)(nil).Validate(cfg)
+			fromHost := false
+			if host[tt.name] {
+				wantValid(t, err)
+				env, _ := testEnv(t)
+				err, fromHost = (*Reload)(nil).CheckHost(context.Background(), env, cfg), true
+			}
 			if tt.wantPath == "" {
 				wantValid(t, err)
 				return
 			}
+			wantFrom(t, fromHost, host[tt.name])
 			msg := wantAttrErr(t, err, tt.wantPath)
 			if !strings.Contains(msg, tt.wantMsg) {
 				t.Errorf("error %q does not say %q", msg, tt.wantMsg)

@@ -19,17 +19,31 @@ type Step interface {
 	// Outputs describes the attributes the step produces, by name.
 	Outputs() map[string]Output
 
-	// Validate checks a configuration before anything runs. Values that depend
-	// on other steps' outputs are unknown at that time (Config.Known reports
-	// false); Validate checks only what is known, and returns ErrUnknown alone
-	// when all it could check was fine but something was not known yet. It
-	// may read the system (look up a user, stat a file) but must never change
-	// it. The engine calls it again with every value known just before Apply.
+	// Validate checks a configuration's arguments before anything runs:
+	// their types, formats and how they go together. Values that depend on
+	// other steps' outputs are unknown at that time (Config.Known reports
+	// false); Validate checks only what is known, and returns ErrUnknown
+	// alone when all it could check was fine but something was not known
+	// yet. It never reads the system, so that `rotplan validate` gives the
+	// same answer on a laptop or a CI runner as on the target host: what
+	// the step needs of the host belongs in HostChecker. The engine calls
+	// it again with every value known just before Apply.
 	Validate(cfg Config) error
 
 	// Apply carries the step out and returns its outputs: an object with one
 	// attribute per entry of Outputs. Every value in cfg is known.
 	Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error)
+}
+
+// HostChecker is implemented by kinds whose steps need something of the
+// host they run on: a directory, a user or group, a program, a running
+// process. CheckHost looks for it, reading the system and never changing
+// it, with the values known so far (returning ErrUnknown alone when all
+// it could check was fine). `rotplan validate` never calls it; `rotplan
+// plan` does, and so does a run, for every step before any step changes
+// anything, and again just before the step's Apply.
+type HostChecker interface {
+	CheckHost(ctx context.Context, env *Env, cfg Config) error
 }
 
 // Preparer is implemented by kinds that can check, before any step of the run

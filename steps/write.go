@@ -27,11 +27,12 @@ import (
 type Write struct{}
 
 var (
-	_ Step       = (*Write)(nil)
-	_ Resumer    = (*Write)(nil)
-	_ Rollbacker = (*Write)(nil)
-	_ Summarizer = (*Write)(nil)
-	_ Planner    = (*Write)(nil)
+	_ HostChecker = (*Write)(nil)
+	_ Step        = (*Write)(nil)
+	_ Resumer     = (*Write)(nil)
+	_ Rollbacker  = (*Write)(nil)
+	_ Summarizer  = (*Write)(nil)
+	_ Planner     = (*Write)(nil)
 )
 
 // Spec is the schema of a write block.
@@ -57,12 +58,18 @@ func (*Write) Outputs() map[string]Output {
 	}
 }
 
-// Validate checks the mode, the owner and group, and that the file can be
-// put where path says, without touching anything.
+// Validate checks the path, the mode, and the form of the owner and group.
 func (*Write) Validate(cfg Config) error {
+	_, pathErr := writePath(cfg)
 	_, modeErr := writeMode(cfg)
+	return joinErrors(pathErr, modeErr, ownerSyntax(cfg))
+}
+
+// CheckHost implements HostChecker: the directory is there, the target is
+// something a write may replace, and the owner and group exist.
+func (*Write) CheckHost(ctx context.Context, _ *Env, cfg Config) error {
 	_, _, ownErr := ownership(cfg)
-	return joinErrors(validateWritePath(cfg), modeErr, ownErr)
+	return joinErrors(validateWritePath(cfg), ownErr, ctx.Err())
 }
 
 // Staged implements Staged: Apply fills and flushes a temporary file first,

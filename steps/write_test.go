@@ -280,11 +280,12 @@ func TestWriteRefusesNonRegularTarget(t *testing.T) {
 				"content": cty.StringVal("new"),
 			})
 
-			msg := wantAttrErr(t, (*Write)(nil).Validate(cfg), "path")
-			if !strings.Contains(msg, tt.want) {
-				t.Errorf("Validate error %q does not say %q", msg, tt.want)
-			}
+			wantValid(t, (*Write)(nil).Validate(cfg))
 			env, _ := testEnv(t)
+			msg := wantAttrErr(t, (*Write)(nil).CheckHost(context.Background(), env, cfg), "path")
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("CheckHost error %q does not say %q", msg, tt.want)
+			}
 			_, err := (*Write)(nil).Apply(context.Background(), env, cfg)
 			wantErrContains(t, err, path, tt.want)
 
@@ -319,11 +320,12 @@ func TestWriteMissingParent(t *testing.T) {
 				"path":    cty.StringVal(path),
 				"content": cty.StringVal("x"),
 			})
-			msg := wantAttrErr(t, (*Write)(nil).Validate(cfg), "path")
-			if !strings.Contains(msg, tt.want) {
-				t.Errorf("Validate error %q does not say %q", msg, tt.want)
-			}
+			wantValid(t, (*Write)(nil).Validate(cfg))
 			env, _ := testEnv(t)
+			msg := wantAttrErr(t, (*Write)(nil).CheckHost(context.Background(), env, cfg), "path")
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("CheckHost error %q does not say %q", msg, tt.want)
+			}
 			_, err := (*Write)(nil).Apply(context.Background(), env, cfg)
 			wantErrContains(t, err, path)
 			wantOnly(t, dir, "file")
@@ -373,13 +375,16 @@ func TestWriteValidate(t *testing.T) {
 		{"numeric ids", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("0"), "group": cty.StringVal("12345")}, "", ""},
 		{"root by name", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("root"), "group": cty.StringVal("root")}, "", ""},
 	}
+	// Whether a user or group exists is the host's to say: CheckHost's.
+	host := map[string]bool{"unknown user": true, "unknown group": true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := (*Write)(nil).Validate(testConfig(t, (*Write)(nil).Spec(), tt.vals))
+			err, fromHost := validateThenCheck(t, (*Write)(nil), testConfig(t, (*Write)(nil).Spec(), tt.vals))
 			if tt.wantPath == "" {
 				wantValid(t, err)
 				return
 			}
+			wantFrom(t, fromHost, host[tt.name])
 			msg := wantAttrErr(t, err, tt.wantPath)
 			if !strings.Contains(msg, tt.wantMsg) {
 				t.Errorf("error %q does not say %q", msg, tt.wantMsg)

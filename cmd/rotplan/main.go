@@ -360,11 +360,13 @@ func (c *command) report(out *diagPrinter, progress *progress, report *engine.Re
 	for _, s := range report.Steps {
 		interrupted[s.Addr] = s.Outcome == engine.Interrupted
 	}
+	var diags hcl.Diagnostics
 	for _, se := range stepErrs {
 		if !interrupted[se.Addr] { // stopped by the operator: not an error
-			out.print(se.Diagnostics)
+			diags = append(diags, se.Diagnostics...)
 		}
 	}
+	out.print(diags)
 	if len(stepErrs) == 0 && report.Rollback == engine.RollbackNone {
 		fmt.Fprintf(c.stderr, "Error: %v\n", err)
 	}
@@ -562,11 +564,14 @@ func (c *command) resumeInputs() (code int, ok bool) {
 
 const validateUsage = `Usage: rotplan validate [options] PLAN.hcl
 
-Checks a plan offline: syntax, types, references (with "did you mean"
-suggestions), dependency cycles and every step's arguments as far as they
-are known before the run. It reads the plan, its variables and the local
-accounts and files the arguments name; it never contacts Vault and changes
-nothing. Exit code 0 when the plan is valid, 2 when it is not.
+Checks a plan offline, as terraform validate does: syntax, types,
+references (with "did you mean" suggestions), dependency cycles and every
+step's arguments (formats, how they go together) as far as they are known
+before the run. It reads the plan and its variables only, so it gives the
+same answer on a laptop or a CI runner as on the target host: whether the
+host has the directories, users, pid files and programs the plan names is
+for 'rotplan plan' and the run's preflight to say. It never contacts Vault
+and changes nothing. Exit code 0 when the plan is valid, 2 when it is not.
 
 Options:
 `
@@ -581,8 +586,7 @@ func validateCommand(args []string, stdout, stderr io.Writer) int {
 	l, diags := c.vars.load(parser, c.plan)
 	out.print(diags)
 	if diags.HasErrors() {
-		n := len(errorsOf(diags))
-		fmt.Fprintf(stderr, "rotplan validate: %s is not valid: %d %s.\n", c.plan, n, plural(n, "error", "errors"))
+		fmt.Fprintf(stderr, "rotplan validate: %s is not valid: %s.\n", c.plan, countErrors(diags))
 		return exitInvalid
 	}
 	fmt.Fprintf(stdout, "rotplan validate: %s is valid: %d steps.\n", c.plan, len(l.prog.Steps()))
@@ -619,63 +623,4 @@ func describeRun(r *engine.Run) string {
 	}
 	return fmt.Sprintf("started %s by pid %d, %s, %d of %d steps succeeded",
 		r.Started.Local().Format("2006-01-02 15:04:05"), r.Info.PID, state, r.Count(engine.StateSucceeded), total)
-}
-
-// diagPrinter prints diagnostics as compilers do, "file:line:col: error:
-// summary", then the source line with the range underlined, then the detail.
-// (hcl's DiagnosticTextWriter shows no column, which operators and editors
-// need to jump to the spot.)
-type diagPrinter struct {
-	w     io.Writer
-	files func() map[string]*hcl.File
-}
-
-func (p *diagPrinter) print(diags hcl.Diagnostics) {
-	for _, d := range diags {
-		severity := "error"
-		if d.Severity == hcl.DiagWarning {
-			severity = "warning"
-		}
-		switch {
-		case d.Subject == nil:
-			fmt.Fprintf(p.w, "rotplan: %s: %s\n", severity, d.Summary)
-		case d.Subject.Start.Line == 0: // not in a file: a -var flag
-			fmt.Fprintf(p.w, "%s: %s: %s\n", d.Subject.Filename, severity, d.Summary)
-		default:
-			s := d.Subject
-			fmt.Fprintf(p.w, "%s:%d:%d: %s: %s\n", s.Filename, s.Start.Line, s.Start.Column, severity, d.Summary)
-			p.snippet(*s)
-		}
-		if d.Detail != "" {
-			fmt.Fprintf(p.w, "  %s\n", strings.ReplaceAll(d.Detail, "\n", "\n  "))
-		}
-		fmt.Fprintln(p.w)
-	}
-}
-
-// snippet prints the first source line of a range and underlines the range.
-func (p *diagPrinter) snippet(r hcl.Range) {
-	file, ok := p.files()[r.Filename]
-	if !ok || file == nil || r.Start.Line < 1 {
-		return
-	}
-	lines := strings.Split(string(file.Bytes), "\n")
-	if r.Start.Line > len(lines) {
-		return
-	}
-	line := strings.TrimRight(lines[r.Start.Line-1], "\r")
-	start := min(max(r.Start.Column-1, 0), len(line))
-	end := len(line)
-	if r.End.Line == r.Start.Line {
-		end = min(max(r.End.Column-1, start+1), len(line))
-	}
-	pad := strings.Map(func(c rune) rune {
-		if c == '\t' {
-			return '\t'
-		}
-		return ' '
-	}, line[:start])
-	gutter := fmt.Sprintf("%4d | ", r.Start.Line)
-	fmt.Fprintf(p.w, "%s%s\n", gutter, line)
-	fmt.Fprintf(p.w, "%s%s%s\n", strings.Repeat(" ", len(gutter)-2)+"| ", pad, strings.Repeat("^", max(end-start, 1)))
 }

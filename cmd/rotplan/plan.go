@@ -102,7 +102,7 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	out.print(all)
 	switch {
 	case all.HasErrors():
-		fmt.Fprintf(c.stderr, "rotplan %s: the run would fail: %d %s (above). Nothing was changed.\n", c.name, len(errorsOf(all)), plural(len(errorsOf(all)), "error", "errors"))
+		fmt.Fprintf(c.stderr, "rotplan %s: the run would fail: %s (above). Nothing was changed.\n", c.name, countErrors(all))
 		return exitPlanError
 	case f.detailed && pv.Changes():
 		return exitPlanChanges
@@ -139,6 +139,19 @@ func errorsOf(diags hcl.Diagnostics) hcl.Diagnostics {
 		}
 	}
 	return out
+}
+
+// countErrors says how many errors there are, and how many causes when
+// several say the same (see foldDiagnostics): "3 errors", "2 errors, in
+// 2,000 steps".
+func countErrors(diags hcl.Diagnostics) string {
+	errs := errorsOf(diags)
+	causes := len(foldDiagnostics(errs))
+	s := fmt.Sprintf("%s %s", thousands(causes), plural(causes, "error", "errors"))
+	if causes < len(errs) {
+		s += fmt.Sprintf(", in %s steps", thousands(len(errs)))
+	}
+	return s
 }
 
 func plural(n int, one, many string) string {

@@ -102,14 +102,16 @@ func (p *progress) summary(r *engine.Report, err error, resume string) {
 		p.rollbackSummary(r, resume)
 		return
 	}
-	for _, s := range r.Steps {
-		if s.Outcome == engine.NotRun {
-			p.line("%-28s %s", s.Addr, engine.NotRun)
-		}
-	}
 	total := len(r.Steps)
 	ok, failed, notRun, done := r.Count(engine.Succeeded), r.Count(engine.Failed), r.Count(engine.NotRun), r.Count(engine.Done)
 	stopped := r.Count(engine.Interrupted)
+	if notRun < total { // when none ran, the summary says it of all
+		for _, s := range r.Steps {
+			if s.Outcome == engine.NotRun {
+				p.line("%-28s %s", s.Addr, engine.NotRun)
+			}
+		}
+	}
 	skipped := r.Count(engine.Skipped)
 	earlier := ""
 	if done > 0 {

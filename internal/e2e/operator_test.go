@@ -441,3 +441,70 @@ verify "served" {
 		t.Errorf("target.txt = %q after the rollback", got)
 	}
 }
+
+// TestValidateOffHost: validate passes a correct plan on a machine that is
+// not its target (no such directory, user, pid file or program here), as
+// terraform validate does; plan and the run's preflight report each of
+// those, once per cause, before anything changes.
+func TestValidateOffHost(t *testing.T) {
+	dir := planDir(t, `
+locals {
+  apps = toset(["a", "b", "c", "d"])
+}
+
+write "key" {
+  for_each = local.apps
+  path     = "/nonexistent/rotplan-test/${each.key}.key"
+  content  = "k"
+  mode     = "0600"
+}
+
+write "crt" {
+  for_each = local.apps
+  path     = "${path_here}/${each.key}.crt"
+  content  = "c"
+  owner    = "rotplan-no-such-user"
+}
+
+reload "svc" {
+  depends_on = [write.key, write.crt]
+  pid_file   = "/nonexistent/rotplan-test/svc.pid"
+}
+
+reload "hook" {
+  depends_on = [reload.svc]
+  command    = ["rotplan-no-such-program", "reload"]
+}
+`, nil)
+	src := strings.ReplaceAll(mustRead(t, filepath.Join(dir, "plan.hcl")), "${path_here}", dir)
+	if err := os.WriteFile(filepath.Join(dir, "plan.hcl"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := runIn(t, dir, nil, "validate", "plan.hcl")
+	if res.exit != 0 {
+		t.Fatalf("validate: exit %d, want 0: nothing in the plan is wrong, only this host lacks what it names\n%s", res.exit, res.stderr)
+	}
+	causes := []string{
+		"path: directory /nonexistent/rotplan-test does not exist",
+		`owner: no such user "rotplan-no-such-user"`,
+		"pid_file:",
+		"command: rotplan-no-such-program",
+	}
+	for _, command := range []string{"plan", "run"} {
+		res := runIn(t, dir, nil, command, "plan.hcl")
+		if res.exit != 1 {
+			t.Errorf("%s: exit %d, want 1\n%s%s", command, res.exit, res.stdout, res.stderr)
+		}
+		for _, cause := range causes {
+			if n := strings.Count(res.stderr, cause); n != 1 {
+				t.Errorf("%s: %q is reported %d times, want once\n%s", command, cause, n, res.stderr)
+			}
+		}
+		if !strings.Contains(res.stderr, "The same for ") {
+			t.Errorf("%s: the steps behind a folded cause are not named\n%s", command, res.stderr)
+		}
+	}
+	if entries, _ := filepath.Glob(filepath.Join(dir, "*.crt")); len(entries) != 0 {
+		t.Errorf("the run wrote %v although its preflight failed", entries)
+	}
+}

@@ -1,5 +1,5 @@
-# exit: 2
-# want: 16:13: Invalid step write.cert
+# exit: 1
+# want: 16:13: Cannot run write.cert
 variable "dir" {
   type = string
 }
