@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine"
 	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/plans"
@@ -342,33 +341,26 @@ func (c *command) options(s *session, j *journal.Journal, observer engine.Observ
 		Rollback: c.rollback, KeepBackups: c.keepBackups, Inputs: s.inputs}
 }
 
-// report prints the end of a run and returns the exit code. resume is the
-// command that finishes the run, for when it did not.
-func (c *command) report(out *diagPrinter, progress *progress, report *engine.Report, err error, resume string) int {
-	progress.summary(report, err, resume)
-	for _, note := range report.Superseded {
-		fmt.Fprintf(c.stdout, "Superseded: %s\n", note)
+// report has the view show how the run ended and returns the exit code.
+// resume is the command that finishes the run, for when it did not.
+func (c *command) report(v runView, report *engine.Report, err error, resume string) int {
+	end := runEnd{report: report, err: err, resume: resume}
+	if err != nil {
+		stepErrs := engine.StepErrors(err)
+		interrupted := map[string]bool{}
+		for _, s := range report.Steps {
+			interrupted[s.Addr] = s.Outcome == engine.Interrupted
+		}
+		for _, se := range stepErrs {
+			if !interrupted[se.Addr] { // stopped by the operator: not an error
+				end.diags = append(end.diags, se.Diagnostics...)
+			}
+		}
+		end.other = len(stepErrs) == 0 && report.Rollback == engine.RollbackNone
 	}
-	for _, w := range report.Warnings {
-		fmt.Fprintf(c.stderr, "rotplan: warning: %s\n", w)
-	}
+	v.end(end)
 	if err == nil {
 		return exitOK
-	}
-	stepErrs := engine.StepErrors(err)
-	interrupted := map[string]bool{}
-	for _, s := range report.Steps {
-		interrupted[s.Addr] = s.Outcome == engine.Interrupted
-	}
-	var diags hcl.Diagnostics
-	for _, se := range stepErrs {
-		if !interrupted[se.Addr] { // stopped by the operator: not an error
-			diags = append(diags, se.Diagnostics...)
-		}
-	}
-	out.print(diags)
-	if len(stepErrs) == 0 && report.Rollback == engine.RollbackNone {
-		fmt.Fprintf(c.stderr, "Error: %v\n", err)
 	}
 	switch report.Rollback {
 	case engine.RollbackComplete:
@@ -439,12 +431,11 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	// A run stopped before it began (no Vault address, say) leaves no
 	// journal behind.
 	defer j.CloseEmpty()
-	progress := newProgress(stdout)
-	defer progress.flush()
-	fmt.Fprintf(stdout, "rotplan: running %s: %d steps\n", c.plan, len(prog.Steps()))
-	report, err := prog.Apply(ctx, c.options(s, j, progress))
+	v := c.view(out)
+	v.begin(runStart{plan: c.plan, steps: len(prog.Steps())})
+	report, err := prog.Apply(ctx, c.options(s, j, v))
 	c.logJournal(j, report)
-	return c.report(out, progress, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
+	return c.report(v, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
 }
 
 // withheldOf returns the sensitive variables a run was given on the
@@ -518,22 +509,23 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitInvalid
 	}
 	defer j.Close()
-	opts := c.options(s, j, nil)
+	v := c.view(out)
+	opts := c.options(s, j, v)
 	opts.Force = *force
-	progress := newProgress(stdout)
-	defer progress.flush()
-	opts.Observer = progress
-	fmt.Fprintf(stdout, "rotplan: resuming %s: %s\n", c.plan, describeRun(last))
-	if vars := describeInputs(last.Info.Inputs); vars != "" {
-		fmt.Fprintf(stdout, "rotplan: with the run's variables: %s\n", vars)
-	}
+	v.begin(runStart{plan: c.plan, steps: len(prog.Steps()), resumed: describeRun(last), vars: describeInputs(last.Info.Inputs)})
 	report, err := prog.Resume(ctx, last, opts)
 	c.logJournal(j, report)
 	if report == nil {
+		v.end(runEnd{})
 		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)
 		return exitInvalid
 	}
-	return c.report(out, progress, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
+	return c.report(v, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
+}
+
+// view returns how run and resume show the run.
+func (c *command) view(out *diagPrinter) runView {
+	return newLineView(c.stdout, c.stderr, out)
 }
 
 // resumeInputs gives resume the variables and options of the run it

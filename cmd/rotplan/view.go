@@ -8,27 +8,96 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine"
 )
 
-// progress prints one line per step event. A mutex keeps lines whole when
-// steps report from several goroutines. Lines are collected and written
-// together at most flushEvery after the first of them: a run of thousands
-// of steps would otherwise make two writes per step, and whatever reads
-// them (a terminal, a pipe to a log) works as hard. summary writes out
-// what is left.
-type progress struct {
-	mu    sync.Mutex
-	w     *bufio.Writer
-	timer *time.Timer // pending flush, nil when none
+// runView shows a run or a resume: each step as it starts and ends, what
+// a resume decided, the rollback, and how the run ended. The engine calls
+// its Observer methods from several goroutines.
+type runView interface {
+	engine.ResumeObserver
+	engine.RollbackObserver
+	// begin says what runs, before the first step.
+	begin(runStart)
+	// end says how the run ended, and leaves nothing unwritten.
+	end(runEnd)
+}
+
+// runStart is what a run or a resume begins with.
+type runStart struct {
+	plan  string
+	steps int
+	// resumed describes the run a resume finishes ("" for a new run), and
+	// vars the run's variables it gives again (describeInputs).
+	resumed, vars string
+}
+
+// runEnd is how a run ended. report is nil when a resume could not begin.
+type runEnd struct {
+	report *engine.Report
+	err    error
+	// resume is the command that finishes the run, if it did not finish.
+	resume string
+	// diags are the failed steps' diagnostics (not those interrupted);
+	// other is set when err is not about a step.
+	diags hcl.Diagnostics
+	other bool
+}
+
+// lineView prints one line per step event: what operators read in a
+// terminal or a log. A mutex keeps lines whole when steps report from
+// several goroutines. Lines are collected and written together at most
+// flushEvery after the first of them: a run of thousands of steps would
+// otherwise make two writes per step, and whatever reads them (a terminal,
+// a pipe to a log) works as hard. end writes out what is left.
+type lineView struct {
+	mu     sync.Mutex
+	w      *bufio.Writer
+	timer  *time.Timer // pending flush, nil when none
+	stderr io.Writer
+	diags  *diagPrinter
 }
 
 // flushEvery is how long a progress line may wait to be written.
 const flushEvery = 100 * time.Millisecond
 
-func newProgress(w io.Writer) *progress { return &progress{w: bufio.NewWriterSize(w, 64<<10)} }
+func newLineView(stdout, stderr io.Writer, diags *diagPrinter) *lineView {
+	return &lineView{w: bufio.NewWriterSize(stdout, 64<<10), stderr: stderr, diags: diags}
+}
 
-func (p *progress) line(format string, args ...any) {
+func (p *lineView) begin(b runStart) {
+	if b.resumed == "" {
+		p.line("rotplan: running %s: %d steps", b.plan, b.steps)
+	} else {
+		p.line("rotplan: resuming %s: %s", b.plan, b.resumed)
+		if b.vars != "" {
+			p.line("rotplan: with the run's variables: %s", b.vars)
+		}
+	}
+	p.flush() // the run may take a while to reach its first step
+}
+
+func (p *lineView) end(e runEnd) {
+	if e.report != nil {
+		p.summary(e.report, e.err, e.resume)
+		for _, note := range e.report.Superseded {
+			p.line("Superseded: %s", note)
+		}
+	}
+	p.flush()
+	if e.report != nil {
+		for _, w := range e.report.Warnings {
+			fmt.Fprintf(p.stderr, "rotplan: warning: %s\n", w)
+		}
+	}
+	p.diags.print(e.diags)
+	if e.other {
+		fmt.Fprintf(p.stderr, "Error: %v\n", e.err)
+	}
+}
+
+func (p *lineView) line(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, format+"\n", args...)
@@ -38,7 +107,7 @@ func (p *progress) line(format string, args ...any) {
 }
 
 // flush writes out the lines collected so far.
-func (p *progress) flush() {
+func (p *lineView) flush() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.timer != nil {
@@ -49,10 +118,10 @@ func (p *progress) flush() {
 }
 
 // StepStarted implements engine.Observer.
-func (p *progress) StepStarted(addr string) { p.line("%-28s started", addr) }
+func (p *lineView) StepStarted(addr string) { p.line("%-28s started", addr) }
 
 // StepFinished implements engine.Observer.
-func (p *progress) StepFinished(r engine.StepResult) {
+func (p *lineView) StepFinished(r engine.StepResult) {
 	if r.Outcome == engine.Skipped {
 		p.line("%-28s %-8s %s", r.Addr, r.Outcome, r.Reason)
 		return
@@ -66,7 +135,7 @@ func (p *progress) StepFinished(r engine.StepResult) {
 
 // Resuming implements engine.ResumeObserver: what the resume does with each
 // step that is not simply run, and why.
-func (p *progress) Resuming(decisions []engine.Decision) {
+func (p *lineView) Resuming(decisions []engine.Decision) {
 	for _, d := range decisions {
 		switch d.Action {
 		case engine.ActionSkip:
@@ -84,20 +153,16 @@ func (p *progress) Resuming(decisions []engine.Decision) {
 }
 
 // RollbackStarted implements engine.RollbackObserver.
-func (p *progress) RollbackStarted(addr string) { p.line("%-28s rolling back", addr) }
+func (p *lineView) RollbackStarted(addr string) { p.line("%-28s rolling back", addr) }
 
 // RollbackFinished implements engine.RollbackObserver.
-func (p *progress) RollbackFinished(r engine.StepResult) {
+func (p *lineView) RollbackFinished(r engine.StepResult) {
 	p.line("%-28s %-8s %s", r.Addr, r.Outcome, roundDuration(r.Duration))
 }
 
 // summary says how the run ended. resume is the command that finishes a
 // run that did not.
-func (p *progress) summary(r *engine.Report, err error, resume string) {
-	defer p.flush()
-	if r == nil {
-		return
-	}
+func (p *lineView) summary(r *engine.Report, err error, resume string) {
 	if r.Rollback != engine.RollbackNone {
 		p.rollbackSummary(r, resume)
 		return
@@ -151,7 +216,7 @@ func (p *progress) summary(r *engine.Report, err error, resume string) {
 
 // rollbackSummary says how a failed run was undone, and what is left to the
 // operator.
-func (p *progress) rollbackSummary(r *engine.Report, resume string) {
+func (p *lineView) rollbackSummary(r *engine.Report, resume string) {
 	undone := 0
 	var failed []engine.StepResult
 	for _, s := range r.RollbackSteps {
