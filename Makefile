@@ -15,8 +15,13 @@ GO_DIRS     := cmd engine steps plans internal
 
 all: build
 
+# The version is what git says of the checkout (a tag, or a commit), and
+# -buildvcs=auto has the go command record the commit even where GOFLAGS
+# turns that off; without git, rotplan reports "dev".
+VERSION     := $(shell git describe --tags --always --dirty 2>/dev/null)
+
 build:
-	$(GO) build -o $(ROTPLAN_BIN) ./cmd/rotplan
+	$(GO) build -buildvcs=auto -ldflags "-X main.version=$(VERSION)" -o $(ROTPLAN_BIN) ./cmd/rotplan
 
 # No prerequisites on purpose: a fresh clone has new mtimes, and the pin is in
 # the file name already.

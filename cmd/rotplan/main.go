@@ -55,9 +55,6 @@ Examples:
 Run 'rotplan <command> -h' for a command's options and examples.
 `
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // minProcs is the fewest Ps (goroutines running at once) rotplan runs with;
 // see main.
 const minProcs = 2
@@ -147,7 +144,7 @@ func rotplan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "status":
 		return statusCommand(args[1:], stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "rotplan %s\n", version)
+		fmt.Fprint(stdout, readBuildInfo())
 		return exitOK
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 && args[0] == "help" {
@@ -337,7 +334,7 @@ func (c *command) startParsed() (s *session, code int, ok bool) {
 
 // options are the engine options both commands use.
 func (c *command) options(s *session, j *journal.Journal, observer engine.Observer) engine.Options {
-	return engine.Options{Log: c.log, Observer: observer, Parallelism: c.parallelism, Journal: j, Version: version,
+	return engine.Options{Log: c.log, Observer: observer, Parallelism: c.parallelism, Journal: j, Version: readBuildInfo().short(),
 		Rollback: c.rollback, KeepBackups: c.keepBackups, Inputs: s.inputs}
 }
 

@@ -25,7 +25,8 @@ func TestMain(m *testing.M) {
 	rotplanBin = filepath.Join(dir, "rotplan")
 	crashBin = filepath.Join(dir, "rotplan-failpoints")
 	for _, b := range [][]string{
-		{"build", "-o", rotplanBin, "github.com/rotplan/rotplan/cmd/rotplan"},
+		// -buildvcs=auto: the binary knows its commit, as make build's does.
+		{"build", "-buildvcs=auto", "-o", rotplanBin, "github.com/rotplan/rotplan/cmd/rotplan"},
 		{"build", "-tags", "failpoints", "-o", crashBin, "github.com/rotplan/rotplan/cmd/rotplan"},
 	} {
 		build := exec.Command("go", b...)

@@ -508,3 +508,24 @@ reload "hook" {
 		t.Errorf("the run wrote %v although its preflight failed", entries)
 	}
 }
+
+// TestVersion: rotplan version names the commit it was built from, as the
+// go command recorded it, and so does the journal of a run.
+func TestVersion(t *testing.T) {
+	head, err := exec.Command("git", "-C", repoRoot(t), "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("no git checkout to compare with: %v", err)
+	}
+	commit := strings.TrimSpace(string(head))
+	res := runIn(t, t.TempDir(), nil, "version")
+	if res.exit != 0 || !strings.HasPrefix(res.stdout, "rotplan ") || !strings.Contains(res.stdout, "commit "+commit) {
+		t.Errorf("version: exit %d, want the commit %s\n%s%s", res.exit, commit, res.stdout, res.stderr)
+	}
+	dir := planDir(t, "write \"f\" {\n  path    = \"f.txt\"\n  content = \"x\"\n}\n", nil)
+	if res := runIn(t, dir, nil, "run", "plan.hcl"); res.exit != 0 {
+		t.Fatalf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if j := mustRead(t, filepath.Join(dir, ".rotplan", "runs", "000001.journal")); !strings.Contains(j, commit[:12]) {
+		t.Errorf("the journal does not name the commit %s:\n%s", commit[:12], j)
+	}
+}
