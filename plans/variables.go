@@ -42,6 +42,16 @@ func (in Inputs) AddFlag(flag string) hcl.Diagnostics {
 	return nil
 }
 
+// EnvPrefix begins the environment variables that give a plan's variables
+// values: ROTPLAN_VAR_renew_before=720h, as Terraform's TF_VAR_.
+const EnvPrefix = "ROTPLAN_VAR_"
+
+// AddEnv records ROTPLAN_VAR_NAME=VALUE; its value is read as a -var
+// flag's is.
+func (in Inputs) AddEnv(name, value string) {
+	in[name] = &Input{Raw: value, Range: hcl.Range{Filename: "<" + EnvPrefix + name + ">"}}
+}
+
 // LoadVarFile reads a variable file (`name = value` lines in HCL) into in.
 func (p *Parser) LoadVarFile(path string, in Inputs) hcl.Diagnostics {
 	file, diags := p.p.ParseHCLFile(path)

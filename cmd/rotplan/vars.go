@@ -3,23 +3,33 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine"
 	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/internal/suggest"
 	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 )
 
 // varSources are where a command's variables come from, in the order they
-// apply (a later value for a name replaces an earlier one): -var-file
-// files, then -var flags.
+// apply (a later value for a name replaces an earlier one): ROTPLAN_VAR_
+// environment variables, -var-file files, then -var flags, as Terraform
+// orders TF_VAR_, -var-file and -var.
 type varSources struct {
-	files listFlag
-	flags listFlag
+	// envSaved are ROTPLAN_VAR_ values a resumed run had (NAME=VALUE),
+	// which the environment now may override.
+	envSaved []string
+	files    listFlag
+	flags    listFlag
+	// env are the ROTPLAN_VAR_ values load found for declared variables,
+	// NAME=VALUE.
+	env []string
 }
 
 // register adds -var and -var-file to fs.
@@ -40,6 +50,9 @@ func (v *varSources) load(parser *plans.Parser, path string) (loaded, hcl.Diagno
 	kinds := steps.Default()
 	plan, diags := parser.LoadPlan(path, kinds.Names())
 	inputs := plans.Inputs{}
+	if plan != nil {
+		diags = append(diags, v.fromEnv(plan, inputs)...)
+	}
 	for _, f := range v.files {
 		diags = append(diags, parser.LoadVarFile(f, inputs)...)
 	}
@@ -56,6 +69,43 @@ func (v *varSources) load(parser *plans.Parser, path string) (loaded, hcl.Diagno
 	}
 	prog, more := engine.Compile(plan, values, kinds)
 	return loaded{plan: plan, prog: prog}, append(diags, more...)
+}
+
+// fromEnv adds the values of ROTPLAN_VAR_NAME environment variables: first
+// those a resumed run had, then those set now. One that names no declared
+// variable is a warning, with the name it probably meant: a typo in a
+// timer's environment would otherwise go unseen.
+func (v *varSources) fromEnv(plan *plans.Plan, inputs plans.Inputs) hcl.Diagnostics {
+	v.env = nil
+	for _, kv := range v.envSaved {
+		name, value, _ := strings.Cut(kv, "=")
+		inputs.AddEnv(name, value)
+	}
+	declared := make([]string, 0, len(plan.Variables))
+	for name := range plan.Variables {
+		declared = append(declared, name)
+	}
+	var diags hcl.Diagnostics
+	environ := os.Environ()
+	sort.Strings(environ)
+	for _, kv := range environ {
+		key, value, _ := strings.Cut(kv, "=")
+		name, ok := strings.CutPrefix(key, plans.EnvPrefix)
+		if !ok || name == "" {
+			continue
+		}
+		if _, ok := plan.Variables[name]; !ok {
+			detail := fmt.Sprintf("%s is set, but the plan %s declares no variable %q; it is ignored.", key, plan.Path, name)
+			if best := suggest.Closest(name, declared); best != "" {
+				detail += fmt.Sprintf(" Did you mean %s%s?", plans.EnvPrefix, best)
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Environment variable for no variable", Detail: detail})
+			continue
+		}
+		inputs.AddEnv(name, value)
+		v.env = append(v.env, name+"="+value)
+	}
+	return diags
 }
 
 // journaled returns the variables as the journal keeps them for resume:
@@ -79,6 +129,16 @@ func (v *varSources) journaled(plan *plans.Plan) *journal.Inputs {
 		}
 		in.Vars = append(in.Vars, flag)
 	}
+	for _, kv := range v.env {
+		name, _, _ := strings.Cut(kv, "=")
+		if plan.Variables[name].Sensitive {
+			if !slices.Contains(in.Withheld, name) {
+				in.Withheld = append(in.Withheld, name)
+			}
+			continue
+		}
+		in.Env = append(in.Env, kv)
+	}
 	return in
 }
 
@@ -95,11 +155,18 @@ func (v *varSources) resumeWith(in *journal.Inputs) (missing []string) {
 		name, _, _ := strings.Cut(flag, "=")
 		given[name] = true
 	}
+	for _, kv := range os.Environ() {
+		if name, ok := strings.CutPrefix(kv, plans.EnvPrefix); ok {
+			name, _, _ = strings.Cut(name, "=")
+			given[name] = true
+		}
+	}
 	for _, name := range in.Withheld {
 		if !given[name] {
 			missing = append(missing, name)
 		}
 	}
+	v.envSaved = slices.Clone(in.Env)
 	v.files = append(slices.Clone(listFlag(in.VarFiles)), v.files...)
 	v.flags = append(slices.Clone(listFlag(in.Vars)), v.flags...)
 	return missing
@@ -112,6 +179,9 @@ func describeInputs(in *journal.Inputs) string {
 		return ""
 	}
 	var parts []string
+	for _, kv := range in.Env {
+		parts = append(parts, plans.EnvPrefix+shellQuote(kv))
+	}
 	for _, f := range in.VarFiles {
 		parts = append(parts, "-var-file "+shellQuote(f))
 	}
@@ -119,7 +189,7 @@ func describeInputs(in *journal.Inputs) string {
 		parts = append(parts, "-var "+shellQuote(flag))
 	}
 	for _, name := range in.Withheld {
-		parts = append(parts, fmt.Sprintf("-var %s=(sensitive, not journaled)", name))
+		parts = append(parts, fmt.Sprintf("%s=(sensitive, not journaled)", name))
 	}
 	return strings.Join(parts, " ")
 }

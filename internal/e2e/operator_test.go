@@ -529,3 +529,44 @@ func TestVersion(t *testing.T) {
 		t.Errorf("the journal does not name the commit %s:\n%s", commit[:12], j)
 	}
 }
+
+// TestVariablesFromEnvironment: ROTPLAN_VAR_NAME gives a variable its
+// value, below -var-file and -var as TF_VAR_ is in Terraform; one that
+// names no variable is a warning with the name it probably meant.
+func TestVariablesFromEnvironment(t *testing.T) {
+	cases := []struct {
+		name  string
+		env   []string
+		args  []string
+		files map[string]string
+		want  string
+	}{
+		{"environment alone", []string{"ROTPLAN_VAR_greeting=env"}, nil, nil, "env\n"},
+		{"a var file wins", []string{"ROTPLAN_VAR_greeting=env", "ROTPLAN_VAR_suffix=?"}, []string{"-var-file", "v.hcl"},
+			map[string]string{"v.hcl": "greeting = \"file\"\n"}, "file?\n"},
+		{"-var wins", []string{"ROTPLAN_VAR_greeting=env"}, []string{"-var", "greeting=flag"}, nil, "flag\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := planDir(t, inputsPlan, tc.files)
+			env := append([]string{"ROTPLAN_VAR_token=secret-from-env"}, tc.env...)
+			res := runIn(t, dir, env, append(append([]string{"run"}, tc.args...), "plan.hcl")...)
+			if res.exit != 0 {
+				t.Fatalf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+			}
+			if got := mustRead(t, filepath.Join(dir, "a.txt")); got != tc.want {
+				t.Errorf("a.txt = %q, want %q", got, tc.want)
+			}
+			if j := mustRead(t, filepath.Join(dir, ".rotplan", "runs", "000001.journal")); strings.Contains(j, "secret-from-env") {
+				t.Error("the journal holds the sensitive value from the environment")
+			}
+		})
+	}
+	t.Run("typo", func(t *testing.T) {
+		dir := planDir(t, inputsPlan, nil)
+		res := runIn(t, dir, []string{"ROTPLAN_VAR_greting=x"}, "validate", "-var", "greeting=a", "-var", "token=b", "plan.hcl")
+		if res.exit != 0 || !strings.Contains(res.stderr, "warning") || !strings.Contains(res.stderr, "Did you mean ROTPLAN_VAR_greeting?") {
+			t.Errorf("exit %d, want 0 with a warning suggesting ROTPLAN_VAR_greeting\n%s", res.exit, res.stderr)
+		}
+	})
+}
