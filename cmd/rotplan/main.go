@@ -34,7 +34,7 @@ const (
 	exitRollbackIncomplete = 4
 )
 
-const usage = `Usage: rotplan <command> [options]
+const usage = `Usage: rotplan [-chdir=DIR] <command> [options]
 
 Commands:
   plan      Preview a run: what would change, read from the system, changing nothing.
@@ -51,6 +51,10 @@ Examples:
   rotplan plan examples/prod.hcl
   rotplan run examples/prod.hcl
   rotplan graph examples/prod.hcl | dot -Tsvg > plan.svg
+
+Global options:
+  -chdir=DIR  Change to DIR first: the plan, its relative paths and the
+              default state directory are then found from there.
 
 Run 'rotplan <command> -h' for a command's options and examples.
 `
@@ -123,7 +127,15 @@ func startProfile(path string) (stop func()) {
 	}
 }
 
+// chdir is the directory -chdir moved to, "" when none: the commands
+// rotplan prints for later (resume) must move there too.
+var chdir string
+
 func rotplan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	args, code, ok := globalOptions(args, stderr)
+	if !ok {
+		return code
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitInvalid
@@ -156,6 +168,34 @@ func rotplan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rotplan: unknown command %q\n\n%s", args[0], usage)
 		return exitInvalid
 	}
+}
+
+// globalOptions handles the options that come before the command:
+// -chdir=DIR (or -chdir DIR) makes DIR the working directory before
+// anything else, as Terraform's -chdir does, so that a timer or a script
+// can run a plan with its relative paths from anywhere.
+func globalOptions(args []string, stderr io.Writer) (rest []string, code int, ok bool) {
+	if len(args) == 0 {
+		return args, 0, true
+	}
+	dir, given := strings.CutPrefix(args[0], "-chdir=")
+	switch {
+	case args[0] == "-chdir" && len(args) > 1:
+		dir, given, args = args[1], true, args[2:]
+	case args[0] == "-chdir":
+		fmt.Fprintln(stderr, "rotplan: -chdir needs a directory: rotplan -chdir=DIR COMMAND ...")
+		return nil, exitInvalid, false
+	case given:
+		args = args[1:]
+	default:
+		return args, 0, true
+	}
+	if err := os.Chdir(dir); err != nil {
+		fmt.Fprintf(stderr, "rotplan: -chdir: %v\n", err)
+		return nil, exitInvalid, false
+	}
+	chdir = dir
+	return args, 0, true
 }
 
 // command is what run and resume share: their flags, the plan and the state
@@ -244,9 +284,24 @@ func (c *command) given(name string) bool {
 // from its journal, except the sensitive ones given on the command line,
 // which must be given again (withheld).
 func (c *command) resumeCommandLine(plan string, withheld []string) string {
-	parts := []string{"rotplan", "resume"}
+	stateDir := ""
 	if c.stateDirGiven {
-		parts = append(parts, "-state-dir", shellQuote(c.stateDir))
+		stateDir = c.stateDir
+	}
+	return resumeHint(plan, stateDir, withheld)
+}
+
+// resumeHint is the resume command for a plan, with -chdir when rotplan
+// was given one, -state-dir when the state directory is not the default
+// ("" when it is), and the sensitive variables to give again.
+func resumeHint(plan, stateDir string, withheld []string) string {
+	parts := []string{"rotplan"}
+	if chdir != "" {
+		parts = append(parts, "-chdir="+shellQuote(chdir))
+	}
+	parts = append(parts, "resume")
+	if stateDir != "" {
+		parts = append(parts, "-state-dir", shellQuote(stateDir))
 	}
 	for _, name := range withheld {
 		parts = append(parts, "-var", name+"=VALUE")

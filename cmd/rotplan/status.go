@@ -104,12 +104,11 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	printStatus(stdout, doc)
 	if run.Unfinished() {
-		parts := []string{"rotplan", "resume"}
-		if given := fs.Lookup("state-dir").Value.String(); given != "" && given != defaultStateDir(fs.Arg(0)) {
-			parts = append(parts, "-state-dir", shellQuote(*stateDir))
+		given := fs.Lookup("state-dir").Value.String()
+		if given == defaultStateDir(fs.Arg(0)) {
+			given = ""
 		}
-		parts = append(parts, shellQuote(fs.Arg(0)))
-		fmt.Fprintf(stdout, "\nThe run did not finish. Finish it with: %s\n", strings.Join(parts, " "))
+		fmt.Fprintf(stdout, "\nThe run did not finish. Finish it with: %s\n", resumeHint(fs.Arg(0), given, withheldOf(run)))
 	}
 	return statusExitCode(run)
 }

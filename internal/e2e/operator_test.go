@@ -570,3 +570,31 @@ func TestVariablesFromEnvironment(t *testing.T) {
 		}
 	})
 }
+
+// TestChdir: rotplan -chdir=DIR works as if started in DIR (the plan's
+// relative paths, the default state directory), and the command it prints
+// to finish an interrupted run says -chdir too.
+func TestChdir(t *testing.T) {
+	dir := planDir(t, failingReloadPlan, map[string]string{"target.txt": "old\n"})
+	elsewhere := t.TempDir()
+	res := runIn(t, elsewhere, nil, "-chdir="+dir, "run", "-rollback=false", "plan.hcl")
+	if res.exit != 1 {
+		t.Fatalf("run: exit %d, want 1\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if got := mustRead(t, filepath.Join(dir, "target.txt")); got != "new\n" {
+		t.Errorf("target.txt in the -chdir directory = %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".rotplan")); err != nil {
+		t.Errorf("no state directory beside the plan: %v", err)
+	}
+	want := "rotplan -chdir=" + dir + " resume plan.hcl"
+	if !strings.Contains(res.stdout, want) {
+		t.Errorf("the hint should be %q:\n%s", want, res.stdout)
+	}
+	if res := runIn(t, elsewhere, nil, "-chdir", dir, "status", "plan.hcl"); res.exit != 1 || !strings.Contains(res.stdout, want) {
+		t.Errorf("status: exit %d, want 1 and %q\n%s%s", res.exit, want, res.stdout, res.stderr)
+	}
+	if res := runIn(t, elsewhere, nil, "-chdir="+filepath.Join(dir, "nope"), "validate", "plan.hcl"); res.exit != 2 || !strings.Contains(res.stderr, "-chdir") {
+		t.Errorf("-chdir to a missing directory: exit %d\n%s", res.exit, res.stderr)
+	}
+}
