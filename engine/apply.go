@@ -57,6 +57,9 @@ type StepResult struct {
 	// Unchanged: the step succeeded and found the system already as it
 	// would leave it (steps.Env.NoChange), so it changed nothing.
 	Unchanged bool
+	// Changed: the step succeeded and changed something; false for a step
+	// that only reads (steps.ReadOnly) or found nothing to change.
+	Changed bool
 }
 
 // Report is the result of Apply or Resume: every step, in the order the run
@@ -91,6 +94,19 @@ func (r *Report) Count(o Outcome) int {
 		}
 	}
 	return n
+}
+
+// Changed reports whether any step changed something.
+func (r *Report) Changed() bool {
+	if r == nil {
+		return false
+	}
+	for _, s := range r.Steps {
+		if s.Changed {
+			return true
+		}
+	}
+	return false
 }
 
 // Unchanged returns how many steps succeeded without changing anything.
@@ -521,14 +537,16 @@ func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalConte
 			stepErr = x.journalError(n, err)
 		}
 	case stepErr == nil:
+		_, readOnly := n.kind.(steps.ReadOnly)
 		res.Unchanged, res.Reason = reason != "", reason
+		res.Changed = !res.Unchanged && !readOnly
 		stepErr = x.recordSuccess(n, out, res.Duration, false, reason)
 	}
 	// The step took until its outcome was durable; the journal holds how
 	// long it took until then.
 	res.Duration = time.Since(began)
 	if stepErr != nil {
-		res.Outcome, res.Err = Failed, stepErr
+		res.Outcome, res.Err, res.Changed = Failed, stepErr, false
 		if ctx.Err() != nil {
 			res.Outcome = Interrupted
 		}

@@ -220,7 +220,7 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		if errors.As(err, &input) {
 			// A CA or a certificate the check cannot read fails every
 			// attempt alike: waiting for the timeout would only hide it.
-			return cty.NilVal, fmt.Errorf("%s check of %s cannot pass: %w (not retried: it would fail the same way on every attempt)",
+			return cty.NilVal, attrErr(v.argPath(cfg, input.arg), "%s check of %s cannot pass: %v (not retried: it would fail the same way on every attempt)",
 				v.check, v.target(), err)
 		}
 		env.Log.Debug("check not passing yet", "check", v.check, "target", v.target(), "attempt", attempts, "error", err)

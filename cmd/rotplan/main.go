@@ -327,10 +327,14 @@ type session struct {
 
 // asksDryRun reports whether run's arguments ask for -dry-run, for when they
 // could not be parsed.
-func asksDryRun(args []string) bool {
+func asksDryRun(args []string) bool { return asksFlag(args, "dry-run") }
+
+// asksFlag reports whether args set the boolean option name, for when they
+// could not be parsed.
+func asksFlag(args []string, name string) bool {
 	for _, a := range args {
 		switch strings.TrimLeft(a, "-") {
-		case "dry-run", "dry-run=true", "dry-run=1":
+		case name, name + "=true", name + "=1":
 			return strings.HasPrefix(a, "-")
 		}
 	}
@@ -437,10 +441,12 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c := newCommand("run", runUsage, "rotplan run -var-file prod.vars.hcl -var server_name=vault.prod.privsec.ch examples/prod.hcl", stdout, stderr).runFlags()
 	fresh := c.fs.Bool("fresh", false, "start a new run even though the last one did not finish")
 	dryRun := c.fs.Bool("dry-run", false, "only preview the run, as 'rotplan plan' does (with its -json and -detailed-exitcode)")
+	// -detailed-exitcode (planFlags) also applies to a run: see
+	// detailedRunExit.
 	var pf planFlags
 	pf.register(c)
 	if code, ok := c.parse(args); !ok {
-		if code == exitInvalid && asksDryRun(args) {
+		if code == exitInvalid && (asksDryRun(args) || asksFlag(args, "detailed-exitcode")) {
 			code = exitPlanError // as plan: 2 would read as "changes pending"
 		}
 		return code
@@ -448,37 +454,62 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if *dryRun {
 		return c.previewParsed(ctx, &pf)
 	}
-	if pf.json || pf.detailed {
-		fmt.Fprintf(stderr, "rotplan run: -json and -detailed-exitcode go with -dry-run\n")
+	if pf.json {
+		fmt.Fprintf(stderr, "rotplan run: -json goes with -dry-run\n")
 		return exitInvalid
 	}
+	code, changed := c.run(ctx, *fresh)
+	if pf.detailed {
+		return detailedRunExit(code, changed)
+	}
+	return code
+}
+
+// detailedRunExit is run's exit code under -detailed-exitcode, for a timer
+// that must tell a run that rotated something from one that had nothing
+// due: 0 nothing changed, 2 something changed, 1 any error that changed
+// nothing (2 would read as "rotated"); 3 and 4 as without it.
+func detailedRunExit(code int, changed bool) int {
+	switch {
+	case code == exitOK && changed:
+		return exitPlanChanges
+	case code == exitInvalid:
+		return exitPlanError
+	}
+	return code
+}
+
+// run carries out the plan once the flags are parsed; changed says whether
+// a run that succeeded changed anything.
+func (c *command) run(ctx context.Context, fresh bool) (code int, changed bool) {
+	stderr := c.stderr
 	s, code, ok := c.startParsed()
 	if !ok {
-		return code
+		return code, false
 	}
 	defer s.lock.Release()
 	prog, out, last, err := s.prog, s.out, s.last, s.lastErr
 	switch {
-	case err != nil && !*fresh:
+	case err != nil && !fresh:
 		fmt.Fprintf(stderr, "rotplan run: %v\n", err)
-		return exitInvalid
-	case err == nil && last != nil && last.Unfinished() && !*fresh && !prog.IsPlanOf(last):
+		return exitInvalid, false
+	case err == nil && last != nil && last.Unfinished() && !fresh && !prog.IsPlanOf(last):
 		fmt.Fprintf(stderr, "rotplan run: the last run in %s, of another plan (%s), did not finish (%s).\n"+
 			"A state directory holds one plan's runs: finish that one with %s,\n"+
 			"or give this plan its own -state-dir.\n",
 			c.stateDir, last.Info.Plan, describeRun(last), c.resumeCommandLine(last.Info.Plan, withheldOf(last)))
-		return exitInvalid
-	case err == nil && last != nil && last.Unfinished() && !*fresh:
+		return exitInvalid, false
+	case err == nil && last != nil && last.Unfinished() && !fresh:
 		fmt.Fprintf(stderr, "rotplan run: the last run of this plan did not finish (%s).\n"+
 			"Finish it with:       %s\n"+
 			"or start afresh: the same command with -fresh.\n",
 			describeRun(last), c.resumeCommandLine(c.plan, withheldOf(last)))
-		return exitInvalid
+		return exitInvalid, false
 	}
 	j, err := journal.Create(c.stateDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "rotplan run: cannot start the journal: %v\n", err)
-		return exitInvalid
+		return exitInvalid, false
 	}
 	// A run stopped before it began (no Vault address, say) leaves no
 	// journal behind.
@@ -487,7 +518,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	v.begin(runStart{plan: c.plan, steps: len(prog.Steps())})
 	report, err := prog.Apply(ctx, c.options(s, j, v))
 	c.logJournal(j, report)
-	return c.report(v, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
+	return c.report(v, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld)), report.Changed()
 }
 
 // withheldOf returns the sensitive variables a run was given on the

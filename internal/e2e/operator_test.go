@@ -598,3 +598,53 @@ func TestChdir(t *testing.T) {
 		t.Errorf("-chdir to a missing directory: exit %d\n%s", res.exit, res.stderr)
 	}
 }
+
+// TestRunDetailedExitcode: under -detailed-exitcode a run that changed
+// something exits 2, one that changed nothing 0, and an error that
+// changed nothing 1 (not 2, which would read as "rotated").
+func TestRunDetailedExitcode(t *testing.T) {
+	dir := planDir(t, `
+variable "content" {
+  type    = string
+  default = "v1\n"
+}
+
+write "f" {
+  path    = "f.txt"
+  content = var.content
+  mode    = "0644"
+}
+
+verify "pair" {
+  depends_on = [write.f]
+  key_pair {
+    cert_file = "missing.crt"
+    key_file  = "missing.key"
+  }
+}
+`, nil)
+	// The check fails: drop it for the runs that must succeed.
+	src := mustRead(t, filepath.Join(dir, "plan.hcl"))
+	ok := src[:strings.Index(src, "verify")]
+	if err := os.WriteFile(filepath.Join(dir, "ok.hcl"), []byte(ok), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		args []string
+		want int
+	}{
+		{[]string{"run", "-detailed-exitcode", "ok.hcl"}, 2},                       // created f.txt
+		{[]string{"run", "-detailed-exitcode", "ok.hcl"}, 0},                       // already in place
+		{[]string{"run", "-detailed-exitcode", "-var", "content=v2", "ok.hcl"}, 2}, // replaced it
+		{[]string{"run", "-detailed-exitcode", "-var", "nope=1", "ok.hcl"}, 1},     // invalid: not 2
+		{[]string{"run", "-detailed-exitcode", "-no-such-flag", "ok.hcl"}, 1},
+		{[]string{"run", "-detailed-exitcode", "-state-dir", "other", "plan.hcl"}, 3}, // the check fails: rolled back
+		{[]string{"run", "ok.hcl", "-var", "nope=1"}, 2},                              // without it, invalid is 2
+	}
+	for i, st := range steps {
+		res := runIn(t, dir, nil, st.args...)
+		if res.exit != st.want {
+			t.Errorf("step %d, rotplan %s: exit %d, want %d\n%s%s", i, strings.Join(st.args, " "), res.exit, st.want, res.stdout, res.stderr)
+		}
+	}
+}

@@ -58,6 +58,17 @@ func TestOperatorRotation(t *testing.T) {
 	if res := runIn(t, dir, nil, "status", "prod.hcl"); res.exit != 0 || !strings.Contains(res.stdout, "succeeded") {
 		t.Errorf("status: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
 	}
+	// From a daily timer: with the seed's renew_before (240h), the
+	// certificates just issued (720h) are not due; -detailed-exitcode says
+	// nothing was rotated, and nothing was.
+	rotated := servedSerial(t, v)
+	res = runIn(t, dir, v.Environ(), "run", "-detailed-exitcode", "-var-file", "prod.vars.hcl", "-var", "renew_before=240h", "prod.hcl")
+	if res.exit != 0 || !strings.Contains(res.stdout, "Nothing to do") {
+		t.Errorf("a run with nothing due: exit %d, want 0 and \"Nothing to do\"\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if now := servedSerial(t, v); now != rotated {
+		t.Errorf("a run with nothing due changed the served serial from %s to %s", rotated, now)
+	}
 }
 
 // TestMountTypo: a mistyped PKI mount reads as "permission denied" to the
