@@ -2,7 +2,9 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/rotplan/rotplan/engine/journal"
@@ -140,6 +142,58 @@ func LoadRun(dir string) (*Run, error) {
 		return nil, nil // a crash before the run's first record: nothing ran
 	}
 	return foldRun(c)
+}
+
+// PruneRuns removes all but the newest keep runs from the state directory
+// dir: their journals and the backups they left. A run that did not end
+// cleanly (its rollback incomplete, or never finished) and left backups
+// keeps them, and its journal, since they may be all that is left of the
+// files it replaced: the operator removes those. keep < 1 keeps every run. It returns the
+// journals it removed, and the runs it kept although old, with why.
+func PruneRuns(dir string, keep int) (removed, kept []string, err error) {
+	if keep < 1 {
+		return nil, nil, nil
+	}
+	paths, err := journal.Runs(dir)
+	if err != nil || len(paths) <= keep {
+		return nil, nil, err
+	}
+	var errs []error
+	for _, path := range paths[:len(paths)-keep] {
+		c, err := journal.Read(path)
+		var run *Run
+		if err == nil && len(c.Records) > 0 {
+			run, err = foldRun(c)
+		}
+		backups := backupDir(path)
+		_, statErr := os.Stat(backups)
+		switch {
+		case err != nil:
+			kept = append(kept, fmt.Sprintf("%s: unreadable (%v)", path, err))
+			continue
+		case run != nil && run.Status != journal.StatusSucceeded && run.Status != journal.StatusRolledBack && statErr == nil:
+			kept = append(kept, fmt.Sprintf("%s: %s, and its backups in %s may be all that is left of what it replaced", path, statusOf(run), backups))
+			continue
+		}
+		if err := os.RemoveAll(backups); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := os.Remove(path); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, path)
+	}
+	return removed, kept, errors.Join(errs...)
+}
+
+// statusOf names how a run ended, "unfinished" when it did not.
+func statusOf(r *Run) string {
+	if r.Status == "" {
+		return "unfinished"
+	}
+	return r.Status
 }
 
 func foldRun(c *journal.Contents) (*Run, error) {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -214,6 +213,7 @@ type command struct {
 	parallelism   int
 	rollback      bool
 	keepBackups   bool
+	keepRuns      int
 	log           hclog.Logger
 	plan          string
 }
@@ -234,11 +234,32 @@ func newCommand(name, help, example string, stdout, stderr io.Writer) *command {
 
 // runFlags adds the options of the commands that carry a plan out.
 func (c *command) runFlags() *command {
-	c.fs.StringVar(&c.stateDir, "state-dir", "", "keep the journal and the lock in `DIR` (default: .rotplan beside the plan file)")
+	c.fs.StringVar(&c.stateDir, "state-dir", "", "keep the journal, the lock and the backups in `DIR` (default: .rotplan beside the plan file; see the README for plans in /etc)")
 	c.fs.IntVar(&c.parallelism, "parallelism", engine.DefaultParallelism, "run at most `N` independent steps at once")
 	c.fs.BoolVar(&c.rollback, "rollback", true, "when a step fails, undo every completed step (-rollback=false leaves them, for debugging)")
 	c.fs.BoolVar(&c.keepBackups, "keep-backups", false, "keep the copies of replaced files in the state directory after the run")
+	c.fs.IntVar(&c.keepRuns, "keep-runs", defaultKeepRuns, "keep the journals of the last `N` runs in the state directory (0: every run)")
 	return c
+}
+
+// defaultKeepRuns is how many runs' journals a state directory keeps: a
+// month of a daily timer.
+const defaultKeepRuns = 30
+
+// prune removes the journals (and backups) of runs older than the last
+// -keep-runs, once a run or a resume is over, with the state directory
+// still locked.
+func (c *command) prune() {
+	removed, kept, err := engine.PruneRuns(c.stateDir, c.keepRuns)
+	if len(removed) > 0 {
+		c.log.Debug("removed the journals of old runs", "count", len(removed), "keep_runs", c.keepRuns)
+	}
+	for _, k := range kept {
+		c.log.Info("kept an old run past -keep-runs", "run", k)
+	}
+	if err != nil {
+		c.log.Warn("could not remove the journals of old runs", "error", err)
+	}
 }
 
 // parse parses the flags; ok false means return code.
@@ -256,6 +277,10 @@ func (c *command) parse(args []string) (code int, ok bool) {
 	}
 	if c.parallelism < 1 {
 		fmt.Fprintf(c.stderr, "rotplan %s: -parallelism must be at least 1\n", c.name)
+		return exitInvalid, false
+	}
+	if c.keepRuns < 0 {
+		fmt.Fprintf(c.stderr, "rotplan %s: -keep-runs must be 0 (keep every run) or more\n", c.name)
 		return exitInvalid, false
 	}
 	level := hclog.LevelFromString(c.logLevel)
@@ -309,8 +334,6 @@ func resumeHint(plan, stateDir string, withheld []string) string {
 	return strings.Join(append(parts, shellQuote(plan)), " ")
 }
 
-// defaultStateDir is .rotplan beside the plan file.
-func defaultStateDir(plan string) string { return filepath.Join(filepath.Dir(plan), ".rotplan") }
 
 // session is a plan compiled and its state directory locked.
 type session struct {
@@ -518,7 +541,9 @@ func (c *command) run(ctx context.Context, fresh bool) (code int, changed bool) 
 	v.begin(runStart{plan: c.plan, steps: len(prog.Steps())})
 	report, err := prog.Apply(ctx, c.options(s, j, v))
 	c.logJournal(j, report)
-	return c.report(v, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld)), report.Changed()
+	code = c.report(v, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
+	c.prune()
+	return code, report.Changed()
 }
 
 // withheldOf returns the sensitive variables a run was given on the
@@ -603,7 +628,9 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)
 		return exitInvalid
 	}
-	return c.report(v, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
+	code = c.report(v, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
+	c.prune()
+	return code
 }
 
 // view returns how run and resume show the run.

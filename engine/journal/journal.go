@@ -453,12 +453,21 @@ func Last(dir string) (string, error) {
 }
 
 func lastSeq(runs string) (int, error) {
+	seqs, err := runSeqs(runs)
+	if err != nil || len(seqs) == 0 {
+		return 0, err
+	}
+	return seqs[len(seqs)-1], nil
+}
+
+// runSeqs returns the numbers of the journals in runs, in increasing order.
+func runSeqs(runs string) ([]int, error) {
 	entries, err := os.ReadDir(runs)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var seqs []int
 	for _, e := range entries {
@@ -470,11 +479,23 @@ func lastSeq(runs string) (int, error) {
 			seqs = append(seqs, n)
 		}
 	}
-	if len(seqs) == 0 {
-		return 0, nil
-	}
 	sort.Ints(seqs)
-	return seqs[len(seqs)-1], nil
+	return seqs, nil
+}
+
+// Runs returns the paths of the state directory's journals, oldest first.
+func Runs(dir string) ([]string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	runs := filepath.Join(dir, runsDir)
+	seqs, err := runSeqs(runs)
+	paths := make([]string, len(seqs))
+	for i, seq := range seqs {
+		paths[i] = filepath.Join(runs, fmt.Sprintf("%06d.journal", seq))
+	}
+	return paths, err
 }
 
 func syncDir(dir string) error {

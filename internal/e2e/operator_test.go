@@ -648,3 +648,73 @@ verify "pair" {
 		}
 	}
 }
+
+// TestStateOutsideEtc: a plan in /etc keeps its journal and backups out of
+// /etc, in a directory of its own under the state home (ROTPLAN_STATE_HOME
+// here, /var/lib/rotplan by default for root), and status and resume find
+// it there without being told.
+func TestStateOutsideEtc(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the plan must live in /etc")
+	}
+	etc, err := os.MkdirTemp("/etc", "rotplan-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	if err := os.WriteFile(filepath.Join(etc, "plan.hcl"), []byte(failingReloadPlan), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(etc, "target.txt"), []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	home := t.TempDir()
+	env := []string{"ROTPLAN_STATE_HOME=" + home}
+	res := runIn(t, etc, env, "run", "-rollback=false", "plan.hcl")
+	if res.exit != 1 {
+		t.Fatalf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if _, err := os.Lstat(filepath.Join(etc, ".rotplan")); err == nil {
+		t.Error("the state directory was made in /etc")
+	}
+	journals, _ := filepath.Glob(filepath.Join(home, "etc-rotplan-e2e-*", "runs", "*.journal"))
+	if len(journals) != 1 {
+		t.Errorf("journals under the state home: %v, want one", journals)
+	}
+	if res := runIn(t, etc, env, "status", "plan.hcl"); res.exit != 1 || !strings.Contains(res.stdout, "rotplan resume plan.hcl") {
+		t.Errorf("status: exit %d, want 1 and the plain resume command\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+}
+
+// TestKeepRuns: the state directory keeps the journals of the last
+// -keep-runs runs; an old run that did not finish and left backups is
+// kept, since they may be all that is left of what it replaced.
+func TestKeepRuns(t *testing.T) {
+	dir := planDir(t, `
+write "f" {
+  path    = "target.txt"
+  content = "new\n"
+}
+`, map[string]string{"target.txt": "old\n"})
+	// Run 1 is killed once its write's start (with the backup) is durable.
+	if res := runInWith(t, dir, crashBin, []string{"ROTPLAN_FAILPOINT=after:2"}, "run", "plan.hcl"); res.exit != -1 {
+		t.Fatalf("run 1: not killed: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	for i := 2; i <= 6; i++ {
+		if res := runIn(t, dir, nil, "run", "-fresh", "-keep-runs", "2", "plan.hcl"); res.exit != 0 {
+			t.Fatalf("run %d: exit %d\n%s%s", i, res.exit, res.stdout, res.stderr)
+		}
+	}
+	var names []string
+	journals, _ := filepath.Glob(filepath.Join(dir, ".rotplan", "runs", "*.journal"))
+	for _, j := range journals {
+		names = append(names, filepath.Base(j))
+	}
+	want := []string{"000001.journal", "000005.journal", "000006.journal"}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Errorf("journals %v, want %v: the last 2, and run 1 with its backups", names, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".rotplan", "backups", "000001")); err != nil {
+		t.Errorf("run 1's backups are gone: %v", err)
+	}
+}
