@@ -282,7 +282,7 @@ func (x *execution) recordLazily(r journal.Record) error {
 
 func (p *Program) runInfo(opts Options) *journal.RunInfo {
 	info := &journal.RunInfo{
-		Plan: p.planPath(), PlanHash: p.planHash, VarsHash: p.varsHash,
+		Plan: p.planPath(), PlanHash: p.planHash, VarsHash: p.varsHash, VarHashes: p.varHashes,
 		Version: opts.Version, PID: os.Getpid(), Forced: opts.Force,
 		Rollback: opts.Rollback, Inputs: opts.Inputs,
 	}

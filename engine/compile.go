@@ -35,8 +35,10 @@ type Program struct {
 	nodes     map[string]*node
 	order     []*node
 	vault     steps.Config
-	// planHash and varsHash identify what runs, for the journal.
+	// planHash and varsHash identify what runs, for the journal;
+	// varHashes each variable's value.
 	planHash, varsHash string
+	varHashes          map[string]string
 	// invalid: Compile found errors; see Valid.
 	invalid bool
 	// metaKeys are the instances of for_each and count values that are
@@ -101,6 +103,10 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 	}
 	p.planHash = plan.Hash
 	p.varsHash = hashValue(p.vars)
+	p.varHashes = make(map[string]string, len(vars))
+	for name, v := range vars {
+		p.varHashes[name] = hashValue(v)
+	}
 	var diags hcl.Diagnostics
 	for _, s := range plan.Steps {
 		kind, ok := kinds[s.Kind]

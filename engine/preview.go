@@ -37,6 +37,9 @@ type StepPreview struct {
 	// the run; Now what it acts on looks like now.
 	Arguments []Argument
 	Now       []steps.Fact
+	// Observed is what the step acts on as it is now, for a saved plan to
+	// compare (steps.Preview.Observed).
+	Observed string
 	// Diagnostics are the step's problems.
 	Diagnostics hcl.Diagnostics
 }
@@ -170,7 +173,7 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 	if plan.Action != "" {
 		sp.Action = plan.Action
 	}
-	sp.Reason, sp.Now = plan.Reason, plan.Now
+	sp.Reason, sp.Now, sp.Observed = plan.Reason, plan.Now, plan.Observed
 	env.PlanFiles(plan.Files)
 	if sp.Action == steps.NoChange {
 		// What the kind found in place is what the steps before it will

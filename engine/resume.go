@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -46,9 +47,14 @@ type Change struct {
 }
 
 // ChangedError is a resume refused because the plan or the variables changed
-// since the run started.
+// since the run started (or a saved plan refused because they changed since
+// it was saved).
 type ChangedError struct {
+	// Since says since when: "the run started" when empty.
+	Since                    string
 	PlanChanged, VarsChanged bool
+	// Vars are the variables whose values changed, when the journal says.
+	Vars []string
 	// DirChanged is set when the working directory differs from the run's
 	// (OldDir): relative paths in the plan would name other files.
 	DirChanged bool
@@ -61,13 +67,20 @@ func (e *ChangedError) Error() string {
 	if e.PlanChanged {
 		what = append(what, "the plan")
 	}
-	if e.VarsChanged {
+	switch {
+	case e.VarsChanged && len(e.Vars) > 0:
+		what = append(what, "the variables ("+strings.Join(e.Vars, ", ")+")")
+	case e.VarsChanged:
 		what = append(what, "the variables")
 	}
 	if e.DirChanged {
 		what = append(what, "the working directory (it was "+e.OldDir+", so relative paths would name other files)")
 	}
-	msg := strings.Join(what, " and ") + " changed since the run started"
+	since := e.Since
+	if since == "" {
+		since = "the run started"
+	}
+	msg := strings.Join(what, " and ") + " changed since " + since
 	if len(e.Changes) == 0 && e.DirChanged {
 		return msg
 	}
@@ -98,6 +111,17 @@ func (p *Program) Changes(run *Run) *ChangedError {
 	if !e.PlanChanged && !e.VarsChanged && !e.DirChanged {
 		return nil
 	}
+	for name, h := range run.Info.VarHashes {
+		if p.varHashes[name] != h {
+			e.Vars = append(e.Vars, name)
+		}
+	}
+	for name := range p.varHashes {
+		if _, ok := run.Info.VarHashes[name]; !ok && run.Info.VarHashes != nil {
+			e.Vars = append(e.Vars, name)
+		}
+	}
+	sort.Strings(e.Vars)
 	journaled := map[string]string{}
 	for _, d := range run.Info.Steps {
 		journaled[d.Step] = d.Definition

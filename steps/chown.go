@@ -139,7 +139,26 @@ func (*Chown) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
 		}
 	}
 	pv.Outputs = chownOutputs(paths, uid, gid)
+	var observed []string
+	for _, p := range paths {
+		observed = append(observed, p+": "+observeOwner(p))
+	}
+	pv.Observed = strings.Join(observed, "; ")
 	return pv, ctx.Err()
+}
+
+// observeOwner is a path's owner for Preview.Observed, "absent" when the
+// path is not there.
+func observeOwner(p string) string {
+	fi, err := os.Lstat(p)
+	switch {
+	case isMissing(err):
+		return "absent"
+	case err != nil:
+		return "unreadable"
+	}
+	uid, gid, _ := fileOwner(fi)
+	return fmt.Sprintf("%d:%d", uid, gid)
 }
 
 // chownSymlinkError is Apply's refusal of a symbolic link, which Snapshot

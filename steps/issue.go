@@ -282,9 +282,11 @@ func (*Issue) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			pv.Now = append(pv.Now, Fact{Name: "current", Value: "no certificate at " + req.current})
+			pv.Observed = "current: absent"
 		case err != nil:
 			pv.Problems = append(pv.Problems, attrErr(cfg.Path("current"), "%v", err))
 		default:
+			pv.Observed = "current: serial " + SerialHex(c)
 			pv.Action = Replace
 			pv.Now = append(pv.Now, Fact{Name: "current", Value: req.current})
 			pv.Now = append(pv.Now, certificateFacts("current_", c, time.Now())...)

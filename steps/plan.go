@@ -61,6 +61,13 @@ type Preview struct {
 	// Problems are what would make the run fail. Each is reported with the
 	// step's location (an *AttrError: the argument's).
 	Problems []error
+	// Observed is what the step acts on, as it is now, in a form that
+	// changes when it does and only then: a file's digest, mode and owner,
+	// the serial of the certificate in use ("" when there is nothing to
+	// compare). A saved plan keeps it, and `rotplan run` of that plan
+	// refuses when it differs: the run would no longer do what was
+	// reviewed. Like every Fact, never a secret (digests, not content).
+	Observed string
 	// Files are the files the step would create or replace. The engine
 	// tells the steps previewed after it (Env.Planned), so that they can
 	// tell a file the run will put in place from one that is missing.
@@ -212,6 +219,26 @@ func describeFile(path string, fi fs.FileInfo, now time.Time) []Fact {
 		return append(facts, Fact{Name: "key", Value: describeKey(path, key)})
 	}
 	return facts
+}
+
+// observeFile describes a file for Preview.Observed: its type, digest,
+// mode and owner, "absent" when there is none.
+func observeFile(path string) string {
+	fi, err := os.Lstat(path)
+	switch {
+	case isMissing(err):
+		return "absent"
+	case err != nil:
+		return "unreadable: " + err.Error()
+	case !fi.Mode().IsRegular():
+		return fileType(fi.Mode())
+	}
+	digest, _, ok, err := fileDigest(path, fi, maxPEMRead)
+	if err != nil || !ok {
+		digest = "unread"
+	}
+	uid, gid, _ := fileOwner(fi)
+	return fmt.Sprintf("sha256=%s mode=%s owner=%d:%d", digest, formatMode(fi.Mode()), uid, gid)
 }
 
 // describeExisting says what is at a path: "0600 root:root, 227 bytes".

@@ -160,6 +160,7 @@ func (*Write) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
 	}
 	pv.Outputs = cty.ObjectVal(outputs)
 	pv.Files = []string{p}
+	pv.Observed = observeFile(p)
 	return pv, ctx.Err()
 }
 

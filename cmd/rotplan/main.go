@@ -214,8 +214,11 @@ type command struct {
 	rollback      bool
 	keepBackups   bool
 	keepRuns      int
-	log           hclog.Logger
-	plan          string
+	// saved is the saved plan run was given (savedPath), nil for a plan.
+	saved     *engine.SavedPlan
+	savedPath string
+	log       hclog.Logger
+	plan      string
 }
 
 func newCommand(name, help, example string, stdout, stderr io.Writer) *command {
@@ -334,7 +337,6 @@ func resumeHint(plan, stateDir string, withheld []string) string {
 	return strings.Join(append(parts, shellQuote(plan)), " ")
 }
 
-
 // session is a plan compiled and its state directory locked.
 type session struct {
 	prog *engine.Program
@@ -451,11 +453,19 @@ func (c *command) report(v runView, report *engine.Report, err error, resume str
 }
 
 const runUsage = `Usage: rotplan run [options] PLAN.hcl
+       rotplan run [options] SAVED-PLAN
 
 Carries out the plan: every step in dependency order, independent steps at
 the same time, one progress line as each starts and ends, and a summary.
 After a failure no new step starts. Every step is journaled in the state
 directory, so that 'rotplan resume' can finish a run that was interrupted.
+
+Given a plan saved by 'rotplan plan -out FILE', it runs exactly what was
+reviewed: the same plan, variables and steps, on the system as the preview
+found it. It previews again first, changing nothing, and refuses, naming
+each difference, when anything changed (a certificate renewed since, a file
+replaced, the plan edited). A saved plan carries its variables; only the
+sensitive ones, never saved, are given again (-var or ROTPLAN_VAR_).
 
 Options:
 `
@@ -480,6 +490,12 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if pf.json {
 		fmt.Fprintf(stderr, "rotplan run: -json goes with -dry-run\n")
 		return exitInvalid
+	}
+	if code, ok := c.loadSaved(); !ok {
+		if pf.detailed {
+			return detailedRunExit(code, false)
+		}
+		return code
 	}
 	code, changed := c.run(ctx, *fresh)
 	if pf.detailed {
@@ -527,6 +543,9 @@ func (c *command) run(ctx context.Context, fresh bool) (code int, changed bool) 
 			"Finish it with:       %s\n"+
 			"or start afresh: the same command with -fresh.\n",
 			describeRun(last), c.resumeCommandLine(c.plan, withheldOf(last)))
+		return exitInvalid, false
+	}
+	if c.saved != nil && !c.checkSaved(ctx, s) {
 		return exitInvalid, false
 	}
 	j, err := journal.Create(c.stateDir)

@@ -50,6 +50,8 @@ Options:
 // planFlags are the options of plan that run -dry-run shares.
 type planFlags struct {
 	json, detailed bool
+	// out is where plan -out keeps the preview for 'rotplan run FILE'.
+	out string
 }
 
 func (f *planFlags) register(c *command) {
@@ -58,9 +60,10 @@ func (f *planFlags) register(c *command) {
 }
 
 func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := newCommand("plan", planUsage, "rotplan plan -var-file prod.vars.hcl examples/prod.hcl", stdout, stderr)
+	c := newCommand("plan", planUsage, "rotplan plan -var-file prod.vars.hcl -out prod.plan examples/prod.hcl", stdout, stderr)
 	var f planFlags
 	f.register(c)
+	c.fs.StringVar(&f.out, "out", "", "keep the preview in `FILE` (no secrets, mode 0600) for 'rotplan run FILE', which runs exactly it or refuses")
 	return c.preview(ctx, args, &f)
 }
 
@@ -104,7 +107,14 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	case all.HasErrors():
 		fmt.Fprintf(c.stderr, "rotplan %s: the run would fail: %s (above). Nothing was changed.\n", c.name, countErrors(all))
 		return exitPlanError
-	case f.detailed && pv.Changes():
+	}
+	if f.out != "" {
+		if err := c.savePlan(f.out, l, pv); err != nil {
+			fmt.Fprintf(c.stderr, "rotplan %s: %v\n", c.name, err)
+			return exitPlanError
+		}
+	}
+	if f.detailed && pv.Changes() {
 		return exitPlanChanges
 	}
 	return exitOK

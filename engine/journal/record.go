@@ -89,8 +89,11 @@ type RunInfo struct {
 	Plan     string `json:"plan"`
 	PlanHash string `json:"plan_hash"`
 	VarsHash string `json:"vars_hash"`
-	Version  string `json:"version"`
-	PID      int    `json:"pid"`
+	// VarHashes hash each variable's value by name, so that a refusal can
+	// say which changed (absent in journals older than it).
+	VarHashes map[string]string `json:"var_hashes,omitempty"`
+	Version   string            `json:"version"`
+	PID       int               `json:"pid"`
 	// Dir is the working directory, against which relative paths in the
 	// plan's steps are resolved.
 	Dir string `json:"dir"`

@@ -718,3 +718,110 @@ write "f" {
 		t.Errorf("run 1's backups are gone: %v", err)
 	}
 }
+
+// savedPlanSrc writes a file from a variable and a sensitive one.
+const savedPlanSrc = `
+variable "content" {
+  type    = string
+  default = "new\n"
+}
+
+variable "token" {
+  type      = string
+  sensitive = true
+}
+
+write "f" {
+  path    = "t.txt"
+  content = var.content
+  mode    = "0644"
+}
+
+write "secret" {
+  path    = "token.txt"
+  content = var.token
+}
+`
+
+// TestSavedPlan: plan -out keeps what was reviewed, without the secret;
+// run FILE runs exactly that, and refuses, naming the difference and
+// changing nothing, when the system, the plan or the variables moved.
+func TestSavedPlan(t *testing.T) {
+	const secret = "saved-plan-secret-token"
+	newDir := func(t *testing.T) string {
+		t.Helper()
+		dir := planDir(t, savedPlanSrc, map[string]string{"t.txt": "old\n"})
+		res := runIn(t, dir, nil, "plan", "-out", "p.plan", "-var", "content=reviewed\n", "-var", "token="+secret, "plan.hcl")
+		if res.exit != 0 || !strings.Contains(res.stdout, "rotplan run p.plan") {
+			t.Fatalf("plan -out: exit %d, want 0 and the run command\n%s%s", res.exit, res.stdout, res.stderr)
+		}
+		fi, err := os.Stat(filepath.Join(dir, "p.plan"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("the saved plan: %v, mode %v; want 0600", err, fi.Mode())
+		}
+		if strings.Contains(mustRead(t, filepath.Join(dir, "p.plan")), secret) {
+			t.Fatal("the saved plan holds the sensitive value")
+		}
+		return dir
+	}
+	refused := func(t *testing.T, dir string, env []string, want ...string) {
+		t.Helper()
+		res := runIn(t, dir, env, "run", "p.plan")
+		if res.exit != 2 {
+			t.Errorf("run p.plan: exit %d, want 2 (refused)\n%s%s", res.exit, res.stdout, res.stderr)
+		}
+		for _, w := range want {
+			if !strings.Contains(res.stderr, w) {
+				t.Errorf("the refusal should say %q:\n%s", w, res.stderr)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "token.txt")); err == nil {
+			t.Error("a refused run wrote token.txt")
+		}
+	}
+	withToken := []string{"ROTPLAN_VAR_token=" + secret}
+
+	t.Run("runs what was reviewed", func(t *testing.T) {
+		dir := newDir(t)
+		refused(t, dir, nil, "token", "ROTPLAN_VAR_") // the secret was not saved
+		res := runIn(t, dir, withToken, "run", "p.plan")
+		if res.exit != 0 {
+			t.Fatalf("run p.plan: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+		}
+		if got := mustRead(t, filepath.Join(dir, "t.txt")); got != "reviewed\n" {
+			t.Errorf("t.txt = %q, want the reviewed variable's value", got)
+		}
+		if got := mustRead(t, filepath.Join(dir, "token.txt")); got != secret {
+			t.Error("token.txt does not hold the sensitive value given to run")
+		}
+	})
+	t.Run("the file moved", func(t *testing.T) {
+		dir := newDir(t)
+		if err := os.WriteFile(filepath.Join(dir, "t.txt"), []byte("someone else's\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, dir, withToken, "write.f: what it acts on changed")
+		if got := mustRead(t, filepath.Join(dir, "t.txt")); got != "someone else's\n" {
+			t.Errorf("t.txt = %q: a refused run changed it", got)
+		}
+	})
+	t.Run("the plan was edited", func(t *testing.T) {
+		dir := newDir(t)
+		src := strings.Replace(savedPlanSrc, `mode    = "0644"`, `mode    = "0640"`, 1)
+		if err := os.WriteFile(filepath.Join(dir, "plan.hcl"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, dir, withToken, "the plan changed since the plan was saved", "write.f (changed)")
+	})
+	t.Run("another secret", func(t *testing.T) {
+		dir := newDir(t)
+		refused(t, dir, []string{"ROTPLAN_VAR_token=another"}, "the variables (token)")
+	})
+	t.Run("variables are the plan's", func(t *testing.T) {
+		dir := newDir(t)
+		res := runIn(t, dir, withToken, "run", "-var", "content=other", "p.plan")
+		if res.exit != 2 || !strings.Contains(res.stderr, "-var content is refused") {
+			t.Errorf("run -var content=other p.plan: exit %d, want 2 and a refusal\n%s", res.exit, res.stderr)
+		}
+	})
+}

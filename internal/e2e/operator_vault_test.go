@@ -106,3 +106,42 @@ func TestMountTypo(t *testing.T) {
 		}
 	}
 }
+
+// TestSavedPlanRotation: a saved plan of the reference rotation runs as
+// reviewed; one made before the certificates changed under it is refused,
+// naming the certificate in use that moved, and changes nothing.
+func TestSavedPlanRotation(t *testing.T) {
+	v := testvault.StartT(t)
+	dir := operatorDir(t, v)
+	plan := func() {
+		t.Helper()
+		if res := runIn(t, dir, v.Environ(), "plan", "-out", "prod.plan", "-var-file", "prod.vars.hcl", "prod.hcl"); res.exit != 0 {
+			t.Fatalf("plan -out: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+		}
+	}
+	plan()
+	// Reality moves: the certificates are rotated by another run.
+	if res := runIn(t, dir, v.Environ(), "run", "-state-dir", t.TempDir(), "-var-file", "prod.vars.hcl", "prod.hcl"); res.exit != 0 {
+		t.Fatalf("the other run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	served := servedSerial(t, v)
+	res := runIn(t, dir, v.Environ(), "run", "prod.plan")
+	if res.exit != 2 || !strings.Contains(res.stderr, "issue.server: what it acts on changed (was current: serial ") {
+		t.Errorf("run of a stale saved plan: exit %d, want 2 naming issue.server's current certificate\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if now := servedSerial(t, v); now != served {
+		t.Errorf("a refused run changed the served serial from %s to %s", served, now)
+	}
+	plan()
+	res = runIn(t, dir, v.Environ(), "run", "prod.plan")
+	if res.exit != 0 {
+		t.Fatalf("run of a fresh saved plan: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	checkRotated(t, v)
+	if now := servedSerial(t, v); now == served {
+		t.Error("the saved plan's run did not rotate the served certificate")
+	}
+	if strings.Contains(mustRead(t, filepath.Join(dir, "prod.plan")), "PRIVATE KEY") {
+		t.Error("the saved plan holds a private key")
+	}
+}
