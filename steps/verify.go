@@ -209,12 +209,16 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	defer cancel()
 
 	var result checkResult
+	var last error // the last failure that says something: not the deadline
 	attempts := 0
 	for {
 		attempts++
 		result, err = v.attempt(ctx)
 		if err == nil {
 			break
+		}
+		if last == nil || ctx.Err() == nil {
+			last = err
 		}
 		var input *inputError
 		if errors.As(err, &input) {
@@ -226,12 +230,14 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		env.Log.Debug("check not passing yet", "check", v.check, "target", v.target(), "attempt", attempts, "error", err)
 		select {
 		case <-ctx.Done():
+			// An attempt the deadline cut short says only that; the one
+			// before it says why the check was failing.
 			if parent.Err() != nil {
 				return cty.NilVal, fmt.Errorf("%s check of %s interrupted after %d attempts (%v); last failure: %w",
-					v.check, v.target(), attempts, parent.Err(), err)
+					v.check, v.target(), attempts, parent.Err(), last)
 			}
 			return cty.NilVal, fmt.Errorf("%s check of %s still failing after %d attempts in %s: %w",
-				v.check, v.target(), attempts, v.timeout, err)
+				v.check, v.target(), attempts, v.timeout, last)
 		case <-time.After(v.interval):
 		}
 	}

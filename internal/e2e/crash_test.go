@@ -241,7 +241,7 @@ func TestRunRefusesAnUnfinishedJournal(t *testing.T) {
 	}
 
 	res = runRotplan(t, r.v.Environ(), r.args("resume", state, "-var", "owner=root")...)
-	if res.exit != 2 || !strings.Contains(res.stderr, "the variables changed") || !strings.Contains(res.stderr, "chown.server_tls (changed)") {
+	if res.exit != 2 || !strings.Contains(res.stderr, "the variables (owner) changed") || !strings.Contains(res.stderr, "chown.server_tls (changed)") {
 		t.Errorf("resume with a changed variable: exit %d\n%s", res.exit, res.stderr)
 	}
 	if strings.Contains(res.stderr, "issue.admin (changed)") {
