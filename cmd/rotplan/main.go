@@ -214,6 +214,8 @@ type command struct {
 	rollback      bool
 	keepBackups   bool
 	keepRuns      int
+	json          bool // show the run as JSON events (jsonview.go)
+	detailed      bool // run -detailed-exitcode: see detailedRunExit
 	// saved is the saved plan run was given (savedPath), nil for a plan.
 	saved     *engine.SavedPlan
 	savedPath string
@@ -242,6 +244,7 @@ func (c *command) runFlags() *command {
 	c.fs.BoolVar(&c.rollback, "rollback", true, "when a step fails, undo every completed step (-rollback=false leaves them, for debugging)")
 	c.fs.BoolVar(&c.keepBackups, "keep-backups", false, "keep the copies of replaced files in the state directory after the run")
 	c.fs.IntVar(&c.keepRuns, "keep-runs", defaultKeepRuns, "keep the journals of the last `N` runs in the state directory (0: every run)")
+	c.fs.BoolVar(&c.json, "json", false, "print the run's events on stdout as JSON, one object per line (see docs/cli.md)")
 	return c
 }
 
@@ -422,10 +425,15 @@ func (c *command) options(s *session, j *journal.Journal, observer engine.Observ
 		Rollback: c.rollback, KeepBackups: c.keepBackups, Inputs: s.inputs}
 }
 
-// report has the view show how the run ended and returns the exit code.
+// report has the view show how the run ended and returns the exit code
+// (before -detailed-exitcode, which runCommand applies).
 // resume is the command that finishes the run, for when it did not.
 func (c *command) report(v runView, report *engine.Report, err error, resume string) int {
-	end := runEnd{report: report, err: err, resume: resume}
+	exit := exitCode(report, err)
+	end := runEnd{report: report, err: err, resume: resume, exit: exit}
+	if c.detailed { // what the view says is what rotplan will exit with
+		end.exit = detailedRunExit(exit, report.Changed())
+	}
 	if err != nil {
 		stepErrs := engine.StepErrors(err)
 		interrupted := map[string]bool{}
@@ -440,13 +448,17 @@ func (c *command) report(v runView, report *engine.Report, err error, resume str
 		end.other = len(stepErrs) == 0 && report.Rollback == engine.RollbackNone
 	}
 	v.end(end)
-	if err == nil {
+	return exit
+}
+
+// exitCode is the exit code of a run that ended with report and err.
+func exitCode(report *engine.Report, err error) int {
+	switch {
+	case err == nil:
 		return exitOK
-	}
-	switch report.Rollback {
-	case engine.RollbackComplete:
+	case report.Rollback == engine.RollbackComplete:
 		return exitRolledBack
-	case engine.RollbackIncomplete:
+	case report.Rollback == engine.RollbackIncomplete:
 		return exitRollbackIncomplete
 	}
 	return exitFailed
@@ -474,6 +486,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c := newCommand("run", runUsage, "rotplan run -var-file prod.vars.hcl -var server_name=vault.prod.privsec.ch examples/prod.hcl", stdout, stderr).runFlags()
 	fresh := c.fs.Bool("fresh", false, "start a new run even though the last one did not finish")
 	dryRun := c.fs.Bool("dry-run", false, "only preview the run, as 'rotplan plan' does (with its -json and -detailed-exitcode)")
+	c.fs.Lookup("json").Usage = "print the run's events on stdout as JSON, one object per line (see docs/cli.md); with -dry-run, the preview as JSON"
 	// -detailed-exitcode (planFlags) also applies to a run: see
 	// detailedRunExit.
 	var pf planFlags
@@ -485,12 +498,10 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return code
 	}
 	if *dryRun {
+		pf.json = c.json
 		return c.previewParsed(ctx, &pf)
 	}
-	if pf.json {
-		fmt.Fprintf(stderr, "rotplan run: -json goes with -dry-run\n")
-		return exitInvalid
-	}
+	c.detailed = pf.detailed
 	if code, ok := c.loadSaved(); !ok {
 		if pf.detailed {
 			return detailedRunExit(code, false)
@@ -614,7 +625,11 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "rotplan resume: there is no run to resume in %s\n", c.stateDir)
 		return exitInvalid
 	case !last.Unfinished():
-		fmt.Fprintf(stdout, "rotplan: nothing to resume: the last run (%s) has nothing left to finish.\n", describeRun(last))
+		w := stdout
+		if c.json { // stdout holds events only, and there are none
+			w = stderr
+		}
+		fmt.Fprintf(w, "rotplan: nothing to resume: the last run (%s) has nothing left to finish.\n", describeRun(last))
 		return exitOK
 	}
 	if last.Torn != nil {
@@ -643,7 +658,7 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	report, err := prog.Resume(ctx, last, opts)
 	c.logJournal(j, report)
 	if report == nil {
-		v.end(runEnd{})
+		v.end(runEnd{err: err, exit: exitInvalid})
 		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)
 		return exitInvalid
 	}
@@ -654,6 +669,9 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // view returns how run and resume show the run.
 func (c *command) view(out *diagPrinter) runView {
+	if c.json {
+		return newJSONView(c.stdout)
+	}
 	return newLineView(c.stdout, c.stderr, out)
 }
 

@@ -55,7 +55,11 @@ type planFlags struct {
 }
 
 func (f *planFlags) register(c *command) {
-	c.fs.BoolVar(&f.json, "json", false, "print the preview as JSON (see the README for the format)")
+	// run has a -json of its own, for its events (runFlags); with -dry-run
+	// it asks for this one, and runCommand passes it on.
+	if c.fs.Lookup("json") == nil {
+		c.fs.BoolVar(&f.json, "json", false, "print the preview as JSON (see the README for the format)")
+	}
 	c.fs.BoolVar(&f.detailed, "detailed-exitcode", false, "exit 0 when nothing would change, 2 when something would, 1 on errors")
 }
 

@@ -33,7 +33,8 @@ type runStart struct {
 	resumed, vars string
 }
 
-// runEnd is how a run ended. report is nil when a resume could not begin.
+// runEnd is how a run ended. report is nil when a resume could not begin
+// (err says why).
 type runEnd struct {
 	report *engine.Report
 	err    error
@@ -43,6 +44,8 @@ type runEnd struct {
 	// other is set when err is not about a step.
 	diags hcl.Diagnostics
 	other bool
+	// exit is the exit code rotplan ends with.
+	exit int
 }
 
 // lineView prints one line per step event: what operators read in a
