@@ -17,14 +17,22 @@ import (
 type diagPrinter struct {
 	w     io.Writer
 	files func() map[string]*hcl.File
+	// pal paints the severity, when w is a terminal.
+	pal palette
+}
+
+// newDiagPrinter prints diagnostics on w, in colour when w is a terminal
+// and noColour is false (see colours).
+func newDiagPrinter(w io.Writer, files func() map[string]*hcl.File, noColour bool) *diagPrinter {
+	return &diagPrinter{w: w, files: files, pal: colours(w, noColour)}
 }
 
 func (p *diagPrinter) print(diags hcl.Diagnostics) {
 	for _, f := range foldDiagnostics(diags) {
 		d := f.diag
-		severity := "error"
+		severity := p.pal.bad("error")
 		if d.Severity == hcl.DiagWarning {
-			severity = "warning"
+			severity = p.pal.caution("warning")
 		}
 		switch {
 		case d.Subject == nil:

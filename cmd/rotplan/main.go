@@ -177,6 +177,7 @@ type command struct {
 	parallelism   int
 	rollback      bool
 	keepBackups   bool
+	noColour      bool
 	log           hclog.Logger
 	plan          string
 }
@@ -186,6 +187,7 @@ func newCommand(name, help, example string, stdout, stderr io.Writer) *command {
 	c.fs.SetOutput(stderr)
 	c.vars.register(c.fs)
 	c.fs.StringVar(&c.logLevel, "log-level", "info", "log `LEVEL` on stderr: trace, debug, info, warn, error or off")
+	colourFlag(c.fs, &c.noColour)
 	c.parallelism = engine.DefaultParallelism
 	c.fs.Usage = func() {
 		fmt.Fprint(stderr, help)
@@ -312,7 +314,7 @@ func (c *command) start(args []string) (s *session, code int, ok bool) {
 // startParsed is start once the flags are parsed.
 func (c *command) startParsed() (s *session, code int, ok bool) {
 	parser := plans.NewParser()
-	s = &session{out: &diagPrinter{w: c.stderr, files: parser.Files}}
+	s = &session{out: newDiagPrinter(c.stderr, parser.Files, c.noColour)}
 	l, diags := c.vars.load(parser, c.plan)
 	s.out.print(diags)
 	if diags.HasErrors() {
@@ -574,7 +576,7 @@ func validateCommand(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	parser := plans.NewParser()
-	out := &diagPrinter{w: stderr, files: parser.Files}
+	out := newDiagPrinter(stderr, parser.Files, c.noColour)
 	l, diags := c.vars.load(parser, c.plan)
 	out.print(diags)
 	if diags.HasErrors() {
