@@ -80,8 +80,9 @@ reload "r" {
 `
 
 // TestColourRules: colour on a terminal only, and not with NO_COLOR set
-// to anything or -no-color; on stdout (the preview's markers) and on
-// stderr (a diagnostic's severity) each by its own terminal.
+// to anything or -no-color; on stdout (the preview's markers, the run's
+// summary) and on stderr (a diagnostic's severity) each by its own
+// terminal.
 func TestColourRules(t *testing.T) {
 	invalid := filepath.Join(t.TempDir(), "invalid.hcl")
 	if err := os.WriteFile(invalid, []byte("write \"a\" {\n  path    = \"x\"\n  content = \"x\"\n  mode    = \"99\"\n}\n"), 0o600); err != nil {
@@ -95,6 +96,10 @@ func TestColourRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		return rotplan(context.Background(), append(append([]string{"plan", "-var", "dir=" + dir}, flags...), plan), stdout, stderr)
+	}
+	run := func(t *testing.T, stdout, stderr io.Writer, flags ...string) int {
+		t.Helper()
+		return runCountPlan(t, stdout, stderr, flags...)
 	}
 	validate := func(t *testing.T, stdout, stderr io.Writer, flags ...string) int {
 		t.Helper()
@@ -114,6 +119,10 @@ func TestColourRules(t *testing.T) {
 		{"plan with NO_COLOR", preview, true, "1", nil, false},
 		{"plan with -no-color", preview, true, "", []string{"-no-color"}, false},
 		{"plan -json on a terminal", preview, true, "", []string{"-json"}, false},
+		{"run on a terminal", run, true, "", nil, true},
+		{"run in a pipe", run, false, "", nil, false},
+		{"run with NO_COLOR", run, true, "yes", nil, false},
+		{"run with -no-color", run, true, "", []string{"-no-color"}, false},
 		{"diagnostics on a terminal", validate, true, "", nil, true},
 		{"diagnostics in a pipe", validate, false, "", nil, false},
 		{"diagnostics with NO_COLOR", validate, true, "1", nil, false},

@@ -86,7 +86,8 @@ func foldDiagnostics(diags hcl.Diagnostics) []*folded {
 	return out
 }
 
-// maxSameNamed is how many of the folded diagnostics' steps are named.
+// maxSameNamed is how many of the folded diagnostics' steps, or of the
+// steps that did not run, are named.
 const maxSameNamed = 3
 
 // describeSame names the steps a folded diagnostic stands for as well:
@@ -99,6 +100,12 @@ func (f *folded) describeSame() string {
 			names[i] = strings.TrimPrefix(s, p)
 		}
 	}
+	return nameSome(names)
+}
+
+// nameSome names the first few of names and counts the others: "a, b and
+// c", "a, b, c and 1,497 more".
+func nameSome(names []string) string {
 	if len(names) <= maxSameNamed {
 		if len(names) == 1 {
 			return names[0]

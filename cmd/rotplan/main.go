@@ -177,8 +177,10 @@ type command struct {
 	parallelism   int
 	rollback      bool
 	keepBackups   bool
+	quiet         bool // -quiet: see peopleView
 	noColour      bool
 	log           hclog.Logger
+	logs          *logSink // where log lines go
 	plan          string
 }
 
@@ -203,6 +205,7 @@ func (c *command) runFlags() *command {
 	c.fs.IntVar(&c.parallelism, "parallelism", engine.DefaultParallelism, "run at most `N` independent steps at once")
 	c.fs.BoolVar(&c.rollback, "rollback", true, "when a step fails, undo every completed step (-rollback=false leaves them, for debugging)")
 	c.fs.BoolVar(&c.keepBackups, "keep-backups", false, "keep the copies of replaced files in the state directory after the run")
+	c.fs.BoolVar(&c.quiet, "quiet", false, "print no progress: only failures, warnings and the summary (see docs/cli.md)")
 	return c
 }
 
@@ -228,7 +231,8 @@ func (c *command) parse(args []string) (code int, ok bool) {
 		fmt.Fprintf(c.stderr, "rotplan %s: unknown -log-level %q\n", c.name, c.logLevel)
 		return exitInvalid, false
 	}
-	c.log = hclog.New(&hclog.LoggerOptions{Name: "rotplan", Level: level, Output: c.stderr})
+	c.logs = &logSink{w: c.stderr}
+	c.log = hclog.New(&hclog.LoggerOptions{Name: "rotplan", Level: level, Output: c.logs})
 	c.plan = c.fs.Arg(0)
 	c.stateDirGiven = c.stateDir != ""
 	if c.stateDir == "" {
@@ -376,9 +380,11 @@ func (c *command) report(v runView, report *engine.Report, err error, resume str
 const runUsage = `Usage: rotplan run [options] PLAN.hcl
 
 Carries out the plan: every step in dependency order, independent steps at
-the same time, one progress line as each starts and ends, and a summary.
-After a failure no new step starts. Every step is journaled in the state
-directory, so that 'rotplan resume' can finish a run that was interrupted.
+the same time. On a terminal it shows a running count and a line per
+failure, in a pipe or a file a line as each step starts and ends (-quiet:
+neither; see docs/cli.md), then a summary. After a failure no new step
+starts. Every step is journaled in the state directory, so that 'rotplan
+resume' can finish a run that was interrupted.
 
 Options:
 `
@@ -527,6 +533,9 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // view returns how run and resume show the run.
 func (c *command) view(out *diagPrinter) runView {
+	if v := c.peopleView(out); v != nil { // -quiet, or a terminal
+		return v
+	}
 	return newLineView(c.stdout, c.stderr, out)
 }
 
