@@ -10,6 +10,7 @@ require (
 	github.com/ryanuber/go-glob v1.0.0
 	github.com/zclconf/go-cty v1.20.0
 	golang.org/x/net v0.46.0
+	golang.org/x/term v0.37.0
 )
 
 require (

@@ -17,14 +17,22 @@ import (
 type diagPrinter struct {
 	w     io.Writer
 	files func() map[string]*hcl.File
+	// pal paints the severity, when w is a terminal.
+	pal palette
+}
+
+// newDiagPrinter prints diagnostics on w, in colour when w is a terminal
+// and noColour is false (see colours).
+func newDiagPrinter(w io.Writer, files func() map[string]*hcl.File, noColour bool) *diagPrinter {
+	return &diagPrinter{w: w, files: files, pal: colours(w, noColour)}
 }
 
 func (p *diagPrinter) print(diags hcl.Diagnostics) {
 	for _, f := range foldDiagnostics(diags) {
 		d := f.diag
-		severity := "error"
+		severity := p.pal.bad("error")
 		if d.Severity == hcl.DiagWarning {
-			severity = "warning"
+			severity = p.pal.caution("warning")
 		}
 		switch {
 		case d.Subject == nil:
@@ -78,7 +86,8 @@ func foldDiagnostics(diags hcl.Diagnostics) []*folded {
 	return out
 }
 
-// maxSameNamed is how many of the folded diagnostics' steps are named.
+// maxSameNamed is how many of the folded diagnostics' steps, or of the
+// steps that did not run, are named.
 const maxSameNamed = 3
 
 // describeSame names the steps a folded diagnostic stands for as well:
@@ -91,6 +100,12 @@ func (f *folded) describeSame() string {
 			names[i] = strings.TrimPrefix(s, p)
 		}
 	}
+	return nameSome(names)
+}
+
+// nameSome names the first few of names and counts the others: "a, b and
+// c", "a, b, c and 1,497 more".
+func nameSome(names []string) string {
 	if len(names) <= maxSameNamed {
 		if len(names) == 1 {
 			return names[0]

@@ -50,6 +50,8 @@ func fmtCommand(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	check := fs.Bool("check", false, "change nothing: list the files that are not formatted and exit 1 if there are any")
 	diff := fs.Bool("diff", false, "also print a unified diff of each change")
+	var noColour bool
+	colourFlag(fs, &noColour)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, fmtUsage)
 		fs.PrintDefaults()
@@ -69,7 +71,7 @@ func fmtCommand(args []string, stdout, stderr io.Writer) int {
 	// Read and parse everything first, so that exit 2 keeps its meaning
 	// everywhere in rotplan: nothing was changed.
 	parser := hclparse.NewParser()
-	out := &diagPrinter{w: stderr, files: parser.Files}
+	out := newDiagPrinter(stderr, parser.Files, noColour)
 	var sources []*fmtSource
 	invalid := false
 	for _, path := range paths {

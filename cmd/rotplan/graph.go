@@ -33,6 +33,8 @@ func graphCommand(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var vars varSources
 	vars.register(fs)
+	var noColour bool
+	colourFlag(fs, &noColour)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, graphUsage)
 		fs.PrintDefaults()
@@ -50,7 +52,7 @@ func graphCommand(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	parser := plans.NewParser()
-	out := &diagPrinter{w: stderr, files: parser.Files}
+	out := newDiagPrinter(stderr, parser.Files, noColour)
 	l, diags := vars.load(parser, fs.Arg(0))
 	prog := l.prog
 	if prog == nil {

@@ -216,10 +216,13 @@ type command struct {
 	keepRuns      int
 	json          bool // show the run as JSON events (jsonview.go)
 	detailed      bool // run -detailed-exitcode: see detailedRunExit
+	quiet         bool // -quiet: see peopleView
+	noColour      bool
 	// saved is the saved plan run was given (savedPath), nil for a plan.
 	saved     *engine.SavedPlan
 	savedPath string
 	log       hclog.Logger
+	logs      *logSink // where log lines go
 	plan      string
 }
 
@@ -228,6 +231,7 @@ func newCommand(name, help, example string, stdout, stderr io.Writer) *command {
 	c.fs.SetOutput(stderr)
 	c.vars.register(c.fs)
 	c.fs.StringVar(&c.logLevel, "log-level", "info", "log `LEVEL` on stderr: trace, debug, info, warn, error or off")
+	colourFlag(c.fs, &c.noColour)
 	c.parallelism = engine.DefaultParallelism
 	c.fs.Usage = func() {
 		fmt.Fprint(stderr, help)
@@ -245,6 +249,7 @@ func (c *command) runFlags() *command {
 	c.fs.BoolVar(&c.keepBackups, "keep-backups", false, "keep the copies of replaced files in the state directory after the run")
 	c.fs.IntVar(&c.keepRuns, "keep-runs", defaultKeepRuns, "keep the journals of the last `N` runs in the state directory (0: every run)")
 	c.fs.BoolVar(&c.json, "json", false, "print the run's events on stdout as JSON, one object per line (see docs/cli.md)")
+	c.fs.BoolVar(&c.quiet, "quiet", false, "print no progress: only failures, warnings and the summary (see docs/cli.md)")
 	return c
 }
 
@@ -294,7 +299,8 @@ func (c *command) parse(args []string) (code int, ok bool) {
 		fmt.Fprintf(c.stderr, "rotplan %s: unknown -log-level %q\n", c.name, c.logLevel)
 		return exitInvalid, false
 	}
-	c.log = hclog.New(&hclog.LoggerOptions{Name: "rotplan", Level: level, Output: c.stderr})
+	c.logs = &logSink{w: c.stderr}
+	c.log = hclog.New(&hclog.LoggerOptions{Name: "rotplan", Level: level, Output: c.logs})
 	c.plan = c.fs.Arg(0)
 	c.stateDirGiven = c.stateDir != ""
 	if c.stateDir == "" {
@@ -396,7 +402,7 @@ func (c *command) start(args []string) (s *session, code int, ok bool) {
 // startParsed is start once the flags are parsed.
 func (c *command) startParsed() (s *session, code int, ok bool) {
 	parser := plans.NewParser()
-	s = &session{out: &diagPrinter{w: c.stderr, files: parser.Files}}
+	s = &session{out: newDiagPrinter(c.stderr, parser.Files, c.noColour)}
 	l, diags := c.vars.load(parser, c.plan)
 	s.out.print(diags)
 	if diags.HasErrors() {
@@ -468,9 +474,11 @@ const runUsage = `Usage: rotplan run [options] PLAN.hcl
        rotplan run [options] SAVED-PLAN
 
 Carries out the plan: every step in dependency order, independent steps at
-the same time, one progress line as each starts and ends, and a summary.
-After a failure no new step starts. Every step is journaled in the state
-directory, so that 'rotplan resume' can finish a run that was interrupted.
+the same time. On a terminal it shows a running count and a line per
+failure, in a pipe or a file a line as each step starts and ends (-quiet:
+neither; see docs/cli.md), then a summary. After a failure no new step
+starts. Every step is journaled in the state directory, so that 'rotplan
+resume' can finish a run that was interrupted.
 
 Given a plan saved by 'rotplan plan -out FILE', it runs exactly what was
 reviewed: the same plan, variables and steps, on the system as the preview
@@ -672,6 +680,9 @@ func (c *command) view(out *diagPrinter) runView {
 	if c.json {
 		return newJSONView(c.stdout)
 	}
+	if v := c.peopleView(out); v != nil { // -quiet, or a terminal
+		return v
+	}
 	return newLineView(c.stdout, c.stderr, out)
 }
 
@@ -721,7 +732,7 @@ func validateCommand(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	parser := plans.NewParser()
-	out := &diagPrinter{w: stderr, files: parser.Files}
+	out := newDiagPrinter(stderr, parser.Files, c.noColour)
 	l, diags := c.vars.load(parser, c.plan)
 	out.print(diags)
 	if diags.HasErrors() {

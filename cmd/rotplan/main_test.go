@@ -36,6 +36,9 @@ func TestDiagnosticsGolden(t *testing.T) {
 			code := rotplan(context.Background(), []string{"run", "-var", "dir=testdata", "-state-dir", t.TempDir(), plan}, &stdout, &stderr)
 			got := fmt.Sprintf("exit %d\n--- stdout\n%s--- stderr\n%s", code, stdout.String(), stderr.String())
 			got = durationRE.ReplaceAllString(got, "DURATION")
+			if strings.Contains(got, "\x1b") {
+				t.Fatalf("control sequences in the output: it is not on a terminal, and golden files hold plain text\n%q", got)
+			}
 			golden := filepath.Join("testdata", "golden", name+".txt")
 			if *update {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {

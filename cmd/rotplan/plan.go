@@ -86,7 +86,7 @@ func (c *command) preview(ctx context.Context, args []string, f *planFlags) int 
 // previewParsed is preview once the flags are parsed.
 func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	parser := plans.NewParser()
-	out := &diagPrinter{w: c.stderr, files: parser.Files}
+	out := newDiagPrinter(c.stderr, parser.Files, c.noColour)
 	l, diags := c.vars.load(parser, c.plan)
 	prog := l.prog
 	if prog == nil {
@@ -104,7 +104,7 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	if f.json {
 		writePreviewJSON(c.stdout, c.plan, prog.Valid(), pv, all)
 	} else {
-		writePreview(c.stdout, c.plan, pv)
+		writePreview(c.stdout, c.plan, pv, colours(c.stdout, c.noColour))
 	}
 	out.print(all)
 	switch {
@@ -180,13 +180,15 @@ var markers = map[steps.Action]string{
 	steps.Create: "+", steps.Replace: "~", steps.NoChange: "=", steps.Check: "?",
 }
 
-// writePreview prints the preview for people.
-func writePreview(w io.Writer, plan string, pv *engine.Preview) {
+// writePreview prints the preview for people, the markers painted with pal.
+func writePreview(w io.Writer, plan string, pv *engine.Preview, pal palette) {
+	marker := func(a steps.Action) string { return paintAction(pal, a, markers[a]) }
 	fmt.Fprintf(w, "rotplan: preview of %s: %d steps, in the order the run takes them. Nothing is changed.\n", plan, len(pv.Steps))
-	fmt.Fprintf(w, "  + create   ~ replace   = no change   ? check only\n")
+	fmt.Fprintf(w, "  %s create   %s replace   %s no change   %s check only\n",
+		marker(steps.Create), marker(steps.Replace), marker(steps.NoChange), marker(steps.Check))
 	for _, s := range pv.Steps {
 		fmt.Fprintln(w)
-		head := fmt.Sprintf("%s %s: %s", markers[s.Action], s.Addr, actionWords(s.Action))
+		head := fmt.Sprintf("%s %s: %s", marker(s.Action), s.Addr, actionWords(s.Action))
 		if s.Reason != "" {
 			head += ", " + s.Reason
 		}
@@ -220,6 +222,22 @@ func writePreview(w io.Writer, plan string, pv *engine.Preview) {
 		pv.Count(steps.Create), pv.Count(steps.Replace), pv.Count(steps.NoChange),
 		pv.Count(steps.Check), plural(pv.Count(steps.Check), "check", "checks"),
 		len(errorsOf(pv.Diagnostics)), plural(len(errorsOf(pv.Diagnostics)), "error", "errors"))
+}
+
+// paintAction paints s in the colour of the action: green for what appears,
+// yellow for what is replaced, dim for what stays, cyan for what is read.
+func paintAction(pal palette, a steps.Action, s string) string {
+	switch a {
+	case steps.Create:
+		return pal.good(s)
+	case steps.Replace:
+		return pal.caution(s)
+	case steps.NoChange:
+		return pal.faint(s)
+	case steps.Check:
+		return pal.check(s)
+	}
+	return s
 }
 
 func actionWords(a steps.Action) string {

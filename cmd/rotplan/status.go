@@ -64,6 +64,8 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", "", "read the journal in `DIR` (default: .rotplan beside the plan file)")
 	asJSON := fs.Bool("json", false, "print a JSON document instead of a table")
+	var noColour bool
+	colourFlag(fs, &noColour)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, statusUsage)
 		fs.PrintDefaults()
@@ -102,7 +104,7 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "No run recorded in %s.\n", *stateDir)
 		return exitOK
 	}
-	printStatus(stdout, doc)
+	printStatus(stdout, doc, colours(stdout, noColour))
 	if run.Unfinished() {
 		given := fs.Lookup("state-dir").Value.String()
 		if given == defaultStateDir(fs.Arg(0)) {
@@ -170,8 +172,9 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func printStatus(w io.Writer, doc statusJSON) {
-	fmt.Fprintf(w, "Last run of %s: %s\n", doc.Plan, doc.Status)
+// printStatus prints the status table; pal paints how the run ended.
+func printStatus(w io.Writer, doc statusJSON, pal palette) {
+	fmt.Fprintf(w, "Last run of %s: %s\n", doc.Plan, paintStatus(pal, doc.Status))
 	fmt.Fprintf(w, "  started %s", doc.Started.Local().Format("2006-01-02 15:04:05"))
 	if doc.Resumes > 0 {
 		fmt.Fprintf(w, ", resumed %d time(s)", doc.Resumes)
@@ -181,7 +184,7 @@ func printStatus(w io.Writer, doc statusJSON) {
 	}
 	fmt.Fprintf(w, "\n  journal %s (rotplan %s, pid %d)\n", doc.Journal, doc.Version, doc.PID)
 	if doc.Warning != "" {
-		fmt.Fprintf(w, "  warning: %s\n", doc.Warning)
+		fmt.Fprintf(w, "  %s: %s\n", pal.caution("warning"), doc.Warning)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
@@ -214,6 +217,19 @@ func printStatus(w io.Writer, doc statusJSON) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Step, s.State, started, duration, strings.Join(details, " "))
 	}
 	tw.Flush()
+}
+
+// paintStatus paints how a run ended as its summary is painted.
+func paintStatus(pal palette, status string) string {
+	switch status {
+	case journal.StatusSucceeded:
+		return pal.good(status)
+	case journal.StatusRolledBack, journal.StatusInterrupted, "unfinished":
+		return pal.caution(status)
+	case "none":
+		return status
+	}
+	return pal.bad(status)
 }
 
 func firstLine(s string) string {

@@ -60,7 +60,23 @@ type lineView struct {
 	timer  *time.Timer // pending flush, nil when none
 	stderr io.Writer
 	diags  *diagPrinter
+	// pal paints the summary and the failures, on a terminal; steps is
+	// how the summary names the steps that did not run.
+	pal   palette
+	steps stepLines
 }
+
+// stepLines is how a summary names the steps that did not run.
+type stepLines int
+
+const (
+	// everyStep: one line each, as a log that is searched by step wants.
+	everyStep stepLines = iota
+	// foldedSteps: one line for all, a few named (a terminal).
+	foldedSteps
+	// noSteps: none; the summary counts them (-quiet).
+	noSteps
+)
 
 // flushEvery is how long a progress line may wait to be written.
 const flushEvery = 100 * time.Millisecond
@@ -84,19 +100,21 @@ func (p *lineView) begin(b runStart) {
 func (p *lineView) end(e runEnd) {
 	if e.report != nil {
 		p.summary(e.report, e.err, e.resume)
-		for _, note := range e.report.Superseded {
-			p.line("Superseded: %s", note)
+		if p.steps != noSteps { // notes, not what -quiet prints
+			for _, note := range e.report.Superseded {
+				p.line("Superseded: %s", note)
+			}
 		}
 	}
 	p.flush()
 	if e.report != nil {
 		for _, w := range e.report.Warnings {
-			fmt.Fprintf(p.stderr, "rotplan: warning: %s\n", w)
+			fmt.Fprintf(p.stderr, "rotplan: %s: %s\n", p.diags.pal.caution("warning"), w)
 		}
 	}
 	p.diags.print(e.diags)
 	if e.other {
-		fmt.Fprintf(p.stderr, "Error: %v\n", e.err)
+		fmt.Fprintf(p.stderr, "%s: %v\n", p.diags.pal.bad("Error"), e.err)
 	}
 }
 
@@ -133,7 +151,19 @@ func (p *lineView) StepFinished(r engine.StepResult) {
 		p.line("%-28s %-8s %s  no change: %s", r.Addr, r.Outcome, roundDuration(r.Duration), r.Reason)
 		return
 	}
-	p.line("%-28s %-8s %s", r.Addr, r.Outcome, roundDuration(r.Duration))
+	p.line("%-28s %s %s", r.Addr, p.outcome(r.Outcome), roundDuration(r.Duration))
+}
+
+// outcome is an outcome in a column of 8, painted when it went wrong.
+func (p *lineView) outcome(o engine.Outcome) string {
+	s := fmt.Sprintf("%-8s", o)
+	switch o {
+	case engine.Failed, engine.RollbackFailed:
+		return p.pal.bad(s)
+	case engine.Interrupted, engine.RolledBack:
+		return p.pal.caution(s)
+	}
+	return s
 }
 
 // Resuming implements engine.ResumeObserver: what the resume does with each
@@ -160,7 +190,7 @@ func (p *lineView) RollbackStarted(addr string) { p.line("%-28s rolling back", a
 
 // RollbackFinished implements engine.RollbackObserver.
 func (p *lineView) RollbackFinished(r engine.StepResult) {
-	p.line("%-28s %-8s %s", r.Addr, r.Outcome, roundDuration(r.Duration))
+	p.line("%-28s %s %s", r.Addr, p.outcome(r.Outcome), roundDuration(r.Duration))
 }
 
 // summary says how the run ended. resume is the command that finishes a
@@ -174,11 +204,7 @@ func (p *lineView) summary(r *engine.Report, err error, resume string) {
 	ok, failed, notRun, done := r.Count(engine.Succeeded), r.Count(engine.Failed), r.Count(engine.NotRun), r.Count(engine.Done)
 	stopped := r.Count(engine.Interrupted)
 	if notRun < total { // when none ran, the summary says it of all
-		for _, s := range r.Steps {
-			if s.Outcome == engine.NotRun {
-				p.line("%-28s %s", s.Addr, engine.NotRun)
-			}
-		}
+		p.notRun(r)
 	}
 	skipped := r.Count(engine.Skipped)
 	earlier := ""
@@ -196,24 +222,43 @@ func (p *lineView) summary(r *engine.Report, err error, resume string) {
 		p.line("Nothing to do: every step was skipped as not due, in %s. Nothing was changed.", roundDuration(r.Duration))
 		return
 	case err == nil:
-		p.line("Rotation complete: %d of %d steps succeeded%s in %s.", ok, total-done-skipped, earlier, roundDuration(r.Duration))
+		p.line("Rotation %s: %d of %d steps succeeded%s in %s.", p.pal.good("complete"), ok, total-done-skipped, earlier, roundDuration(r.Duration))
 		return
 	case r.Interrupted && ok+failed+stopped+done == 0:
-		p.line("Rotation INTERRUPTED before any step ran, in %s: nothing was changed.", roundDuration(r.Duration))
+		p.line("Rotation %s before any step ran, in %s: nothing was changed.", p.pal.caution("INTERRUPTED"), roundDuration(r.Duration))
 		return
 	case r.Interrupted:
-		p.line("Rotation INTERRUPTED: %d succeeded, %d failed, %d interrupted, %d not run, of %d steps%s, in %s.",
-			ok, failed, stopped, notRun, total-done, earlier, roundDuration(r.Duration))
+		p.line("Rotation %s: %d succeeded, %d failed, %d interrupted, %d not run, of %d steps%s, in %s.",
+			p.pal.caution("INTERRUPTED"), ok, failed, stopped, notRun, total-done, earlier, roundDuration(r.Duration))
 		p.line("Nothing was rolled back: an interrupted run is finished, not undone. Finish it with: %s", resume)
 		return
 	}
 	if ok+failed == 0 && done == 0 {
-		p.line("Rotation FAILED before any step ran (%d not run, %s): nothing was changed.", notRun, roundDuration(r.Duration))
+		p.line("Rotation %s before any step ran (%d not run, %s): nothing was changed.", p.pal.bad("FAILED"), notRun, roundDuration(r.Duration))
 		return
 	}
-	p.line("Rotation FAILED: %d succeeded, %d failed, %d not run, of %d steps%s, in %s.", ok, failed, notRun, total-done, earlier, roundDuration(r.Duration))
+	p.line("Rotation %s: %d succeeded, %d failed, %d not run, of %d steps%s, in %s.", p.pal.bad("FAILED"), ok, failed, notRun, total-done, earlier, roundDuration(r.Duration))
 	if ok+done > 0 {
 		p.line("The %d completed steps were not rolled back: their changes are in place. Fix the cause, then finish with: %s", ok+done, resume)
+	}
+}
+
+// notRun names the steps that did not run, as p.steps says.
+func (p *lineView) notRun(r *engine.Report) {
+	var addrs []string
+	for _, s := range r.Steps {
+		if s.Outcome == engine.NotRun {
+			addrs = append(addrs, s.Addr)
+		}
+	}
+	switch {
+	case len(addrs) == 0 || p.steps == noSteps:
+	case p.steps == foldedSteps:
+		p.line("%s %s not run: %s.", thousands(len(addrs)), plural(len(addrs), "step", "steps"), nameSome(addrs))
+	default:
+		for _, addr := range addrs {
+			p.line("%-28s %s", addr, engine.NotRun)
+		}
 	}
 }
 
@@ -230,10 +275,12 @@ func (p *lineView) rollbackSummary(r *engine.Report, resume string) {
 		}
 	}
 	if len(failed) == 0 {
-		p.line("Rotation FAILED and was ROLLED BACK: %d steps undone, in %s. The system is as it was before the run.", undone, roundDuration(r.Duration))
+		p.line("Rotation %s and was %s: %d steps undone, in %s. The system is as it was before the run.",
+			p.pal.bad("FAILED"), p.pal.caution("ROLLED BACK"), undone, roundDuration(r.Duration))
 		return
 	}
-	p.line("Rotation FAILED and the ROLLBACK IS INCOMPLETE: %d steps undone, %d could not be, in %s.", undone, len(failed), roundDuration(r.Duration))
+	p.line("Rotation %s and the %s: %d steps undone, %d could not be, in %s.",
+		p.pal.bad("FAILED"), p.pal.bad("ROLLBACK IS INCOMPLETE"), undone, len(failed), roundDuration(r.Duration))
 	p.line("Still to undo by hand (then %s retries what is left):", resume)
 	for _, s := range failed {
 		p.line("  %s: %s", s.Addr, s.Err.Error())

@@ -843,6 +843,9 @@ func TestPlanGolden(t *testing.T) {
 			for _, n := range normalisers(r.v) {
 				got = n(got)
 			}
+			if strings.Contains(got, "\x1b") {
+				t.Fatalf("control sequences in the preview: it is not on a terminal, and golden files hold plain text\n%q", got)
+			}
 			path := filepath.Join("testdata", "golden", c.golden)
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
