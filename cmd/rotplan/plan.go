@@ -50,6 +50,7 @@ Options:
 // planFlags are the options of plan that run -dry-run shares.
 type planFlags struct {
 	json, detailed bool
+	metricsFile    string // plan's alone: see metrics.go
 }
 
 func (f *planFlags) register(c *command) {
@@ -61,6 +62,7 @@ func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	c := newCommand("plan", planUsage, "rotplan plan -var-file prod.vars.hcl examples/prod.hcl", stdout, stderr)
 	var f planFlags
 	f.register(c)
+	c.fs.StringVar(&f.metricsFile, "metrics-file", "", metricsFileUsage)
 	return c.preview(ctx, args, &f)
 }
 
@@ -87,6 +89,7 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 			writePreviewJSON(c.stdout, c.plan, false, nil, diags)
 		}
 		out.print(diags)
+		c.writePlanMetrics(f.metricsFile, nil, diags)
 		return exitPlanError
 	}
 	// A program with wrong arguments is still previewed, so that every
@@ -100,9 +103,12 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 		writePreview(c.stdout, c.plan, pv)
 	}
 	out.print(all)
+	metricsWritten := c.writePlanMetrics(f.metricsFile, pv, all)
 	switch {
 	case all.HasErrors():
 		fmt.Fprintf(c.stderr, "rotplan %s: the run would fail: %s (above). Nothing was changed.\n", c.name, countErrors(all))
+		return exitPlanError
+	case !metricsWritten:
 		return exitPlanError
 	case f.detailed && pv.Changes():
 		return exitPlanChanges
