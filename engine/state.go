@@ -142,6 +142,27 @@ func LoadRun(dir string) (*Run, error) {
 	return foldRun(c)
 }
 
+// LastSucceeded reads the state directory dir's journals from the newest
+// back and returns the last run that succeeded, nil when none did. A
+// journal that cannot be read is passed over: it proves no success, and
+// LoadRun reports it when it is the last.
+func LastSucceeded(dir string) (*Run, error) {
+	paths, err := journal.Runs(dir)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(paths) - 1; i >= 0; i-- {
+		c, err := journal.Read(paths[i])
+		if err != nil || len(c.Records) == 0 {
+			continue
+		}
+		if r, err := foldRun(c); err == nil && r.Status == journal.StatusSucceeded {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
 func foldRun(c *journal.Contents) (*Run, error) {
 	r := &Run{Path: c.Path, Steps: map[string]*StepState{}, Torn: c.Torn, contents: c}
 	if first := c.Records[0]; first.Type != journal.RunStarted || first.Run == nil {

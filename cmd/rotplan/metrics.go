@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine"
+	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/steps"
 )
 
@@ -304,4 +306,94 @@ func (c *command) writePlanMetrics(path string, pv *engine.Preview, diags hcl.Di
 		return true
 	}
 	return writeMetricsFile(c.stderr, c.name, path, planGauges(absPath(c.plan), pv, diags, time.Now()))
+}
+
+// statusMetricsUsage is the help of status's -metrics-file.
+const statusMetricsUsage = "write how the last run went and when a run last succeeded to `FILE`, " +
+	"in Prometheus text format, atomically, for node_exporter's textfile collector (name it *.prom); see docs/cli.md"
+
+// runStatuses are the states of rotplan_last_run_status, every one
+// exported, 1 for the last run's and 0 for the others, so that a series
+// does not vanish when the status changes. unfinished is a run that
+// stopped without an end (a crash, a kill).
+var runStatuses = []string{
+	journal.StatusSucceeded, journal.StatusFailed, journal.StatusInterrupted,
+	journal.StatusRolledBack, journal.StatusRollbackIncomplete, "unfinished",
+}
+
+// statusGauges are the metrics of status's check of plan (its absolute
+// path) at now: last is the state directory's last run (nil when there is
+// none), succeeded its last run that succeeded (nil when none did), err why
+// the journals could not be read.
+func statusGauges(plan string, last, succeeded *engine.Run, err error, now time.Time) []gauge {
+	planLabel := []label{{"plan", plan}}
+	gauges := []gauge{
+		{
+			name:    "rotplan_status_last_check_timestamp_seconds",
+			help:    "When rotplan status last read the plan's journal and wrote this file, in seconds since the Unix epoch.",
+			samples: []sample{{labels: planLabel, value: unixSeconds(now)}},
+		},
+		{
+			name:    "rotplan_status_check_success",
+			help:    "1 if the journal could be read, 0 if not (rotplan status says why); the run metrics are left out then.",
+			samples: []sample{{labels: planLabel, value: boolValue(err == nil)}},
+		},
+	}
+	if err != nil {
+		return gauges
+	}
+	lastSuccess := 0.0
+	if succeeded != nil {
+		lastSuccess = float64(succeeded.Finished.Unix())
+	}
+	gauges = append(gauges, gauge{
+		name:    "rotplan_last_success_timestamp_seconds",
+		help:    "When the last run of the plan that succeeded ended, in seconds since the Unix epoch; 0 when none did.",
+		samples: []sample{{labels: planLabel, value: lastSuccess}},
+	})
+	if last == nil {
+		return gauges
+	}
+	start := gauge{
+		name:    "rotplan_last_run_start_timestamp_seconds",
+		help:    "When the last run of the plan started, in seconds since the Unix epoch.",
+		samples: []sample{{labels: planLabel, value: float64(last.Started.Unix())}},
+	}
+	end := gauge{
+		name: "rotplan_last_run_end_timestamp_seconds",
+		help: "When the last run of the plan ended, in seconds since the Unix epoch; absent while it has not (it runs, or stopped without an end).",
+	}
+	if !last.Finished.IsZero() {
+		end.samples = []sample{{labels: planLabel, value: float64(last.Finished.Unix())}}
+	}
+	status := gauge{
+		name: "rotplan_last_run_status",
+		help: "1 for how the last run of the plan ended, 0 for the other states: " + strings.Join(runStatuses, ", ") + ".",
+	}
+	current := last.Status
+	if current == "" {
+		current = "unfinished"
+	}
+	states := runStatuses
+	if !slices.Contains(states, current) { // a status of a later rotplan
+		states = append(states[:len(states):len(states)], current)
+	}
+	for _, s := range states {
+		status.samples = append(status.samples, sample{labels: append(planLabel[:1:1], label{"status", s}), value: boolValue(s == current)})
+	}
+	return append(gauges, start, end, status)
+}
+
+// writeStatusMetrics writes status's -metrics-file, when it was given, from
+// the last run of the state directory (nil when there is none) or the error
+// of reading it; false when the file could not be written.
+func writeStatusMetrics(stderr io.Writer, path, plan, stateDir string, last *engine.Run, err error) bool {
+	if path == "" {
+		return true
+	}
+	var succeeded *engine.Run
+	if err == nil {
+		succeeded, err = engine.LastSucceeded(stateDir)
+	}
+	return writeMetricsFile(stderr, "status", path, statusGauges(absPath(plan), last, succeeded, err, time.Now()))
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine"
+	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/steps"
 )
 
@@ -417,5 +418,126 @@ func TestPlanMetricsFile(t *testing.T) {
 				t.Errorf("the metrics file names the key:\n%s", b)
 			}
 		})
+	}
+}
+
+func TestStatusMetricsExposition(t *testing.T) {
+	const p = `plan="/etc/rotplan/prod.hcl"`
+	started := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC) // 1767322800
+	ok := &engine.Run{Status: journal.StatusSucceeded, Started: started.Add(-24 * time.Hour), Finished: started.Add(-24*time.Hour + time.Minute)}
+	head := `# HELP rotplan_status_last_check_timestamp_seconds When rotplan status last read the plan's journal and wrote this file, in seconds since the Unix epoch.
+# TYPE rotplan_status_last_check_timestamp_seconds gauge
+rotplan_status_last_check_timestamp_seconds{` + p + `} 1767323045.678
+# HELP rotplan_status_check_success 1 if the journal could be read, 0 if not (rotplan status says why); the run metrics are left out then.
+# TYPE rotplan_status_check_success gauge
+`
+	lastSuccess := `# HELP rotplan_last_success_timestamp_seconds When the last run of the plan that succeeded ended, in seconds since the Unix epoch; 0 when none did.
+# TYPE rotplan_last_success_timestamp_seconds gauge
+`
+	start := `# HELP rotplan_last_run_start_timestamp_seconds When the last run of the plan started, in seconds since the Unix epoch.
+# TYPE rotplan_last_run_start_timestamp_seconds gauge
+rotplan_last_run_start_timestamp_seconds{` + p + `} 1767322800
+`
+	end := `# HELP rotplan_last_run_end_timestamp_seconds When the last run of the plan ended, in seconds since the Unix epoch; absent while it has not (it runs, or stopped without an end).
+# TYPE rotplan_last_run_end_timestamp_seconds gauge
+`
+	status := `# HELP rotplan_last_run_status 1 for how the last run of the plan ended, 0 for the other states: succeeded, failed, interrupted, rolled_back, rollback_incomplete, unfinished.
+# TYPE rotplan_last_run_status gauge
+`
+	// states writes the status family with one state set.
+	states := func(current string, extra ...string) string {
+		var b strings.Builder
+		for _, s := range append([]string{"succeeded", "failed", "interrupted", "rolled_back", "rollback_incomplete", "unfinished"}, extra...) {
+			v := 0
+			if s == current {
+				v = 1
+			}
+			fmt.Fprintf(&b, "rotplan_last_run_status{%s,status=%q} %d\n", p, s, v)
+		}
+		return b.String()
+	}
+	for _, c := range []struct {
+		name            string
+		last, succeeded *engine.Run
+		err             error
+		want            string
+	}{
+		{name: "no run", want: head + "rotplan_status_check_success{" + p + "} 1\n" + lastSuccess + "rotplan_last_success_timestamp_seconds{" + p + "} 0\n"},
+		{name: "journal unreadable", err: errors.New("journal damaged"), last: ok, succeeded: ok,
+			want: head + "rotplan_status_check_success{" + p + "} 0\n"},
+		{name: "failed after a success",
+			last:      &engine.Run{Status: journal.StatusRolledBack, Started: started, Finished: started.Add(90 * time.Second)},
+			succeeded: ok,
+			want: head + "rotplan_status_check_success{" + p + "} 1\n" + lastSuccess + "rotplan_last_success_timestamp_seconds{" + p + "} 1767236460\n" +
+				start + end + "rotplan_last_run_end_timestamp_seconds{" + p + "} 1767322890\n" + status + states("rolled_back")},
+		{name: "unfinished, never succeeded", last: &engine.Run{Started: started},
+			want: head + "rotplan_status_check_success{" + p + "} 1\n" + lastSuccess + "rotplan_last_success_timestamp_seconds{" + p + "} 0\n" +
+				start + status + states("unfinished")},
+		{name: "a status of a later rotplan", last: &engine.Run{Status: "paused", Started: started, Finished: started}, succeeded: ok,
+			want: head + "rotplan_status_check_success{" + p + "} 1\n" + lastSuccess + "rotplan_last_success_timestamp_seconds{" + p + "} 1767236460\n" +
+				start + end + "rotplan_last_run_end_timestamp_seconds{" + p + "} 1767322800\n" + status + states("paused", "paused")},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := string(exposition(statusGauges("/etc/rotplan/prod.hcl", c.last, c.succeeded, c.err, checkTime)))
+			if got != c.want {
+				t.Errorf("got:\n%s\nwant:\n%s", got, c.want)
+			}
+		})
+	}
+}
+
+// TestStatusMetricsFile: status -metrics-file after a run that succeeded
+// and one that failed says that the last one failed and when the one
+// before ended, as the journals tell it.
+func TestStatusMetricsFile(t *testing.T) {
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "p.hcl")
+	src := "variable \"command\" {\n  type = string\n}\nreload \"x\" {\n  command = [var.command]\n}\n"
+	if err := os.WriteFile(plan, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	for _, command := range []string{"/bin/true", "/bin/false"} {
+		rotplan(context.Background(), []string{"run", "-log-level", "off", "-var", "command=" + command, plan}, &out, &out)
+	}
+	state := filepath.Join(dir, ".rotplan")
+	first, err := engine.LastSucceeded(state)
+	if err != nil || first == nil {
+		t.Fatalf("no run succeeded (%v):\n%s", err, out.String())
+	}
+	last, err := engine.LoadRun(state)
+	if err != nil || last == nil || last.Status == journal.StatusSucceeded {
+		t.Fatalf("the last run succeeded or cannot be read (%v):\n%s", err, out.String())
+	}
+	metrics := filepath.Join(t.TempDir(), "rotplan-status.prom")
+	var stdout, stderr bytes.Buffer
+	code := rotplan(context.Background(), []string{"status", "-metrics-file", metrics, plan}, &stdout, &stderr)
+	if want := statusExitCode(last); code != want {
+		t.Errorf("exit %d, want the last run's %d\n%s", code, want, stderr.String())
+	}
+	b, err := os.ReadFile(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("rotplan_status_check_success{plan=%q} 1", plan),
+		fmt.Sprintf("rotplan_last_success_timestamp_seconds{plan=%q} %d", plan, first.Finished.Unix()),
+		fmt.Sprintf("rotplan_last_run_start_timestamp_seconds{plan=%q} %d", plan, last.Started.Unix()),
+		fmt.Sprintf("rotplan_last_run_status{plan=%q,status=%q} 1", plan, last.Status),
+		fmt.Sprintf("rotplan_last_run_status{plan=%q,status=\"succeeded\"} 0", plan),
+	} {
+		if !slices.Contains(strings.Split(string(b), "\n"), want) {
+			t.Errorf("the metrics file has no line %s:\n%s", want, b)
+		}
+	}
+
+	// A file that cannot be written turns a 0 into a 1, and the status is
+	// shown all the same.
+	stdout.Reset()
+	stderr.Reset()
+	rotplan(context.Background(), []string{"run", "-log-level", "off", "-var", "command=/bin/true", plan}, &out, &out)
+	code = rotplan(context.Background(), []string{"status", "-metrics-file", filepath.Join(dir, "missing", "x.prom"), plan}, &stdout, &stderr)
+	if code != exitFailed || !strings.Contains(stderr.String(), "-metrics-file") || !strings.Contains(stdout.String(), "succeeded") {
+		t.Errorf("exit %d, want %d, an error and the status\nstdout:\n%s\nstderr:\n%s", code, exitFailed, stdout.String(), stderr.String())
 	}
 }

@@ -452,13 +452,41 @@ func Last(dir string) (string, error) {
 	return filepath.Join(runs, fmt.Sprintf("%06d.journal", seq)), nil
 }
 
+// Runs returns the paths of the state directory's journals, oldest first;
+// none when it has none.
+func Runs(dir string) ([]string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	runs := filepath.Join(dir, runsDir)
+	seqs, err := sequence(runs)
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, len(seqs))
+	for i, seq := range seqs {
+		paths[i] = filepath.Join(runs, fmt.Sprintf("%06d.journal", seq))
+	}
+	return paths, nil
+}
+
 func lastSeq(runs string) (int, error) {
+	seqs, err := sequence(runs)
+	if err != nil || len(seqs) == 0 {
+		return 0, err
+	}
+	return seqs[len(seqs)-1], nil
+}
+
+// sequence returns the sequence numbers of the journals in runs, in order.
+func sequence(runs string) ([]int, error) {
 	entries, err := os.ReadDir(runs)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return nil, nil
 	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var seqs []int
 	for _, e := range entries {
@@ -470,11 +498,8 @@ func lastSeq(runs string) (int, error) {
 			seqs = append(seqs, n)
 		}
 	}
-	if len(seqs) == 0 {
-		return 0, nil
-	}
 	sort.Ints(seqs)
-	return seqs[len(seqs)-1], nil
+	return seqs, nil
 }
 
 func syncDir(dir string) error {
