@@ -99,7 +99,9 @@ func byPath(t *testing.T, metrics map[string][]series, name string) map[string]s
 // with the expiry, subject and serial of the files themselves (read here
 // with crypto/x509), whether a run would rotate them or not (renew_before
 // 720h: every certificate is due; 240h: none is, and every step is
-// skipped), and hold no key.
+// skipped; and after a run, which replaced them), and hold no key. After
+// the run, status -metrics-file says that it succeeded, as its journal in
+// the default state directory does.
 func TestPlanMetrics(t *testing.T) {
 	v := testvault.StartT(t)
 	dir := operatorDir(t, v)
@@ -114,15 +116,24 @@ func TestPlanMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serials := map[string]string{} // by file, as the last check saw them
 	for _, c := range []struct {
 		name string
 		vars []string
 		due  float64
+		// run carries the rotation out before the check.
+		run bool
 	}{
 		{name: "due", due: 1},
 		{name: "not due", vars: notDue, due: 0},
+		{name: "after a run", vars: notDue, due: 0, run: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if c.run {
+				if res := runIn(t, dir, v.Environ(), "run", "-var-file", "prod.vars.hcl", "prod.hcl"); res.exit != 0 {
+					t.Fatalf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+				}
+			}
 			args := append([]string{"plan", "-var-file", "prod.vars.hcl", "-metrics-file", metricsFile}, c.vars...)
 			res := runIn(t, dir, v.Environ(), append(args, "prod.hcl")...)
 			if res.exit != 0 {
@@ -167,7 +178,10 @@ func TestPlanMetrics(t *testing.T) {
 					t.Errorf("%s: serial %q subject %q, the file's are %q and %q", file, s.labels["serial"], s.labels["subject"], colonHex(crt), crt.Subject)
 				case s.labels["step"] != step || s.labels["plan"] != plan:
 					t.Errorf("%s: step %q plan %q, want %s and %s", file, s.labels["step"], s.labels["plan"], step, plan)
+				case c.run && s.labels["serial"] == serials[file]:
+					t.Errorf("%s: serial %s after the run, as before it", file, s.labels["serial"])
 				}
+				serials[file] = s.labels["serial"]
 				if readable[file].value != 1 || due[file].value != c.due {
 					t.Errorf("%s: readable %v, rotation_due %v; want 1 and %v", file, readable[file].value, due[file].value, c.due)
 				}
@@ -199,6 +213,38 @@ func TestPlanMetrics(t *testing.T) {
 			}
 		})
 	}
+
+	const runMetrics = "textfile/rotplan-run.prom"
+	if res := runIn(t, dir, nil, "status", "-metrics-file", runMetrics, "prod.hcl"); res.exit != 0 {
+		t.Fatalf("status: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	metrics := readMetrics(t, filepath.Join(dir, runMetrics))
+	one := func(name string) series {
+		t.Helper()
+		if len(metrics[name]) != 1 || metrics[name][0].labels["plan"] != plan {
+			t.Fatalf("%s: %#v, want one series of plan %s", name, metrics[name], plan)
+		}
+		return metrics[name][0]
+	}
+	end := one("rotplan_last_run_end_timestamp_seconds").value
+	if got := one("rotplan_last_success_timestamp_seconds").value; got != end || got < one("rotplan_last_run_start_timestamp_seconds").value {
+		t.Errorf("last success at %v, the run started at %v and ended at %v", got, one("rotplan_last_run_start_timestamp_seconds").value, end)
+	}
+	if n := len(metrics["rotplan_last_run_status"]); n != 6 {
+		t.Errorf("rotplan_last_run_status has %d series, want one per status, 6", n)
+	}
+	for _, s := range metrics["rotplan_last_run_status"] {
+		if want := boolFloat(s.labels["status"] == "succeeded"); s.value != want {
+			t.Errorf("rotplan_last_run_status{status=%q} = %v, want %v", s.labels["status"], s.value, want)
+		}
+	}
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // dirNames lists a directory's names, sorted.
