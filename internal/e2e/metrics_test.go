@@ -97,11 +97,12 @@ func byPath(t *testing.T, metrics map[string][]series, name string) map[string]s
 // as an operator's timer would: from the plan's directory, into a textfile
 // directory given relatively. The file must name admin.crt and server.crt
 // with the expiry, subject and serial of the files themselves (read here
-// with crypto/x509), whether a run would rotate them or not (renew_before
+// with crypto/x509) whether a run would rotate them or not (renew_before
 // 720h: every certificate is due; 240h: none is, and every step is
-// skipped; and after a run, which replaced them), and hold no key. After
-// the run, status -metrics-file says that it succeeded, as its journal in
-// the default state directory does.
+// skipped), when the preview fails (Vault unreachable), and after a run
+// that replaced them; and it must hold no key. After the run, status
+// -metrics-file says that it succeeded, as its journal in the default state
+// directory does.
 func TestPlanMetrics(t *testing.T) {
 	v := testvault.StartT(t)
 	dir := operatorDir(t, v)
@@ -123,9 +124,13 @@ func TestPlanMetrics(t *testing.T) {
 		due  float64
 		// run carries the rotation out before the check.
 		run bool
+		// unreachable points VAULT_ADDR where no Vault listens: the
+		// preview fails, and the certificates are exported all the same.
+		unreachable bool
 	}{
 		{name: "due", due: 1},
 		{name: "not due", vars: notDue, due: 0},
+		{name: "Vault unreachable", due: 1, unreachable: true},
 		{name: "after a run", vars: notDue, due: 0, run: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -135,9 +140,13 @@ func TestPlanMetrics(t *testing.T) {
 				}
 			}
 			args := append([]string{"plan", "-var-file", "prod.vars.hcl", "-metrics-file", metricsFile}, c.vars...)
-			res := runIn(t, dir, v.Environ(), append(args, "prod.hcl")...)
-			if res.exit != 0 {
-				t.Fatalf("plan: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+			env, success, exit := v.Environ(), 1.0, 0
+			if c.unreachable {
+				env, success, exit = append(env, "VAULT_ADDR=https://"+closedPort(t)), 0, 1
+			}
+			res := runIn(t, dir, env, append(args, "prod.hcl")...)
+			if res.exit != exit {
+				t.Fatalf("plan: exit %d, want %d\n%s%s", res.exit, exit, res.stdout, res.stderr)
 			}
 			path := filepath.Join(dir, metricsFile)
 			fi, err := os.Stat(path)
@@ -155,8 +164,8 @@ func TestPlanMetrics(t *testing.T) {
 				}
 			}
 			metrics := readMetrics(t, path)
-			if s := metrics["rotplan_plan_check_success"]; len(s) != 1 || s[0].value != 1 || s[0].labels["plan"] != plan {
-				t.Errorf("rotplan_plan_check_success = %#v, want 1 with plan %q", s, plan)
+			if s := metrics["rotplan_plan_check_success"]; len(s) != 1 || s[0].value != success || s[0].labels["plan"] != plan {
+				t.Errorf("rotplan_plan_check_success = %#v, want %v with plan %q", s, success, plan)
 			}
 			if s := metrics["rotplan_plan_last_check_timestamp_seconds"]; len(s) != 1 || s[0].value <= 0 {
 				t.Errorf("rotplan_plan_last_check_timestamp_seconds = %#v", s)
