@@ -33,14 +33,14 @@ type StepPreview struct {
 	// Skipped is set when the run would skip the step (see
 	// steps.Conditional); Action is then steps.NoChange.
 	Skipped bool
-	// Arguments are the step's arguments as far as they are known before
-	// the run; Now what it acts on looks like now.
-	Arguments []Argument
-	Now       []steps.Fact
 	// Certificates are the certificate files the step looks after, as
 	// they are now (steps.CertificateHolder); they are read whether or not
 	// the step is due, since a step not due still keeps them in place.
 	Certificates []steps.CertificateFile
+	// Arguments are the step's arguments as far as they are known before
+	// the run; Now what it acts on looks like now.
+	Arguments []Argument
+	Now       []steps.Fact
 	// Diagnostics are the step's problems.
 	Diagnostics hcl.Diagnostics
 }

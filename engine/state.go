@@ -124,24 +124,6 @@ func (r *Run) Count(state string) int {
 	return n
 }
 
-// LoadRun reads the last run's journal in the state directory dir. It
-// returns nil when there is none. A torn last record is left out and
-// reported in Run.Torn; corruption before it is an error.
-func LoadRun(dir string) (*Run, error) {
-	path, err := journal.Last(dir)
-	if err != nil || path == "" {
-		return nil, err
-	}
-	c, err := journal.Read(path)
-	if err != nil {
-		return nil, err
-	}
-	if len(c.Records) == 0 {
-		return nil, nil // a crash before the run's first record: nothing ran
-	}
-	return foldRun(c)
-}
-
 // LastSucceeded reads the state directory dir's journals from the newest
 // back and returns the last run that succeeded, nil when none did. A
 // journal that cannot be read is passed over: it proves no success, and
@@ -161,6 +143,24 @@ func LastSucceeded(dir string) (*Run, error) {
 		}
 	}
 	return nil, nil
+}
+
+// LoadRun reads the last run's journal in the state directory dir. It
+// returns nil when there is none. A torn last record is left out and
+// reported in Run.Torn; corruption before it is an error.
+func LoadRun(dir string) (*Run, error) {
+	path, err := journal.Last(dir)
+	if err != nil || path == "" {
+		return nil, err
+	}
+	c, err := journal.Read(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Records) == 0 {
+		return nil, nil // a crash before the run's first record: nothing ran
+	}
+	return foldRun(c)
 }
 
 func foldRun(c *journal.Contents) (*Run, error) {

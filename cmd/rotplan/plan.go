@@ -49,8 +49,8 @@ Options:
 
 // planFlags are the options of plan that run -dry-run shares.
 type planFlags struct {
-	json, detailed bool
 	metricsFile    string // plan's alone: see metrics.go
+	json, detailed bool
 }
 
 func (f *planFlags) register(c *command) {
@@ -61,8 +61,8 @@ func (f *planFlags) register(c *command) {
 func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newCommand("plan", planUsage, "rotplan plan -var-file prod.vars.hcl examples/prod.hcl", stdout, stderr)
 	var f planFlags
-	f.register(c)
 	c.fs.StringVar(&f.metricsFile, "metrics-file", "", metricsFileUsage)
+	f.register(c)
 	return c.preview(ctx, args, &f)
 }
 
@@ -103,12 +103,12 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 		writePreview(c.stdout, c.plan, pv)
 	}
 	out.print(all)
-	metricsWritten := c.writePlanMetrics(f.metricsFile, pv, all)
+	if !c.writePlanMetrics(f.metricsFile, pv, all) && !all.HasErrors() {
+		return exitPlanError // with errors, the switch says more
+	}
 	switch {
 	case all.HasErrors():
 		fmt.Fprintf(c.stderr, "rotplan %s: the run would fail: %s (above). Nothing was changed.\n", c.name, countErrors(all))
-		return exitPlanError
-	case !metricsWritten:
 		return exitPlanError
 	case f.detailed && pv.Changes():
 		return exitPlanChanges

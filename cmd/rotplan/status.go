@@ -64,8 +64,8 @@ func statusCommand(args []string, stdout, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", "", "read the journal in `DIR` (default: .rotplan beside the plan file)")
-	asJSON := fs.Bool("json", false, "print a JSON document instead of a table")
 	metricsFile := fs.String("metrics-file", "", statusMetricsUsage)
+	asJSON := fs.Bool("json", false, "print a JSON document instead of a table")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, statusUsage)
 		fs.PrintDefaults()

@@ -452,35 +452,16 @@ func Last(dir string) (string, error) {
 	return filepath.Join(runs, fmt.Sprintf("%06d.journal", seq)), nil
 }
 
-// Runs returns the paths of the state directory's journals, oldest first;
-// none when it has none.
-func Runs(dir string) ([]string, error) {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, err
-	}
-	runs := filepath.Join(dir, runsDir)
-	seqs, err := sequence(runs)
-	if err != nil {
-		return nil, err
-	}
-	paths := make([]string, len(seqs))
-	for i, seq := range seqs {
-		paths[i] = filepath.Join(runs, fmt.Sprintf("%06d.journal", seq))
-	}
-	return paths, nil
-}
-
 func lastSeq(runs string) (int, error) {
-	seqs, err := sequence(runs)
+	seqs, err := runSeqs(runs)
 	if err != nil || len(seqs) == 0 {
 		return 0, err
 	}
 	return seqs[len(seqs)-1], nil
 }
 
-// sequence returns the sequence numbers of the journals in runs, in order.
-func sequence(runs string) ([]int, error) {
+// runSeqs returns the numbers of the journals in runs, in increasing order.
+func runSeqs(runs string) ([]int, error) {
 	entries, err := os.ReadDir(runs)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -500,6 +481,21 @@ func sequence(runs string) ([]int, error) {
 	}
 	sort.Ints(seqs)
 	return seqs, nil
+}
+
+// Runs returns the paths of the state directory's journals, oldest first.
+func Runs(dir string) ([]string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	runs := filepath.Join(dir, runsDir)
+	seqs, err := runSeqs(runs)
+	paths := make([]string, len(seqs))
+	for i, seq := range seqs {
+		paths[i] = filepath.Join(runs, fmt.Sprintf("%06d.journal", seq))
+	}
+	return paths, err
 }
 
 func syncDir(dir string) error {
