@@ -33,6 +33,10 @@ type StepPreview struct {
 	// Skipped is set when the run would skip the step (see
 	// steps.Conditional); Action is then steps.NoChange.
 	Skipped bool
+	// Certificates are the certificate files the step looks after, as
+	// they are now (steps.CertificateHolder); they are read whether or not
+	// the step is due, since a step not due still keeps them in place.
+	Certificates []steps.CertificateFile
 	// Arguments are the step's arguments as far as they are known before
 	// the run; Now what it acts on looks like now.
 	Arguments []Argument
@@ -137,6 +141,9 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 	sp.Arguments = previewArguments("", val)
 	cfg := steps.NewConfig(sensitiveOnly(val))
 	env := x.env.Named(addr)
+	if holder, ok := n.kind.(steps.CertificateHolder); ok {
+		sp.Certificates = holder.Certificates(cfg)
+	}
 
 	sk := p.skipsOf(n, skipped)
 	skip, reason, err := p.skipDecision(ctx, env, n, cfg, sk)

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -411,4 +412,61 @@ func generatedKeyPEM(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
+}
+
+// holding is the renewal kind whose steps look after a certificate file
+// named by their name argument (steps.CertificateHolder); an unknown name
+// names none.
+type holding struct{ renewal }
+
+func (h *holding) Certificates(cfg steps.Config) []steps.CertificateFile {
+	if !cfg.Known("name") {
+		return nil
+	}
+	return []steps.CertificateFile{{Path: cfg.String("name") + ".crt", Err: errors.New("not read")}}
+}
+
+// TestPreviewCertificates: the certificate files a step looks after are in
+// its preview whether it is due or not, since a step that is not due is
+// what keeps the certificates in place; the engine adds none of its own.
+func TestPreviewCertificates(t *testing.T) {
+	h, rec := &holding{}, &record{}
+	prog := compileWith(t, `
+cert "due" {
+  name = "server"
+  due  = true
+}
+cert "not_due" {
+  name = "admin"
+  due  = false
+}
+cert "later" {
+  name = cert.due.serial
+}
+rec "other" {
+  input = "y"
+}
+`, nil, steps.Registry{"cert": h, "rec": rec})
+	pv := prog.Preview(context.Background(), testOptions())
+	for _, c := range []struct {
+		addr string
+		want string
+	}{
+		{"cert.due", "server.crt"},
+		{"cert.not_due", "admin.crt"},
+		{"cert.later", ""},
+		{"rec.other", ""},
+	} {
+		s := previewStep(t, pv, c.addr)
+		var got []string
+		for _, f := range s.Certificates {
+			got = append(got, f.Path)
+		}
+		if strings.Join(got, ",") != c.want {
+			t.Errorf("%s: certificates %q, want %q", c.addr, got, c.want)
+		}
+	}
+	if !previewStep(t, pv, "cert.not_due").Skipped {
+		t.Error("cert.not_due is not skipped: the test no longer shows what it is about")
+	}
 }

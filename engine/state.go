@@ -126,6 +126,27 @@ func (r *Run) Count(state string) int {
 	return n
 }
 
+// LastSucceeded reads the state directory dir's journals from the newest
+// back and returns the last run that succeeded, nil when none did. A
+// journal that cannot be read is passed over: it proves no success, and
+// LoadRun reports it when it is the last.
+func LastSucceeded(dir string) (*Run, error) {
+	paths, err := journal.Runs(dir)
+	if err != nil {
+		return nil, err
+	}
+	for i := len(paths) - 1; i >= 0; i-- {
+		c, err := journal.Read(paths[i])
+		if err != nil || len(c.Records) == 0 {
+			continue
+		}
+		if r, err := foldRun(c); err == nil && r.Status == journal.StatusSucceeded {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
 // LoadRun reads the last run's journal in the state directory dir. It
 // returns nil when there is none. A torn last record is left out and
 // reported in Run.Torn; corruption before it is an error.

@@ -44,13 +44,14 @@ import (
 type Issue struct{}
 
 var (
-	_ Step        = (*Issue)(nil)
-	_ Preparer    = (*Issue)(nil)
-	_ Superseder  = (*Issue)(nil)
-	_ Rollbacker  = (*Issue)(nil)
-	_ Summarizer  = (*Issue)(nil)
-	_ Planner     = (*Issue)(nil)
-	_ Conditional = (*Issue)(nil)
+	_ Step              = (*Issue)(nil)
+	_ Preparer          = (*Issue)(nil)
+	_ Superseder        = (*Issue)(nil)
+	_ Rollbacker        = (*Issue)(nil)
+	_ Summarizer        = (*Issue)(nil)
+	_ Planner           = (*Issue)(nil)
+	_ Conditional       = (*Issue)(nil)
+	_ CertificateHolder = (*Issue)(nil)
 )
 
 // Spec implements Step.
@@ -320,6 +321,18 @@ func (*Issue) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	}
 	pv.Problems = append(pv.Problems, problems...)
 	return pv, nil
+}
+
+// Certificates implements CertificateHolder: the certificate at current,
+// which the step renews renew_before ahead of its expiry. A block without
+// current names none: what it issues goes where the writes put it.
+func (*Issue) Certificates(cfg Config) []CertificateFile {
+	var r issueRequest
+	if err := parseRenewal(cfg, &r); err != nil || r.current == "" {
+		return nil
+	}
+	c, err := readCertificateFile(r.current)
+	return []CertificateFile{{Path: r.current, Certificate: c, Err: err, RenewBefore: r.renewBefore}}
 }
 
 // revokeOnRollback reads revoke_on_rollback. It defaults to true: once the

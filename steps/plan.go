@@ -84,6 +84,46 @@ type Planner interface {
 	Plan(ctx context.Context, env *Env, cfg Config) (Preview, error)
 }
 
+// CertificateFile is a certificate file a step looks after, as it is now:
+// the certificate an issue step renews (its current), or the target of a
+// write that holds one. It carries the certificate, never a key.
+type CertificateFile struct {
+	// Path is the file's path as the step names it.
+	Path string
+	// Certificate is the file's first certificate; nil when Err says why
+	// there is none (errors.Is fs.ErrNotExist, fs.ErrPermission or
+	// ErrNoCertificate, or another error of reading it).
+	Certificate *x509.Certificate
+	Err         error
+	// RenewBefore is how long before its expiry the step renews the
+	// certificate; 0 when the step does not say.
+	RenewBefore time.Duration
+}
+
+// CertificateHolder is implemented by kinds whose steps look after
+// certificate files, so that what they keep in place can be watched (its
+// expiry exported as metrics) without knowing the kind. Certificates reads
+// the files the step names and changes nothing. The engine asks it for every
+// step a preview evaluates, also for one that is not due: that is when the
+// certificates in place matter most. Values known only after the run are
+// unknown in cfg; a file whose path is unknown is left out.
+type CertificateHolder interface {
+	Certificates(cfg Config) []CertificateFile
+}
+
+// ErrNoCertificate is what the error of a certificate file that holds no
+// certificate (or is no regular file) wraps.
+var ErrNoCertificate = errors.New("no PEM certificate")
+
+// noCertificateError is a file that holds no certificate, in the words
+// previews have always used for it.
+type noCertificateError string
+
+func (e noCertificateError) Error() string { return string(e) }
+
+// Is makes errors.Is(err, ErrNoCertificate) true.
+func (noCertificateError) Is(target error) bool { return target == ErrNoCertificate }
+
 // Condition says whether a step is due.
 type Condition struct {
 	// Set is false when the block sets no condition: the step is then due
@@ -153,11 +193,11 @@ func readCertificateFile(path string) (*x509.Certificate, error) {
 	case err != nil:
 		return nil, err
 	case !ok:
-		return nil, fmt.Errorf("%s is not a regular file of at most %d bytes", path, maxPEMRead)
+		return nil, noCertificateError(fmt.Sprintf("%s is not a regular file of at most %d bytes", path, maxPEMRead))
 	}
 	c := firstCertificate(b)
 	if c == nil {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+		return nil, noCertificateError(path + " holds no PEM certificate")
 	}
 	return c, nil
 }

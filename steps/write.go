@@ -27,12 +27,13 @@ import (
 type Write struct{}
 
 var (
-	_ HostChecker = (*Write)(nil)
-	_ Step        = (*Write)(nil)
-	_ Resumer     = (*Write)(nil)
-	_ Rollbacker  = (*Write)(nil)
-	_ Summarizer  = (*Write)(nil)
-	_ Planner     = (*Write)(nil)
+	_ HostChecker       = (*Write)(nil)
+	_ Step              = (*Write)(nil)
+	_ Resumer           = (*Write)(nil)
+	_ Rollbacker        = (*Write)(nil)
+	_ Summarizer        = (*Write)(nil)
+	_ Planner           = (*Write)(nil)
+	_ CertificateHolder = (*Write)(nil)
 )
 
 // Spec is the schema of a write block.
@@ -162,6 +163,26 @@ func (*Write) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
 	pv.Files = []string{p}
 	pv.Observed = observeFile(p)
 	return pv, ctx.Err()
+}
+
+// Certificates implements CertificateHolder: the file at path when it
+// holds a certificate. What is in a file that is missing or cannot be read
+// is told by the content alone: when that is known and holds a certificate,
+// the file is named with the error; otherwise (content from an issue step,
+// known after the run) it may as well be meant for a key, and is left out.
+func (*Write) Certificates(cfg Config) []CertificateFile {
+	p, err := writePath(cfg)
+	if err != nil {
+		return nil
+	}
+	c, err := readCertificateFile(p)
+	switch {
+	case err == nil:
+		return []CertificateFile{{Path: p, Certificate: c}}
+	case cfg.Known("content") && firstCertificate([]byte(cfg.String("content"))) != nil:
+		return []CertificateFile{{Path: p, Err: err}}
+	}
+	return nil
 }
 
 // sameFile reports whether the file at p already has the digest, mode and

@@ -49,6 +49,7 @@ Options:
 
 // planFlags are the options of plan that run -dry-run shares.
 type planFlags struct {
+	metricsFile    string // plan's alone: see metrics.go
 	json, detailed bool
 	// out is where plan -out keeps the preview for 'rotplan run FILE'.
 	out string
@@ -66,6 +67,7 @@ func (f *planFlags) register(c *command) {
 func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newCommand("plan", planUsage, "rotplan plan -var-file prod.vars.hcl -out prod.plan examples/prod.hcl", stdout, stderr)
 	var f planFlags
+	c.fs.StringVar(&f.metricsFile, "metrics-file", "", metricsFileUsage)
 	f.register(c)
 	c.fs.StringVar(&f.out, "out", "", "keep the preview in `FILE` (no secrets, mode 0600) for 'rotplan run FILE', which runs exactly it or refuses")
 	return c.preview(ctx, args, &f)
@@ -94,6 +96,7 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 			writePreviewJSON(c.stdout, c.plan, false, nil, diags)
 		}
 		out.print(diags)
+		c.writePlanMetrics(f.metricsFile, nil, diags)
 		return exitPlanError
 	}
 	// A program with wrong arguments is still previewed, so that every
@@ -107,6 +110,9 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 		writePreview(c.stdout, c.plan, pv, colours(c.stdout, c.noColour))
 	}
 	out.print(all)
+	if !c.writePlanMetrics(f.metricsFile, pv, all) && !all.HasErrors() {
+		return exitPlanError // with errors, the switch says more
+	}
 	switch {
 	case all.HasErrors():
 		fmt.Fprintf(c.stderr, "rotplan %s: the run would fail: %s (above). Nothing was changed.\n", c.name, countErrors(all))

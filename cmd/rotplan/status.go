@@ -22,7 +22,8 @@ when it started, how long it took, and what it produced that is not secret
 
 Exit codes are those the last run ended with: 0 succeeded (or no run
 recorded), 1 failed, interrupted or unfinished, 3 rolled back, 4 rollback
-incomplete; 1 too when the journal cannot be read.
+incomplete; 1 too when the journal cannot be read, or instead of 0 when
+the -metrics-file cannot be written.
 
 Options:
 `
@@ -59,10 +60,11 @@ type statusStepJSON struct {
 	factList []string // name=value in the kind's order, for the table
 }
 
-func statusCommand(args []string, stdout, stderr io.Writer) int {
+func statusCommand(args []string, stdout, stderr io.Writer) (code int) {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", "", "read the journal in `DIR` (default: .rotplan beside the plan file)")
+	metricsFile := fs.String("metrics-file", "", statusMetricsUsage)
 	asJSON := fs.Bool("json", false, "print a JSON document instead of a table")
 	var noColour bool
 	colourFlag(fs, &noColour)
@@ -86,6 +88,15 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		*stateDir = defaultStateDir(fs.Arg(0))
 	}
 	run, err := engine.LoadRun(*stateDir)
+	if !writeStatusMetrics(stderr, *metricsFile, fs.Arg(0), *stateDir, run, err) {
+		// The status is shown all the same; a timer sees the failure in
+		// the exit code, unless the last run's own says more.
+		defer func() {
+			if code == exitOK {
+				code = exitFailed
+			}
+		}()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "rotplan status: %v\n", err)
 		return exitFailed
