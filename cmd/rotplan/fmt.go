@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/rotplan/rotplan/internal/atomicfile"
 )
 
 const fmtUsage = `Usage: rotplan fmt [options] [FILE or DIR ...]
@@ -168,7 +169,7 @@ func fmtPaths(args []string) ([]string, error) {
 // either the old file or the new one, never a truncated mix: it writes a
 // temporary file beside the target, with the target's permission bits,
 // syncs it, and renames it over the target.
-func replaceFile(path string, data []byte) (err error) {
+func replaceFile(path string, data []byte) error {
 	// Rename would replace a symbolic link with a regular file; replace
 	// what it points at instead.
 	target, err := filepath.EvalSymlinks(path)
@@ -179,44 +180,7 @@ func replaceFile(path string, data []byte) (err error) {
 	if err != nil {
 		return err
 	}
-	dir, base := filepath.Split(target)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	// Chmod, not the create mode, so that the umask cannot narrow or the
-	// temporary file's 0600 linger.
-	if err := tmp.Chmod(info.Mode().Perm()); err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), target); err != nil {
-		return err
-	}
-	// The rename is durable only once the directory is synced; the file is
-	// already replaced, so a failure here is not worth reporting.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.Write(target, data, info.Mode().Perm())
 }
 
 // writeUnifiedDiff prints the change from a to b in unified format with three

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -17,6 +16,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine"
 	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/internal/atomicfile"
 	"github.com/rotplan/rotplan/steps"
 )
 
@@ -237,61 +237,13 @@ func escapeLabelValue(s string) string {
 	return labelEscaper.Replace(strings.ToValidUTF8(s, "\uFFFD"))
 }
 
-// writeTextfile replaces the file at path with data as node_exporter's
-// textfile collector asks: written to a temporary file in the same
-// directory, synced, given mode 0644 and renamed over path, so that the
-// collector reads the old file or the new one, never half of one. The
-// temporary name does not end in .prom, so the collector never reads it.
-func writeTextfile(path string, data []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	// CreateTemp makes the file 0600; the collector may run as another
-	// user. Chmod is not subject to the umask.
-	if err = f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// The rename is durable once the directory is: a crash must not bring
-	// the old file back after a later check relied on the new one.
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil // the file is in place; only its durability is unsure
-	}
-	defer d.Close()
-	_ = d.Sync()
-	return nil
-}
-
 // writeMetricsFile writes gauges to path for command (its name in
 // messages); false when it could not, which it has said on stderr.
 func writeMetricsFile(stderr io.Writer, command, path string, gauges []gauge) bool {
 	if !strings.HasSuffix(path, ".prom") {
 		fmt.Fprintf(stderr, "rotplan %s: warning: -metrics-file %s: node_exporter's textfile collector only reads files named *.prom\n", command, path)
 	}
-	if err := writeTextfile(path, exposition(gauges)); err != nil {
+	if err := atomicfile.Write(path, exposition(gauges), 0o644); err != nil {
 		fmt.Fprintf(stderr, "rotplan %s: -metrics-file: %v\n", command, err)
 		return false
 	}

@@ -267,66 +267,6 @@ func dirEntries(t *testing.T, dir string) []string {
 	return names
 }
 
-// TestWriteTextfile: the file is replaced whole, 0644 whatever the umask
-// and the mode of the file it replaces, and no temporary file is left,
-// whether the write succeeds or fails.
-func TestWriteTextfile(t *testing.T) {
-	old := syscall.Umask(0o077)
-	t.Cleanup(func() { syscall.Umask(old) })
-	for _, c := range []struct {
-		name string
-		// before prepares dir and returns the path to write.
-		before  func(t *testing.T, dir string) string
-		wantErr bool
-		// left is what dir must hold afterwards.
-		left []string
-	}{
-		{name: "new file", left: []string{"rotplan.prom"},
-			before: func(t *testing.T, dir string) string { return filepath.Join(dir, "rotplan.prom") }},
-		{name: "replaces a file of another mode", left: []string{"rotplan.prom"},
-			before: func(t *testing.T, dir string) string {
-				path := filepath.Join(dir, "rotplan.prom")
-				if err := os.WriteFile(path, []byte("old and longer than the new content, which must not keep its tail\n"), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				return path
-			}},
-		{name: "the target is a directory", wantErr: true, left: []string{"rotplan.prom"},
-			before: func(t *testing.T, dir string) string {
-				path := filepath.Join(dir, "rotplan.prom")
-				if err := os.Mkdir(path, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				return path
-			}},
-		{name: "no such directory", wantErr: true,
-			before: func(t *testing.T, dir string) string { return filepath.Join(dir, "missing", "rotplan.prom") }},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			path := c.before(t, dir)
-			data := []byte("g 1\n")
-			err := writeTextfile(path, data)
-			if (err != nil) != c.wantErr {
-				t.Fatalf("error %v, want an error: %v", err, c.wantErr)
-			}
-			if got := dirEntries(t, dir); !slices.Equal(got, c.left) {
-				t.Errorf("the directory holds %q, want %q", got, c.left)
-			}
-			if c.wantErr {
-				return
-			}
-			got, err := os.ReadFile(path)
-			if err != nil || !bytes.Equal(got, data) {
-				t.Errorf("the file holds %q (%v), want %q", got, err, data)
-			}
-			if fi, err := os.Stat(path); err != nil || fi.Mode() != 0o644 {
-				t.Errorf("the file's mode is %v (%v), want -rw-r--r--", fi.Mode(), err)
-			}
-		})
-	}
-}
-
 // TestPlanMetricsFile runs plan -metrics-file on a plan whose writes
 // replace a certificate and a key, as an operator would: the file names
 // the certificate alone, holds no key, and plan's exit codes are what they

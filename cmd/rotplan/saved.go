@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/rotplan/rotplan/engine"
+	"github.com/rotplan/rotplan/internal/atomicfile"
 )
 
 // savePlan keeps a preview for 'rotplan run FILE' (see engine.SavedPlan),
@@ -22,7 +23,7 @@ func (c *command) savePlan(path string, l loaded, pv *engine.Preview) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, append(b, '\n'), 0o600); err != nil {
+	if err := atomicfile.Write(path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("saving the plan: %w", err)
 	}
 	fmt.Fprintf(c.stdout, "\nSaved the plan to %s. To carry out exactly this: %s\n", path, c.runSavedCommandLine(path))
@@ -136,42 +137,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// writeFileAtomic writes a file as rotplan writes any: a temporary file in
-// the same directory with owner-only permissions, fsynced, given its mode,
-// renamed over the target, and the directory fsynced. A reader sees the
-// old file or the new one, never half of one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename, there is nothing there
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -31,6 +31,7 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/rotplan/rotplan/internal/atomicfile"
 	"github.com/rotplan/rotplan/internal/testvault"
 )
 
@@ -488,47 +489,12 @@ func issueAndWrite(ctx context.Context, client *vaultapi.Client, dir, name strin
 		{crt, str("certificate"), 0o644},
 		{filepath.Join(dir, name+".chain.pem"), chain.String(), 0o644},
 	} {
-		if err := writeAtomic(f.path, []byte(f.content), f.mode); err != nil {
+		if err := atomicfile.Write(f.path, []byte(f.content), f.mode); err != nil {
 			return err
 		}
 	}
 	_, err = tls.LoadX509KeyPair(crt, key)
 	return err
-}
-
-// writeAtomic writes as rotplan's write step does: an owner-only temporary
-// file beside the target, fsynced, given its mode, renamed, the directory
-// fsynced.
-func writeAtomic(path string, content []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(content); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 var journalShare = regexp.MustCompile(`journal: .*share=(\S+)`)
