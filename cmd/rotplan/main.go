@@ -499,6 +499,8 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	// detailedRunExit.
 	var pf planFlags
 	pf.register(c)
+	c.fs.Lookup("detailed-exitcode").Usage = "exit 0 when the run changed nothing, 2 when it changed something, 1 on an error that changed nothing " +
+		"(3 and 4 as always); with -dry-run, as plan's"
 	if code, ok := c.parse(args); !ok {
 		if code == exitInvalid && (asksDryRun(args) || asksFlag(args, "detailed-exitcode")) {
 			code = exitPlanError // as plan: 2 would read as "changes pending"
