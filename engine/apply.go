@@ -163,6 +163,10 @@ type Options struct {
 	// Inputs are the variables as the operator gave them, journaled so
 	// that a resume can give them again; nil journals none.
 	Inputs *journal.Inputs
+	// Certificates has a preview read the certificate files steps look
+	// after (steps.CertificateHolder) into StepPreview.Certificates, for
+	// whoever exports their expiry; a preview without it reads none.
+	Certificates bool
 }
 
 // execution is one Apply or Resume under way.

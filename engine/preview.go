@@ -34,8 +34,9 @@ type StepPreview struct {
 	// steps.Conditional); Action is then steps.NoChange.
 	Skipped bool
 	// Certificates are the certificate files the step looks after, as
-	// they are now (steps.CertificateHolder); they are read whether or not
-	// the step is due, since a step not due still keeps them in place.
+	// they are now (steps.CertificateHolder), when Options.Certificates
+	// asks for them; they are read whether or not the step is due, since a
+	// step not due still keeps them in place.
 	Certificates []steps.CertificateFile
 	// Arguments are the step's arguments as far as they are known before
 	// the run; Now what it acts on looks like now.
@@ -97,7 +98,7 @@ type knownAfter string
 // is due (steps.Conditional), with every output not known before the run
 // unknown. Nothing is written, issued, signalled or run, and no journal is
 // kept. A login to Vault made for the preview is revoked at its end. Only
-// Log and Getenv of opts are used.
+// Log, Getenv and Certificates of opts are used.
 func (p *Program) Preview(ctx context.Context, opts Options) *Preview {
 	x := p.newExecution(opts)
 	pv := &Preview{}
@@ -141,7 +142,7 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 	sp.Arguments = previewArguments("", val)
 	cfg := steps.NewConfig(sensitiveOnly(val))
 	env := x.env.Named(addr)
-	if holder, ok := n.kind.(steps.CertificateHolder); ok {
+	if holder, ok := n.kind.(steps.CertificateHolder); ok && x.opts.Certificates {
 		sp.Certificates = holder.Certificates(cfg)
 	}
 

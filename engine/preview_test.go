@@ -447,7 +447,15 @@ rec "other" {
   input = "y"
 }
 `, nil, steps.Registry{"cert": h, "rec": rec})
-	pv := prog.Preview(context.Background(), testOptions())
+	// A preview that is not asked for them reads no certificate file.
+	for _, s := range prog.Preview(context.Background(), testOptions()).Steps {
+		if len(s.Certificates) > 0 {
+			t.Errorf("%s: certificates read although Options.Certificates is not set", s.Addr)
+		}
+	}
+	opts := testOptions()
+	opts.Certificates = true
+	pv := prog.Preview(context.Background(), opts)
 	for _, c := range []struct {
 		addr string
 		want string

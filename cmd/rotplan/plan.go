@@ -102,7 +102,7 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	// A program with wrong arguments is still previewed, so that every
 	// problem shows at once; the preview validates each step again, with
 	// more known, so the same error may come twice.
-	pv := prog.Preview(ctx, engine.Options{Log: c.log})
+	pv := prog.Preview(ctx, engine.Options{Log: c.log, Certificates: f.metricsFile != ""})
 	all := uniqueDiagnostics(append(diags, pv.Diagnostics...))
 	if f.json {
 		writePreviewJSON(c.stdout, c.plan, prog.Valid(), pv, all)
