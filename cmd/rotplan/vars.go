@@ -110,7 +110,7 @@ func (v *varSources) fromEnv(plan *plans.Plan, inputs plans.Inputs) hcl.Diagnost
 
 // journaled returns the variables as the journal keeps them for resume:
 // the files made absolute (resume may run elsewhere), and the -var flags
-// of sensitive variables by name only.
+// and ROTPLAN_VAR_ values of sensitive variables by name only.
 func (v *varSources) journaled(plan *plans.Plan) *journal.Inputs {
 	in := &journal.Inputs{}
 	for _, f := range v.files {
@@ -119,25 +119,21 @@ func (v *varSources) journaled(plan *plans.Plan) *journal.Inputs {
 		}
 		in.VarFiles = append(in.VarFiles, f)
 	}
-	for _, flag := range v.flags {
-		name, _, _ := strings.Cut(flag, "=")
-		if decl, ok := plan.Variables[name]; ok && decl.Sensitive {
-			if !slices.Contains(in.Withheld, name) {
-				in.Withheld = append(in.Withheld, name)
-			}
-			continue
+	// keep journals NAME=VALUE in dst, or only NAME when it is sensitive.
+	keep := func(kv string, dst *[]string) {
+		name, _, _ := strings.Cut(kv, "=")
+		switch decl, ok := plan.Variables[name]; {
+		case !ok || !decl.Sensitive:
+			*dst = append(*dst, kv)
+		case !slices.Contains(in.Withheld, name):
+			in.Withheld = append(in.Withheld, name)
 		}
-		in.Vars = append(in.Vars, flag)
+	}
+	for _, flag := range v.flags {
+		keep(flag, &in.Vars)
 	}
 	for _, kv := range v.env {
-		name, _, _ := strings.Cut(kv, "=")
-		if plan.Variables[name].Sensitive {
-			if !slices.Contains(in.Withheld, name) {
-				in.Withheld = append(in.Withheld, name)
-			}
-			continue
-		}
-		in.Env = append(in.Env, kv)
+		keep(kv, &in.Env)
 	}
 	return in
 }
@@ -172,7 +168,7 @@ func (v *varSources) resumeWith(in *journal.Inputs) (missing []string) {
 	return missing
 }
 
-// describe says what the journaled variables are, as flags, for the
+// describeInputs says what the journaled variables are, as flags, for the
 // operator: "-var-file /etc/rotplan/prod.vars.hcl -var renew_before=720h".
 func describeInputs(in *journal.Inputs) string {
 	if in == nil {
