@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/rotplan/rotplan/engine"
@@ -63,7 +64,7 @@ func (c *command) loadSaved() (code int, ok bool) {
 	}
 	for _, flag := range c.vars.flags {
 		name, _, _ := strings.Cut(flag, "=")
-		if !contains(allowed, name) {
+		if !slices.Contains(allowed, name) {
 			fmt.Fprintf(c.stderr, "rotplan run: %s is a saved plan, which carries its variables: -var %s is refused.\n"+
 				"To run with other variables, make a new plan with rotplan plan -out.\n", c.plan, name)
 			return exitInvalid, false
@@ -128,13 +129,4 @@ func relToWD(path string) string {
 		return rel
 	}
 	return path
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
