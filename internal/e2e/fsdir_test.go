@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// keyPlan writes a secret into tls/, and a file beside the plan first.
+const keyPlan = `
+write "first" {
+  path    = "first.txt"
+  content = "first\n"
+}
+
+write "key" {
+  depends_on = [write.first]
+  path       = "tls/server.key"
+  content    = sensitive("not-a-real-key-but-secret\n")
+}
+`
+
+// TestLeftoverTempRemoved: a run killed while a write's temporary file
+// holds the key leaves it owner-only, and both the resume and a fresh run
+// over the same plan remove it.
+func TestLeftoverTempRemoved(t *testing.T) {
+	tests := []struct {
+		name string
+		next []string
+	}{
+		{"resume", []string{"resume", "plan.hcl"}},
+		{"the next run", []string{"run", "-fresh", "plan.hcl"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := planDir(t, keyPlan, nil)
+			tls := filepath.Join(dir, "tls")
+			if err := os.Mkdir(tls, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			// The second write to fill its temporary file is the key's.
+			res := runInWith(t, dir, crashBin, []string{"ROTPLAN_FAILPOINT=temp:2"}, "run", "plan.hcl")
+			if res.exit != -1 {
+				t.Fatalf("run: not killed: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+			}
+			temp := filepath.Join(tls, ".server.key.rotplan-tmp")
+			fi, err := os.Lstat(temp)
+			if err != nil {
+				t.Fatalf("the killed run left no temporary file: %v (%v)", err, dirList(t, tls))
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if fi.Mode().Perm()&0o077 != 0 || int(st.Uid) != os.Geteuid() {
+				t.Errorf("the temporary file holding the key has mode %v and owner %d: readable by others", fi.Mode().Perm(), st.Uid)
+			}
+			res = runIn(t, dir, nil, tt.next...)
+			if res.exit != 0 {
+				t.Fatalf("%s: exit %d\n%s%s", tt.next[0], res.exit, res.stdout, res.stderr)
+			}
+			if _, err := os.Lstat(temp); err == nil {
+				t.Errorf("%s left the temporary file %s", tt.next[0], temp)
+			}
+			if got := dirList(t, tls); got != "server.key" {
+				t.Errorf("tls holds %s, want server.key alone", got)
+			}
+			if got := mustRead(t, filepath.Join(tls, "server.key")); got != "not-a-real-key-but-secret\n" {
+				t.Errorf("server.key holds %q", got)
+			}
+		})
+	}
+}
+
+func dirList(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return strings.Join(names, " ")
+}
+
+// TestSymlinkedDirectoryRefused: with tls a symbolic link to another
+// directory, plan reports the refusal as an error at the write's path, and
+// run stops in its preflight, before the first write changes anything.
+func TestSymlinkedDirectoryRefused(t *testing.T) {
+	dir := planDir(t, keyPlan, nil)
+	elsewhere := filepath.Join(dir, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, filepath.Join(dir, "tls")); err != nil {
+		t.Fatal(err)
+	}
+	res := runIn(t, dir, nil, "plan", "plan.hcl")
+	if res.exit != 1 || !strings.Contains(res.stderr, "tls is a symbolic link") || !strings.Contains(res.stderr, "plan.hcl:9:") {
+		t.Errorf("plan: exit %d, want 1 and the refusal at the write's path\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	res = runIn(t, dir, nil, "run", "plan.hcl")
+	if res.exit != 1 || !strings.Contains(res.stderr, "tls is a symbolic link") || !strings.Contains(res.stdout+res.stderr, "before any step ran") {
+		t.Errorf("run: exit %d, want 1, the refusal, and nothing run\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	for _, p := range []string{filepath.Join(dir, "first.txt"), filepath.Join(elsewhere, "server.key")} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s was written", p)
+		}
+	}
+	if strings.Contains(res.stdout+res.stderr, "not-a-real-key") {
+		t.Error("the output holds the secret")
+	}
+}
