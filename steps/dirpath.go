@@ -238,8 +238,20 @@ func symlinkInPathError(link, dir string) error {
 		hint += ", " + real
 	}
 	target, _ := os.Readlink(link)
-	return fmt.Errorf("%s is a symbolic link (to %s); rotplan does not follow symbolic links on the way to a file it writes or hands over, since whoever can re-point one decides where the file goes: %s", link, target, hint)
+	return &unsafeDirError{
+		what: fmt.Sprintf("%s is a symbolic link (to %s); rotplan does not follow symbolic links on the way to a file it writes or hands over, since whoever can re-point one decides where the file goes", link, target),
+		hint: hint,
+	}
 }
+
+// unsafeDirError is a directory path openStepDir refuses: what is wrong,
+// and what to change for a step to work there, which a rollback leaves
+// out (the directory it must work in is the one it changed, not another).
+type unsafeDirError struct {
+	what, hint string
+}
+
+func (e *unsafeDirError) Error() string { return e.what + ": " + e.hint }
 
 // checkDirComponent checks one directory on the way to dir, as the walk
 // holds it open.
@@ -254,14 +266,20 @@ func checkDirComponent(path, dir string, fd int, trust dirTrust) error {
 		if trust.uid < 0 {
 			hint += fmt.Sprintf(", or, if that user is the one the files are for and may decide where they go, set trust_owner = %q in the step", userName(uid))
 		}
-		return fmt.Errorf("directory %s is not safe to work in: %s belongs to %s, who could rename it or what is in it and put another directory in its place; %s", dir, path, describeUser(uid), hint)
+		return &unsafeDirError{
+			what: fmt.Sprintf("directory %s is not safe to work in: %s belongs to %s, who could rename it or what is in it and put another directory in its place", dir, path, describeUser(uid)),
+			hint: hint,
+		}
 	}
 	if st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
 		who := "every user"
 		if st.Mode&0o002 == 0 {
 			who = fmt.Sprintf("group %d", st.Gid)
 		}
-		return fmt.Errorf("directory %s is not safe to work in: %s is writable by %s, who could rename what is in it; take that away (chmod go-w %s) or make it sticky (chmod +t %s)", dir, path, who, shellQuote(path), shellQuote(path))
+		return &unsafeDirError{
+			what: fmt.Sprintf("directory %s is not safe to work in: %s is writable by %s, who could rename what is in it", dir, path, who),
+			hint: fmt.Sprintf("take that away (chmod go-w %s) or make it sticky (chmod +t %s)", shellQuote(path), shellQuote(path)),
+		}
 	}
 	return nil
 }
@@ -369,8 +387,14 @@ func rollbackDir(env *Env, dir string, rec recordedDir) (*stepDir, error) {
 	if err != nil {
 		return nil, err
 	}
+	var d *stepDir
 	if !rec.ok {
-		return openStepDir(abs, rec.trust)
+		d, err = openStepDir(abs, rec.trust)
+	} else {
+		d, err = reopenRecorded(abs, rec.trust, rec.dev, rec.ino)
 	}
-	return reopenRecorded(abs, rec.trust, rec.dev, rec.ino)
+	if unsafe, ok := err.(*unsafeDirError); ok {
+		return nil, fmt.Errorf("%s no longer leads safely to the directory the step changed: %s", abs, unsafe.what)
+	}
+	return d, err
 }

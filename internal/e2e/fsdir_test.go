@@ -113,3 +113,63 @@ func TestSymlinkedDirectoryRefused(t *testing.T) {
 		t.Error("the output holds the secret")
 	}
 }
+
+// TestResumeRollbackRefusesReplacedDirectory: a run is killed after its
+// write, and the directory it wrote in is moved away and replaced by a
+// link to root's directory. The resume's rollback must not restore into
+// root's directory: it refuses, keeps the backup and says what to do by
+// hand.
+func TestResumeRollbackRefusesReplacedDirectory(t *testing.T) {
+	const plan = `
+write "f" {
+  path    = "tls/target.txt"
+  content = "new\n"
+}
+
+reload "x" {
+  depends_on = [write.f]
+  command    = ["/bin/false"]
+}
+`
+	dir := planDir(t, plan, nil)
+	tls, roots := filepath.Join(dir, "tls"), filepath.Join(dir, "roots")
+	for _, d := range []string{tls, roots} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "target.txt"), []byte(filepath.Base(d)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Record 5 is reload.x's failure, durable, and with it write.f's
+	// success: the kill comes before the rollback starts.
+	res := runInWith(t, dir, crashBin, []string{"ROTPLAN_FAILPOINT=after:5"}, "run", "plan.hcl")
+	if res.exit != -1 {
+		t.Fatalf("run: not killed: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if err := os.Rename(tls, tls+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(roots, tls); err != nil {
+		t.Fatal(err)
+	}
+	res = runIn(t, dir, nil, "resume", "plan.hcl")
+	if got := mustRead(t, filepath.Join(roots, "target.txt")); got != "roots\n" {
+		t.Errorf("root's file was changed: %q", got)
+	}
+	if res.exit != exitRollbackIncomplete {
+		t.Fatalf("resume: exit %d, want %d (rollback incomplete)\n%s%s", res.exit, exitRollbackIncomplete, res.stdout, res.stderr)
+	}
+	for _, want := range []string{"tls is a symbolic link", "install -m 0644"} {
+		if !strings.Contains(res.stdout+res.stderr, want) {
+			t.Errorf("resume does not say %q:\n%s%s", want, res.stdout, res.stderr)
+		}
+	}
+	if got := mustRead(t, filepath.Join(tls+".moved", "target.txt")); got != "new\n" {
+		t.Errorf("the directory the write changed holds %q: the rollback went ahead in it from a path that leads elsewhere", got)
+	}
+	backups, _ := filepath.Glob(filepath.Join(dir, ".rotplan", "backups", "*", "*", "target.txt"))
+	if len(backups) != 1 || mustRead(t, backups[0]) != "tls\n" {
+		t.Errorf("backups %v, want the copy of the replaced file kept", backups)
+	}
+}
