@@ -215,6 +215,21 @@ func TestWriteSafeDirectory(t *testing.T) {
 	}
 }
 
+// snapshotKeyWrite returns the config of a write of testKey to key, and
+// its snapshot taken in env.
+func snapshotKeyWrite(t *testing.T, env *Env, key string) (Config, map[string]string) {
+	t.Helper()
+	cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
+		"path":    cty.StringVal(key),
+		"content": cty.StringVal(testKey).Mark("sensitive"),
+	})
+	snap, err := (*Write)(nil).Snapshot(context.Background(), env, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, snap
+}
+
 // TestWriteRollbackDirectoryReplaced: the directory a write changed is
 // moved away and another put at its path (a link to root's directory, or
 // a directory of its own) before the rollback. A rollback in the same
@@ -242,15 +257,8 @@ func TestWriteRollbackDirectoryReplaced(t *testing.T) {
 				t.Fatal(err)
 			}
 			env, _, backups := rollbackEnv(t)
-			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
-				"path":    cty.StringVal(key),
-				"content": cty.StringVal(testKey).Mark("sensitive"),
-			})
+			cfg, snap := snapshotKeyWrite(t, env, key)
 			ctx := context.Background()
-			snap, err := (*Write)(nil).Snapshot(ctx, env, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
 			if _, err := (*Write)(nil).Apply(ctx, env, cfg); err != nil {
 				t.Fatal(err)
 			}
@@ -269,7 +277,7 @@ func TestWriteRollbackDirectoryReplaced(t *testing.T) {
 			if tt.laterRun {
 				rbEnv, _, _ = rollbackEnv(t)
 			}
-			err = (*Write)(nil).Rollback(ctx, rbEnv, cfg, cty.NilVal, snap)
+			err := (*Write)(nil).Rollback(ctx, rbEnv, cfg, cty.NilVal, snap)
 			b.wantRootsFileUntouched(t)
 			moved := filepath.Join(b.tls+".moved", "server.key")
 			if !tt.laterRun {
@@ -436,15 +444,8 @@ func TestWriteRemovesLeftoverTemp(t *testing.T) {
 				}
 			}
 			env, _, _ := rollbackEnv(t)
-			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{
-				"path":    cty.StringVal(key),
-				"content": cty.StringVal(testKey).Mark("sensitive"),
-			})
+			cfg, snap := snapshotKeyWrite(t, env, key)
 			ctx := context.Background()
-			snap, err := (*Write)(nil).Snapshot(ctx, env, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
 			if tt.then != "apply" {
 				if _, err := (*Write)(nil).Apply(ctx, env, cfg); err != nil {
 					t.Fatal(err)
@@ -465,6 +466,7 @@ func TestWriteRemovesLeftoverTemp(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			var err error
 			switch tt.then {
 			case "apply":
 				_, err = (*Write)(nil).Apply(ctx, env, cfg)

@@ -48,7 +48,7 @@ func TestLeftoverTempRemoved(t *testing.T) {
 			temp := filepath.Join(tls, ".server.key.rotplan-tmp")
 			fi, err := os.Lstat(temp)
 			if err != nil {
-				t.Fatalf("the killed run left no temporary file: %v (%v)", err, dirList(t, tls))
+				t.Fatalf("the killed run left no temporary file: %v (%v)", err, strings.Join(dirNames(t, tls), " "))
 			}
 			st := fi.Sys().(*syscall.Stat_t)
 			if fi.Mode().Perm()&0o077 != 0 || int(st.Uid) != os.Geteuid() {
@@ -61,7 +61,7 @@ func TestLeftoverTempRemoved(t *testing.T) {
 			if _, err := os.Lstat(temp); err == nil {
 				t.Errorf("%s left the temporary file %s", tt.next[0], temp)
 			}
-			if got := dirList(t, tls); got != "server.key" {
+			if got := strings.Join(dirNames(t, tls), " "); got != "server.key" {
 				t.Errorf("tls holds %s, want server.key alone", got)
 			}
 			if got := mustRead(t, filepath.Join(tls, "server.key")); got != "not-a-real-key-but-secret\n" {
@@ -69,19 +69,6 @@ func TestLeftoverTempRemoved(t *testing.T) {
 			}
 		})
 	}
-}
-
-func dirList(t *testing.T, dir string) string {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
-	return strings.Join(names, " ")
 }
 
 // TestSymlinkedDirectoryRefused: with tls a symbolic link to another
