@@ -474,7 +474,7 @@ func TestWriteRemovesLeftoverTemp(t *testing.T) {
 				err = (*Write)(nil).Rollback(ctx, env, cfg, cty.NilVal, snap)
 			}
 			if tt.locked {
-				if err == nil || !strings.Contains(err.Error(), "being written by another process") {
+				if err == nil || !strings.Contains(err.Error(), "held by a write under way") {
 					t.Errorf("Apply: %v, want it to say another write is under way", err)
 				}
 				if _, err := os.Stat(leftover); err != nil {

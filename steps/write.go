@@ -947,7 +947,7 @@ func removeLeftoverTemp(env *Env, d *stepDir, name string) error {
 	case err == nil:
 		defer unix.Close(fd)
 		if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
-			return fmt.Errorf("%s is being written by another process (another rotplan run writing the same file?); let it finish first", d.join(name))
+			return fmt.Errorf("%s is held by a write under way (another step or run writing the same file?); let it finish first", d.join(name))
 		}
 	}
 	if err := unix.Unlinkat(d.fd(), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
