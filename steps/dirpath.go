@@ -63,8 +63,7 @@ func (d *stepDir) sync() error { return d.f.Sync() }
 // files: root and the user rotplan runs as always, and the step's
 // trust_owner when it names one (uid -1 when not).
 type dirTrust struct {
-	uid  int
-	name string // as the plan gave it, for messages
+	uid int
 }
 
 // trusts reports whether a directory owned by uid may be on the path.
@@ -86,7 +85,7 @@ func stepTrust(cfg Config) (dirTrust, error) {
 	if err != nil {
 		return t, &AttrError{Path: cfg.Path("trust_owner"), Err: err}
 	}
-	return dirTrust{uid: uid, name: s}, nil
+	return dirTrust{uid: uid}, nil
 }
 
 // key tells trusts apart in the run's cache of opened directories.

@@ -402,7 +402,7 @@ func (*Write) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, sna
 	d, err := rollbackDir(env, filepath.Dir(s.path), s.dir)
 	if err != nil {
 		if !s.existed {
-			return fmt.Errorf("write: rolling back %s, which did not exist before: %w; then remove it by hand from the directory the write changed", s.path, err)
+			return fmt.Errorf("write: rolling back %s, which did not exist before: %w; remove it by hand from the directory the write changed (DIR): rm DIR/%s", s.path, err, shellQuote(filepath.Base(s.path)))
 		}
 		return fmt.Errorf("write: rolling back %s: %w; the backup is kept: restore it by hand into the directory the write changed (DIR): %s", s.path, err, s.byHandInto("DIR/"+shellQuote(filepath.Base(s.path))))
 	}
