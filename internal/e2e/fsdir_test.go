@@ -160,3 +160,48 @@ reload "x" {
 		t.Errorf("backups %v, want the copy of the replaced file kept", backups)
 	}
 }
+
+// TestSeedLayoutNeedsTrustOwner: the seed keeps the listener's TLS
+// directory in vaultprod's home, which vaultprod could rename. Without
+// trust_owner, plan names the directory and says what to do, and run stops
+// before any step, the admin steps included, changes anything.
+func TestSeedLayoutNeedsTrustOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the TLS directory belongs to vaultprod only when the tests run as root")
+	}
+	r := newRotation(t)
+	v := r.v
+	src := mustRead(t, filepath.Join(repoRoot(t), "examples", "prod.hcl"))
+	var kept []string
+	for _, line := range strings.Split(src, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "trust_owner") {
+			kept = append(kept, line)
+		}
+	}
+	plan := filepath.Join(t.TempDir(), "prod.hcl")
+	if err := os.WriteFile(plan, []byte(strings.Join(kept, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := digestTree(t, v.AdminDir) + digestTree(t, v.ServerDir)
+	wants := []string{
+		filepath.Join(v.Dir, "home", "vaultprod") + " belongs to uid",
+		"(vaultprod)",
+		`trust_owner = "vaultprod"`,
+	}
+	res := runRotplan(t, v.Environ(), r.planArgs(plan)...)
+	if res.exit != 1 {
+		t.Errorf("plan: exit %d, want 1\n%s", res.exit, res.stderr)
+	}
+	for _, want := range wants {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("plan does not say %q:\n%s", want, res.stderr)
+		}
+	}
+	res = runRotplan(t, v.Environ(), r.argsFor(plan, "run", t.TempDir())...)
+	if res.exit != 1 || !strings.Contains(res.stdout+res.stderr, "before any step ran") || !strings.Contains(res.stderr, wants[0]) {
+		t.Errorf("run: exit %d, want 1 and the refusal before any step ran\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if after := digestTree(t, v.AdminDir) + digestTree(t, v.ServerDir); after != before {
+		t.Errorf("the refused run changed files:\nbefore %s\nafter  %s", before, after)
+	}
+}
