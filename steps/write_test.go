@@ -374,9 +374,12 @@ func TestWriteValidate(t *testing.T) {
 		{"uid -1", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("4294967295")}, "owner", "not a valid id"},
 		{"numeric ids", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("0"), "group": cty.StringVal("12345")}, "", ""},
 		{"root by name", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("root"), "group": cty.StringVal("root")}, "", ""},
+		{"trust_owner by id", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "trust_owner": cty.StringVal("4242")}, "", ""},
+		{"trust_owner not a name", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "trust_owner": cty.StringVal("a:b")}, "trust_owner", "not a user name"},
+		{"trust_owner unknown user", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "trust_owner": cty.StringVal("rotplan-no-such-user")}, "trust_owner", `no such user "rotplan-no-such-user"`},
 	}
 	// Whether a user or group exists is the host's to say: CheckHost's.
-	host := map[string]bool{"unknown user": true, "unknown group": true}
+	host := map[string]bool{"unknown user": true, "unknown group": true, "trust_owner unknown user": true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err, fromHost := validateThenCheck(t, (*Write)(nil), testConfig(t, (*Write)(nil).Spec(), tt.vals))
