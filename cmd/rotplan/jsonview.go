@@ -257,6 +257,7 @@ func (v *jsonView) end(e runEnd) {
 // diagnosticOf is a diagnostic as an event, unfolded: a program groups
 // them as it likes.
 func diagnosticOf(d *hcl.Diagnostic) *diagnosticEvent {
+	d = withoutSecret(d)
 	e := &diagnosticEvent{Severity: "error", Summary: d.Summary, Detail: d.Detail}
 	if d.Severity == hcl.DiagWarning {
 		e.Severity = "warning"

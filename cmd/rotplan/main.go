@@ -402,7 +402,7 @@ func (c *command) start(args []string) (s *session, code int, ok bool) {
 // startParsed is start once the flags are parsed.
 func (c *command) startParsed() (s *session, code int, ok bool) {
 	parser := plans.NewParser()
-	s = &session{out: newDiagPrinter(c.stderr, parser.Files, c.noColour)}
+	s = &session{out: c.vars.printer(c.stderr, parser, c.noColour)}
 	l, diags := c.vars.load(parser, c.plan)
 	s.out.print(diags)
 	if diags.HasErrors() {
@@ -734,7 +734,7 @@ func validateCommand(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	parser := plans.NewParser()
-	out := newDiagPrinter(stderr, parser.Files, c.noColour)
+	out := c.vars.printer(stderr, parser, c.noColour)
 	l, diags := c.vars.load(parser, c.plan)
 	out.print(diags)
 	if diags.HasErrors() {

@@ -88,7 +88,7 @@ func (c *command) preview(ctx context.Context, args []string, f *planFlags) int 
 // previewParsed is preview once the flags are parsed.
 func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	parser := plans.NewParser()
-	out := newDiagPrinter(c.stderr, parser.Files, c.noColour)
+	out := c.vars.printer(c.stderr, parser, c.noColour)
 	l, diags := c.vars.load(parser, c.plan)
 	prog := l.prog
 	if prog == nil {
@@ -351,7 +351,7 @@ type diagnosticJSON struct {
 
 func diagnosticsJSON(diags hcl.Diagnostics, severity hcl.DiagnosticSeverity) []diagnosticJSON {
 	out := []diagnosticJSON{}
-	for _, d := range diags {
+	for _, d := range withoutSecrets(diags) {
 		if d.Severity != severity {
 			continue
 		}
