@@ -102,7 +102,15 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	// A program with wrong arguments is still previewed, so that every
 	// problem shows at once; the preview validates each step again, with
 	// more known, so the same error may come twice.
+	// A preview logs in to Vault and revokes that token at the end: an
+	// interrupt stops it in order (see interrupts).
+	end := windDown(ctx)
 	pv := prog.Preview(ctx, engine.Options{Log: c.log, Certificates: f.metricsFile != ""})
+	end()
+	if ctx.Err() != nil {
+		fmt.Fprintf(c.stderr, "rotplan %s: interrupted; the preview is incomplete. Nothing was changed.\n", c.name)
+		return exitPlanError
+	}
 	all := uniqueDiagnostics(append(diags, pv.Diagnostics...))
 	if f.json {
 		writePreviewJSON(c.stdout, c.plan, prog.Valid(), pv, all)
