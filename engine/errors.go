@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 )
 
@@ -18,10 +19,12 @@ type StepError struct {
 	Diagnostics hcl.Diagnostics
 }
 
-// Error renders the diagnostics on one line, each with its file:line:col.
+// Error renders the diagnostics on one line, each with its file:line:col,
+// without a detail that could quote a sensitive value (plans.WithoutSecret):
+// the journal, the logs and the views take it up.
 func (e *StepError) Error() string {
 	var parts []string
-	for _, d := range e.Diagnostics {
+	for _, d := range plans.WithoutSecrets(e.Diagnostics) {
 		where := ""
 		if d.Subject != nil {
 			where = location(*d.Subject) + ": "

@@ -11,7 +11,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/plans"
-	"github.com/zclconf/go-cty/cty"
 	"golang.org/x/text/width"
 )
 
@@ -43,7 +42,7 @@ func (p *diagPrinter) print(diags hcl.Diagnostics) {
 	// not buffered.
 	w := bufio.NewWriter(p.w)
 	defer w.Flush()
-	for _, f := range foldDiagnostics(withoutSecrets(diags)) {
+	for _, f := range foldDiagnostics(plans.WithoutSecrets(diags)) {
 		d := f.diag
 		severity := p.pal.bad("error")
 		if d.Severity == hcl.DiagWarning {
@@ -91,7 +90,7 @@ func foldDiagnostics(diags hcl.Diagnostics) []*folded {
 	seen := map[key]*folded{}
 	for _, d := range diags {
 		k := key{d.Severity, d.Detail}
-		if f, ok := seen[k]; ok && d.Detail != "" && d.Detail != secretDetail {
+		if f, ok := seen[k]; ok && d.Detail != "" && d.Detail != plans.WithheldDetail {
 			f.same = append(f.same, d.Summary)
 			continue
 		}
@@ -254,77 +253,4 @@ func cells(s string) int {
 		}
 	}
 	return n
-}
-
-// withoutSecrets returns diags, each through withoutSecret; diags is not
-// changed.
-func withoutSecrets(diags hcl.Diagnostics) hcl.Diagnostics {
-	out := make(hcl.Diagnostics, len(diags))
-	for i, d := range diags {
-		out[i] = withoutSecret(d)
-	}
-	return out
-}
-
-// withoutSecret returns d, or a copy without its detail when its expression
-// reads a sensitive value: hcl and the functions write details from the
-// values they were given ("cannot convert "hvs.…" to number"), and nothing
-// rotplan prints may show a secret.
-func withoutSecret(d *hcl.Diagnostic) *hcl.Diagnostic {
-	if !readsSensitive(d) {
-		return d
-	}
-	safe := *d
-	safe.Detail = secretDetail
-	return &safe
-}
-
-// secretDetail replaces the detail of a diagnostic that could quote a
-// secret. It says nothing of the cause, so two diagnostics that have it
-// are not folded into one (see foldDiagnostics).
-const secretDetail = "The detail is not shown: the expression reads a sensitive value, which it could quote."
-
-// readsSensitive reports whether the expression a diagnostic is about reads
-// a value marked sensitive, or a part of one, in the diagnostic's evaluation
-// context.
-func readsSensitive(d *hcl.Diagnostic) bool {
-	if d.Expression == nil || d.EvalContext == nil {
-		return false
-	}
-	for _, tr := range d.Expression.Variables() {
-		v, diags := tr.TraverseAbs(d.EvalContext)
-		if diags.HasErrors() {
-			// What it reads is not there as such (an index into an
-			// unknown): judge by the whole variable, var or local.
-			v = rootValue(d.EvalContext, tr.RootName())
-		}
-		if sensitive(v) {
-			return true
-		}
-	}
-	return false
-}
-
-// rootValue is the value of the variable name in ctx or its parents.
-func rootValue(ctx *hcl.EvalContext, name string) cty.Value {
-	for ; ctx != nil; ctx = ctx.Parent() {
-		if v, ok := ctx.Variables[name]; ok {
-			return v
-		}
-	}
-	return cty.NilVal
-}
-
-// sensitive reports whether v or anything in it is marked sensitive.
-func sensitive(v cty.Value) bool {
-	if v == cty.NilVal {
-		return false
-	}
-	_, marks := v.UnmarkDeepWithPaths()
-	for _, m := range marks {
-		if _, ok := m.Marks[plans.SensitiveMark]; ok {
-			return true
-		}
-	}
-	return false
 }

@@ -359,7 +359,7 @@ type diagnosticJSON struct {
 
 func diagnosticsJSON(diags hcl.Diagnostics, severity hcl.DiagnosticSeverity) []diagnosticJSON {
 	out := []diagnosticJSON{}
-	for _, d := range withoutSecrets(diags) {
+	for _, d := range plans.WithoutSecrets(diags) {
 		if d.Severity != severity {
 			continue
 		}
