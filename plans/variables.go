@@ -129,7 +129,7 @@ func ResolveVariables(plan *Plan, in Inputs) (map[string]cty.Value, hcl.Diagnost
 		if err != nil {
 			detail := fmt.Sprintf("The value for %q does not fit its type %s: %s.", name, v.Type.FriendlyName(), err)
 			if v.Sensitive { // cty's reasons name keys and attributes of the value
-				detail = fmt.Sprintf("The value for the sensitive variable %q does not fit its type %s: it is a %s. "+
+				detail = fmt.Sprintf("The value for the sensitive variable %q does not fit its type %s: the value given is of type %s. "+
 					"Where it differs is not shown, since that could quote the value.", name, v.Type.FriendlyName(), val.Type().FriendlyName())
 			}
 			diags = append(diags, &hcl.Diagnostic{

@@ -146,10 +146,10 @@ type source struct {
 	starts []int // starts[i] is the offset of line i+1
 }
 
-// source returns the file named filename split into lines, nil when the
+// sourceOf returns the file named filename split into lines, nil when the
 // printer was given no such file (a -var flag). Each file is split once,
 // however many diagnostics point into it.
-func (p *diagPrinter) source(filename string) *source {
+func (p *diagPrinter) sourceOf(filename string) *source {
 	if src, ok := p.sources[filename]; ok {
 		return src
 	}
@@ -182,7 +182,7 @@ func (s *source) line(n int) (text string, offset int, ok bool) {
 // snippet prints the first source line of a range and underlines the range,
 // or says why it does not when the line may hold a secret.
 func (p *diagPrinter) snippet(w io.Writer, r hcl.Range) {
-	src := p.source(r.Filename)
+	src := p.sourceOf(r.Filename)
 	if src == nil {
 		return
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,8 +33,10 @@ type varSources struct {
 	// NAME=VALUE.
 	env []string
 	// secretLines are the lines of the variable files that may hold a
-	// secret, by file, which load found (see hides).
+	// secret, by file, and secretFiles the variable files any line of
+	// which may, as load found them (see hides).
 	secretLines map[string]map[int]bool
+	secretFiles map[string]bool
 }
 
 // register adds -var and -var-file to fs.
@@ -59,7 +60,7 @@ func (v *varSources) load(parser *plans.Parser, path string) (loaded, hcl.Diagno
 	if plan != nil {
 		diags = append(diags, v.fromEnv(plan, inputs)...)
 	}
-	v.secretLines = map[string]map[int]bool{}
+	v.secretLines, v.secretFiles = map[string]map[int]bool{}, map[string]bool{}
 	for _, f := range v.files {
 		fileInputs := plans.Inputs{}
 		more := parser.LoadVarFile(f, fileInputs)
@@ -91,11 +92,11 @@ func (v *varSources) load(parser *plans.Parser, path string) (loaded, hcl.Diagno
 
 // unreadable hides the whole of the variable file f, which could not be
 // read, and returns its diagnostics without the details of those that
-// point into it: which variable
-// a line is for is not known, so any may be a secret's, and hcl's details
-// may quote the source ("The symbol "q" is not a valid escape sequence").
+// point into it: which variable a line is for is not known, so any may be
+// a secret's, and hcl's details may quote the source ("The symbol "q" is
+// not a valid escape sequence").
 func (v *varSources) unreadable(f string, diags hcl.Diagnostics) hcl.Diagnostics {
-	v.hide(f, 1, math.MaxInt)
+	v.secretFiles[f] = true
 	out := make(hcl.Diagnostics, len(diags))
 	for i, d := range diags {
 		safe := *d
@@ -107,17 +108,12 @@ func (v *varSources) unreadable(f string, diags hcl.Diagnostics) hcl.Diagnostics
 	return out
 }
 
-// hide records that lines first to last of file may hold a secret; last
-// math.MaxInt is the end of the file.
+// hide records that lines first to last of file may hold a secret.
 func (v *varSources) hide(file string, first, last int) {
 	lines := v.secretLines[file]
 	if lines == nil {
 		lines = map[int]bool{}
 		v.secretLines[file] = lines
-	}
-	if last == math.MaxInt {
-		lines[0] = true // every line: see hides
-		return
 	}
 	for l := first; l <= last; l++ {
 		lines[l] = true
@@ -137,8 +133,7 @@ func (v *varSources) printer(w io.Writer, parser *plans.Parser, noColour bool) *
 // file: a value for a sensitive or undeclared variable is given there, or
 // the variable file could not be read.
 func (v *varSources) hides(file string, line int) bool {
-	lines := v.secretLines[file]
-	return lines[0] || lines[line]
+	return v.secretFiles[file] || v.secretLines[file][line]
 }
 
 // fromEnv adds the values of ROTPLAN_VAR_NAME environment variables: first
