@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"os"
@@ -164,5 +165,48 @@ func TestInterruptsWindDown(t *testing.T) {
 				t.Errorf("output %q, want it to begin with %q", out.String(), tt.wantOutput)
 			}
 		})
+	}
+}
+
+// TestRunWindsDownOnASignal: a signal while a run's steps run stops the
+// run in order: the step under way is interrupted, the run is journaled
+// and reported as interrupted, exit 1.
+func TestRunWindsDownOnASignal(t *testing.T) {
+	dir := t.TempDir()
+	plan := filepath.Join(dir, "p.hcl")
+	writeFile(t, plan, "reload \"slow\" {\n  command = [\"/bin/sleep\", \"600\"]\n}\n")
+	cmd := exec.Command(os.Args[0], "run", "-json", "-state-dir", filepath.Join(dir, "state"), plan)
+	cmd.Env = append(os.Environ(), "ROTPLAN_TEST_MAIN=1")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	events := bufio.NewScanner(stdout)
+	var seen []string
+	for events.Scan() && !strings.Contains(events.Text(), `"type":"step_started"`) {
+		seen = append(seen, events.Text())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for events.Scan() {
+		seen = append(seen, events.Text())
+	}
+	err = waitFor(t, cmd)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitFailed {
+		t.Errorf("rotplan run ended with %v, want exit %d", err, exitFailed)
+	}
+	if len(seen) == 0 || !strings.Contains(seen[len(seen)-1], `"status":"interrupted"`) {
+		t.Errorf("the run did not end interrupted: %q\nstderr:\n%s", seen, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "stopped by") {
+		t.Errorf("rotplan stopped at once rather than in order:\n%s", stderr.String())
 	}
 }
