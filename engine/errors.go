@@ -49,21 +49,27 @@ func (p *Program) stepDiagnostics(n *node, summary string, err error) hcl.Diagno
 	}
 	var diags hcl.Diagnostics
 	for _, e := range errs {
-		subject := n.step.DeclRange
-		detail := e.Error()
-		var attrErr *steps.AttrError
-		if errors.As(e, &attrErr) {
-			if rng, ok := argumentRange(n.step.Body, attrErr.Path); ok {
-				subject = rng
-				detail = fmt.Sprintf("%s: %v", attrErr.Path, attrErr.Err)
-			}
-		}
-		diags = append(diags, &hcl.Diagnostic{
+		d := &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  fmt.Sprintf("%s %s", summary, n.addr),
-			Detail:   detail,
-			Subject:  subject.Ptr(),
-		})
+			Detail:   e.Error(),
+			Subject:  n.step.DeclRange.Ptr(),
+		}
+		var attrErr *steps.AttrError
+		if errors.As(e, &attrErr) {
+			if rng, expr, ok := argumentOf(n.step.Body, attrErr.Path); ok {
+				d.Subject = rng.Ptr()
+				d.Detail = fmt.Sprintf("%s: %v", attrErr.Path, attrErr.Err)
+				// A kind may quote the argument's value. The expression,
+				// in a context where sensitive outputs are unknown and
+				// marked, tells plans.WithoutSecret whether it is a
+				// secret, whenever the step fails.
+				if expr != nil {
+					d.Expression, d.EvalContext = expr, p.contextFor(n, nil)
+				}
+			}
+		}
+		diags = append(diags, d)
 	}
 	return diags
 }
@@ -72,14 +78,21 @@ func (p *Program) stepDiagnostics(n *node, summary string, err error) hcl.Diagno
 // "tls.ca_file") in a body written in native HCL syntax. A path naming a
 // nested block gives the block's header.
 func argumentRange(body hcl.Body, path string) (hcl.Range, bool) {
+	rng, _, ok := argumentOf(body, path)
+	return rng, ok
+}
+
+// argumentOf is argumentRange with the argument's expression, nil for a
+// nested block.
+func argumentOf(body hcl.Body, path string) (hcl.Range, hcl.Expression, bool) {
 	syn, ok := body.(*hclsyntax.Body)
 	if !ok {
-		return hcl.Range{}, false
+		return hcl.Range{}, nil, false
 	}
 	head, rest, nested := strings.Cut(path, ".")
 	if !nested {
 		if attr, ok := syn.Attributes[head]; ok {
-			return attr.Expr.Range(), true
+			return attr.Expr.Range(), attr.Expr, true
 		}
 	}
 	for _, block := range syn.Blocks {
@@ -87,9 +100,9 @@ func argumentRange(body hcl.Body, path string) (hcl.Range, bool) {
 			continue
 		}
 		if !nested {
-			return block.DefRange(), true
+			return block.DefRange(), nil, true
 		}
-		return argumentRange(block.Body, rest)
+		return argumentOf(block.Body, rest)
 	}
-	return hcl.Range{}, false
+	return hcl.Range{}, nil, false
 }

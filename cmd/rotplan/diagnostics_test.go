@@ -70,6 +70,8 @@ func TestSensitiveValuesNeverPrinted(t *testing.T) {
 		{name: "function error in a local", extra: "locals {\n  x = file(var.secret)\n}\n", flags: []string{"-var", "secret=" + secretMarker}, want: "Invalid function argument"},
 		{name: "function error in a step", extra: "write \"w\" {\n  path    = \"/nonexistent/x\"\n  content = \"x\"\n  mode    = tonumber(var.secret)\n}\n",
 			env: map[string]string{"ROTPLAN_VAR_secret": secretMarker}, want: "Invalid function argument"},
+		{name: "a kind's error quotes the argument", extra: "write \"w\" {\n  path    = \"/nonexistent/x\"\n  content = \"x\"\n  mode    = var.secret\n}\n",
+			flags: []string{"-var", "secret=" + secretMarker}, want: "Invalid step write.w"},
 		{name: "template error", extra: "locals {\n  x = \"${var.secret}\" + 1\n}\n", varFile: `secret = "` + secretMarker + `"` + "\n", want: "Invalid operand"},
 	}
 	commands := [][]string{{"validate"}, {"plan"}, {"plan", "-json"}, {"run"}, {"run", "-json"}, {"graph"}}
