@@ -81,12 +81,14 @@ func main() {
 	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
 		runtime.GOMAXPROCS(minProcs)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, interrupts := catchInterrupts(os.Stderr, os.Exit)
+	go interrupts.watch(sigs)
 	stopProfile := startProfile(os.Getenv("ROTPLAN_CPUPROFILE"))
 	code := rotplan(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stopProfile()
 	writeHeapProfile(os.Getenv("ROTPLAN_MEMPROFILE"))
-	stop()
 	os.Exit(code)
 }
 
@@ -402,7 +404,7 @@ func (c *command) start(args []string) (s *session, code int, ok bool) {
 // startParsed is start once the flags are parsed.
 func (c *command) startParsed() (s *session, code int, ok bool) {
 	parser := plans.NewParser()
-	s = &session{out: newDiagPrinter(c.stderr, parser.Files, c.noColour)}
+	s = &session{out: c.vars.printer(c.stderr, parser, c.noColour)}
 	l, diags := c.vars.load(parser, c.plan)
 	s.out.print(diags)
 	if diags.HasErrors() {
@@ -566,6 +568,9 @@ func (c *command) run(ctx context.Context, fresh bool) (code int, changed bool) 
 			describeRun(last), c.resumeCommandLine(c.plan, withheldOf(last)))
 		return exitInvalid, false
 	}
+	// From here on the run journals and changes things: an interrupt
+	// stops it in order (see interrupts).
+	defer windDown(ctx)()
 	if c.saved != nil && !c.checkSaved(ctx, s) {
 		return exitInvalid, false
 	}
@@ -626,6 +631,7 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return code
 	}
 	defer s.lock.Release()
+	defer windDown(ctx)() // as run's
 	prog, out, last, err := s.prog, s.out, s.last, s.lastErr
 	switch {
 	case err != nil:
@@ -734,7 +740,7 @@ func validateCommand(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	parser := plans.NewParser()
-	out := newDiagPrinter(stderr, parser.Files, c.noColour)
+	out := c.vars.printer(stderr, parser, c.noColour)
 	l, diags := c.vars.load(parser, c.plan)
 	out.print(diags)
 	if diags.HasErrors() {
