@@ -627,19 +627,26 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	defer s.lock.Release()
 	prog, out, last, err := s.prog, s.out, s.last, s.lastErr
+	notice := stdout // where "nothing to resume" goes
+	if c.json {      // stdout holds events only, and there are none
+		notice = stderr
+	}
 	switch {
 	case err != nil:
 		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)
 		return exitInvalid
 	case last == nil:
-		fmt.Fprintf(stderr, "rotplan resume: there is no run to resume in %s\n", c.stateDir)
-		return exitInvalid
-	case !last.Unfinished():
-		w := stdout
-		if c.json { // stdout holds events only, and there are none
-			w = stderr
+		// No run, or one killed before its first record reached the
+		// journal: either way nothing was done, so nothing is left to
+		// finish.
+		why := "it holds no run"
+		if path, _ := journal.Last(c.stateDir); path != "" {
+			why = "the last run stopped before its journal recorded anything"
 		}
-		fmt.Fprintf(w, "rotplan: nothing to resume: the last run (%s) has nothing left to finish.\n", describeRun(last))
+		fmt.Fprintf(notice, "rotplan: nothing to resume: there is no run to resume in %s (%s), so nothing was done.\n", c.stateDir, why)
+		return exitOK
+	case !last.Unfinished():
+		fmt.Fprintf(notice, "rotplan: nothing to resume: the last run (%s) has nothing left to finish.\n", describeRun(last))
 		return exitOK
 	}
 	if last.Torn != nil {
