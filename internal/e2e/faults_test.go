@@ -1,10 +1,17 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/tls"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rotplan/rotplan/internal/fullfs"
 )
 
 // TestResumeBeforeTheFirstRecord: a run killed before its first journal
@@ -38,4 +45,135 @@ func TestResumeBeforeTheFirstRecord(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fillStep is a plan step that fills the filesystem of the state
+// directory state, as a disk filling up mid-run does.
+func fillStep(name, state string) string {
+	return fmt.Sprintf(`reload %q {
+  command = ["/bin/sh", "-c", "cat /dev/zero > %s 2>/dev/null; true"]
+`, name, filepath.Join(state, "filler"))
+}
+
+// TestJournalFullWithoutVault: the state directory fills up while a run
+// has steps under way. The run stops, rolls back what it did, and exits 3,
+// not 4 with the journal's own failures listed as steps to undo by hand;
+// it says that the journal could not be written, where, and what to do.
+func TestJournalFullWithoutVault(t *testing.T) {
+	state := fullfs.Mount(t, 64<<10)
+	plan := filepath.Join(t.TempDir(), "fill.hcl")
+	src := fillStep("fill", state) + "}\n" + `reload "after" {
+  count      = 40
+  depends_on = [reload.fill]
+  command    = ["/bin/true"]
+}
+`
+	if err := os.WriteFile(plan, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := runRotplan(t, nil, "run", "-state-dir", state, plan)
+	if res.exit != exitRolledBack || strings.Contains(res.stdout, "by hand") {
+		t.Errorf("exit %d, want %d (rolled back) with nothing to undo by hand\n%s%s", res.exit, exitRolledBack, res.stdout, res.stderr)
+	}
+	for _, want := range []string{"Cannot write the journal", "no space left on device", journalPath(t, state), "-fresh"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("the output lacks %q:\n%s", want, res.stderr)
+		}
+	}
+}
+
+// TestJournalFullMidRotation: the state directory fills up once the server
+// certificate is issued, before it is written. rotplan stops and undoes
+// what it did from what it knows in memory: the files are as before the
+// run (server.crt still matches server.key), and both certificates it
+// issued are revoked, the server's although its issue record was lost.
+// Once space is freed, a new run rotates.
+func TestJournalFullMidRotation(t *testing.T) {
+	r := newRotation(t)
+	state := fullfs.Mount(t, 256<<10)
+	plan := editedPlan(t, func(src string) string {
+		// The server's files are written once the disk is full.
+		src = regexp.MustCompile(`(write "server_(key|crt|fullchain|ca_chain)" \{\n)`).ReplaceAllString(src, "${1}  depends_on = [reload.fill]\n")
+		return src + "\n" + fillStep("fill", state) + "  depends_on = [issue.server]\n}\n"
+	})
+	before := readFiles(t, rotatedFiles(r.v))
+	served := servedSerial(t, r.v)
+	issuedBefore := issuedSerials(t, r.v)
+
+	res := runRotplan(t, r.v.Environ(), r.argsFor(plan, "run", state)...)
+	t.Logf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	if res.exit != exitRolledBack {
+		t.Errorf("exit %d, want %d: every step it did can be undone", res.exit, exitRolledBack)
+	}
+	if !strings.Contains(res.stderr, "no space left on device") {
+		t.Errorf("the output does not say the journal could not be written:\n%s", res.stderr)
+	}
+	after := readFiles(t, rotatedFiles(r.v))
+	for p, b := range before {
+		if !bytes.Equal(after[p].data, b.data) {
+			t.Errorf("%s differs from before the run", p)
+		}
+	}
+	if _, err := tls.LoadX509KeyPair(filepath.Join(r.v.ServerDir, "server.crt"), filepath.Join(r.v.ServerDir, "server.key")); err != nil {
+		t.Errorf("server.crt and server.key do not match: %v", err)
+	}
+	if got := servedSerial(t, r.v); got != served {
+		t.Errorf("Vault serves %s, before the run %s", got, served)
+	}
+	newCerts := 0
+	for _, serial := range issuedSerials(t, r.v) {
+		if slices.Contains(issuedBefore, serial) {
+			continue
+		}
+		newCerts++
+		if !isRevoked(t, r.v, serial) {
+			t.Errorf("the run issued %s, which is not revoked", serial)
+		}
+	}
+	if newCerts != 2 {
+		t.Errorf("the run issued %d certificates, want 2 (admin and server): the disk filled at the wrong point", newCerts)
+	}
+	assertNoSecrets(t, r.v, []string{state})
+	assertNoSecretOutput(t, r.v, res)
+
+	if err := os.Remove(filepath.Join(state, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	res = runRotplan(t, r.v.Environ(), r.args("run", state, "-fresh")...)
+	if res.exit != 0 {
+		t.Fatalf("run -fresh once space is free: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	checkRotated(t, r.v)
+}
+
+// TestResumeAfterRollbackFalse: a run with -rollback=false fails at a step
+// after the server's files are written; a resume asked to roll back, with
+// the cause still there, fails again and leaves the run in place (nothing
+// was saved to undo it with); once the cause is fixed, resume finishes the
+// rotation, and Vault serves server.crt.
+func TestResumeAfterRollbackFalse(t *testing.T) {
+	r := newRotation(t)
+	flag := filepath.Join(t.TempDir(), "cause-fixed")
+	plan := editedPlan(t, func(src string) string {
+		return strings.Replace(src, "depends_on = [chown.server_tls]\n  pid_file", "depends_on = [reload.gate]\n  pid_file", 1) +
+			fmt.Sprintf("\nreload \"gate\" {\n  depends_on = [chown.server_tls]\n  command    = [\"/bin/test\", \"-e\", %q]\n}\n", flag)
+	})
+	state := t.TempDir()
+	res := runRotplan(t, r.v.Environ(), r.argsFor(plan, "run", state, "-rollback=false")...)
+	if res.exit != 1 {
+		t.Fatalf("run -rollback=false: exit %d, want 1\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	res = runRotplan(t, r.v.Environ(), r.argsFor(plan, "resume", state, "-rollback")...)
+	t.Logf("resume -rollback, the cause still there: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	if res.exit != 1 || !strings.Contains(res.stderr, "nothing was saved to undo") || strings.Contains(res.stdout, "by hand") {
+		t.Errorf("resume -rollback with the cause still there: exit %d, want 1 leaving the run in place, saying why", res.exit)
+	}
+	if err := os.WriteFile(flag, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res = runRotplan(t, r.v.Environ(), r.argsFor(plan, "resume", state, "-force")...)
+	if res.exit != 0 {
+		t.Fatalf("resume -force once the cause is fixed: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	checkRotated(t, r.v)
 }
