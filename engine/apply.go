@@ -731,8 +731,8 @@ func (x *execution) recoverJournal() {
 	}
 	if err := j.Recover(); err != nil {
 		x.report.Warnings = append(x.report.Warnings, fmt.Sprintf(
-			"the journal %s could not be written (%v): it does not show how the run ended, nor what was undone. "+
-				"What this run reports was done from what it knew in memory. Free space in %s, then start the next run with -fresh: "+
+			"the journal %s could not be written (%v): it does not show how the run ended. "+
+				"What this run reports comes from what it knew in memory. Free space in %s, then start the next run with -fresh: "+
 				"a resume would go by the journal alone", j.Path(), err, filepath.Dir(filepath.Dir(j.Path()))))
 	}
 }
