@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rotplan/rotplan/engine"
+	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/internal/fullfs"
 )
 
@@ -83,67 +85,92 @@ func TestJournalFullWithoutVault(t *testing.T) {
 }
 
 // TestJournalFullMidRotation: the state directory fills up once the server
-// certificate is issued, before it is written. rotplan stops and undoes
-// what it did from what it knows in memory: the files are as before the
-// run (server.crt still matches server.key), and both certificates it
-// issued are revoked, the server's although its issue record was lost.
-// Once space is freed, a new run rotates.
+// certificate is issued, before it is written: the backups of the server's
+// files and the journal fail, or, with the backups on a filesystem of their
+// own, the journal alone. rotplan stops and undoes what it did from what it
+// knows in memory: the files are as before the run (server.crt still
+// matches server.key), and both certificates it issued are revoked, the
+// server's although its issue record never reached the journal. Once space
+// is freed, a new run rotates.
 func TestJournalFullMidRotation(t *testing.T) {
 	r := newRotation(t)
-	state := fullfs.Mount(t, 256<<10)
-	plan := editedPlan(t, func(src string) string {
-		// The server's files are written once the disk is full.
-		src = regexp.MustCompile(`(write "server_(key|crt|fullchain|ca_chain)" \{\n)`).ReplaceAllString(src, "${1}  depends_on = [reload.fill]\n")
-		return src + "\n" + fillStep("fill", state) + "  depends_on = [issue.server]\n}\n"
-	})
-	before := readFiles(t, rotatedFiles(r.v))
-	served := servedSerial(t, r.v)
-	issuedBefore := issuedSerials(t, r.v)
+	for _, tt := range []struct {
+		name        string
+		ownBackups  bool   // the backups have space of their own
+		wantJournal string // what the output says of the journal
+	}{
+		{"backups and journal", false, "no space left on device"},
+		{"the journal alone", true, "Cannot write the journal"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			state := fullfs.Mount(t, 256<<10)
+			if tt.ownBackups {
+				backups := filepath.Join(state, "backups")
+				if err := os.Mkdir(backups, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				fullfs.MountAt(t, backups, 1<<20)
+			}
+			plan := editedPlan(t, func(src string) string {
+				// The server's files are written once the disk is full.
+				src = regexp.MustCompile(`(write "server_(key|crt|fullchain|ca_chain)" \{\n)`).ReplaceAllString(src, "${1}  depends_on = [reload.fill]\n")
+				return src + "\n" + fillStep("fill", state) + "  depends_on = [issue.server]\n}\n"
+			})
+			before := readFiles(t, rotatedFiles(r.v))
+			served := servedSerial(t, r.v)
+			issuedBefore := issuedSerials(t, r.v)
 
-	res := runRotplan(t, r.v.Environ(), r.argsFor(plan, "run", state)...)
-	t.Logf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
-	if res.exit != exitRolledBack {
-		t.Errorf("exit %d, want %d: every step it did can be undone", res.exit, exitRolledBack)
-	}
-	if !strings.Contains(res.stderr, "no space left on device") {
-		t.Errorf("the output does not say the journal could not be written:\n%s", res.stderr)
-	}
-	after := readFiles(t, rotatedFiles(r.v))
-	for p, b := range before {
-		if !bytes.Equal(after[p].data, b.data) {
-			t.Errorf("%s differs from before the run", p)
-		}
-	}
-	if _, err := tls.LoadX509KeyPair(filepath.Join(r.v.ServerDir, "server.crt"), filepath.Join(r.v.ServerDir, "server.key")); err != nil {
-		t.Errorf("server.crt and server.key do not match: %v", err)
-	}
-	if got := servedSerial(t, r.v); got != served {
-		t.Errorf("Vault serves %s, before the run %s", got, served)
-	}
-	newCerts := 0
-	for _, serial := range issuedSerials(t, r.v) {
-		if slices.Contains(issuedBefore, serial) {
-			continue
-		}
-		newCerts++
-		if !isRevoked(t, r.v, serial) {
-			t.Errorf("the run issued %s, which is not revoked", serial)
-		}
-	}
-	if newCerts != 2 {
-		t.Errorf("the run issued %d certificates, want 2 (admin and server): the disk filled at the wrong point", newCerts)
-	}
-	assertNoSecrets(t, r.v, []string{state})
-	assertNoSecretOutput(t, r.v, res)
+			res := runRotplan(t, r.v.Environ(), r.argsFor(plan, "run", state)...)
+			t.Logf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+			if res.exit != exitRolledBack {
+				t.Errorf("exit %d, want %d: every step it did can be undone", res.exit, exitRolledBack)
+			}
+			if !strings.Contains(res.stderr, tt.wantJournal) {
+				t.Errorf("the output does not say %q", tt.wantJournal)
+			}
+			after := readFiles(t, rotatedFiles(r.v))
+			for p, b := range before {
+				if !bytes.Equal(after[p].data, b.data) {
+					t.Errorf("%s differs from before the run", p)
+				}
+			}
+			if _, err := tls.LoadX509KeyPair(filepath.Join(r.v.ServerDir, "server.crt"), filepath.Join(r.v.ServerDir, "server.key")); err != nil {
+				t.Errorf("server.crt and server.key do not match: %v", err)
+			}
+			if got := servedSerial(t, r.v); got != served {
+				t.Errorf("Vault serves %s, before the run %s", got, served)
+			}
+			newCerts := 0
+			for _, serial := range issuedSerials(t, r.v) {
+				if slices.Contains(issuedBefore, serial) {
+					continue
+				}
+				newCerts++
+				if !isRevoked(t, r.v, serial) {
+					t.Errorf("the run issued %s, which is not revoked", serial)
+				}
+			}
+			if newCerts != 2 {
+				t.Errorf("the run issued %d certificates, want 2 (admin and server): the disk filled at the wrong point", newCerts)
+			}
+			// The journal shows the rollback once it could be written
+			// again (the backups removed), or the run said it does not.
+			if run, err := engine.LoadRun(state); err != nil || run.Status != journal.StatusRolledBack && !strings.Contains(res.stderr, "-fresh") {
+				t.Errorf("the journal shows neither the rollback nor did the run say it does not (%v)", err)
+			}
+			assertNoSecrets(t, r.v, []string{state})
+			assertNoSecretOutput(t, r.v, res)
 
-	if err := os.Remove(filepath.Join(state, "filler")); err != nil {
-		t.Fatal(err)
+			if err := os.Remove(filepath.Join(state, "filler")); err != nil {
+				t.Fatal(err)
+			}
+			res = runRotplan(t, r.v.Environ(), r.args("run", state, "-fresh")...)
+			if res.exit != 0 {
+				t.Fatalf("run -fresh once space is free: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+			}
+			checkRotated(t, r.v)
+		})
 	}
-	res = runRotplan(t, r.v.Environ(), r.args("run", state, "-fresh")...)
-	if res.exit != 0 {
-		t.Fatalf("run -fresh once space is free: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
-	}
-	checkRotated(t, r.v)
 }
 
 // TestResumeAfterRollbackFalse: a run with -rollback=false fails at a step

@@ -15,10 +15,18 @@ import (
 // no mount privilege in this container).
 func Mount(t testing.TB, size int) string {
 	t.Helper()
+	dir := t.TempDir()
+	MountAt(t, dir, size)
+	return dir
+}
+
+// MountAt is Mount on the existing directory dir: a part of a tree (the
+// backups of a state directory) on a filesystem of its own.
+func MountAt(t testing.TB, dir string, size int) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: mounts a small tmpfs to run out of space for real")
 	}
-	dir := t.TempDir()
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
 		t.Skipf("cannot mount a tmpfs on %s to run out of space for real: %v", dir, err)
 	}
@@ -27,7 +35,6 @@ func Mount(t testing.TB, size int) string {
 			t.Errorf("unmounting %s: %v", dir, err)
 		}
 	})
-	return dir
 }
 
 // Fill writes a file into dir until the filesystem has no space left, and
