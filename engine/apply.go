@@ -446,6 +446,11 @@ func (x *execution) walk(ctx context.Context) error {
 			x.skipped[addr] = f.res.Reason
 		default:
 			failures = append(failures, f.res.Err)
+			if f.out != cty.NilVal {
+				// It changed the system, but its success never reached
+				// the journal: the rollback undoes it from memory.
+				x.outputs[addr] = f.out
+			}
 			continue
 		}
 		for _, user := range p.graph.Users(addr) {
@@ -707,11 +712,29 @@ func (x *execution) finish(ctx context.Context, err error) (*Report, error) {
 	default:
 		status = journal.StatusFailed
 	}
+	x.recoverJournal()
 	if rerr := x.record(journal.Record{Type: journal.RunFinished, Status: status}); rerr != nil && err == nil {
 		err = fmt.Errorf("the run succeeded but its end could not be journaled: %w", rerr)
 	}
 	x.report.Duration = time.Since(x.start)
 	return x.report, err
+}
+
+// recoverJournal writes, once the run is over, what a journal that failed
+// (a full disk) kept in memory since, now that the rollback may have freed
+// space (its backups gone). When it still cannot, the run says that the
+// journal does not show how it ended, and what to do.
+func (x *execution) recoverJournal() {
+	j := x.opts.Journal
+	if j == nil || j.Err() == nil {
+		return
+	}
+	if err := j.Recover(); err != nil {
+		x.report.Warnings = append(x.report.Warnings, fmt.Sprintf(
+			"the journal %s could not be written (%v): it does not show how the run ended. "+
+				"What this run reports comes from what it knew in memory. Free space in %s, then start the next run with -fresh: "+
+				"a resume would go by the journal alone", j.Path(), err, filepath.Dir(filepath.Dir(j.Path()))))
+	}
 }
 
 // supersede hands each result a resume replaced to its kind.

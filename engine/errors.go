@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 )
 
@@ -18,10 +19,12 @@ type StepError struct {
 	Diagnostics hcl.Diagnostics
 }
 
-// Error renders the diagnostics on one line, each with its file:line:col.
+// Error renders the diagnostics on one line, each with its file:line:col,
+// without a detail that could quote a sensitive value (plans.WithoutSecret):
+// the journal, the logs and the views take it up.
 func (e *StepError) Error() string {
 	var parts []string
-	for _, d := range e.Diagnostics {
+	for _, d := range plans.WithoutSecrets(e.Diagnostics) {
 		where := ""
 		if d.Subject != nil {
 			where = location(*d.Subject) + ": "
@@ -46,21 +49,27 @@ func (p *Program) stepDiagnostics(n *node, summary string, err error) hcl.Diagno
 	}
 	var diags hcl.Diagnostics
 	for _, e := range errs {
-		subject := n.step.DeclRange
-		detail := e.Error()
-		var attrErr *steps.AttrError
-		if errors.As(e, &attrErr) {
-			if rng, ok := argumentRange(n.step.Body, attrErr.Path); ok {
-				subject = rng
-				detail = fmt.Sprintf("%s: %v", attrErr.Path, attrErr.Err)
-			}
-		}
-		diags = append(diags, &hcl.Diagnostic{
+		d := &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  fmt.Sprintf("%s %s", summary, n.addr),
-			Detail:   detail,
-			Subject:  subject.Ptr(),
-		})
+			Detail:   e.Error(),
+			Subject:  n.step.DeclRange.Ptr(),
+		}
+		var attrErr *steps.AttrError
+		if errors.As(e, &attrErr) {
+			if rng, expr, ok := argumentOf(n.step.Body, attrErr.Path); ok {
+				d.Subject = rng.Ptr()
+				d.Detail = fmt.Sprintf("%s: %v", attrErr.Path, attrErr.Err)
+				// A kind may quote the argument's value. The expression,
+				// in a context where sensitive outputs are unknown and
+				// marked, tells plans.WithoutSecret whether it is a
+				// secret, whenever the step fails.
+				if expr != nil {
+					d.Expression, d.EvalContext = expr, p.contextFor(n, nil)
+				}
+			}
+		}
+		diags = append(diags, d)
 	}
 	return diags
 }
@@ -69,14 +78,21 @@ func (p *Program) stepDiagnostics(n *node, summary string, err error) hcl.Diagno
 // "tls.ca_file") in a body written in native HCL syntax. A path naming a
 // nested block gives the block's header.
 func argumentRange(body hcl.Body, path string) (hcl.Range, bool) {
+	rng, _, ok := argumentOf(body, path)
+	return rng, ok
+}
+
+// argumentOf is argumentRange with the argument's expression, nil for a
+// nested block.
+func argumentOf(body hcl.Body, path string) (hcl.Range, hcl.Expression, bool) {
 	syn, ok := body.(*hclsyntax.Body)
 	if !ok {
-		return hcl.Range{}, false
+		return hcl.Range{}, nil, false
 	}
 	head, rest, nested := strings.Cut(path, ".")
 	if !nested {
 		if attr, ok := syn.Attributes[head]; ok {
-			return attr.Expr.Range(), true
+			return attr.Expr.Range(), attr.Expr, true
 		}
 	}
 	for _, block := range syn.Blocks {
@@ -84,9 +100,9 @@ func argumentRange(body hcl.Body, path string) (hcl.Range, bool) {
 			continue
 		}
 		if !nested {
-			return block.DefRange(), true
+			return block.DefRange(), nil, true
 		}
-		return argumentRange(block.Body, rest)
+		return argumentOf(block.Body, rest)
 	}
-	return hcl.Range{}, false
+	return hcl.Range{}, nil, false
 }

@@ -170,10 +170,21 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 	if err := x.connect(); err != nil {
 		return x.noneRun(err)
 	}
-	if err := x.record(journal.Record{Type: journal.RunResumed, Run: p.runInfo(opts)}); err != nil {
+	// Steps carried out under -rollback=false cannot be undone: a
+	// rollback that needs them could never finish, and would hold every
+	// later resume to it. Such a run is only ever finished forward.
+	inPlace := p.leftInPlace(run)
+	switch {
+	case len(inPlace) == 0:
+	case run.RollingBack:
+		x.leaveInPlace(inPlace, "its rollback cannot finish, so the run is finished forward instead (the steps not done run again), and")
+	case x.opts.Rollback:
+		x.leaveInPlace(inPlace, "no rollback for this resume:")
+	}
+	if err := x.record(journal.Record{Type: journal.RunResumed, Run: p.runInfo(x.opts)}); err != nil {
 		return x.noneRun(err)
 	}
-	if run.RollingBack {
+	if run.RollingBack && len(inPlace) == 0 {
 		return x.resumeRollback(ctx, run)
 	}
 	if err := x.planResume(ctx, run, changes); err != nil {
@@ -215,6 +226,39 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 		return x.finish(ctx, err)
 	}
 	return x.finish(ctx, x.walk(ctx))
+}
+
+// leftInPlace returns the steps of the run that may have changed something
+// with nothing saved to undo it: a kind that can be undone, started while
+// the run had -rollback=false, and not undone since.
+func (p *Program) leftInPlace(run *Run) []string {
+	var out []string
+	for _, n := range p.order {
+		s, ok := run.Steps[n.addr]
+		if _, undoable := n.kind.(steps.Rollbacker); !ok || !undoable || s.Attempts == 0 || s.Snapshotted || s.State == StateRolledBack {
+			continue
+		}
+		out = append(out, n.addr)
+	}
+	return out
+}
+
+// leaveInPlace turns rollback off for a resume of a run whose steps addrs
+// cannot be undone, and says why (what, first): a failure then leaves the
+// run in place, for a later resume to finish.
+func (x *execution) leaveInPlace(addrs []string, what string) {
+	x.opts.Rollback = false
+	msg := fmt.Sprintf("%s a failure leaves the run in place, for resume to finish once its cause is fixed: %s ran under -rollback=false, and nothing was saved to undo %s",
+		what, strings.Join(addrs, ", "), plural(len(addrs), "it", "them"))
+	x.report.Warnings = append(x.report.Warnings, msg)
+	x.opts.Log.Warn(msg)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // resumeRollback finishes the rollback of a run that failed: every step that
@@ -376,6 +420,9 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 			d.Action, d.Reason = ActionRedo, "it started at "+s.Started.Local().Format(time.TimeOnly)+" but its outcome was never recorded"
 		case s.State == StateFailed:
 			d.Action, d.Reason = ActionRedo, "it failed: "+s.Error
+		case s.State == StateRollingBack || s.State == StateRollbackFailed || s.State == StateRolledBack:
+			// A rollback given up for steps it could not undo.
+			d.Action, d.Reason = ActionRedo, "its rollback did not finish"
 		default:
 			d.Action = ActionRun
 		}

@@ -291,18 +291,19 @@ func (x *execution) rollbackStep(ctx context.Context, n *node) {
 		o.RollbackStarted(addr)
 	}
 	began := time.Now()
-	err := x.record(journal.Record{Type: journal.RollbackStarted, Step: addr})
-	if err == nil {
-		err = x.undo(ctx, n)
-	}
+	// A journal that cannot record the rollback (a full disk: the very
+	// failure that may have stopped the run) does not stop it: the step
+	// is undone from what the run knows in memory, and the journal gets
+	// the records if it recovers (see recoverJournal).
+	_ = x.record(journal.Record{Type: journal.RollbackStarted, Step: addr})
+	err := x.undo(ctx, n)
 	res := StepResult{Addr: addr, Outcome: RolledBack, Duration: time.Since(began)}
 	if err != nil {
 		res.Outcome = RollbackFailed
 		res.Err = &StepError{Addr: addr, Diagnostics: x.p.stepDiagnostics(n, "Rollback failed:", err)}
 		_ = x.record(journal.Record{Type: journal.RollbackFailed, Step: addr, Error: err.Error(), Duration: journal.Duration(res.Duration)})
-	} else if rerr := x.record(journal.Record{Type: journal.RollbackSucceeded, Step: addr, Duration: journal.Duration(res.Duration)}); rerr != nil {
-		res.Outcome = RollbackFailed
-		res.Err = x.journalError(n, rerr)
+	} else {
+		_ = x.record(journal.Record{Type: journal.RollbackSucceeded, Step: addr, Duration: journal.Duration(res.Duration)})
 	}
 	x.mu.Lock()
 	x.report.RollbackSteps = append(x.report.RollbackSteps, res)

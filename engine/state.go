@@ -52,7 +52,9 @@ type Run struct {
 	// Torn, when set, is a last record cut short by a crash and ignored.
 	Torn *journal.TornTail
 	// RollingBack is set once the run started undoing its steps: a resume
-	// then finishes the rollback rather than the rotation.
+	// then finishes the rollback rather than the rotation, unless the
+	// rollback cannot finish (see Program.leftInPlace), and the resume went
+	// forward, which unsets it again.
 	RollingBack bool
 
 	contents *journal.Contents
@@ -248,6 +250,10 @@ func foldRun(c *journal.Contents) (*Run, error) {
 				step(d.Step)
 			}
 		case journal.StepStarted:
+			// Steps start after a rollback only when a resume gave up
+			// a rollback that could not finish (see Program.leftInPlace)
+			// and went forward.
+			r.RollingBack = false
 			s := step(rec.Step)
 			s.State, s.Started, s.Duration = StateStarted, rec.Time, 0
 			s.Intent, s.Error, s.Checked = rec.Intent, "", false
@@ -266,6 +272,7 @@ func foldRun(c *journal.Contents) (*Run, error) {
 			s := step(rec.Step)
 			s.State, s.Skipped = StateSkipped, rec.Reason
 		case journal.StepRedo:
+			r.RollingBack = false // as for StepStarted
 			s := step(rec.Step)
 			if s.State == StateSucceeded && len(s.Outputs) > 0 {
 				s.Superseded = append(s.Superseded, s.Outputs)

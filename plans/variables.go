@@ -32,10 +32,16 @@ func (in Inputs) AddFlag(flag string) hcl.Diagnostics {
 	name, raw, ok := strings.Cut(flag, "=")
 	rng := hcl.Range{Filename: fmt.Sprintf("<-var %s>", name)}
 	if !ok || !hclsyntax.ValidIdentifier(name) {
+		// The value is not quoted, nor what has no "=": either may be a
+		// secret.
+		given := "A -var option"
+		if ok {
+			given = fmt.Sprintf("-var %q", name+"=...")
+		}
 		return hcl.Diagnostics{{
 			Severity: hcl.DiagError,
 			Summary:  "Invalid -var option",
-			Detail:   fmt.Sprintf("-var %q: the form is -var NAME=VALUE, with NAME a variable declared in the plan.", flag),
+			Detail:   given + ": the form is -var NAME=VALUE, with NAME a variable declared in the plan.",
 		}}
 	}
 	in[name] = &Input{Raw: raw, Range: rng}
@@ -101,6 +107,9 @@ func ResolveVariables(plan *Plan, in Inputs) (map[string]cty.Value, hcl.Diagnost
 		case given:
 			var more hcl.Diagnostics
 			val, more = input.value(v.Type)
+			if v.Sensitive {
+				more = withoutDetails(more, name)
+			}
 			diags = append(diags, more...)
 			if more.HasErrors() {
 				continue
@@ -118,10 +127,15 @@ func ResolveVariables(plan *Plan, in Inputs) (map[string]cty.Value, hcl.Diagnost
 		}
 		conv, err := convert.Convert(val, v.Type)
 		if err != nil {
+			detail := fmt.Sprintf("The value for %q does not fit its type %s: %s.", name, v.Type.FriendlyName(), err)
+			if v.Sensitive { // cty's reasons name keys and attributes of the value
+				detail = fmt.Sprintf("The value for the sensitive variable %q does not fit its type %s: the value given is of type %s. "+
+					"Where it differs is not shown, since that could quote the value.", name, v.Type.FriendlyName(), val.Type().FriendlyName())
+			}
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Invalid value for variable",
-				Detail:   fmt.Sprintf("The value for %q does not fit its type %s: %s.", name, v.Type.FriendlyName(), err),
+				Detail:   detail,
 				Subject:  subject.Ptr(),
 			})
 			continue
@@ -132,6 +146,37 @@ func ResolveVariables(plan *Plan, in Inputs) (map[string]cty.Value, hcl.Diagnost
 		values[name] = conv
 	}
 	return values, diags
+}
+
+// withoutDetails returns the diagnostics of evaluating the value given for
+// the sensitive variable name without their details, which hcl writes from
+// the source ("no attribute named ..."), and without their expressions.
+func withoutDetails(diags hcl.Diagnostics, name string) hcl.Diagnostics {
+	out := make(hcl.Diagnostics, len(diags))
+	for i, d := range diags {
+		safe := *d
+		safe.Detail = fmt.Sprintf("The value given for the sensitive variable %q is not valid. "+
+			"The detail is not shown, since it could quote the value.", name)
+		safe.Expression, safe.EvalContext = nil, nil
+		out[i] = &safe
+	}
+	return out
+}
+
+// SecretRanges returns where, in variable files, values are given that a
+// diagnostic must never show: those of sensitive variables, and those of
+// variables the plan does not declare, which may be misspelt secrets.
+func (in Inputs) SecretRanges(plan *Plan) []hcl.Range {
+	var out []hcl.Range
+	for name, input := range in {
+		if input.Expr == nil {
+			continue // a -var flag or the environment: no source to show
+		}
+		if v, ok := plan.Variables[name]; !ok || v.Sensitive {
+			out = append(out, input.Range)
+		}
+	}
+	return out
 }
 
 // value evaluates an input. A -var value is taken literally for string

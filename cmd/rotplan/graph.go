@@ -52,7 +52,7 @@ func graphCommand(args []string, stdout, stderr io.Writer) int {
 		return exitInvalid
 	}
 	parser := plans.NewParser()
-	out := newDiagPrinter(stderr, parser.Files, noColour)
+	out := vars.printer(stderr, parser, noColour)
 	l, diags := vars.load(parser, fs.Arg(0))
 	prog := l.prog
 	if prog == nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine"
+	"github.com/rotplan/rotplan/plans"
 )
 
 // jsonView prints a run's events on stdout as JSON, one object per line
@@ -257,6 +258,7 @@ func (v *jsonView) end(e runEnd) {
 // diagnosticOf is a diagnostic as an event, unfolded: a program groups
 // them as it likes.
 func diagnosticOf(d *hcl.Diagnostic) *diagnosticEvent {
+	d = plans.WithoutSecret(d)
 	e := &diagnosticEvent{Severity: "error", Summary: d.Summary, Detail: d.Detail}
 	if d.Severity == hcl.DiagWarning {
 		e.Severity = "warning"

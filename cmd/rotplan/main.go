@@ -81,12 +81,14 @@ func main() {
 	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minProcs {
 		runtime.GOMAXPROCS(minProcs)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	ctx, interrupts := catchInterrupts(os.Stderr, os.Exit)
+	go interrupts.watch(sigs)
 	stopProfile := startProfile(os.Getenv("ROTPLAN_CPUPROFILE"))
 	code := rotplan(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stopProfile()
 	writeHeapProfile(os.Getenv("ROTPLAN_MEMPROFILE"))
-	stop()
 	os.Exit(code)
 }
 
@@ -402,7 +404,7 @@ func (c *command) start(args []string) (s *session, code int, ok bool) {
 // startParsed is start once the flags are parsed.
 func (c *command) startParsed() (s *session, code int, ok bool) {
 	parser := plans.NewParser()
-	s = &session{out: newDiagPrinter(c.stderr, parser.Files, c.noColour)}
+	s = &session{out: c.vars.printer(c.stderr, parser, c.noColour)}
 	l, diags := c.vars.load(parser, c.plan)
 	s.out.print(diags)
 	if diags.HasErrors() {
@@ -566,6 +568,9 @@ func (c *command) run(ctx context.Context, fresh bool) (code int, changed bool) 
 			describeRun(last), c.resumeCommandLine(c.plan, withheldOf(last)))
 		return exitInvalid, false
 	}
+	// From here on the run journals and changes things: an interrupt
+	// stops it in order (see interrupts).
+	defer windDown(ctx)()
 	if c.saved != nil && !c.checkSaved(ctx, s) {
 		return exitInvalid, false
 	}
@@ -574,16 +579,28 @@ func (c *command) run(ctx context.Context, fresh bool) (code int, changed bool) 
 		fmt.Fprintf(stderr, "rotplan run: cannot start the journal: %v\n", err)
 		return exitInvalid, false
 	}
-	// A run stopped before it began (no Vault address, say) leaves no
-	// journal behind.
-	defer j.CloseEmpty()
 	v := c.view(out)
 	v.begin(runStart{plan: c.plan, steps: len(prog.Steps())})
 	report, err := prog.Apply(ctx, c.options(s, j, v))
+	// A run stopped before it began (no Vault address, say) leaves no
+	// journal behind.
+	_, cerr := j.CloseEmpty()
+	err = journalClosed(err, cerr)
 	c.logJournal(j, report)
 	code = c.report(v, report, err, c.resumeCommandLine(c.plan, s.inputs.Withheld))
 	c.prune()
 	return code, report.Changed()
+}
+
+// journalClosed is the error of a run whose journal closed with cerr: a
+// run whose last records did not reach the disk did not succeed, whatever
+// its steps did. An error the run already had says more (the journal's
+// failure is among it).
+func journalClosed(err, cerr error) error {
+	if err == nil && cerr != nil {
+		return fmt.Errorf("the run's last journal records did not reach the disk: %w", cerr)
+	}
+	return err
 }
 
 // withheldOf returns the sensitive variables a run was given on the
@@ -626,20 +643,28 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return code
 	}
 	defer s.lock.Release()
+	defer windDown(ctx)() // as run's
 	prog, out, last, err := s.prog, s.out, s.last, s.lastErr
+	notice := stdout // where "nothing to resume" goes
+	if c.json {      // stdout holds events only, and there are none
+		notice = stderr
+	}
 	switch {
 	case err != nil:
 		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)
 		return exitInvalid
 	case last == nil:
-		fmt.Fprintf(stderr, "rotplan resume: there is no run to resume in %s\n", c.stateDir)
-		return exitInvalid
-	case !last.Unfinished():
-		w := stdout
-		if c.json { // stdout holds events only, and there are none
-			w = stderr
+		// No run, or one killed before its first record reached the
+		// journal: either way nothing was done, so nothing is left to
+		// finish.
+		why := "it holds no run"
+		if path, _ := journal.Last(c.stateDir); path != "" {
+			why = "the last run stopped before its journal recorded anything"
 		}
-		fmt.Fprintf(w, "rotplan: nothing to resume: the last run (%s) has nothing left to finish.\n", describeRun(last))
+		fmt.Fprintf(notice, "rotplan: nothing to resume: there is no run to resume in %s (%s), so nothing was done.\n", c.stateDir, why)
+		return exitOK
+	case !last.Unfinished():
+		fmt.Fprintf(notice, "rotplan: nothing to resume: the last run (%s) has nothing left to finish.\n", describeRun(last))
 		return exitOK
 	}
 	if last.Torn != nil {
@@ -660,12 +685,12 @@ func resumeCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "rotplan resume: %v\n", err)
 		return exitInvalid
 	}
-	defer j.Close()
 	v := c.view(out)
 	opts := c.options(s, j, v)
 	opts.Force = *force
 	v.begin(runStart{plan: c.plan, steps: len(prog.Steps()), resumed: describeRun(last), vars: describeInputs(last.Info.Inputs)})
 	report, err := prog.Resume(ctx, last, opts)
+	err = journalClosed(err, j.Close())
 	c.logJournal(j, report)
 	if report == nil {
 		v.end(runEnd{err: err, exit: exitInvalid})
@@ -734,7 +759,7 @@ func validateCommand(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	parser := plans.NewParser()
-	out := newDiagPrinter(stderr, parser.Files, c.noColour)
+	out := c.vars.printer(stderr, parser, c.noColour)
 	l, diags := c.vars.load(parser, c.plan)
 	out.print(diags)
 	if diags.HasErrors() {

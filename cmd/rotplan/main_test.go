@@ -127,7 +127,7 @@ func TestStateCommandsWithoutARun(t *testing.T) {
 		exit int
 		want string
 	}{
-		{"resume", []string{"resume", "-state-dir", state, plan}, exitInvalid, "there is no run to resume in " + state},
+		{"resume", []string{"resume", "-state-dir", state, plan}, exitOK, "there is no run to resume in " + state},
 		{"status", []string{"status", "-state-dir", state, plan}, exitOK, "No run recorded in " + state},
 		{"status json", []string{"status", "-json", "-state-dir", state, plan}, exitOK, `"status": "none"`},
 	}

@@ -88,7 +88,7 @@ func (c *command) preview(ctx context.Context, args []string, f *planFlags) int 
 // previewParsed is preview once the flags are parsed.
 func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	parser := plans.NewParser()
-	out := newDiagPrinter(c.stderr, parser.Files, c.noColour)
+	out := c.vars.printer(c.stderr, parser, c.noColour)
 	l, diags := c.vars.load(parser, c.plan)
 	prog := l.prog
 	if prog == nil {
@@ -102,7 +102,15 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	// A program with wrong arguments is still previewed, so that every
 	// problem shows at once; the preview validates each step again, with
 	// more known, so the same error may come twice.
+	// A preview logs in to Vault and revokes that token at the end: an
+	// interrupt stops it in order (see interrupts).
+	end := windDown(ctx)
 	pv := prog.Preview(ctx, engine.Options{Log: c.log, Certificates: f.metricsFile != ""})
+	end()
+	if ctx.Err() != nil {
+		fmt.Fprintf(c.stderr, "rotplan %s: interrupted; the preview is incomplete. Nothing was changed.\n", c.name)
+		return exitPlanError
+	}
 	all := uniqueDiagnostics(append(diags, pv.Diagnostics...))
 	if f.json {
 		writePreviewJSON(c.stdout, c.plan, prog.Valid(), pv, all)
@@ -351,7 +359,7 @@ type diagnosticJSON struct {
 
 func diagnosticsJSON(diags hcl.Diagnostics, severity hcl.DiagnosticSeverity) []diagnosticJSON {
 	out := []diagnosticJSON{}
-	for _, d := range diags {
+	for _, d := range plans.WithoutSecrets(diags) {
 		if d.Severity != severity {
 			continue
 		}

@@ -3,6 +3,8 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +32,11 @@ type varSources struct {
 	// env are the ROTPLAN_VAR_ values load found for declared variables,
 	// NAME=VALUE.
 	env []string
+	// secretLines are the lines of the variable files that may hold a
+	// secret, by file, and secretFiles the variable files any line of
+	// which may, as load found them (see hides).
+	secretLines map[string]map[int]bool
+	secretFiles map[string]bool
 }
 
 // register adds -var and -var-file to fs.
@@ -53,8 +60,20 @@ func (v *varSources) load(parser *plans.Parser, path string) (loaded, hcl.Diagno
 	if plan != nil {
 		diags = append(diags, v.fromEnv(plan, inputs)...)
 	}
+	v.secretLines, v.secretFiles = map[string]map[int]bool{}, map[string]bool{}
 	for _, f := range v.files {
-		diags = append(diags, parser.LoadVarFile(f, inputs)...)
+		fileInputs := plans.Inputs{}
+		more := parser.LoadVarFile(f, fileInputs)
+		if more.HasErrors() {
+			more = v.unreadable(f, more)
+		}
+		diags = append(diags, more...)
+		if plan != nil { // else nothing is evaluated, and no diagnostic points at a value
+			for _, r := range fileInputs.SecretRanges(plan) {
+				v.hide(r.Filename, r.Start.Line, r.End.Line)
+			}
+		}
+		maps.Copy(inputs, fileInputs)
 	}
 	for _, flag := range v.flags {
 		diags = append(diags, inputs.AddFlag(flag)...)
@@ -69,6 +88,52 @@ func (v *varSources) load(parser *plans.Parser, path string) (loaded, hcl.Diagno
 	}
 	prog, more := engine.Compile(plan, values, kinds)
 	return loaded{plan: plan, prog: prog}, append(diags, more...)
+}
+
+// unreadable hides the whole of the variable file f, which could not be
+// read, and returns its diagnostics without the details of those that
+// point into it: which variable a line is for is not known, so any may be
+// a secret's, and hcl's details may quote the source ("The symbol "q" is
+// not a valid escape sequence").
+func (v *varSources) unreadable(f string, diags hcl.Diagnostics) hcl.Diagnostics {
+	v.secretFiles[f] = true
+	out := make(hcl.Diagnostics, len(diags))
+	for i, d := range diags {
+		safe := *d
+		if d.Subject != nil && d.Subject.Filename == f { // not "cannot read f"
+			safe.Detail = ""
+		}
+		out[i] = &safe
+	}
+	return out
+}
+
+// hide records that lines first to last of file may hold a secret.
+func (v *varSources) hide(file string, first, last int) {
+	lines := v.secretLines[file]
+	if lines == nil {
+		lines = map[int]bool{}
+		v.secretLines[file] = lines
+	}
+	for l := first; l <= last; l++ {
+		lines[l] = true
+	}
+}
+
+// printer prints the diagnostics of the plan and variables parser reads,
+// on w, without the lines of variable files that load finds may hold
+// secrets.
+func (v *varSources) printer(w io.Writer, parser *plans.Parser, noColour bool) *diagPrinter {
+	p := newDiagPrinter(w, parser.Files, noColour)
+	p.hides = v.hides
+	return p
+}
+
+// hides reports whether a diagnostic printer must not show the line of
+// file: a value for a sensitive or undeclared variable is given there, or
+// the variable file could not be read.
+func (v *varSources) hides(file string, line int) bool {
+	return v.secretFiles[file] || v.secretLines[file][line]
 }
 
 // fromEnv adds the values of ROTPLAN_VAR_NAME environment variables: first

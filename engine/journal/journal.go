@@ -43,7 +43,7 @@ type Journal struct {
 	written int64 // bytes handed to the kernel
 	synced  int64 // bytes known durable
 	syncing bool  // an fsync is under way, without the lock
-	err     error // sticky: once the file failed, nothing more is trusted
+	err     error // sticky until Recover: once the file failed, nothing more is trusted
 	appends int   // records appended by this process (failpoints count them)
 	syncs   int   // fsyncs done by this process
 	waited  time.Duration
@@ -172,6 +172,9 @@ func (j *Journal) add(r Record, durable bool) error {
 	}
 	defer j.lockTimed(began)()
 	if j.err != nil {
+		// Kept, in order, for Recover: what happened after the disk
+		// filled up still reaches the journal once space is freed.
+		j.pending = append(j.pending, line...)
 		return j.err
 	}
 	j.appends++
@@ -280,7 +283,48 @@ func (j *Journal) syncTo(mine int64) error {
 	return j.err
 }
 
-// Close makes every record durable and closes the journal file.
+// Err returns why the journal cannot be written, nil while it can.
+func (j *Journal) Err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.err
+}
+
+// Recover writes again, after a write or an fsync failed (a full disk),
+// what the journal kept in memory since: it cuts off whatever part of the
+// failed write reached the file, so that the journal ends with its last
+// whole record, then writes the records appended since, in order, and
+// makes them durable. It returns nil once the journal is whole again; when
+// the cause stands, its error, and the journal stays failed.
+func (j *Journal) Recover() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for j.syncing {
+		j.cond.Wait()
+	}
+	if j.err == nil || j.closed {
+		return j.err
+	}
+	failed := j.err
+	if err := j.f.Truncate(j.written); err != nil {
+		return fmt.Errorf("%w; cutting the failed write off: %v", failed, err)
+	}
+	j.err = nil
+	if err := j.writePending(); err != nil {
+		return err
+	}
+	if err := j.f.Sync(); err != nil {
+		j.err = fmt.Errorf("syncing the journal %s: %w", j.path, err)
+		return j.err
+	}
+	j.syncs++
+	j.synced = j.written
+	return nil
+}
+
+// Close makes every record durable and closes the journal file. It returns
+// the error of any record that did not reach the disk, earlier ones
+// included: a journal that ends early must not pass for a whole one.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -288,16 +332,19 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
-	j.writePending()
-	if j.err == nil && j.synced < j.written {
-		if err := j.f.Sync(); err != nil {
-			j.f.Close()
-			return fmt.Errorf("syncing the journal %s: %w", j.path, err)
+	err := j.writePending()
+	if err == nil && j.synced < j.written {
+		if err = j.f.Sync(); err != nil {
+			err = fmt.Errorf("syncing the journal %s: %w", j.path, err)
+		} else {
+			j.syncs++
+			j.synced = j.written
 		}
-		j.syncs++
-		j.synced = j.written
 	}
-	return j.f.Close()
+	if cerr := j.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("closing the journal %s: %w", j.path, cerr)
+	}
+	return err
 }
 
 // CloseEmpty closes the journal and, when nothing was ever written to it (a

@@ -73,9 +73,16 @@ func Acquire(dir, command string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
+	// Whoever finds the lock held is told who holds it; a lock that
+	// cannot say (a full disk) is given up rather than kept half made.
 	b, _ := json.Marshal(Holder{PID: os.Getpid(), Since: time.Now().UTC(), Command: command})
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt(append(b, '\n'), 0)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("writing who holds the lock into %s: %w; free space in %s and try again", path, err, dir)
 	}
 	return &Lock{f: f}, nil
 }
