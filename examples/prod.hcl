@@ -41,6 +41,12 @@ variable "vault_pid_file" {
   description = "Pid file of the Vault server, which reloads its listener certificate on SIGHUP."
 }
 
+variable "server_dir_owner" {
+  type        = string
+  default     = "vaultprod"
+  description = "Who owns server_dir and the directory it is in (vaultprod's home): the server steps trust that user with the path (trust_owner)."
+}
+
 variable "owner" {
   type    = string
   default = "vaultprod"
@@ -128,6 +134,14 @@ verify "admin_status" {
 }
 
 # 2) Vault server TLS certificate (the listener).
+#
+# The TLS directory is in vaultprod's home, which vaultprod owns: vaultprod
+# could rename tls-prod and put another directory in its place. rotplan
+# refuses to work in a directory that anyone but root (or the user it runs
+# as) can replace, unless the step names that user in trust_owner. Vault
+# runs as vaultprod and these files are its own, so the server steps trust
+# it (server_dir_owner); rotplan still never follows a symbolic link there,
+# and works in the directory it found at the start of the run.
 
 issue "server" {
   depends_on        = [verify.admin_status]
@@ -142,30 +156,34 @@ issue "server" {
 }
 
 write "server_key" {
-  path    = "${var.server_dir}/server.key"
-  content = issue.server.private_key
-  mode    = "0600"
+  path        = "${var.server_dir}/server.key"
+  content     = issue.server.private_key
+  mode        = "0600"
+  trust_owner = var.server_dir_owner
 }
 
 write "server_crt" {
-  path    = "${var.server_dir}/server.crt"
-  content = issue.server.certificate
-  mode    = "0644"
+  path        = "${var.server_dir}/server.crt"
+  content     = issue.server.certificate
+  mode        = "0644"
+  trust_owner = var.server_dir_owner
 }
 
 # The listener serves this file: leaf and intermediate, or clients that only
 # trust the root cannot build the chain.
 write "server_fullchain" {
-  path    = "${var.server_dir}/fullchain.crt"
-  content = issue.server.fullchain
-  mode    = "0644"
+  path        = "${var.server_dir}/fullchain.crt"
+  content     = issue.server.fullchain
+  mode        = "0644"
+  trust_owner = var.server_dir_owner
 }
 
 # Intermediate and root: the trust chain clients need to validate.
 write "server_ca_chain" {
-  path    = "${var.server_dir}/ca_chain.pem"
-  content = join("", issue.server.ca_chain)
-  mode    = "0644"
+  path        = "${var.server_dir}/ca_chain.pem"
+  content     = join("", issue.server.ca_chain)
+  mode        = "0644"
+  trust_owner = var.server_dir_owner
 }
 
 # Vault runs as vaultprod: it must own its key, or the reload keeps the old
@@ -177,8 +195,9 @@ chown "server_tls" {
     write.server_fullchain.path,
     write.server_ca_chain.path,
   ]
-  owner = var.owner
-  group = var.group
+  owner       = var.owner
+  group       = var.group
+  trust_owner = var.server_dir_owner
 }
 
 # Rotating files does nothing until the process reloads.

@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
+	"golang.org/x/sys/unix"
 )
 
 // Chown is the `chown` step kind: it hands files that are already in place
@@ -34,6 +37,9 @@ func (*Chown) Spec() hcldec.ObjectSpec {
 		"paths": &hcldec.AttrSpec{Name: "paths", Type: cty.List(cty.String), Required: true},
 		"owner": &hcldec.AttrSpec{Name: "owner", Type: cty.String},
 		"group": &hcldec.AttrSpec{Name: "group", Type: cty.String},
+		// trust_owner: as in a write block, a user who may own the
+		// directories on the way to the paths.
+		"trust_owner": &hcldec.AttrSpec{Name: "trust_owner", Type: cty.String},
 	}
 }
 
@@ -58,11 +64,64 @@ func (*Chown) Validate(cfg Config) error {
 	return joinErrors(pathsErr, ownErr)
 }
 
-// CheckHost implements HostChecker: the owner and group exist. The files
-// themselves are not looked at: an earlier step of the run may create them.
-func (*Chown) CheckHost(ctx context.Context, _ *Env, cfg Config) error {
+// CheckHost implements HostChecker: the owner and group exist, and the
+// directories the paths are in are there and safe to work in (see
+// openStepDir). The files themselves are not looked at: an earlier step of
+// the run may create them.
+func (*Chown) CheckHost(ctx context.Context, env *Env, cfg Config) error {
 	_, _, err := chownOwnership(cfg)
-	return joinErrors(err, ctx.Err())
+	return joinErrors(err, checkChownDirs(env, cfg), ctx.Err())
+}
+
+// checkChownDirs opens the directory of every path the block names, once
+// each, and reports those that are missing or unsafe.
+func checkChownDirs(env *Env, cfg Config) error {
+	paths, err := chownPaths(cfg)
+	if err != nil {
+		return nil // unknown until the run; Validate reports the rest
+	}
+	trust, err := stepTrust(cfg)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	seen := map[string]bool{}
+	for _, p := range paths {
+		dir := filepath.Dir(p)
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		if _, err := openDirCached(env, dir, trust); err != nil {
+			errs = append(errs, &AttrError{Path: cfg.Path("paths"), Err: fmt.Errorf("chown %s: %w", p, err)})
+		}
+	}
+	return joinErrors(errs...)
+}
+
+// chownTarget opens the directory of p, as the block's trust allows, and
+// checks the entry there: the file a chown may hand over, never a
+// symbolic link (changing the link would not change what it names, and
+// following it would change what the plan never named) nor a file with
+// other hard links, one of which may be a file elsewhere (/etc/shadow,
+// linked in by whoever can write in the directory) that must not change
+// hands.
+func chownTarget(env *Env, p string, trust dirTrust) (*stepDir, fs.FileInfo, error) {
+	d, err := openDirCached(env, filepath.Dir(p), trust)
+	if err != nil {
+		return nil, nil, fmt.Errorf("chown %s: %w", p, err)
+	}
+	fi, err := d.lstat(filepath.Base(p))
+	switch {
+	case err != nil:
+		return d, nil, fmt.Errorf("chown %s: %w", p, err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return d, fi, chownSymlinkError(p)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && !fi.IsDir() && st.Nlink > 1 {
+		return d, fi, fmt.Errorf("chown %s: it has %d hard links, and another of them may be a file elsewhere that must not change hands; refusing to change it (give it a link of its own: cp -p, then mv)", p, st.Nlink)
+	}
+	return d, fi, nil
 }
 
 // Apply changes the owner and group of every path and returns them.
@@ -78,21 +137,22 @@ func (*Chown) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 	if err != nil {
 		return cty.NilVal, mustBeKnown(err)
 	}
+	trust, err := stepTrust(cfg)
+	if err != nil {
+		return cty.NilVal, mustBeKnown(err)
+	}
 	// Check every path before changing any, so a typo in the last one does
 	// not leave the first ones changed.
-	for _, p := range paths {
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return cty.NilVal, fmt.Errorf("chown %s: %w", p, err)
-		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			return cty.NilVal, chownSymlinkError(p)
+	dirs := make([]*stepDir, len(paths))
+	for i, p := range paths {
+		if dirs[i], _, err = chownTarget(env, p, trust); err != nil {
+			return cty.NilVal, err
 		}
 	}
-	for _, p := range paths {
-		// Lchown: if p was swapped for a symlink since the check above, the
-		// link changes owner, never what it points to.
-		if err := os.Lchown(p, uid, gid); err != nil {
+	for i, p := range paths {
+		// AT_SYMLINK_NOFOLLOW: if p was swapped for a symlink since the
+		// check above, the link changes owner, never what it points to.
+		if err := unix.Fchownat(dirs[i].fd(), filepath.Base(p), uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return cty.NilVal, fmt.Errorf("chown %s: %w", p, err)
 		}
 		env.Log.Debug("changed owner", "path", p, "owner", describeOwner(cfg.String("owner"), cfg.String("group")), "uid", uid, "gid", gid)
@@ -104,7 +164,7 @@ func (*Chown) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 // Plan implements Planner: whom each path belongs to now. A path that is
 // not there now is no problem yet, as an earlier step may write it; the
 // facts say so.
-func (*Chown) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
+func (*Chown) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	pv := Preview{Action: NoChange, Reason: "every path already has this owner"}
 	paths, err := chownPaths(cfg)
 	uid, gid, ownErr := chownOwnership(cfg)
@@ -117,6 +177,9 @@ func (*Chown) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
 			pv.Problems = append(pv.Problems, attrErr(cfg.Path("owner"), "%v", err))
 			break
 		}
+	}
+	if err := checkChownDirs(env, cfg); err != nil {
+		pv.Problems = append(pv.Problems, err)
 	}
 	for _, p := range paths {
 		fi, err := os.Lstat(p)
@@ -180,29 +243,37 @@ func (*Chown) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]st
 	if err != nil {
 		return nil, mustBeKnown(err)
 	}
+	trust, err := stepTrust(cfg)
+	if err != nil {
+		return nil, mustBeKnown(err)
+	}
 	owners := make([]chownOwner, 0, len(paths))
 	for _, p := range paths {
-		fi, err := os.Lstat(p)
+		d, fi, err := chownTarget(env, p, trust)
 		switch {
-		case isMissing(err):
+		case d != nil && isMissing(err):
 			owners = append(owners, chownOwner{Path: p, Missing: true})
 			continue
 		case err != nil:
-			return nil, fmt.Errorf("chown %s: %w", p, err)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			return nil, chownSymlinkError(p)
+			return nil, err
 		}
 		uid, gid, ok := fileOwner(fi)
 		if !ok {
 			return nil, fmt.Errorf("chown %s: no owner information on this system", p)
 		}
-		owners = append(owners, chownOwner{Path: p, UID: &uid, GID: &gid})
+		// The directory's identity, so that a rollback in a later process
+		// finds that directory again or refuses.
+		owners = append(owners, chownOwner{Path: p, UID: &uid, GID: &gid, DirDev: &d.dev, DirIno: &d.ino})
 	}
 	list, err := json.Marshal(owners)
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{"owners": string(list)}, nil
+	snap := map[string]string{"owners": string(list)}
+	if trust.uid != -1 {
+		snap["trust_uid"] = strconv.Itoa(trust.uid)
+	}
+	return snap, nil
 }
 
 // Rollback implements Rollbacker: every path the snapshot found gets its
@@ -219,6 +290,10 @@ func (*Chown) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, sna
 	if err != nil {
 		return err
 	}
+	rec, err := parseRecordedDir(snapshot)
+	if err != nil {
+		return fmt.Errorf("chown: rolling back: %w", err)
+	}
 	var errs []error
 	for _, o := range owners {
 		if o.Missing {
@@ -229,7 +304,16 @@ func (*Chown) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, sna
 		fail := func(why error) {
 			errs = append(errs, fmt.Errorf("chown: rolling back %s: %w; run by hand: chown %d:%d %s", o.Path, why, uid, gid, shellQuote(o.Path)))
 		}
-		fi, err := os.Lstat(o.Path)
+		dirRec := recordedDir{ok: o.DirDev != nil && o.DirIno != nil, trust: rec.trust}
+		if dirRec.ok {
+			dirRec.dev, dirRec.ino = *o.DirDev, *o.DirIno
+		}
+		d, err := rollbackDir(env, filepath.Dir(o.Path), dirRec)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("chown: rolling back %s: %w; then, in the directory the chown changed (DIR): chown %d:%d DIR/%s", o.Path, err, uid, gid, shellQuote(filepath.Base(o.Path))))
+			continue
+		}
+		fi, err := d.lstat(filepath.Base(o.Path))
 		switch {
 		case isMissing(err):
 			env.Log.Warn("no owner to restore: the file is gone", "path", o.Path, "uid", uid, "gid", gid)
@@ -241,9 +325,9 @@ func (*Chown) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, sna
 			fail(errors.New("it is now a symbolic link; refusing to change it (check where it points first)"))
 			continue
 		}
-		// Lchown, as in Apply: a link swapped in since the Lstat changes
-		// owner itself, never what it points to.
-		if err := os.Lchown(o.Path, uid, gid); err != nil {
+		// As in Apply: a link swapped in since the check changes owner
+		// itself, never what it points to.
+		if err := unix.Fchownat(d.fd(), filepath.Base(o.Path), uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			fail(err)
 			continue
 		}
@@ -260,6 +344,9 @@ type chownOwner struct {
 	UID     *int   `json:"uid,omitempty"`
 	GID     *int   `json:"gid,omitempty"`
 	Missing bool   `json:"missing,omitempty"`
+	// DirDev and DirIno identify the directory the path was in.
+	DirDev *uint64 `json:"dir_dev,omitempty"`
+	DirIno *uint64 `json:"dir_ino,omitempty"`
 }
 
 // parseChownSnapshot checks a snapshot read back from the journal; a damaged
@@ -330,11 +417,19 @@ func (*Chown) Intent(cfg Config) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]string{
+	intent := map[string]string{
 		"paths": string(list),
 		"uid":   strconv.Itoa(uid),
 		"gid":   strconv.Itoa(gid),
-	}, nil
+	}
+	trust, err := stepTrust(cfg)
+	if err != nil {
+		return nil, mustBeKnown(err)
+	}
+	if trust.uid != -1 {
+		intent["trust_uid"] = strconv.Itoa(trust.uid)
+	}
+	return intent, nil
 }
 
 // Done implements Resumer. The chown is done when every path has the
@@ -349,8 +444,19 @@ func (*Chown) Done(ctx context.Context, env *Env, intent map[string]string) (cty
 	if err != nil {
 		return cty.NilVal, false, err
 	}
+	rec, err := parseRecordedDir(intent)
+	if err != nil {
+		return cty.NilVal, false, fmt.Errorf("chown: %w", err)
+	}
 	for _, p := range paths {
-		fi, err := os.Lstat(p)
+		// Through the directory as Apply would find it: a file reached
+		// through a symbolic link is not one this step handed over.
+		d, err := openDirCached(env, filepath.Dir(p), rec.trust)
+		if err != nil {
+			env.Log.Debug("chown not done", "path", p, "reason", err.Error())
+			return cty.NilVal, false, nil
+		}
+		fi, err := d.lstat(filepath.Base(p))
 		switch {
 		case isMissing(err):
 			env.Log.Debug("chown not done: missing", "path", p)

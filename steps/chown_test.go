@@ -472,8 +472,9 @@ func TestChownRollback(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Snapshot: %v", err)
 			}
-			want := fmt.Sprintf(`[{"path":%q,"uid":%d,"gid":%d},{"path":%q,"uid":0,"gid":0},{"path":%q,"uid":%d,"gid":0},{"path":%q,"missing":true}]`,
-				paths[0], nobody, nogroup, paths[1], paths[2], nobody, later)
+			dir := dirIdentity(t, filepath.Dir(paths[0]))
+			want := fmt.Sprintf(`[{"path":%q,"uid":%d,"gid":%d,%s},{"path":%q,"uid":0,"gid":0,%s},{"path":%q,"uid":%d,"gid":0,%s},{"path":%q,"missing":true}]`,
+				paths[0], nobody, nogroup, dir, paths[1], dir, paths[2], nobody, dir, later)
 			if len(snap) != 1 || snap["owners"] != want {
 				t.Errorf("snapshot %v,\nwant owners %s", snap, want)
 			}
@@ -572,6 +573,14 @@ func TestChownRollbackChanged(t *testing.T) {
 
 // TestChownSnapshotOwnFiles needs no root: a snapshot of files the test
 // user owns, and a rollback to that same owner, which chown(2) allows.
+// dirIdentity is how a chown snapshot records the directory dir:
+// "dir_dev":N,"dir_ino":N.
+func dirIdentity(t *testing.T, dir string) string {
+	t.Helper()
+	st := statT(t, dir)
+	return fmt.Sprintf(`"dir_dev":%d,"dir_ino":%d`, st.Dev, st.Ino)
+}
+
 func TestChownSnapshotOwnFiles(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "cert.pem")
@@ -584,14 +593,15 @@ func TestChownSnapshotOwnFiles(t *testing.T) {
 	}
 	missing := filepath.Join(dir, "missing")
 	uid, gid := os.Geteuid(), os.Getegid()
+	id := dirIdentity(t, dir)
 	tests := []struct {
 		name    string
 		paths   []string
 		want    string // the owners, or the error
 		wantErr bool
 	}{
-		{"own file", []string{file}, fmt.Sprintf(`[{"path":%q,"uid":%d,"gid":%d}]`, file, uid, gid), false},
-		{"missing file", []string{missing, file}, fmt.Sprintf(`[{"path":%q,"missing":true},{"path":%q,"uid":%d,"gid":%d}]`, missing, file, uid, gid), false},
+		{"own file", []string{file}, fmt.Sprintf(`[{"path":%q,"uid":%d,"gid":%d,%s}]`, file, uid, gid, id), false},
+		{"missing file", []string{missing, file}, fmt.Sprintf(`[{"path":%q,"missing":true},{"path":%q,"uid":%d,"gid":%d,%s}]`, missing, file, uid, gid, id), false},
 		{"symlink", []string{file, link}, "symbolic link", true},
 	}
 	for _, tt := range tests {

@@ -101,12 +101,12 @@ func lookupGID(s string) (int, error) {
 	return parseID(g.Gid)
 }
 
-// ownerSyntax checks a block's optional owner and group arguments without
-// looking them up: a name, or a numeric id in range. Whether the name
-// exists is the host's to say (ownership).
+// ownerSyntax checks a block's optional owner, group and trust_owner
+// arguments without looking them up: a name, or a numeric id in range.
+// Whether the name exists is the host's to say (ownership, stepTrust).
 func ownerSyntax(cfg Config) error {
 	var errs []error
-	for _, name := range []string{"owner", "group"} {
+	for _, name := range []string{"owner", "group", "trust_owner"} {
 		if !cfg.Set(name) {
 			continue
 		}
@@ -119,7 +119,7 @@ func ownerSyntax(cfg Config) error {
 				errs = append(errs, &AttrError{Path: cfg.Path(name), Err: err})
 			}
 		case s == "" || strings.ContainsAny(s, ": \t\n/"):
-			errs = append(errs, attrErr(cfg.Path(name), "%q is not a %s name or id", s, map[string]string{"owner": "user", "group": "group"}[name]))
+			errs = append(errs, attrErr(cfg.Path(name), "%q is not a %s name or id", s, map[string]string{"owner": "user", "group": "group", "trust_owner": "user"}[name]))
 		}
 	}
 	return joinErrors(errs...)
@@ -216,6 +216,12 @@ func fileDigest(path string, fi fs.FileInfo, limit int64) (digest string, size i
 		return "", 0, false, err
 	}
 	defer f.Close()
+	return fileDigestOf(f, fi, limit)
+}
+
+// fileDigestOf is fileDigest for a file already opened (not following a
+// link) by its caller.
+func fileDigestOf(f *os.File, fi fs.FileInfo, limit int64) (digest string, size int64, ok bool, err error) {
 	now, err := f.Stat()
 	if err != nil {
 		return "", 0, false, err
@@ -226,7 +232,7 @@ func fileDigest(path string, fi fs.FileInfo, limit int64) (digest string, size i
 	h := sha256.New()
 	n, err := io.Copy(h, io.LimitReader(f, limit+1))
 	if err != nil {
-		return "", 0, false, fmt.Errorf("reading %s: %w", path, err)
+		return "", 0, false, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
 	if n > limit {
 		return "", 0, false, nil
@@ -333,7 +339,7 @@ type savedFile struct {
 	uid, gid int
 }
 
-// saveBackup copies the regular file at path into a new file in dir, named
+// saveBackup copies the regular file name of d into a new file in dir, named
 // after it ("server.key", or "server.key.1" and on when that is taken, as
 // when two steps replace files of the same name), and returns the copy's
 // path with the digest, mode and owner of the original. The copy is created
@@ -343,12 +349,13 @@ type savedFile struct {
 // never names a copy a crash lost. The original is read through the
 // descriptor it was checked on: if it is swapped for a symbolic link or a
 // pipe, the copy fails instead of following it.
-func saveBackup(dir, path string) (saved savedFile, err error) {
+func saveBackup(dir string, d *stepDir, name string) (saved savedFile, err error) {
 	// Created on first use: most writes of a rotation replace nothing.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return saved, fmt.Errorf("creating the backup directory: %w", err)
 	}
-	src, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	path := d.join(name)
+	src, err := d.open(name)
 	if errors.Is(err, syscall.ELOOP) {
 		return saved, fmt.Errorf("%s is a symbolic link; refusing to replace it (give the path it points to instead)", path)
 	}

@@ -181,6 +181,10 @@ type vaultSession struct {
 	// reads caches what previews read from Vault (PKI roles), by path: a
 	// plan issuing hundreds of certificates from one role reads it once.
 	reads sync.Map // path -> *cachedRead
+	// dirs holds the directories writes and chowns opened (openDirCached),
+	// by trust and path: each is resolved and checked once, and every step
+	// of the run, and its rollback, works in the one found then.
+	dirs sync.Map // trust "\x00" path -> *stepDir
 }
 
 type cachedRead struct {

@@ -2,8 +2,6 @@ package steps
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,13 +9,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
+	"golang.org/x/sys/unix"
 )
 
 // Write is the `write` step kind: it puts a value (a certificate, a private
@@ -44,6 +42,10 @@ func (*Write) Spec() hcldec.ObjectSpec {
 		"mode":    &hcldec.AttrSpec{Name: "mode", Type: cty.String},
 		"owner":   &hcldec.AttrSpec{Name: "owner", Type: cty.String},
 		"group":   &hcldec.AttrSpec{Name: "group", Type: cty.String},
+		// trust_owner names a user, besides root and the user rotplan
+		// runs as, who may own the directories on the way to the file
+		// (see openStepDir).
+		"trust_owner": &hcldec.AttrSpec{Name: "trust_owner", Type: cty.String},
 	}
 }
 
@@ -66,11 +68,12 @@ func (*Write) Validate(cfg Config) error {
 	return joinErrors(pathErr, modeErr, ownerSyntax(cfg))
 }
 
-// CheckHost implements HostChecker: the directory is there, the target is
-// something a write may replace, and the owner and group exist.
-func (*Write) CheckHost(ctx context.Context, _ *Env, cfg Config) error {
+// CheckHost implements HostChecker: the directory is there and safe to
+// work in, the target is something a write may replace, and the owner and
+// group exist.
+func (*Write) CheckHost(ctx context.Context, env *Env, cfg Config) error {
 	_, _, ownErr := ownership(cfg)
-	return joinErrors(validateWritePath(cfg), ownErr, ctx.Err())
+	return joinErrors(validateWritePath(env, cfg), ownErr, ctx.Err())
 }
 
 // Staged implements Staged: Apply fills and flushes a temporary file first,
@@ -89,15 +92,20 @@ func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 
 	log := env.Log
 	digest := contentDigest(r.content)
+	d, err := openDirCached(env, filepath.Dir(r.path), r.trust)
+	if err != nil {
+		return cty.NilVal, fmt.Errorf("writing %s: %w", r.path, err)
+	}
+	base := filepath.Base(r.path)
 	// A file already as the write would leave it is left alone, as the
 	// preview says ("no change"): replacing it would change nothing but
 	// its inode.
-	if fi, err := os.Lstat(r.path); err == nil && fi.Mode().IsRegular() && sameFile(r.path, fi, digest, r.mode, r.uid, r.gid) {
+	if fi, err := d.lstat(base); err == nil && fi.Mode().IsRegular() && sameFileAt(d, base, fi, digest, r.mode, r.uid, r.gid) {
 		env.NoChange("the file already has this content, mode and owner")
 		log.Debug("file already in place", "path", r.path, "sha256", digest)
 		return writeOutputs(r.path, digest, int64(len(r.content)), r.mode), nil
 	}
-	if err := writeFileAtomic(env, r.path, r.content, r.mode, r.uid, r.gid); err != nil {
+	if err := writeFileAtomic(env, d, base, r.content, r.mode, r.uid, r.gid); err != nil {
 		return cty.NilVal, err
 	}
 	log.Debug("wrote file", "path", r.path, "mode", formatMode(r.mode),
@@ -109,7 +117,7 @@ func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 // Plan implements Planner: what is at path now, whether the directory takes
 // the new file, and whether the file already is what the write would leave
 // (then nothing changes).
-func (*Write) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
+func (*Write) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	pv := Preview{Action: Replace}
 	p, err := writePath(cfg)
 	if err != nil {
@@ -120,7 +128,7 @@ func (*Write) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
 	}
 	mode, modeErr := writeMode(cfg)
 	uid, gid, ownErr := ownership(cfg)
-	if err := checkWritableDir(filepath.Dir(p)); err != nil {
+	if err := checkWriteDir(env, cfg, filepath.Dir(p)); err != nil {
 		pv.Problems = append(pv.Problems, attrErr(cfg.Path("path"), "%v", err))
 	}
 	if ownErr == nil {
@@ -185,18 +193,49 @@ func (*Write) Certificates(cfg Config) []CertificateFile {
 	return nil
 }
 
+// checkWriteDir is the preview's check of the directory a write puts its
+// file in: safe to work in (openStepDir), and writable.
+func checkWriteDir(env *Env, cfg Config, dir string) error {
+	if trust, err := stepTrust(cfg); err == nil {
+		if _, err := openDirCached(env, dir, trust); err != nil {
+			return err
+		}
+	}
+	return checkWritableDir(dir)
+}
+
 // sameFile reports whether the file at p already has the digest, mode and
 // (where set) owner a write would give it.
 func sameFile(p string, fi fs.FileInfo, digest string, mode os.FileMode, uid, gid int) bool {
-	if fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != mode {
-		return false
-	}
-	fuid, fgid, ok := fileOwner(fi)
-	if !ok || (uid != -1 && fuid != uid) || (gid != -1 && fgid != gid) {
+	if !sameMeta(fi, mode, uid, gid) {
 		return false
 	}
 	got, _, ok, err := fileDigest(p, fi, maxPEMRead)
 	return err == nil && ok && got == digest
+}
+
+// sameFileAt is sameFile for the file name in d.
+func sameFileAt(d *stepDir, name string, fi fs.FileInfo, digest string, mode os.FileMode, uid, gid int) bool {
+	if !sameMeta(fi, mode, uid, gid) {
+		return false
+	}
+	f, err := d.open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	got, _, ok, err := fileDigestOf(f, fi, maxPEMRead)
+	return err == nil && ok && got == digest
+}
+
+// sameMeta reports whether fi has exactly mode and, where set, the owner
+// and group.
+func sameMeta(fi fs.FileInfo, mode os.FileMode, uid, gid int) bool {
+	if fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != mode {
+		return false
+	}
+	fuid, fgid, ok := fileOwner(fi)
+	return ok && (uid == -1 || fuid == uid) && (gid == -1 || fgid == gid)
 }
 
 // Intent implements Resumer: the file's digest, size, mode and, when the
@@ -219,6 +258,9 @@ func (*Write) Intent(cfg Config) (map[string]string, error) {
 	if r.gid != -1 {
 		intent["gid"] = strconv.Itoa(r.gid)
 	}
+	if r.trust.uid != -1 {
+		intent["trust_uid"] = strconv.Itoa(r.trust.uid)
+	}
 	return intent, nil
 }
 
@@ -238,7 +280,15 @@ func (*Write) Done(ctx context.Context, env *Env, intent map[string]string) (cty
 		env.Log.Debug("the file is not as the write would leave it", "path", want.path, "reason", why)
 		return cty.NilVal, false, nil
 	}
-	fi, err := os.Lstat(want.path)
+	// Through the directory as a write would find it: a path that now
+	// leads through a symbolic link, or through a directory someone else
+	// could replace, holds no file this step can call its own.
+	d, err := openDirCached(env, filepath.Dir(want.path), want.trust)
+	if err != nil {
+		return notDone(err.Error())
+	}
+	base := filepath.Base(want.path)
+	fi, err := d.lstat(base)
 	switch {
 	case isMissing(err):
 		return notDone("missing")
@@ -263,7 +313,12 @@ func (*Write) Done(ctx context.Context, env *Env, intent map[string]string) (cty
 	case fi.Size() > maxResumeRead:
 		return notDone("too large to be a key or certificate")
 	}
-	digest, size, ok, err := fileDigest(want.path, fi, maxResumeRead)
+	f, err := d.open(base)
+	if err != nil {
+		return notDone(err.Error())
+	}
+	defer f.Close()
+	digest, size, ok, err := fileDigestOf(f, fi, maxResumeRead)
 	switch {
 	case err != nil:
 		return cty.NilVal, false, err
@@ -288,33 +343,45 @@ func (*Write) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]st
 	if err != nil {
 		return nil, mustBeKnown(err)
 	}
-	fi, err := os.Lstat(p)
+	trust, err := stepTrust(cfg)
+	if err != nil {
+		return nil, mustBeKnown(err)
+	}
+	d, err := openDirCached(env, filepath.Dir(p), trust)
+	if err != nil {
+		return nil, fmt.Errorf("writing %s: %w", p, err)
+	}
+	base := filepath.Base(p)
+	fi, err := d.lstat(base)
 	if err := checkTarget(p, fi, err); err != nil {
 		return nil, err
 	}
+	// The directory's identity and the trust it was checked with, so that
+	// a rollback in a later process finds that directory again or refuses.
+	snap := map[string]string{"path": p}
+	recordDir(snap, d, trust)
 	switch {
 	case isMissing(err):
-		return map[string]string{"existed": "false", "path": p}, nil
+		snap["existed"] = "false"
+		return snap, nil
 	case err != nil:
 		return nil, fmt.Errorf("backing up %s: %w", p, err)
 	case env.Backups == "":
 		return nil, fmt.Errorf("backing up %s: the run keeps no backups, and rolling back this write needs a copy of the file it replaces", p)
 	}
-	saved, err := saveBackup(env.Backups, p)
+	saved, err := saveBackup(env.Backups, d, base)
 	if err != nil {
 		return nil, fmt.Errorf("backing up %s: %w", p, err)
 	}
 	env.Log.Debug("kept a copy of the file the write replaces", "path", p, "backup", saved.backup,
 		"sha256", saved.sha256, "mode", chmodMode(saved.mode), "uid", saved.uid, "gid", saved.gid)
-	return map[string]string{
-		"existed": "true",
-		"path":    p,
-		"backup":  saved.backup,
-		"sha256":  saved.sha256,
-		"mode":    chmodMode(saved.mode),
-		"uid":     strconv.Itoa(saved.uid),
-		"gid":     strconv.Itoa(saved.gid),
-	}, nil
+	snap["existed"] = "true"
+	snap["backup"] = saved.backup
+	snap["sha256"] = saved.sha256
+	snap["mode"] = chmodMode(saved.mode)
+	snap["uid"] = strconv.Itoa(saved.uid)
+	snap["gid"] = strconv.Itoa(saved.gid)
+	return snap, nil
 }
 
 // Rollback implements Rollbacker: it puts the copy Snapshot kept back, with
@@ -332,16 +399,24 @@ func (*Write) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, sna
 	if err != nil {
 		return err
 	}
-	if !s.existed {
-		return removeWritten(env, s.path)
+	d, err := rollbackDir(env, filepath.Dir(s.path), s.dir)
+	if err != nil {
+		if !s.existed {
+			return fmt.Errorf("write: rolling back %s, which did not exist before: %w; remove it by hand from the directory the write changed (DIR): rm DIR/%s", s.path, err, shellQuote(filepath.Base(s.path)))
+		}
+		return fmt.Errorf("write: rolling back %s: %w; the backup is kept: restore it by hand into the directory the write changed (DIR): %s", s.path, err, s.byHandInto("DIR/"+shellQuote(filepath.Base(s.path))))
 	}
-	return restoreWritten(env, s)
+	if !s.existed {
+		return removeWritten(env, d, s.path)
+	}
+	return restoreWritten(env, d, s)
 }
 
 // writeSnapshot is a journaled write snapshot, checked.
 type writeSnapshot struct {
 	existed  bool
 	path     string
+	dir      recordedDir
 	backup   string
 	sha256   string
 	mode     os.FileMode
@@ -356,8 +431,18 @@ func (s writeSnapshot) byHand(backupOK bool) string {
 	if !backupOK {
 		from, src = " from a copy you trust", "COPY"
 	}
-	return fmt.Sprintf("restore %s by hand%s: install -m %s -o %d -g %d %s %s",
-		s.path, from, chmodMode(s.mode), s.uid, s.gid, src, shellQuote(s.path))
+	return fmt.Sprintf("restore %s by hand%s: %s", s.path, from, s.installInto(src, shellQuote(s.path)))
+}
+
+// byHandInto is the command that restores the backup to dst.
+func (s writeSnapshot) byHandInto(dst string) string {
+	return s.installInto(shellQuote(s.backup), dst)
+}
+
+// installInto is install(1) putting src in place at dst with the mode and
+// owner the file had.
+func (s writeSnapshot) installInto(src, dst string) string {
+	return fmt.Sprintf("install -m %s -o %d -g %d %s %s", chmodMode(s.mode), s.uid, s.gid, src, dst)
 }
 
 // parseWriteSnapshot checks a snapshot read back from the journal; as with
@@ -373,6 +458,9 @@ func parseWriteSnapshot(snapshot map[string]string) (writeSnapshot, error) {
 	}
 	if s.path == "" {
 		return bad(errors.New("the journaled snapshot's path is empty"))
+	}
+	if s.dir, err = parseRecordedDir(snapshot); err != nil {
+		return bad(err)
 	}
 	existed, err := snapshotField(snapshot, "existed")
 	if err != nil {
@@ -417,7 +505,7 @@ func parseWriteSnapshot(snapshot map[string]string) (writeSnapshot, error) {
 // restoreWritten puts a backup back in place. The backup is checked against
 // the digest Snapshot recorded before it goes anywhere: a damaged or
 // replaced copy must not become the service's certificate or key.
-func restoreWritten(env *Env, s writeSnapshot) error {
+func restoreWritten(env *Env, d *stepDir, s writeSnapshot) error {
 	fail := func(why error, backupOK bool) error {
 		return fmt.Errorf("write: rolling back %s: %w; %s", s.path, why, s.byHand(backupOK))
 	}
@@ -428,11 +516,13 @@ func restoreWritten(env *Env, s writeSnapshot) error {
 	if got := contentDigest(content); got != s.sha256 {
 		return fail(fmt.Errorf("backup %s is damaged: its SHA-256 is %s, the snapshot recorded %s", s.backup, got, s.sha256), false)
 	}
-	if err := checkWriteTarget(s.path); err != nil {
+	base := filepath.Base(s.path)
+	fi, err := d.lstat(base)
+	if err := checkTarget(s.path, fi, err); err != nil {
 		// install(1) would copy into a directory, not replace it.
 		return fmt.Errorf("write: rolling back %s: %w; move it aside, then %s", s.path, err, s.byHand(true))
 	}
-	if err := writeFileAtomic(env, s.path, content, s.mode, s.uid, s.gid); err != nil {
+	if err := writeFileAtomic(env, d, base, content, s.mode, s.uid, s.gid); err != nil {
 		return fail(err, true)
 	}
 	env.Log.Info("restored the file the write replaced", "path", s.path, "mode", chmodMode(s.mode),
@@ -443,11 +533,16 @@ func restoreWritten(env *Env, s writeSnapshot) error {
 // removeWritten removes the file a write created where there was none. It
 // removes a regular file only: anything else at the path is not what the
 // write left, so it is for the operator to judge.
-func removeWritten(env *Env, path string) error {
+func removeWritten(env *Env, d *stepDir, path string) error {
 	fail := func(why error) error {
 		return fmt.Errorf("write: rolling back %s, which did not exist before: %w; check it, and remove it by hand if it should not be there: rm %s", path, why, shellQuote(path))
 	}
-	fi, err := os.Lstat(path)
+	base := filepath.Base(path)
+	// A write cut short leaves its temporary file, which may hold a key.
+	if err := removeLeftoverTemp(env, d, tempName(base)); err != nil {
+		return fail(err)
+	}
+	fi, err := d.lstat(base)
 	switch {
 	case isMissing(err):
 		env.Log.Info("the file the write created is already gone", "path", path)
@@ -457,12 +552,11 @@ func removeWritten(env *Env, path string) error {
 	case !fi.Mode().IsRegular():
 		return fail(fmt.Errorf("it is now %s, not the file the write left; refusing to remove it", describeFileType(fi.Mode())))
 	}
-	if err := os.Remove(path); err != nil && !isMissing(err) {
+	if err := unix.Unlinkat(d.fd(), base, 0); err != nil && !isMissing(err) {
 		return fail(err)
 	}
-	dir := filepath.Dir(path)
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("write: rolling back: removed %s but could not flush directory %s: %w", path, dir, err)
+	if err := d.sync(); err != nil {
+		return fmt.Errorf("write: rolling back: removed %s but could not flush directory %s: %w", path, d.path, err)
 	}
 	env.Log.Info("removed the file the write created", "path", path)
 	return nil
@@ -504,6 +598,7 @@ type writeRequest struct {
 	content  []byte
 	mode     os.FileMode
 	uid, gid int
+	trust    dirTrust
 }
 
 // readWrite reads a write block at apply time, when every value must be
@@ -523,6 +618,9 @@ func readWrite(cfg Config) (writeRequest, error) {
 		return r, mustBeKnown(err)
 	}
 	if r.uid, r.gid, err = ownership(cfg); err != nil {
+		return r, mustBeKnown(err)
+	}
+	if r.trust, err = stepTrust(cfg); err != nil {
 		return r, mustBeKnown(err)
 	}
 	return r, nil
@@ -545,13 +643,14 @@ type writeIntent struct {
 	size     int64
 	mode     os.FileMode
 	uid, gid int // -1: not set by the block, not checked
+	trust    dirTrust
 }
 
 // parseWriteIntent checks an intent read back from the journal. A damaged
 // one is an error rather than "not done": running the step again would hide
 // that the journal cannot be trusted.
 func parseWriteIntent(intent map[string]string) (writeIntent, error) {
-	w := writeIntent{uid: -1, gid: -1}
+	w := writeIntent{uid: -1, gid: -1, trust: dirTrust{uid: -1}}
 	bad := func(err error) (writeIntent, error) {
 		return writeIntent{}, fmt.Errorf("write: %w", err)
 	}
@@ -585,7 +684,7 @@ func parseWriteIntent(intent map[string]string) (writeIntent, error) {
 	for _, id := range []struct {
 		key string
 		dst *int
-	}{{"uid", &w.uid}, {"gid", &w.gid}} {
+	}{{"uid", &w.uid}, {"gid", &w.gid}, {"trust_uid", &w.trust.uid}} {
 		if _, ok := intent[id.key]; !ok {
 			continue
 		}
@@ -612,32 +711,24 @@ func writePath(cfg Config) (string, error) {
 }
 
 // validateWritePath checks what can be checked before the run: that the
-// directory is there and that the target is not something a write must not
-// replace.
-// dirsSeen holds the directories validateWritePath found to be directories:
-// a plan that writes hundreds of files into one checks it once (were it to
-// go away afterwards, creating the file in it would fail, and say so).
-var dirsSeen sync.Map
-
-func validateWritePath(cfg Config) error {
+// directory is there and safe to work in (openStepDir; a plan that writes
+// hundreds of files into one checks it once, since the run keeps it open),
+// and that the target is not something a write must not replace.
+func validateWritePath(env *Env, cfg Config) error {
 	p, err := writePath(cfg)
 	if err != nil {
 		return err
 	}
-	dir := filepath.Dir(p)
-	if _, seen := dirsSeen.Load(dir); !seen {
-		fi, err := os.Stat(dir)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return attrErr(cfg.Path("path"), "directory %s does not exist", dir)
-		case err != nil:
-			return attrErr(cfg.Path("path"), "%v", err)
-		case !fi.IsDir():
-			return attrErr(cfg.Path("path"), "%s is not a directory", dir)
-		}
-		dirsSeen.Store(dir, true)
+	trust, err := stepTrust(cfg)
+	if err != nil {
+		return err
 	}
-	if err := checkWriteTarget(p); err != nil {
+	d, err := openDirCached(env, filepath.Dir(p), trust)
+	if err != nil {
+		return &AttrError{Path: cfg.Path("path"), Err: err}
+	}
+	fi, err := d.lstat(filepath.Base(p))
+	if err := checkTarget(p, fi, err); err != nil {
 		return &AttrError{Path: cfg.Path("path"), Err: err}
 	}
 	return nil
@@ -708,18 +799,21 @@ func fileType(m fs.FileMode) string {
 	}
 }
 
-// writeFileAtomic replaces path with a file holding content, owned by uid and
-// gid (-1: left as created) with exactly mode, whatever the umask. Readers see
-// either the old file or the whole new one: the content goes to a temporary
-// file in the same directory (so the rename cannot cross file systems), is
-// flushed, and is then renamed over the target. The temporary file grants
-// nothing to group or others until its owner and group are final, so a key
-// never passes through a state where the wrong group can read it. The
-// rename is the change: env.Commit comes right before it (see Staged), and
-// when it fails the temporary file is removed and nothing has changed.
-func writeFileAtomic(env *Env, path string, content []byte, mode os.FileMode, uid, gid int) (err error) {
+// writeFileAtomic replaces the file name in d with one holding content,
+// owned by uid and gid (-1: left as created) with exactly mode, whatever the
+// umask. Readers see either the old file or the whole new one: the content
+// goes to a temporary file in the same directory (so the rename cannot cross
+// file systems), is flushed, and is then renamed over the target. The
+// temporary file grants nothing to group or others until its owner and group
+// are final, so a key never passes through a state where the wrong group can
+// read it. The rename is the change: env.Commit comes right before it (see
+// Staged), and when it fails the temporary file is removed and nothing has
+// changed. Everything happens through d's descriptor, never through the
+// directory's path.
+func writeFileAtomic(env *Env, d *stepDir, name string, content []byte, mode os.FileMode, uid, gid int) (err error) {
 	log := env.Log
-	old, err := os.Lstat(path)
+	path := d.join(name)
+	old, err := d.lstat(name)
 	if err := checkTarget(path, old, err); err != nil {
 		return err
 	}
@@ -727,20 +821,18 @@ func writeFileAtomic(env *Env, path string, content []byte, mode os.FileMode, ui
 		old = nil
 	}
 
-	dir := filepath.Dir(path)
-	f, err := createTemp(dir, filepath.Base(path), mode)
+	f, tmp, err := createTemp(env, d, name, mode)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	tmp := f.Name()
 	renamed := false
+	// The temporary file stays open, and so locked (see createTemp), until
+	// it has been renamed.
 	defer func() {
-		if err != nil {
-			f.Close()
-			if !renamed {
-				os.Remove(tmp)
-			}
+		if !renamed {
+			unix.Unlinkat(d.fd(), tmp, 0)
 		}
+		f.Close()
 	}()
 
 	if _, err := f.Write(content); err != nil {
@@ -761,18 +853,16 @@ func writeFileAtomic(env *Env, path string, content []byte, mode os.FileMode, ui
 	if old != nil {
 		noteOwnerChange(log, path, old, f, uid, gid)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
+	tempFilled()
 	if err := env.Commit(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+	if err := unix.Renameat(d.fd(), tmp, d.fd(), name); err != nil {
+		return fmt.Errorf("writing %s: %w", path, &fs.PathError{Op: "rename", Path: d.join(tmp), Err: err})
 	}
 	renamed = true
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("wrote %s but could not flush directory %s: %w", path, dir, err)
+	if err := d.sync(); err != nil {
+		return fmt.Errorf("wrote %s but could not flush directory %s: %w", path, d.path, err)
 	}
 	return nil
 }
@@ -801,33 +891,70 @@ func noteOwnerChange(log hclog.Logger, path string, old fs.FileInfo, f *os.File,
 		"path", path, "old_uid", oldSt.Uid, "old_gid", oldSt.Gid, "new_uid", newSt.Uid, "new_gid", newSt.Gid)
 }
 
-// createTemp creates a new, empty temporary file next to a target named base,
-// open for writing, with only the owner bits of mode (group and other bits
-// are granted by writeFileAtomic once owner and group are final). O_EXCL and
-// O_NOFOLLOW make sure it is a file this call created, not something another
-// user planted under a guessed name.
-func createTemp(dir, base string, mode os.FileMode) (*os.File, error) {
+// tempName is the name of the temporary file a write of the file base
+// fills before renaming it into place. It is the same for every write of
+// that file, so that whatever writes it next (a resume, the next run, a
+// rollback) finds and removes what an interrupted write left, which may
+// hold a private key; the journal names the file, and so this name.
+func tempName(base string) string {
 	// Keep the name within NAME_MAX (255) whatever the target's length.
 	if len(base) > 200 {
 		base = base[:200]
 	}
-	var lastErr error
+	return "." + base + ".rotplan-tmp"
+}
+
+// createTemp creates the temporary file for the file base in d, empty and
+// open for writing, with only the owner bits of mode (group and other bits
+// are granted by writeFileAtomic once owner and group are final), and
+// returns it with its name. O_EXCL and O_NOFOLLOW make sure it is a file
+// this call created, not something planted under the name. It is locked
+// (flock) while open, so that a write finding the name taken can tell a
+// write under way, whose lock the kernel keeps, from one that died and
+// left the file, whose lock died with it.
+func createTemp(env *Env, d *stepDir, base string, mode os.FileMode) (*os.File, string, error) {
+	name := tempName(base)
 	for range 10 {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
+		fd, err := unix.Openat(d.fd(), name, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()&0o700))
+		switch {
+		case err == nil:
+			f := os.NewFile(uintptr(fd), d.join(name))
+			if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+				f.Close()
+				return nil, "", fmt.Errorf("locking %s: %w", d.join(name), err)
+			}
+			return f, name, nil
+		case !errors.Is(err, unix.EEXIST):
+			return nil, "", &fs.PathError{Op: "create", Path: d.join(name), Err: err}
 		}
-		name := filepath.Join(dir, "."+base+".rotplan-"+hex.EncodeToString(b[:]))
-		f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, mode.Perm()&0o700)
-		if err == nil {
-			return f, nil
+		if err := removeLeftoverTemp(env, d, name); err != nil {
+			return nil, "", err
 		}
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, err
-		}
-		lastErr = err
 	}
-	return nil, lastErr
+	return nil, "", fmt.Errorf("creating %s: something keeps putting a file there", d.join(name))
+}
+
+// removeLeftoverTemp removes the temporary file name from d if a write that
+// was cut short left it. One that another write holds locked is under way:
+// removing it would make that write rename this one's file. Anything else
+// under the name (a link, a file someone put there) is removed as a name:
+// unlinking never touches what a link points to.
+func removeLeftoverTemp(env *Env, d *stepDir, name string) error {
+	fd, err := unix.Openat(d.fd(), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	case err == nil:
+		defer unix.Close(fd)
+		if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("%s is held by a write under way (another step or run writing the same file?); let it finish first", d.join(name))
+		}
+	}
+	if err := unix.Unlinkat(d.fd(), name, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("removing %s, left by a write that was cut short: %w", d.join(name), err)
+	}
+	env.Log.Info("removed the temporary file a write that was cut short left", "path", d.join(name))
+	return d.sync()
 }
 
 // syncDir flushes a directory, which makes a rename in it survive a crash.

@@ -374,9 +374,12 @@ func TestWriteValidate(t *testing.T) {
 		{"uid -1", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("4294967295")}, "owner", "not a valid id"},
 		{"numeric ids", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("0"), "group": cty.StringVal("12345")}, "", ""},
 		{"root by name", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "owner": cty.StringVal("root"), "group": cty.StringVal("root")}, "", ""},
+		{"trust_owner by id", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "trust_owner": cty.StringVal("4242")}, "", ""},
+		{"trust_owner not a name", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "trust_owner": cty.StringVal("a:b")}, "trust_owner", "not a user name"},
+		{"trust_owner unknown user", map[string]cty.Value{"path": path, "content": cty.StringVal("x"), "trust_owner": cty.StringVal("rotplan-no-such-user")}, "trust_owner", `no such user "rotplan-no-such-user"`},
 	}
 	// Whether a user or group exists is the host's to say: CheckHost's.
-	host := map[string]bool{"unknown user": true, "unknown group": true}
+	host := map[string]bool{"unknown user": true, "unknown group": true, "trust_owner unknown user": true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err, fromHost := validateThenCheck(t, (*Write)(nil), testConfig(t, (*Write)(nil).Spec(), tt.vals))
@@ -456,7 +459,9 @@ func TestWriteCreateTemp(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir() // before the umask, which may be 0777
 			setUmask(t, tt.umask)
-			f, err := createTemp(dir, "key.pem", tt.mode)
+			env, _ := testEnv(t)
+			d := mustOpenDir(t, dir)
+			f, name, err := createTemp(env, d, "key.pem", tt.mode)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -475,41 +480,62 @@ func TestWriteCreateTemp(t *testing.T) {
 			if filepath.Dir(f.Name()) != dir {
 				t.Errorf("temporary file %s is not in %s", f.Name(), dir)
 			}
-			if base := filepath.Base(f.Name()); !strings.HasPrefix(base, ".key.pem.rotplan-") {
-				t.Errorf("temporary file is named %q", base)
+			if name != ".key.pem.rotplan-tmp" || filepath.Base(f.Name()) != name {
+				t.Errorf("temporary file is named %q (%s)", name, f.Name())
 			}
 			// Even a mode without owner bits leaves a writable descriptor.
 			if _, err := f.WriteString("content"); err != nil {
 				t.Errorf("writing to the temporary file: %v", err)
 			}
 
-			g, err := createTemp(dir, "key.pem", tt.mode)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer g.Close()
-			if g.Name() == f.Name() {
-				t.Errorf("two temporary files share the name %s", f.Name())
+			// A second write of the same file while this one is under
+			// way must not take its temporary file.
+			if g, _, err := createTemp(env, d, "key.pem", tt.mode); err == nil {
+				g.Close()
+				t.Errorf("a second temporary file for key.pem was created while the first is open")
 			}
 		})
 	}
 }
 
+// withDir adds to a write snapshot's expected keys the identity of the
+// directory of its path, as Snapshot records it.
+func withDir(t *testing.T, want map[string]string) map[string]string {
+	t.Helper()
+	st := statT(t, filepath.Dir(want["path"]))
+	want["dir_dev"] = strconv.FormatUint(st.Dev, 10)
+	want["dir_ino"] = strconv.FormatUint(st.Ino, 10)
+	return want
+}
+
+// mustOpenDir opens dir as a step would, trusting no one but root and the
+// test's user.
+func mustOpenDir(t *testing.T, dir string) *stepDir {
+	t.Helper()
+	d, err := openStepDir(dir, dirTrust{uid: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func TestWriteCreateTempLongName(t *testing.T) {
 	dir := t.TempDir()
 	base := strings.Repeat("k", 250)
-	f, err := createTemp(dir, base, 0o600)
+	env, _ := testEnv(t)
+	f, _, err := createTemp(env, mustOpenDir(t, dir), base, 0o600)
 	if err != nil {
 		t.Fatalf("createTemp with a 250-byte name: %v", err)
 	}
 	f.Close()
-	// The write itself must work too.
+	// The write itself must work too, and remove what the first left.
 	if _, _, err := applyWrite(t, map[string]cty.Value{
 		"path":    cty.StringVal(filepath.Join(dir, base)),
 		"content": cty.StringVal("x"),
 	}); err != nil {
 		t.Fatal(err)
 	}
+	wantOnly(t, dir, base)
 }
 
 func TestWriteOwner(t *testing.T) {
@@ -619,6 +645,7 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	}
 	before := statT(t, path)
 
+	d := mustOpenDir(t, dir)
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
@@ -629,7 +656,7 @@ func TestWriteFailureLeavesNothing(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
 		t.Skipf("cannot lower the file size limit: %v", err)
 	}
-	err := writeFileAtomic(&Env{Log: hclog.NewNullLogger()}, path, []byte(strings.Repeat("k", 4096)), 0o600, -1, -1)
+	err := writeFileAtomic(&Env{Log: hclog.NewNullLogger()}, d, "key.pem", []byte(strings.Repeat("k", 4096)), 0o600, -1, -1)
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatalf("restoring the file size limit: %v", err)
 	}
@@ -1065,7 +1092,7 @@ func TestWriteRollback(t *testing.T) {
 			wantSnapshotHidesContent(t, snap)
 
 			if tt.old == none {
-				want := map[string]string{"existed": "false", "path": path}
+				want := withDir(t, map[string]string{"existed": "false", "path": path})
 				if !maps.Equal(snap, want) {
 					t.Errorf("snapshot %v, want %v", snap, want)
 				}
@@ -1080,7 +1107,7 @@ func TestWriteRollback(t *testing.T) {
 					"uid":     strconv.Itoa(before.uid),
 					"gid":     strconv.Itoa(before.gid),
 				}
-				if !maps.Equal(snap, want) {
+				if want = withDir(t, want); !maps.Equal(snap, want) {
 					t.Errorf("snapshot %v,\nwant %v", snap, want)
 				}
 				wantOnly(t, backups, "server.key")
@@ -1233,7 +1260,7 @@ func TestWriteSnapshotErrors(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Snapshot: %v", err)
 				}
-				if want := map[string]string{"existed": "false", "path": path}; !maps.Equal(snap, want) {
+				if want := withDir(t, map[string]string{"existed": "false", "path": path}); !maps.Equal(snap, want) {
 					t.Errorf("snapshot %v, want %v", snap, want)
 				}
 				return
@@ -1528,7 +1555,7 @@ func TestWriteCommitFails(t *testing.T) {
 		}
 		return errors.New("the journal failed")
 	})
-	err := writeFileAtomic(env, path, []byte("new"), 0o600, -1, -1)
+	err := writeFileAtomic(env, mustOpenDir(t, filepath.Dir(path)), filepath.Base(path), []byte("new"), 0o600, -1, -1)
 	wantErrContains(t, err, "the journal failed")
 	if len(temps) != 1 || !strings.HasSuffix(temps[0], "=new") {
 		t.Errorf("at Commit the directory held %v besides the target; want the filled temporary file", temps)

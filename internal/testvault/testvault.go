@@ -540,7 +540,8 @@ func (v *Vault) Environ() []string {
 }
 
 // PlanVars returns the example plan's variables: admin_dir, server_dir,
-// vault_addr, server_name, vault_pid_file, owner and group, and
+// vault_addr, server_name, vault_pid_file, owner, group and
+// server_dir_owner (who owns ServerDir and its parent: Owner), and
 // renew_before = "720h", the lifetime of the certificates the harness and
 // the plan issue, so that every run rotates.
 func (v *Vault) PlanVars() map[string]string {
@@ -553,6 +554,8 @@ func (v *Vault) PlanVars() map[string]string {
 		"vault_pid_file": v.PIDFile,
 		"owner":          v.Owner,
 		"group":          v.Group,
+		// The layout gives vaultprod's home to the Vault user.
+		"server_dir_owner": v.Owner,
 	}
 }
 

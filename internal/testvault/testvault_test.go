@@ -170,6 +170,7 @@ func TestHarness(t *testing.T) {
 			"admin_dir": v.AdminDir, "server_dir": v.ServerDir, "vault_addr": v.Addr,
 			"server_name": "vault.prod.privsec.ch", "vault_pid_file": v.PIDFile,
 			"owner": v.Owner, "group": v.Group, "renew_before": "720h",
+			"server_dir_owner": v.Owner,
 		}
 		if len(vars) != len(wantVars) {
 			t.Errorf("PlanVars() has %d entries, want %d", len(vars), len(wantVars))
