@@ -777,7 +777,7 @@ func vaultIdentity() (owner, group string, uid, gid int, err error) {
 		}
 		return u.Username, group, os.Geteuid(), gid, nil
 	}
-	u, g, err := ensureSystemUser(vaultUser)
+	u, g, err := EnsureSystemUser(vaultUser)
 	if err != nil {
 		return "", "", 0, 0, err
 	}
@@ -792,12 +792,14 @@ func vaultIdentity() (owner, group string, uid, gid int, err error) {
 	return u.Username, g.Name, uid, gid, nil
 }
 
-// ensureSystemUser creates the system user name (with its own group) if
-// missing and returns it with its primary group. Concurrent useradd runs can
+// EnsureSystemUser creates the system user name (with its own group) if
+// missing and returns it with its primary group; it needs root. Tests that
+// need a user other than root and themselves (to own a file, to run a
+// process) use it as the harness does. Concurrent useradd runs can
 // lose each other's updates to /etc/passwd and /etc/group, so harnesses in
 // different processes (go test runs packages in parallel) serialise lookup
 // and creation with an flock on a fixed lock file.
-func ensureSystemUser(name string) (*user.User, *user.Group, error) {
+func EnsureSystemUser(name string) (*user.User, *user.Group, error) {
 	unlock, err := lockUseradd()
 	if err != nil {
 		return nil, nil, err
