@@ -502,8 +502,8 @@ func TestReloadRollback(t *testing.T) {
 			env, logs := testEnv(t)
 
 			snap, err := (*Reload)(nil).Snapshot(context.Background(), env, cfg)
-			if err != nil || snap == nil || len(snap) != 0 {
-				t.Fatalf("Snapshot = %v, %v; want an empty map", snap, err)
+			if err != nil || snap["pid"] != strconv.Itoa(cmd.Process.Pid) || snap["start"] == "" || snap["exe"] == "" {
+				t.Fatalf("Snapshot = %v, %v; want the pid, start time and executable of pid %d", snap, err, cmd.Process.Pid)
 			}
 			out := cty.NilVal
 			if tt.applyFirst {
@@ -564,9 +564,9 @@ func TestReloadRollbackErrors(t *testing.T) {
 		want []string
 	}{
 		{"dead pid", map[string]cty.Value{"pid": cty.NumberIntVal(int64(dead))},
-			[]string{fmt.Sprintf("no process with pid %d", dead), fmt.Sprintf("reload the service by hand: kill -s HUP %d", dead)}},
+			[]string{fmt.Sprintf("no process with pid %d", dead), fmt.Sprintf("reload the service by hand: check that pid %d is the service: ps -o pid,user,lstart,args -p %d; then: kill -s HUP %d", dead, dead, dead)}},
 		{"pid file of a dead process", map[string]cty.Value{"pid_file": cty.StringVal(pidFile), "signal": cty.StringVal("usr1")},
-			[]string{"no process with pid", fmt.Sprintf(`reload the service by hand: kill -s USR1 "$(cat '%s')"`, pidFile)}},
+			[]string{"no process with pid", fmt.Sprintf(`reload the service by hand: check that the process %s names is the service: ps -o pid,user,lstart,args -p "$(cat '%s')"; then: kill -s USR1 "$(cat '%s')"`, pidFile, pidFile, pidFile)}},
 		{"failing command", map[string]cty.Value{"command": stringList("/bin/sh", "-c", "echo no such unit; exit 5")},
 			[]string{"exit status 5", "no such unit", `reload the service by hand: /bin/sh -c 'echo no such unit; exit 5'`}},
 	}

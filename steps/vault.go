@@ -181,6 +181,10 @@ type vaultSession struct {
 	// reads caches what previews read from Vault (PKI roles), by path: a
 	// plan issuing hundreds of certificates from one role reads it once.
 	reads sync.Map // path -> *cachedRead
+	// processes are the processes reloads found first in this run, by
+	// where their pid comes from, so that a pid reused since is told
+	// from the process that was checked (see Reload).
+	processes sync.Map // reloadTarget.source() -> process
 }
 
 type cachedRead struct {
