@@ -317,7 +317,11 @@ func (*Reload) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 		}
 	}
 	pv.Reason = fmt.Sprintf("%s to pid %d", t.sigName, tg.pid)
-	pv.Now = append(pv.Now, Fact{Name: "process", Value: fmt.Sprintf("pid %d%s", tg.pid, tg.from)})
+	process := fmt.Sprintf("pid %d%s", tg.pid, tg.from)
+	if tg.comm != "" {
+		process = fmt.Sprintf("pid %d (%s)%s", tg.pid, tg.comm, tg.from)
+	}
+	pv.Now = append(pv.Now, Fact{Name: "process", Value: process})
 	if tg.start != 0 {
 		pv.Now = append(pv.Now, tg.facts()...)
 	}
@@ -866,11 +870,11 @@ func (p process) facts() []Fact {
 	if p.euid != p.uid {
 		user += ", effective " + describeUID(p.euid)
 	}
-	return []Fact{
-		{Name: "executable", Value: exe},
-		{Name: "user", Value: user},
-		{Name: "started", Value: startedAt(p.start)},
+	facts := []Fact{{Name: "executable", Value: exe}, {Name: "user", Value: user}}
+	if at, ok := startTime(p.start); ok {
+		facts = append(facts, Fact{Name: "started", Value: at.Format(time.RFC3339)})
 	}
+	return facts
 }
 
 // record is what Snapshot journals of the process; recordedProcess reads
@@ -916,19 +920,31 @@ func describeUID(uid int) string {
 // ABI at 100 a second, whatever the kernel's own clock.
 const userHZ = 100
 
-// startedAt says when a process started, from its start time in ticks
-// after boot: "at 2026-12-02 12:40:01 UTC", or the ticks when the boot
-// time cannot be read.
-func startedAt(ticks uint64) string {
-	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if rest, ok := strings.CutPrefix(line, "btime "); ok {
-				if boot, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64); err == nil {
-					at := time.Unix(boot, 0).Add(time.Duration(ticks) * time.Second / userHZ)
-					return "at " + at.UTC().Format("2006-01-02 15:04:05.00 UTC")
-				}
+// startTime converts a start time in ticks after boot to the time of day;
+// false when the boot time cannot be read.
+func startTime(ticks uint64) (time.Time, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "btime "); ok {
+			boot, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+			if err != nil {
+				break
 			}
+			return time.Unix(boot, 0).Add(time.Duration(ticks) * time.Second / userHZ).UTC(), true
 		}
+	}
+	return time.Time{}, false
+}
+
+// startedAt says when a process started, to the hundredth of a second
+// (two processes with one pid may start within a second): "at
+// 2026-12-02 12:40:01.25 UTC", or the ticks after boot.
+func startedAt(ticks uint64) string {
+	if at, ok := startTime(ticks); ok {
+		return "at " + at.Format("2006-01-02 15:04:05.00 UTC")
 	}
 	return fmt.Sprintf("%d ticks after boot", ticks)
 }

@@ -1013,3 +1013,38 @@ func TestReloadParseStat(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadPlanShowsProcess: the preview says which process a reload
+// would signal: its pid, program, user and start.
+func TestReloadPlanShowsProcess(t *testing.T) {
+	cmd, pidFile := startSleep(t, nil)
+	cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{"pid_file": cty.StringVal(pidFile)})
+	env, _ := testEnv(t)
+	pv, err := (*Reload)(nil).Plan(context.Background(), env, cfg)
+	if err != nil || len(pv.Problems) != 0 {
+		t.Fatalf("Plan = %v, problems %v", err, pv.Problems)
+	}
+	sleep, err := filepath.EvalSymlinks("/bin/sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	want := map[string]string{
+		"process":    fmt.Sprintf("pid %d (sleep) (from %s)", pid, pidFile),
+		"executable": sleep,
+		"user":       describeUID(os.Getuid()),
+	}
+	got := map[string]string{}
+	for _, f := range pv.Now {
+		got[f.Name] = f.Value
+	}
+	for name, v := range want {
+		if got[name] != v {
+			t.Errorf("%s: %q, want %q (facts %v)", name, got[name], v, pv.Now)
+		}
+	}
+	if _, err := time.Parse(time.RFC3339, got["started"]); err != nil {
+		t.Errorf("started: %q is not a time: %v", got["started"], err)
+	}
+	wantEndedBy(t, cmd, syscall.SIGTERM)
+}
