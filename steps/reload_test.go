@@ -658,13 +658,11 @@ func expectBlock(executable, name, user string) cty.Value {
 func stranger(t *testing.T) (name string, uid, gid int) {
 	t.Helper()
 	requireRoot(t, "runs a process as, or gives a file to, another user")
-	u, _, err := testvault.EnsureSystemUser("rotplan-stranger")
+	name, uid, gid, err := testvault.Stranger()
 	if err != nil {
 		t.Fatal(err)
 	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	return u.Username, uid, gid
+	return name, uid, gid
 }
 
 // startSleep starts /bin/sleep, a process a SIGHUP kills, as the user cred
@@ -728,6 +726,25 @@ func wantRefused(t *testing.T, env *Env, cfg Config, path, msg string) {
 	}
 }
 
+// wantReloadOf fails the test unless a reload of cfg signals cmd's
+// process or, when path is given, is refused there with msg, by CheckHost,
+// Plan and Apply alike, and spares the process.
+func wantReloadOf(t *testing.T, env *Env, cfg Config, cmd *exec.Cmd, path, msg string) {
+	t.Helper()
+	if path != "" {
+		wantRefused(t, env, cfg, path, msg)
+		wantEndedBy(t, cmd, syscall.SIGTERM)
+		return
+	}
+	if err := (*Reload)(nil).CheckHost(context.Background(), env, cfg); err != nil {
+		t.Fatalf("CheckHost: %v", err)
+	}
+	if _, err := (*Reload)(nil).Apply(context.Background(), env, cfg); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	wantEndedBy(t, cmd, syscall.SIGHUP)
+}
+
 func TestReloadExpect(t *testing.T) {
 	me, err := user.Current()
 	if err != nil {
@@ -767,18 +784,7 @@ func TestReloadExpect(t *testing.T) {
 			cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{"pid_file": cty.StringVal(pidFile), "expect": tt.expect})
 			wantValid(t, (*Reload)(nil).Validate(cfg))
 			env, _ := testEnv(t)
-			if tt.wantPath != "" {
-				wantRefused(t, env, cfg, tt.wantPath, tt.wantMsg)
-				wantEndedBy(t, cmd, syscall.SIGTERM)
-				return
-			}
-			if err := (*Reload)(nil).CheckHost(context.Background(), env, cfg); err != nil {
-				t.Fatalf("CheckHost: %v", err)
-			}
-			if _, err := (*Reload)(nil).Apply(context.Background(), env, cfg); err != nil {
-				t.Fatalf("Apply: %v", err)
-			}
-			wantEndedBy(t, cmd, syscall.SIGHUP)
+			wantReloadOf(t, env, cfg, cmd, tt.wantPath, tt.wantMsg)
 		})
 	}
 }
@@ -823,15 +829,11 @@ func TestReloadPIDFileWriters(t *testing.T) {
 			}
 			cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{"pid_file": cty.StringVal(pidFile)})
 			env, _ := testEnv(t)
+			path := ""
 			if tt.wantMsg != "" {
-				wantRefused(t, env, cfg, "pid_file", tt.wantMsg)
-				wantEndedBy(t, cmd, syscall.SIGTERM)
-				return
+				path = "pid_file"
 			}
-			if _, err := (*Reload)(nil).Apply(context.Background(), env, cfg); err != nil {
-				t.Fatalf("Apply: %v", err)
-			}
-			wantEndedBy(t, cmd, syscall.SIGHUP)
+			wantReloadOf(t, env, cfg, cmd, path, tt.wantMsg)
 		})
 	}
 }

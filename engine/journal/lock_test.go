@@ -196,11 +196,7 @@ func chownToStranger(t *testing.T, path string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: gives the state directory to another user (run the tests as root)")
 	}
-	u, _, err := testvault.EnsureSystemUser("rotplan-stranger")
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, err := strconv.Atoi(u.Uid)
+	_, uid, _, err := testvault.Stranger()
 	if err != nil {
 		t.Fatal(err)
 	}

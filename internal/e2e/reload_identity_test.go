@@ -57,11 +57,10 @@ func TestReloadRefusesUnrelatedProcess(t *testing.T) {
 				if os.Geteuid() != 0 {
 					t.Skip("needs root: gives the pid file to another user (run the tests as root)")
 				}
-				u, _, err := testvault.EnsureSystemUser("rotplan-stranger")
+				_, uid, _, err := testvault.Stranger()
 				if err != nil {
 					t.Fatal(err)
 				}
-				uid, _ := strconv.Atoi(u.Uid)
 				if err := os.Chown(pidFile, uid, -1); err != nil {
 					t.Fatal(err)
 				}

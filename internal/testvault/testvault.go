@@ -849,6 +849,23 @@ func EnsureSystemUser(name string) (*user.User, *user.Group, error) {
 	}
 }
 
+// Stranger returns the system user rotplan-stranger, created when missing
+// (it needs root): tests give files to it and run processes as it when
+// they need a user other than root and themselves.
+func Stranger() (name string, uid, gid int, err error) {
+	u, _, err := EnsureSystemUser("rotplan-stranger")
+	if err != nil {
+		return "", 0, 0, err
+	}
+	if uid, err = strconv.Atoi(u.Uid); err != nil {
+		return "", 0, 0, fmt.Errorf("user %s: uid %q: %w", u.Username, u.Uid, err)
+	}
+	if gid, err = strconv.Atoi(u.Gid); err != nil {
+		return "", 0, 0, fmt.Errorf("user %s: gid %q: %w", u.Username, u.Gid, err)
+	}
+	return u.Username, uid, gid, nil
+}
+
 // lockUseradd takes an exclusive flock shared by all harness processes on
 // this host.
 func lockUseradd() (unlock func(), err error) {
