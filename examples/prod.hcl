@@ -186,6 +186,11 @@ reload "vault" {
   depends_on = [chown.server_tls]
   pid_file   = var.vault_pid_file
   signal     = "SIGHUP"
+  # Signal Vault alone: a stale pid file may name another process by now.
+  expect {
+    name = "vault"
+    user = var.owner
+  }
 }
 
 # Check A: client auth, server TLS, CA trust and routing, with the admin
