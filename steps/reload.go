@@ -208,7 +208,11 @@ func (t reloadTarget) vet(env *Env, cfg Config, tg target, pidFile fs.FileInfo, 
 	}
 	if was != nil {
 		if err := p.sameServiceAs(*was); err != nil {
-			return tg, attrErr(arg, "%v%s; refusing to signal it: check which process the pid file names", err, from)
+			check := "which process has pid " + strconv.Itoa(pid)
+			if t.pidFile != "" {
+				check = "which process the pid file " + t.pidFile + " names"
+			}
+			return tg, attrErr(arg, "%v; refusing to signal it: check %s", err, check)
 		}
 	}
 	return tg, nil
