@@ -801,7 +801,6 @@ func normalisers(v *testvault.Vault) []func(string) string {
 	}
 	out := []func(string) string{
 		func(s string) string { return strings.ReplaceAll(s, v.Dir, "$DIR") },
-		vaultBinary(),
 		re(`\b[0-9a-f]{2}(:[0-9a-f]{2}){7,}\b`, "SERIAL"),
 		re(`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z`, "TIME"),
 		re(`\b\d+h left\b`, "Nh left"),
@@ -822,22 +821,6 @@ func normalisers(v *testvault.Vault) []func(string) string {
 		}
 	}
 	return out
-}
-
-// vaultBinary replaces the path of the Vault binary (the executable a
-// reload previews), which depends on the cache and the pin, with
-// $VAULT_BIN.
-func vaultBinary() func(string) string {
-	bin := os.Getenv("ROTPLAN_VAULT_BIN")
-	if real, err := filepath.EvalSymlinks(bin); err == nil {
-		bin = real
-	}
-	return func(s string) string {
-		if bin == "" {
-			return s
-		}
-		return strings.ReplaceAll(s, bin, "$VAULT_BIN")
-	}
 }
 
 // TestPlanGolden compares the preview of the example rotation, text and
