@@ -196,11 +196,7 @@ func chownToStranger(t *testing.T, path string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: gives the state directory to another user (run the tests as root)")
 	}
-	_, uid, _, err := testvault.Stranger()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Lchown(path, uid, -1); err != nil {
+	if err := testvault.GiveToStranger(path); err != nil {
 		t.Fatal(err)
 	}
 }

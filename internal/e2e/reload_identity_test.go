@@ -57,11 +57,7 @@ func TestReloadRefusesUnrelatedProcess(t *testing.T) {
 				if os.Geteuid() != 0 {
 					t.Skip("needs root: gives the pid file to another user (run the tests as root)")
 				}
-				_, uid, _, err := testvault.Stranger()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.Chown(pidFile, uid, -1); err != nil {
+				if err := testvault.GiveToStranger(pidFile); err != nil {
 					t.Fatal(err)
 				}
 			},

@@ -866,6 +866,16 @@ func Stranger() (name string, uid, gid int, err error) {
 	return u.Username, uid, gid, nil
 }
 
+// GiveToStranger makes Stranger the owner of path (not of what a symlink
+// there points to); it needs root.
+func GiveToStranger(path string) error {
+	_, uid, _, err := Stranger()
+	if err != nil {
+		return err
+	}
+	return os.Lchown(path, uid, -1)
+}
+
 // lockUseradd takes an exclusive flock shared by all harness processes on
 // this host.
 func lockUseradd() (unlock func(), err error) {
