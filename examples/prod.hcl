@@ -205,6 +205,11 @@ reload "vault" {
   depends_on = [chown.server_tls]
   pid_file   = var.vault_pid_file
   signal     = "SIGHUP"
+  # Signal Vault alone: a stale pid file may name another process by now.
+  # Its user is checked by default: it must own the pid file, or root must.
+  expect {
+    name = "vault"
+  }
 }
 
 # Check A: client auth, server TLS, CA trust and routing, with the admin

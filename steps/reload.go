@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
+	"golang.org/x/sys/unix"
 )
 
 // Reload is the `reload` step kind: it makes a service pick up its new
@@ -69,6 +72,11 @@ func (*Reload) Spec() hcldec.ObjectSpec {
 		"command":  &hcldec.AttrSpec{Name: "command", Type: cty.List(cty.String)},
 		"signal":   &hcldec.AttrSpec{Name: "signal", Type: cty.String},
 		"timeout":  &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
+		"expect": &hcldec.BlockSpec{TypeName: "expect", Nested: hcldec.ObjectSpec{
+			"executable": &hcldec.AttrSpec{Name: "executable", Type: cty.String},
+			"name":       &hcldec.AttrSpec{Name: "name", Type: cty.String},
+			"user":       &hcldec.AttrSpec{Name: "user", Type: cty.String},
+		}},
 	}
 }
 
@@ -91,6 +99,15 @@ type reloadTarget struct {
 	signal  syscall.Signal
 	sigName string // "SIGHUP"
 	timeout time.Duration
+	expect  reloadExpect
+}
+
+// reloadExpect is what a reload's expect block says of the process it
+// signals; empty fields are not checked.
+type reloadExpect struct {
+	executable string // an absolute path
+	name       string // the executable's file name
+	user       string // a user name or uid
 }
 
 // Validate checks the block's arguments. It does not read the pid file: the
@@ -100,11 +117,11 @@ func (*Reload) Validate(cfg Config) error {
 	return err
 }
 
-// CheckHost implements HostChecker: the program a command runs is there,
-// and the process a signal goes to is alive and rotplan's to signal
-// (signal 0, which sends nothing). Both are better found before the run
-// issues or writes anything.
-func (*Reload) CheckHost(ctx context.Context, _ *Env, cfg Config) error {
+// CheckHost implements HostChecker: the program a command runs is there;
+// the process a signal goes to is alive, rotplan's to signal and the one
+// the plan means (see vet). Both are better found before the run issues
+// or writes anything.
+func (*Reload) CheckHost(ctx context.Context, env *Env, cfg Config) error {
 	t, err := parseReload(cfg)
 	if err != nil {
 		return err
@@ -115,31 +132,156 @@ func (*Reload) CheckHost(ctx context.Context, _ *Env, cfg Config) error {
 		}
 		return ctx.Err()
 	}
-	_, _, err = t.target(cfg)
-	return joinErrors(err, ctx.Err())
+	if _, err := t.find(env, cfg, nil); err != nil {
+		return err // as it is: joined again, its errors would show as one
+	}
+	return ctx.Err()
 }
 
-// target reads the pid to signal, from pid_file when given (from says so,
-// for messages), and checks with signal 0 that the process is there and
-// rotplan may signal it.
-func (t reloadTarget) target(cfg Config) (pid int, from string, err error) {
-	pid = t.pid
-	arg := "pid"
+// target is the process a reload signals, as found now.
+type target struct {
+	process
+	from string // " (from /run/vault.pid)" when the pid came from a pid file
+	arg  string // the argument the pid came from: pid_file or pid
+}
+
+// readPID reads the pid to signal, from pid_file when given, with what
+// vet needs of the pid file.
+func (t reloadTarget) readPID(cfg Config) (tg target, pidFile fs.FileInfo, err error) {
+	tg.pid, tg.arg = t.pid, "pid"
 	if t.pidFile != "" {
-		arg, from = "pid_file", " (from "+t.pidFile+")"
-		if pid, err = readPIDFile(t.pidFile); err != nil {
-			return 0, from, attrErr(cfg.Path("pid_file"), "%v", err)
+		tg.arg, tg.from = "pid_file", " (from "+t.pidFile+")"
+		if tg.pid, pidFile, err = readPIDFile(t.pidFile); err != nil {
+			return tg, nil, attrErr(cfg.Path("pid_file"), "%v", err)
 		}
 	}
+	return tg, pidFile, nil
+}
+
+// find reads the pid to signal and vets its process.
+func (t reloadTarget) find(env *Env, cfg Config, was *process) (target, error) {
+	tg, pidFile, err := t.readPID(cfg)
+	if err != nil {
+		return tg, err
+	}
+	return t.vet(env, cfg, tg, pidFile, was)
+}
+
+// vet checks that the process with tg's pid is one rotplan may signal. It
+// must be alive and rotplan's to signal (signal 0, which sends nothing).
+// A pid file must be writable by its owner alone, and its owner root or
+// the process's user: whoever else could write it would choose what
+// rotplan, often run as root, signals. The process must be what the
+// expect block says. And it must be the process was (from the journal,
+// for a rollback), or else the first one this run found for the same
+// pid_file or pid (at the preflight), or a restart of it: the same pid
+// with another start time is a pid reused by an unrelated process; another
+// pid must run the same program as the same user.
+func (t reloadTarget) vet(env *Env, cfg Config, tg target, pidFile fs.FileInfo, was *process) (target, error) {
+	pid, from, arg := tg.pid, tg.from, cfg.Path(tg.arg)
 	switch err := syscall.Kill(pid, 0); {
 	case errors.Is(err, syscall.ESRCH):
-		return pid, from, attrErr(cfg.Path(arg), "no process has pid %d%s: the service is not running, or the pid file is stale", pid, from)
+		return tg, attrErr(arg, "no process has pid %d%s: the service is not running, or the pid file is stale", pid, from)
 	case errors.Is(err, syscall.EPERM):
-		return pid, from, attrErr(cfg.Path(arg), "not allowed to signal pid %d%s: run as its owner or as root", pid, from)
+		return tg, attrErr(arg, "not allowed to signal pid %d%s: run as its owner or as root", pid, from)
 	case err != nil:
-		return pid, from, attrErr(cfg.Path(arg), "pid %d%s: %v", pid, from, err)
+		return tg, attrErr(arg, "pid %d%s: %v", pid, from, err)
 	}
-	return pid, from, nil
+	p, err := readProcess(pid)
+	if err != nil {
+		return tg, attrErr(arg, "pid %d%s: %v", pid, from, err)
+	}
+	tg.process = p
+	if pidFile != nil {
+		if err := pidFileWriters(t.pidFile, pidFile, p); err != nil {
+			return tg, attrErr(arg, "%v", err)
+		}
+	}
+	if err := t.expect.check(cfg, tg); err != nil {
+		return tg, err
+	}
+	if was == nil && env != nil && env.session != nil {
+		if v, loaded := env.session.processes.LoadOrStore(t.source(), p); loaded {
+			first := v.(process)
+			was = &first
+		}
+	}
+	if was != nil {
+		if err := p.sameServiceAs(*was); err != nil {
+			check := "which process has pid " + strconv.Itoa(pid)
+			if t.pidFile != "" {
+				check = "which process the pid file " + t.pidFile + " names"
+			}
+			return tg, attrErr(arg, "%v; refusing to signal it: check %s", err, check)
+		}
+	}
+	return tg, nil
+}
+
+// source says where a reload's pid comes from, as the key under which a run
+// remembers the process it found there first.
+func (t reloadTarget) source() string {
+	if t.pidFile != "" {
+		return "pid_file " + filepath.Clean(t.pidFile)
+	}
+	return "pid " + strconv.Itoa(t.pid)
+}
+
+// pidFileWriters checks that only root or the process's own user could
+// have written the pid file fi that names p.
+func pidFileWriters(path string, fi fs.FileInfo, p process) error {
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("pid file %s is writable by group or others (mode %04o): whoever can write it chooses what rotplan signals; make it writable by its owner alone (chmod go-w %s)", path, perm, shellQuote(path))
+	}
+	if uid, _, ok := fileOwner(fi); ok && uid != 0 && uid != p.uid {
+		return fmt.Errorf("pid file %s is owned by %s but names pid %d, which runs as %s: a pid file may name only processes of its owner, unless root owns it; check which process it names and who wrote it", path, describeUID(uid), p.pid, describeUID(p.uid))
+	}
+	return nil
+}
+
+// check says how the process tg differs from what the expect block says,
+// at the argument that says it.
+func (e reloadExpect) check(cfg Config, tg target) error {
+	var errs []error
+	refuse := func(name, format string, args ...any) {
+		errs = append(errs, attrErr(cfg.Path("expect."+name), "pid %d%s %s: refusing to signal it; check which process the pid file names, or correct expect",
+			tg.pid, tg.from, fmt.Sprintf(format, args...)))
+	}
+	if (e.executable != "" || e.name != "") && tg.exe == "" {
+		name := "executable"
+		if e.executable == "" {
+			name = "name"
+		}
+		refuse(name, "runs a program rotplan cannot see (%v); run rotplan as root or as the process's user", tg.exeErr)
+	}
+	if e.executable != "" && tg.exe != "" {
+		want := e.executable
+		// /proc/PID/exe has the symlinks resolved (/usr/bin/vault may
+		// be /opt/vault/bin/vault).
+		if real, err := filepath.EvalSymlinks(want); err == nil {
+			want = real
+		}
+		if tg.exe != want {
+			refuse("executable", "runs %s, not %s", tg.exe, e.executable)
+		}
+	}
+	if e.name != "" && tg.exe != "" && filepath.Base(tg.exe) != e.name {
+		refuse("name", "is %q (%s), not %q", filepath.Base(tg.exe), tg.exe, e.name)
+	}
+	if e.user != "" {
+		uid, err := lookupUID(e.user)
+		switch {
+		case err != nil:
+			errs = append(errs, attrErr(cfg.Path("expect.user"), "%v", err))
+		case tg.uid != uid || tg.euid != uid:
+			runs := describeUID(tg.uid)
+			if tg.euid != tg.uid {
+				runs += ", effective " + describeUID(tg.euid)
+			}
+			refuse("user", "runs as %s, not %s", runs, describeUID(uid))
+		}
+	}
+	return joinErrors(errs...)
 }
 
 // Apply sends the signal or runs the command.
@@ -151,13 +293,13 @@ func (*Reload) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	if err != nil {
 		return cty.NilVal, mustBeKnown(err)
 	}
-	return t.reload(ctx, env)
+	return t.reload(ctx, env, cfg, nil)
 }
 
-// Plan implements Planner: the process a signal would go to must be alive
-// and ours to signal (checked with signal 0, which sends nothing); a
-// command is only named, never run.
-func (*Reload) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
+// Plan implements Planner: the process a signal would go to must pass the
+// same checks as at the run (see vet; nothing is sent), and is shown:
+// its pid, program and user. A command is only named, never run.
+func (*Reload) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	pv := Preview{Action: Replace}
 	t, err := parseReload(cfg)
 	if err != nil {
@@ -171,26 +313,24 @@ func (*Reload) Plan(ctx context.Context, _ *Env, cfg Config) (Preview, error) {
 		pv.Outputs = reloadOutputs(0, "", cty.ListVal(stringValues(t.command)))
 		return pv, ctx.Err()
 	}
-	pid, from, err := t.target(cfg)
+	tg, err := t.find(env, cfg, nil)
 	if err != nil {
 		pv.Problems = append(pv.Problems, err)
-		if pid == 0 {
+		if tg.pid == 0 {
 			return pv, ctx.Err()
 		}
 	}
-	pv.Reason = fmt.Sprintf("%s to pid %d", t.sigName, pid)
-	pv.Now = append(pv.Now, Fact{Name: "process", Value: describeProcess(pid) + from})
-	pv.Outputs = reloadOutputs(pid, t.sigName, cty.ListValEmpty(cty.String))
-	return pv, ctx.Err()
-}
-
-// describeProcess names a process as ps would: "pid 812 (vault)".
-func describeProcess(pid int) string {
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if err != nil {
-		return fmt.Sprintf("pid %d", pid)
+	pv.Reason = fmt.Sprintf("%s to pid %d", t.sigName, tg.pid)
+	process := fmt.Sprintf("pid %d%s", tg.pid, tg.from)
+	if tg.comm != "" {
+		process = fmt.Sprintf("pid %d (%s)%s", tg.pid, tg.comm, tg.from)
 	}
-	return fmt.Sprintf("pid %d (%s)", pid, strings.TrimSpace(string(comm)))
+	pv.Now = append(pv.Now, Fact{Name: "process", Value: process})
+	if tg.start != 0 {
+		pv.Now = append(pv.Now, tg.facts()...)
+	}
+	pv.Outputs = reloadOutputs(tg.pid, t.sigName, cty.ListValEmpty(cty.String))
+	return pv, ctx.Err()
 }
 
 // stringValues converts strings to cty values.
@@ -202,17 +342,31 @@ func stringValues(ss []string) []cty.Value {
 	return out
 }
 
-// Snapshot implements Rollbacker. A reload changes nothing that needs
-// putting back, so there is nothing to record.
-func (*Reload) Snapshot(ctx context.Context, _ *Env, _ Config) (map[string]string, error) {
-	return map[string]string{}, ctx.Err()
+// Snapshot implements Rollbacker: it records which process the reload is
+// about to signal (pid, start time, program, user; nothing secret), so
+// that a rollback, maybe from a resumed run, signals that process again or
+// a restart of it, never an unrelated process that got its pid.
+func (*Reload) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
+	t, err := parseReload(cfg)
+	if err != nil {
+		return nil, mustBeKnown(err)
+	}
+	if len(t.command) > 0 {
+		return map[string]string{}, ctx.Err()
+	}
+	tg, err := t.find(env, cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	return tg.record(), ctx.Err()
 }
 
-// Rollback implements Rollbacker by reloading again, exactly as Apply does
-// (the pid file is read afresh, since the service may have restarted), so
-// that the service loads the files the other steps' rollbacks restored.
-// That is also why Reload is RestoreAware: it must run after them.
-func (*Reload) Rollback(ctx context.Context, env *Env, cfg Config, _ cty.Value, _ map[string]string) error {
+// Rollback implements Rollbacker by reloading again, as Apply does (the
+// pid file is read afresh, since the service may have restarted), so that
+// the service loads the files the other steps' rollbacks restored. That is
+// also why Reload is RestoreAware: it must run after them. The process
+// must be the one Snapshot recorded, or a restart of it.
+func (*Reload) Rollback(ctx context.Context, env *Env, cfg Config, _ cty.Value, snapshot map[string]string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -220,9 +374,10 @@ func (*Reload) Rollback(ctx context.Context, env *Env, cfg Config, _ cty.Value, 
 	if err != nil {
 		return fmt.Errorf("reload: rolling back: %w; once the files are restored, reload the service by hand", mustBeKnown(err))
 	}
-	out, err := t.reload(ctx, env)
+	was := recordedProcess(snapshot)
+	out, err := t.reload(ctx, env, cfg, was)
 	if err != nil {
-		return fmt.Errorf("reload: rolling back: %w; once the files are restored, reload the service by hand: %s", err, t.byHand())
+		return fmt.Errorf("reload: rolling back: %w; once the files are restored, reload the service by hand: %s", err, t.byHand(was))
 	}
 	if len(t.command) > 0 {
 		env.Log.Info("ran the reload command again, for the restored files", "command", t.command)
@@ -237,24 +392,47 @@ func (*Reload) Rollback(ctx context.Context, env *Env, cfg Config, _ cty.Value, 
 // reloading once every other step has put its files back.
 func (*Reload) RollbackAfterRestore() {}
 
-// byHand is the shell command that does what reload does.
-func (t reloadTarget) byHand() string {
-	switch {
-	case len(t.command) > 0:
+// byHand is the shell command that does what reload does. A pid is never
+// given without saying what to check first: it may be another process's
+// by now. was is the process the run signalled, when known.
+func (t reloadTarget) byHand(was *process) string {
+	if len(t.command) > 0 {
 		words := make([]string, len(t.command))
 		for i, a := range t.command {
 			words[i] = shellQuote(a)
 		}
 		return strings.Join(words, " ")
-	case t.pidFile != "":
-		return fmt.Sprintf("kill -s %s \"$(cat %s)\"", strings.TrimPrefix(t.sigName, "SIG"), shellQuote(t.pidFile))
 	}
-	return fmt.Sprintf("kill -s %s %d", strings.TrimPrefix(t.sigName, "SIG"), t.pid)
+	pid, which := strconv.Itoa(t.pid), "pid "+strconv.Itoa(t.pid)
+	if t.pidFile != "" {
+		pid, which = fmt.Sprintf("\"$(cat %s)\"", shellQuote(t.pidFile)), "the process "+t.pidFile+" names"
+	}
+	var what []string
+	switch {
+	case t.expect.executable != "":
+		what = append(what, t.expect.executable)
+	case t.expect.name != "":
+		what = append(what, t.expect.name)
+	case was != nil:
+		what = append(what, was.program())
+	}
+	switch {
+	case t.expect.user != "":
+		what = append(what, "run by "+t.expect.user)
+	case was != nil:
+		what = append(what, "run by "+describeUID(was.uid))
+	}
+	service := "the service"
+	if len(what) > 0 {
+		service = strings.Join(what, " ")
+	}
+	return fmt.Sprintf("check that %s is %s: ps -o pid,user,lstart,args -p %s; then: kill -s %s %s",
+		which, service, pid, strings.TrimPrefix(t.sigName, "SIG"), pid)
 }
 
 // reload sends the signal or runs the command: what Apply does, and what
-// Rollback does again.
-func (t reloadTarget) reload(ctx context.Context, env *Env) (cty.Value, error) {
+// Rollback does again (was is then the process the run signalled).
+func (t reloadTarget) reload(ctx context.Context, env *Env, cfg Config, was *process) (cty.Value, error) {
 	if len(t.command) > 0 {
 		out, err := runCommand(ctx, t.command, t.timeout)
 		if err != nil {
@@ -267,22 +445,46 @@ func (t reloadTarget) reload(ctx context.Context, env *Env) (cty.Value, error) {
 		}
 		return reloadOutputs(0, "", cty.ListVal(vals)), nil
 	}
+	tg, err := t.send(env, cfg, was)
+	if err != nil {
+		return cty.NilVal, err
+	}
+	env.Log.Debug("sent signal", "pid", tg.pid, "signal", t.sigName, "pid_file", t.pidFile, "executable", tg.exe, "uid", tg.uid)
+	return reloadOutputs(tg.pid, t.sigName, cty.ListValEmpty(cty.String)), nil
+}
 
-	pid, from := t.pid, ""
-	if t.pidFile != "" {
-		var err error
-		if pid, err = readPIDFile(t.pidFile); err != nil {
-			return cty.NilVal, err
-		}
-		from = " (from " + t.pidFile + ")"
+// send vets the process and signals it. Through a pidfd (Linux 5.3 and
+// later), opened before the process is vetted, the signal reaches the
+// process that was vetted or none: should it exit and its pid be reused
+// in between, the pidfd still names the one that exited. Without one,
+// kill(2) follows the vetting as closely as rotplan can make it.
+func (t reloadTarget) send(env *Env, cfg Config, was *process) (target, error) {
+	tg, pidFile, err := t.readPID(cfg)
+	if err != nil {
+		return tg, err
 	}
-	// No separate kill(pid, 0) probe first: it would add a race and tell
-	// nothing that the ESRCH of the real kill does not.
-	if err := syscall.Kill(pid, t.signal); err != nil {
-		return cty.NilVal, signalError(pid, from, err)
+	pidfd, err := unix.PidfdOpen(tg.pid, 0)
+	switch {
+	case errors.Is(err, syscall.ESRCH):
+		return tg, signalError(tg.pid, tg.from, err)
+	case err != nil:
+		env.Log.Debug("no pidfd, signalling with kill(2)", "pid", tg.pid, "error", err)
+		pidfd = -1
+	default:
+		defer unix.Close(pidfd)
 	}
-	env.Log.Debug("sent signal", "pid", pid, "signal", t.sigName, "pid_file", t.pidFile)
-	return reloadOutputs(pid, t.sigName, cty.ListValEmpty(cty.String)), nil
+	if tg, err = t.vet(env, cfg, tg, pidFile, was); err != nil {
+		return tg, err
+	}
+	if pidfd >= 0 {
+		err = unix.PidfdSendSignal(pidfd, t.signal, nil, 0)
+	} else {
+		err = syscall.Kill(tg.pid, t.signal)
+	}
+	if err != nil {
+		return tg, signalError(tg.pid, tg.from, err)
+	}
+	return tg, nil
 }
 
 // reloadOutputs builds the outputs object; every attribute is always set, so
@@ -373,7 +575,54 @@ func parseReload(cfg Config) (reloadTarget, error) {
 		t.signal, t.sigName = sig, name
 		errs = append(errs, err)
 	}
+	if b, ok := cfg.Block("expect"); ok {
+		if given[0] == "command" {
+			errs = append(errs, attrErr(cfg.Path("expect"), "only applies to pid_file and pid: rotplan runs the command, and signals no process it could check"))
+		} else {
+			e, err := reloadExpectation(b, cfg.Path("expect"))
+			t.expect = e
+			errs = append(errs, err)
+		}
+	}
 	return t, joinErrors(errs...)
+}
+
+// reloadExpectation reads an expect block (at path). Whether the user
+// exists is the host's to say, at CheckHost.
+func reloadExpectation(b Config, path string) (reloadExpect, error) {
+	var e reloadExpect
+	var errs []error
+	if !b.Set("executable") && !b.Set("name") && !b.Set("user") {
+		return e, attrErr(path, "is empty: give executable, name or user, to say which process a signal may go to")
+	}
+	if b.Set("executable") {
+		s, err := b.RequireString("executable")
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case !filepath.IsAbs(s):
+			errs = append(errs, attrErr(b.Path("executable"), "%q is not an absolute path: give the program's full path (or name = %q to check only its file name)", s, filepath.Base(s)))
+		default:
+			e.executable = filepath.Clean(s)
+		}
+	}
+	if b.Set("name") {
+		s, err := b.RequireString("name")
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case strings.Contains(s, "/"):
+			errs = append(errs, attrErr(b.Path("name"), "%q is a path: name is the program's file name (%q); a path goes in executable", s, filepath.Base(s)))
+		default:
+			e.name = s
+		}
+	}
+	if b.Set("user") {
+		s, err := b.RequireString("user")
+		e.user = s
+		errs = append(errs, err)
+	}
+	return e, joinErrors(errs...)
 }
 
 // reloadSignal reads the signal argument: "SIGHUP", "HUP" and "hup" all
@@ -442,38 +691,266 @@ func reloadCommand(cfg Config) ([]string, error) {
 	return argv, nil
 }
 
-// readPIDFile reads the process id from a pid file. Errors name the file but
-// never quote what it holds: a path given by mistake may name a secret.
-func readPIDFile(path string) (int, error) {
-	// Stat first: opening a named pipe would block until someone writes.
-	fi, err := os.Stat(path)
+// readPIDFile reads the process id from a pid file, and returns what fstat
+// says of the file it read. Errors name the file but never quote what it
+// holds: a path given by mistake may name a secret.
+func readPIDFile(path string) (int, fs.FileInfo, error) {
+	// Non-blocking: opening a named pipe would block until someone writes.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return 0, fmt.Errorf("reading pid file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return 0, fmt.Errorf("pid file %s is not a regular file", path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("reading pid file: %w", err)
+		return 0, nil, fmt.Errorf("reading pid file: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, nil, fmt.Errorf("reading pid file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, nil, fmt.Errorf("pid file %s is not a regular file", path)
+	}
 	b, err := io.ReadAll(io.LimitReader(f, maxPIDFileSize+1))
 	if err != nil {
-		return 0, fmt.Errorf("reading pid file: %w", err)
+		return 0, nil, fmt.Errorf("reading pid file: %w", err)
 	}
 	if len(b) > maxPIDFileSize {
-		return 0, fmt.Errorf("pid file %s is too large to be a pid file (more than %d bytes)", path, maxPIDFileSize)
+		return 0, nil, fmt.Errorf("pid file %s is too large to be a pid file (more than %d bytes)", path, maxPIDFileSize)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return 0, fmt.Errorf("pid file %s is empty", path)
+		return 0, nil, fmt.Errorf("pid file %s is empty", path)
 	}
 	pid, err := strconv.Atoi(s)
 	if err != nil || pid <= 0 || pid > math.MaxInt32 {
-		return 0, fmt.Errorf("pid file %s does not hold a process id (want a positive whole number)", path)
+		return 0, nil, fmt.Errorf("pid file %s does not hold a process id (want a positive whole number)", path)
 	}
-	return pid, nil
+	return pid, fi, nil
+}
+
+// process is a process as /proc shows it: enough to tell it from an
+// unrelated process that gets its pid later, and to say what it is.
+type process struct {
+	pid   int
+	start uint64 // clock ticks after boot (/proc/PID/stat, field 22)
+	uid   int    // real
+	euid  int    // effective
+	comm  string // the name the process gives itself; it can change it
+	// exe is the program's path, "" when it cannot be read (another
+	// user's process, when rotplan is not root: exeErr says why). When
+	// the file was replaced or removed since the process started it (an
+	// upgrade), the kernel adds " (deleted)"; exe is the path without it
+	// and replaced is set: the process still runs that program.
+	exe      string
+	exeErr   error
+	replaced bool
+}
+
+// readProcess reads what /proc says of pid. A zombie is refused: it has
+// exited, and a signal would reach nothing.
+func readProcess(pid int) (process, error) {
+	p := process{pid: pid}
+	dir := "/proc/" + strconv.Itoa(pid)
+	stat, err := os.ReadFile(dir + "/stat")
+	if errors.Is(err, fs.ErrNotExist) {
+		return p, errors.New("no such process")
+	}
+	if err != nil {
+		return p, err
+	}
+	state, err := p.parseStat(stat)
+	if err != nil {
+		return p, fmt.Errorf("%s/stat: %v", dir, err)
+	}
+	if state == "Z" {
+		return p, errors.New("the process has exited (a zombie, not yet reaped by its parent)")
+	}
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return p, err
+	}
+	if p.uid, p.euid, err = parseUids(status); err != nil {
+		return p, fmt.Errorf("%s/status: %v", dir, err)
+	}
+	if exe, err := os.Readlink(dir + "/exe"); err != nil {
+		p.exeErr = unwrapExecError(err)
+	} else {
+		p.exe, p.replaced = strings.CutSuffix(exe, " (deleted)")
+	}
+	// Had the process exited and its pid been reused while the files
+	// above were read, they would describe two processes.
+	var again process
+	if b, err := os.ReadFile(dir + "/stat"); err != nil {
+		return p, errors.New("the process exited while rotplan read /proc")
+	} else if _, err := again.parseStat(b); err != nil || again.start != p.start {
+		return p, errors.New("the process exited while rotplan read /proc, and another has its pid")
+	}
+	return p, nil
+}
+
+// parseStat reads comm and the start time from /proc/PID/stat, and
+// returns the state. comm may hold spaces and parentheses; the fields
+// after the last ")" do not.
+func (p *process) parseStat(b []byte) (state string, err error) {
+	s := string(b)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open {
+		return "", errors.New("not in the format rotplan knows")
+	}
+	p.comm = s[open+1 : end]
+	fields := strings.Fields(s[end+1:])
+	// fields[0] is field 3 (the state); the start time is field 22.
+	if len(fields) < 20 {
+		return "", errors.New("not in the format rotplan knows")
+	}
+	if p.start, err = strconv.ParseUint(fields[19], 10, 64); err != nil {
+		return "", errors.New("not in the format rotplan knows")
+	}
+	return fields[0], nil
+}
+
+// parseUids reads the real and effective uid from /proc/PID/status.
+func parseUids(b []byte) (uid, euid int, err error) {
+	for line := range strings.Lines(string(b)) {
+		rest, ok := strings.CutPrefix(line, "Uid:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) >= 2 {
+			uid, err1 := strconv.Atoi(f[0])
+			euid, err2 := strconv.Atoi(f[1])
+			if err1 == nil && err2 == nil {
+				return uid, euid, nil
+			}
+		}
+		break
+	}
+	return 0, 0, errors.New("no Uid line in the format rotplan knows")
+}
+
+// program names what the process runs: its executable, or the name it
+// gives itself when rotplan cannot see the executable.
+func (p process) program() string {
+	if p.exe != "" {
+		return p.exe
+	}
+	return fmt.Sprintf("%q", p.comm)
+}
+
+// sameServiceAs says why p is neither the process was nor a restart of it.
+// The same pid with another start time is another process that got the pid
+// once was exited; another pid is a restart when it runs the same program
+// as the same user.
+func (p process) sameServiceAs(was process) error {
+	if p.pid == was.pid {
+		if p.start != was.start {
+			return fmt.Errorf("pid %d is not the process rotplan found with that pid before: that one started %s, this one %s; the service exited and an unrelated process got its pid",
+				p.pid, startedAt(was.start), startedAt(p.start))
+		}
+		return nil
+	}
+	same := p.uid == was.uid
+	if p.exe != "" && was.exe != "" {
+		same = same && p.exe == was.exe
+	} else {
+		same = same && p.comm == was.comm
+	}
+	if !same {
+		return fmt.Errorf("pid %d runs %s as %s: it is not the process rotplan found before, pid %d (%s as %s), nor a restart of it (the same program as the same user)",
+			p.pid, p.program(), describeUID(p.uid), was.pid, was.program(), describeUID(was.uid))
+	}
+	return nil
+}
+
+// facts describe the process for a preview.
+func (p process) facts() []Fact {
+	exe := p.exe
+	switch {
+	case exe == "":
+		exe = fmt.Sprintf("%q (the executable cannot be read: %v)", p.comm, p.exeErr)
+	case p.replaced:
+		exe += " (replaced on disk since the process started)"
+	}
+	user := describeUID(p.uid)
+	if p.euid != p.uid {
+		user += ", effective " + describeUID(p.euid)
+	}
+	facts := []Fact{{Name: "executable", Value: exe}, {Name: "user", Value: user}}
+	if at, ok := startTime(p.start); ok {
+		facts = append(facts, Fact{Name: "started", Value: at.Format(time.RFC3339)})
+	}
+	return facts
+}
+
+// record is what Snapshot journals of the process; recordedProcess reads
+// it back.
+func (p process) record() map[string]string {
+	return map[string]string{
+		"pid":   strconv.Itoa(p.pid),
+		"start": strconv.FormatUint(p.start, 10),
+		"uid":   strconv.Itoa(p.uid),
+		"euid":  strconv.Itoa(p.euid),
+		"exe":   p.exe,
+		"comm":  p.comm,
+	}
+}
+
+// recordedProcess reads what record wrote, from a journal: nil when it is
+// not there (a command, or a journal of an older rotplan) or not in its
+// form.
+func recordedProcess(m map[string]string) *process {
+	var p process
+	var err error
+	var errs [4]error
+	p.pid, errs[0] = strconv.Atoi(m["pid"])
+	p.start, errs[1] = strconv.ParseUint(m["start"], 10, 64)
+	p.uid, errs[2] = strconv.Atoi(m["uid"])
+	p.euid, errs[3] = strconv.Atoi(m["euid"])
+	if err = errors.Join(errs[:]...); err != nil || p.pid <= 0 {
+		return nil
+	}
+	p.exe, p.comm = m["exe"], m["comm"]
+	return &p
+}
+
+// describeUID names a user for a message: "uid 998 (vaultprod)".
+func describeUID(uid int) string {
+	if name := userName(uid); name != strconv.Itoa(uid) {
+		return fmt.Sprintf("uid %d (%s)", uid, name)
+	}
+	return fmt.Sprintf("uid %d", uid)
+}
+
+// userHZ is the unit of the start times in /proc: fixed by the kernel's
+// ABI at 100 a second, whatever the kernel's own clock.
+const userHZ = 100
+
+// startTime converts a start time in ticks after boot to the time of day;
+// false when the boot time cannot be read.
+func startTime(ticks uint64) (time.Time, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "btime "); ok {
+			boot, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+			if err != nil {
+				break
+			}
+			return time.Unix(boot, 0).Add(time.Duration(ticks) * time.Second / userHZ).UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// startedAt says when a process started, to the hundredth of a second
+// (two processes with one pid may start within a second): "at
+// 2026-12-02 12:40:01.25 UTC", or the ticks after boot.
+func startedAt(ticks uint64) string {
+	if at, ok := startTime(ticks); ok {
+		return "at " + at.Format("2006-01-02 15:04:05.00 UTC")
+	}
+	return fmt.Sprintf("%d ticks after boot", ticks)
 }
 
 // errCommandTimeout tells a command's own time limit apart from the run

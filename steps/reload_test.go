@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rotplan/rotplan/internal/testvault"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -502,8 +504,8 @@ func TestReloadRollback(t *testing.T) {
 			env, logs := testEnv(t)
 
 			snap, err := (*Reload)(nil).Snapshot(context.Background(), env, cfg)
-			if err != nil || snap == nil || len(snap) != 0 {
-				t.Fatalf("Snapshot = %v, %v; want an empty map", snap, err)
+			if err != nil || snap["pid"] != strconv.Itoa(cmd.Process.Pid) || snap["start"] == "" || snap["exe"] == "" {
+				t.Fatalf("Snapshot = %v, %v; want the pid, start time and executable of pid %d", snap, err, cmd.Process.Pid)
 			}
 			out := cty.NilVal
 			if tt.applyFirst {
@@ -564,9 +566,9 @@ func TestReloadRollbackErrors(t *testing.T) {
 		want []string
 	}{
 		{"dead pid", map[string]cty.Value{"pid": cty.NumberIntVal(int64(dead))},
-			[]string{fmt.Sprintf("no process with pid %d", dead), fmt.Sprintf("reload the service by hand: kill -s HUP %d", dead)}},
+			[]string{fmt.Sprintf("no process with pid %d", dead), fmt.Sprintf("reload the service by hand: check that pid %d is the service: ps -o pid,user,lstart,args -p %d; then: kill -s HUP %d", dead, dead, dead)}},
 		{"pid file of a dead process", map[string]cty.Value{"pid_file": cty.StringVal(pidFile), "signal": cty.StringVal("usr1")},
-			[]string{"no process with pid", fmt.Sprintf(`reload the service by hand: kill -s USR1 "$(cat '%s')"`, pidFile)}},
+			[]string{"no process with pid", fmt.Sprintf(`reload the service by hand: check that the process %s names is the service: ps -o pid,user,lstart,args -p "$(cat '%s')"; then: kill -s USR1 "$(cat '%s')"`, pidFile, pidFile, pidFile)}},
 		{"failing command", map[string]cty.Value{"command": stringList("/bin/sh", "-c", "echo no such unit; exit 5")},
 			[]string{"exit status 5", "no such unit", `reload the service by hand: /bin/sh -c 'echo no such unit; exit 5'`}},
 	}
@@ -637,4 +639,414 @@ func TestRunCommand(t *testing.T) {
 			}
 		})
 	}
+}
+
+// expectBlock is the value of an expect block; "" leaves an argument out.
+func expectBlock(executable, name, user string) cty.Value {
+	arg := func(s string) cty.Value {
+		if s == "" {
+			return cty.NullVal(cty.String)
+		}
+		return cty.StringVal(s)
+	}
+	return cty.ObjectVal(map[string]cty.Value{"executable": arg(executable), "name": arg(name), "user": arg(user)})
+}
+
+// stranger returns a system user other than root and the test's own
+// (rotplan-stranger, created when missing), to own files and run
+// processes; it needs root.
+func stranger(t *testing.T) (name string, uid, gid int) {
+	t.Helper()
+	requireRoot(t, "runs a process as, or gives a file to, another user")
+	name, uid, gid, err := testvault.Stranger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name, uid, gid
+}
+
+// startSleep starts /bin/sleep, a process a SIGHUP kills, as the user cred
+// says (nil: as the test), and writes its pid into a pid file (0644, the
+// test's) whose path it returns.
+func startSleep(t *testing.T, cred *syscall.Credential) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command("/bin/sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	pidFile := filepath.Join(t.TempDir(), "svc.pid")
+	writePIDFile(t, pidFile, cmd.Process.Pid)
+	return cmd, pidFile
+}
+
+// writePIDFile makes pidFile name pid, as a service's restart does.
+func writePIDFile(t *testing.T, pidFile string, pid int) {
+	t.Helper()
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantEndedBy sends cmd's process SIGTERM, waits for it, and fails the
+// test unless it ended of sig: SIGHUP when the reload signalled it (a
+// pending SIGHUP is delivered before SIGTERM, the lower number first),
+// SIGTERM when it was spared.
+func wantEndedBy(t *testing.T, cmd *exec.Cmd, sig syscall.Signal) {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ws.Signaled() || ws.Signal() != sig {
+		t.Errorf("pid %d ended with %s, want killed by %s", cmd.Process.Pid, cmd.ProcessState, sig)
+	}
+}
+
+// wantRefused fails the test unless a reload of cfg is refused, at path
+// with msg, by CheckHost, by Plan and by Apply alike.
+func wantRefused(t *testing.T, env *Env, cfg Config, path, msg string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := (*Reload)(nil).CheckHost(ctx, env, cfg); !strings.Contains(wantAttrErr(t, err, path), msg) {
+		t.Errorf("CheckHost: %q does not say %q", err, msg)
+	}
+	pv, err := (*Reload)(nil).Plan(ctx, env, cfg)
+	if err != nil || len(pv.Problems) != 1 || !strings.Contains(wantAttrErr(t, pv.Problems[0], path), msg) {
+		t.Errorf("Plan = %v, problems %v; want the refusal %q as its problem", err, pv.Problems, msg)
+	}
+	_, err = (*Reload)(nil).Apply(ctx, env, cfg)
+	if !strings.Contains(wantAttrErr(t, err, path), msg) {
+		t.Errorf("Apply: %q does not say %q", err, msg)
+	}
+}
+
+// wantReloadOf fails the test unless a reload of cfg signals cmd's
+// process or, when path is given, is refused there with msg, by CheckHost,
+// Plan and Apply alike, and spares the process.
+func wantReloadOf(t *testing.T, env *Env, cfg Config, cmd *exec.Cmd, path, msg string) {
+	t.Helper()
+	if path != "" {
+		wantRefused(t, env, cfg, path, msg)
+		wantEndedBy(t, cmd, syscall.SIGTERM)
+		return
+	}
+	if err := (*Reload)(nil).CheckHost(context.Background(), env, cfg); err != nil {
+		t.Fatalf("CheckHost: %v", err)
+	}
+	if _, err := (*Reload)(nil).Apply(context.Background(), env, cfg); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	wantEndedBy(t, cmd, syscall.SIGHUP)
+}
+
+func TestReloadExpect(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		stranger bool // the process runs as another user (needs root)
+		expect   cty.Value
+		wantPath string // "": the process is signalled
+		wantMsg  string
+	}{
+		{name: "executable", expect: expectBlock("/bin/sleep", "", "")},
+		{name: "name", expect: expectBlock("", "sleep", "")},
+		{name: "user", expect: expectBlock("", "", me.Username)},
+		{name: "all three", expect: expectBlock("/bin/sleep", "sleep", me.Uid)},
+		{name: "other user, as expected", stranger: true, expect: expectBlock("", "sleep", "rotplan-stranger")},
+		{name: "executable differs", expect: expectBlock("/usr/local/bin/vault", "", ""),
+			wantPath: "expect.executable", wantMsg: "sleep, not /usr/local/bin/vault: refusing to signal it"},
+		{name: "name differs", expect: expectBlock("", "vault", ""),
+			wantPath: "expect.name", wantMsg: `is "sleep" (`},
+		{name: "user differs", expect: expectBlock("", "sleep", "nobody"),
+			wantPath: "expect.user", wantMsg: "not uid 65534 (nobody)"},
+		{name: "other user, not expected", stranger: true, expect: expectBlock("", "", "root"),
+			wantPath: "expect.user", wantMsg: "(rotplan-stranger), not uid 0 (root)"},
+		{name: "no such user", expect: expectBlock("", "", "rotplan-no-such-user"),
+			wantPath: "expect.user", wantMsg: `no such user "rotplan-no-such-user"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cred *syscall.Credential
+			if tt.stranger {
+				_, uid, gid := stranger(t)
+				cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+			}
+			cmd, pidFile := startSleep(t, cred)
+			cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{"pid_file": cty.StringVal(pidFile), "expect": tt.expect})
+			wantValid(t, (*Reload)(nil).Validate(cfg))
+			env, _ := testEnv(t)
+			wantReloadOf(t, env, cfg, cmd, tt.wantPath, tt.wantMsg)
+		})
+	}
+}
+
+// TestReloadPIDFileWriters: by default, a pid file may name a process only
+// if no one but root and the process's own user can have written it.
+func TestReloadPIDFileWriters(t *testing.T) {
+	tests := []struct {
+		name         string
+		mode         os.FileMode
+		fileStranger bool // the pid file belongs to another user
+		procStranger bool // so does the process
+		wantMsg      string
+	}{
+		{name: "root's, 0644", mode: 0o644},
+		{name: "owner only", mode: 0o600},
+		{name: "group writable", mode: 0o664, wantMsg: "writable by group or others (mode 0664)"},
+		{name: "world writable", mode: 0o646, wantMsg: "writable by group or others (mode 0646)"},
+		{name: "another user's, naming root's process", mode: 0o644, fileStranger: true, wantMsg: "(rotplan-stranger) but names pid"},
+		{name: "another user's, naming that user's process", mode: 0o644, fileStranger: true, procStranger: true},
+		{name: "root's, naming another user's process", mode: 0o644, procStranger: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var cred *syscall.Credential
+			uid := -1
+			if tt.fileStranger || tt.procStranger {
+				_, u, g := stranger(t)
+				uid = u
+				if tt.procStranger {
+					cred = &syscall.Credential{Uid: uint32(u), Gid: uint32(g)}
+				}
+			}
+			cmd, pidFile := startSleep(t, cred)
+			if err := os.Chmod(pidFile, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if tt.fileStranger {
+				if err := os.Chown(pidFile, uid, -1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{"pid_file": cty.StringVal(pidFile)})
+			env, _ := testEnv(t)
+			path := ""
+			if tt.wantMsg != "" {
+				path = "pid_file"
+			}
+			wantReloadOf(t, env, cfg, cmd, path, tt.wantMsg)
+		})
+	}
+}
+
+// TestReloadSameProcessAsPreflight: the process the run's preflight found
+// is the one signalled, or a restart of it (the same program as the same
+// user), never an unrelated process that got its pid or the pid file.
+func TestReloadSameProcessAsPreflight(t *testing.T) {
+	tests := []struct {
+		name string
+		// between is what happens between the preflight and the signal;
+		// it returns the directory of the helper process that should get
+		// the signal, if any.
+		between func(t *testing.T, env *Env, pidFile string) string
+		wantMsg string
+	}{
+		{"restarted", func(t *testing.T, _ *Env, pidFile string) string {
+			t.Helper()
+			cmd, dir, _ := startReloadHelper(t)
+			writePIDFile(t, pidFile, cmd.Process.Pid)
+			return dir
+		}, ""},
+		{"another program", func(t *testing.T, _ *Env, pidFile string) string {
+			t.Helper()
+			sleep, _ := startSleep(t, nil)
+			writePIDFile(t, pidFile, sleep.Process.Pid)
+			t.Cleanup(func() { wantEndedBy(t, sleep, syscall.SIGTERM) })
+			return ""
+		}, "nor a restart of it (the same program as the same user)"},
+		{"pid reused", func(t *testing.T, env *Env, pidFile string) string {
+			t.Helper()
+			// True pid reuse cannot be forced: what the preflight found
+			// is made to have started at another time instead.
+			env.session.processes.Range(func(k, v any) bool {
+				p := v.(process)
+				p.start++
+				env.session.processes.Store(k, p)
+				return true
+			})
+			return ""
+		}, "an unrelated process got its pid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			first, dir, pidFile := startReloadHelper(t)
+			cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{"pid_file": cty.StringVal(pidFile)})
+			env, _ := testEnv(t)
+			if err := (*Reload)(nil).CheckHost(context.Background(), env, cfg); err != nil {
+				t.Fatalf("CheckHost (the preflight): %v", err)
+			}
+			want := tt.between(t, env, pidFile)
+			_, err := (*Reload)(nil).Apply(context.Background(), env, cfg)
+			if tt.wantMsg != "" {
+				if !strings.Contains(wantAttrErr(t, err, "pid_file"), tt.wantMsg) {
+					t.Errorf("Apply: %q does not say %q", err, tt.wantMsg)
+				}
+				// The first process had it been signalled would record it.
+				first.Process.Signal(syscall.SIGUSR1)
+				if got := waitForSignal(t, dir); got != "user defined signal 1" {
+					t.Errorf("the preflight's process received %q first, want the test's SIGUSR1", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			if got := waitForSignal(t, want); got != "hangup" {
+				t.Errorf("the restarted process received %q, want the reload's SIGHUP", got)
+			}
+		})
+	}
+}
+
+// TestReloadRollbackRefusesUnrelatedProcess: a rollback signals the
+// process the run signalled (as Snapshot journaled it) or a restart of it,
+// and refuses any other, saying what to check before signalling by hand.
+func TestReloadRollbackRefusesUnrelatedProcess(t *testing.T) {
+	tests := []struct {
+		name    string
+		tamper  func(t *testing.T, pidFile string, snap map[string]string) // between the run and the rollback
+		wantMsg string
+	}{
+		{"another program", func(t *testing.T, pidFile string, _ map[string]string) {
+			t.Helper()
+			sleep, _ := startSleep(t, nil)
+			writePIDFile(t, pidFile, sleep.Process.Pid)
+			t.Cleanup(func() { wantEndedBy(t, sleep, syscall.SIGTERM) })
+		}, "nor a restart of it"},
+		{"pid reused", func(t *testing.T, _ string, snap map[string]string) {
+			t.Helper()
+			// True pid reuse cannot be forced: the journaled process is
+			// made to have started at another time instead.
+			start, err := strconv.ParseUint(snap["start"], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap["start"] = strconv.FormatUint(start+1, 10)
+		}, "an unrelated process got its pid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd, dir, pidFile := startReloadHelper(t)
+			cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{"pid_file": cty.StringVal(pidFile)})
+			env, _ := testEnv(t)
+			snap, err := (*Reload)(nil).Snapshot(context.Background(), env, cfg)
+			if err != nil {
+				t.Fatalf("Snapshot: %v", err)
+			}
+			tt.tamper(t, pidFile, snap)
+			// A rollback may come from a resumed run: a new session.
+			env, _ = testEnv(t)
+			err = (*Reload)(nil).Rollback(context.Background(), env, cfg, cty.NilVal, snap)
+			exe, _ := os.Executable()
+			wantErrContains(t, err, tt.wantMsg, fmt.Sprintf("check that the process %s names is %s run by uid %d", pidFile, exe, os.Getuid()))
+			cmd.Process.Signal(syscall.SIGUSR1)
+			if got := waitForSignal(t, dir); got != "user defined signal 1" {
+				t.Errorf("the run's process received %q first, want the test's SIGUSR1", got)
+			}
+		})
+	}
+}
+
+func TestReloadExpectValidate(t *testing.T) {
+	tests := []struct {
+		name     string
+		vals     map[string]cty.Value
+		wantPath string // "" for no error
+		wantMsg  string
+	}{
+		{"with pid", map[string]cty.Value{"pid": cty.NumberIntVal(1), "expect": expectBlock("/usr/bin/vault", "vault", "vaultprod")}, "", ""},
+		{"unknown executable", map[string]cty.Value{"pid_file": cty.StringVal("/run/x.pid"),
+			"expect": cty.ObjectVal(map[string]cty.Value{"executable": cty.UnknownVal(cty.String), "name": cty.NullVal(cty.String), "user": cty.NullVal(cty.String)})}, "", ""},
+		{"with command", map[string]cty.Value{"command": stringList("/bin/true"), "expect": expectBlock("", "vault", "")}, "expect", "only applies to pid_file and pid"},
+		{"empty", map[string]cty.Value{"pid_file": cty.StringVal("/run/x.pid"), "expect": expectBlock("", "", "")}, "expect", "is empty"},
+		{"relative executable", map[string]cty.Value{"pid_file": cty.StringVal("/run/x.pid"), "expect": expectBlock("bin/vault", "", "")}, "expect.executable", `name = "vault"`},
+		{"name with a slash", map[string]cty.Value{"pid_file": cty.StringVal("/run/x.pid"), "expect": expectBlock("", "/usr/bin/vault", "")}, "expect.name", "a path goes in executable"},
+		{"empty user", map[string]cty.Value{"pid_file": cty.StringVal("/run/x.pid"), "expect": cty.ObjectVal(map[string]cty.Value{
+			"executable": cty.NullVal(cty.String), "name": cty.NullVal(cty.String), "user": cty.StringVal("")})}, "expect.user", "must not be empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := (*Reload)(nil).Validate(testConfig(t, (*Reload)(nil).Spec(), tt.vals))
+			if tt.wantPath == "" {
+				wantValid(t, err)
+				return
+			}
+			if msg := wantAttrErr(t, err, tt.wantPath); !strings.Contains(msg, tt.wantMsg) {
+				t.Errorf("error %q does not say %q", msg, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestReloadParseStat(t *testing.T) {
+	tests := []struct {
+		name      string
+		stat      string
+		wantComm  string
+		wantState string
+		wantStart uint64
+		wantErr   bool
+	}{
+		{"plain", "812 (vault) S 1 812 812 0 -1 4194560 1 0 0 0 5 3 0 0 20 0 9 0 4242 1000 100 18446744073709551615", "vault", "S", 4242, false},
+		{"comm with parentheses and spaces", "9 (a) (b c) Z 1 9 9 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 77 0 0", "a) (b c", "Z", 77, false},
+		{"cut short", "9 (x) S 1 2 3", "", "", 0, true},
+		{"no comm", "9 x S 1", "", "", 0, true},
+		{"start not a number", "9 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 soon 0", "", "", 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p process
+			state, err := p.parseStat([]byte(tt.stat))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseStat: %v, want error %v", err, tt.wantErr)
+			}
+			if err == nil && (p.comm != tt.wantComm || state != tt.wantState || p.start != tt.wantStart) {
+				t.Errorf("comm %q, state %q, start %d; want %q, %q, %d", p.comm, state, p.start, tt.wantComm, tt.wantState, tt.wantStart)
+			}
+		})
+	}
+}
+
+// TestReloadPlanShowsProcess: the preview says which process a reload
+// would signal: its pid, program, user and start.
+func TestReloadPlanShowsProcess(t *testing.T) {
+	cmd, pidFile := startSleep(t, nil)
+	cfg := testConfig(t, (*Reload)(nil).Spec(), map[string]cty.Value{"pid_file": cty.StringVal(pidFile)})
+	env, _ := testEnv(t)
+	pv, err := (*Reload)(nil).Plan(context.Background(), env, cfg)
+	if err != nil || len(pv.Problems) != 0 {
+		t.Fatalf("Plan = %v, problems %v", err, pv.Problems)
+	}
+	sleep, err := filepath.EvalSymlinks("/bin/sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	want := map[string]string{
+		"process":    fmt.Sprintf("pid %d (sleep) (from %s)", pid, pidFile),
+		"executable": sleep,
+		"user":       describeUID(os.Getuid()),
+	}
+	got := map[string]string{}
+	for _, f := range pv.Now {
+		got[f.Name] = f.Value
+	}
+	for name, v := range want {
+		if got[name] != v {
+			t.Errorf("%s: %q, want %q (facts %v)", name, got[name], v, pv.Now)
+		}
+	}
+	if _, err := time.Parse(time.RFC3339, got["started"]); err != nil {
+		t.Errorf("started: %q is not a time: %v", got["started"], err)
+	}
+	wantEndedBy(t, cmd, syscall.SIGTERM)
 }

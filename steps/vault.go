@@ -185,6 +185,10 @@ type vaultSession struct {
 	// by trust and path: each is resolved and checked once, and every step
 	// of the run, and its rollback, works in the one found then.
 	dirs sync.Map // trust "\x00" path -> *stepDir
+	// processes are the processes reloads found first in this run, by
+	// where their pid comes from, so that a pid reused since is told
+	// from the process that was checked (see Reload).
+	processes sync.Map // reloadTarget.source() -> process
 }
 
 type cachedRead struct {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rotplan/rotplan/internal/testvault"
 )
 
 // lockHolderEnv, when set to a state directory, turns the test binary into a
@@ -106,6 +108,26 @@ func TestOpenStateDir(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "not a directory", 0},
+		{"owned by another user", asStranger(mkdirMode(0o700), ""), "owned by uid", 0},
+		{"runs writable by others", withSub(runsDir, 0o777, false), "runs is writable by group or others (mode 0777)", 0},
+		{"runs owned by another user", withSub(runsDir, 0o700, true), "runs is owned by uid", 0},
+		{"backups group writable", withSub("backups", 0o770, false), "backups is writable by group or others (mode 0770)", 0},
+		{"backups owned by another user", withSub("backups", 0o700, true), "backups is owned by uid", 0},
+		{"lock owned by another user", asStranger(mkdirMode(0o700), "lock"), "lock is owned by uid", 0},
+		{"runs a symlink", func(t *testing.T, dir string) {
+			t.Helper()
+			mkdirMode(0o700)(t, dir)
+			if err := os.Symlink(t.TempDir(), filepath.Join(dir, runsDir)); err != nil {
+				t.Fatal(err)
+			}
+		}, "runs is a symbolic link", 0},
+		{"runs and backups owner only", func(t *testing.T, dir string) {
+			t.Helper()
+			withSub(runsDir, 0o700, false)(t, dir)
+			if err := os.Mkdir(filepath.Join(dir, "backups"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, "", 0o700},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,6 +156,48 @@ func TestOpenStateDir(t *testing.T) {
 				t.Errorf("state directory mode %v, want a directory with %v", fi.Mode(), tt.wantMode)
 			}
 		})
+	}
+}
+
+// withSub makes a state directory (0700) with the subdirectory sub, given
+// mode, owned by another user when stranger is set.
+func withSub(sub string, mode os.FileMode, stranger bool) func(t *testing.T, dir string) {
+	return func(t *testing.T, dir string) {
+		t.Helper()
+		mkdirMode(0o700)(t, dir)
+		mkdirMode(mode)(t, filepath.Join(dir, sub))
+		if stranger {
+			chownToStranger(t, filepath.Join(dir, sub))
+		}
+	}
+}
+
+// asStranger runs setup, then gives dir (name "") or the file name in it
+// (created if missing) to a user other than root and the test's own.
+func asStranger(setup func(t *testing.T, dir string), name string) func(t *testing.T, dir string) {
+	return func(t *testing.T, dir string) {
+		t.Helper()
+		setup(t, dir)
+		path := dir
+		if name != "" {
+			path = filepath.Join(dir, name)
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		chownToStranger(t, path)
+	}
+}
+
+// chownToStranger gives path to the system user rotplan-stranger, created
+// if missing; it needs root.
+func chownToStranger(t *testing.T, path string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: gives the state directory to another user (run the tests as root)")
+	}
+	if err := testvault.GiveToStranger(path); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -807,6 +807,7 @@ func normalisers(v *testvault.Vault) []func(string) string {
 		re(`\b\d+ bytes\b`, "N bytes"),
 		re(`127\.0\.0\.1:\d+`, "127.0.0.1:PORT"),
 		re(`\bpid \d+\b`, "pid PID"),
+		re(`\buid \d+\b`, "uid UID"),
 		re(`\bVault \d+\.\d+\.\d+([-+][0-9A-Za-z.]+)?`, "Vault VERSION"),
 	}
 	if os.Geteuid() != 0 {

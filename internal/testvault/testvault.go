@@ -780,7 +780,7 @@ func vaultIdentity() (owner, group string, uid, gid int, err error) {
 		}
 		return u.Username, group, os.Geteuid(), gid, nil
 	}
-	u, g, err := ensureSystemUser(vaultUser)
+	u, g, err := EnsureSystemUser(vaultUser)
 	if err != nil {
 		return "", "", 0, 0, err
 	}
@@ -795,12 +795,14 @@ func vaultIdentity() (owner, group string, uid, gid int, err error) {
 	return u.Username, g.Name, uid, gid, nil
 }
 
-// ensureSystemUser creates the system user name (with its own group) if
-// missing and returns it with its primary group. Concurrent useradd runs can
+// EnsureSystemUser creates the system user name (with its own group) if
+// missing and returns it with its primary group; it needs root. Tests that
+// need a user other than root and themselves (to own a file, to run a
+// process) use it as the harness does. Concurrent useradd runs can
 // lose each other's updates to /etc/passwd and /etc/group, so harnesses in
 // different processes (go test runs packages in parallel) serialise lookup
 // and creation with an flock on a fixed lock file.
-func ensureSystemUser(name string) (*user.User, *user.Group, error) {
+func EnsureSystemUser(name string) (*user.User, *user.Group, error) {
 	unlock, err := lockUseradd()
 	if err != nil {
 		return nil, nil, err
@@ -848,6 +850,33 @@ func ensureSystemUser(name string) (*user.User, *user.Group, error) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// Stranger returns the system user rotplan-stranger, created when missing
+// (it needs root): tests give files to it and run processes as it when
+// they need a user other than root and themselves.
+func Stranger() (name string, uid, gid int, err error) {
+	u, _, err := EnsureSystemUser("rotplan-stranger")
+	if err != nil {
+		return "", 0, 0, err
+	}
+	if uid, err = strconv.Atoi(u.Uid); err != nil {
+		return "", 0, 0, fmt.Errorf("user %s: uid %q: %w", u.Username, u.Uid, err)
+	}
+	if gid, err = strconv.Atoi(u.Gid); err != nil {
+		return "", 0, 0, fmt.Errorf("user %s: gid %q: %w", u.Username, u.Gid, err)
+	}
+	return u.Username, uid, gid, nil
+}
+
+// GiveToStranger makes Stranger the owner of path (not of what a symlink
+// there points to); it needs root.
+func GiveToStranger(path string) error {
+	_, uid, _, err := Stranger()
+	if err != nil {
+		return err
+	}
+	return os.Lchown(path, uid, -1)
 }
 
 // lockUseradd takes an exclusive flock shared by all harness processes on
