@@ -36,7 +36,7 @@ var metaBlocks = []hcl.BlockHeaderSchema{{Type: "rollback"}}
 // type names; any other block type is an error. The returned plan is nil only
 // when the file could not be read or parsed at all.
 func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) {
-	file, diags := p.p.ParseHCLFile(path)
+	file, diags := p.parseSource(path)
 	if file == nil || diags.HasErrors() {
 		return nil, diags
 	}

@@ -54,7 +54,7 @@ func (in Inputs) AddEnv(name, value string) {
 
 // LoadVarFile reads a variable file (`name = value` lines in HCL) into in.
 func (p *Parser) LoadVarFile(path string, in Inputs) hcl.Diagnostics {
-	file, diags := p.p.ParseHCLFile(path)
+	file, diags := p.parseSource(path)
 	if file == nil || diags.HasErrors() {
 		return diags
 	}
@@ -141,6 +141,9 @@ func (in *Input) value(ty cty.Type) (cty.Value, hcl.Diagnostics) {
 	if expr == nil {
 		if ty == cty.String || ty == cty.DynamicPseudoType {
 			return cty.StringVal(in.Raw), nil
+		}
+		if diags := CheckNesting([]byte(in.Raw), in.Range.Filename); diags.HasErrors() {
+			return cty.NilVal, diags
 		}
 		var diags hcl.Diagnostics
 		expr, diags = hclsyntax.ParseExpression([]byte(in.Raw), in.Range.Filename, hcl.InitialPos)
