@@ -124,3 +124,50 @@ func TestNestingWithinTheLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreadableSourcesAreRefused gives rotplan, as a plan and as a
+// variable file, what is not a plan: a device that never ends, a
+// directory, a file over MaxSourceSize. Each must be refused with a
+// diagnostic that names the file, without reading it whole; a child
+// process under a memory limit runs it, since before the limit rotplan read
+// /dev/zero until the kernel killed it.
+func TestUnreadableSourcesAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.hcl")
+	line := "# " + strings.Repeat("-", 77) + "\n"
+	if err := os.WriteFile(big, []byte(strings.Repeat(line, MaxSourceSize/len(line)+1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, summary, detail string
+	}{
+		{"endless device", "/dev/zero", "Not a regular file", "/dev/zero is a device, not a file"},
+		{"directory", dir, "Not a regular file", "DIR is a directory"},
+		{"file over the limit", big, "File too large", "DIR/big.hcl is larger than 4 MiB"},
+	}
+	for _, tt := range tests {
+		for _, as := range []string{"plan", "var file"} {
+			t.Run(tt.name+" as "+as, func(t *testing.T) {
+				out, ok := testchild.Run(t, childMemory, func() {
+					var diags hcl.Diagnostics
+					if as == "plan" {
+						_, diags = NewParser().LoadPlan(tt.path, testKinds)
+					} else {
+						diags = NewParser().LoadVarFile(tt.path, Inputs{})
+					}
+					// The child has a temporary directory of its own.
+					for _, d := range diags {
+						fmt.Println(strings.ReplaceAll(fmt.Sprintf("diagnostic: %s: %s: %s", d.Subject, d.Summary, d.Detail), dir, "DIR"))
+					}
+				})
+				if !ok {
+					t.Fatalf("the child did not finish:\n%s", testchild.Excerpt(out))
+				}
+				want := fmt.Sprintf("diagnostic: %s:1,1-1: %s: %s", strings.ReplaceAll(tt.path, dir, "DIR"), tt.summary, tt.detail)
+				if !strings.Contains(out, want) {
+					t.Fatalf("want %q in:\n%s", want, testchild.Excerpt(out))
+				}
+			})
+		}
+	}
+}
