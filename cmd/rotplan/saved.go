@@ -11,6 +11,7 @@ import (
 
 	"github.com/rotplan/rotplan/engine"
 	"github.com/rotplan/rotplan/internal/atomicfile"
+	"github.com/rotplan/rotplan/plans"
 )
 
 // savePlan keeps a preview for 'rotplan run FILE' (see engine.SavedPlan),
@@ -45,8 +46,8 @@ func (c *command) runSavedCommandLine(path string) string {
 // must be given again) and checks it before it starts (checkSaved).
 // ok false means return code.
 func (c *command) loadSaved() (code int, ok bool) {
-	b, err := os.ReadFile(c.plan)
-	if err != nil {
+	b, diags := plans.ReadSource(c.plan)
+	if diags.HasErrors() {
 		return 0, true // loading the plan says what is wrong
 	}
 	saved, isSaved, err := engine.ReadSavedPlan(b)
