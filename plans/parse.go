@@ -159,6 +159,9 @@ func decodeVariable(block *hcl.Block, dir string) (*Variable, hcl.Diagnostics) {
 		// Defaults may call functions (env("VAULT_CACERT")) but not refer to
 		// other values: they are known before anything is evaluated.
 		val, more := attr.Expr.Value(&hcl.EvalContext{Functions: Functions(dir)})
+		if d := CheckValueSize(val, fmt.Sprintf("The default of variable %q", v.Name), attr.Expr.Range()); d != nil && !more.HasErrors() {
+			more = append(more, d)
+		}
 		diags = append(diags, more...)
 		if !more.HasErrors() {
 			conv, err := convert.Convert(val, v.Type)

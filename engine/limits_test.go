@@ -1,0 +1,66 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/rotplan/rotplan/internal/testchild"
+)
+
+// doubling declares locals a0 to a{n}, each twice the one before, made by
+// step from "local.a{i-1}", starting from a0.
+func doubling(a0 string, n int, step string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "locals {\n  a0 = %s\n", a0)
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "  a%d = %s\n", i, strings.ReplaceAll(step, "PREV", fmt.Sprintf("local.a%d", i-1)))
+	}
+	return b.String() + "}\n"
+}
+
+// megabyte is a plan fragment whose local.a16 is a 1 MiB string.
+var megabyte = doubling(`"0123456789abcdef"`, 16, `"${PREV}${PREV}"`)
+
+// TestValuesTooLargeAreRefused evaluates plans whose values grow without
+// bound, a few hundred bytes of source each: every one must be refused
+// with a diagnostic in the plan, in bounded memory. Before the limits they
+// ran the process out of memory, so each runs in a child process whose
+// address space is bounded.
+func TestValuesTooLargeAreRefused(t *testing.T) {
+	tests := []struct {
+		name, src, want string
+	}{
+		{"self-doubling strings", doubling(`"0123456789abcdef"`, 60, `"${PREV}${PREV}"`), "local.a20 is larger than 16 MiB"},
+		{"self-doubling lists", doubling(`["0123456789abcdef"]`, 60, `concat(PREV, PREV)`), "larger than 16 MiB"},
+		{"self-doubling tuples", doubling(`"0123456789abcdef"`, 60, `[PREV, PREV]`), "is larger than 16 MiB"},
+		{"format width", "locals {\n  x = format(\"%0999999999d\", 1)\n}\n", "larger than 16 MiB"},
+		{"formatlist width", "locals {\n  x = formatlist(\"%099999999d\", [1, 2, 3])\n}\n", "larger than 16 MiB"},
+		{"join of a comprehension", megabyte + "locals {\n  x = join(\"\", [for i in range(1000): local.a16])\n}\n", "larger than 16 MiB"},
+		{"join's separator", megabyte + "locals {\n  x = join(local.a16, range(1000))\n}\n", "larger than 16 MiB"},
+		{"split", megabyte + "locals {\n  x = split(\"\", local.a16)\n}\n", "larger than 16 MiB"},
+		{"replace", megabyte + "locals {\n  x = replace(local.a16, \"\", local.a16)\n}\n", "larger than 16 MiB"},
+		{"indent", megabyte + "locals {\n  x = indent(100000000, replace(local.a16, \"a\", \"\\n\"))\n}\n", "larger than 16 MiB"},
+		{"jsondecode nesting", doubling(`"[[[[[[[[[[[[[[[["`, 16, `"${PREV}${PREV}"`) + "locals {\n  x = jsondecode(local.a16)\n}\n", "more than 512 deep"},
+		{"variable default", "variable \"v\" {\n  default = format(\"%0999999999d\", 1)\n}\n", "larger than 16 MiB"},
+		{"step argument", megabyte + "rec \"r\" {\n  input = join(\"\", [for i in range(1000): local.a16])\n}\n", "larger than 16 MiB"},
+		{"count", "rec \"r\" {\n  count = 100000000\n}\n", "count must be a whole number from 0 to 100000"},
+		{"for_each", doubling(`["0123456789abcdef"]`, 18, `concat(PREV, PREV)`) + "rec \"r\" {\n  for_each = {for i in range(1000): tostring(i) => local.a18}\n}\n", "larger than 16 MiB"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, ok := testchild.Run(t, 3<<30, func() {
+				_, _, diags := compileSource(t, tt.src, nil)
+				for _, d := range diags {
+					fmt.Printf("diagnostic: %s: %s: %s\n", d.Subject, d.Summary, d.Detail)
+				}
+			})
+			if !ok {
+				t.Fatalf("the child did not finish:\n%s", testchild.Excerpt(out))
+			}
+			if !strings.Contains(out, "diagnostic: /") || !strings.Contains(out, tt.want) {
+				t.Fatalf("want a diagnostic in the plan saying %q, got:\n%s", tt.want, testchild.Excerpt(out))
+			}
+		})
+	}
+}
