@@ -184,7 +184,14 @@ func (p *Parser) parseSource(path string) (*hcl.File, hcl.Diagnostics) {
 	if diags := CheckNesting(src, path); diags.HasErrors() {
 		return nil, diags
 	}
-	return p.p.ParseHCL(src, path)
+	file, diags := p.p.ParseHCL(src, path)
+	if file == nil {
+		return nil, diags
+	}
+	if body, ok := file.Body.(*hclsyntax.Body); ok {
+		meterExpressions(body)
+	}
+	return file, diags
 }
 
 // MaxValueSize bounds the size of any value a plan computes: a local, a

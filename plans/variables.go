@@ -146,12 +146,18 @@ func (in *Input) value(ty cty.Type) (cty.Value, hcl.Diagnostics) {
 			return cty.NilVal, diags
 		}
 		var diags hcl.Diagnostics
-		expr, diags = hclsyntax.ParseExpression([]byte(in.Raw), in.Range.Filename, hcl.InitialPos)
+		var syn hclsyntax.Expression
+		syn, diags = hclsyntax.ParseExpression([]byte(in.Raw), in.Range.Filename, hcl.InitialPos)
 		if diags.HasErrors() {
 			return cty.NilVal, diags
 		}
+		meterExpressions(syn)
+		expr = syn
 	}
-	return expr.Value(nil)
+	// An empty context, not nil, so that what the value's for
+	// expressions make is metered: it allows no variable and no function
+	// all the same.
+	return expr.Value(&hcl.EvalContext{})
 }
 
 func sortedKeys[V any](m map[string]V) []string {
