@@ -28,12 +28,18 @@ const MaxSourceSize = 4 << 20
 // plans nest a few levels.
 const MaxNesting = 512
 
-// ReadSource reads a file rotplan was given to parse (a plan, a variable
-// file, a saved plan) through MaxSourceSize. A device (/dev/zero), a
-// socket or a directory is refused; a pipe (-var-file <(...)) is read, up
-// to the limit. Opening without blocking keeps a FIFO with no writer from
-// hanging rotplan.
+// ReadSource reads a plan or variable file through MaxSourceSize (see
+// ReadLimited).
 func ReadSource(path string) ([]byte, hcl.Diagnostics) {
+	return ReadLimited(path, MaxSourceSize)
+}
+
+// ReadLimited reads a file a user gave rotplan to read (a plan, a
+// variable file, a saved plan), up to limit bytes: a larger one is an
+// error. A device (/dev/zero), a socket or a directory is refused; a pipe
+// (-var-file <(...)) is read, up to the limit. Opening without blocking
+// keeps a FIFO with no writer from hanging rotplan.
+func ReadLimited(path string, limit int) ([]byte, hcl.Diagnostics) {
 	bad := func(summary, detail string) ([]byte, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{{
 			Severity: hcl.DiagError,
@@ -54,12 +60,12 @@ func ReadSource(path string) ([]byte, hcl.Diagnostics) {
 	if mode := fi.Mode(); !mode.IsRegular() && mode&fs.ModeNamedPipe == 0 {
 		return bad("Not a regular file", fmt.Sprintf("%s is %s, not a file: give rotplan the path of a plan or variable file.", path, fileType(mode)))
 	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxSourceSize+1))
+	b, err := io.ReadAll(io.LimitReader(f, int64(limit)+1))
 	if err != nil {
 		return bad("Failed to read file", fmt.Sprintf("rotplan could not read %s: %s.", path, unwrapPathError(err)))
 	}
-	if len(b) > MaxSourceSize {
-		return bad("File too large", fmt.Sprintf("%s is larger than %d MiB, the most rotplan reads of a plan or variable file. Check that this is the file you meant.", path, MaxSourceSize>>20))
+	if len(b) > limit {
+		return bad("File too large", fmt.Sprintf("%s is larger than %d MiB, the most rotplan reads of such a file. Check that this is the file you meant.", path, limit>>20))
 	}
 	return b, nil
 }

@@ -41,12 +41,16 @@ func (c *command) runSavedCommandLine(path string) string {
 	return strings.Join(append(parts, "run", shellQuote(path)), " ")
 }
 
+// maxSavedPlanSize bounds what loadSaved reads: a saved plan holds a few
+// hundred bytes a step, and a plan has at most 100,000 of them per block.
+const maxSavedPlanSize = 64 << 20
+
 // loadSaved reads the file run was given; when it is a saved plan, the run
 // takes the plan and the variables from it (sensitive ones, never saved,
 // must be given again) and checks it before it starts (checkSaved).
 // ok false means return code.
 func (c *command) loadSaved() (code int, ok bool) {
-	b, diags := plans.ReadSource(c.plan)
+	b, diags := plans.ReadLimited(c.plan, maxSavedPlanSize)
 	if diags.HasErrors() {
 		return 0, true // loading the plan says what is wrong
 	}
