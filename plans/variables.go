@@ -145,9 +145,7 @@ func (in *Input) value(ty cty.Type) (cty.Value, hcl.Diagnostics) {
 		if diags := CheckNesting([]byte(in.Raw), in.Range.Filename); diags.HasErrors() {
 			return cty.NilVal, diags
 		}
-		var diags hcl.Diagnostics
-		var syn hclsyntax.Expression
-		syn, diags = hclsyntax.ParseExpression([]byte(in.Raw), in.Range.Filename, hcl.InitialPos)
+		syn, diags := hclsyntax.ParseExpression([]byte(in.Raw), in.Range.Filename, hcl.InitialPos)
 		if diags.HasErrors() {
 			return cty.NilVal, diags
 		}
