@@ -315,8 +315,14 @@ func (p *Program) evalLocals() hcl.Diagnostics {
 	}
 	values := map[string]cty.Value{}
 	for _, name := range g.Order() {
+		// Only the locals it refers to: every local before it would make
+		// the locals cost the square of their number.
+		refs := map[string]cty.Value{}
+		for _, dep := range g.DependsOn(name) {
+			refs[dep] = values[dep]
+		}
 		ctx := &hcl.EvalContext{
-			Variables: map[string]cty.Value{"var": p.vars, "local": objectOf(values)},
+			Variables: map[string]cty.Value{"var": p.vars, "local": objectOf(refs)},
 			Functions: p.funcs,
 		}
 		expr := p.plan.Locals[name].Expr

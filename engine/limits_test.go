@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -50,6 +51,7 @@ func TestValuesTooLargeAreRefused(t *testing.T) {
 		{"nested for expressions", "locals {\n  x = [for a in range(1000): [for b in range(1000): [for c in range(1000): c]]]\n}\n", "builds values larger than 16 MiB", nil},
 		{"nested for expressions in -var", "variable \"v\" {\n  type = list(any)\n}\n", "builds values larger than 16 MiB", map[string]string{"v": nestedFor}},
 		{"template repeating a value", megabyte + "locals {\n  x = \"" + strings.Repeat("${local.a16}", 4000) + "\"\n}\n", "builds values larger than 16 MiB", nil},
+		{"locals nested in locals", doubling(`"x"`, 3000, `[PREV]`), "local.a513 nests lists, maps or objects more than 512 deep", nil},
 		{"count", "rec \"r\" {\n  count = 100000000\n}\n", "count must be a whole number from 0 to 100000", nil},
 		{"for_each", doubling(`["0123456789abcdef"]`, 18, `concat(PREV, PREV)`) + "rec \"r\" {\n  for_each = {for i in range(1000): tostring(i) => local.a18}\n}\n", "larger than 16 MiB", nil},
 	}
@@ -72,5 +74,28 @@ func TestValuesTooLargeAreRefused(t *testing.T) {
 				t.Fatalf("want a diagnostic in the plan saying %q, got:\n%s", tt.want, testchild.Excerpt(out))
 			}
 		})
+	}
+}
+
+// TestLocalsCostLinearMemory compiles chains of 1,000 and 2,000 locals,
+// each referring to the one before: twice the locals must cost about
+// twice the memory, not four times. Each local was evaluated in a context
+// holding every local before it, so a 4 MiB plan of locals took hours.
+// (Bytes allocated, not time: they do not depend on the machine's load.)
+func TestLocalsCostLinearMemory(t *testing.T) {
+	allocated := func(n int) uint64 {
+		t.Helper()
+		src := doubling(`"x"`, n, `PREV`)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if _, _, diags := compileSource(t, src, nil); diags.HasErrors() {
+			t.Fatal(diags.Error())
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	small, large := allocated(1000), allocated(2000)
+	if ratio := float64(large) / float64(small); ratio > 3 {
+		t.Errorf("2,000 locals allocated %d bytes, %.1f times what 1,000 did (%d)", large, ratio, small)
 	}
 }

@@ -215,13 +215,26 @@ const elementSize = 16
 // keys, and elementSize for every value in it. It stops counting once it
 // passes limit, so that a value that shares one large part many times over
 // (a list of a list, doubled 60 times) costs no more to measure than limit.
+// A value nested more than MaxNesting deep counts as larger than limit.
 func ValueSize(v cty.Value, limit int) int {
-	size := 0
-	var walk func(v cty.Value)
-	walk = func(v cty.Value) {
+	size, deep := measure(v, limit)
+	if deep {
+		return limit + 1
+	}
+	return size
+}
+
+// measure returns ValueSize's estimate of v's size, and whether v nests
+// collections more than MaxNesting deep; it stops at either bound. Only a
+// chain of locals, each a list of the one before, makes such a value, and
+// cty's operations on it cost its depth each: thousands of them took
+// minutes.
+func measure(v cty.Value, limit int) (size int, deep bool) {
+	var walk func(v cty.Value, depth int)
+	walk = func(v cty.Value, depth int) {
 		v, _ = v.Unmark()
 		size += elementSize
-		if size > limit || v.IsNull() || !v.IsKnown() {
+		if deep = deep || depth > MaxNesting; deep || size > limit || v.IsNull() || !v.IsKnown() {
 			return
 		}
 		ty := v.Type()
@@ -229,32 +242,41 @@ func ValueSize(v cty.Value, limit int) int {
 		case ty == cty.String:
 			size += len(v.AsString())
 		case ty.IsListType() || ty.IsSetType() || ty.IsTupleType() || ty.IsMapType() || ty.IsObjectType():
-			for it := v.ElementIterator(); it.Next() && size <= limit; {
+			for it := v.ElementIterator(); it.Next() && size <= limit && !deep; {
 				k, e := it.Element()
 				if kt := k.Type(); kt == cty.String && (ty.IsMapType() || ty.IsObjectType()) {
 					size += len(k.AsString())
 				}
-				walk(e)
+				walk(e, depth+1)
 			}
 		}
 	}
-	walk(v)
-	return size
+	walk(v, 0)
+	return size, deep
 }
 
 // CheckValueSize returns a diagnostic when v, which what names ("local.x",
-// "the argument content"), is larger than MaxValueSize; nil otherwise.
+// "the argument content"), is larger than MaxValueSize or nested more than
+// MaxNesting deep; nil otherwise.
 func CheckValueSize(v cty.Value, what string, rng hcl.Range) *hcl.Diagnostic {
-	if ValueSize(v, MaxValueSize) <= MaxValueSize {
-		return nil
+	switch size, deep := measure(v, MaxValueSize); {
+	case deep:
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Value nested too deeply",
+			Detail:   fmt.Sprintf("%s nests lists, maps or objects more than %d deep, the most rotplan holds.", what, MaxNesting),
+			Subject:  rng.Ptr(),
+		}
+	case size > MaxValueSize:
+		return &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Value too large",
+			Detail: fmt.Sprintf("%s is larger than %d MiB, the most rotplan holds in one value. "+
+				"A value that refers to another twice, or repeats one in a for expression, doubles at every step: check the expression.", what, MaxValueSize>>20),
+			Subject: rng.Ptr(),
+		}
 	}
-	return &hcl.Diagnostic{
-		Severity: hcl.DiagError,
-		Summary:  "Value too large",
-		Detail: fmt.Sprintf("%s is larger than %d MiB, the most rotplan holds in one value. "+
-			"A value that refers to another twice, or repeats one in a for expression, doubles at every step: check the expression.", what, MaxValueSize>>20),
-		Subject: rng.Ptr(),
-	}
+	return nil
 }
 
 // errTooLarge is a function's error when its result would pass
