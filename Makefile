@@ -39,8 +39,13 @@ check:
 	$(GO) vet ./...
 	$(GO) run ./cmd/rotplan fmt -check examples
 
+# Then 20 seconds of fuzzing whole plans and variable files (engine
+# FuzzCompile); a failing input is saved under engine/testdata/fuzz.
+# Minimizing an input that is merely new is cut short, or it takes the
+# whole time.
 test: check vault
 	ROTPLAN_VAULT_BIN=$(VAULT_BIN) $(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime 20s -fuzzminimizetime 100x ./engine/
 
 demo: build vault
 	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl

@@ -315,12 +315,23 @@ func (p *Program) evalLocals() hcl.Diagnostics {
 	}
 	values := map[string]cty.Value{}
 	for _, name := range g.Order() {
+		// Only the locals it refers to: every local before it would make
+		// the locals cost the square of their number.
+		refs := map[string]cty.Value{}
+		for _, dep := range g.DependsOn(name) {
+			refs[dep] = values[dep]
+		}
 		ctx := &hcl.EvalContext{
-			Variables: map[string]cty.Value{"var": p.vars, "local": objectOf(values)},
+			Variables: map[string]cty.Value{"var": p.vars, "local": objectOf(refs)},
 			Functions: p.funcs,
 		}
-		v, more := p.plan.Locals[name].Expr.Value(ctx)
+		expr := p.plan.Locals[name].Expr
+		v, more := expr.Value(ctx)
 		diags = append(diags, more...)
+		if d := plans.CheckValueSize(v, "local."+name, expr.Range()); d != nil {
+			// Locals that refer to it would only be larger.
+			return append(diags, d)
+		}
 		values[name] = v
 	}
 	p.locals = objectOf(values)
@@ -524,6 +535,9 @@ func (p *Program) validateStep(n *node) hcl.Diagnostics {
 // value too, marks and all, for hashing.
 func (p *Program) decode(n *node, ctx *hcl.EvalContext) (steps.Config, cty.Value, hcl.Diagnostics) {
 	val, diags := n.base.dec.decode(ctx)
+	if d := plans.CheckValueSize(val, "The arguments of "+n.addr+" together", n.step.DeclRange); d != nil {
+		return steps.NewConfig(cty.DynamicVal), cty.DynamicVal, append(diags, d)
+	}
 	return steps.NewConfig(val), val, diags
 }
 

@@ -133,6 +133,9 @@ func (p *Program) instanceKeys(b *base) (keys, values []cty.Value, diags hcl.Dia
 		return l.keys, l.values, nil
 	}
 	val, diags := expr.Value(p.baseContext())
+	if d := plans.CheckValueSize(val, "The "+what+" of "+s.Addr(), expr.Range()); d != nil && !diags.HasErrors() {
+		diags = append(diags, d)
+	}
 	if diags.HasErrors() {
 		return nil, nil, diags
 	}

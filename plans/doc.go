@@ -10,5 +10,7 @@
 // function, files a plan names, when the engine calls it).
 //
 // Every mistake a user can make is returned as an hcl.Diagnostic with the
-// source range it comes from.
+// source range it comes from. That includes input too large to handle:
+// files, nesting and computed values are bounded (limits.go, meter.go), so
+// that no plan can overflow rotplan's stack or exhaust its memory.
 package plans

@@ -18,9 +18,10 @@ const SensitiveMark = "sensitive"
 // Functions returns the functions a plan may call: the cty standard library
 // under Terraform's names, plus file, fileexists, env, basename, dirname and
 // sensitive. Relative paths given to file and fileexists are resolved
-// against dir, the plan's directory.
+// against dir, the plan's directory. Every function is bounded (see
+// MaxValueSize).
 func Functions(dir string) map[string]function.Function {
-	return map[string]function.Function{
+	funcs := map[string]function.Function{
 		"abs":             stdlib.AbsoluteFunc,
 		"ceil":            stdlib.CeilFunc,
 		"chomp":           stdlib.ChompFunc,
@@ -82,6 +83,10 @@ func Functions(dir string) map[string]function.Function {
 		"dirname":    pathFunc(filepath.Dir),
 		"sensitive":  sensitiveFunc,
 	}
+	for name, f := range funcs {
+		funcs[name] = bounded(name, f)
+	}
+	return funcs
 }
 
 func resolve(dir, path string) string {

@@ -36,7 +36,7 @@ var metaBlocks = []hcl.BlockHeaderSchema{{Type: "rollback"}}
 // type names; any other block type is an error. The returned plan is nil only
 // when the file could not be read or parsed at all.
 func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) {
-	file, diags := p.p.ParseHCLFile(path)
+	file, diags := p.parseSource(path)
 	if file == nil || diags.HasErrors() {
 		return nil, diags
 	}
@@ -159,6 +159,9 @@ func decodeVariable(block *hcl.Block, dir string) (*Variable, hcl.Diagnostics) {
 		// Defaults may call functions (env("VAULT_CACERT")) but not refer to
 		// other values: they are known before anything is evaluated.
 		val, more := attr.Expr.Value(&hcl.EvalContext{Functions: Functions(dir)})
+		if d := CheckValueSize(val, fmt.Sprintf("The default of variable %q", v.Name), attr.Expr.Range()); d != nil && !more.HasErrors() {
+			more = append(more, d)
+		}
 		diags = append(diags, more...)
 		if !more.HasErrors() {
 			conv, err := convert.Convert(val, v.Type)

@@ -60,7 +60,7 @@ func (in Inputs) AddEnv(name, value string) {
 
 // LoadVarFile reads a variable file (`name = value` lines in HCL) into in.
 func (p *Parser) LoadVarFile(path string, in Inputs) hcl.Diagnostics {
-	file, diags := p.p.ParseHCLFile(path)
+	file, diags := p.parseSource(path)
 	if file == nil || diags.HasErrors() {
 		return diags
 	}
@@ -187,13 +187,20 @@ func (in *Input) value(ty cty.Type) (cty.Value, hcl.Diagnostics) {
 		if ty == cty.String || ty == cty.DynamicPseudoType {
 			return cty.StringVal(in.Raw), nil
 		}
-		var diags hcl.Diagnostics
-		expr, diags = hclsyntax.ParseExpression([]byte(in.Raw), in.Range.Filename, hcl.InitialPos)
+		if diags := CheckNesting([]byte(in.Raw), in.Range.Filename); diags.HasErrors() {
+			return cty.NilVal, diags
+		}
+		syn, diags := hclsyntax.ParseExpression([]byte(in.Raw), in.Range.Filename, hcl.InitialPos)
 		if diags.HasErrors() {
 			return cty.NilVal, diags
 		}
+		meterExpressions(syn)
+		expr = syn
 	}
-	return expr.Value(nil)
+	// An empty context, not nil, so that what the value's for
+	// expressions make is metered: it allows no variable and no function
+	// all the same.
+	return expr.Value(&hcl.EvalContext{})
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -7,12 +7,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -437,11 +439,34 @@ func (v verification) argPath(cfg Config, arg string) string {
 	return cfg.Path(v.check + "." + arg)
 }
 
+// maxInputSize bounds what a check reads of a certificate, key or CA file:
+// the largest CA bundles take a few hundred kilobytes.
+const maxInputSize = 16 << 20
+
 // readInput reads a file a check needs; what goes wrong is an inputError.
+// Only a regular file is read, and at most maxInputSize of it: a device
+// (/dev/zero) would never end, and opening without blocking keeps a named
+// pipe from hanging the check.
 func readInput(arg, path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
+	fail := func(err error) ([]byte, error) {
 		return nil, &inputError{arg: arg, paths: []string{path}, err: fmt.Errorf("reading %s: %w", arg, err)}
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fail(err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return fail(err)
+	} else if !fi.Mode().IsRegular() {
+		return fail(fmt.Errorf("%s is not a regular file", path))
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxInputSize+1))
+	if err == nil && len(b) > maxInputSize {
+		err = fmt.Errorf("%s is larger than %d MiB", path, maxInputSize>>20)
+	}
+	if err != nil {
+		return fail(err)
 	}
 	return b, nil
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/internal/testchild"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -301,6 +303,47 @@ func TestVerifyInputErrorsFailAtOnce(t *testing.T) {
 			}
 			if pv, _ := v.Plan(context.Background(), env, cfg); len(pv.Problems) != 0 {
 				t.Errorf("a file an earlier step writes is reported: %v", pv.Problems)
+			}
+		})
+	}
+}
+
+// TestVerifyInputsAreBounded: a CA file that is a device that never ends,
+// or far larger than any certificate, fails the check with an error that
+// names it, without being read whole. It runs in a child process under a
+// memory limit, since before the bound /dev/zero was read until memory ran
+// out.
+func TestVerifyInputsAreBounded(t *testing.T) {
+	big := filepath.Join(t.TempDir(), "big.pem")
+	if err := os.WriteFile(big, make([]byte, maxInputSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, path, want string }{
+		{"device", "/dev/zero", "/dev/zero is not a regular file"},
+		{"too large", big, "is larger than 16 MiB"},
+	}
+	v := &Verify{}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, ok := testchild.Run(t, 2<<30, func() {
+				block := map[string]cty.Value{}
+				for name, at := range hcldec.ImpliedType(v.Spec()).AttributeType("tls").AttributeTypes() {
+					block[name] = cty.NullVal(at)
+				}
+				block["address"] = cty.StringVal("127.0.0.1:1")
+				block["ca_file"] = cty.StringVal(tc.path)
+				cfg := testConfig(t, v.Spec(), map[string]cty.Value{
+					"timeout": cty.StringVal("1h"), "interval": cty.StringVal("1h"), "tls": cty.ObjectVal(block),
+				})
+				env, _ := testEnv(t)
+				_, err := v.Apply(context.Background(), env, cfg)
+				fmt.Printf("error: %v\n", err)
+			})
+			if !ok {
+				t.Fatalf("the child did not finish:\n%s", testchild.Excerpt(out))
+			}
+			if !strings.Contains(out, tc.want) || !strings.Contains(out, "not retried") {
+				t.Fatalf("want an error saying %q, not retried; got:\n%s", tc.want, testchild.Excerpt(out))
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/rotplan/rotplan/internal/atomicfile"
+	"github.com/rotplan/rotplan/plans"
 )
 
 const fmtUsage = `Usage: rotplan fmt [options] [FILE or DIR ...]
@@ -76,13 +77,16 @@ func fmtCommand(args []string, stdout, stderr io.Writer) int {
 	var sources []*fmtSource
 	invalid := false
 	for _, path := range paths {
-		src, err := os.ReadFile(path)
-		if err != nil {
-			fmt.Fprintf(stderr, "rotplan fmt: %v\n", err)
+		src, diags := plans.ReadSource(path)
+		if !diags.HasErrors() {
+			diags = plans.CheckNesting(src, path)
+		}
+		if diags.HasErrors() {
+			out.print(diags)
 			invalid = true
 			continue
 		}
-		_, diags := parser.ParseHCL(src, path)
+		_, diags = parser.ParseHCL(src, path)
 		out.print(diags)
 		if diags.HasErrors() {
 			invalid = true

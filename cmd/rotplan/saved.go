@@ -11,6 +11,7 @@ import (
 
 	"github.com/rotplan/rotplan/engine"
 	"github.com/rotplan/rotplan/internal/atomicfile"
+	"github.com/rotplan/rotplan/plans"
 )
 
 // savePlan keeps a preview for 'rotplan run FILE' (see engine.SavedPlan),
@@ -40,13 +41,17 @@ func (c *command) runSavedCommandLine(path string) string {
 	return strings.Join(append(parts, "run", shellQuote(path)), " ")
 }
 
+// maxSavedPlanSize bounds what loadSaved reads: a saved plan holds a few
+// hundred bytes a step, and a plan has at most 100,000 of them per block.
+const maxSavedPlanSize = 64 << 20
+
 // loadSaved reads the file run was given; when it is a saved plan, the run
 // takes the plan and the variables from it (sensitive ones, never saved,
 // must be given again) and checks it before it starts (checkSaved).
 // ok false means return code.
 func (c *command) loadSaved() (code int, ok bool) {
-	b, err := os.ReadFile(c.plan)
-	if err != nil {
+	b, diags := plans.ReadLimited(c.plan, maxSavedPlanSize)
+	if diags.HasErrors() {
 		return 0, true // loading the plan says what is wrong
 	}
 	saved, isSaved, err := engine.ReadSavedPlan(b)

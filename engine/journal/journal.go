@@ -455,21 +455,26 @@ func Read(path string) (*Contents, error) {
 	br := bufio.NewReaderSize(f, 64<<10)
 	var offset int64
 	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) == 0 && err == io.EOF {
+		line, n, err := readLine(br)
+		if n == 0 && err == io.EOF {
 			return c, nil
 		}
 		if err != nil && err != io.EOF {
 			return nil, err
 		}
 		start := offset
-		offset += int64(len(line))
+		offset += n
 		var reason string
 		var rec Record
-		if err == io.EOF { // no newline: the append never finished
+		switch {
+		case err == io.EOF: // no newline: the append never finished
 			reason = "no end of line"
-		} else if rec, err = decode(line[:len(line)-1]); err != nil {
-			reason = err.Error()
+		case line == nil:
+			reason = fmt.Sprintf("a record longer than %d MiB", maxRecord>>20)
+		default:
+			if rec, err = decode(line[:len(line)-1]); err != nil {
+				reason = err.Error()
+			}
 		}
 		if reason == "" {
 			c.Records = append(c.Records, rec)
@@ -477,10 +482,34 @@ func Read(path string) (*Contents, error) {
 			continue
 		}
 		if _, peekErr := br.Peek(1); peekErr == io.EOF {
-			c.Torn = &TornTail{Offset: start, Length: int64(len(line)), Reason: reason}
+			c.Torn = &TornTail{Offset: start, Length: n, Reason: reason}
 			return c, nil
 		}
 		return nil, &CorruptError{Path: path, Offset: start, Reason: reason}
+	}
+}
+
+// maxRecord bounds what Read holds of one line: records are a few
+// kilobytes (step outputs are values of at most 16 MiB), and only damage
+// makes a longer line.
+const maxRecord = 64 << 20
+
+// readLine reads one line of a journal and returns it with its length n.
+// A line longer than maxRecord is read to its end but not kept (line is
+// nil), so that a damaged journal costs no more memory than a record.
+func readLine(br *bufio.Reader) (line []byte, n int64, err error) {
+	kept := true
+	for {
+		frag, err := br.ReadSlice('\n')
+		n += int64(len(frag))
+		if kept = kept && n <= maxRecord; kept {
+			line = append(line, frag...)
+		} else {
+			line = nil
+		}
+		if err != bufio.ErrBufferFull {
+			return line, n, err
+		}
 	}
 }
 
