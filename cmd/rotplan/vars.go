@@ -65,7 +65,7 @@ func (v *varSources) load(parser *plans.Parser, path string) (loaded, hcl.Diagno
 		fileInputs := plans.Inputs{}
 		more := parser.LoadVarFile(f, fileInputs)
 		if more.HasErrors() {
-			more = v.unreadable(f, more)
+			more = v.unreadable(f, more, parser.Files()[f] != nil)
 		}
 		diags = append(diags, more...)
 		if plan != nil { // else nothing is evaluated, and no diagnostic points at a value
@@ -91,12 +91,17 @@ func (v *varSources) load(parser *plans.Parser, path string) (loaded, hcl.Diagno
 }
 
 // unreadable hides the whole of the variable file f, which could not be
-// read, and returns its diagnostics without the details of those that
-// point into it: which variable a line is for is not known, so any may be
-// a secret's, and hcl's details may quote the source ("The symbol "q" is
-// not a valid escape sequence").
-func (v *varSources) unreadable(f string, diags hcl.Diagnostics) hcl.Diagnostics {
+// read, and, when it was parsed, returns its diagnostics without the
+// details of those that point into it: which variable a line is for is not
+// known, so any may be a secret's, and hcl's details may quote the source
+// ("The symbol "q" is not a valid escape sequence"). A file refused before
+// parsing (a device, too large, nested too deeply) has diagnostics whose
+// details say why in rotplan's words and quote nothing of it.
+func (v *varSources) unreadable(f string, diags hcl.Diagnostics, parsed bool) hcl.Diagnostics {
 	v.secretFiles[f] = true
+	if !parsed {
+		return diags
+	}
 	out := make(hcl.Diagnostics, len(diags))
 	for i, d := range diags {
 		safe := *d
