@@ -453,6 +453,12 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 			// just found in place.
 			x.superseded[addr] = append(x.superseded[addr], x.outputs[addr])
 		}
+		if x.unsettled[addr] && !done[addr] {
+			// A start whose result was lost may have left one (a
+			// certificate Vault issued): its kind hears of it, with its
+			// outputs unknown.
+			x.superseded[addr] = append(x.superseded[addr], unknownOutputs(n.kind))
+		}
 		if d.Action == ActionSkip || d.Action == ActionChecked {
 			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: Done})
 		} else {

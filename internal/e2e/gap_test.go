@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/rotplan/rotplan/internal/testvault"
 )
 
 // TestResumeRollsBackStepWhoseSuccessWasLost: a run is killed after a
@@ -22,6 +24,8 @@ func TestResumeRollsBackStepWhoseSuccessWasLost(t *testing.T) {
 	tests := []struct {
 		name string
 		step string // the step under test, on tls/target.txt
+		// killRollback kills the resume once its rollback started.
+		killRollback bool
 		// after changes the target after the kill, so that the resume
 		// does not find the step's effect in place.
 		after func(t *testing.T, target string)
@@ -34,6 +38,24 @@ write "s" {
   content = "new\n"
   mode    = "0644"
 }`,
+			after: func(t *testing.T, target string) {
+				t.Helper()
+				if err := os.Chmod(target, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			},
+		},
+		{
+			// The resume is killed once its rollback started: a third
+			// process finishes the rollback from the journal alone.
+			name: "write, rollback killed",
+			step: `
+write "s" {
+  path    = "tls/target.txt"
+  content = "new\n"
+  mode    = "0644"
+}`,
+			killRollback: true,
 			after: func(t *testing.T, target string) {
 				t.Helper()
 				if err := os.Chmod(target, 0o600); err != nil {
@@ -97,6 +119,17 @@ write "later" {
 			}
 			if err := os.Symlink(other+".moved", other); err != nil {
 				t.Fatal(err)
+			}
+			if tt.killRollback {
+				// Records 1 and 2 are the resume's start and its decision
+				// to redo the step; 3 is the rollback's start.
+				res = runInWith(t, dir, crashBin, []string{"ROTPLAN_FAILPOINT=after:3"}, "resume", "plan.hcl")
+				if res.exit != -1 {
+					t.Fatalf("resume: not killed: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+				}
+				if got := journalTypes(t, dir); !strings.HasSuffix(got, "rollback_started") {
+					t.Fatalf("the killed resume journaled %s, want it to end with the rollback's start", got)
+				}
 			}
 			res = runIn(t, dir, nil, "resume", "plan.hcl")
 			if res.exit != exitRolledBack {
@@ -178,4 +211,72 @@ func journalTypes(t *testing.T, dir string) string {
 		types = append(types, typ)
 	}
 	return strings.Join(types, " ")
+}
+
+// TestResumeNamesCertificateWhoseSerialWasLost: a run is killed after
+// Vault issued a certificate but before its serial reached the journal. The
+// certificate cannot be revoked without its serial, but it must not be
+// forgotten either: whether the resume's rollback ends the run or the
+// resume succeeds, rotplan says that a certificate for the common name may
+// have been issued and how to find it in Vault.
+func TestResumeNamesCertificateWhoseSerialWasLost(t *testing.T) {
+	const plan = `
+issue "c" {
+  mount       = "pki-prod"
+  role        = "vault-server"
+  common_name = "vault.prod.privsec.ch"
+  ttl         = "1h"
+}
+
+write "later" {
+  depends_on = [issue.c]
+  path       = "other/later.txt"
+  content    = issue.c.serial_number
+}
+`
+	tests := []struct {
+		name string
+		// breakLater makes the later step refuse to run on resume.
+		breakLater bool
+		wantExit   int
+	}{
+		{"resume rolls back", true, exitRollbackIncomplete},
+		{"resume succeeds", false, 0},
+	}
+	v := testvault.StartT(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := planDir(t, plan, nil)
+			other := filepath.Join(dir, "other")
+			if err := os.Mkdir(other, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			// Record 3 is the issue's success, after its start (2).
+			res := runInWith(t, dir, crashBin, append(v.Environ(), "ROTPLAN_FAILPOINT=before:3"), "run", "plan.hcl")
+			if res.exit != -1 {
+				t.Fatalf("run: not killed: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+			}
+			if tt.breakLater {
+				if err := os.Rename(other, other+".moved"); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(other+".moved", other); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res = runIn(t, dir, v.Environ(), "resume", "plan.hcl")
+			out := res.stdout + res.stderr
+			if res.exit != tt.wantExit {
+				t.Errorf("resume: exit %d, want %d\n%s", res.exit, tt.wantExit, out)
+			}
+			for _, want := range []string{`a certificate for "vault.prod.privsec.ch" may have been issued in pki-prod`, "vault list pki-prod/certs"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("resume does not say %q:\n%s", want, out)
+				}
+			}
+			if strings.Contains(out, "as it was") {
+				t.Errorf("resume says the system is as it was:\n%s", out)
+			}
+		})
+	}
 }
