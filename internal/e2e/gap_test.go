@@ -21,6 +21,19 @@ func TestResumeRollsBackStepWhoseSuccessWasLost(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the chown case gives a file to nobody, which needs root")
 	}
+	const writeStep = `
+write "s" {
+  path    = "tls/target.txt"
+  content = "new\n"
+  mode    = "0644"
+}`
+	// A write's effect changed by someone else: its mode differs.
+	chmod600 := func(t *testing.T, target string) {
+		t.Helper()
+		if err := os.Chmod(target, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name string
 		step string // the step under test, on tls/target.txt
@@ -31,37 +44,17 @@ func TestResumeRollsBackStepWhoseSuccessWasLost(t *testing.T) {
 		after func(t *testing.T, target string)
 	}{
 		{
-			name: "write",
-			step: `
-write "s" {
-  path    = "tls/target.txt"
-  content = "new\n"
-  mode    = "0644"
-}`,
-			after: func(t *testing.T, target string) {
-				t.Helper()
-				if err := os.Chmod(target, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			},
+			name:  "write",
+			step:  writeStep,
+			after: chmod600,
 		},
 		{
 			// The resume is killed once its rollback started: a third
 			// process finishes the rollback from the journal alone.
-			name: "write, rollback killed",
-			step: `
-write "s" {
-  path    = "tls/target.txt"
-  content = "new\n"
-  mode    = "0644"
-}`,
+			name:         "write, rollback killed",
+			step:         writeStep,
 			killRollback: true,
-			after: func(t *testing.T, target string) {
-				t.Helper()
-				if err := os.Chmod(target, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			},
+			after:        chmod600,
 		},
 		{
 			name: "chown",
