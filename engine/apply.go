@@ -191,6 +191,10 @@ type execution struct {
 	snapshots map[string]map[string]string
 	// rolledBack are steps a resumed rollback finds undone already.
 	rolledBack map[string]bool
+	// unsettled are steps an earlier process of a resumed run started
+	// and that may have changed something although no outputs of theirs
+	// are known (see StepState.unsettled): a rollback undoes them too.
+	unsettled map[string]bool
 
 	backupsOnce sync.Once
 	backups     string // see backupRoot
@@ -214,6 +218,7 @@ func (p *Program) newExecution(opts Options) *execution {
 		todo: map[string]bool{}, outputs: map[string]cty.Value{}, skipped: map[string]string{},
 		lazy: map[string]bool{}, superseded: map[string][]cty.Value{},
 		snapshots: map[string]map[string]string{}, rolledBack: map[string]bool{},
+		unsettled: map[string]bool{},
 	}
 }
 

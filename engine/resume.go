@@ -271,10 +271,14 @@ func (x *execution) resumeRollback(ctx context.Context, run *Run) (*Report, erro
 		if !ok {
 			continue
 		}
+		x.restoreSnapshot(n, s)
 		switch s.State {
 		case StateSucceeded, StateRollingBack, StateRollbackFailed, StateRolledBack:
 		default:
 			continue
+		}
+		if len(s.Outputs) == 0 {
+			continue // undone, if at all, as unsettled
 		}
 		out, err := restoreOutputs(n.kind, s.Outputs)
 		if err != nil {
@@ -282,9 +286,6 @@ func (x *execution) resumeRollback(ctx context.Context, run *Run) (*Report, erro
 		}
 		x.outputs[addr] = out
 		x.rolledBack[addr] = s.State == StateRolledBack
-		if s.Snapshotted {
-			x.snapshots[addr] = s.Snapshot
-		}
 	}
 	x.rollback(ctx)
 	status := journal.StatusRolledBack
@@ -299,6 +300,19 @@ func (x *execution) resumeRollback(ctx context.Context, run *Run) (*Report, erro
 		return x.report, fmt.Errorf("the rollback ended but its end could not be journaled: %w", err)
 	}
 	return x.report, errors.New("the run had failed; its rollback is resumed")
+}
+
+// restoreSnapshot takes up what the journal saved to undo a step, and
+// whether the step may have changed something although its outputs are
+// not known (see StepState.unsettled).
+func (x *execution) restoreSnapshot(n *node, s *StepState) {
+	if !s.Snapshotted {
+		return
+	}
+	x.snapshots[n.addr] = s.Snapshot
+	if _, ok := n.kind.(steps.Rollbacker); ok && s.unsettled {
+		x.unsettled[n.addr] = true
+	}
 }
 
 // planResume decides what becomes of each step, journals the decisions and
@@ -324,9 +338,7 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 	for _, n := range p.order {
 		addr := n.addr
 		s := state(addr)
-		if s.Snapshotted {
-			x.snapshots[addr] = s.Snapshot
-		}
+		x.restoreSnapshot(n, s)
 		switch s.State {
 		case StateSkipped:
 			// The run decided; a resume keeps to it.
@@ -440,6 +452,12 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 			// What it is redone over: the journaled result, or the one
 			// just found in place.
 			x.superseded[addr] = append(x.superseded[addr], x.outputs[addr])
+		}
+		if x.unsettled[addr] && !done[addr] {
+			// A start whose result was lost may have left one (a
+			// certificate Vault issued): its kind hears of it, with its
+			// outputs unknown.
+			x.superseded[addr] = append(x.superseded[addr], unknownOutputs(n.kind))
 		}
 		if d.Action == ActionSkip || d.Action == ActionChecked {
 			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: Done})

@@ -171,7 +171,8 @@ func (x *execution) snapshot(ctx context.Context, env *steps.Env, n *node, cfg s
 	return snap, nil
 }
 
-// rollback undoes every completed step: first, in reverse dependency order
+// rollback undoes every completed step, and every unsettled one (see
+// execution.unsettled): first, in reverse dependency order
 // (independent ones concurrently), every step whose kind is not RestoreAware;
 // then the RestoreAware ones (reloads) in dependency order, so that they act
 // on the restored system. A step's rollback block runs after its kind's
@@ -181,7 +182,7 @@ func (x *execution) rollback(ctx context.Context) {
 	var early, late []*node
 	for _, n := range p.order {
 		addr := n.addr
-		if _, done := x.outputs[addr]; !done || x.rolledBack[addr] {
+		if _, done := x.outputs[addr]; (!done && !x.unsettled[addr]) || x.rolledBack[addr] {
 			continue
 		}
 		_, undoable := n.kind.(steps.Rollbacker)
@@ -318,9 +319,14 @@ func (x *execution) undo(ctx context.Context, n *node) error {
 	addr := n.addr
 	x.mu.Lock()
 	evalCtx := x.p.contextFor(n, x.outputs)
-	outputs := x.outputs[addr]
+	outputs, known := x.outputs[addr]
 	snap, hasSnap := x.snapshots[addr]
 	x.mu.Unlock()
+	if !known {
+		// An unsettled step: it may have changed something, but what
+		// it returned was lost with the process that ran it.
+		outputs = unknownOutputs(n.kind)
+	}
 	if r, ok := n.kind.(steps.Rollbacker); ok {
 		if !hasSnap {
 			return errors.New("nothing was saved to undo it with (the run had -rollback=false); undo it by hand")

@@ -96,6 +96,17 @@ type StepState struct {
 	Unchanged string `json:"unchanged,omitempty"`
 	// Notes are what became of superseded results.
 	Notes []string `json:"notes,omitempty"`
+
+	// unsettled is set from the step's first start with a snapshot until
+	// it is rolled back: it may have changed something, whatever the
+	// journal recorded of it since. A start whose success was lost to a
+	// kill leaves the change in place, and so does one redone after that,
+	// whether the redo fails before it starts or in its kind's Apply.
+	unsettled bool
+	// settleOnFail: the step became unsettled with a start in the current
+	// process, so a failure it records there is its kind's Apply failing,
+	// which leaves nothing behind (as in a run that is not resumed).
+	settleOnFail bool
 }
 
 // Unfinished reports whether the run stopped part way: it was killed (it
@@ -246,6 +257,9 @@ func foldRun(c *journal.Contents) (*Run, error) {
 				r.Resumes++
 			}
 			r.Status, r.Finished = "", time.Time{}
+			for _, s := range r.Steps {
+				s.settleOnFail = false // a failure in this process did not start it
+			}
 			for _, d := range rec.Run.Steps {
 				step(d.Step)
 			}
@@ -259,15 +273,21 @@ func foldRun(c *journal.Contents) (*Run, error) {
 			s.Intent, s.Error, s.Checked = rec.Intent, "", false
 			if r.Info.Rollback { // the first snapshot of a run is the one to go back to
 				s.Snapshot, s.Snapshotted = rec.Snapshot, true
+				s.settleOnFail = !s.unsettled
+				s.unsettled = true
 			}
 			s.Attempts++
 		case journal.StepSucceeded:
 			s := step(rec.Step)
 			s.State, s.Outputs, s.Facts = StateSucceeded, rec.Outputs, rec.Facts
+			s.settleOnFail = false
 			s.Duration, s.Checked, s.Unchanged = time.Duration(rec.Duration), rec.Checked, rec.Reason
 		case journal.StepFailed:
 			s := step(rec.Step)
 			s.State, s.Error, s.Duration = StateFailed, rec.Error, time.Duration(rec.Duration)
+			if s.settleOnFail {
+				s.unsettled, s.settleOnFail = false, false
+			}
 		case journal.StepSkipped:
 			s := step(rec.Step)
 			s.State, s.Skipped = StateSkipped, rec.Reason
@@ -278,6 +298,7 @@ func foldRun(c *journal.Contents) (*Run, error) {
 				s.Superseded = append(s.Superseded, s.Outputs)
 			}
 			s.State, s.Outputs, s.Facts, s.Redone = StatePending, nil, nil, rec.Reason
+			s.settleOnFail = false
 		case journal.StepSuperseded:
 			s := step(rec.Step)
 			if len(s.Superseded) > 0 {
@@ -288,7 +309,8 @@ func foldRun(c *journal.Contents) (*Run, error) {
 			r.RollingBack = true
 			step(rec.Step).State = StateRollingBack
 		case journal.RollbackSucceeded:
-			step(rec.Step).State = StateRolledBack
+			s := step(rec.Step)
+			s.State, s.unsettled, s.settleOnFail = StateRolledBack, false, false
 		case journal.RollbackFailed:
 			s := step(rec.Step)
 			s.State, s.Error = StateRollbackFailed, rec.Error

@@ -74,3 +74,45 @@ rec "a" {
 		})
 	}
 }
+
+// TestUnsettled: a step stays unsettled (to be undone by a rollback
+// although no outputs of it are known) from its first start with a
+// snapshot until it is rolled back, except when it failed in the process
+// that started it, which its kind cleaned up after.
+func TestUnsettled(t *testing.T) {
+	var (
+		started  = journal.Record{Type: journal.StepStarted, Step: "a", Snapshot: map[string]string{"path": "f"}}
+		failed   = journal.Record{Type: journal.StepFailed, Step: "a", Error: "boom"}
+		resumed  = journal.Record{Type: journal.RunResumed, Run: &journal.RunInfo{Rollback: true}}
+		redo     = journal.Record{Type: journal.StepRedo, Step: "a", Reason: "again"}
+		done     = journal.Record{Type: journal.StepSucceeded, Step: "a", Outputs: []byte("{}")}
+		undoing  = journal.Record{Type: journal.RollbackStarted, Step: "a"}
+		undone   = journal.Record{Type: journal.RollbackSucceeded, Step: "a"}
+		withUndo = journal.Record{Type: journal.RunStarted, Run: &journal.RunInfo{Rollback: true}}
+	)
+	tests := []struct {
+		name    string
+		records []journal.Record
+		want    bool
+	}{
+		{"killed while started", []journal.Record{withUndo, started}, true},
+		{"failed in its own process", []journal.Record{withUndo, started, failed}, false},
+		{"killed, redone, failed before starting", []journal.Record{withUndo, started, resumed, redo, failed}, true},
+		{"killed, redone, failed in its kind", []journal.Record{withUndo, started, resumed, redo, started, failed}, true},
+		{"done, redone, failed before starting", []journal.Record{withUndo, started, done, resumed, redo, failed}, true},
+		{"killed while its rollback ran", []journal.Record{withUndo, started, resumed, redo, failed, undoing}, true},
+		{"rolled back", []journal.Record{withUndo, started, resumed, redo, failed, undoing, undone}, false},
+		{"without rollback", []journal.Record{{Type: journal.RunStarted, Run: &journal.RunInfo{}}, started}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := foldRun(&journal.Contents{Path: "test.journal", Records: tt.records})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Steps["a"].unsettled; got != tt.want {
+				t.Errorf("unsettled = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

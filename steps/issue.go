@@ -351,6 +351,9 @@ func revokeOnRollback(cfg Config) (bool, error) {
 // that has expired; neither is an error, since either way the certificate is
 // no longer usable.
 func (*Issue) Supersede(ctx context.Context, env *Env, cfg Config, previous cty.Value) (string, error) {
+	if serialLost(previous) {
+		return "", errors.New(lostCertificate(cfg.String("mount"), cfg.String("common_name"), ""))
+	}
 	serial, err := journaledSerial(previous, "superseded certificate")
 	if err != nil {
 		return "", err
@@ -382,11 +385,48 @@ func (*Issue) Supersede(ctx context.Context, env *Env, cfg Config, previous cty.
 	return fmt.Sprintf("superseded certificate serial %s revoked in %s", serial, req.mount), nil
 }
 
-// Snapshot implements Rollbacker. Nothing needs recording before the
-// certificate is issued: its serial, which Rollback revokes, is among the
-// outputs the journal keeps.
-func (*Issue) Snapshot(ctx context.Context, _ *Env, _ Config) (map[string]string, error) {
-	return map[string]string{}, ctx.Err()
+// Snapshot implements Rollbacker. The serial Rollback revokes is among the
+// outputs the journal keeps once the step succeeded; a run killed after
+// Vault issued the certificate but before then leaves only this: the
+// mount, the common name and the time the step started, by which the
+// operator finds the certificate in Vault. Being a snapshot, it is durable
+// before Vault is asked, so a resume knows that a certificate may have
+// been issued.
+func (*Issue) Snapshot(ctx context.Context, _ *Env, cfg Config) (map[string]string, error) {
+	return map[string]string{
+		"mount":       cfg.String("mount"),
+		"common_name": cfg.String("common_name"),
+		"started":     time.Now().UTC().Truncate(time.Second).Format(time.RFC3339),
+	}, ctx.Err()
+}
+
+// serialLost reports whether outputs are those of a step that may have
+// issued a certificate whose serial was never journaled (the engine gives
+// such a step's outputs as unknown).
+func serialLost(outputs cty.Value) bool {
+	if outputs == cty.NilVal {
+		return false
+	}
+	outputs, _ = outputs.UnmarkDeep()
+	if !outputs.IsKnown() {
+		return true
+	}
+	ty := outputs.Type()
+	return !outputs.IsNull() && ty.IsObjectType() && ty.HasAttribute("serial_number") && !outputs.GetAttr("serial_number").IsKnown()
+}
+
+// lostCertificate tells the operator how to find and revoke a certificate
+// that may have been issued for commonName in mount (at or after started,
+// when known) but whose serial was never journaled.
+func lostCertificate(mount, commonName, started string) string {
+	when := ""
+	if started != "" {
+		when = " at or after " + started
+	}
+	m := shellQuote(mount)
+	return fmt.Sprintf("a certificate for %q may have been issued in %s%s by a run that was killed before its serial was journaled: "+
+		"find it among the mount's certificates (vault list %s/certs; vault read %s/cert/SERIAL shows each one's subject and validity) "+
+		"and revoke it by hand: vault write %s/revoke serial_number=SERIAL", commonName, mount, when, m, m, m)
 }
 
 // Rollback implements Rollbacker: it revokes the certificate Apply issued,
@@ -395,8 +435,11 @@ func (*Issue) Snapshot(ctx context.Context, _ *Env, _ Config) (map[string]string
 // the block, so a rollback does not depend on anything else in it being
 // known. As in Supersede, a certificate already revoked (Vault answers with
 // the first revocation's time, so a second rollback is harmless) or already
-// expired is not an error.
-func (*Issue) Rollback(ctx context.Context, env *Env, cfg Config, outputs cty.Value, _ map[string]string) error {
+// expired is not an error. Outputs with the serial unknown are a step
+// killed before its success was journaled: it may have issued a
+// certificate that cannot be revoked without its serial, so the error
+// says how to find it (see lostCertificate).
+func (*Issue) Rollback(ctx context.Context, env *Env, cfg Config, outputs cty.Value, snapshot map[string]string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -413,6 +456,13 @@ func (*Issue) Rollback(ctx context.Context, env *Env, cfg Config, outputs cty.Va
 	mount, err := cfg.RequireString("mount")
 	if err != nil {
 		return fmt.Errorf("issue: rolling back: %w; revoke the certificate this step issued by hand: vault write MOUNT/revoke serial_number=SERIAL", mustBeKnown(err))
+	}
+	if serialLost(outputs) {
+		cn := snapshot["common_name"]
+		if cn == "" {
+			cn = cfg.String("common_name")
+		}
+		return errors.New("issue: rolling back: " + lostCertificate(mount, cn, snapshot["started"]))
 	}
 	serial, err := journaledSerial(outputs, "certificate to revoke")
 	if err != nil {
