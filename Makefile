@@ -39,13 +39,15 @@ check:
 	$(GO) vet ./...
 	$(GO) run ./cmd/rotplan fmt -check examples
 
-# Then 20 seconds of fuzzing whole plans and variable files (engine
-# FuzzCompile); a failing input is saved under engine/testdata/fuzz.
-# Minimizing an input that is merely new is cut short, or it takes the
-# whole time.
+# Then fuzzing of whole plans and variable files (engine FuzzCompile),
+# about 20 seconds here; a failing input is saved under engine/testdata/fuzz.
+# The budget is a count of inputs, not a time: with -fuzztime 20s, go1.26's
+# fuzz coordinator sometimes fails with a bare "context deadline exceeded"
+# when the time runs out (golang/go#75804, seen here in make test). Inputs
+# are minimised for at most 100 runs, else minimising took the whole budget.
 test: check vault
 	ROTPLAN_VAULT_BIN=$(VAULT_BIN) $(GO) test -count=1 -timeout 20m ./...
-	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime 20s -fuzzminimizetime 100x ./engine/
+	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime 20000x -fuzzminimizetime 100x ./engine/
 
 demo: build vault
 	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl
