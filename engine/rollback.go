@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -354,7 +355,7 @@ func (x *execution) undo(ctx context.Context, n *node) error {
 	if err != nil {
 		return fmt.Errorf("rollback block: %w", err)
 	}
-	if err := steps.RunCommand(ctx, h.argv, h.timeout); err != nil {
+	if _, err := command.Run(ctx, h.argv, h.timeout); err != nil {
 		return fmt.Errorf("rollback block command %q: %w", h.argv[0], err)
 	}
 	return nil
