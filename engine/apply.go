@@ -674,7 +674,9 @@ func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, check
 	rec := journal.Record{Type: journal.StepSucceeded, Step: n.addr, Outputs: raw, Duration: journal.Duration(d), Checked: checked}
 	rec.Reason = noChange
 	if s, ok := n.kind.(steps.Summarizer); ok {
-		rec.Facts = s.Summary(out)
+		for _, f := range s.Summary(out) {
+			rec.Facts = append(rec.Facts, journal.Fact(f))
+		}
 	}
 	record := x.recordLazily
 	if checked {

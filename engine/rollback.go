@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -127,15 +126,9 @@ func (x *execution) backupRoot() string {
 		if x.opts.Journal == nil {
 			return
 		}
-		x.backups = backupDir(x.opts.Journal.Path())
+		x.backups = x.opts.Journal.BackupDir()
 	})
 	return x.backups
-}
-
-// backupDir is where the run of the journal at path keeps its backups:
-// STATE/backups/NNNNNN beside STATE/runs/NNNNNN.journal.
-func backupDir(path string) string {
-	return filepath.Join(filepath.Dir(filepath.Dir(path)), "backups", strings.TrimSuffix(filepath.Base(path), ".journal"))
 }
 
 // stepEnv returns the Env a step runs in, with its own backup directory.

@@ -143,6 +143,18 @@ func newJournal(path string, f *os.File, size int64) *Journal {
 // Path returns the journal's file name.
 func (j *Journal) Path() string { return j.path }
 
+// BackupDir returns where this journal's run keeps what its steps replace
+// (see BackupDir).
+func (j *Journal) BackupDir() string { return BackupDir(j.path) }
+
+// BackupDir returns where the run whose journal is at path keeps what its
+// steps replace: STATE/backups/NNNNNN beside STATE/runs/NNNNNN.journal. The
+// directory may not exist: it is made by whoever first saves there.
+func BackupDir(path string) string {
+	state := filepath.Dir(filepath.Dir(path))
+	return filepath.Join(state, backupsDir, strings.TrimSuffix(filepath.Base(path), ".journal"))
+}
+
 // Append writes a record and returns once it is durable. Records appended
 // concurrently are made durable by one fsync: the first waiter syncs for
 // everyone whose record was written by then.
