@@ -53,12 +53,9 @@ func compileWith(t *testing.T, src string, vars map[string]string, kinds steps.R
 	return prog
 }
 
-func noEnv(string) string { return "" }
-
 // testOptions are the options every engine test runs with: names kept in
-// the logger (the fake kinds tell steps apart by it) and no VAULT_*
-// variables from the environment.
-func testOptions() Options { return Options{Log: testLogger(), Getenv: noEnv} }
+// the logger (the fake kinds tell steps apart by it).
+func testOptions() Options { return Options{Log: testLogger()} }
 
 // gate is a fake step kind whose steps block until the test releases them,
 // one by one, with the error they are to fail with (nil to succeed). It

@@ -360,7 +360,7 @@ func (j *Journal) Close() error {
 }
 
 // CloseEmpty closes the journal and, when nothing was ever written to it (a
-// run that stopped before it started: no Vault address, say), removes its
+// run that stopped before it started: a service out of reach, say), removes its
 // file, which would otherwise sit in the state directory as a run that
 // never was. It reports whether it removed it.
 func (j *Journal) CloseEmpty() (removed bool, err error) {
