@@ -140,8 +140,6 @@ type Options struct {
 	Log hclog.Logger
 	// Observer, when set, hears about every step.
 	Observer Observer
-	// Getenv supplies the VAULT_* defaults; nil means os.Getenv.
-	Getenv func(string) string
 	// Parallelism bounds how many steps run at once; 0 means
 	// DefaultParallelism.
 	Parallelism int
@@ -204,9 +202,6 @@ func (p *Program) newExecution(opts Options) *execution {
 	if opts.Log == nil {
 		opts.Log = hclog.NewNullLogger()
 	}
-	if opts.Getenv == nil {
-		opts.Getenv = os.Getenv
-	}
 	if opts.Parallelism < 1 {
 		opts.Parallelism = DefaultParallelism
 	}
@@ -223,7 +218,7 @@ func (p *Program) newExecution(opts Options) *execution {
 }
 
 // Apply runs the program: it prepares every step (so that, for example, an
-// unreachable Vault stops the run before anything has changed), then runs
+// unreachable service stops the run before anything has changed), then runs
 // the steps in dependency order, independent ones concurrently. When a step
 // fails no new step starts; the running ones finish, and the returned error
 // holds every failure (see StepErrors).
@@ -253,14 +248,17 @@ func (p *Program) Apply(ctx context.Context, opts Options) (*Report, error) {
 // errInvalidProgram refuses to run a program Compile found errors in.
 var errInvalidProgram = errors.New("internal error: the plan has errors and must not run")
 
-// connect reads the Vault connection settings; the session itself opens on
-// first use.
-func (x *execution) connect() error {
-	conn, err := steps.NewVaultConnection(x.p.vault, x.opts.Getenv)
-	if err != nil {
-		return &StepError{Addr: "vault", Diagnostics: x.p.vaultDiagnostics(err)}
+// connect makes the environment the steps share and has the plan's
+// settings blocks set it up (steps.Setting.Open); the sessions they set up
+// open on first use.
+func (x *execution) connect() *SettingsError {
+	env := steps.NewEnv(x.opts.Log)
+	for _, typ := range keys(x.p.settings) {
+		if err := x.p.settings[typ].Open(env, x.p.settingValues[typ]); err != nil {
+			return &SettingsError{Block: typ, Diagnostics: x.p.settingsDiagnostics(typ, err)}
+		}
 	}
-	x.env = steps.NewEnv(x.opts.Log, conn)
+	x.env = env
 	return nil
 }
 
@@ -674,7 +672,9 @@ func (x *execution) recordSuccess(n *node, out cty.Value, d time.Duration, check
 	rec := journal.Record{Type: journal.StepSucceeded, Step: n.addr, Outputs: raw, Duration: journal.Duration(d), Checked: checked}
 	rec.Reason = noChange
 	if s, ok := n.kind.(steps.Summarizer); ok {
-		rec.Facts = s.Summary(out)
+		for _, f := range s.Summary(out) {
+			rec.Facts = append(rec.Facts, journal.Fact(f))
+		}
 	}
 	record := x.recordLazily
 	if checked {
@@ -843,14 +843,15 @@ func newOutputInfo(kind steps.Step) *outputInfo {
 	return info
 }
 
-// vaultDiagnostics locates an error in the vault block's settings.
-func (p *Program) vaultDiagnostics(err error) hcl.Diagnostics {
-	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid Vault connection", Detail: err.Error()}
-	if p.plan.Vault != nil {
-		d.Subject = p.plan.Vault.DeclRange.Ptr()
+// settingsDiagnostics locates an error in the settings block of type typ,
+// at the argument to blame where the error names one.
+func (p *Program) settingsDiagnostics(typ string, err error) hcl.Diagnostics {
+	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: p.settings[typ].Summary(), Detail: err.Error()}
+	if block := p.plan.Settings[typ]; block != nil {
+		d.Subject = block.DeclRange.Ptr()
 		var attrErr *steps.AttrError
 		if errors.As(err, &attrErr) {
-			if rng, ok := argumentRange(p.plan.Vault.Body, attrErr.Path); ok {
+			if rng, ok := argumentRange(block.Body, attrErr.Path); ok {
 				d.Subject = rng.Ptr()
 			}
 		}

@@ -89,7 +89,7 @@ func BenchmarkApplyLeaves(b *testing.B) {
 		if diags.HasErrors() {
 			b.Fatal(diags)
 		}
-		opts := Options{Getenv: func(string) string { return "" }, Journal: j, Parallelism: 16, Rollback: true}
+		opts := Options{Journal: j, Parallelism: 16, Rollback: true}
 		if _, err := prog.Apply(context.Background(), opts); err != nil {
 			b.Fatal(err)
 		}

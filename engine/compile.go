@@ -34,7 +34,10 @@ type Program struct {
 	baseOrder []*base
 	nodes     map[string]*node
 	order     []*node
-	vault     steps.Config
+	// settings are the settings blocks the kinds use, by type, and
+	// settingValues each evaluated (empty when the plan has none).
+	settings      steps.Settings
+	settingValues map[string]steps.Config
 	// planHash and varsHash identify what runs, for the journal;
 	// varHashes each variable's value.
 	planHash, varsHash string
@@ -149,7 +152,7 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 	for _, addr := range p.graph.Order() {
 		p.order = append(p.order, p.nodes[addr])
 	}
-	diags = append(diags, p.evalVault()...)
+	diags = append(diags, p.evalSettings()...)
 	diags = append(diags, p.validate()...)
 	if diags.HasErrors() {
 		// The plan's shape is sound (every reference resolves, no cycle),
@@ -161,7 +164,7 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 }
 
 // Valid reports whether the program may run: Compile found no error. An
-// invalid program (returned when only the vault block or step arguments
+// invalid program (returned when only a settings block or step arguments
 // are wrong) can be previewed and graphed, never applied or resumed.
 func (p *Program) Valid() bool { return !p.invalid }
 
@@ -445,15 +448,40 @@ func (p *Program) cycleDiagnostic(cycle []string) *hcl.Diagnostic {
 	}
 }
 
-// evalVault evaluates the vault block, which may use variables and locals.
-func (p *Program) evalVault() hcl.Diagnostics {
-	if p.plan.Vault == nil {
-		p.vault = steps.NewConfig(cty.EmptyObjectVal)
+// evalSettings evaluates the plan's settings blocks (see steps.Setting),
+// which may use variables and locals, with the schemas the kinds give, and
+// has each check what it says by itself.
+func (p *Program) evalSettings() hcl.Diagnostics {
+	p.settings = p.kinds.Settings()
+	p.settingValues = make(map[string]steps.Config, len(p.settings))
+	var diags hcl.Diagnostics
+	for _, typ := range keys(p.plan.Settings) {
+		if _, ok := p.settings[typ]; !ok {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Unsupported block type",
+				Detail:   fmt.Sprintf("No step kind uses a %s block.", typ),
+				Subject:  p.plan.Settings[typ].DeclRange.Ptr(),
+			})
+		}
+	}
+	for _, typ := range keys(p.settings) {
+		diags = append(diags, p.evalSetting(typ)...)
+	}
+	return diags
+}
+
+// evalSetting evaluates the settings block of one type.
+func (p *Program) evalSetting(typ string) hcl.Diagnostics {
+	block := p.plan.Settings[typ]
+	if block == nil {
+		p.settingValues[typ] = steps.NewConfig(cty.EmptyObjectVal)
 		return nil
 	}
-	spec := steps.VaultSpec()
+	setting := p.settings[typ]
+	spec := setting.Spec()
 	var diags hcl.Diagnostics
-	for _, tr := range hcldec.Variables(p.plan.Vault.Body, spec) {
+	for _, tr := range hcldec.Variables(block.Body, spec) {
 		if _, d := p.resolveRef(tr, false); d != nil {
 			diags = append(diags, d)
 		}
@@ -461,16 +489,15 @@ func (p *Program) evalVault() hcl.Diagnostics {
 	if diags.HasErrors() {
 		return diags
 	}
-	val, more := hcldec.Decode(p.plan.Vault.Body, spec, p.baseContext())
+	val, more := hcldec.Decode(block.Body, spec, p.baseContext())
 	diags = append(diags, more...)
 	if more.HasErrors() {
 		return diags
 	}
-	p.vault = steps.NewConfig(val)
-	// What the environment will supply is known only at run time; the
-	// block's own settings can be checked now.
-	if _, err := steps.NewVaultConnection(p.vault, func(string) string { return "" }); err != nil {
-		diags = append(diags, p.vaultDiagnostics(err)...)
+	cfg := steps.NewConfig(val)
+	p.settingValues[typ] = cfg
+	if err := setting.Check(cfg); err != nil {
+		diags = append(diags, p.settingsDiagnostics(typ, err)...)
 	}
 	return diags
 }

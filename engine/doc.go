@@ -5,7 +5,11 @@
 // run are cty unknowns), and then applies the steps in dependency order.
 //
 // The engine never names a concrete step kind: it asks a steps.Registry for
-// a kind's schema and outputs, and calls the steps.Step interface. It owns
-// the source locations: errors that step kinds return are turned into
-// diagnostics that point at the step, or at the argument to blame.
+// a kind's schema and outputs, and calls the steps.Step interface. Nor does
+// it name a service the kinds use: it evaluates the plan's settings blocks
+// with the schemas the kinds give (steps.Setting), has them set up the
+// steps.Env the steps share, and passes that along unopened. It owns the
+// source locations: errors that step kinds and settings return are turned
+// into diagnostics that point at the step or the block, or at the argument
+// to blame.
 package engine

@@ -232,7 +232,7 @@ rec "c" {
 }
 `)
 	obs := &recordingObserver{}
-	report, err := prog.Apply(context.Background(), Options{Observer: obs, Log: testLogger(), Getenv: func(string) string { return "" }, Parallelism: 1})
+	report, err := prog.Apply(context.Background(), Options{Observer: obs, Log: testLogger(), Parallelism: 1})
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -266,7 +266,7 @@ rec "d" {
   depends_on = [rec.b]
 }
 `)
-	report, err := prog.Apply(context.Background(), Options{Log: testLogger(), Getenv: func(string) string { return "" }})
+	report, err := prog.Apply(context.Background(), Options{Log: testLogger()})
 	var stepErr *StepError
 	if !errors.As(err, &stepErr) {
 		t.Fatalf("error %v is not a *StepError", err)
@@ -316,10 +316,3 @@ func (o *recordingObserver) StepFinished(r StepResult) {
 }
 
 func (o *recordingObserver) String() string { return strings.Join(o.events, ";") }
-
-func TestCompileChecksTheVaultBlock(t *testing.T) {
-	_, _, diags := compileSource(t, "vault {\n  auth {\n    method = \"ldap\"\n  }\n}\n", nil)
-	if !diags.HasErrors() || diags[0].Summary != "Invalid Vault connection" || diags[0].Subject.Start.Line != 3 {
-		t.Fatalf("want an error at the auth method (line 3), got %v", diags)
-	}
-}

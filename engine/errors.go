@@ -22,9 +22,25 @@ type StepError struct {
 // Error renders the diagnostics on one line, each with its file:line:col,
 // without a detail that could quote a sensitive value (plans.WithoutSecret):
 // the journal, the logs and the views take it up.
-func (e *StepError) Error() string {
+func (e *StepError) Error() string { return oneLine(e.Diagnostics) }
+
+// SettingsError is a plan-level settings block (see steps.Setting) that a
+// run or a preview could not set up when it started: nothing ran. Its
+// diagnostics point into the block.
+type SettingsError struct {
+	// Block is the block's type.
+	Block       string
+	Diagnostics hcl.Diagnostics
+}
+
+// Error renders the diagnostics on one line, as StepError's Error does.
+func (e *SettingsError) Error() string { return oneLine(e.Diagnostics) }
+
+// oneLine renders diagnostics on one line, each with its file:line:col,
+// without a detail that could quote a sensitive value.
+func oneLine(diags hcl.Diagnostics) string {
 	var parts []string
-	for _, d := range plans.WithoutSecrets(e.Diagnostics) {
+	for _, d := range plans.WithoutSecrets(diags) {
 		where := ""
 		if d.Subject != nil {
 			where = location(*d.Subject) + ": "

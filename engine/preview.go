@@ -97,18 +97,19 @@ type knownAfter string
 // order, and asks each kind what it would do (steps.Planner) and whether it
 // is due (steps.Conditional), with every output not known before the run
 // unknown. Nothing is written, issued, signalled or run, and no journal is
-// kept. A login to Vault made for the preview is revoked at its end. Only
-// Log, Getenv and Certificates of opts are used.
+// kept. The environment the steps shared is closed at the end
+// (steps.Env.Close), so that a login made for the preview does not outlive
+// it. Only Log and Certificates of opts are used.
 func (p *Program) Preview(ctx context.Context, opts Options) *Preview {
 	x := p.newExecution(opts)
 	pv := &Preview{}
 	if err := x.connect(); err != nil {
-		pv.Diagnostics = append(pv.Diagnostics, StepErrors(err)[0].Diagnostics...)
+		pv.Diagnostics = append(pv.Diagnostics, err.Diagnostics...)
 		return pv
 	}
 	defer func() {
-		if err := x.env.Logout(context.WithoutCancel(ctx)); err != nil {
-			x.opts.Log.Warn("the preview could not log out of Vault", "error", err)
+		if err := x.env.Close(context.WithoutCancel(ctx)); err != nil {
+			x.opts.Log.Warn("the preview could not end its sessions", "error", err)
 		}
 	}()
 	outputs := map[string]cty.Value{}

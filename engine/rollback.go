@@ -7,13 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -126,15 +126,9 @@ func (x *execution) backupRoot() string {
 		if x.opts.Journal == nil {
 			return
 		}
-		x.backups = backupDir(x.opts.Journal.Path())
+		x.backups = x.opts.Journal.BackupDir()
 	})
 	return x.backups
-}
-
-// backupDir is where the run of the journal at path keeps its backups:
-// STATE/backups/NNNNNN beside STATE/runs/NNNNNN.journal.
-func backupDir(path string) string {
-	return filepath.Join(filepath.Dir(filepath.Dir(path)), "backups", strings.TrimSuffix(filepath.Base(path), ".journal"))
 }
 
 // stepEnv returns the Env a step runs in, with its own backup directory.
@@ -354,7 +348,7 @@ func (x *execution) undo(ctx context.Context, n *node) error {
 	if err != nil {
 		return fmt.Errorf("rollback block: %w", err)
 	}
-	if err := steps.RunCommand(ctx, h.argv, h.timeout); err != nil {
+	if _, err := command.Run(ctx, h.argv, h.timeout); err != nil {
 		return fmt.Errorf("rollback block command %q: %w", h.argv[0], err)
 	}
 	return nil

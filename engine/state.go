@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/rotplan/rotplan/engine/journal"
-	"github.com/rotplan/rotplan/steps"
 )
 
 // The states a step can be in, as its journal tells it.
@@ -77,7 +76,7 @@ type StepState struct {
 	Snapshotted bool `json:"-"`
 	// Outputs are its non-sensitive outputs, as journaled, when succeeded.
 	Outputs json.RawMessage `json:"-"`
-	Facts   []steps.Fact    `json:"facts,omitempty"`
+	Facts   []journal.Fact  `json:"facts,omitempty"`
 	// Checked is set when a resume found the step's effect already in place.
 	Checked bool `json:"checked,omitempty"`
 	// Error is the last failure.
@@ -199,7 +198,7 @@ func PruneRuns(dir string, keep int) (removed, kept []string, err error) {
 		if err == nil && len(c.Records) > 0 {
 			run, err = foldRun(c)
 		}
-		backups := backupDir(path)
+		backups := journal.BackupDir(path)
 		_, statErr := os.Stat(backups)
 		switch {
 		case err != nil:

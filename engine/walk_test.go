@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"runtime"
 	"sort"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/rotplan/rotplan/engine/journal"
-	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -30,35 +28,16 @@ const walkRepeats = 50
 // compileWith compiles a plan held in a string with the given step kinds.
 func compileWith(t *testing.T, src string, vars map[string]string, kinds steps.Registry) *Program {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "plan.hcl")
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	plan, diags := plans.NewParser().LoadPlan(path, kinds.Names())
-	if diags.HasErrors() {
-		t.Fatalf("LoadPlan: %s", diags.Error())
-	}
-	inputs := plans.Inputs{}
-	for k, v := range vars {
-		inputs.AddFlag(k + "=" + v)
-	}
-	values, diags := plans.ResolveVariables(plan, inputs)
-	if diags.HasErrors() {
-		t.Fatalf("ResolveVariables: %s", diags.Error())
-	}
-	prog, diags := Compile(plan, values, kinds)
+	prog, diags := compileKinds(t, src, vars, kinds)
 	if diags.HasErrors() {
 		t.Fatalf("Compile: %s", diags.Error())
 	}
 	return prog
 }
 
-func noEnv(string) string { return "" }
-
 // testOptions are the options every engine test runs with: names kept in
-// the logger (the fake kinds tell steps apart by it) and no VAULT_*
-// variables from the environment.
-func testOptions() Options { return Options{Log: testLogger(), Getenv: noEnv} }
+// the logger (the fake kinds tell steps apart by it).
+func testOptions() Options { return Options{Log: testLogger()} }
 
 // gate is a fake step kind whose steps block until the test releases them,
 // one by one, with the error they are to fail with (nil to succeed). It

@@ -1,5 +1,6 @@
-// Package plans reads rotplan plan files: HCL2 with `variable`, `locals` and
-// `vault` blocks and one block type per step kind (`issue "admin" { ... }`).
+// Package plans reads rotplan plan files: HCL2 with `variable` and `locals`
+// blocks, settings blocks the steps share (`vault`), and one block type per
+// step kind (`issue "admin" { ... }`).
 //
 // It decodes, it does not evaluate: step bodies stay hcl.Body until the
 // engine evaluates them with the step kind's schema, and locals stay

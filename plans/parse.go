@@ -44,8 +44,12 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 	schema := &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 		{Type: "variable", LabelNames: []string{"name"}},
 		{Type: "locals"},
-		{Type: "vault"},
 	}}
+	isSettings := map[string]bool{}
+	for _, t := range settingsTypes {
+		isSettings[t] = true
+		schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: t})
+	}
 	for _, k := range kinds {
 		isKind[k] = true
 		schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: k, LabelNames: []string{"name"}})
@@ -53,7 +57,8 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 	content, more := file.Body.Content(schema)
 	for _, d := range more {
 		if d.Summary == "Unsupported block type" {
-			d.Detail += fmt.Sprintf(" A plan holds variable, locals and vault blocks, and steps of the kinds %s.", strings.Join(kinds, ", "))
+			d.Detail += fmt.Sprintf(" A plan holds variable, locals and %s blocks, and steps of the kinds %s.",
+				strings.Join(settingsTypes, ", "), strings.Join(kinds, ", "))
 		}
 	}
 	diags = append(diags, more...)
@@ -65,6 +70,7 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 		Source:    file.Bytes,
 		Variables: map[string]*Variable{},
 		Locals:    map[string]*Local{},
+		Settings:  map[string]*SettingsBlock{},
 	}
 	steps := map[string]*Step{}
 	for _, block := range content.Blocks {
@@ -90,12 +96,12 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 				}
 				plan.Locals[name] = &Local{Name: name, Expr: attr.Expr, DeclRange: attr.NameRange}
 			}
-		case block.Type == "vault":
-			if plan.Vault != nil {
-				diags = append(diags, duplicate("vault block", "", block.DefRange, plan.Vault.DeclRange))
+		case isSettings[block.Type]:
+			if prev := plan.Settings[block.Type]; prev != nil {
+				diags = append(diags, duplicate(block.Type+" block", "", block.DefRange, prev.DeclRange))
 				continue
 			}
-			plan.Vault = &VaultBlock{Body: block.Body, DeclRange: block.DefRange}
+			plan.Settings[block.Type] = &SettingsBlock{Type: block.Type, Body: block.Body, DeclRange: block.DefRange}
 		case isKind[block.Type]:
 			s, more := decodeStep(block, isKind)
 			diags = append(diags, more...)

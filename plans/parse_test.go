@@ -109,7 +109,7 @@ func TestLoadPlanDecodes(t *testing.T) {
 	if got := plan.Variables["from_env"].Default; !got.RawEquals(cty.StringVal("from-the-environment")) {
 		t.Errorf("env() default %#v", got)
 	}
-	if plan.Vault == nil || plan.Locals["path"] == nil {
+	if plan.Settings["vault"] == nil || plan.Locals["path"] == nil {
 		t.Error("vault block or local missing")
 	}
 }

@@ -19,9 +19,9 @@ type Plan struct {
 	Variables map[string]*Variable
 	// Locals are the named local values, by name.
 	Locals map[string]*Local
-	// Vault is the vault connection block, or nil when the plan has none
-	// (everything then comes from the VAULT_* environment).
-	Vault *VaultBlock
+	// Settings are the plan's settings blocks, by block type (see
+	// SettingsBlock); a type the plan has none of is absent.
+	Settings map[string]*SettingsBlock
 	// Steps are the step blocks in source order.
 	Steps []*Step
 }
@@ -48,11 +48,19 @@ type Local struct {
 	DeclRange hcl.Range
 }
 
-// VaultBlock is the plan's `vault` block, kept unevaluated.
-type VaultBlock struct {
+// SettingsBlock is a plan-level block of settings that steps share,
+// outside any step (`vault { ... }`: how to reach Vault), kept unevaluated.
+// A plan holds at most one of each type. What it means, and its schema, is
+// the steps side's (steps.Setting); the engine evaluates it.
+type SettingsBlock struct {
+	// Type is the block type: "vault".
+	Type      string
 	Body      hcl.Body
 	DeclRange hcl.Range
 }
+
+// settingsTypes are the types of settings blocks a plan may hold.
+var settingsTypes = []string{"vault"}
 
 // Step is one step block, such as `write "admin_key" { ... }`.
 type Step struct {

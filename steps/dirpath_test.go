@@ -169,7 +169,7 @@ func TestWriteRefusesUnsafeDirectory(t *testing.T) {
 				}
 			}
 			wantErr("CheckHost", (*Write)(nil).CheckHost(ctx, env, cfg))
-			pv, err := (*Write)(nil).Plan(ctx, NewEnv(nil, VaultConnection{}), cfg)
+			pv, err := (*Write)(nil).Plan(ctx, NewEnv(nil), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -177,7 +177,7 @@ func TestWriteRefusesUnsafeDirectory(t *testing.T) {
 				t.Fatal("Plan: no problem, want the refusal")
 			}
 			wantErr("Plan", pv.Problems[0])
-			_, err = (*Write)(nil).Apply(ctx, NewEnv(nil, VaultConnection{}), cfg)
+			_, err = (*Write)(nil).Apply(ctx, NewEnv(nil), cfg)
 			wantErr("Apply", err)
 			b.wantRootsFileUntouched(t)
 			if strings.Contains(logs.String(), testKeyBody) {
@@ -355,14 +355,14 @@ func TestChownRefusesUnsafeDirectory(t *testing.T) {
 				} else {
 					t.Error("CheckHost: no error")
 				}
-				pv, err := (*Chown)(nil).Plan(ctx, NewEnv(nil, VaultConnection{}), cfg)
+				pv, err := (*Chown)(nil).Plan(ctx, NewEnv(nil), cfg)
 				if err != nil || len(pv.Problems) == 0 {
 					t.Errorf("Plan: %v, problems %v, want the refusal", err, pv.Problems)
 				} else {
 					errs = append(errs, "Plan: "+pv.Problems[0].Error())
 				}
 			}
-			if _, err := (*Chown)(nil).Apply(ctx, NewEnv(nil, VaultConnection{}), cfg); err != nil {
+			if _, err := (*Chown)(nil).Apply(ctx, NewEnv(nil), cfg); err != nil {
 				errs = append(errs, "Apply: "+err.Error())
 			} else {
 				t.Error("Apply: no error")

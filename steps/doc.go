@@ -10,4 +10,9 @@
 // in Default, and one `var _ Step = (*Kind)(nil)` assertion. What a kind can
 // do beyond Apply (preview, resume, roll back, decide whether it is due) it
 // says by implementing the optional interfaces in step.go and plan.go.
+//
+// What steps share beyond their own blocks (a Vault session; later, hosts)
+// is set up here too: a kind declares the plan-level settings blocks it uses
+// (SettingsUser, settings.go), each Setting opens into the Env that every
+// step receives, and the engine passes that Env along without looking in.
 package steps

@@ -60,7 +60,15 @@ func testEnv(t *testing.T) (*Env, *strings.Builder) {
 		Level:  hclog.Trace,
 		Output: &testLogWriter{t: t, buf: &buf},
 	})
-	return NewEnv(log, VaultConnection{}), &buf
+	return NewEnv(log), &buf
+}
+
+// vaultEnv returns an Env that reaches Vault through conn, as one whose
+// vault block Open read conn from.
+func vaultEnv(log hclog.Logger, conn VaultConnection) *Env {
+	env := NewEnv(log)
+	env.session.conn = conn
+	return env
 }
 
 type testLogWriter struct {

@@ -52,7 +52,12 @@ var (
 	_ Planner           = (*Issue)(nil)
 	_ Conditional       = (*Issue)(nil)
 	_ CertificateHolder = (*Issue)(nil)
+	_ SettingsUser      = (*Issue)(nil)
 )
+
+// Settings implements SettingsUser: an issue reaches Vault as the plan's
+// vault block says.
+func (*Issue) Settings() Settings { return vaultBlock() }
 
 // Spec implements Step.
 func (*Issue) Spec() hcldec.ObjectSpec {

@@ -36,7 +36,7 @@ func TestIssueAgainstVault(t *testing.T) {
 	v := testvault.StartT(t)
 	ctx := context.Background()
 	env, logged := testEnv(t)
-	env = NewEnv(env.Log, adminConnection(v))
+	env = vaultEnv(env.Log, adminConnection(v))
 
 	issue := &Issue{}
 	cfg := testConfig(t, issue.Spec(), map[string]cty.Value{
@@ -177,7 +177,7 @@ func TestVaultLoginFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := NewEnv(nil, tt.conn())
+			env := vaultEnv(nil, tt.conn())
 			_, err := env.Vault(ctx)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
@@ -251,7 +251,7 @@ func TestIssueSupersedeAgainstVault(t *testing.T) {
 	v := testvault.StartT(t)
 	ctx := context.Background()
 	env, _ := testEnv(t)
-	env = NewEnv(env.Log, adminConnection(v))
+	env = vaultEnv(env.Log, adminConnection(v))
 	client, err := env.Vault(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -457,7 +457,7 @@ func TestIssueRollbackAgainstVault(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env, logs := testEnv(t)
-			env = NewEnv(env.Log, adminConnection(v))
+			env = vaultEnv(env.Log, adminConnection(v))
 			cfg := testConfig(t, issue.Spec(), map[string]cty.Value{
 				"mount":              cty.StringVal("pki-prod"),
 				"role":               cty.StringVal("vault-server"),
@@ -495,7 +495,7 @@ func TestIssueRollbackAgainstVault(t *testing.T) {
 	}
 
 	t.Run("serial Vault never issued", func(t *testing.T) {
-		env := NewEnv(nil, adminConnection(v))
+		env := vaultEnv(nil, adminConnection(v))
 		cfg := testConfig(t, issue.Spec(), map[string]cty.Value{
 			"mount": cty.StringVal("pki-prod"), "role": cty.StringVal("vault-server"),
 			"common_name": cty.StringVal("vault.prod.privsec.ch"),

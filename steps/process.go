@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rotplan/rotplan/internal/command"
 )
 
 // process is a process as /proc shows it: enough to tell it from an
@@ -55,7 +57,7 @@ func readProcess(pid int) (process, error) {
 		return p, fmt.Errorf("%s/status: %v", dir, err)
 	}
 	if exe, err := os.Readlink(dir + "/exe"); err != nil {
-		p.exeErr = unwrapExecError(err)
+		p.exeErr = command.Plain(err)
 	} else {
 		p.exe, p.replaced = strings.CutSuffix(exe, " (deleted)")
 	}

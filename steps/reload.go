@@ -12,12 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/zclconf/go-cty/cty"
 	"golang.org/x/sys/unix"
 )
@@ -39,9 +38,6 @@ var (
 const (
 	defaultReloadSignal  = "SIGHUP"
 	defaultReloadTimeout = 60 * time.Second
-	// reloadOutputLimit bounds how much of a command's output is kept: the
-	// end of the output is where the reason for a failure usually is.
-	reloadOutputLimit = 4 << 10
 	// maxPIDFileSize is far more than any pid file holds; a larger file is
 	// not a pid file, and is not read (it might be a key named by mistake).
 	maxPIDFileSize = 64
@@ -128,7 +124,7 @@ func (*Reload) CheckHost(ctx context.Context, env *Env, cfg Config) error {
 	}
 	if len(t.command) > 0 {
 		if _, err := exec.LookPath(t.command[0]); err != nil {
-			return attrErr(cfg.Path("command"), "%s: %v", quoteArgv(t.command[:1]), unwrapExecError(err))
+			return attrErr(cfg.Path("command"), "%s: %v", command.Quote(t.command[:1]), command.Plain(err))
 		}
 		return ctx.Err()
 	}
@@ -309,7 +305,7 @@ func (*Reload) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 		return pv, err
 	}
 	if len(t.command) > 0 {
-		pv.Reason = "runs " + quoteArgv(t.command)
+		pv.Reason = "runs " + command.Quote(t.command)
 		pv.Outputs = reloadOutputs(0, "", cty.ListVal(stringValues(t.command)))
 		return pv, ctx.Err()
 	}
@@ -434,7 +430,7 @@ func (t reloadTarget) byHand(was *process) string {
 // Rollback does again (was is then the process the run signalled).
 func (t reloadTarget) reload(ctx context.Context, env *Env, cfg Config, was *process) (cty.Value, error) {
 	if len(t.command) > 0 {
-		out, err := runCommand(ctx, t.command, t.timeout)
+		out, err := command.Run(ctx, t.command, t.timeout)
 		if err != nil {
 			return cty.NilVal, err
 		}
@@ -502,7 +498,7 @@ func reloadOutputs(pid int, signal string, command cty.Value) cty.Value {
 // hold all three, so the empty ones say which way it was.
 func (*Reload) Summary(outputs cty.Value) []Fact {
 	if argv, ok := outputStrings(outputs, "command"); ok && len(argv) > 0 {
-		return []Fact{{Name: "command", Value: quoteArgv(argv)}}
+		return []Fact{{Name: "command", Value: command.Quote(argv)}}
 	}
 	var facts []Fact
 	if pid, ok := outputInt(outputs, "pid"); ok && pid > 0 {
@@ -724,148 +720,4 @@ func readPIDFile(path string) (int, fs.FileInfo, error) {
 		return 0, nil, fmt.Errorf("pid file %s does not hold a process id (want a positive whole number)", path)
 	}
 	return pid, fi, nil
-}
-
-// errCommandTimeout tells a command's own time limit apart from the run
-// being interrupted.
-var errCommandTimeout = errors.New("command timed out")
-
-// RunCommand runs argv, without a shell, with a time limit, as a reload
-// step runs its command; it is exported so that whatever else rotplan runs
-// (the engine's per-step rollback hooks) runs the same way. The command
-// runs in a process group of its own, and the whole group is killed on
-// timeout or when ctx ends: a `sh -c` wrapper that is killed alone would
-// leave its children holding the output pipe, and rotplan waiting. An error
-// quotes the command, says why it failed (exit status, time limit,
-// interruption) and holds the end of its combined output (at most 4 KiB:
-// the end is where the reason for a failure usually is), so a caller has
-// nothing else to report. An empty argv or a time limit that is not
-// positive is an error, not a panic, since both may come from a plan.
-func RunCommand(ctx context.Context, argv []string, timeout time.Duration) error {
-	_, err := runCommand(ctx, argv, timeout)
-	return err
-}
-
-// runCommand is RunCommand that also returns the end of the output of a
-// command that succeeded, for the reload step's debug log.
-func runCommand(ctx context.Context, argv []string, timeout time.Duration) (string, error) {
-	if len(argv) == 0 || argv[0] == "" {
-		return "", errors.New("no command to run: the program name is empty")
-	}
-	if timeout <= 0 {
-		return "", fmt.Errorf("command %s: the time limit %s is not positive", quoteArgv(argv), timeout)
-	}
-	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errCommandTimeout)
-	defer cancel()
-
-	out := &tailBuffer{max: reloadOutputLimit}
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Stdout = out
-	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
-			return os.ErrProcessDone
-		}
-		return err
-	}
-	// Should a descendant escape the group and keep the pipe open, stop
-	// waiting for it anyway.
-	cmd.WaitDelay = 5 * time.Second
-
-	err := cmd.Run()
-	if err == nil {
-		return out.String(), nil
-	}
-	var why string
-	var exitErr *exec.ExitError
-	switch {
-	case context.Cause(ctx) == errCommandTimeout:
-		why = fmt.Sprintf("timed out after %s", timeout)
-	case ctx.Err() != nil:
-		why = "interrupted: " + context.Cause(ctx).Error()
-	case errors.As(err, &exitErr):
-		why = "failed: " + exitErr.ProcessState.String()
-	default:
-		why = "failed: " + unwrapExecError(err).Error()
-	}
-	what := "command " + quoteArgv(argv)
-	if o := out.String(); o != "" {
-		return "", fmt.Errorf("%s %s; output:\n%s", what, why, o)
-	}
-	return "", fmt.Errorf("%s %s (no output)", what, why)
-}
-
-// unwrapExecError drops the *exec.Error and *fs.PathError wrappers that
-// repeat the program name the caller already gives.
-func unwrapExecError(err error) error {
-	var ee *exec.Error
-	if errors.As(err, &ee) {
-		err = ee.Err
-	}
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	return err
-}
-
-// quoteArgv renders an argv for a message the way a shell user would type
-// it, quoting only the words that need it.
-func quoteArgv(argv []string) string {
-	words := make([]string, len(argv))
-	for i, a := range argv {
-		if a == "" || strings.ContainsAny(a, " \t\n\"'\\$`;&|<>*?()[]{}#~") {
-			words[i] = strconv.Quote(a)
-		} else {
-			words[i] = a
-		}
-	}
-	return strings.Join(words, " ")
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu        sync.Mutex
-	max       int
-	buf       []byte
-	truncated bool
-}
-
-// Write implements io.Writer, keeping only the last bytes.
-func (b *tailBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := len(p)
-	if len(p) >= b.max {
-		b.truncated = b.truncated || len(b.buf) > 0 || len(p) > b.max
-		b.buf = append(b.buf[:0], p[len(p)-b.max:]...)
-		return n, nil
-	}
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		copy(b.buf, b.buf[over:])
-		b.buf = b.buf[:b.max]
-		b.truncated = true
-	}
-	return n, nil
-}
-
-// String returns the kept output, trimmed, marked when its start was cut.
-func (b *tailBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	kept := b.buf
-	if b.truncated {
-		// Do not start in the middle of a UTF-8 sequence.
-		for len(kept) > 0 && !utf8.RuneStart(kept[0]) {
-			kept = kept[1:]
-		}
-	}
-	s := strings.TrimSpace(strings.ToValidUTF8(string(kept), "\uFFFD"))
-	if b.truncated {
-		return "[…]" + s
-	}
-	return s
 }

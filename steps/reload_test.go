@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/rotplan/rotplan/internal/testvault"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -288,7 +289,7 @@ func TestReloadCommand(t *testing.T) {
 			}
 			if tt.wantErr != nil {
 				wantErrContains(t, err, tt.wantErr...)
-				if n := len(err.Error()); n > reloadOutputLimit+1024 {
+				if n := len(err.Error()); n > command.OutputLimit+1024 {
 					t.Errorf("error is %d bytes long; the output in it is not bounded", n)
 				}
 				return
@@ -409,35 +410,6 @@ func TestReloadSignalNames(t *testing.T) {
 			got, name, err := reloadSignal(cfg)
 			if err != nil || got != tt.want || name != "SIG"+strings.TrimPrefix(strings.ToUpper(tt.in), "SIG") {
 				t.Fatalf("reloadSignal(%q) = %v, %q, %v; want %v", tt.in, got, name, err, tt.want)
-			}
-		})
-	}
-}
-
-func TestReloadTailBuffer(t *testing.T) {
-	tests := []struct {
-		name   string
-		writes []string
-		max    int
-		want   string
-	}{
-		{"fits", []string{"ab", "cd"}, 8, "abcd"},
-		{"exactly full", []string{"abcd", "efgh"}, 8, "abcdefgh"},
-		{"overflow across writes", []string{"abcdef", "ghij"}, 8, "[…]cdefghij"},
-		{"one large write", []string{"abcdefghijkl"}, 8, "[…]efghijkl"},
-		{"large write after small", []string{"x", "abcdefgh"}, 8, "[…]abcdefgh"},
-		{"cut inside a rune", []string{"ééééé"}, 5, "[…]éé"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			b := &tailBuffer{max: tt.max}
-			for _, w := range tt.writes {
-				if n, err := b.Write([]byte(w)); n != len(w) || err != nil {
-					t.Fatalf("Write(%q) = %d, %v", w, n, err)
-				}
-			}
-			if got := b.String(); got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
 	}
@@ -577,66 +549,6 @@ func TestReloadRollbackErrors(t *testing.T) {
 			env, _ := testEnv(t)
 			err := (*Reload)(nil).Rollback(context.Background(), env, testConfig(t, (*Reload)(nil).Spec(), tt.vals), cty.NilVal, map[string]string{})
 			wantErrContains(t, err, append([]string{"reload: rolling back"}, tt.want...)...)
-		})
-	}
-}
-
-func TestRunCommand(t *testing.T) {
-	tests := []struct {
-		name      string
-		argv      []string
-		timeout   time.Duration
-		interrupt time.Duration // > 0: ctx is cancelled after that long
-		wantErr   []string      // nil: success
-		maxTime   time.Duration
-	}{
-		{name: "success", argv: []string{"/bin/echo", "reloaded fine"}, timeout: 10 * time.Second, maxTime: 10 * time.Second},
-		{name: "success without output", argv: []string{"true"}, timeout: 10 * time.Second, maxTime: 10 * time.Second},
-		{
-			name: "failure exit code", argv: []string{"/bin/sh", "-c", "echo it broke >&2; exit 7"}, timeout: 10 * time.Second,
-			wantErr: []string{"command /bin/sh -c", "failed: exit status 7", "it broke"}, maxTime: 10 * time.Second,
-		},
-		{
-			name: "timeout", argv: []string{"/bin/sh", "-c", "echo started; sleep 30"}, timeout: 200 * time.Millisecond,
-			wantErr: []string{"timed out after 200ms", "started"}, maxTime: 4 * time.Second,
-		},
-		{
-			name: "long output keeps its end", argv: []string{"/bin/sh", "-c", "i=0; while [ $i -lt 2000 ]; do echo noise $i; i=$((i+1)); done; echo the real reason; exit 1"},
-			timeout: 10 * time.Second, wantErr: []string{"the real reason", "[…]"}, maxTime: 10 * time.Second,
-		},
-		{
-			name: "interrupted", argv: []string{"/bin/sleep", "30"}, timeout: 10 * time.Second, interrupt: 200 * time.Millisecond,
-			wantErr: []string{"interrupted"}, maxTime: 4 * time.Second,
-		},
-		{name: "program missing", argv: []string{"/nonexistent/hook"}, timeout: time.Second, wantErr: []string{"/nonexistent/hook", "no such file"}, maxTime: 4 * time.Second},
-		{name: "empty argv", argv: nil, timeout: time.Second, wantErr: []string{"no command to run"}, maxTime: time.Second},
-		{name: "empty program name", argv: []string{""}, timeout: time.Second, wantErr: []string{"no command to run"}, maxTime: time.Second},
-		{name: "no time limit", argv: []string{"true"}, timeout: 0, wantErr: []string{"time limit 0s is not positive"}, maxTime: time.Second},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ctx := context.Background()
-			if tt.interrupt > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithCancel(ctx)
-				defer cancel()
-				time.AfterFunc(tt.interrupt, cancel)
-			}
-			start := time.Now()
-			err := RunCommand(ctx, tt.argv, tt.timeout)
-			if elapsed := time.Since(start); elapsed > tt.maxTime {
-				t.Errorf("took %s, want at most %s", elapsed, tt.maxTime)
-			}
-			if tt.wantErr != nil {
-				wantErrContains(t, err, tt.wantErr...)
-				if n := len(err.Error()); n > reloadOutputLimit+1024 {
-					t.Errorf("error is %d bytes long; the output in it is not bounded", n)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -31,6 +32,41 @@ func VaultSpec() hcldec.ObjectSpec {
 			"role":   &hcldec.AttrSpec{Name: "role", Type: cty.String},
 		}},
 	}
+}
+
+// vaultSettings is the `vault` settings block, which the kinds that talk to
+// Vault use: how rotplan reaches and logs in to Vault.
+type vaultSettings struct{}
+
+var _ Setting = vaultSettings{}
+
+// vaultBlock is what a kind that talks to Vault returns as its Settings.
+func vaultBlock() Settings { return Settings{"vault": vaultSettings{}} }
+
+// Spec implements Setting.
+func (vaultSettings) Spec() hcldec.ObjectSpec { return VaultSpec() }
+
+// Summary implements Setting.
+func (vaultSettings) Summary() string { return "Invalid Vault connection" }
+
+// Check implements Setting: what the process's environment will supply is
+// known only when the run starts; the block's own settings can be checked
+// now.
+func (vaultSettings) Check(cfg Config) error {
+	_, err := NewVaultConnection(cfg, func(string) string { return "" })
+	return err
+}
+
+// Open implements Setting: it reads the connection settings, the VAULT_*
+// environment filling in what the block leaves out. The session opens on
+// first use (Env.Vault).
+func (vaultSettings) Open(env *Env, cfg Config) error {
+	conn, err := NewVaultConnection(cfg, os.Getenv)
+	if err != nil {
+		return err
+	}
+	env.session.conn = conn
+	return nil
 }
 
 // VaultConnection says how to reach and log in to Vault.
@@ -113,8 +149,9 @@ func (c VaultConnection) missing() string {
 	return ""
 }
 
-// Env is what every step of a run shares: a logger and the Vault session,
-// opened on first use.
+// Env is what every step of a run or a preview shares: a logger, and the
+// sessions the plan's settings blocks set up (Setting.Open), each opened on
+// first use (Vault). The engine passes it along unopened.
 type Env struct {
 	// Log receives the step's log lines. Never log a sensitive value.
 	Log hclog.Logger
@@ -224,12 +261,13 @@ func (e *Env) Planned(paths ...string) bool {
 	return false
 }
 
-// NewEnv returns an Env that will reach Vault through conn.
-func NewEnv(log hclog.Logger, conn VaultConnection) *Env {
+// NewEnv returns an Env with nothing set up yet: the engine has the
+// plan's settings blocks Open in it.
+func NewEnv(log hclog.Logger) *Env {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Env{Log: log, session: &vaultSession{conn: conn}, noChange: new(string)}
+	return &Env{Log: log, session: &vaultSession{}, noChange: new(string)}
 }
 
 // Named returns an Env for one step: the same Vault session, and a logger
@@ -253,10 +291,11 @@ func (e *Env) Vault(ctx context.Context) (*vaultapi.Client, error) {
 	return s.client, s.err
 }
 
-// Logout revokes the token rotplan got by logging in, if it did, so that
-// nothing it leaves behind in Vault outlives it; a token the operator gave
-// is left alone. Later calls to Vault fail.
-func (e *Env) Logout(ctx context.Context) error {
+// Close ends the sessions the Env opened that are its own to end, so that
+// nothing they leave behind outlives them: the Vault token rotplan got by
+// logging in, if it did, is revoked (a token the operator gave is left
+// alone). Later calls to Vault fail. A preview closes its Env at its end.
+func (e *Env) Close(ctx context.Context) error {
 	s := e.session
 	var client *vaultapi.Client
 	s.once.Do(func() { s.err = errors.New("logged out") }) // never log in now
@@ -268,7 +307,7 @@ func (e *Env) Logout(ctx context.Context) error {
 		return nil
 	}
 	if err := client.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
-		return fmt.Errorf("revoking the login token: %w", err)
+		return fmt.Errorf("logging out of Vault: revoking the login token: %w", err)
 	}
 	return nil
 }

@@ -453,7 +453,12 @@ func (c *command) report(v runView, report *engine.Report, err error, resume str
 				end.diags = append(end.diags, se.Diagnostics...)
 			}
 		}
-		end.other = len(stepErrs) == 0 && report.Rollback == engine.RollbackNone
+		// A settings block (vault) that could not be set up: nothing ran.
+		var settingsErr *engine.SettingsError
+		if errors.As(err, &settingsErr) {
+			end.diags = append(end.diags, settingsErr.Diagnostics...)
+		}
+		end.other = len(stepErrs) == 0 && settingsErr == nil && report.Rollback == engine.RollbackNone
 	}
 	v.end(end)
 	return exit

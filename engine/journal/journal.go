@@ -143,6 +143,18 @@ func newJournal(path string, f *os.File, size int64) *Journal {
 // Path returns the journal's file name.
 func (j *Journal) Path() string { return j.path }
 
+// BackupDir returns where this journal's run keeps what its steps replace
+// (see BackupDir).
+func (j *Journal) BackupDir() string { return BackupDir(j.path) }
+
+// BackupDir returns where the run whose journal is at path keeps what its
+// steps replace: STATE/backups/NNNNNN beside STATE/runs/NNNNNN.journal. The
+// directory may not exist: it is made by whoever first saves there.
+func BackupDir(path string) string {
+	state := filepath.Dir(filepath.Dir(path))
+	return filepath.Join(state, backupsDir, strings.TrimSuffix(filepath.Base(path), ".journal"))
+}
+
 // Append writes a record and returns once it is durable. Records appended
 // concurrently are made durable by one fsync: the first waiter syncs for
 // everyone whose record was written by then.
@@ -348,7 +360,7 @@ func (j *Journal) Close() error {
 }
 
 // CloseEmpty closes the journal and, when nothing was ever written to it (a
-// run that stopped before it started: no Vault address, say), removes its
+// run that stopped before it started: a service out of reach, say), removes its
 // file, which would otherwise sit in the state directory as a run that
 // never was. It reports whether it removed it.
 func (j *Journal) CloseEmpty() (removed bool, err error) {

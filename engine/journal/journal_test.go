@@ -15,8 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/rotplan/rotplan/steps"
 )
 
 // everyRecord returns one record of each type, with every field its type
@@ -35,7 +33,7 @@ func everyRecord() []Record {
 			Intent: map[string]string{"path": "/etc/tls/web.pem", "sha256": "ffee"}},
 		{Type: StepSucceeded, Time: at.Add(2 * time.Second), Step: "write.web",
 			Outputs: json.RawMessage(`{"path":"/etc/tls/web.pem","size":1234}`),
-			Facts:   []steps.Fact{{Name: "sha256", Value: "ffee"}}, Duration: Duration(1500 * time.Millisecond), Checked: true},
+			Facts:   []Fact{{Name: "sha256", Value: "ffee"}}, Duration: Duration(1500 * time.Millisecond), Checked: true},
 		{Type: StepFailed, Time: at.Add(3 * time.Second), Step: "issue.web", Error: "vault said no\nover two lines",
 			Duration: Duration(250 * time.Millisecond)},
 		{Type: RunResumed, Time: at.Add(4 * time.Second), Run: &forced},
@@ -794,5 +792,27 @@ func TestCloseEmpty(t *testing.T) {
 	}
 	if _, err := os.Stat(j.Path()); err != nil {
 		t.Errorf("the journal with a record is gone: %v", err)
+	}
+}
+
+// TestBackupDir: a run's backups go to STATE/backups/NNNNNN, beside its
+// journal STATE/runs/NNNNNN.journal, as the docs and the operator's
+// scripts have them.
+func TestBackupDir(t *testing.T) {
+	dir := t.TempDir()
+	for _, want := range []string{"000001", "000002"} {
+		j, err := Create(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := j.BackupDir(), filepath.Join(dir, "backups", want); got != want {
+			t.Errorf("BackupDir of %s = %s, want %s", j.Path(), got, want)
+		}
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := BackupDir("/var/lib/rotplan/runs/000042.journal"), "/var/lib/rotplan/backups/000042"; got != want {
+		t.Errorf("BackupDir = %s, want %s", got, want)
 	}
 }

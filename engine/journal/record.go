@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/rotplan/rotplan/internal/jsonenc"
-	"github.com/rotplan/rotplan/steps"
 )
 
 // The record types, in the order a run writes them.
@@ -73,7 +72,7 @@ type Record struct {
 	Intent   map[string]string `json:"intent,omitempty"`
 	Snapshot map[string]string `json:"snapshot,omitempty"`
 	Outputs  json.RawMessage   `json:"outputs,omitempty"`
-	Facts    []steps.Fact      `json:"facts,omitempty"`
+	Facts    []Fact            `json:"facts,omitempty"`
 	Checked  bool              `json:"checked,omitempty"`
 	Duration Duration          `json:"duration,omitempty"`
 	Error    string            `json:"error,omitempty"`
@@ -81,6 +80,14 @@ type Record struct {
 	Note     string            `json:"note,omitempty"`
 
 	Status string `json:"status,omitempty"`
+}
+
+// Fact is one named, printable detail of a step's result, journaled for
+// `rotplan status` (a kind's summary: a serial, an expiry, a digest). It is
+// never a secret.
+type Fact struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // RunInfo identifies what a run carries out, so that resume can tell whether

@@ -3,10 +3,9 @@ package journal
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
-
-	"github.com/rotplan/rotplan/steps"
 )
 
 // TestAppendRecordAsJSONMarshal: the hand-written encoding reads back, with
@@ -18,7 +17,7 @@ func TestAppendRecordAsJSONMarshal(t *testing.T) {
 			Intent:   map[string]string{"path": "/etc/x/\"q\".key", "sha256": "cd", "mode": "0600"},
 			Snapshot: map[string]string{"existed": "false", "path": "/etc/x"}},
 		{Type: StepSucceeded, Time: at, Step: "issue.leaf", Outputs: json.RawMessage(`{"serial_number":"1a:2b","ca_chain":["a\nb"]}`),
-			Facts: []steps.Fact{{Name: "serial", Value: "1a:2b"}, {Name: "not after", Value: "<2026> & \x01"}}, Checked: true,
+			Facts: []Fact{{Name: "serial", Value: "1a:2b"}, {Name: "not after", Value: "<2026> & \x01"}}, Checked: true,
 			Duration: Duration(1234567 * time.Nanosecond)},
 		{Type: StepFailed, Time: at, Step: "reload.vault", Error: "signal: no such process\n\tat pid 12", Duration: Duration(3 * time.Hour)},
 		{Type: StepSkipped, Time: at, Step: "issue.admin", Reason: "612h left ✓ \xff"},
@@ -56,5 +55,37 @@ func TestAppendRecordAsJSONMarshal(t *testing.T) {
 		if dec, err := decode(line[:len(line)-1]); err != nil || dec.Type != r.Type || !dec.Time.Equal(r.Time) {
 			t.Errorf("encode/decode of %s: %+v, %v", r.Type, dec, err)
 		}
+	}
+}
+
+// TestFactsOnDisk: a step's facts are journaled byte for byte as before
+// the journal had a Fact type of its own (steps.Fact, with the same JSON
+// names), and read back from such a line.
+func TestFactsOnDisk(t *testing.T) {
+	r := Record{Type: StepSucceeded, Time: time.Date(2026, 11, 25, 19, 50, 6, 808123456, time.UTC), Step: "issue.leaf",
+		Facts: []Fact{{Name: "serial", Value: "1a:2b"}, {Name: "not after", Value: "<2026> & \x01"}}}
+	// The line a journal written before held for r.
+	const old = `691437bc {"type":"step_succeeded","time":"2026-11-25T19:50:06.808123456Z","step":"issue.leaf",` +
+		`"facts":[{"name":"serial","value":"1a:2b"},{"name":"not after","value":"<2026> & \u0001"}]}` + "\n"
+	line, err := encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(line) != old {
+		t.Errorf("encoded\n%s\nwant\n%s", line, old)
+	}
+	back, err := decode([]byte(old[:len(old)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.Facts, r.Facts) {
+		t.Errorf("read back %#v, want %#v", back.Facts, r.Facts)
+	}
+	marshalled, err := json.Marshal(Record{Facts: r.Facts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"facts":[{"name":"serial","value":"1a:2b"},{"name":"not after","value":"\u003c2026\u003e \u0026 \u0001"}]`; !strings.Contains(string(marshalled), want) {
+		t.Errorf("json.Marshal wrote %s, want it to hold %s", marshalled, want)
 	}
 }
