@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"reflect"
 	"runtime"
 	"sort"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/rotplan/rotplan/engine/journal"
-	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -30,25 +28,9 @@ const walkRepeats = 50
 // compileWith compiles a plan held in a string with the given step kinds.
 func compileWith(t *testing.T, src string, vars map[string]string, kinds steps.Registry) *Program {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "plan.hcl")
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	plan, diags := plans.NewParser().LoadPlan(path, kinds.Names())
+	prog, diags := loadSource(t, src, vars, kinds)
 	if diags.HasErrors() {
-		t.Fatalf("LoadPlan: %s", diags.Error())
-	}
-	inputs := plans.Inputs{}
-	for k, v := range vars {
-		inputs.AddFlag(k + "=" + v)
-	}
-	values, diags := plans.ResolveVariables(plan, inputs)
-	if diags.HasErrors() {
-		t.Fatalf("ResolveVariables: %s", diags.Error())
-	}
-	prog, diags := Compile(plan, values, kinds)
-	if diags.HasErrors() {
-		t.Fatalf("Compile: %s", diags.Error())
+		t.Fatalf("Load: %s", diags.Error())
 	}
 	return prog
 }
