@@ -328,24 +328,6 @@ func anyContains(items []string, sub string) bool {
 	return false
 }
 
-// issueRequestData is the request Issue.Apply sends for r.
-func issueRequestData(r issueRequest) map[string]any {
-	data := map[string]any{"common_name": r.commonName, "format": "pem"}
-	if len(r.altNames) > 0 {
-		data["alt_names"] = strings.Join(r.altNames, ",")
-	}
-	if len(r.ipSANs) > 0 {
-		data["ip_sans"] = strings.Join(r.ipSANs, ",")
-	}
-	if len(r.uris) > 0 {
-		data["uri_sans"] = strings.Join(r.uris, ",")
-	}
-	if r.ttl != "" {
-		data["ttl"] = r.ttl
-	}
-	return data
-}
-
 // vaultBlames returns the argument Vault's refusal is about, "" when it
 // issued or the message does not say.
 func vaultBlames(err error, r issueRequest) string {
@@ -520,7 +502,7 @@ func TestCheckRoleAgainstVault(t *testing.T) {
 			name := fmt.Sprintf("%s/cn=%q alt=%q ip=%q uri=%q ttl=%q", role.name, rq.cn, rq.alt, rq.ips, rq.uris, rq.ttl)
 			t.Run(name, func(t *testing.T) {
 				problems, notes := checkRole(secret.Data, req)
-				issued, err := root.Logical().WriteWithContext(ctx, "pki-prod/issue/"+role.name, issueRequestData(req))
+				issued, err := root.Logical().WriteWithContext(ctx, "pki-prod/issue/"+role.name, req.arguments())
 				vaultIssued := err == nil
 				if err != nil {
 					t.Logf("Vault refused: %v", err)
