@@ -66,29 +66,20 @@ func newCannedIssue(b *testing.B) *cannedIssue {
 func BenchmarkApplyLeaves(b *testing.B) {
 	const apps = 100
 	kinds := steps.Registry{"issue": newCannedIssue(b), "write": (*steps.Write)(nil), "verify": (*steps.Verify)(nil)}
-	plan, diags := plans.NewParser().LoadPlan(filepath.Join("..", "examples", "leaves.hcl"), kinds.Names())
-	if diags.HasErrors() {
-		b.Fatal(diags)
-	}
 	for b.Loop() {
 		b.StopTimer()
 		dir := b.TempDir()
-		inputs := plans.Inputs{}
-		inputs.AddFlag("dir=" + dir)
-		inputs.AddFlag(fmt.Sprintf("apps=%d", apps))
-		values, diags := plans.ResolveVariables(plan, inputs)
-		if diags.HasErrors() {
-			b.Fatal(diags)
-		}
 		j, err := journal.Create(filepath.Join(dir, "state"))
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		prog, diags := Compile(plan, values, kinds)
+		src := Sources{Plan: filepath.Join("..", "examples", "leaves.hcl"), Vars: []string{"dir=" + dir, fmt.Sprintf("apps=%d", apps)}}
+		l, diags := Load(plans.NewParser(), src, kinds)
 		if diags.HasErrors() {
 			b.Fatal(diags)
 		}
+		prog := l.Program
 		opts := Options{Journal: j, Parallelism: 16, Rollback: true}
 		if _, err := prog.Apply(context.Background(), opts); err != nil {
 			b.Fatal(err)

@@ -77,27 +77,25 @@ func (r *record) Apply(_ context.Context, env *steps.Env, cfg steps.Config) (cty
 // and, as a second kind, "other".
 func compileSource(t *testing.T, src string, vars map[string]string) (*Program, *record, hcl.Diagnostics) {
 	t.Helper()
+	rec := &record{}
+	prog, diags := loadSource(t, src, vars, steps.Registry{"rec": rec, "other": rec})
+	return prog, rec, diags
+}
+
+// loadSource compiles a plan held in a string with the given step kinds
+// and -var values, through Load as the commands do.
+func loadSource(t testing.TB, src string, vars map[string]string, kinds steps.Registry) (*Program, hcl.Diagnostics) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "plan.hcl")
 	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	rec := &record{}
-	kinds := steps.Registry{"rec": rec, "other": rec}
-	parser := plans.NewParser()
-	plan, diags := parser.LoadPlan(path, kinds.Names())
-	if diags.HasErrors() {
-		return nil, rec, diags
-	}
-	inputs := plans.Inputs{}
+	var flags []string
 	for k, v := range vars {
-		inputs.AddFlag(k + "=" + v)
+		flags = append(flags, k+"="+v)
 	}
-	values, diags := plans.ResolveVariables(plan, inputs)
-	if diags.HasErrors() {
-		return nil, rec, diags
-	}
-	prog, diags := Compile(plan, values, kinds)
-	return prog, rec, diags
+	l, diags := Load(plans.NewParser(), Sources{Plan: path, Vars: flags}, kinds)
+	return l.Program, diags
 }
 
 func mustCompile(t *testing.T, src string) (*Program, *record) {

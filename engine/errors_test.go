@@ -119,23 +119,11 @@ quoting "q" {
   input = ` + tt.input + `
 }
 `
-			path := filepath.Join(t.TempDir(), "plan.hcl")
-			if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-				t.Fatal(err)
-			}
 			kinds := steps.Registry{"rec": &record{}, "quoting": quoting{}}
-			plan, diags := plans.NewParser().LoadPlan(path, kinds.Names())
-			if diags.HasErrors() {
+			prog, diags := loadSource(t, src, map[string]string{"secret": marker, "plain": marker}, kinds)
+			if prog == nil {
 				t.Fatal(diags.Error())
 			}
-			in := plans.Inputs{}
-			in.AddFlag("secret=" + marker)
-			in.AddFlag("plain=" + marker)
-			values, diags := plans.ResolveVariables(plan, in)
-			if diags.HasErrors() {
-				t.Fatal(diags.Error())
-			}
-			prog, diags := Compile(plan, values, kinds)
 			var shown string
 			switch {
 			case diags.HasErrors():

@@ -66,36 +66,14 @@ func FuzzCompile(f *testing.F) {
 		if err := os.WriteFile(varPath, varSrc, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		inFiles := func(diags hcl.Diagnostics) {
-			t.Helper()
-			for _, d := range diags {
-				if d.Severity != hcl.DiagError {
-					continue
-				}
-				if d.Subject == nil || (d.Subject.Filename != path && d.Subject.Filename != varPath && d.Subject.Filename != "<-var dir>") {
-					t.Fatalf("error diagnostic %q (%s) points into no file given: %v", d.Summary, d.Detail, d.Subject)
-				}
+		_, diags := Load(plans.NewParser(), Sources{Plan: path, VarFiles: []string{varPath}, Vars: []string{"dir=" + dir}}, kinds)
+		for _, d := range diags {
+			if d.Severity != hcl.DiagError {
+				continue
+			}
+			if d.Subject == nil || (d.Subject.Filename != path && d.Subject.Filename != varPath && d.Subject.Filename != "<-var dir>") {
+				t.Fatalf("error diagnostic %q (%s) points into no file given: %v", d.Summary, d.Detail, d.Subject)
 			}
 		}
-		parser := plans.NewParser()
-		plan, diags := parser.LoadPlan(path, kinds.Names())
-		inFiles(diags)
-		if diags.HasErrors() {
-			return
-		}
-		inputs := plans.Inputs{}
-		diags = parser.LoadVarFile(varPath, inputs)
-		inFiles(diags)
-		if diags.HasErrors() {
-			return
-		}
-		inputs.AddFlag("dir=" + dir)
-		values, diags := plans.ResolveVariables(plan, inputs)
-		inFiles(diags)
-		if diags.HasErrors() {
-			return
-		}
-		_, diags = Compile(plan, values, kinds)
-		inFiles(diags)
 	})
 }

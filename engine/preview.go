@@ -133,6 +133,11 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 		Addr: addr, Kind: n.step.Kind, Name: strings.TrimPrefix(addr, n.step.Kind+"."), DeclRange: n.step.DeclRange,
 		DependsOn: p.graph.DependsOn(addr), Action: steps.Replace,
 	}
+	if _, ok := n.kind.(steps.ReadOnly); ok {
+		// Whatever its own preview finds, or when it has none, or its
+		// arguments are wrong: a step that only reads changes nothing.
+		sp.Action = steps.Check
+	}
 	outputs[addr] = plannedOutputs(n, cty.NilVal)
 	evalCtx := p.contextFor(n, outputs)
 	val, diags := n.base.dec.decode(evalCtx)

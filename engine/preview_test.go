@@ -304,6 +304,55 @@ func (settledKind) Plan(context.Context, *steps.Env, steps.Config) (steps.Previe
 	return steps.Preview{Action: steps.NoChange, Reason: "in place"}, nil
 }
 
+// looker is a fake kind that only reads and has no preview of its own. It
+// refuses the input "bad".
+type looker struct{ sink }
+
+func (looker) ReadOnly() {}
+
+func (looker) Validate(cfg steps.Config) error {
+	if cfg.Known("input") && cfg.String("input") == "bad" {
+		return &steps.AttrError{Path: "input", Err: errors.New("bad input")}
+	}
+	return nil
+}
+
+// TestPreviewReadOnlyIsACheck: a step of a kind that only reads is
+// previewed as a check, even when its kind has no preview of its own or its
+// arguments are wrong; a step of a kind that may change something and has
+// no preview is previewed as a replace.
+func TestPreviewReadOnlyIsACheck(t *testing.T) {
+	tests := []struct {
+		name, input string
+		wantErrors  bool
+	}{
+		{"no preview", `"fine"`, false},
+		{"invalid arguments", `"bad"`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prog, diags := loadSource(t, `
+look "a" {
+  input = `+tt.input+`
+}
+rec "b" {
+  input = "x"
+}
+`, nil, steps.Registry{"look": looker{}, "rec": &record{}})
+			if prog == nil || diags.HasErrors() != tt.wantErrors {
+				t.Fatalf("Load: program %v, diagnostics %s", prog != nil, diags.Error())
+			}
+			pv := prog.Preview(context.Background(), testOptions())
+			if s := previewStep(t, pv, "look.a"); s.Action != steps.Check {
+				t.Errorf("look.a: %q, want %q", s.Action, steps.Check)
+			}
+			if s := previewStep(t, pv, "rec.b"); s.Action != steps.Replace {
+				t.Errorf("rec.b: %q, want %q", s.Action, steps.Replace)
+			}
+		})
+	}
+}
+
 func TestResumeKeepsTheSkips(t *testing.T) {
 	src := skipPlan + `
 rec "fails" {

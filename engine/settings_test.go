@@ -3,45 +3,19 @@ package engine
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
-	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
 )
 
-// compileKinds compiles a plan held in a string with the given variables
-// and step kinds, and returns what Compile found.
-func compileKinds(t *testing.T, src string, vars map[string]string, kinds steps.Registry) (*Program, hcl.Diagnostics) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "plan.hcl")
-	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	plan, diags := plans.NewParser().LoadPlan(path, kinds.Names())
-	if diags.HasErrors() {
-		t.Fatalf("LoadPlan: %s", diags.Error())
-	}
-	inputs := plans.Inputs{}
-	for k, v := range vars {
-		inputs.AddFlag(k + "=" + v)
-	}
-	values, diags := plans.ResolveVariables(plan, inputs)
-	if diags.HasErrors() {
-		t.Fatalf("ResolveVariables: %s", diags.Error())
-	}
-	return Compile(plan, values, kinds)
-}
-
 func TestCompileChecksTheVaultBlock(t *testing.T) {
 	kinds := steps.Registry{"rec": &record{}, "issue": (*steps.Issue)(nil)}
-	_, diags := compileKinds(t, "vault {\n  auth {\n    method = \"ldap\"\n  }\n}\n", nil, kinds)
+	_, diags := loadSource(t, "vault {\n  auth {\n    method = \"ldap\"\n  }\n}\n", nil, kinds)
 	if !diags.HasErrors() || diags[0].Summary != "Invalid Vault connection" || diags[0].Subject.Start.Line != 3 {
 		t.Fatalf("want an error at the auth method (line 3), got %v", diags)
 	}
@@ -102,7 +76,7 @@ rec "a" {
 // Check when compiling and to Open when a run or a preview starts.
 func TestSettingsBlock(t *testing.T) {
 	f := &fakeSetting{}
-	prog, diags := compileKinds(t, settingsPlan, nil, steps.Registry{"rec": settingsUser{&record{}, f}})
+	prog, diags := loadSource(t, settingsPlan, nil, steps.Registry{"rec": settingsUser{&record{}, f}})
 	if diags.HasErrors() {
 		t.Fatal(diags.Error())
 	}
@@ -124,7 +98,7 @@ func TestSettingsBlock(t *testing.T) {
 // opened empty, and not checked.
 func TestSettingsBlockAbsent(t *testing.T) {
 	f := &fakeSetting{}
-	prog, diags := compileKinds(t, `rec "a" { input = "x" }`, nil, steps.Registry{"rec": settingsUser{&record{}, f}})
+	prog, diags := loadSource(t, `rec "a" { input = "x" }`, nil, steps.Registry{"rec": settingsUser{&record{}, f}})
 	if diags.HasErrors() {
 		t.Fatal(diags.Error())
 	}
@@ -152,7 +126,7 @@ func TestSettingsBlockErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeSetting{checkErr: tt.checkErr, openErr: tt.openErr}
-			prog, diags := compileKinds(t, settingsPlan, nil, steps.Registry{"rec": settingsUser{&record{}, f}})
+			prog, diags := loadSource(t, settingsPlan, nil, steps.Registry{"rec": settingsUser{&record{}, f}})
 			check := func(what string, diags hcl.Diagnostics) {
 				t.Helper()
 				if len(diags) != 1 || diags[0].Severity != hcl.DiagError || diags[0].Summary != "Invalid connection" ||
@@ -193,7 +167,7 @@ func TestSettingsBlockErrors(t *testing.T) {
 // TestSettingsBlockNoKindUses: a settings block that no kind uses is an
 // error, not ignored.
 func TestSettingsBlockNoKindUses(t *testing.T) {
-	_, diags := compileKinds(t, settingsPlan, nil, steps.Registry{"rec": &record{}})
+	_, diags := loadSource(t, settingsPlan, nil, steps.Registry{"rec": &record{}})
 	if len(diags) != 1 || diags[0].Summary != "Unsupported block type" || diags[0].Subject.Start.Line != 4 {
 		t.Fatalf("want one error at the vault block (line 4), got %v", diags)
 	}

@@ -28,9 +28,9 @@ const walkRepeats = 50
 // compileWith compiles a plan held in a string with the given step kinds.
 func compileWith(t *testing.T, src string, vars map[string]string, kinds steps.Registry) *Program {
 	t.Helper()
-	prog, diags := compileKinds(t, src, vars, kinds)
+	prog, diags := loadSource(t, src, vars, kinds)
 	if diags.HasErrors() {
-		t.Fatalf("Compile: %s", diags.Error())
+		t.Fatalf("Load: %s", diags.Error())
 	}
 	return prog
 }

@@ -104,6 +104,26 @@ type issueRequest struct {
 	current     string
 }
 
+// arguments are what Apply sends to MOUNT/issue/ROLE for r: the lists
+// joined by commas, as Vault's API takes them, and only the arguments the
+// step gives, so that Vault applies its own defaults to the rest.
+func (r issueRequest) arguments() map[string]any {
+	args := map[string]any{"common_name": r.commonName, "format": "pem"}
+	if len(r.altNames) > 0 {
+		args["alt_names"] = strings.Join(r.altNames, ",")
+	}
+	if len(r.ipSANs) > 0 {
+		args["ip_sans"] = strings.Join(r.ipSANs, ",")
+	}
+	if len(r.uris) > 0 {
+		args["uri_sans"] = strings.Join(r.uris, ",")
+	}
+	if r.ttl != "" {
+		args["ttl"] = r.ttl
+	}
+	return args
+}
+
 func parseIssue(cfg Config) (issueRequest, error) {
 	r := issueRequest{ttl: cfg.String("ttl")}
 	var errMount, errRole, errCN, errTTL, errAlt, errIP, errURI, errRevoke, errRollback error
@@ -185,21 +205,8 @@ func (*Issue) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 	if err != nil {
 		return cty.NilVal, err
 	}
-	data := map[string]any{"common_name": req.commonName, "format": "pem"}
-	if len(req.altNames) > 0 {
-		data["alt_names"] = strings.Join(req.altNames, ",")
-	}
-	if len(req.ipSANs) > 0 {
-		data["ip_sans"] = strings.Join(req.ipSANs, ",")
-	}
-	if len(req.uris) > 0 {
-		data["uri_sans"] = strings.Join(req.uris, ",")
-	}
-	if req.ttl != "" {
-		data["ttl"] = req.ttl
-	}
 	path := req.mount + "/issue/" + req.role
-	secret, err := client.Logical().WriteWithContext(ctx, path, data)
+	secret, err := client.Logical().WriteWithContext(ctx, path, req.arguments())
 	if err != nil {
 		return cty.NilVal, pkiError(ctx, client, cfg, req, "writing "+path, err)
 	}

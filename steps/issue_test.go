@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -565,6 +566,36 @@ func TestIssueValidateRevokeOnRollback(t *testing.T) {
 			})
 			if err := (&Issue{}).Validate(cfg); err != tt.want {
 				t.Errorf("Validate: %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestIssueRequestArguments: what Apply sends to MOUNT/issue/ROLE (and what
+// TestCheckRoleAgainstVault sends to compare checkRole with Vault): lists
+// joined by commas, as Vault's API takes them, and only the arguments the
+// step gives, so that Vault applies its own defaults to the rest.
+func TestIssueRequestArguments(t *testing.T) {
+	tests := []struct {
+		name string
+		req  issueRequest
+		want map[string]any
+	}{
+		{"common name only", issueRequest{mount: "pki", role: "r", commonName: "a.test"},
+			map[string]any{"common_name": "a.test", "format": "pem"}},
+		{"no common name", issueRequest{altNames: []string{"x.test"}},
+			map[string]any{"common_name": "", "format": "pem", "alt_names": "x.test"}},
+		{"every argument", issueRequest{mount: "pki", role: "r", commonName: "a.test", altNames: []string{"b.test", "c.test"},
+			ipSANs: []string{"127.0.0.1", "::1"}, uris: []string{"spiffe://x/y", "https://z"}, ttl: "24h", revokeSuperseded: true, renewBefore: time.Hour, current: "/tmp/x.crt"},
+			map[string]any{"common_name": "a.test", "format": "pem", "alt_names": "b.test,c.test", "ip_sans": "127.0.0.1,::1",
+				"uri_sans": "spiffe://x/y,https://z", "ttl": "24h"}},
+		{"empty lists", issueRequest{commonName: "a.test", altNames: []string{}, ipSANs: []string{}, uris: []string{}},
+			map[string]any{"common_name": "a.test", "format": "pem"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.req.arguments(); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("arguments() = %#v, want %#v", got, tt.want)
 			}
 		})
 	}

@@ -52,9 +52,10 @@ func makeCert(t *testing.T, cn string, parent *x509.Certificate, parentKey *ecds
 	}
 	nextSerial++
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(nextSerial),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
+		SerialNumber: big.NewInt(nextSerial),
+		Subject:      pkix.Name{CommonName: cn},
+		// Valid on synctest's clock too, which starts at 2000-01-01.
+		NotBefore:             time.Date(1999, 1, 1, 0, 0, 0, 0, time.UTC),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		BasicConstraintsValid: true,
 		IsCA:                  isCA,

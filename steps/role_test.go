@@ -3,7 +3,10 @@ package steps
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -200,17 +203,112 @@ func TestCheckRole(t *testing.T) {
 	}
 }
 
-// TestCheckRoleOddData feeds every field odd values: checkRole must not
-// panic, whatever Vault (or something in front of it) returns.
-func TestCheckRoleOddData(t *testing.T) {
-	odd := []any{nil, 3.5, -1, "", "x", json.Number("abc"), json.Number("-5"), json.Number("1e300"), []any{1, nil}, []string{}, map[string]any{}, true}
-	req := issueRequest{role: "r", commonName: "a.example.com", altNames: []string{"b.example.com", "*"}, ipSANs: []string{"127.0.0.1"}, uris: []string{"spiffe://x"}, ttl: "24h"}
-	for key := range vaultRole(nil) {
+// roleKeys are the fields of a role's data that checkRole reads, in a fixed
+// order for the fuzz test to pick from.
+var roleKeys = slices.Sorted(maps.Keys(vaultRole(nil)))
+
+// oddValue builds a value of a role field as something in front of Vault
+// might return it, from the fuzzer's inputs: kind picks the Go type.
+func oddValue(kind uint8, s string, f float64) any {
+	switch kind % 9 {
+	case 0:
+		return nil
+	case 1:
+		return f
+	case 2:
+		return int(f)
+	case 3:
+		return s
+	case 4:
+		return json.Number(s)
+	case 5:
+		return []any{int(f), nil}
+	case 6:
+		if s == "" {
+			return []string{}
+		}
+		return strings.Split(s, ",")
+	case 7:
+		return map[string]any{s: f}
+	default:
+		return f != 0
+	}
+}
+
+// FuzzCheckRoleOddData gives one field of a role's data an odd value
+// and checkRole an odd request. Whatever Vault (or something in front of
+// it) returns, checkRole must not panic; every problem names the argument
+// it is about, and only an argument the request gives (or "role", or
+// common_name, which require_cn may demand); and a field it cannot read is
+// noted and read as if it were missing, as readPKIRole promises.
+func FuzzCheckRoleOddData(f *testing.F) {
+	// The cases of the test this replaced: every field, every odd value.
+	odd := []struct {
+		kind uint8
+		s    string
+		f    float64
+	}{
+		{0, "", 0}, {1, "", 3.5}, {2, "", -1}, {3, "", 0}, {3, "x", 0}, {4, "abc", 0}, {4, "-5", 0}, {4, "1e300", 0},
+		{5, "", 1}, {6, "", 0}, {7, "", 0}, {8, "", 1},
+	}
+	for i := range roleKeys {
 		for _, v := range odd {
-			checkRole(vaultRole(map[string]any{key: v}), req)
+			f.Add(true, uint8(i), v.kind, v.s, v.f, "r", "a.example.com", "b.example.com,*", "127.0.0.1", "spiffe://x", "24h")
 		}
 	}
-	checkRole(map[string]any{}, issueRequest{})
+	f.Add(false, uint8(0), uint8(0), "", 0.0, "", "", "", "", "", "")
+	// One argument at a time, each refused.
+	f.Add(true, uint8(0), uint8(8), "", 1.0, "r", "a.test", "", "localhost", "", "")
+	f.Add(true, uint8(0), uint8(8), "", 1.0, "r", "a.test", "", "", "spiffe://x/y", "")
+	f.Add(true, uint8(0), uint8(8), "", 1.0, "r", "a.test", "x..y", "", "", "")
+	f.Add(true, uint8(0), uint8(8), "", 1.0, "r", "", "", "", "", "")
+	f.Fuzz(func(t *testing.T, base bool, key, kind uint8, s string, fl float64, name, cn, alt, ip, uri, ttl string) {
+		role := map[string]any{}
+		if base {
+			role = vaultRole(nil)
+		}
+		field := roleKeys[int(key)%len(roleKeys)]
+		role[field] = oddValue(kind, s, fl)
+		req := issueRequest{role: name, commonName: cn, ttl: ttl}
+		if alt != "" {
+			req.altNames = []string{alt}
+		}
+		if ip != "" {
+			req.ipSANs = []string{ip}
+		}
+		if uri != "" {
+			req.uris = []string{uri}
+		}
+		problems, notes := checkRole(role, req)
+
+		given := map[string]bool{"role": true, "common_name": true, "alt_names": alt != "", "ip_sans": ip != "", "uri_sans": uri != "", "ttl": ttl != ""}
+		for _, p := range problems {
+			var ae *AttrError
+			if !errors.As(p, &ae) || !given[ae.Path] {
+				t.Errorf("problem %q names no argument the request gives", p)
+			}
+		}
+
+		unread := "cannot read " + field + " ("
+		var others []string
+		for _, n := range notes {
+			if !strings.Contains(n, unread) {
+				others = append(others, n)
+			}
+		}
+		if len(others) == len(notes) {
+			return // the field was read
+		}
+		value := role[field]
+		delete(role, field)
+		wantProblems, wantNotes := checkRole(role, req)
+		if got, want := errorStrings(problems), errorStrings(wantProblems); !slices.Equal(got, want) {
+			t.Errorf("%s = %#v is noted as unreadable but not read as missing: problems %q, without it %q", field, value, got, want)
+		}
+		if !slices.Equal(others, wantNotes) {
+			t.Errorf("%s = %#v is noted as unreadable but not read as missing: notes %q, without it %q", field, value, others, wantNotes)
+		}
+	})
 }
 
 func errorStrings(errs []error) []string {
@@ -228,24 +326,6 @@ func anyContains(items []string, sub string) bool {
 		}
 	}
 	return false
-}
-
-// issueRequestData is the request Issue.Apply sends for r.
-func issueRequestData(r issueRequest) map[string]any {
-	data := map[string]any{"common_name": r.commonName, "format": "pem"}
-	if len(r.altNames) > 0 {
-		data["alt_names"] = strings.Join(r.altNames, ",")
-	}
-	if len(r.ipSANs) > 0 {
-		data["ip_sans"] = strings.Join(r.ipSANs, ",")
-	}
-	if len(r.uris) > 0 {
-		data["uri_sans"] = strings.Join(r.uris, ",")
-	}
-	if r.ttl != "" {
-		data["ttl"] = r.ttl
-	}
-	return data
 }
 
 // vaultBlames returns the argument Vault's refusal is about, "" when it
@@ -422,7 +502,7 @@ func TestCheckRoleAgainstVault(t *testing.T) {
 			name := fmt.Sprintf("%s/cn=%q alt=%q ip=%q uri=%q ttl=%q", role.name, rq.cn, rq.alt, rq.ips, rq.uris, rq.ttl)
 			t.Run(name, func(t *testing.T) {
 				problems, notes := checkRole(secret.Data, req)
-				issued, err := root.Logical().WriteWithContext(ctx, "pki-prod/issue/"+role.name, issueRequestData(req))
+				issued, err := root.Logical().WriteWithContext(ctx, "pki-prod/issue/"+role.name, req.arguments())
 				vaultIssued := err == nil
 				if err != nil {
 					t.Logf("Vault refused: %v", err)

@@ -209,6 +209,7 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, v.timeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
 
 	var result checkResult
 	var last error // the last failure that says something: not the deadline
@@ -219,7 +220,10 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		if err == nil {
 			break
 		}
-		if last == nil || ctx.Err() == nil {
+		// An attempt the deadline cut short says only that ("i/o
+		// timeout"), even before ctx says it is done: the dial's own
+		// deadline may fire before the context's timer.
+		if last == nil || ctx.Err() == nil && time.Now().Before(deadline) {
 			last = err
 		}
 		var input *inputError

@@ -8,9 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
+	"github.com/aymanbagabas/go-udiff"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/rotplan/rotplan/internal/atomicfile"
@@ -190,148 +190,13 @@ func replaceFile(path string, data []byte) error {
 // writeUnifiedDiff prints the change from a to b in unified format with three
 // lines of context, as diff -u does.
 func writeUnifiedDiff(w io.Writer, path string, a, b []byte) {
-	al, bl := splitLines(a), splitLines(b)
-	ops := diffLines(al, bl)
-	const context = 3
-	fmt.Fprintf(w, "--- old/%s\n+++ new/%s\n", filepath.ToSlash(path), filepath.ToSlash(path))
-	// ops[i] for i in [start, end) make one hunk: changes no more than
-	// 2*context equal lines apart, with up to context equal lines around.
-	for i := 0; i < len(ops); {
-		for i < len(ops) && ops[i].kind == ' ' {
-			i++
-		}
-		if i == len(ops) {
-			break
-		}
-		start := max(i-context, 0)
-		end := i
-		for j := i; j < len(ops); j++ {
-			if ops[j].kind != ' ' {
-				end = j + 1
-			} else if j-end >= 2*context {
-				break
-			}
-		}
-		end = min(end+context, len(ops))
-		var aStart, aLen, bStart, bLen int
-		aStart, bStart = ops[start].a, ops[start].b
-		for _, op := range ops[start:end] {
-			if op.kind != '+' {
-				aLen++
-			}
-			if op.kind != '-' {
-				bLen++
-			}
-		}
-		fmt.Fprintf(w, "@@ -%s +%s @@\n", hunkRange(aStart, aLen), hunkRange(bStart, bLen))
-		for _, op := range ops[start:end] {
-			line := op.line
-			fmt.Fprintf(w, "%c%s", op.kind, line)
-			if !strings.HasSuffix(line, "\n") {
-				fmt.Fprint(w, "\n\\ No newline at end of file\n")
-			}
-		}
-		i = end
+	path = filepath.ToSlash(path)
+	diff, err := udiff.ToUnified("old/"+path, "new/"+path, string(a), udiff.Lines(string(a), string(b)), diffContext)
+	if err != nil {
+		panic(err) // the edits were computed from a: they always apply
 	}
+	io.WriteString(w, diff)
 }
 
-// hunkRange formats one side of a hunk header; start is 0-based. As in GNU
-// diff, an empty side names the line before it.
-func hunkRange(start, n int) string {
-	switch n {
-	case 0:
-		return fmt.Sprintf("%d,0", start)
-	case 1:
-		return fmt.Sprintf("%d", start+1)
-	}
-	return fmt.Sprintf("%d,%d", start+1, n)
-}
-
-// splitLines splits after each newline, keeping it, so that a missing final
-// newline shows in the diff.
-func splitLines(s []byte) []string {
-	if len(s) == 0 {
-		return nil
-	}
-	lines := strings.SplitAfter(string(s), "\n")
-	if lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
-	return lines
-}
-
-// diffOp is one line of a diff: ' ' kept, '-' removed, '+' added; a and b
-// are the 0-based positions it is at, or would be at, in each side.
-type diffOp struct {
-	kind rune
-	line string
-	a, b int
-}
-
-// diffLines returns a shortest edit script from a to b, by Myers' O(ND)
-// algorithm. It keeps each round's frontier to walk back through, O(D²)
-// memory in all, which plan files are short enough to afford.
-func diffLines(a, b []string) []diffOp {
-	n, m := len(a), len(b)
-	// v[maxD+1+k] is how far along a the furthest path on diagonal k = x-y
-	// has got; frontiers[d] holds diagonals -d-1..d+1 of v before round d,
-	// all that walking back through round d reads.
-	maxD := n + m
-	v := make([]int, 2*maxD+3)
-	var frontiers [][]int
-	for d := 0; d <= maxD; d++ {
-		frontiers = append(frontiers, slices.Clone(v[maxD-d:maxD+d+3]))
-		done := false
-		for k := -d; k <= d; k += 2 {
-			var x int
-			if k == -d || (k != d && v[maxD+k] < v[maxD+k+2]) {
-				x = v[maxD+k+2] // down from diagonal k+1: add b[y-1]
-			} else {
-				x = v[maxD+k] + 1 // right from diagonal k-1: remove a[x-1]
-			}
-			y := x - k
-			for x < n && y < m && a[x] == b[y] {
-				x, y = x+1, y+1
-			}
-			v[maxD+k+1] = x
-			if x >= n && y >= m {
-				done = true
-				break
-			}
-		}
-		if done {
-			break
-		}
-	}
-	var ops []diffOp
-	x, y := n, m
-	for d := len(frontiers) - 1; d >= 0; d-- {
-		at := func(k int) int { return frontiers[d][k+d+1] }
-		k := x - y
-		prevK := k - 1
-		if k == -d || (k != d && at(k-1) < at(k+1)) {
-			prevK = k + 1
-		}
-		prevX, prevY := 0, 0
-		if d > 0 {
-			prevX = at(prevK)
-			prevY = prevX - prevK
-		}
-		for x > prevX && y > prevY {
-			x, y = x-1, y-1
-			ops = append(ops, diffOp{' ', a[x], x, y})
-		}
-		if d == 0 {
-			break
-		}
-		if x == prevX {
-			y--
-			ops = append(ops, diffOp{'+', b[y], x, y})
-		} else {
-			x--
-			ops = append(ops, diffOp{'-', a[x], x, y})
-		}
-	}
-	slices.Reverse(ops)
-	return ops
-}
+// diffContext is how many unchanged lines surround each change in a diff.
+const diffContext = 3

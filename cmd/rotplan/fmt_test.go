@@ -281,9 +281,12 @@ func TestUnifiedDiff(t *testing.T) {
 	}
 }
 
-// TestDiffLinesIsShortest checks the edit script on random inputs: it must
-// turn a into b, and be as short as the longest common subsequence allows.
-func TestDiffLinesIsShortest(t *testing.T) {
+// TestUnifiedDiffIsShortest checks the diff on random inputs: applied to
+// a as a patch, it must give b, and it must change no more lines than the
+// longest common subsequence allows. (go-udiff's search is exact for the
+// few changed lines here; past about a hundred it bounds its work, and a
+// diff may then be longer than the shortest.)
+func TestUnifiedDiffIsShortest(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	random := func() []string {
 		lines := make([]string, rng.Intn(12))
@@ -292,28 +295,74 @@ func TestDiffLinesIsShortest(t *testing.T) {
 		}
 		return lines
 	}
+	text := func(lines []string) []byte {
+		var b bytes.Buffer
+		for _, l := range lines {
+			b.WriteString(l + "\n")
+		}
+		return b.Bytes()
+	}
 	for i := 0; i < 2000; i++ {
 		a, b := random(), random()
-		var gotA, gotB []string
-		edits := 0
-		for _, op := range diffLines(a, b) {
-			if op.kind != '+' {
-				gotA = append(gotA, op.line)
-			}
-			if op.kind != '-' {
-				gotB = append(gotB, op.line)
-			}
-			if op.kind != ' ' {
-				edits++
-			}
+		var out bytes.Buffer
+		writeUnifiedDiff(&out, "p.hcl", text(a), text(b))
+		got, edits, err := applyUnified(a, out.String())
+		if err != nil {
+			t.Fatalf("diff of %q and %q: %v:\n%s", a, b, err, out.String())
 		}
-		if strings.Join(gotA, ",") != strings.Join(a, ",") || strings.Join(gotB, ",") != strings.Join(b, ",") {
-			t.Fatalf("diff of %q and %q rebuilds %q and %q", a, b, gotA, gotB)
+		if strings.Join(got, ",") != strings.Join(b, ",") {
+			t.Fatalf("diff of %q and %q turns a into %q:\n%s", a, b, got, out.String())
 		}
 		if want := len(a) + len(b) - 2*lcsLength(a, b); edits != want {
-			t.Fatalf("diff of %q and %q: %d edits, want %d", a, b, edits, want)
+			t.Fatalf("diff of %q and %q: %d edits, want %d:\n%s", a, b, edits, want, out.String())
 		}
 	}
+}
+
+// applyUnified applies a unified diff of lines that all end in a newline
+// to a, checking every line it keeps or removes, and counts the lines it
+// removes and adds.
+func applyUnified(a []string, diff string) (b []string, edits int, err error) {
+	lines := strings.Split(strings.TrimSuffix(diff, "\n"), "\n")
+	if diff == "" {
+		return a, 0, nil
+	}
+	if len(lines) < 2 || !strings.HasPrefix(lines[0], "--- ") || !strings.HasPrefix(lines[1], "+++ ") {
+		return nil, 0, fmt.Errorf("no --- and +++ lines")
+	}
+	at := 0 // lines of a used so far
+	for _, l := range lines[2:] {
+		switch {
+		case strings.HasPrefix(l, "@@ -"):
+			var start int
+			if _, err := fmt.Sscanf(l, "@@ -%d", &start); err != nil {
+				return nil, 0, fmt.Errorf("hunk header %q: %v", l, err)
+			}
+			if start > 0 {
+				start-- // 1-based, but for an empty side
+			}
+			if start < at || start > len(a) {
+				return nil, 0, fmt.Errorf("hunk header %q out of order", l)
+			}
+			b, at = append(b, a[at:start]...), start
+		case strings.HasPrefix(l, " "), strings.HasPrefix(l, "-"):
+			if at >= len(a) || a[at] != l[1:] {
+				return nil, 0, fmt.Errorf("line %q is not line %d of a", l, at+1)
+			}
+			if l[0] == ' ' {
+				b = append(b, a[at])
+			} else {
+				edits++
+			}
+			at++
+		case strings.HasPrefix(l, "+"):
+			b = append(b, l[1:])
+			edits++
+		default:
+			return nil, 0, fmt.Errorf("unexpected line %q", l)
+		}
+	}
+	return append(b, a[at:]...), edits, nil
 }
 
 func lcsLength(a, b []string) int {

@@ -54,7 +54,7 @@ func graphCommand(args []string, stdout, stderr io.Writer) int {
 	parser := plans.NewParser()
 	out := vars.printer(stderr, parser, noColour)
 	l, diags := vars.load(parser, fs.Arg(0))
-	prog := l.prog
+	prog := l.Program
 	if prog == nil {
 		out.print(diags)
 		return exitInvalid

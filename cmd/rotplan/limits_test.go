@@ -63,3 +63,28 @@ func TestOversizedInputIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestFmtDiffOfALargeChange: fmt -diff of a plan every line of which
+// changes (40,000 lines, 400 KB, far under plans.MaxSourceSize) finishes
+// under the same memory limit. The diff rotplan once wrote by hand kept
+// every round of its search, memory quadratic in the number of changed
+// lines: 51 GB here, and it ran out.
+func TestFmtDiffOfALargeChange(t *testing.T) {
+	const lines = 40_000
+	var src strings.Builder
+	for i := range lines {
+		fmt.Fprintf(&src, "x%06d=1\n", i)
+	}
+	path := filepath.Join(t.TempDir(), "wide.hcl")
+	if err := os.WriteFile(path, []byte(src.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, ok := testchild.Run(t, 2<<30, func() {
+		var stdout, stderr bytes.Buffer
+		code := rotplan(context.Background(), []string{"fmt", "-check", "-diff", "-no-color", path}, &stdout, &stderr)
+		fmt.Printf("exit %d, %d added lines\n%s", code, strings.Count(stdout.String(), "\n+x"), stderr.String())
+	})
+	if want := fmt.Sprintf("exit 1, %d added lines\n", lines); !ok || !strings.Contains(out, want) {
+		t.Fatalf("the child did not finish with %q:\n%s", want, testchild.Excerpt(out))
+	}
+}

@@ -410,8 +410,8 @@ func (c *command) startParsed() (s *session, code int, ok bool) {
 	if diags.HasErrors() {
 		return nil, exitInvalid, false
 	}
-	s.prog = l.prog
-	s.inputs = c.vars.journaled(l.plan)
+	s.prog = l.Program
+	s.inputs = c.vars.journaled(l)
 	s.inputs.KeepBackups = c.keepBackups
 	if err := journal.OpenStateDir(c.stateDir); err != nil {
 		fmt.Fprintf(c.stderr, "rotplan %s: %v\n", c.name, err)
@@ -771,7 +771,7 @@ func validateCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "rotplan validate: %s is not valid: %s.\n", c.plan, countErrors(diags))
 		return exitInvalid
 	}
-	fmt.Fprintf(stdout, "rotplan validate: %s is valid: %d steps.\n", c.plan, len(l.prog.Steps()))
+	fmt.Fprintf(stdout, "rotplan validate: %s is valid: %d steps.\n", c.plan, len(l.Program.Steps()))
 	return exitOK
 }
 

@@ -90,7 +90,7 @@ func (c *command) previewParsed(ctx context.Context, f *planFlags) int {
 	parser := plans.NewParser()
 	out := c.vars.printer(c.stderr, parser, c.noColour)
 	l, diags := c.vars.load(parser, c.plan)
-	prog := l.prog
+	prog := l.Program
 	if prog == nil {
 		if f.json {
 			writePreviewJSON(c.stdout, c.plan, false, nil, diags)

@@ -16,8 +16,8 @@ import (
 
 // savePlan keeps a preview for 'rotplan run FILE' (see engine.SavedPlan),
 // written as rotplan writes any file: owner-only, atomically.
-func (c *command) savePlan(path string, l loaded, pv *engine.Preview) error {
-	saved, err := l.prog.Save(pv, engine.Options{Version: readBuildInfo().short(), Inputs: c.vars.journaled(l.plan)})
+func (c *command) savePlan(path string, l *engine.Loaded, pv *engine.Preview) error {
+	saved, err := l.Program.Save(pv, engine.Options{Version: readBuildInfo().short(), Inputs: c.vars.journaled(l)})
 	if err != nil {
 		return err
 	}

@@ -4,17 +4,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine"
 	"github.com/rotplan/rotplan/engine/journal"
-	"github.com/rotplan/rotplan/internal/suggest"
 	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 )
@@ -29,9 +26,6 @@ type varSources struct {
 	envSaved []string
 	files    listFlag
 	flags    listFlag
-	// env are the ROTPLAN_VAR_ values load found for declared variables,
-	// NAME=VALUE.
-	env []string
 	// secretLines are the lines of the variable files that may hold a
 	// secret, by file, and secretFiles the variable files any line of
 	// which may, as load found them (see hides).
@@ -45,72 +39,20 @@ func (v *varSources) register(fs *flag.FlagSet) {
 	fs.Var(&v.files, "var-file", "read variables from an HCL `FILE` of NAME = VALUE lines (repeatable)")
 }
 
-// loaded is a plan read and compiled with its variables.
-type loaded struct {
-	plan *plans.Plan
-	prog *engine.Program
-}
-
-// load reads the plan and the variables and compiles them. prog is nil
-// when the plan cannot be compiled at all; see engine.Compile.
-func (v *varSources) load(parser *plans.Parser, path string) (loaded, hcl.Diagnostics) {
-	kinds := steps.Default()
-	plan, diags := parser.LoadPlan(path, kinds.Names())
-	inputs := plans.Inputs{}
-	if plan != nil {
-		diags = append(diags, v.fromEnv(plan, inputs)...)
-	}
+// load reads the plan and the variables and compiles them (see
+// engine.Load), and keeps which lines of the variable files hides must
+// not show.
+func (v *varSources) load(parser *plans.Parser, path string) (*engine.Loaded, hcl.Diagnostics) {
+	src := engine.Sources{Plan: path, SavedEnv: v.envSaved, Environ: os.Environ(), VarFiles: v.files, Vars: v.flags}
+	l, diags := engine.Load(parser, src, steps.Default())
 	v.secretLines, v.secretFiles = map[string]map[int]bool{}, map[string]bool{}
-	for _, f := range v.files {
-		fileInputs := plans.Inputs{}
-		more := parser.LoadVarFile(f, fileInputs)
-		if more.HasErrors() {
-			more = v.unreadable(f, more, parser.Files()[f] != nil)
-		}
-		diags = append(diags, more...)
-		if plan != nil { // else nothing is evaluated, and no diagnostic points at a value
-			for _, r := range fileInputs.SecretRanges(plan) {
-				v.hide(r.Filename, r.Start.Line, r.End.Line)
-			}
-		}
-		maps.Copy(inputs, fileInputs)
+	for _, r := range l.Secrets {
+		v.hide(r.Filename, r.Start.Line, r.End.Line)
 	}
-	for _, flag := range v.flags {
-		diags = append(diags, inputs.AddFlag(flag)...)
+	for _, f := range l.Unreadable {
+		v.secretFiles[f] = true
 	}
-	if diags.HasErrors() {
-		return loaded{plan: plan}, diags
-	}
-	values, more := plans.ResolveVariables(plan, inputs)
-	diags = append(diags, more...)
-	if diags.HasErrors() {
-		return loaded{plan: plan}, diags
-	}
-	prog, more := engine.Compile(plan, values, kinds)
-	return loaded{plan: plan, prog: prog}, append(diags, more...)
-}
-
-// unreadable hides the whole of the variable file f, which could not be
-// read, and, when it was parsed, returns its diagnostics without the
-// details of those that point into it: which variable a line is for is not
-// known, so any may be a secret's, and hcl's details may quote the source
-// ("The symbol "q" is not a valid escape sequence"). A file refused before
-// parsing (a device, too large, nested too deeply) has diagnostics whose
-// details say why in rotplan's words and quote nothing of it.
-func (v *varSources) unreadable(f string, diags hcl.Diagnostics, parsed bool) hcl.Diagnostics {
-	v.secretFiles[f] = true
-	if !parsed {
-		return diags
-	}
-	out := make(hcl.Diagnostics, len(diags))
-	for i, d := range diags {
-		safe := *d
-		if d.Subject != nil && d.Subject.Filename == f { // not "cannot read f"
-			safe.Detail = ""
-		}
-		out[i] = &safe
-	}
-	return out
+	return l, diags
 }
 
 // hide records that lines first to last of file may hold a secret.
@@ -141,47 +83,12 @@ func (v *varSources) hides(file string, line int) bool {
 	return v.secretFiles[file] || v.secretLines[file][line]
 }
 
-// fromEnv adds the values of ROTPLAN_VAR_NAME environment variables: first
-// those a resumed run had, then those set now. One that names no declared
-// variable is a warning, with the name it probably meant: a typo in a
-// timer's environment would otherwise go unseen.
-func (v *varSources) fromEnv(plan *plans.Plan, inputs plans.Inputs) hcl.Diagnostics {
-	v.env = nil
-	for _, kv := range v.envSaved {
-		name, value, _ := strings.Cut(kv, "=")
-		inputs.AddEnv(name, value)
-	}
-	declared := make([]string, 0, len(plan.Variables))
-	for name := range plan.Variables {
-		declared = append(declared, name)
-	}
-	var diags hcl.Diagnostics
-	environ := os.Environ()
-	sort.Strings(environ)
-	for _, kv := range environ {
-		key, value, _ := strings.Cut(kv, "=")
-		name, ok := strings.CutPrefix(key, plans.EnvPrefix)
-		if !ok || name == "" {
-			continue
-		}
-		if _, ok := plan.Variables[name]; !ok {
-			detail := fmt.Sprintf("%s is set, but the plan %s declares no variable %q; it is ignored.", key, plan.Path, name)
-			if best := suggest.Closest(name, declared); best != "" {
-				detail += fmt.Sprintf(" Did you mean %s%s?", plans.EnvPrefix, best)
-			}
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Environment variable for no variable", Detail: detail})
-			continue
-		}
-		inputs.AddEnv(name, value)
-		v.env = append(v.env, name+"="+value)
-	}
-	return diags
-}
-
 // journaled returns the variables as the journal keeps them for resume:
 // the files made absolute (resume may run elsewhere), and the -var flags
-// and ROTPLAN_VAR_ values of sensitive variables by name only.
-func (v *varSources) journaled(plan *plans.Plan) *journal.Inputs {
+// and ROTPLAN_VAR_ values of sensitive variables by name only. l is what
+// load returned.
+func (v *varSources) journaled(l *engine.Loaded) *journal.Inputs {
+	plan := l.Plan
 	in := &journal.Inputs{}
 	for _, f := range v.files {
 		if abs, err := filepath.Abs(f); err == nil {
@@ -202,7 +109,7 @@ func (v *varSources) journaled(plan *plans.Plan) *journal.Inputs {
 	for _, flag := range v.flags {
 		keep(flag, &in.Vars)
 	}
-	for _, kv := range v.env {
+	for _, kv := range l.Env {
 		keep(kv, &in.Env)
 	}
 	return in
