@@ -245,7 +245,7 @@ func newCommand(name, help, example string, stdout, stderr io.Writer) *command {
 
 // runFlags adds the options of the commands that carry a plan out.
 func (c *command) runFlags() *command {
-	c.fs.StringVar(&c.stateDir, "state-dir", "", "keep the journal, the lock and the backups in `DIR` (default: .rotplan beside the plan file; see the README for plans in /etc)")
+	c.fs.StringVar(&c.stateDir, "state-dir", "", "keep the journal, the lock and the backups in `DIR` (default: .rotplan beside the plan file; see docs/cli.md for plans in /etc)")
 	c.fs.IntVar(&c.parallelism, "parallelism", engine.DefaultParallelism, "run at most `N` independent steps at once")
 	c.fs.BoolVar(&c.rollback, "rollback", true, "when a step fails, undo every completed step (-rollback=false leaves them, for debugging)")
 	c.fs.BoolVar(&c.keepBackups, "keep-backups", false, "keep the copies of replaced files in the state directory after the run")

@@ -59,7 +59,7 @@ func (f *planFlags) register(c *command) {
 	// run has a -json of its own, for its events (runFlags); with -dry-run
 	// it asks for this one, and runCommand passes it on.
 	if c.fs.Lookup("json") == nil {
-		c.fs.BoolVar(&f.json, "json", false, "print the preview as JSON (see the README for the format)")
+		c.fs.BoolVar(&f.json, "json", false, "print the preview as JSON (see docs/cli.md for the format)")
 	}
 	c.fs.BoolVar(&f.detailed, "detailed-exitcode", false, "exit 0 when nothing would change, 2 when something would, 1 on errors")
 }
@@ -312,7 +312,7 @@ func valueText(v cty.Value) string {
 }
 
 // previewJSON is the -json document. Its fields are documented in the
-// README and only ever added to; format_version changes if one changes
+// docs/cli.md and only ever added to; format_version changes if one changes
 // meaning.
 type previewJSON struct {
 	FormatVersion int               `json:"format_version"`

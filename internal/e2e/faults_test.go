@@ -19,7 +19,7 @@ import (
 // TestResumeBeforeTheFirstRecord: a run killed before its first journal
 // record reached the file (before it, or half way through writing it) did
 // nothing. resume says there is no run to resume, changes nothing and exits
-// 0, as the README's exit codes say of "nothing to resume"; the next run
+// 0, as the exit codes in docs/cli.md say of "nothing to resume"; the next run
 // starts without -fresh.
 func TestResumeBeforeTheFirstRecord(t *testing.T) {
 	for _, fp := range []string{"before:1", "tear:1"} {

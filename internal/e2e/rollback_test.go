@@ -18,7 +18,7 @@ import (
 	"github.com/rotplan/rotplan/internal/testvault"
 )
 
-// Exit codes of a failed run, as the README documents them.
+// Exit codes of a failed run, as docs/cli.md documents them.
 const (
 	exitRolledBack         = 3
 	exitRollbackIncomplete = 4
