@@ -311,7 +311,7 @@ func valueText(v cty.Value) string {
 	return v.GoString()
 }
 
-// previewJSON is the -json document. Its fields are documented in the
+// previewJSON is the -json document. Its fields are documented in
 // docs/cli.md and only ever added to; format_version changes if one changes
 // meaning.
 type previewJSON struct {
