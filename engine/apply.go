@@ -458,7 +458,7 @@ func (x *execution) walk(ctx context.Context) error {
 			}
 			continue
 		}
-		for _, user := range p.graph.Users(addr) {
+		for _, user := range p.graph.Dependents(addr) {
 			if !x.todo[user] {
 				continue
 			}

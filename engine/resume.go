@@ -398,7 +398,7 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 					break
 				}
 			}
-			for _, user := range p.graph.Users(addr) {
+			for _, user := range p.graph.Dependents(addr) {
 				if redo[addr] != "" {
 					break
 				}

@@ -205,7 +205,7 @@ func (x *execution) rollback(ctx context.Context) {
 	}
 	// Reverse order: a step is undone once every step that depends on it,
 	// directly or through steps with nothing to undo, has been.
-	x.schedule(ctx, early, func(addr string) []string { return p.reachable(addr, p.graph.Users, set) })
+	x.schedule(ctx, early, func(addr string) []string { return p.reachable(addr, p.graph.Dependents, set) })
 	set = map[string]bool{}
 	for _, n := range late {
 		set[n.addr] = true
