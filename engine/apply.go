@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
+	"github.com/rotplan/rotplan/engine/dag"
 	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
@@ -337,25 +337,16 @@ func (x *execution) prepareStep(ctx context.Context, n *node) error {
 	return nil
 }
 
-// readyQueue holds the steps that may start, the one to start first on top:
-// the deepest (the furthest from the steps that depend on nothing), then the
-// first in run order. Deepest first finishes what a step started (the
-// writes of an issued certificate) before starting more of the same, so
-// that the work of many independent chains overlaps, as separate workers
-// would make it, and Vault keeps being asked while files are written.
-type readyQueue struct {
-	nodes []*node
-	rank  map[*node][2]int // depth (negated), position
-}
-
-func (p *Program) newReadyQueue() *readyQueue {
-	return &readyQueue{rank: p.ranks()}
-}
-
-// ranks computes, once per program, each node's depth and position.
-func (p *Program) ranks() map[*node][2]int {
+// ranks ranks, once per program, the steps ready to start together (see
+// dag.Walker.Priority): the deepest first (the furthest from the steps that
+// depend on nothing), then the first in run order. Deepest first finishes
+// what a step started (the writes of an issued certificate) before
+// starting more of the same, so that the work of many independent chains
+// overlaps, as separate workers would make it, and Vault keeps being asked
+// while files are written.
+func (p *Program) ranks() map[string]int {
 	p.rankOnce.Do(func() {
-		p.rank = make(map[*node][2]int, len(p.order))
+		p.rank = make(map[string]int, len(p.order))
 		depth := make(map[string]int, len(p.order))
 		for i, n := range p.order {
 			d := 0
@@ -363,113 +354,62 @@ func (p *Program) ranks() map[*node][2]int {
 				d = max(d, depth[dep]+1)
 			}
 			depth[n.addr] = d
-			p.rank[n] = [2]int{-d, i}
+			p.rank[n.addr] = i - d*len(p.order)
 		}
 	})
 	return p.rank
 }
 
-func (q *readyQueue) Len() int { return len(q.nodes) }
-func (q *readyQueue) Less(i, j int) bool {
-	a, b := q.rank[q.nodes[i]], q.rank[q.nodes[j]]
-	return a[0] < b[0] || (a[0] == b[0] && a[1] < b[1])
-}
-func (q *readyQueue) Swap(i, j int) { q.nodes[i], q.nodes[j] = q.nodes[j], q.nodes[i] }
-func (q *readyQueue) Push(x any)    { q.nodes = append(q.nodes, x.(*node)) }
-func (q *readyQueue) Pop() any {
-	n := q.nodes[len(q.nodes)-1]
-	q.nodes = q.nodes[:len(q.nodes)-1]
-	return n
-}
-
 // walk carries out the steps in todo: every step whose dependencies are done
 // starts, up to Parallelism at once. After a failure, or once ctx is
-// cancelled, no new step starts; the running ones finish.
+// cancelled, no new step starts; the running ones finish. A dependency on a
+// step not in todo (done by an earlier attempt) holds nothing up.
 func (x *execution) walk(ctx context.Context) error {
 	p := x.p
-	pending := map[string]int{}
-	ready := p.newReadyQueue()
-	for _, n := range p.order {
-		addr := n.addr
-		if !x.todo[addr] {
-			continue
-		}
-		for _, dep := range p.graph.DependsOn(addr) {
-			if x.todo[dep] {
-				pending[addr]++
-			}
-		}
-		if pending[addr] == 0 {
-			heap.Push(ready, n)
-		}
-	}
-
-	type finished struct {
-		n   *node
-		res StepResult
-		out cty.Value
-	}
-	type job struct {
-		n       *node
-		evalCtx *hcl.EvalContext
-		skips   skips
-	}
-	// Workers that live for the walk, rather than a goroutine per step:
-	// their stacks, grown by the first steps, stay grown.
-	jobs := make(chan job)
-	results := make(chan finished)
-	defer close(jobs)
-	for range min(x.opts.Parallelism, len(x.todo)) {
-		go func() {
-			for j := range jobs {
-				res, out := x.runStep(ctx, j.n, j.evalCtx, j.skips)
-				results <- finished{n: j.n, res: res, out: out}
-			}
-		}()
-	}
-	running := 0
-	ended := map[string]bool{}
+	rank := p.ranks()
 	var failures []error
-	for {
-		for len(failures) == 0 && ctx.Err() == nil && running < x.opts.Parallelism && ready.Len() > 0 {
-			n := heap.Pop(ready).(*node)
-			running++
-			jobs <- job{n: n, evalCtx: p.contextFor(n, x.outputs), skips: x.skipsOf(n)}
-		}
-		if running == 0 {
-			break
-		}
-		f := <-results
-		running--
-		addr := f.n.addr
-		ended[addr] = true
-		x.report.Steps = append(x.report.Steps, f.res)
-		switch f.res.Outcome {
-		case Succeeded:
-			x.outputs[addr] = f.out
-		case Skipped:
-			x.skipped[addr] = f.res.Reason
-		default:
-			failures = append(failures, f.res.Err)
-			if f.out != cty.NilVal {
-				// It changed the system, but its success never reached
-				// the journal: the rollback undoes it from memory.
-				x.outputs[addr] = f.out
-			}
-			continue
-		}
-		for _, user := range p.graph.Dependents(addr) {
-			if !x.todo[user] {
-				continue
-			}
-			if pending[user]--; pending[user] == 0 {
-				heap.Push(ready, p.nodes[user])
+	notStarted := dag.Walker{
+		Parallelism: x.opts.Parallelism,
+		Priority:    func(addr string) int { return rank[addr] },
+		Visit:       func(addr string) bool { return x.todo[addr] },
+		Stop:        func() bool { return len(failures) > 0 || ctx.Err() != nil },
+	}.Walk(p.graph, func(addr string) dag.Task {
+		// The walk's own goroutine, as each Done below: what the steps
+		// done so far left is read and written there alone.
+		n := p.nodes[addr]
+		evalCtx, sk := p.contextFor(n, x.outputs), x.skipsOf(n)
+		return func() dag.Done {
+			res, out := x.runStep(ctx, n, evalCtx, sk)
+			return func() bool {
+				x.report.Steps = append(x.report.Steps, res)
+				switch res.Outcome {
+				case Succeeded:
+					x.outputs[addr] = out
+				case Skipped:
+					x.skipped[addr] = res.Reason
+				default:
+					failures = append(failures, res.Err)
+					if out != cty.NilVal {
+						// It changed the system, but its success never
+						// reached the journal: the rollback undoes it from
+						// memory.
+						x.outputs[addr] = out
+					}
+					return false
+				}
+				return true
 			}
 		}
-	}
-	for _, n := range p.order {
-		if addr := n.addr; x.todo[addr] && !ended[addr] {
-			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: NotRun})
+	})
+	if len(notStarted) > 0 {
+		never := make(map[string]bool, len(notStarted))
+		for _, addr := range notStarted {
+			never[addr] = true
+		}
+		for _, n := range p.order {
+			if never[n.addr] {
+				x.report.Steps = append(x.report.Steps, StepResult{Addr: n.addr, Outcome: NotRun})
+			}
 		}
 	}
 	if len(failures) > 0 {

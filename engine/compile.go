@@ -45,9 +45,9 @@ type Program struct {
 	// metaKeys are the instances of for_each and count values that are
 	// plain references, by reference (see metaRef).
 	metaKeys map[string]instanceList
-	// rank orders the steps ready to start (see readyQueue).
+	// rank orders the steps ready to start (see ranks).
 	rankOnce sync.Once
-	rank     map[*node][2]int
+	rank     map[string]int
 }
 
 // node is one instance of a step block, together with its kind.
