@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,11 +11,8 @@ import (
 	"time"
 
 	"github.com/rotplan/rotplan/engine/journal"
-	"github.com/rotplan/rotplan/internal/jsonenc"
-	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
-	ctyjson "github.com/zclconf/go-cty/cty/json"
 )
 
 // The actions a resume decides on, per step.
@@ -533,61 +529,4 @@ func (x *execution) supersedes(n *node, s *StepState, f *resumeFindings) {
 		// Vault issued): its kind hears of it, with its outputs unknown.
 		x.superseded[addr] = append(x.superseded[addr], unknownOutputs(n.kind))
 	}
-}
-
-// journalOutputs encodes a step's outputs for the journal, without the
-// sensitive ones. A value still marked sensitive is refused, as a safety net;
-// kinds see their arguments unmarked, so it is each kind's duty never to copy
-// a sensitive argument into an output it does not declare sensitive.
-func journalOutputs(n *node, out cty.Value) (json.RawMessage, error) {
-	names := n.base.outputs.journaled
-	b := append(make([]byte, 0, 256), '{')
-	for i, name := range names {
-		v := out.GetAttr(name)
-		if v.ContainsMarked() {
-			return nil, fmt.Errorf("output %s is marked sensitive and cannot be journaled", name)
-		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = jsonenc.AppendString(b, name)
-		b = append(b, ':')
-		var ok bool
-		if b, ok = jsonenc.AppendValue(b, v); !ok {
-			// Not a type of value the fast path writes: cty/json
-			// writes it, or says what is wrong with it.
-			raw, err := ctyjson.Marshal(v, v.Type())
-			if err != nil {
-				return nil, fmt.Errorf("output %s: %w", name, err)
-			}
-			b = append(b, raw...)
-		}
-	}
-	return append(b, '}'), nil
-}
-
-// restoreOutputs reads journaled outputs back. The sensitive ones were never
-// journaled: they come back unknown and marked, and Resume makes sure no
-// step that runs reads them.
-func restoreOutputs(kind steps.Step, raw json.RawMessage) (cty.Value, error) {
-	types := map[string]cty.Type{}
-	for name, o := range kind.Outputs() {
-		if !o.Sensitive {
-			types[name] = o.Type
-		}
-	}
-	v, err := ctyjson.Unmarshal(raw, cty.Object(types))
-	if err != nil {
-		return cty.NilVal, err
-	}
-	attrs := v.AsValueMap()
-	if attrs == nil {
-		attrs = map[string]cty.Value{}
-	}
-	for name, o := range kind.Outputs() {
-		if o.Sensitive {
-			attrs[name] = cty.UnknownVal(o.Type).Mark(plans.SensitiveMark)
-		}
-	}
-	return objectOf(attrs), nil
 }
