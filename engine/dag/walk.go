@@ -89,7 +89,7 @@ func (w Walker) Walk(g *Graph, start func(name string) Task) (notStarted []strin
 			case task == nil:
 				s.over(v, true)
 			case jobs == nil:
-				s.over(v, finish(task()))
+				s.over(v, releases(task()))
 			default:
 				running++
 				jobs <- job{v: v, task: task}
@@ -100,7 +100,7 @@ func (w Walker) Walk(g *Graph, start func(name string) Task) (notStarted []strin
 		}
 		r := <-results
 		running--
-		s.over(r.v, finish(r.done))
+		s.over(r.v, releases(r.done))
 	}
 	for v, visit := range s.visit {
 		if visit && !s.started[v] {
@@ -110,7 +110,9 @@ func (w Walker) Walk(g *Graph, start func(name string) Task) (notStarted []strin
 	return notStarted
 }
 
-func finish(done Done) bool { return done == nil || done() }
+// releases runs a task's Done, if any, and says whether the vertex releases
+// its waiters.
+func releases(done Done) bool { return done == nil || done() }
 
 // walk is the state of one Walk.
 type walk struct {
