@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/engine/dag"
 	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
@@ -27,7 +28,7 @@ type Program struct {
 	funcs  map[string]function.Function
 	vars   cty.Value // object of variable values
 	locals cty.Value // object of local values
-	graph  *Graph
+	graph  *dag.Graph
 	// bases are the step blocks by address (kind.name), baseOrder in
 	// source order; nodes their instances by instance address.
 	bases     map[string]*base
@@ -47,9 +48,9 @@ type Program struct {
 	// metaKeys are the instances of for_each and count values that are
 	// plain references, by reference (see metaRef).
 	metaKeys map[string]instanceList
-	// rank orders the steps ready to start (see readyQueue).
+	// rank orders the steps ready to start (see ranks).
 	rankOnce sync.Once
-	rank     map[*node][2]int
+	rank     map[string]int
 }
 
 // node is one instance of a step block, together with its kind.
@@ -100,7 +101,7 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 		kinds: kinds,
 		funcs: plans.Functions(plan.Dir),
 		vars:  objectOf(vars),
-		graph: NewGraph(),
+		graph: dag.New(),
 		bases: map[string]*base{},
 		nodes: map[string]*node{},
 	}
@@ -282,7 +283,7 @@ func keys[V any](m map[string]V) []string {
 // variables and to each other, not to steps.
 func (p *Program) evalLocals() hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	g := NewGraph()
+	g := dag.New()
 	names := make([]string, 0, len(p.plan.Locals))
 	for name := range p.plan.Locals {
 		names = append(names, name)

@@ -122,3 +122,27 @@ func argumentOf(body hcl.Body, path string) (hcl.Range, hcl.Expression, bool) {
 	}
 	return hcl.Range{}, nil, false
 }
+
+// StepErrors returns every *StepError in err (Apply and Resume join them).
+func StepErrors(err error) []*StepError {
+	var out []*StepError
+	var walk func(error)
+	walk = func(err error) {
+		var se *StepError
+		switch e := err.(type) {
+		case nil:
+		case *StepError:
+			out = append(out, e)
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		default:
+			if errors.As(err, &se) {
+				out = append(out, se)
+			}
+		}
+	}
+	walk(err)
+	return out
+}

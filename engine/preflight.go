@@ -48,3 +48,29 @@ func (p *Program) checkHost(ctx context.Context, env *steps.Env, n *node, cfg st
 	}
 	return p.stepDiagnostics(n, summary, err)
 }
+
+// prepare gives each of the nodes whose kind can check its prerequisites the
+// chance to do so before anything changes.
+func (x *execution) prepare(ctx context.Context, nodes []*node) error {
+	for _, n := range nodes {
+		if err := x.prepareStep(ctx, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *execution) prepareStep(ctx context.Context, n *node) error {
+	preparer, ok := n.kind.(steps.Preparer)
+	if !ok {
+		return nil
+	}
+	cfg, _, diags := x.p.decode(n, x.p.contextFor(n, nil))
+	if diags.HasErrors() {
+		return &StepError{Addr: n.addr, Diagnostics: diags}
+	}
+	if err := preparer.Prepare(ctx, x.env, cfg); err != nil {
+		return &StepError{Addr: n.addr, Diagnostics: x.p.stepDiagnostics(n, "Cannot run", err)}
+	}
+	return nil
+}

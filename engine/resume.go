@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -12,11 +11,8 @@ import (
 	"time"
 
 	"github.com/rotplan/rotplan/engine/journal"
-	"github.com/rotplan/rotplan/internal/jsonenc"
-	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
-	ctyjson "github.com/zclconf/go-cty/cty/json"
 )
 
 // The actions a resume decides on, per step.
@@ -317,148 +313,166 @@ func (x *execution) restoreSnapshot(n *node, s *StepState) {
 
 // planResume decides what becomes of each step, journals the decisions and
 // sets up todo, the outputs of the steps that stand, and what is superseded.
+// It classifies each step by what the journal says of it, spreads the redo
+// rules until nothing changes, then decides.
 func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedError) error {
-	p := x.p
+	f, err := x.classify(ctx, run, changes)
+	if err != nil {
+		return err
+	}
+	x.spreadRedo(f)
+	return x.decide(run, f)
+}
+
+// resumeFindings is what planResume learns of the steps before it decides.
+type resumeFindings struct {
+	// done are the steps an earlier attempt carried out, or whose effect
+	// was found in place; checked says, for the latter, how.
+	done    map[string]bool
+	checked map[string]string
+	// redo are done steps carried out again, and why.
+	redo map[string]string
+}
+
+// stepState is what the run's journal says of a step: pending when it says
+// nothing.
+func stepState(run *Run, addr string) *StepState {
+	if s, ok := run.Steps[addr]; ok {
+		return s
+	}
+	return &StepState{Addr: addr, State: StatePending}
+}
+
+// classify takes up what the journal says of each step: what was saved to
+// undo it, the skips (the run decided; a resume keeps to them), the outputs
+// of the steps that succeeded, and, for a step that started without a
+// recorded outcome, whether its effect is in place. A done step whose
+// definition changed (resumed with -force) is to be redone.
+func (x *execution) classify(ctx context.Context, run *Run, changes *ChangedError) (*resumeFindings, error) {
 	changed := map[string]bool{}
 	if changes != nil {
 		for _, c := range changes.Changes {
 			changed[c.Addr] = c.What == "changed"
 		}
 	}
-	state := func(addr string) *StepState {
-		if s, ok := run.Steps[addr]; ok {
-			return s
-		}
-		return &StepState{Addr: addr, State: StatePending}
-	}
-
-	done := map[string]bool{}
-	checked := map[string]string{}
-	redo := map[string]string{}
-	for _, n := range p.order {
+	f := &resumeFindings{done: map[string]bool{}, checked: map[string]string{}, redo: map[string]string{}}
+	for _, n := range x.p.order {
 		addr := n.addr
-		s := state(addr)
+		s := stepState(run, addr)
 		x.restoreSnapshot(n, s)
 		switch s.State {
 		case StateSkipped:
-			// The run decided; a resume keeps to it.
 			x.skipped[addr] = s.Skipped
 			continue
 		case StateSucceeded:
 			out, err := restoreOutputs(n.kind, s.Outputs)
 			if err != nil {
-				redo[addr] = fmt.Sprintf("its journaled outputs cannot be read (%v)", err)
+				f.redo[addr] = fmt.Sprintf("its journaled outputs cannot be read (%v)", err)
 				continue
 			}
-			x.outputs[addr], done[addr] = out, true
+			x.outputs[addr], f.done[addr] = out, true
 		case StateStarted:
-			r, ok := n.kind.(steps.Resumer)
-			if !ok || len(s.Intent) == 0 || changed[addr] {
+			if changed[addr] {
 				continue
 			}
-			out, inPlace, err := r.Done(ctx, x.env.Named(addr), s.Intent)
+			out, err := x.findInPlace(ctx, n, s)
 			if err != nil {
-				x.opts.Log.Warn("cannot tell whether an interrupted step completed; it runs again", "step", addr, "error", err)
+				return nil, err
+			}
+			if out == cty.NilVal {
 				continue
 			}
-			if !inPlace {
-				continue
-			}
-			if out, err = conformOutputs(n, out); err != nil {
-				return &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Cannot resume", err)}
-			}
-			if serr := x.recordSuccess(n, out, 0, true, ""); serr != nil {
-				return serr
-			}
-			x.outputs[addr], done[addr] = out, true
-			checked[addr] = "it started at " + s.Started.Local().Format(time.TimeOnly) + " and its effect was found in place"
+			x.outputs[addr], f.done[addr] = out, true
+			f.checked[addr] = "it started at " + s.Started.Local().Format(time.TimeOnly) + " and its effect was found in place"
 		}
-		if done[addr] && changed[addr] {
-			redo[addr] = "its definition changed since the run started (resumed with -force)"
+		if f.done[addr] && changed[addr] {
+			f.redo[addr] = "its definition changed since the run started (resumed with -force)"
 		}
 	}
+	return f, nil
+}
 
-	// A done step is redone when a step it depends on is, or when a step
-	// that has yet to run needs its sensitive outputs. Each rule can feed
-	// the other, so repeat until nothing changes.
+// findInPlace asks the kind of a step that started without a recorded
+// outcome whether its effect is in place (steps.Resumer). When it is, the
+// success is journaled durably and its outputs returned; otherwise, or when
+// the kind cannot tell, cty.NilVal: the step runs again.
+func (x *execution) findInPlace(ctx context.Context, n *node, s *StepState) (cty.Value, error) {
+	r, ok := n.kind.(steps.Resumer)
+	if !ok || len(s.Intent) == 0 {
+		return cty.NilVal, nil
+	}
+	out, inPlace, err := r.Done(ctx, x.env.Named(n.addr), s.Intent)
+	if err != nil {
+		x.opts.Log.Warn("cannot tell whether an interrupted step completed; it runs again", "step", n.addr, "error", err)
+		return cty.NilVal, nil
+	}
+	if !inPlace {
+		return cty.NilVal, nil
+	}
+	if out, err = conformOutputs(n, out); err != nil {
+		return cty.NilVal, &StepError{Addr: n.addr, Diagnostics: x.p.stepDiagnostics(n, "Cannot resume", err)}
+	}
+	if serr := x.recordSuccess(n, out, 0, true, ""); serr != nil {
+		return cty.NilVal, serr
+	}
+	return out, nil
+}
+
+// spreadRedo applies the redo rules (see whyRedo) to the done steps. Each
+// rule can feed the other, so it repeats until nothing changes.
+func (x *execution) spreadRedo(f *resumeFindings) {
 	for more := true; more; {
 		more = false
-		for _, n := range p.order {
-			addr := n.addr
-			if !done[addr] || redo[addr] != "" {
+		for _, n := range x.p.order {
+			if !f.done[n.addr] || f.redo[n.addr] != "" {
 				continue
 			}
-			for _, dep := range p.graph.DependsOn(addr) {
-				// A done step whose dependency is not done can only follow
-				// a resume killed while it journaled its decisions: the
-				// dependency was redone, so its outputs are not the ones
-				// this step used.
-				if _, skipped := x.skipped[dep]; redo[dep] != "" || (!done[dep] && !skipped) {
-					redo[addr] = fmt.Sprintf("it depends on %s, which runs again", dep)
-					break
-				}
+			if why := x.whyRedo(n, f); why != "" {
+				f.redo[n.addr], more = why, true
 			}
-			for _, user := range p.graph.Users(addr) {
-				if redo[addr] != "" {
-					break
-				}
-				if (!done[user] || redo[user] != "") && p.nodes[user].readsSensitive(n) {
-					redo[addr] = fmt.Sprintf("%s has yet to run and needs its sensitive outputs, which are never journaled", user)
-				}
-			}
-			more = more || redo[addr] != ""
 		}
 	}
+}
 
-	for _, n := range p.order {
+// whyRedo says why the done step n is carried out again, given what is
+// redone so far, or "" when it is not: a step it depends on is, or a step
+// that has yet to run needs its sensitive outputs.
+func (x *execution) whyRedo(n *node, f *resumeFindings) string {
+	p := x.p
+	for _, dep := range p.graph.DependsOn(n.addr) {
+		// A done step whose dependency is not done can only follow a
+		// resume killed while it journaled its decisions: the dependency
+		// was redone, so its outputs are not the ones this step used.
+		if _, skipped := x.skipped[dep]; f.redo[dep] != "" || (!f.done[dep] && !skipped) {
+			return fmt.Sprintf("it depends on %s, which runs again", dep)
+		}
+	}
+	for _, user := range p.graph.Dependents(n.addr) {
+		if (!f.done[user] || f.redo[user] != "") && p.nodes[user].readsSensitive(n) {
+			return fmt.Sprintf("%s has yet to run and needs its sensitive outputs, which are never journaled", user)
+		}
+	}
+	return ""
+}
+
+// decide turns the findings into a Decision per step, journals the redos,
+// and sets up todo, the outputs that stand and what is superseded.
+func (x *execution) decide(run *Run, f *resumeFindings) error {
+	for _, n := range x.p.order {
 		addr := n.addr
-		s := state(addr)
-		d := Decision{Addr: addr}
 		if why, skipped := x.skipped[addr]; skipped {
-			d.Action, d.Reason = ActionSkip, "skipped: "+why
 			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: Skipped, Reason: why})
-			x.report.Decisions = append(x.report.Decisions, d)
+			x.report.Decisions = append(x.report.Decisions, Decision{Addr: addr, Action: ActionSkip, Reason: "skipped: " + why})
 			continue
 		}
-		switch {
-		case done[addr] && redo[addr] == "":
-			d.Action, d.Reason = ActionSkip, "done"
-			if checked[addr] != "" {
-				d.Action, d.Reason = ActionChecked, checked[addr]
-			}
-		case redo[addr] != "":
-			d.Action, d.Reason = ActionRedo, redo[addr]
-		case s.State == StateStarted:
-			d.Action, d.Reason = ActionRedo, "it started at "+s.Started.Local().Format(time.TimeOnly)+" but its outcome was never recorded"
-		case s.State == StateFailed:
-			d.Action, d.Reason = ActionRedo, "it failed: "+s.Error
-		case s.State == StateRollingBack || s.State == StateRollbackFailed || s.State == StateRolledBack:
-			// A rollback given up for steps it could not undo.
-			d.Action, d.Reason = ActionRedo, "its rollback did not finish"
-		default:
-			d.Action = ActionRun
-		}
+		s := stepState(run, addr)
+		d := decision(addr, s, f)
 		if d.Action == ActionRedo {
 			if err := x.record(journal.Record{Type: journal.StepRedo, Step: addr, Reason: d.Reason}); err != nil {
 				return x.journalError(n, err)
 			}
 		}
-		for _, raw := range s.Superseded {
-			if prev, err := restoreOutputs(n.kind, raw); err == nil {
-				x.superseded[addr] = append(x.superseded[addr], prev)
-			}
-		}
-		if done[addr] && redo[addr] != "" {
-			// What it is redone over: the journaled result, or the one
-			// just found in place.
-			x.superseded[addr] = append(x.superseded[addr], x.outputs[addr])
-		}
-		if x.unsettled[addr] && !done[addr] {
-			// A start whose result was lost may have left one (a
-			// certificate Vault issued): its kind hears of it, with its
-			// outputs unknown.
-			x.superseded[addr] = append(x.superseded[addr], unknownOutputs(n.kind))
-		}
+		x.supersedes(n, s, f)
 		if d.Action == ActionSkip || d.Action == ActionChecked {
 			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: Done})
 		} else {
@@ -470,59 +484,50 @@ func (x *execution) planResume(ctx context.Context, run *Run, changes *ChangedEr
 	return nil
 }
 
-// journalOutputs encodes a step's outputs for the journal, without the
-// sensitive ones. A value still marked sensitive is refused, as a safety net;
-// kinds see their arguments unmarked, so it is each kind's duty never to copy
-// a sensitive argument into an output it does not declare sensitive.
-func journalOutputs(n *node, out cty.Value) (json.RawMessage, error) {
-	names := n.base.outputs.journaled
-	b := append(make([]byte, 0, 256), '{')
-	for i, name := range names {
-		v := out.GetAttr(name)
-		if v.ContainsMarked() {
-			return nil, fmt.Errorf("output %s is marked sensitive and cannot be journaled", name)
+// decision is what becomes of a step that was not skipped, and why.
+func decision(addr string, s *StepState, f *resumeFindings) Decision {
+	d := Decision{Addr: addr}
+	switch {
+	case f.done[addr] && f.redo[addr] == "":
+		d.Action, d.Reason = ActionSkip, "done"
+		if f.checked[addr] != "" {
+			d.Action, d.Reason = ActionChecked, f.checked[addr]
 		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = jsonenc.AppendString(b, name)
-		b = append(b, ':')
-		var ok bool
-		if b, ok = jsonenc.AppendValue(b, v); !ok {
-			// Not a type of value the fast path writes: cty/json
-			// writes it, or says what is wrong with it.
-			raw, err := ctyjson.Marshal(v, v.Type())
-			if err != nil {
-				return nil, fmt.Errorf("output %s: %w", name, err)
-			}
-			b = append(b, raw...)
-		}
+	case f.redo[addr] != "":
+		d.Action, d.Reason = ActionRedo, f.redo[addr]
+	case s.State == StateStarted:
+		d.Action, d.Reason = ActionRedo, "it started at "+s.Started.Local().Format(time.TimeOnly)+" but its outcome was never recorded"
+	case s.State == StateFailed:
+		d.Action, d.Reason = ActionRedo, "it failed: "+s.Error
+	case s.State == StateRollingBack || s.State == StateRollbackFailed || s.State == StateRolledBack:
+		// A rollback given up for steps it could not undo.
+		d.Action, d.Reason = ActionRedo, "its rollback did not finish"
+	default:
+		d.Action = ActionRun
 	}
-	return append(b, '}'), nil
+	return d
 }
 
-// restoreOutputs reads journaled outputs back. The sensitive ones were never
-// journaled: they come back unknown and marked, and Resume makes sure no
-// step that runs reads them.
-func restoreOutputs(kind steps.Step, raw json.RawMessage) (cty.Value, error) {
-	types := map[string]cty.Type{}
-	for name, o := range kind.Outputs() {
-		if !o.Sensitive {
-			types[name] = o.Type
+// supersedes notes the earlier results of a step that its kind hears of
+// once the run has succeeded (steps.Superseder): those the journal already
+// holds, the one it is redone over, and one a start whose result was lost
+// may have left.
+func (x *execution) supersedes(n *node, s *StepState, f *resumeFindings) {
+	addr := n.addr
+	for _, raw := range s.Superseded {
+		if prev, err := restoreOutputs(n.kind, raw); err == nil {
+			x.superseded[addr] = append(x.superseded[addr], prev)
 		}
 	}
-	v, err := ctyjson.Unmarshal(raw, cty.Object(types))
-	if err != nil {
-		return cty.NilVal, err
+	if f.done[addr] && f.redo[addr] != "" {
+		// What it is redone over: the journaled result, or the one just
+		// found in place.
+		x.superseded[addr] = append(x.superseded[addr], x.outputs[addr])
 	}
-	attrs := v.AsValueMap()
-	if attrs == nil {
-		attrs = map[string]cty.Value{}
+	if x.unsettled[addr] && !f.done[addr] {
+		// A start whose result was lost may have left one (something the
+		// step created elsewhere): its kind hears of it, with its outputs
+		// unknown.
+		x.superseded[addr] = append(x.superseded[addr], unknownOutputs(n.kind))
 	}
-	for name, o := range kind.Outputs() {
-		if o.Sensitive {
-			attrs[name] = cty.UnknownVal(o.Type).Mark(plans.SensitiveMark)
-		}
-	}
-	return objectOf(attrs), nil
 }

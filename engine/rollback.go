@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/engine/dag"
 	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/internal/command"
 	"github.com/rotplan/rotplan/steps"
@@ -193,18 +192,11 @@ func (x *execution) rollback(ctx context.Context) {
 		x.report.Rollback = RollbackComplete
 		return
 	}
-	set := map[string]bool{}
-	for _, n := range early {
-		set[n.addr] = true
-	}
-	// Reverse order: a step is undone once every step that depends on it,
-	// directly or through steps with nothing to undo, has been.
-	x.schedule(ctx, early, func(addr string) []string { return p.reachable(addr, p.graph.Users, set) })
-	set = map[string]bool{}
-	for _, n := range late {
-		set[n.addr] = true
-	}
-	x.schedule(ctx, late, func(addr string) []string { return p.reachable(addr, p.graph.DependsOn, set) })
+	// Going back, a step is undone once every step that depends on it,
+	// directly or through steps with nothing to undo, has been; the late
+	// ones then go forward, on the restored system.
+	x.undoSteps(ctx, early, true)
+	x.undoSteps(ctx, late, false)
 
 	x.report.Rollback = RollbackComplete
 	for _, r := range x.report.RollbackSteps {
@@ -214,69 +206,31 @@ func (x *execution) rollback(ctx context.Context) {
 	}
 }
 
-// reachable returns the members of set reachable from addr through next,
-// passing through vertices outside the set.
-func (p *Program) reachable(addr string, next func(string) []string, set map[string]bool) []string {
-	seen := map[string]bool{addr: true}
-	var out []string
-	stack := next(addr)
-	for len(stack) > 0 {
-		v := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if seen[v] {
-			continue
-		}
-		seen[v] = true
-		if set[v] {
-			out = append(out, v)
-			continue
-		}
-		stack = append(stack, next(v)...)
+// undoSteps runs rollbackStep for nodes (in run order), up to Parallelism at
+// a time, each once every one of them it waits for has been handled,
+// successfully or not: in reverse, those that depend on it; else those it
+// depends on; directly or through steps not among nodes.
+func (x *execution) undoSteps(ctx context.Context, nodes []*node, reverse bool) {
+	position := make(map[string]int, len(nodes))
+	for i, n := range nodes {
+		position[n.addr] = i
 	}
-	sort.Strings(out)
-	return out
-}
-
-// schedule runs rollbackStep for nodes, each once everything waitFor names
-// has been handled (successfully or not), up to Parallelism at a time.
-func (x *execution) schedule(ctx context.Context, nodes []*node, waitFor func(string) []string) {
-	pending := map[string]int{}
-	waiters := map[string][]*node{}
-	var ready []*node
-	for _, n := range nodes {
-		addr := n.addr
-		for _, w := range waitFor(addr) {
-			pending[addr]++
-			waiters[w] = append(waiters[w], n)
+	dag.Walker{
+		Reverse:     reverse,
+		Parallelism: x.opts.Parallelism,
+		Priority:    func(addr string) int { return position[addr] },
+		Visit: func(addr string) bool {
+			_, ok := position[addr]
+			return ok
+		},
+		Through: true,
+	}.Walk(x.p.graph, func(addr string) dag.Task {
+		n := x.p.nodes[addr]
+		return func() dag.Done {
+			x.rollbackStep(ctx, n)
+			return nil
 		}
-		if pending[addr] == 0 {
-			ready = append(ready, n)
-		}
-	}
-	results := make(chan *node)
-	running := 0
-	var wg sync.WaitGroup
-	for len(ready) > 0 || running > 0 {
-		for running < x.opts.Parallelism && len(ready) > 0 {
-			n := ready[0]
-			ready = ready[1:]
-			running++
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				x.rollbackStep(ctx, n)
-				results <- n
-			}()
-		}
-		n := <-results
-		running--
-		for _, w := range waiters[n.addr] {
-			if pending[w.addr]--; pending[w.addr] == 0 {
-				ready = append(ready, w)
-			}
-		}
-	}
-	wg.Wait()
+	})
 }
 
 // rollbackStep undoes one step and journals the outcome.

@@ -1,4 +1,4 @@
-package engine
+package dag
 
 import (
 	"reflect"
@@ -19,7 +19,7 @@ func TestGraphCycles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := NewGraph()
+			g := New()
 			for _, v := range []string{"a", "b", "c", "d"} {
 				g.Add(v)
 			}
@@ -34,7 +34,7 @@ func TestGraphCycles(t *testing.T) {
 }
 
 func TestGraphOrder(t *testing.T) {
-	g := NewGraph()
+	g := New()
 	for _, v := range []string{"verify", "write", "issue", "other"} {
 		g.Add(v)
 	}

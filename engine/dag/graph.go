@@ -1,4 +1,4 @@
-package engine
+package dag
 
 import "sort"
 
@@ -8,11 +8,11 @@ type Graph struct {
 	names []string       // insertion order, the tie-break of every ordering
 	index map[string]int // name -> position in names
 	deps  []map[int]bool // deps[i]: what i depends on
-	users [][]int        // users[i]: what depends on i
+	users [][]int        // users[i]: what depends on i (its dependents)
 }
 
-// NewGraph returns an empty graph.
-func NewGraph() *Graph { return &Graph{index: map[string]int{}} }
+// New returns an empty graph.
+func New() *Graph { return &Graph{index: map[string]int{}} }
 
 // Add adds a vertex; adding one twice is harmless.
 func (g *Graph) Add(name string) {
@@ -24,9 +24,6 @@ func (g *Graph) Add(name string) {
 	g.deps = append(g.deps, map[int]bool{})
 	g.users = append(g.users, nil)
 }
-
-// Has reports whether the graph has a vertex of that name.
-func (g *Graph) Has(name string) bool { _, ok := g.index[name]; return ok }
 
 // Connect records that from depends on to. Both must have been added.
 func (g *Graph) Connect(from, to string) {
@@ -48,9 +45,9 @@ func (g *Graph) DependsOn(name string) []string {
 	return g.namesOf(out)
 }
 
-// Users returns the vertices that depend directly on a vertex, in insertion
-// order.
-func (g *Graph) Users(name string) []string {
+// Dependents returns the vertices that depend directly on a vertex, in
+// insertion order.
+func (g *Graph) Dependents(name string) []string {
 	ids := append([]int(nil), g.users[g.index[name]]...)
 	sort.Ints(ids)
 	return g.namesOf(ids)
@@ -121,31 +118,15 @@ func (g *Graph) Cycles() [][]string {
 
 // Order returns the vertices so that each comes after everything it depends
 // on; among vertices that are ready together, insertion order decides. The
-// graph must have no cycles.
+// graph must have no cycles: a vertex on one, or after one, is left out. It
+// is a walk one vertex at a time with nothing to run.
 func (g *Graph) Order() []string {
-	n := len(g.names)
-	pending := make([]int, n)
-	for i := range pending {
-		pending[i] = len(g.deps[i])
-	}
-	var ready, order []int
-	for i := 0; i < n; i++ {
-		if pending[i] == 0 {
-			ready = append(ready, i)
-		}
-	}
-	for len(ready) > 0 {
-		sort.Ints(ready)
-		v := ready[0]
-		ready = ready[1:]
-		order = append(order, v)
-		for _, u := range g.users[v] {
-			if pending[u]--; pending[u] == 0 {
-				ready = append(ready, u)
-			}
-		}
-	}
-	return g.namesOf(order)
+	order := make([]string, 0, len(g.names))
+	Walker{}.Walk(g, func(name string) Task {
+		order = append(order, name)
+		return nil
+	})
+	return order
 }
 
 func sortedIDs(set map[int]bool) []int {
