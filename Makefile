@@ -54,7 +54,8 @@ demo: build vault
 
 # A benchmark, never a test: rotplan against the same work straight through
 # vault/api and against a shell loop, on a real Vault; prints a table.
-# BENCH_ARGS=-n 200 for a quicker run. Also: go test -run XXX -bench . ./engine/...
+# BENCH_ARGS=-n 200 for a quicker run; BENCH_ARGS="-baseline OLD_BINARY" compares
+# with an earlier build in the same rounds. Also: go test -run XXX -bench . ./engine/...
 bench: build vault
 	$(GO) run ./internal/cmd/bench -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .bench $(BENCH_ARGS)
 

@@ -41,6 +41,7 @@ func main() { os.Exit(bench()) }
 
 type options struct {
 	vaultBin, rotplanBin, dir, plan string
+	baseline                        string
 	profile                         string
 	n, workers, shellN, bigApps     int
 	parallelism, also               int
@@ -53,6 +54,7 @@ func bench() int {
 	var o options
 	flag.StringVar(&o.vaultBin, "vault", "", "vault server binary")
 	flag.StringVar(&o.rotplanBin, "rotplan", "", "rotplan binary")
+	flag.StringVar(&o.baseline, "baseline", "", "an earlier rotplan `BIN`ary: also run A with it (series A1), in the same rounds, and the large plan, and print new/old ratios, so that a change is measured against its base on the same machine at the same time")
 	flag.StringVar(&o.dir, "dir", ".bench", "work directory (emptied first)")
 	flag.StringVar(&o.plan, "plan", "examples/leaves.hcl", "the leaf rotation plan")
 	flag.IntVar(&o.n, "n", 500, "certificates per run of A and B")
@@ -137,7 +139,7 @@ func run(ctx context.Context, o options) error {
 	// the rounds rotate the order of B, A, and A with its journal on tmpfs
 	// (A0: there an fsync costs nothing, so the difference between A and
 	// A0 is what making the journal durable costs the run).
-	var a, a0, ap, b []measure
+	var a, a0, ap, a1, b []measure
 	for round := 1; round <= o.rounds; round++ {
 		runB := func() error {
 			v0, c0 := processCPU(v.PID()), readCPUs(o.clientCPUs())
@@ -152,6 +154,10 @@ func run(ctx context.Context, o options) error {
 		}
 		runA := func(label, state string, parallelism int, into *[]measure) func() error {
 			return func() error {
+				o := o
+				if label == "A1" {
+					o.rotplanBin = o.baseline
+				}
 				v0, c0 := processCPU(v.PID()), readCPUs(o.clientCPUs())
 				ma, err := rotplanRun(ctx, o, env, filepath.Join(base, fmt.Sprintf("%s-%d", label, round)), state, parallelism, o.n)
 				if err != nil {
@@ -173,6 +179,9 @@ func run(ctx context.Context, o options) error {
 		if o.also > 0 {
 			order = append(order, runA("AP", "", o.also, &ap))
 		}
+		if o.baseline != "" {
+			order = append(order, runA("A1", "", o.parallelism, &a1))
+		}
 		for range (round - 1) % len(order) {
 			order = append(order[1:], order[0])
 		}
@@ -193,6 +202,14 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("large plan: %w", err)
 	}
+	var bigOld bigResult
+	if o.baseline != "" {
+		ob := o
+		ob.rotplanBin = o.baseline
+		if bigOld, err = largePlan(ctx, ob, env, filepath.Join(base, "big-baseline")); err != nil {
+			return fmt.Errorf("large plan, baseline: %w", err)
+		}
+	}
 
 	mA, mA0, mB := median(a), median(a0), median(b)
 	pinned := "Vault and clients sharing every CPU"
@@ -211,6 +228,10 @@ func run(ctx context.Context, o options) error {
 		mAP := median(ap)
 		fmt.Printf("| AP: A with -parallelism %d | %d | %s | %.1f (%s) |\n", o.also, o.n, mAP.wall.Round(time.Millisecond), mAP.rate(), spread(ap))
 	}
+	if o.baseline != "" {
+		mA1 := median(a1)
+		fmt.Printf("| A1: A with the baseline binary | %d | %s | %.1f (%s) |\n", o.n, mA1.wall.Round(time.Millisecond), mA1.rate(), spread(a1))
+	}
 	fmt.Printf("| B: vault/api, %d workers, same files, same check | %d | %s | %.1f (%s) |\n", o.workers, o.n, mB.wall.Round(time.Millisecond), mB.rate(), spread(b))
 	if cErr == nil {
 		fmt.Printf("| C: shell loop, vault CLI + jq | %d | %s | %.1f |\n", o.shellN, c.wall.Round(time.Millisecond), c.rate())
@@ -219,6 +240,10 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("A/B = %.2f of medians, %.2f of bests (target >= 0.9)\n", mA.rate()/mB.rate(), best(a).rate()/best(b).rate())
 	if o.also > 0 {
 		fmt.Printf("AP/B = %.2f of medians, %.2f of bests\n", median(ap).rate()/mB.rate(), best(ap).rate()/best(b).rate())
+	}
+	if o.baseline != "" {
+		fmt.Printf("A/A1 = %.2f of medians, %.2f of bests (this binary's rate over the baseline's; >= 1: no slower); A1/B = %.2f of medians\n",
+			mA.rate()/median(a1).rate(), best(a).rate()/best(a1).rate(), median(a1).rate()/mB.rate())
 	}
 	if cErr == nil {
 		fmt.Printf("A/C = %.1f (target >= 20)\n", mA.rate()/c.rate())
@@ -233,6 +258,10 @@ func run(ctx context.Context, o options) error {
 	fmt.Println("|---|---|---|")
 	fmt.Printf("| rotplan validate | %s | %.1f MB |\n", big.validate.wall.Round(time.Millisecond), big.validate.rssMB)
 	fmt.Printf("| rotplan plan | %s | %.1f MB |\n", big.plan.wall.Round(time.Millisecond), big.plan.rssMB)
+	if o.baseline != "" {
+		fmt.Printf("| baseline validate | %s | %.1f MB |\n", bigOld.validate.wall.Round(time.Millisecond), bigOld.validate.rssMB)
+		fmt.Printf("| baseline plan | %s | %.1f MB |\n", bigOld.plan.wall.Round(time.Millisecond), bigOld.plan.rssMB)
+	}
 	fmt.Println("(targets: under 1 s and under 200 MB each)")
 	// Only now, with everything measured, does the last run's directory
 	// go (see testvault.SetAside).
