@@ -390,18 +390,11 @@ func helpCommand(ctx context.Context, name string, stdout, stderr io.Writer) int
 	return exitInvalid
 }
 
-// start parses the flags, compiles the plan (printing any diagnostics),
-// takes the state directory's lock and reads its last run. Nothing touches
-// the state directory before the plan is known to be valid. ok false means
-// return code; otherwise the caller releases the lock.
-func (c *command) start(args []string) (s *session, code int, ok bool) {
-	if code, ok := c.parse(args); !ok {
-		return nil, code, false
-	}
-	return c.startParsed()
-}
-
-// startParsed is start once the flags are parsed.
+// startParsed, once the flags are parsed, compiles the plan (printing any
+// diagnostics), takes the state directory's lock and reads its last run.
+// Nothing touches the state directory before the plan is known to be
+// valid. ok false means return code; otherwise the caller releases the
+// lock.
 func (c *command) startParsed() (s *session, code int, ok bool) {
 	parser := plans.NewParser()
 	s = &session{out: c.vars.printer(c.stderr, parser, c.noColour)}
