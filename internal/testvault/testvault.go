@@ -77,11 +77,13 @@ type Vault struct {
 	logFile *os.File // opened by the harness when Options.Log is nil
 	tail    *tailBuffer
 
-	mu      sync.Mutex
-	proc    *process
-	lastPID int
-	stopped bool
-	stopErr error
+	mu       sync.Mutex
+	proc     *process
+	lastPID  int
+	stopped  bool
+	stopErr  error
+	apps     map[string]*App // set up by AddApps
+	appOrder []string
 }
 
 type process struct {
@@ -391,8 +393,9 @@ func (v *Vault) stopProcess() error {
 	return nil
 }
 
-// Stop stops Vault (SIGTERM; SIGKILL after 10s) and waits for it to exit.
-// It is idempotent: later calls return the first call's result.
+// Stop stops the apps' agents and Vault (SIGTERM; SIGKILL after 10s) and
+// waits for them to exit. It is idempotent: later calls return the first
+// call's result.
 func (v *Vault) Stop() error {
 	if v == nil {
 		return nil
@@ -405,7 +408,8 @@ func (v *Vault) Stop() error {
 	}
 	v.mu.Unlock()
 
-	err := v.stopProcess()
+	// The agents first: they would only retry against a stopped Vault.
+	err := errors.Join(v.stopAgents(), v.stopProcess())
 
 	v.mu.Lock()
 	defer v.mu.Unlock()
