@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 )
 
 // agent supervises one app's Vault Agent as systemd supervises a user unit:
@@ -154,14 +153,10 @@ func (ag *agent) start(context.Context) (int, error) {
 			Groups: []uint32{uint32(a.GID)},
 		},
 	}
-	if err := cmd.Start(); err != nil {
+	p, err := spawn(cmd)
+	if err != nil {
 		return 0, fmt.Errorf("starting the agent: %w", err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	ag.proc = p
 	pid := cmd.Process.Pid
 	if err := writeFileOwned(a.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644, os.Geteuid(), os.Getegid()); err != nil {
@@ -183,17 +178,7 @@ func (ag *agent) stop() error {
 		return nil // it had exited (its log says why); nothing to stop
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(stopTimeout)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return nil
-	case <-t.C:
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("agent (pid %d) did not stop within %s after SIGTERM; killed", p.cmd.Process.Pid, stopTimeout)
-	}
+	return p.terminate("agent")
 }
 
 // listen creates the FIFO the restart command writes to and serves its
@@ -282,23 +267,25 @@ func (a *App) writeAgentConfig() error {
 		q[k] = s
 	}
 	var b strings.Builder
+	// Both the vault stanza and the cert method name the same three files.
+	tlsFiles := func(indent, pad string) {
+		fmt.Fprintf(&b, "%sca_cert    %s= %s\n", indent, pad, q["ca"])
+		fmt.Fprintf(&b, "%sclient_cert%s= %s\n", indent, pad, q["cert"])
+		fmt.Fprintf(&b, "%sclient_key %s= %s\n", indent, pad, q["key"])
+	}
 	fmt.Fprintf(&b, "# Vault Agent of app %s (rotplan test harness, internal/testvault); generated, do not edit.\n", a.Name)
 	fmt.Fprintf(&b, "exit_after_auth = false\n\n")
 	fmt.Fprintf(&b, "vault {\n")
 	fmt.Fprintf(&b, "  address         = \"%s\"\n", a.v.Addr)
 	fmt.Fprintf(&b, "  tls_server_name = \"%s\"\n", a.v.ServerName)
-	fmt.Fprintf(&b, "  ca_cert         = %s\n", q["ca"])
-	fmt.Fprintf(&b, "  client_cert     = %s\n", q["cert"])
-	fmt.Fprintf(&b, "  client_key      = %s\n", q["key"])
+	tlsFiles("  ", "     ")
 	fmt.Fprintf(&b, "}\n\n")
 	fmt.Fprintf(&b, "auto_auth {\n")
 	fmt.Fprintf(&b, "  method \"cert\" {\n")
 	fmt.Fprintf(&b, "    mount_path = \"auth/cert\"\n")
 	fmt.Fprintf(&b, "    config = {\n")
 	fmt.Fprintf(&b, "      name        = \"%s\"\n", a.Mapping)
-	fmt.Fprintf(&b, "      ca_cert     = %s\n", q["ca"])
-	fmt.Fprintf(&b, "      client_cert = %s\n", q["cert"])
-	fmt.Fprintf(&b, "      client_key  = %s\n", q["key"])
+	tlsFiles("      ", " ")
 	fmt.Fprintf(&b, "    }\n")
 	fmt.Fprintf(&b, "  }\n\n")
 	fmt.Fprintf(&b, "  sink \"file\" {\n")

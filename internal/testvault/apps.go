@@ -201,11 +201,7 @@ func validAppName(s string) bool {
 // pid files, logs and commands.
 func (a *App) layout() error {
 	me, mg := os.Geteuid(), os.Getegid()
-	dirs := []struct {
-		path     string
-		mode     os.FileMode
-		uid, gid int
-	}{
+	return mkdirsOwned([]ownedDir{
 		{filepath.Join(a.v.Dir, "etc", "vault-agent.d"), 0o755, me, mg},
 		{filepath.Dir(a.PIDFile), 0o755, me, mg},
 		{filepath.Dir(a.LogFile), 0o755, me, mg},
@@ -215,13 +211,7 @@ func (a *App) layout() error {
 		{filepath.Dir(a.KeyFile), 0o750, a.UID, a.GID},
 		{filepath.Dir(a.CAFile), 0o755, a.UID, a.GID},
 		{filepath.Dir(a.SinkFile), 0o700, a.UID, a.GID},
-	}
-	for _, d := range dirs {
-		if err := mkdirOwned(d.path, d.mode, d.uid, d.gid); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
 }
 
 // pkiIssuePolicy is the text of the policy pki-issue-<app>: issue from the
