@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
 )
 
 // startApps starts a harness Vault with the named apps and their agents.
@@ -178,6 +180,66 @@ func TestApps(t *testing.T) {
 			}
 			checkAgentLogin(t, v, a, "")
 		}
+	})
+
+	t.Run("admin identity", func(t *testing.T) {
+		c := adminClient(t, v)
+		a := apps[0]
+		info, err := c.Auth().Token().LookupWithContext(ctx, token(t, a))
+		if err != nil {
+			t.Fatalf("admin: looking up the agent's token: %v", redact(err.Error(), token(t, a)))
+		}
+		if meta, _ := info.TokenMetadata(); meta["cert_name"] != a.Mapping {
+			t.Errorf("admin: the agent's token meta %v", meta)
+		}
+		allowed := []struct{ op, path string }{
+			{"read", "sys/auth"},
+			{"read", "auth/cert/certs/" + a.Mapping},
+			{"read", "sys/policies/acl/" + a.Policy},
+			{"read", "sys/policies/acl/" + MarkerPolicy},
+			{"write", "sys/policies/acl/pki-issue-" + a.Name},
+			{"write", "auth/cert/certs/" + a.Mapping},
+		}
+		denied := []struct{ op, path string }{
+			{"write", "auth/cert/certs/admin"}, // its own mapping
+			{"write", "sys/policies/acl/rotplan-admin"},
+			{"write", "sys/policies/acl/other"},
+			{"write", "sys/auth/other"},
+		}
+		pol, err := v.Root().Sys().GetPolicyWithContext(ctx, a.Policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mapping, err := v.Root().Logical().ReadWithContext(ctx, "auth/cert/certs/"+a.Mapping)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := map[string]any{"policy": pol}
+		do := func(op, path string) error {
+			if op == "read" {
+				_, err := c.Logical().ReadWithContext(ctx, path)
+				return err
+			}
+			data := body
+			if strings.HasPrefix(path, "auth/cert/certs/") {
+				data = mapping.Data // writes back what is there
+			} else if strings.HasPrefix(path, "sys/auth/") {
+				data = map[string]any{"type": "cert"}
+			}
+			_, err := c.Logical().WriteWithContext(ctx, path, data)
+			return err
+		}
+		for _, x := range allowed {
+			if err := do(x.op, x.path); err != nil {
+				t.Errorf("admin: %s %s: %v", x.op, x.path, err)
+			}
+		}
+		for _, x := range denied {
+			if err := do(x.op, x.path); err == nil || !strings.Contains(err.Error(), "permission denied") {
+				t.Errorf("admin: %s %s: %v, want permission denied", x.op, x.path, err)
+			}
+		}
+		checkAgentLogin(t, v, a, "")
 	})
 
 	t.Run("restart command", func(t *testing.T) {
@@ -445,4 +507,26 @@ func stringsOf(v any) []string {
 // tlsPair loads a's key and certificate as a TLS client would.
 func tlsPair(a *App) (tls.Certificate, error) {
 	return tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
+}
+
+// adminClient logs in with the admin certificate through the production
+// listener, as rotplan does.
+func adminClient(t *testing.T, v *Vault) *vaultapi.Client {
+	t.Helper()
+	conf, err := v.prodTLSConfig(filepath.Join(v.AdminDir, "admin.crt"), filepath.Join(v.AdminDir, "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := vaultapi.NewClient(&vaultapi.Config{Address: v.Addr, HttpClient: loopbackHTTPClient(conf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ClearToken()
+	c.ClearNamespace()
+	s, err := c.Logical().WriteWithContext(context.Background(), "auth/cert/login", map[string]any{"name": "admin"})
+	if err != nil || s == nil || s.Auth == nil {
+		t.Fatalf("admin cert login: %v", err)
+	}
+	c.SetToken(s.Auth.ClientToken)
+	return c
 }
