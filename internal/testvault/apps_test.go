@@ -331,6 +331,31 @@ func TestApps(t *testing.T) {
 		t.Logf("%s: restart command returned / new token in the sink: %s", a.Name, strings.Join(times, ", "))
 	})
 
+	t.Run("concurrent restarts", func(t *testing.T) {
+		a := apps[0]
+		errs := make(chan error, 3)
+		for range 3 {
+			go func() {
+				out, err := exec.Command(a.RestartCommand).CombinedOutput()
+				if err != nil {
+					err = errors.New(err.Error() + ": " + string(out))
+				}
+				errs <- err
+			}()
+		}
+		for range 3 {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		if got, want := agentProcesses(t, a), strconv.Itoa(a.PID()); got != want {
+			t.Errorf("after concurrent restarts: agent processes %q, want exactly %s", got, want)
+		}
+		if _, err := a.WaitToken(ctx, ""); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("restart command errors", func(t *testing.T) {
 		a := apps[0]
 		out, err := exec.Command(a.RestartCommand, "reload").CombinedOutput()
