@@ -534,9 +534,10 @@ func tlsPair(a *App) (tls.Certificate, error) {
 	return tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
 }
 
-// adminClient logs in with the admin certificate through the production
-// listener, as rotplan does.
-func adminClient(t *testing.T, v *Vault) *vaultapi.Client {
+// adminLogin logs in with the admin certificate through the production
+// listener, as rotplan does, and returns a client without a token and the
+// login's answer.
+func adminLogin(t *testing.T, v *Vault) (*vaultapi.Client, *vaultapi.Secret) {
 	t.Helper()
 	conf, err := v.prodTLSConfig(filepath.Join(v.AdminDir, "admin.crt"), filepath.Join(v.AdminDir, "admin.key"))
 	if err != nil {
@@ -549,8 +550,18 @@ func adminClient(t *testing.T, v *Vault) *vaultapi.Client {
 	c.ClearToken()
 	c.ClearNamespace()
 	s, err := c.Logical().WriteWithContext(context.Background(), "auth/cert/login", map[string]any{"name": "admin"})
-	if err != nil || s == nil || s.Auth == nil {
-		t.Fatalf("admin cert login: %v", err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s
+}
+
+// adminClient returns a client with the admin identity's token.
+func adminClient(t *testing.T, v *Vault) *vaultapi.Client {
+	t.Helper()
+	c, s := adminLogin(t, v)
+	if s == nil || s.Auth == nil {
+		t.Fatal("admin cert login returned no token")
 	}
 	c.SetToken(s.Auth.ClientToken)
 	return c
