@@ -50,7 +50,8 @@ func (a *App) Start(ctx context.Context) error {
 }
 
 // Stop stops the app's agent (SIGTERM; SIGKILL after 10s) and waits for it
-// to exit. Stopping an agent that does not run is not an error.
+// to exit. Stopping an agent that does not run (also after [Vault.Stop]) is
+// not an error.
 func (a *App) Stop() error {
 	if _, err := a.agent.do(context.Background(), "stop"); err != nil {
 		return fmt.Errorf("testvault: app %s: %w", a.Name, err)
@@ -90,6 +91,9 @@ func (ag *agent) do(ctx context.Context, action string) (int, error) {
 	ag.mu.Lock()
 	defer ag.mu.Unlock()
 	if ag.closed {
+		if action == "stop" {
+			return 0, nil // stopped with Vault already
+		}
 		return 0, errors.New("the harness has stopped the agents")
 	}
 	switch action {

@@ -329,6 +329,32 @@ func TestApps(t *testing.T) {
 			times = append(times, restarted.Round(time.Millisecond).String()+" / "+time.Since(start).Round(time.Millisecond).String())
 		}
 		t.Logf("%s: restart command returned / new token in the sink: %s", a.Name, strings.Join(times, ", "))
+
+		// Both agents at once, as a plan restarts them in parallel.
+		times = times[:0]
+		for range 3 {
+			start := time.Now()
+			errs := make(chan error, len(apps))
+			for _, a := range apps {
+				oldTok := token(t, a)
+				go func() {
+					out, err := exec.Command(a.RestartCommand).CombinedOutput()
+					if err != nil {
+						errs <- errors.New(err.Error() + ": " + string(out))
+						return
+					}
+					_, err = a.WaitToken(ctx, oldTok)
+					errs <- err
+				}()
+			}
+			for range apps {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			times = append(times, time.Since(start).Round(time.Millisecond).String())
+		}
+		t.Logf("%d agents restarted at once, until every sink holds a new token: %s", len(apps), strings.Join(times, ", "))
 	})
 
 	t.Run("concurrent restarts", func(t *testing.T) {
@@ -405,6 +431,12 @@ func TestApps(t *testing.T) {
 			out, err := exec.Command(a.RestartCommand).CombinedOutput()
 			if err == nil || !strings.Contains(string(out), "not running") {
 				t.Errorf("restart command after Stop: %v: %s", err, out)
+			}
+			if err := a.Stop(); err != nil {
+				t.Errorf("App.Stop after Vault.Stop: %v", err)
+			}
+			if err := a.Start(ctx); err == nil {
+				t.Errorf("App.Start after Vault.Stop succeeded")
 			}
 		}
 	})
