@@ -21,6 +21,17 @@
 //     below the base directory (root/vault/tls-admin/prod,
 //     home/vaultprod/tls-prod, root/vault/env/{ca.pem,prod.env}); Vault reloads
 //     the production listener's certificate on SIGHUP (pid file in run/vault).
+//   - Apps (the seed's ncprd1 and resume2me, see [SeedApps]) are set up on
+//     request by [Vault.AddApps]: a system user each, a home below the base
+//     directory (home/<app>) with the agent's login key, certificate and
+//     CA file, the PKI role agent-mtls-<app>, the policies pki-issue-<app>
+//     and marker-cert-auth, the cert-auth mapping auth/cert/certs/agent-<app>
+//     and a real Vault Agent (the same binary, "vault agent") running as the
+//     app user, logging in with cert auth through the production listener
+//     and writing its token to a file sink. The harness supervises the
+//     agents as systemd supervises user units; a generated restart command
+//     per app (bin/restart-agent-<app>) asks it to restart one, as a plan
+//     would run "systemctl --user restart".
 //
 // Everything listens on 127.0.0.1 only. The harness is Linux-only (it uses
 // useradd, /proc and Linux process attributes). Root token and unseal key are

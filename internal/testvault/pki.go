@@ -44,6 +44,28 @@ path "sys/mounts" {
 path "auth/token/lookup-self" {
   capabilities = ["read"]
 }
+
+# The agents (issue 16): make sure cert auth is enabled (enabling needs
+# sudo), upsert the agents' mappings and their policies, and look up the
+# token in an agent's sink to see which certificate it logged in with.
+path "sys/auth" {
+  capabilities = ["read"]
+}
+path "sys/auth/cert" {
+  capabilities = ["create", "read", "update", "delete", "sudo"]
+}
+path "auth/cert/certs/agent-*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "sys/policies/acl/pki-issue-*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "sys/policies/acl/marker-cert-auth" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "auth/token/lookup" {
+  capabilities = ["update"]
+}
 `
 
 // bootstrap configures PKI, roles, policy and cert auth through the

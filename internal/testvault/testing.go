@@ -63,6 +63,12 @@ func StartT(t testing.TB) *Vault {
 			if b, err := os.ReadFile(logPath); err == nil {
 				t.Logf("testvault: tail of %s:\n%s", logPath, lastLines(string(b), 40))
 			}
+			agentLogs, _ := filepath.Glob(filepath.Join(dir, "log", "agent-*.log"))
+			for _, p := range agentLogs {
+				if b, err := os.ReadFile(p); err == nil {
+					t.Logf("testvault: tail of %s:\n%s", p, lastLines(string(b), 20))
+				}
+			}
 			return
 		}
 		if err := os.RemoveAll(dir); err != nil {

@@ -77,17 +77,65 @@ type Vault struct {
 	logFile *os.File // opened by the harness when Options.Log is nil
 	tail    *tailBuffer
 
-	mu      sync.Mutex
-	proc    *process
-	lastPID int
-	stopped bool
-	stopErr error
+	mu       sync.Mutex
+	proc     *process
+	lastPID  int
+	stopped  bool
+	stopErr  error
+	apps     map[string]*App // set up by AddApps
+	appOrder []string
 }
 
 type process struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error // Wait's result; valid after done is closed
+}
+
+// spawn starts cmd and waits for it in the background.
+func spawn(cmd *exec.Cmd) (*process, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// terminate sends SIGTERM to the process, SIGKILL after stopTimeout, and
+// waits for it to exit; what names it in the error.
+func (p *process) terminate(what string) error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(stopTimeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return nil
+	case <-t.C:
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s (pid %d) did not stop within %s after SIGTERM; killed", what, p.cmd.Process.Pid, stopTimeout)
+	}
+}
+
+// ownedDir is a directory with its mode and owner, for mkdirsOwned.
+type ownedDir struct {
+	path     string
+	mode     os.FileMode
+	uid, gid int
+}
+
+// mkdirsOwned creates dirs in order (see mkdirOwned).
+func mkdirsOwned(dirs []ownedDir) error {
+	for _, d := range dirs {
+		if err := mkdirOwned(d.path, d.mode, d.uid, d.gid); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Start brings up the harness Vault under o.Dir: phase 1 with only the
@@ -224,11 +272,7 @@ func (v *Vault) start(ctx context.Context) error {
 // layout creates the directory tree below Dir.
 func (v *Vault) layout() error {
 	me, mg := os.Geteuid(), os.Getegid()
-	dirs := []struct {
-		path     string
-		mode     os.FileMode
-		uid, gid int
-	}{
+	return mkdirsOwned([]ownedDir{
 		{filepath.Join(v.Dir, "etc"), 0o755, me, mg},
 		{filepath.Join(v.Dir, "etc", "vault.d"), 0o755, me, mg},
 		{filepath.Join(v.Dir, "var"), 0o755, me, mg},
@@ -245,13 +289,7 @@ func (v *Vault) layout() error {
 		{filepath.Join(v.Dir, "home"), 0o755, me, mg},
 		{filepath.Join(v.Dir, "home", vaultUser), 0o750, v.uid, v.gid},
 		{v.ServerDir, 0o750, v.uid, v.gid},
-	}
-	for _, d := range dirs {
-		if err := mkdirOwned(d.path, d.mode, d.uid, d.gid); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
 }
 
 // writeConfig writes the Vault server configuration; withProd adds the
@@ -342,14 +380,10 @@ func (v *Vault) startProcess() error {
 		}
 	}
 	cmd.SysProcAttr = attr
-	if err := cmd.Start(); err != nil {
+	p, err := spawn(cmd)
+	if err != nil {
 		return fmt.Errorf("starting vault: %w", err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	v.proc = p
 	v.lastPID = cmd.Process.Pid
 	return nil
@@ -370,15 +404,8 @@ func (v *Vault) stopProcess() error {
 		return fmt.Errorf("vault exited early: %v", p.err)
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(stopTimeout)
-	defer t.Stop()
-	select {
-	case <-p.done:
-	case <-t.C:
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("vault (pid %d) did not stop within %s after SIGTERM; killed", p.cmd.Process.Pid, stopTimeout)
+	if err := p.terminate("vault"); err != nil {
+		return err
 	}
 	var ee *exec.ExitError
 	if p.err != nil && !errors.As(p.err, &ee) {
@@ -391,8 +418,9 @@ func (v *Vault) stopProcess() error {
 	return nil
 }
 
-// Stop stops Vault (SIGTERM; SIGKILL after 10s) and waits for it to exit.
-// It is idempotent: later calls return the first call's result.
+// Stop stops the apps' agents and Vault (SIGTERM; SIGKILL after 10s) and
+// waits for them to exit. It is idempotent: later calls return the first
+// call's result.
 func (v *Vault) Stop() error {
 	if v == nil {
 		return nil
@@ -405,7 +433,8 @@ func (v *Vault) Stop() error {
 	}
 	v.mu.Unlock()
 
-	err := v.stopProcess()
+	// The agents first: they would only retry against a stopped Vault.
+	err := errors.Join(v.stopAgents(), v.stopProcess())
 
 	v.mu.Lock()
 	defer v.mu.Unlock()

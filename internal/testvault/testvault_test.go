@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hclparse"
-	vaultapi "github.com/hashicorp/vault/api"
 )
 
 func TestHarness(t *testing.T) {
@@ -322,20 +321,7 @@ func TestHarness(t *testing.T) {
 	})
 
 	t.Run("cert auth", func(t *testing.T) {
-		conf, err := v.prodTLSConfig(filepath.Join(v.AdminDir, "admin.crt"), filepath.Join(v.AdminDir, "admin.key"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := vaultapi.NewClient(&vaultapi.Config{Address: v.Addr, HttpClient: loopbackHTTPClient(conf)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.ClearToken()
-		c.ClearNamespace()
-		s, err := c.Logical().WriteWithContext(ctx, "auth/cert/login", map[string]any{"name": "admin"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, s := adminLogin(t, v)
 		if s.Auth == nil || s.Auth.ClientToken == "" {
 			t.Fatal("cert login returned no token")
 		}
