@@ -44,6 +44,23 @@ path "sys/mounts" {
 path "auth/token/lookup-self" {
   capabilities = ["read"]
 }
+# Vault configuration steps (vault_auth, vault_policy, vault_write): auth
+# methods, policies and the agents' cert-auth mappings, not the admin's.
+path "sys/auth" {
+  capabilities = ["read"]
+}
+path "sys/auth/*" {
+  capabilities = ["create", "read", "update", "delete", "sudo"]
+}
+path "sys/policies/acl/pki-issue-*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "sys/policies/acl/marker-cert-auth" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "auth/cert/certs/agent-*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
 `
 
 // bootstrap configures PKI, roles, policy and cert auth through the
