@@ -256,7 +256,10 @@ func (w vaultWrite) fieldChanges(data map[string]any) ([]FieldChange, Action) {
 		fc := FieldChange{Field: name}
 		cur, there := data[name]
 		switch {
+		case w.secret[name] && data == nil:
+			fc.Action, fc.Sensitive = Create, true
 		case w.secret[name]:
+			// Vault does not return most secrets: it is written again.
 			fc.Action, fc.Sensitive = Replace, true
 		case w.unknown[name]:
 			fc.Action, fc.Planned = Replace, "(known after the run)"

@@ -362,6 +362,13 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 		if pv, _ := k.Plan(ctx, env, denied); len(pv.Problems) != 1 || attrPath(pv.Problems[0]) != "path" {
 			t.Errorf("Plan of a denied path: %v", pv.Problems)
 		}
+		adminMissing := testConfig(t, k.Spec(), map[string]cty.Value{
+			"path": cty.StringVal("auth/nosuch/certs/x"),
+			"data": cty.ObjectVal(map[string]cty.Value{"token_ttl": cty.StringVal("1h")}),
+		})
+		if err := k.Prepare(ctx, env, adminMissing); attrPath(err) != "path" || !strings.Contains(err.Error(), "nothing mounted") {
+			t.Errorf("Prepare of a path under no mount, as the admin: %v", err)
+		}
 		// A token that may write anywhere: the path has no handler.
 		conn := adminConnection(v)
 		conn.AuthMethod, conn.Token = "token", v.RootToken

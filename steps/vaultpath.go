@@ -98,6 +98,15 @@ func readVaultPath(ctx context.Context, env *Env, cfg Config, arg, path string) 
 		}
 		st.mountMissing = true
 	case err != nil && isForbidden(err):
+		mounted, known := underMount(ctx, client, path)
+		switch {
+		case known && !mounted && !env.mountPlanned(path):
+			return st, attrErr(cfg.Path(arg), "Vault has nothing mounted at %s: no secrets engine or auth method handles it", path)
+		case known && !mounted:
+			return st, attrErr(cfg.Path(arg), "reading %s: permission denied: the token's policies must allow read there once its auth method is enabled (rotplan reads what it changes, to roll it back)", path)
+		case known:
+			return st, attrErr(cfg.Path(arg), "reading %s: permission denied: the token's policies must allow read (rotplan reads what it changes, to roll it back)", path)
+		}
 		return st, attrErr(cfg.Path(arg), "reading %s: permission denied: the token's policies must allow read (rotplan reads what it changes, to roll it back), or nothing is mounted there", path)
 	case err != nil:
 		return st, attrErr(cfg.Path(arg), "reading %s: %s", path, vaultMessage(err))
@@ -135,6 +144,39 @@ func readVaultPath(ctx context.Context, env *Env, cfg Config, arg, path string) 
 		return st, attrErr(cfg.Path(arg), "the token may not change %s: its policies lack %s there (they allow %s)", path, strings.Join(lacking, " and "), strings.Join(caps, ", "))
 	}
 	return st, nil
+}
+
+// underMount reports whether path lies under a secrets engine or an auth
+// method Vault lists (sys/mounts, sys/auth, or the sys/ paths themselves);
+// known is false when the token may not list them.
+func underMount(ctx context.Context, client *vaultapi.Client, path string) (mounted, known bool) {
+	if strings.HasPrefix(path, "sys/") || strings.HasPrefix(path, "identity/") || strings.HasPrefix(path, "cubbyhole/") {
+		return true, true
+	}
+	var mounts []string
+	if strings.HasPrefix(path, "auth/") {
+		auths, err := client.Sys().ListAuthWithContext(ctx)
+		if err != nil {
+			return false, false
+		}
+		for m := range auths {
+			mounts = append(mounts, "auth/"+m)
+		}
+	} else {
+		engines, err := client.Sys().ListMountsWithContext(ctx)
+		if err != nil {
+			return false, false
+		}
+		for m := range engines {
+			mounts = append(mounts, m)
+		}
+	}
+	for _, m := range mounts {
+		if strings.HasPrefix(path+"/", m) {
+			return true, true
+		}
+	}
+	return false, true
 }
 
 func isForbidden(err error) bool {
