@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +11,8 @@ import (
 	"testing"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/rotplan/rotplan/engine"
+	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/internal/testvault"
 )
 
@@ -283,4 +287,103 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestVaultConfigurationCrashes kills rotplan at every journal boundary of
+// a plan of the three Vault kinds, with Vault as before the run each time,
+// and resumes: Vault ends as the plan declares, and each step the kill
+// interrupted was either found done in Vault (Resumer.Done) or run again.
+func TestVaultConfigurationCrashes(t *testing.T) {
+	v := testvault.StartT(t)
+	root := v.Root()
+	caPEM := readFile(t, v.RootCAFile)
+	reset := func(t *testing.T) {
+		t.Helper()
+		if err := root.Sys().PutPolicy("pki-issue-e2e", policyBefore); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := root.Logical().Write("auth/cert/certs/agent-e2e", map[string]any{
+			"certificate": caPEM, "allowed_common_names": "agent-e2e.prod.privsec.ch",
+			"token_policies": "marker-cert-auth", "token_ttl": "30m",
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := root.Sys().DisableAuth("cert-e2e"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	declared := func(t *testing.T) {
+		t.Helper()
+		got := rootData(t, root, "auth/cert/certs/agent-e2e")
+		if !reflect.DeepEqual(got["token_policies"], []any{"pki-issue-e2e", "marker-cert-auth"}) || got["token_ttl"] != json.Number("3600") {
+			t.Errorf("mapping: policies %v ttl %v", got["token_policies"], got["token_ttl"])
+		}
+		if p, _ := root.Sys().GetPolicy("pki-issue-e2e"); !strings.Contains(p, `["update"]`) {
+			t.Errorf("policy %q", p)
+		}
+		if auths, _ := root.Sys().ListAuth(); auths["cert-e2e/"] == nil {
+			t.Error("cert-e2e not enabled")
+		}
+	}
+	plan := writePlanFile(t, vaultcfgHead)
+	args := func(cmd, state string) []string {
+		return []string{cmd, "-state-dir", state, "-var", "ca_file=" + v.RootCAFile, "-var", "display=x"}
+	}
+
+	reset(t)
+	state := t.TempDir()
+	if res := runRotplan(t, v.Environ(), append(args("run", state), plan)...); res.exit != 0 {
+		t.Fatalf("uninterrupted run exited %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	declared(t)
+	total := len(readJournal(t, state).Records)
+
+	checked := 0
+	for n := 1; n <= total; n++ {
+		for _, fp := range []string{fmt.Sprintf("before:%d", n), fmt.Sprintf("after:%d", n)} {
+			if fp == "before:1" {
+				continue
+			}
+			t.Run(strings.ReplaceAll(fp, ":", "_"), func(t *testing.T) {
+				reset(t)
+				state := t.TempDir()
+				res := runBinary(t, crashBin, append(v.Environ(), "ROTPLAN_FAILPOINT="+fp), append(args("run", state), plan)...)
+				if res.exit != -1 {
+					t.Fatalf("rotplan exited %d instead of being killed\n%s%s", res.exit, res.stdout, res.stderr)
+				}
+				killed, err := engine.LoadRun(state)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res = runRotplan(t, v.Environ(), append(args("resume", state), plan)...)
+				if res.exit != 0 {
+					t.Fatalf("resume exited %d\n%s%s", res.exit, res.stdout, res.stderr)
+				}
+				declared(t)
+				after, err := engine.LoadRun(state)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if after.Status != journal.StatusSucceeded {
+					t.Errorf("journal after resume: %q", after.Status)
+				}
+				for addr, s := range killed.Steps {
+					if s.State != engine.StateStarted {
+						continue
+					}
+					a := after.Steps[addr]
+					if !a.Checked && a.Redone == "" {
+						t.Errorf("%s was started at the kill; the journal shows neither a check nor why it ran again", addr)
+					}
+					if a.Checked {
+						checked++
+					}
+				}
+			})
+		}
+	}
+	if checked == 0 {
+		t.Error("no resume found a step done in Vault")
+	}
+	t.Logf("%d records; %d interrupted steps found done in Vault by resume", total, checked)
 }
