@@ -209,15 +209,11 @@ func (*VaultAuth) Snapshot(ctx context.Context, env *Env, cfg Config) (map[strin
 // Rollback implements Rollbacker: the method is disabled when this run
 // enabled it, and left alone otherwise.
 func (*VaultAuth) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, snapshot map[string]string) error {
-	path, err := snapshotField(snapshot, "path")
+	path, existed, err := snapshotExisted("vault_auth", "path", snapshot)
 	if err != nil {
-		return fmt.Errorf("vault_auth: rolling back: %w", err)
+		return err
 	}
-	existed, err := snapshotField(snapshot, "existed")
-	if err != nil || (existed != "true" && existed != "false") {
-		return fmt.Errorf("vault_auth: rolling back auth/%s: the journaled snapshot does not say whether it was enabled", path)
-	}
-	if existed == "true" {
+	if existed {
 		return nil
 	}
 	client, err := env.Vault(ctx)

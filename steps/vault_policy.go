@@ -212,19 +212,15 @@ func (*VaultPolicy) Snapshot(ctx context.Context, env *Env, cfg Config) (map[str
 
 // Rollback implements Rollbacker.
 func (*VaultPolicy) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, snapshot map[string]string) error {
-	name, err := snapshotField(snapshot, "name")
+	name, existed, err := snapshotExisted("vault_policy", "name", snapshot)
 	if err != nil {
-		return fmt.Errorf("vault_policy: rolling back: %w", err)
-	}
-	existed, err := snapshotField(snapshot, "existed")
-	if err != nil || (existed != "true" && existed != "false") {
-		return fmt.Errorf("vault_policy: rolling back %s: the journaled snapshot does not say whether the policy existed", name)
+		return err
 	}
 	client, err := env.Vault(ctx)
 	if err != nil {
 		return fmt.Errorf("vault_policy: rolling back %s: %w", name, err)
 	}
-	if existed == "false" {
+	if !existed {
 		if err := client.Sys().DeletePolicyWithContext(ctx, name); err != nil {
 			return fmt.Errorf("vault_policy: rolling back: deleting policy %s, which the run created: %s; run by hand: vault policy delete %s", name, vaultMessage(err), shellQuote(name))
 		}

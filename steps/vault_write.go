@@ -350,19 +350,15 @@ func (*VaultWrite) Snapshot(ctx context.Context, env *Env, cfg Config) (map[stri
 // field that was not there before cannot be taken away by a write; it is
 // left, with a warning.
 func (*VaultWrite) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, snapshot map[string]string) error {
-	path, err := snapshotField(snapshot, "path")
+	path, existed, err := snapshotExisted("vault_write", "path", snapshot)
 	if err != nil {
-		return fmt.Errorf("vault_write: rolling back: %w", err)
-	}
-	existed, err := snapshotField(snapshot, "existed")
-	if err != nil || (existed != "true" && existed != "false") {
-		return fmt.Errorf("vault_write: rolling back %s: the journaled snapshot does not say whether the path existed", path)
+		return err
 	}
 	client, err := env.Vault(ctx)
 	if err != nil {
 		return fmt.Errorf("vault_write: rolling back %s: %w", path, err)
 	}
-	if existed == "false" {
+	if !existed {
 		if _, err := client.Logical().DeleteWithContext(ctx, path); err != nil {
 			return fmt.Errorf("vault_write: rolling back: deleting %s, which the run created: %s; run by hand: vault delete %s", path, vaultMessage(err), shellQuote(path))
 		}

@@ -47,6 +47,33 @@ func attrPath(err error) string {
 	return ""
 }
 
+// vaultKind is what the Vault configuration kinds all are.
+type vaultKind interface {
+	Step
+	Rollbacker
+	Resumer
+}
+
+// snapshotAndApply takes the step's snapshot and intent, checks that it is
+// not done yet, and applies it, as a run does.
+func snapshotAndApply(t *testing.T, k vaultKind, env *Env, cfg Config) (map[string]string, map[string]string, cty.Value, error) {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := k.Snapshot(ctx, env, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intent, err := k.Intent(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, done, _ := k.Done(ctx, env, intent); done {
+		t.Error("Done before Apply")
+	}
+	out, err := k.Apply(ctx, env, cfg)
+	return snap, intent, out, err
+}
+
 func TestVaultConfigurationAgainstVault(t *testing.T) {
 	v := testvault.StartT(t)
 	ctx := context.Background()
@@ -151,15 +178,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 				if err != nil || pv.Action != wantAction || len(pv.Problems) > 0 || len(pv.Fields) != 1 {
 					t.Fatalf("Plan: %v %+v", err, pv)
 				}
-				snap, err := k.Snapshot(ctx, env, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				intent, _ := k.Intent(cfg)
-				if _, done, _ := k.Done(ctx, env, intent); done {
-					t.Error("Done before Apply")
-				}
-				out, err := k.Apply(ctx, env, cfg)
+				snap, intent, out, err := snapshotAndApply(t, k, env, cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -249,15 +268,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 				} else if pv.Action != Create || fields["token_ttl"].Action != Create {
 					t.Errorf("Plan of a new path: %v %+v", pv.Action, pv.Fields)
 				}
-				snap, err := k.Snapshot(ctx, env, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				intent, _ := k.Intent(cfg)
-				if _, done, _ := k.Done(ctx, env, intent); done {
-					t.Error("Done before Apply")
-				}
-				out, err := k.Apply(ctx, env, cfg)
+				snap, intent, out, err := snapshotAndApply(t, k, env, cfg)
 				if err != nil || env.NoChangeReason() != "" {
 					t.Fatalf("Apply: %v %q", err, env.NoChangeReason())
 				}

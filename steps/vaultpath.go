@@ -350,6 +350,20 @@ func decodeJournaled(s string, into any) error {
 	return dec.Decode(into)
 }
 
+// snapshotExisted reads what a Vault kind's snapshot names (its key: the
+// path, the policy name) and whether that existed before the step.
+func snapshotExisted(kind, key string, snapshot map[string]string) (string, bool, error) {
+	id, err := snapshotField(snapshot, key)
+	if err != nil {
+		return "", false, fmt.Errorf("%s: rolling back: %w", kind, err)
+	}
+	existed, err := snapshotField(snapshot, "existed")
+	if err != nil || (existed != "true" && existed != "false") {
+		return id, false, fmt.Errorf("%s: rolling back %s: the journaled snapshot does not say whether it existed", kind, id)
+	}
+	return id, existed == "true", nil
+}
+
 // vaultPathSegment checks a name that becomes one segment of a Vault
 // path (a policy name, an auth mount).
 func vaultPathSegment(cfg Config, arg, s string) error {
