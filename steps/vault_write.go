@@ -331,7 +331,9 @@ func (*VaultWrite) Snapshot(ctx context.Context, env *Env, cfg Config) (map[stri
 		}
 	}
 	if len(secrets) > 0 {
-		return nil, attrErr(cfg.Path("data"), "%s already holds an entry, and rotplan keeps no copy of its secret field %s to put back on rollback; write it with -rollback=false, or by hand", w.path, strings.Join(secrets, ", "))
+		// At path: the data expression reads a secret, so an error there
+		// would be shown without its words.
+		return nil, attrErr(cfg.Path("path"), "%s already holds an entry, and rotplan keeps no copy of its secret field %s to put back on rollback; write it with -rollback=false, or by hand", w.path, strings.Join(secrets, ", "))
 	}
 	b, err := json.Marshal(previous)
 	if err != nil {

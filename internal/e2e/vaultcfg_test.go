@@ -229,6 +229,41 @@ func TestVaultConfigurationSteps(t *testing.T) {
 		}
 	})
 
+	t.Run("secret field of an existing entry", func(t *testing.T) {
+		plan := writePlanFile(t, vaultcfgHead+vaultcfgSecret)
+		if _, err := root.Logical().Write("auth/cert/certs/agent-e2e-new", map[string]any{
+			"certificate": readFile(t, v.RootCAFile), "display_name": "old",
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// No copy of the old secret: refused, and the rest rolled back.
+		state := t.TempDir()
+		res := runRotplan(t, v.Environ(), append(append([]string{"run", "-state-dir", state}, vars...), plan)...)
+		if res.exit != exitRolledBack || !strings.Contains(res.stderr, "-rollback=false") {
+			t.Errorf("exit %d, want %d and the way out\n%s%s", res.exit, exitRolledBack, res.stdout, res.stderr)
+		}
+		if got := rootData(t, root, "auth/cert/certs/agent-e2e-new"); got["display_name"] != "old" {
+			t.Errorf("display_name %v after the refusal", got["display_name"])
+		}
+		// Without a rollback, nothing to lose: it is written.
+		res = runRotplan(t, v.Environ(), append(append([]string{"run", "-rollback=false", "-state-dir", t.TempDir()}, vars...), plan)...)
+		if res.exit != 0 {
+			t.Errorf("-rollback=false: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+		}
+		if got := rootData(t, root, "auth/cert/certs/agent-e2e-new"); got["display_name"] != displaySecret {
+			t.Error("display_name not written with -rollback=false")
+		}
+		if files := grepTree(t, state, displaySecret); len(files) > 0 || strings.Contains(res.stdout+res.stderr, displaySecret) {
+			t.Errorf("the sensitive value is in %v or the output", files)
+		}
+		if _, err := root.Logical().Delete("auth/cert/certs/agent-e2e-new"); err != nil {
+			t.Fatal(err)
+		}
+		if err := root.Sys().DisableAuth("cert-e2e"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("bad paths", func(t *testing.T) {
 		plan := writePlanFile(t, `variable "ca_file" {
   type = string
