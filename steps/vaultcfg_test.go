@@ -432,6 +432,23 @@ func TestVaultWriteValidate(t *testing.T) {
 	}
 }
 
+func TestFieldText(t *testing.T) {
+	for _, tt := range []struct {
+		v    any
+		want string
+	}{
+		{[]any{"a,b", "c"}, `["a,b", "c"]`},
+		{json.Number("3600"), "3600"},
+		{"1h", `"1h"`},
+		{true, "true"},
+		{"two\nlines\n", "(text, 10 bytes, 2 lines, sha256 " + shortDigest("two\nlines\n") + ")"},
+	} {
+		if got := fieldText(tt.v); got != tt.want {
+			t.Errorf("fieldText(%#v) = %s, want %s", tt.v, got, tt.want)
+		}
+	}
+}
+
 func TestSameField(t *testing.T) {
 	for _, tt := range []struct {
 		cur, want any

@@ -329,11 +329,18 @@ func fieldText(v any) string {
 		}
 		return fmt.Sprintf("(text, %d bytes, %d lines, sha256 %s)", len(s), strings.Count(strings.TrimRight(s, "\n"), "\n")+1, shortDigest(s))
 	}
+	if list, ok := v.([]any); ok {
+		parts := make([]string, len(list))
+		for i, e := range list {
+			parts[i] = fieldText(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Sprint(v)
 	}
-	return strings.ReplaceAll(string(b), ",", ", ")
+	return string(b)
 }
 
 // shortDigest is the first 12 hex digits of a text's SHA-256.
