@@ -42,6 +42,9 @@ type StepPreview struct {
 	// the run; Now what it acts on looks like now.
 	Arguments []Argument
 	Now       []steps.Fact
+	// Fields are what the step would change, field by field
+	// (steps.Preview.Fields).
+	Fields []steps.FieldChange
 	// Observed is what the step acts on as it is now, for a saved plan to
 	// compare (steps.Preview.Observed).
 	Observed string
@@ -187,7 +190,7 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 	if plan.Action != "" {
 		sp.Action = plan.Action
 	}
-	sp.Reason, sp.Now, sp.Observed = plan.Reason, plan.Now, plan.Observed
+	sp.Reason, sp.Now, sp.Observed, sp.Fields = plan.Reason, plan.Now, plan.Observed, plan.Fields
 	env.PlanFiles(plan.Files)
 	if sp.Action == steps.NoChange {
 		// What the kind found in place is what the steps before it will

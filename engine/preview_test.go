@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -525,5 +526,29 @@ rec "other" {
 	}
 	if !previewStep(t, pv, "cert.not_due").Skipped {
 		t.Error("cert.not_due is not skipped: the test no longer shows what it is about")
+	}
+}
+
+// fieldsKind previews a change of one field.
+type fieldsKind struct{ sink }
+
+func (fieldsKind) Plan(context.Context, *steps.Env, steps.Config) (steps.Preview, error) {
+	return steps.Preview{Action: steps.Replace, Fields: []steps.FieldChange{
+		{Field: "token_ttl", Action: steps.Replace, Now: "1800", Planned: `"1h"`},
+	}}, nil
+}
+
+// TestPreviewCarriesFields: what a kind says it would change, field by
+// field, reaches the preview as it is.
+func TestPreviewCarriesFields(t *testing.T) {
+	prog := compileWith(t, `
+fields "a" {
+  input = "x"
+}
+`, nil, steps.Registry{"fields": fieldsKind{}})
+	pv := prog.Preview(context.Background(), testOptions())
+	want := []steps.FieldChange{{Field: "token_ttl", Action: steps.Replace, Now: "1800", Planned: `"1h"`}}
+	if s := previewStep(t, pv, "fields.a"); !reflect.DeepEqual(s.Fields, want) {
+		t.Errorf("fields.a: %#v, want %#v", s.Fields, want)
 	}
 }

@@ -18,7 +18,11 @@ import (
 type Config struct {
 	val       cty.Value
 	sensitive map[string]bool
-	prefix    string
+	// marked are the paths where a sensitive mark sits, map keys and
+	// attributes alike joined by dots: SensitiveKey tells one key of a map
+	// argument from its neighbours.
+	marked map[string]bool
+	prefix string
 }
 
 // NewConfig wraps an evaluated step body. The value may carry cty marks; they
@@ -26,7 +30,9 @@ type Config struct {
 func NewConfig(v cty.Value) Config {
 	v, marks := v.UnmarkDeepWithPaths()
 	sensitive := map[string]bool{}
+	marked := map[string]bool{}
 	for _, pm := range marks {
+		marked[markedPath(pm.Path)] = true
 		path := ""
 		sensitive[path] = len(pm.Path) == 0 || sensitive[path]
 		for _, step := range pm.Path {
@@ -41,7 +47,44 @@ func NewConfig(v cty.Value) Config {
 			sensitive[path] = true
 		}
 	}
-	return Config{val: v, sensitive: sensitive}
+	return Config{val: v, sensitive: sensitive, marked: marked}
+}
+
+// markedPath joins a cty path's attribute names and string keys with dots,
+// stopping at any other step (a list index: the whole list counts).
+func markedPath(p cty.Path) string {
+	var parts []string
+	for _, step := range p {
+		switch s := step.(type) {
+		case cty.GetAttrStep:
+			parts = append(parts, s.Name)
+		case cty.IndexStep:
+			if s.Key.Type() != cty.String || !s.Key.IsKnown() || s.Key.IsNull() {
+				return strings.Join(parts, ".")
+			}
+			parts = append(parts, s.Key.AsString())
+		default:
+			return strings.Join(parts, ".")
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// SensitiveKey reports whether one key (or attribute) of a map or object
+// argument was computed from a sensitive value: its own value, or the
+// argument, or a block it is in, as a whole. Unlike Sensitive, a
+// sensitive neighbour does not make it so.
+func (c Config) SensitiveKey(name, key string) bool {
+	path := c.Path(name) + "." + key
+	if c.marked[""] || c.marked[path] {
+		return true
+	}
+	for p := range c.marked {
+		if strings.HasPrefix(p, path+".") || strings.HasPrefix(path, p+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // Path returns the full name of an argument, with the names of the nested
@@ -80,6 +123,10 @@ func (c Config) Sensitive(name string) bool {
 		path = path[:i]
 	}
 }
+
+// Value returns an argument's value, unmarked (see Sensitive and
+// SensitiveKey for what was marked); null when it is absent.
+func (c Config) Value(name string) cty.Value { return c.attr(name) }
 
 // String returns a string argument, or "" when it is null or unknown.
 func (c Config) String(name string) string {
@@ -159,7 +206,7 @@ func (c Config) Block(name string) (Config, bool) {
 	if v.IsNull() || !v.IsKnown() {
 		return Config{}, false
 	}
-	return Config{val: v, sensitive: c.sensitive, prefix: c.Path(name) + "."}, true
+	return Config{val: v, sensitive: c.sensitive, marked: c.marked, prefix: c.Path(name) + "."}, true
 }
 
 // RequireString returns a string argument that must be given and non-empty.

@@ -68,10 +68,32 @@ type Preview struct {
 	// refuses when it differs: the run would no longer do what was
 	// reviewed. Like every Fact, never a secret (digests, not content).
 	Observed string
+	// Fields are, field by field, what the step would change in what it
+	// acts on (the fields of a Vault path): each as it is now and as the
+	// step would leave it. Like every Fact, never a secret: a sensitive
+	// field says so and shows no value.
+	Fields []FieldChange
 	// Files are the files the step would create or replace. The engine
 	// tells the steps previewed after it (Env.Planned), so that they can
 	// tell a file the run will put in place from one that is missing.
 	Files []string
+}
+
+// FieldChange is one field of what a step acts on, as a preview shows it:
+// "~ token_policies: ["a"] -> ["a", "b"]".
+type FieldChange struct {
+	// Field names the field.
+	Field string `json:"field"`
+	// Action is Create for a field not there now, Replace for one the step
+	// changes, NoChange for one that already has the planned value.
+	Action Action `json:"action"`
+	// Now and Planned are the values as they are now and as the step would
+	// leave them, written for people ("" for none); both are empty for a
+	// Sensitive field.
+	Now     string `json:"now,omitempty"`
+	Planned string `json:"planned,omitempty"`
+	// Sensitive is set for a field whose values are never shown.
+	Sensitive bool `json:"sensitive,omitempty"`
 }
 
 // Planner is implemented by kinds that can preview a step: say what Apply

@@ -159,6 +159,10 @@ func Default() Registry {
 		"chown":  (*Chown)(nil),
 		"reload": (*Reload)(nil),
 		"verify": (*Verify)(nil),
+
+		"vault_auth":   (*VaultAuth)(nil),
+		"vault_policy": (*VaultPolicy)(nil),
+		"vault_write":  (*VaultWrite)(nil),
 	}
 }
 

@@ -226,6 +226,9 @@ type vaultSession struct {
 	// where their pid comes from, so that a pid reused since is told
 	// from the process that was checked (see Reload).
 	processes sync.Map // reloadTarget.source() -> process
+	// mounts are the auth methods vault_auth steps will enable, as
+	// "auth/PATH/" (see plannedMount).
+	mounts sync.Map // "auth/PATH/" -> true
 }
 
 type cachedRead struct {

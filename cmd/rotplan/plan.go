@@ -217,6 +217,12 @@ func writePreview(w io.Writer, plan string, pv *engine.Preview, pal palette) {
 		for _, a := range s.Arguments {
 			fmt.Fprintf(w, "    %-*s = %s\n", width, a.Name, argumentText(a))
 		}
+		if len(s.Fields) > 0 {
+			fmt.Fprintln(w, "  fields:")
+			for _, f := range s.Fields {
+				fmt.Fprintf(w, "    %s %s\n", marker(f.Action), fieldText(f))
+			}
+		}
 		if len(s.Now) > 0 {
 			fmt.Fprintln(w, "  now:")
 			width = 0
@@ -236,6 +242,18 @@ func writePreview(w io.Writer, plan string, pv *engine.Preview, pal palette) {
 		pv.Count(steps.Create), pv.Count(steps.Replace), pv.Count(steps.NoChange),
 		pv.Count(steps.Check), plural(pv.Count(steps.Check), "check", "checks"),
 		len(errorsOf(pv.Diagnostics)), plural(len(errorsOf(pv.Diagnostics)), "error", "errors"))
+}
+
+// fieldText writes a field change as "token_ttl: 3600 -> 7200", "field:
+// value" for a new or unchanged one, "field: (sensitive)" for a secret.
+func fieldText(f steps.FieldChange) string {
+	switch {
+	case f.Sensitive:
+		return f.Field + ": (sensitive)"
+	case f.Action == steps.Replace:
+		return f.Field + ": " + f.Now + " -> " + f.Planned
+	}
+	return f.Field + ": " + f.Planned
 }
 
 // paintAction paints s in the colour of the action: green for what appears,
@@ -336,7 +354,9 @@ type stepPreviewJSON struct {
 	Skipped   bool                    `json:"skipped"`
 	Arguments map[string]argumentJSON `json:"arguments"`
 	Now       []steps.Fact            `json:"now"`
-	Errors    []diagnosticJSON        `json:"errors"`
+	// Fields are left out for a kind that does not give them.
+	Fields []steps.FieldChange `json:"fields,omitempty"`
+	Errors []diagnosticJSON    `json:"errors"`
 }
 
 type argumentJSON struct {
@@ -395,6 +415,7 @@ func writePreviewJSON(w io.Writer, plan string, valid bool, pv *engine.Preview, 
 				Action:    string(s.Action), Reason: s.Reason, Skipped: s.Skipped,
 				Arguments: map[string]argumentJSON{},
 				Now:       append([]steps.Fact{}, s.Now...),
+				Fields:    s.Fields,
 				Errors:    diagnosticsJSON(s.Diagnostics, hcl.DiagError),
 			}
 			for _, a := range s.Arguments {

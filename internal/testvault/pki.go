@@ -45,13 +45,15 @@ path "auth/token/lookup-self" {
   capabilities = ["read"]
 }
 
-# The agents (issue 16): make sure cert auth is enabled (enabling needs
-# sudo), upsert the agents' mappings and their policies, and look up the
-# token in an agent's sink to see which certificate it logged in with.
+# The agents (issue 16): Vault configuration steps (vault_auth,
+# vault_policy, vault_write) enable auth methods (enabling needs sudo),
+# upsert the agents' cert-auth mappings and their policies, not the
+# admin's; the agent check looks up the token in an agent's sink to see
+# which certificate it logged in with.
 path "sys/auth" {
   capabilities = ["read"]
 }
-path "sys/auth/cert" {
+path "sys/auth/*" {
   capabilities = ["create", "read", "update", "delete", "sudo"]
 }
 path "auth/cert/certs/agent-*" {
