@@ -48,12 +48,12 @@ path "auth/token/lookup-self" {
 # The agents (issue 16): Vault configuration steps (vault_auth,
 # vault_policy, vault_write) enable auth methods (enabling needs sudo),
 # upsert the agents' cert-auth mappings and their policies, not the
-# admin's; the agent check looks up the token in an agent's sink to see
+# admin's (cert auth methods only: cert, or cert-e2e in a test); the agent check looks up the token in an agent's sink to see
 # which certificate it logged in with.
 path "sys/auth" {
   capabilities = ["read"]
 }
-path "sys/auth/*" {
+path "sys/auth/cert*" {
   capabilities = ["create", "read", "update", "delete", "sudo"]
 }
 path "auth/cert/certs/agent-*" {
