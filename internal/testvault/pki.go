@@ -46,10 +46,10 @@ path "auth/token/lookup-self" {
 }
 
 # The agents (issue 16): Vault configuration steps (vault_auth,
-# vault_policy, vault_write) enable auth methods (enabling needs sudo),
-# upsert the agents' cert-auth mappings and their policies, not the
-# admin's (cert auth methods only: cert, or cert-e2e in a test); the agent check looks up the token in an agent's sink to see
-# which certificate it logged in with.
+# vault_policy, vault_write) enable cert auth methods (cert, or cert-e2e
+# in a test; enabling needs sudo), upsert the agents' cert-auth mappings
+# and their policies, not the admin's; the agent check looks up the token
+# in an agent's sink to see which certificate it logged in with.
 path "sys/auth" {
   capabilities = ["read"]
 }
