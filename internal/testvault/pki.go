@@ -44,6 +44,10 @@ path "sys/mounts" {
 path "auth/token/lookup-self" {
   capabilities = ["read"]
 }
+# A vault_agent check looks up the token in an agent's sink.
+path "auth/token/lookup" {
+  capabilities = ["update"]
+}
 `
 
 // bootstrap configures PKI, roles, policy and cert auth through the
