@@ -402,7 +402,7 @@ func (*Verify) Summary(outputs cty.Value) []Fact {
 		facts = append(facts, Fact{Name: "cert_name", Value: name})
 	}
 	if policies, ok := outputStrings(outputs, "policies"); ok && len(policies) > 0 {
-		facts = append(facts, Fact{Name: "policies", Value: strings.Join(policies, ", ")})
+		facts = append(facts, Fact{Name: "policies", Value: strings.Join(policies, ",")})
 	}
 	if serial, ok := outputString(outputs, "token_serial"); ok && serial != "" {
 		facts = append(facts, Fact{Name: "token_serial", Value: serial})
