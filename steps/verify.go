@@ -514,23 +514,7 @@ func (v verification) handshake(ctx context.Context) (checkResult, error) {
 // vaultStatus asks Vault for its seal status with a client of its own, so the
 // TLS handshake, client certificate included, is made anew on each attempt.
 func (v verification) vaultStatus(ctx context.Context) (checkResult, error) {
-	e := v.endpoint
-	addr := e.address
-	if !strings.Contains(addr, "://") {
-		addr = "https://" + addr
-	}
-	// The Vault client reads the same files; reading them here first
-	// tells a file that will never do from an endpoint that is not ready.
-	if _, err := e.tlsConfig(); err != nil {
-		return checkResult{}, err
-	}
-	client, err := newVaultClient(addr, &vaultapi.TLSConfig{
-		CACert:        e.caFile,
-		CACertBytes:   []byte(e.caPEM),
-		ClientCert:    e.clientCert,
-		ClientKey:     e.clientKey,
-		TLSServerName: e.serverName,
-	}, 0)
+	client, addr, err := v.endpoint.vaultClient()
 	if err != nil {
 		return checkResult{}, err
 	}
@@ -617,6 +601,30 @@ func loadKeyPair(certFile, keyFile, certArg, keyArg string) (tls.Certificate, er
 			err: fmt.Errorf("%s and %s are not a key pair: %w", certFile, keyFile, err)}
 	}
 	return pair, nil
+}
+
+// vaultClient makes a Vault client of the check's own, with no token, for
+// the endpoint's address (https:// unless it says otherwise) and TLS
+// settings, so the TLS handshake, client certificate included, is made
+// anew on each attempt. The caller closes its idle connections.
+func (e endpoint) vaultClient() (client *vaultapi.Client, addr string, err error) {
+	addr = e.address
+	if !strings.Contains(addr, "://") {
+		addr = "https://" + addr
+	}
+	// The Vault client reads the same files; reading them here first
+	// tells a file that will never do from an endpoint that is not ready.
+	if _, err := e.tlsConfig(); err != nil {
+		return nil, addr, err
+	}
+	client, err = newVaultClient(addr, &vaultapi.TLSConfig{
+		CACert:        e.caFile,
+		CACertBytes:   []byte(e.caPEM),
+		ClientCert:    e.clientCert,
+		ClientKey:     e.clientKey,
+		TLSServerName: e.serverName,
+	}, 0)
+	return client, addr, err
 }
 
 func (e endpoint) tlsConfig() (*tls.Config, error) {

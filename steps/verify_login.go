@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
-	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -90,22 +89,7 @@ func parseLogin(c Config) (endpoint, loginCheck, []error) {
 // certificate files as they are now), checks the policies and revokes the
 // token before it returns, whether the check passed or not.
 func (l loginCheck) attempt(ctx context.Context, env *Env, e endpoint) (checkResult, error) {
-	addr := e.address
-	if !strings.Contains(addr, "://") {
-		addr = "https://" + addr
-	}
-	// The Vault client reads the same files; reading them here first
-	// tells a file that will never do from an endpoint that is not ready.
-	if _, err := e.tlsConfig(); err != nil {
-		return checkResult{}, err
-	}
-	client, err := newVaultClient(addr, &vaultapi.TLSConfig{
-		CACert:        e.caFile,
-		CACertBytes:   []byte(e.caPEM),
-		ClientCert:    e.clientCert,
-		ClientKey:     e.clientKey,
-		TLSServerName: e.serverName,
-	}, 0)
+	client, addr, err := e.vaultClient()
 	if err != nil {
 		return checkResult{}, err
 	}
