@@ -107,6 +107,7 @@ func (*Verify) Outputs() map[string]Output {
 		"cert_name":          {Type: cty.String},
 		"token_serial":       {Type: cty.String},
 		"passed_after":       {Type: cty.String},
+		"logged_in_after":    {Type: cty.String},
 	}
 }
 
@@ -282,9 +283,12 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		case <-time.After(v.interval):
 		}
 	}
-	passedAfter := ""
+	passedAfter, loggedInAfter := "", ""
 	if !v.since.IsZero() {
 		passedAfter = time.Since(v.since).Round(time.Millisecond).String()
+		if !result.tokenIssued.IsZero() {
+			loggedInAfter = result.tokenIssued.Sub(v.since).Round(time.Millisecond).String()
+		}
 	}
 	logArgs := []any{"check", v.check, "target", v.target(), "attempts", attempts}
 	if result.serial != "" {
@@ -305,6 +309,9 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	if passedAfter != "" {
 		logArgs = append(logArgs, "passed_after", passedAfter)
 	}
+	if loggedInAfter != "" {
+		logArgs = append(logArgs, "logged_in_after", loggedInAfter)
+	}
 	env.Log.Info("check passed", logArgs...)
 	policies := cty.ListValEmpty(cty.String)
 	if len(result.policies) > 0 {
@@ -320,6 +327,7 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		"cert_name":          cty.StringVal(result.certName),
 		"token_serial":       cty.StringVal(result.tokenSerial),
 		"passed_after":       cty.StringVal(passedAfter),
+		"logged_in_after":    cty.StringVal(loggedInAfter),
 	}), nil
 }
 
@@ -413,16 +421,24 @@ func (*Verify) Summary(outputs cty.Value) []Fact {
 	if after := passedAfter(outputs); after != "" {
 		facts = append(facts, Fact{Name: "passed_after", Value: after})
 	}
+	if after, ok := outputString(outputs, "logged_in_after"); ok && after != "" {
+		facts = append(facts, Fact{Name: "logged_in_after", Value: after})
+	}
 	return facts
 }
 
 // Note implements Noter: how long after since the check first passed,
-// for the progress line.
+// and the agent logged in, for the progress line.
 func (*Verify) Note(outputs cty.Value) string {
-	if after := passedAfter(outputs); after != "" {
-		return "passed " + after + " after the reload"
+	after := passedAfter(outputs)
+	if after == "" {
+		return ""
 	}
-	return ""
+	note := "passed " + after + " after the reload"
+	if login, ok := outputString(outputs, "logged_in_after"); ok && login != "" {
+		note += "; the agent logged in " + login + " after it"
+	}
+	return note
 }
 
 func passedAfter(outputs cty.Value) string {
@@ -437,6 +453,8 @@ type checkResult struct {
 	// agent's token came from (vault_agent).
 	policies              []string
 	certName, tokenSerial string
+	// tokenIssued is when Vault issued the agent's token: its login.
+	tokenIssued time.Time
 }
 
 func (v verification) attempt(ctx context.Context, env *Env) (checkResult, error) {

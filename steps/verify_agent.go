@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	vaultapi "github.com/hashicorp/vault/api"
@@ -158,6 +159,9 @@ func (a agentCheck) attempt(ctx context.Context, env *Env) (checkResult, error) 
 		return checkResult{}, fmt.Errorf("the token in the agent's sink %s names the certificate serial %q, which is not a number", a.sink, decimal)
 	}
 	res := checkResult{certName: certName, tokenSerial: serialString(serial)}
+	if issued, ok := secret.Data["issue_time"].(string); ok {
+		res.tokenIssued, _ = time.Parse(time.RFC3339Nano, issued)
+	}
 	env.Log.Debug("looked up the agent's token", "sink", a.sink, "cert_name", certName, "token_serial", res.tokenSerial)
 	if a.expectSerial != nil && serial.Cmp(a.expectSerial) != 0 {
 		return res, fmt.Errorf("the token in the agent's sink %s is from the certificate with serial %s (mapping %q), not %s: the agent has not logged in with the new certificate",

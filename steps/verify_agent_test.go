@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	vaultapi "github.com/hashicorp/vault/api"
@@ -130,6 +131,7 @@ func TestVerifyAgentAgainstVault(t *testing.T) {
 		var buf strings.Builder
 		w := &notYetWriter{notYet: make(chan struct{}), buf: &buf, t: t}
 		env := vaultEnv(hclog.New(&hclog.LoggerOptions{Name: t.Name(), Level: hclog.Trace, Output: w}), adminConnection(v))
+		since := time.Now()
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -138,7 +140,12 @@ func TestVerifyAgentAgainstVault(t *testing.T) {
 			<-w.notYet
 			writeSink(t, sink, agentLogin(t, v, newCrt, newKey))
 		}()
-		out, err := ve.Apply(context.Background(), env, check(t, "2m", SerialHex(newCert)))
+		cfg := checkConfig(t, map[string]cty.Value{
+			"timeout": cty.StringVal("2m"), "interval": cty.StringVal("100ms"), "since": cty.StringVal(since.UTC().Format(time.RFC3339Nano)),
+		}, "vault_agent", map[string]cty.Value{
+			"sink": cty.StringVal(sink), "expect_serial": cty.StringVal(SerialHex(newCert)), "cert_name": cty.StringVal(appMapping),
+		})
+		out, err := ve.Apply(context.Background(), env, cfg)
 		<-done
 		if err != nil {
 			t.Fatalf("Apply: %v", err)
@@ -148,6 +155,17 @@ func TestVerifyAgentAgainstVault(t *testing.T) {
 		}
 		if got := out.GetAttr("token_serial").AsString(); got != SerialHex(newCert) {
 			t.Errorf("token_serial %s, want %s", got, SerialHex(newCert))
+		}
+		// The agent logged in (Vault issued its token) after since and
+		// before the check saw the token.
+		passed, err1 := time.ParseDuration(out.GetAttr("passed_after").AsString())
+		login, err2 := time.ParseDuration(out.GetAttr("logged_in_after").AsString())
+		if err1 != nil || err2 != nil || login < 0 || login > passed {
+			t.Errorf("passed_after %q, logged_in_after %q: want 0 <= logged_in_after <= passed_after",
+				out.GetAttr("passed_after").AsString(), out.GetAttr("logged_in_after").AsString())
+		}
+		if note := ve.Note(out); !strings.Contains(note, "; the agent logged in "+out.GetAttr("logged_in_after").AsString()+" after it") {
+			t.Errorf("note %q", note)
 		}
 		if !strings.Contains(w.String(), SerialHex(oldCert)) {
 			t.Error("the log of the attempts that failed does not name the old serial")
