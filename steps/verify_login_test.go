@@ -103,6 +103,51 @@ func TestVerifyLoginAndAgentValidate(t *testing.T) {
 	}
 }
 
+// TestVerifyCheckSummaries: the facts the journal keeps of the new
+// checks: the mapping, the policies or the token's serial, and how long
+// after since the check passed and the agent logged in.
+func TestVerifyCheckSummaries(t *testing.T) {
+	outputs := func(attrs map[string]cty.Value) cty.Value {
+		all := map[string]cty.Value{}
+		for name, o := range (*Verify)(nil).Outputs() {
+			all[name] = cty.NullVal(o.Type)
+		}
+		for k, v := range attrs {
+			all[k] = v
+		}
+		return cty.ObjectVal(all)
+	}
+	tests := []struct {
+		name     string
+		outputs  cty.Value
+		want     []Fact
+		wantNote string
+	}{
+		{"vault_login", outputs(map[string]cty.Value{
+			"check": cty.StringVal("vault_login"), "attempts": cty.NumberIntVal(1), "cert_name": cty.StringVal("agent-ncprd1"),
+			"policies": stringListVal("default", "marker-cert-auth", "pki-issue-ncprd1"), "passed_after": cty.StringVal("1.5s"),
+		}), []Fact{{"check", "vault_login"}, {"cert_name", "agent-ncprd1"}, {"policies", "default,marker-cert-auth,pki-issue-ncprd1"},
+			{"attempts", "1"}, {"passed_after", "1.5s"}}, "passed 1.5s after the reload"},
+		{"vault_agent", outputs(map[string]cty.Value{
+			"check": cty.StringVal("vault_agent"), "attempts": cty.NumberIntVal(4), "cert_name": cty.StringVal("agent-ncprd1"),
+			"policies": stringListVal(), "token_serial": cty.StringVal("1a:2b"),
+			"passed_after": cty.StringVal("2.9s"), "logged_in_after": cty.StringVal("2.1s"),
+		}), []Fact{{"check", "vault_agent"}, {"cert_name", "agent-ncprd1"}, {"token_serial", "1a:2b"},
+			{"attempts", "4"}, {"passed_after", "2.9s"}, {"logged_in_after", "2.1s"}}, "passed 2.9s after the reload; the agent logged in 2.1s after it"},
+		{"without since", outputs(map[string]cty.Value{
+			"check": cty.StringVal("vault_agent"), "token_serial": cty.StringVal("1a:2b"), "passed_after": cty.StringVal(""), "logged_in_after": cty.StringVal(""),
+		}), []Fact{{"check", "vault_agent"}, {"token_serial", "1a:2b"}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantFacts(t, (*Verify)(nil).Summary(tt.outputs), tt.want)
+			if note := (*Verify)(nil).Note(tt.outputs); note != tt.wantNote {
+				t.Errorf("note %q, want %q", note, tt.wantNote)
+			}
+		})
+	}
+}
+
 // TestVerifySince: with since, a check reports how long after it it first
 // passed, as an output, a fact and the progress line's note; without,
 // none of them.
