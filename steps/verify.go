@@ -369,9 +369,9 @@ func (*Verify) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 		return pv, ctx.Err() // unknown until the run; Validate reports the rest
 	}
 	v.expectSerial, v.expectFingerprint = nil, ""
+	v.login.expectPolicies, v.agent.expectSerial = nil, nil
 	actx, cancel := context.WithTimeout(ctx, planAttemptTimeout)
 	defer cancel()
-	v.login.expectPolicies, v.agent.expectSerial = nil, nil
 	res, err := v.attempt(actx, env)
 	var input *inputError
 	switch {
