@@ -314,3 +314,38 @@ func (o *recordingObserver) StepFinished(r StepResult) {
 }
 
 func (o *recordingObserver) String() string { return strings.Join(o.events, ";") }
+
+// notingRecord is record with a note for the progress line (steps.Noter).
+type notingRecord struct{ *record }
+
+func (notingRecord) Note(outputs cty.Value) string {
+	return "noted " + outputs.GetAttr("output").AsString()
+}
+
+// TestApplyNotes: the note of a kind that gives one reaches the observer
+// with its step's success; other kinds' steps have none.
+func TestApplyNotes(t *testing.T) {
+	rec := &record{}
+	prog, diags := loadSource(t, `
+noting "a" {
+  input = "x"
+}
+rec "b" {
+  input = noting.a.output
+}
+`, nil, steps.Registry{"rec": rec, "noting": notingRecord{rec}})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	report, err := prog.Apply(context.Background(), Options{Log: testLogger(), Parallelism: 1})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	notes := map[string]string{}
+	for _, s := range report.Steps {
+		notes[s.Addr] = s.Note
+	}
+	if want := map[string]string{"noting.a": "noted out:x", "rec.b": ""}; !reflect.DeepEqual(notes, want) {
+		t.Errorf("notes %v, want %v", notes, want)
+	}
+}

@@ -39,6 +39,9 @@ type StepResult struct {
 	// Changed: the step succeeded and changed something; false for a step
 	// that only reads (steps.ReadOnly) or found nothing to change.
 	Changed bool
+	// Note is the one detail of a success its kind gives for the progress
+	// line (steps.Noter), or "".
+	Note string
 }
 
 // Report is the result of Apply or Resume: every step, in the order the run

@@ -29,6 +29,9 @@ func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalConte
 		_, readOnly := n.kind.(steps.ReadOnly)
 		res.Unchanged, res.Reason = reason != "", reason
 		res.Changed = !res.Unchanged && !readOnly
+		if noter, ok := n.kind.(steps.Noter); ok {
+			res.Note = noter.Note(out)
+		}
 		stepErr = x.recordSuccess(n, out, res.Duration, false, reason)
 	}
 	// The step took until its outcome was durable; the journal holds how

@@ -78,12 +78,15 @@ func (*Reload) Spec() hcldec.ObjectSpec {
 
 // Outputs describes what a reload step produces: the process signalled and
 // the signal (pid 0 and signal "" when a command ran), or the command run
-// (empty when a signal was sent).
+// (empty when a signal was sent), and when the signal was sent or the
+// command returned (at, RFC 3339 with nanoseconds): a verify step's since,
+// to report how long after it a check first passed.
 func (*Reload) Outputs() map[string]Output {
 	return map[string]Output{
 		"pid":     {Type: cty.Number},
 		"signal":  {Type: cty.String},
 		"command": {Type: cty.List(cty.String)},
+		"at":      {Type: cty.String},
 	}
 }
 
@@ -306,7 +309,7 @@ func (*Reload) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 	}
 	if len(t.command) > 0 {
 		pv.Reason = "runs " + command.Quote(t.command)
-		pv.Outputs = reloadOutputs(0, "", cty.ListVal(stringValues(t.command)))
+		pv.Outputs = reloadOutputs(0, "", cty.ListVal(stringValues(t.command)), cty.UnknownVal(cty.String))
 		return pv, ctx.Err()
 	}
 	tg, err := t.find(env, cfg, nil)
@@ -325,7 +328,7 @@ func (*Reload) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 	if tg.start != 0 {
 		pv.Now = append(pv.Now, tg.facts()...)
 	}
-	pv.Outputs = reloadOutputs(tg.pid, t.sigName, cty.ListValEmpty(cty.String))
+	pv.Outputs = reloadOutputs(tg.pid, t.sigName, cty.ListValEmpty(cty.String), cty.UnknownVal(cty.String))
 	return pv, ctx.Err()
 }
 
@@ -439,14 +442,14 @@ func (t reloadTarget) reload(ctx context.Context, env *Env, cfg Config, was *pro
 		for i, a := range t.command {
 			vals[i] = cty.StringVal(a)
 		}
-		return reloadOutputs(0, "", cty.ListVal(vals)), nil
+		return reloadOutputs(0, "", cty.ListVal(vals), reloadedAt()), nil
 	}
 	tg, err := t.send(env, cfg, was)
 	if err != nil {
 		return cty.NilVal, err
 	}
 	env.Log.Debug("sent signal", "pid", tg.pid, "signal", t.sigName, "pid_file", t.pidFile, "executable", tg.exe, "uid", tg.uid)
-	return reloadOutputs(tg.pid, t.sigName, cty.ListValEmpty(cty.String)), nil
+	return reloadOutputs(tg.pid, t.sigName, cty.ListValEmpty(cty.String), reloadedAt()), nil
 }
 
 // send vets the process and signals it. Through a pidfd (Linux 5.3 and
@@ -484,13 +487,20 @@ func (t reloadTarget) send(env *Env, cfg Config, was *process) (target, error) {
 }
 
 // reloadOutputs builds the outputs object; every attribute is always set, so
-// its type matches Outputs whichever way the reload was done.
-func reloadOutputs(pid int, signal string, command cty.Value) cty.Value {
+// its type matches Outputs whichever way the reload was done. at is when
+// it was done (reloadedAt), unknown in a preview.
+func reloadOutputs(pid int, signal string, command, at cty.Value) cty.Value {
 	return cty.ObjectVal(map[string]cty.Value{
 		"pid":     cty.NumberIntVal(int64(pid)),
 		"signal":  cty.StringVal(signal),
 		"command": command,
+		"at":      at,
 	})
+}
+
+// reloadedAt is a reload's at output for a reload done now.
+func reloadedAt() cty.Value {
+	return cty.StringVal(time.Now().UTC().Format(time.RFC3339Nano))
 }
 
 // Summary implements Summarizer: the command run, or the process signalled

@@ -153,11 +153,32 @@ func TestReloadSignal(t *testing.T) {
 				"signal":  cty.StringVal(tt.wantSig),
 				"command": cty.ListValEmpty(cty.String),
 			})
-			if !out.RawEquals(want) {
+			if out = reloadedNow(t, out); !out.RawEquals(want) {
 				t.Errorf("outputs are %#v, want %#v", out, want)
 			}
 		})
 	}
+}
+
+// reloadedNow checks a reload's at output, when it was done: a time in
+// RFC 3339 with nanoseconds, in UTC, not in the future. It returns the
+// other outputs, for the caller to compare.
+func reloadedNow(t *testing.T, out cty.Value) cty.Value {
+	t.Helper()
+	if out == cty.NilVal || out.IsNull() || !out.Type().HasAttribute("at") {
+		t.Fatalf("outputs %#v have no at", out)
+	}
+	at := out.GetAttr("at")
+	if at.IsNull() || !at.IsKnown() {
+		t.Fatalf("at is %#v", at)
+	}
+	when, err := time.Parse(time.RFC3339Nano, at.AsString())
+	if err != nil || !strings.HasSuffix(at.AsString(), "Z") || when.After(time.Now()) {
+		t.Errorf("at %q is not a time in RFC 3339, in UTC, before now (%v)", at.AsString(), err)
+	}
+	rest := out.AsValueMap()
+	delete(rest, "at")
+	return cty.ObjectVal(rest)
 }
 
 // deadPID returns the pid of a process that has exited and been reaped.
@@ -302,7 +323,7 @@ func TestReloadCommand(t *testing.T) {
 				"signal":  cty.StringVal(""),
 				"command": stringList(tt.command...),
 			})
-			if !out.RawEquals(want) {
+			if out = reloadedNow(t, out); !out.RawEquals(want) {
 				t.Errorf("outputs are %#v, want %#v", out, want)
 			}
 			if !strings.Contains(logs, tt.wantLogs) {

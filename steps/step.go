@@ -133,6 +133,14 @@ type Summarizer interface {
 	Summary(outputs cty.Value) []Fact
 }
 
+// Noter is implemented by kinds whose result has one detail worth the
+// step's progress line ("passed 2.9s after the reload"); the same detail
+// is among its Summary facts, which the journal keeps. Note returns "" when
+// there is none, and never a secret.
+type Noter interface {
+	Note(outputs cty.Value) string
+}
+
 // Fact is one named, printable, non-secret detail of a step's result.
 type Fact struct {
 	Name  string `json:"name"`

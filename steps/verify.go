@@ -40,7 +40,10 @@ import (
 // that server name (SNI) and, when asked, the leaf has the expected serial or
 // fingerprint. A vault_status check asks Vault for its seal status over
 // (m)TLS with the given client certificate and fails if Vault is sealed or
-// unreachable.
+// unreachable. A vault_login check logs in with cert auth as an app would
+// (verify_login.go); a vault_agent check proves that an agent logged in
+// with a given certificate (verify_agent.go). With since (a reload's at),
+// the step reports how long after it the check first passed.
 type Verify struct{}
 
 var (
@@ -48,7 +51,14 @@ var (
 	_ Summarizer = (*Verify)(nil)
 	_ Planner    = (*Verify)(nil)
 	_ ReadOnly   = (*Verify)(nil)
+	_ Noter      = (*Verify)(nil)
+
+	_ SettingsUser = (*Verify)(nil)
 )
+
+// Settings implements SettingsUser: a vault_agent check looks the agent's
+// token up as the run's own Vault identity.
+func (*Verify) Settings() Settings { return vaultBlock() }
 
 // ReadOnly implements ReadOnly: a check changes nothing.
 func (*Verify) ReadOnly() {}
@@ -73,6 +83,9 @@ func (*Verify) Spec() hcldec.ObjectSpec {
 	return hcldec.ObjectSpec{
 		"timeout":      &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
 		"interval":     &hcldec.AttrSpec{Name: "interval", Type: cty.String},
+		"since":        &hcldec.AttrSpec{Name: "since", Type: cty.String},
+		"vault_login":  &hcldec.BlockSpec{TypeName: "vault_login", Nested: loginSpec()},
+		"vault_agent":  &hcldec.BlockSpec{TypeName: "vault_agent", Nested: agentSpec()},
 		"tls":          &hcldec.BlockSpec{TypeName: "tls", Nested: tlsSpec},
 		"vault_status": &hcldec.BlockSpec{TypeName: "vault_status", Nested: endpointSpec()},
 		"key_pair": &hcldec.BlockSpec{TypeName: "key_pair", Nested: hcldec.ObjectSpec{
@@ -90,6 +103,11 @@ func (*Verify) Outputs() map[string]Output {
 		"served_serial":      {Type: cty.String},
 		"served_fingerprint": {Type: cty.String},
 		"vault_version":      {Type: cty.String},
+		"policies":           {Type: cty.List(cty.String)},
+		"cert_name":          {Type: cty.String},
+		"token_serial":       {Type: cty.String},
+		"passed_after":       {Type: cty.String},
+		"logged_in_after":    {Type: cty.String},
 	}
 }
 
@@ -101,13 +119,21 @@ type endpoint struct {
 }
 
 type verification struct {
-	check             string // "tls", "vault_status" or "key_pair"
+	check             string // one of checkBlocks
 	certFile, keyFile string // key_pair
 	endpoint          endpoint
 	expectSerial      *big.Int
 	expectFingerprint string
+	login             loginCheck // vault_login
+	agent             agentCheck // vault_agent
 	timeout, interval time.Duration
+	// since is when the reload or restart the check follows finished;
+	// zero when the step does not say.
+	since time.Time
 }
+
+// checkBlocks are the check blocks of a verify step, one of which it holds.
+var checkBlocks = []string{"tls", "vault_status", "key_pair", "vault_login", "vault_agent"}
 
 func parseEndpoint(c Config, needCA bool) (endpoint, []error) {
 	e := endpoint{
@@ -144,23 +170,33 @@ func parseVerify(cfg Config) (verification, error) {
 	errs = append(errs, err)
 	v.interval, err = cfg.Duration("interval", time.Second)
 	errs = append(errs, err)
+	v.since, err = parseSince(cfg)
+	errs = append(errs, err)
 
 	tlsBlock, hasTLS := cfg.Block("tls")
 	statusBlock, hasStatus := cfg.Block("vault_status")
 	pairBlock, hasPair := cfg.Block("key_pair")
-	checks := 0
-	for _, has := range []bool{hasTLS, hasStatus, hasPair} {
-		if has {
-			checks++
+	loginBlock, hasLogin := cfg.Block("vault_login")
+	agentBlock, hasAgent := cfg.Block("vault_agent")
+	var given []string
+	for _, name := range checkBlocks {
+		if _, has := cfg.Block(name); has {
+			given = append(given, name)
 		}
 	}
 	switch {
-	case checks > 1:
-		second := "vault_status"
-		if hasPair {
-			second = "key_pair"
-		}
-		errs = append(errs, attrErr(second, "a verify step holds one check: split tls, vault_status and key_pair into steps of their own"))
+	case len(given) > 1:
+		errs = append(errs, attrErr(given[len(given)-1], "a verify step holds one check: split %s into steps of their own", strings.Join(given, ", ")))
+	case hasLogin:
+		v.check = "vault_login"
+		var more []error
+		v.endpoint, v.login, more = parseLogin(loginBlock)
+		errs = append(errs, more...)
+	case hasAgent:
+		v.check = "vault_agent"
+		var more []error
+		v.agent, more = parseAgent(agentBlock)
+		errs = append(errs, more...)
 	case hasPair:
 		v.check = "key_pair"
 		v.certFile, err = pairBlock.RequireString("cert_file")
@@ -189,7 +225,7 @@ func parseVerify(cfg Config) (verification, error) {
 		v.endpoint, more = parseEndpoint(statusBlock, false)
 		errs = append(errs, more...)
 	default:
-		errs = append(errs, attrErr("tls", "a verify step needs one check block: tls { ... }, vault_status { ... } or key_pair { ... }"))
+		errs = append(errs, attrErr("tls", "a verify step needs one check block: tls { ... }, vault_status { ... }, key_pair { ... }, vault_login { ... } or vault_agent { ... }"))
 	}
 	return v, joinErrors(errs...)
 }
@@ -216,7 +252,7 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	attempts := 0
 	for {
 		attempts++
-		result, err = v.attempt(ctx)
+		result, err = v.attempt(ctx, env)
 		if err == nil {
 			break
 		}
@@ -247,6 +283,13 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		case <-time.After(v.interval):
 		}
 	}
+	passedAfter, loggedInAfter := "", ""
+	if !v.since.IsZero() {
+		passedAfter = time.Since(v.since).Round(time.Millisecond).String()
+		if !result.tokenIssued.IsZero() {
+			loggedInAfter = result.tokenIssued.Sub(v.since).Round(time.Millisecond).String()
+		}
+	}
 	logArgs := []any{"check", v.check, "target", v.target(), "attempts", attempts}
 	if result.serial != "" {
 		logArgs = append(logArgs, "served_serial", result.serial)
@@ -254,14 +297,55 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	if result.vaultVersion != "" {
 		logArgs = append(logArgs, "vault_version", result.vaultVersion)
 	}
+	if result.certName != "" {
+		logArgs = append(logArgs, "cert_name", result.certName)
+	}
+	if result.policies != nil {
+		logArgs = append(logArgs, "policies", result.policies)
+	}
+	if result.tokenSerial != "" {
+		logArgs = append(logArgs, "token_serial", result.tokenSerial)
+	}
+	if passedAfter != "" {
+		logArgs = append(logArgs, "passed_after", passedAfter)
+	}
+	if loggedInAfter != "" {
+		logArgs = append(logArgs, "logged_in_after", loggedInAfter)
+	}
 	env.Log.Info("check passed", logArgs...)
+	policies := cty.ListValEmpty(cty.String)
+	if len(result.policies) > 0 {
+		policies = cty.ListVal(stringValues(result.policies))
+	}
 	return cty.ObjectVal(map[string]cty.Value{
 		"check":              cty.StringVal(v.check),
 		"attempts":           cty.NumberIntVal(int64(attempts)),
 		"served_serial":      cty.StringVal(result.serial),
 		"served_fingerprint": cty.StringVal(result.fingerprint),
 		"vault_version":      cty.StringVal(result.vaultVersion),
+		"policies":           policies,
+		"cert_name":          cty.StringVal(result.certName),
+		"token_serial":       cty.StringVal(result.tokenSerial),
+		"passed_after":       cty.StringVal(passedAfter),
+		"logged_in_after":    cty.StringVal(loggedInAfter),
 	}), nil
+}
+
+// parseSince reads since: when the reload or restart the check follows
+// finished, in RFC 3339 (a reload step's at output).
+func parseSince(cfg Config) (time.Time, error) {
+	if !cfg.Set("since") {
+		return time.Time{}, nil
+	}
+	if !cfg.Known("since") {
+		return time.Time{}, ErrUnknown
+	}
+	s := cfg.String("since")
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, attrErr(cfg.Path("since"), "%q is not a time in RFC 3339 (give a reload step's at output, as in since = reload.agent.at)", s)
+	}
+	return t, nil
 }
 
 // planAttemptTimeout bounds the one attempt a preview makes: it only shows
@@ -285,9 +369,10 @@ func (*Verify) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 		return pv, ctx.Err() // unknown until the run; Validate reports the rest
 	}
 	v.expectSerial, v.expectFingerprint = nil, ""
+	v.login.expectPolicies, v.agent.expectSerial = nil, nil
 	actx, cancel := context.WithTimeout(ctx, planAttemptTimeout)
 	defer cancel()
-	res, err := v.attempt(actx)
+	res, err := v.attempt(actx, env)
 	var input *inputError
 	switch {
 	case errors.As(err, &input) && !env.Planned(input.paths...):
@@ -298,13 +383,18 @@ func (*Verify) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 		pv.Now = append(pv.Now, Fact{Name: "now", Value: "serves serial " + res.serial})
 	case res.vaultVersion != "":
 		pv.Now = append(pv.Now, Fact{Name: "now", Value: "Vault " + res.vaultVersion + ", unsealed"})
+	case res.tokenSerial != "":
+		pv.Now = append(pv.Now, Fact{Name: "now", Value: "the token in the sink is from serial " + res.tokenSerial + " (" + res.certName + ")"})
+	case res.policies != nil:
+		pv.Now = append(pv.Now, Fact{Name: "now", Value: "logs in with " + res.certName + ", policies " + strings.Join(res.policies, ", ")})
 	}
 	return pv, ctx.Err()
 }
 
 // Summary implements Summarizer: which check passed, after how many
-// attempts, and what it saw (the served serial of a tls check, the version
-// of a vault_status check).
+// attempts, what it saw (the served serial of a tls check, the version
+// of a vault_status check, the mapping and policies of a login, the
+// serial an agent's token comes from) and how long after since it passed.
 func (*Verify) Summary(outputs cty.Value) []Fact {
 	var facts []Fact
 	if check, ok := outputString(outputs, "check"); ok && check != "" {
@@ -316,30 +406,79 @@ func (*Verify) Summary(outputs cty.Value) []Fact {
 	if version, ok := outputString(outputs, "vault_version"); ok && version != "" {
 		facts = append(facts, Fact{Name: "vault_version", Value: version})
 	}
+	if name, ok := outputString(outputs, "cert_name"); ok && name != "" {
+		facts = append(facts, Fact{Name: "cert_name", Value: name})
+	}
+	if policies, ok := outputStrings(outputs, "policies"); ok && len(policies) > 0 {
+		facts = append(facts, Fact{Name: "policies", Value: strings.Join(policies, ",")})
+	}
+	if serial, ok := outputString(outputs, "token_serial"); ok && serial != "" {
+		facts = append(facts, Fact{Name: "token_serial", Value: serial})
+	}
 	if n, ok := outputInt(outputs, "attempts"); ok && n > 0 {
 		facts = append(facts, Fact{Name: "attempts", Value: strconv.FormatInt(n, 10)})
+	}
+	if after := passedAfter(outputs); after != "" {
+		facts = append(facts, Fact{Name: "passed_after", Value: after})
+	}
+	if after, ok := outputString(outputs, "logged_in_after"); ok && after != "" {
+		facts = append(facts, Fact{Name: "logged_in_after", Value: after})
 	}
 	return facts
 }
 
-type checkResult struct {
-	serial, fingerprint, vaultVersion string
+// Note implements Noter: how long after since the check first passed,
+// and the agent logged in, for the progress line.
+func (*Verify) Note(outputs cty.Value) string {
+	after := passedAfter(outputs)
+	if after == "" {
+		return ""
+	}
+	note := "passed " + after + " after the reload"
+	if login, ok := outputString(outputs, "logged_in_after"); ok && login != "" {
+		note += "; the agent logged in " + login + " after it"
+	}
+	return note
 }
 
-func (v verification) attempt(ctx context.Context) (checkResult, error) {
+func passedAfter(outputs cty.Value) string {
+	after, _ := outputString(outputs, "passed_after")
+	return after
+}
+
+type checkResult struct {
+	serial, fingerprint, vaultVersion string
+	// policies and certName are what a login got (vault_login), and
+	// certName and tokenSerial the cert auth mapping and certificate an
+	// agent's token came from (vault_agent).
+	policies              []string
+	certName, tokenSerial string
+	// tokenIssued is when Vault issued the agent's token: its login.
+	tokenIssued time.Time
+}
+
+func (v verification) attempt(ctx context.Context, env *Env) (checkResult, error) {
 	switch v.check {
 	case "vault_status":
 		return v.vaultStatus(ctx)
 	case "key_pair":
 		return v.keyPair(ctx)
+	case "vault_login":
+		return v.login.attempt(ctx, env, v.endpoint)
+	case "vault_agent":
+		return v.agent.attempt(ctx, env)
 	}
 	return v.handshake(ctx)
 }
 
-// target names what the check looks at: an address, or a certificate file.
+// target names what the check looks at: an address, a certificate file,
+// or an agent's sink.
 func (v verification) target() string {
-	if v.check == "key_pair" {
+	switch v.check {
+	case "key_pair":
 		return v.certFile
+	case "vault_agent":
+		return v.agent.sink
 	}
 	return v.endpoint.address
 }
@@ -393,23 +532,7 @@ func (v verification) handshake(ctx context.Context) (checkResult, error) {
 // vaultStatus asks Vault for its seal status with a client of its own, so the
 // TLS handshake, client certificate included, is made anew on each attempt.
 func (v verification) vaultStatus(ctx context.Context) (checkResult, error) {
-	e := v.endpoint
-	addr := e.address
-	if !strings.Contains(addr, "://") {
-		addr = "https://" + addr
-	}
-	// The Vault client reads the same files; reading them here first
-	// tells a file that will never do from an endpoint that is not ready.
-	if _, err := e.tlsConfig(); err != nil {
-		return checkResult{}, err
-	}
-	client, err := newVaultClient(addr, &vaultapi.TLSConfig{
-		CACert:        e.caFile,
-		CACertBytes:   []byte(e.caPEM),
-		ClientCert:    e.clientCert,
-		ClientKey:     e.clientKey,
-		TLSServerName: e.serverName,
-	}, 0)
+	client, addr, err := v.endpoint.vaultClient()
 	if err != nil {
 		return checkResult{}, err
 	}
@@ -438,8 +561,12 @@ type inputError struct {
 func (e *inputError) Error() string { return e.err.Error() }
 func (e *inputError) Unwrap() error { return e.err }
 
-// argPath is the argument of the check's block that arg names.
+// argPath is the argument of the check's block that arg names, or the
+// block itself when arg is "".
 func (v verification) argPath(cfg Config, arg string) string {
+	if arg == "" {
+		return cfg.Path(v.check)
+	}
 	return cfg.Path(v.check + "." + arg)
 }
 
@@ -492,6 +619,30 @@ func loadKeyPair(certFile, keyFile, certArg, keyArg string) (tls.Certificate, er
 			err: fmt.Errorf("%s and %s are not a key pair: %w", certFile, keyFile, err)}
 	}
 	return pair, nil
+}
+
+// vaultClient makes a Vault client of the check's own, with no token, for
+// the endpoint's address (https:// unless it says otherwise) and TLS
+// settings, so the TLS handshake, client certificate included, is made
+// anew on each attempt. The caller closes its idle connections.
+func (e endpoint) vaultClient() (client *vaultapi.Client, addr string, err error) {
+	addr = e.address
+	if !strings.Contains(addr, "://") {
+		addr = "https://" + addr
+	}
+	// The Vault client reads the same files; reading them here first
+	// tells a file that will never do from an endpoint that is not ready.
+	if _, err := e.tlsConfig(); err != nil {
+		return nil, addr, err
+	}
+	client, err = newVaultClient(addr, &vaultapi.TLSConfig{
+		CACert:        e.caFile,
+		CACertBytes:   []byte(e.caPEM),
+		ClientCert:    e.clientCert,
+		ClientKey:     e.clientKey,
+		TLSServerName: e.serverName,
+	}, 0)
+	return client, addr, err
 }
 
 func (e endpoint) tlsConfig() (*tls.Config, error) {

@@ -105,6 +105,7 @@ type stepFinishedEvent struct {
 	DurationMS float64 `json:"duration_ms"`
 	Unchanged  bool    `json:"unchanged"`
 	Reason     string  `json:"reason,omitempty"`
+	Note       string  `json:"note,omitempty"`
 	Error      string  `json:"error,omitempty"`
 }
 
@@ -210,6 +211,7 @@ func (v *jsonView) StepFinished(r engine.StepResult) {
 	if r.Err != nil {
 		e.Error = r.Err.Error()
 	}
+	e.Note = r.Note
 	v.emit("step_finished", e)
 }
 

@@ -130,6 +130,14 @@ func TestJSONViewEvents(t *testing.T) {
 				"reason": "the file already holds the content"}},
 		},
 		{
+			name: "step_finished with a note",
+			act: func(v *jsonView) {
+				v.StepFinished(engine.StepResult{Addr: "verify.agent", Outcome: engine.Succeeded, Duration: micros(3000), Note: "passed 2.9s after the reload"})
+			},
+			want: []map[string]any{{"type": "step_finished", "step": "verify.agent", "outcome": "ok", "duration_ms": 3.0, "unchanged": false,
+				"note": "passed 2.9s after the reload"}},
+		},
+		{
 			name: "step_finished skipped",
 			act: func(v *jsonView) {
 				v.StepFinished(engine.StepResult{Addr: "issue.a", Outcome: engine.Skipped, Duration: micros(3000), Reason: "612h left"})

@@ -134,7 +134,8 @@ func (v *termView) StepStarted(addr string) {
 }
 
 // StepFinished implements engine.Observer: a step that failed or was
-// interrupted gets a line of its own; the others are counted.
+// interrupted, or whose success has a note (how long after a reload a
+// check passed), gets a line of its own; the others are counted.
 func (v *termView) StepFinished(r engine.StepResult) {
 	v.mu.Lock()
 	delete(v.running, r.Addr)
@@ -144,7 +145,7 @@ func (v *termView) StepFinished(r engine.StepResult) {
 	}
 	v.changed()
 	v.mu.Unlock()
-	if r.Outcome == engine.Failed || r.Outcome == engine.Interrupted {
+	if r.Outcome == engine.Failed || r.Outcome == engine.Interrupted || r.Note != "" {
 		v.lines.StepFinished(r)
 	}
 }

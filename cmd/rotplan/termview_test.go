@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/rotplan/rotplan/engine"
@@ -128,6 +129,8 @@ func TestTermViewLines(t *testing.T) {
 		t.Errorf("no count line with the steps under way:\n%q", raw[max(len(raw)-300, 0):])
 	}
 	v.StepFinished(engine.StepResult{Addr: `write.key["app812"]`, Outcome: engine.Succeeded})
+	v.StepStarted("verify.agent")
+	v.StepFinished(engine.StepResult{Addr: "verify.agent", Outcome: engine.Succeeded, Duration: 3 * time.Second, Note: "passed 2.9s after the reload"})
 	v.StepFinished(engine.StepResult{Addr: "issue.y", Outcome: engine.Failed})
 	v.RollbackStarted("write.c")
 	v.RollbackFinished(engine.StepResult{Addr: "write.c", Outcome: engine.RolledBack})
@@ -141,6 +144,7 @@ func TestTermViewLines(t *testing.T) {
 		"rotplan: 1 step skipped earlier stays skipped",
 		"write.c                      done: the file is in place",
 		"issue.y                      runs again: it failed: boom",
+		"verify.agent                 ok       3s  passed 2.9s after the reload",
 		"issue.y                      failed   0s",
 		"write.c                      rolled back 0s",
 		"Rotation FAILED and was ROLLED BACK: 1 steps undone, in 0s. The system is as it was before the run.",

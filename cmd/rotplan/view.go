@@ -151,6 +151,10 @@ func (p *lineView) StepFinished(r engine.StepResult) {
 		p.line("%-28s %-8s %s  no change: %s", r.Addr, r.Outcome, roundDuration(r.Duration), r.Reason)
 		return
 	}
+	if r.Note != "" {
+		p.line("%-28s %s %s  %s", r.Addr, p.outcome(r.Outcome), roundDuration(r.Duration), r.Note)
+		return
+	}
 	p.line("%-28s %s %s", r.Addr, p.outcome(r.Outcome), roundDuration(r.Duration))
 }
 
