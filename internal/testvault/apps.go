@@ -433,3 +433,29 @@ func (v *Vault) stopAgents() error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
+// AgentPlanVars returns the variables of examples/agents.hcl for the apps
+// set up by [Vault.AddApps] under names: apps, home_dir, vault_addr,
+// server_name, agent_restart (each app's restart command) and
+// renew_before = "720h", so that every run rotates. Lists and maps are HCL
+// expressions, as -var takes them.
+func (v *Vault) AgentPlanVars(names ...string) map[string]string {
+	apps := make([]string, len(names))
+	restart := make([]string, len(names))
+	for i, name := range names {
+		apps[i] = strconv.Quote(name)
+		cmd := filepath.Join(v.Dir, "bin", "restart-agent-"+name)
+		if a := v.App(name); a != nil {
+			cmd = a.RestartCommand
+		}
+		restart[i] = fmt.Sprintf("%s = [%s]", strconv.Quote(name), strconv.Quote(cmd))
+	}
+	return map[string]string{
+		"apps":          "[" + strings.Join(apps, ", ") + "]",
+		"home_dir":      filepath.Join(v.Dir, "home"),
+		"vault_addr":    v.Addr,
+		"server_name":   v.ServerName,
+		"agent_restart": "{" + strings.Join(restart, ", ") + "}",
+		"renew_before":  "720h",
+	}
+}
