@@ -2,12 +2,13 @@ package engine
 
 import (
 	"fmt"
-	"github.com/rotplan/rotplan/internal/suggest"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/rotplan/rotplan/internal/suggest"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -372,21 +373,26 @@ func (p *Program) connect() hcl.Diagnostics {
 			// refers to orders nothing going forward: it may name the step
 			// itself, or steps after it.
 			p.connectVars(n, hookVars, p.indexedRefs(n, hookCandidates), false, add)
-			for _, tr := range s.DependsOn {
+			for i, tr := range s.DependsOn {
 				ref, d := p.resolveRef(tr, true)
 				if d != nil {
 					add(d)
 					continue
 				}
 				target := p.bases[ref.stepAddr()]
-				if len(tr) == 3 {
-					ix := tr[2].(hcl.TraverseIndex)
-					ks, ok := keyString(ix.Key)
+				keyExpr, ofInstance := s.DependsOnKeys[i]
+				if len(tr) == 3 || ofInstance {
+					key, subject, d := dependencyKey(n, tr, keyExpr)
+					if d != nil {
+						add(d)
+						continue
+					}
+					ks, ok := keyString(key)
 					dep := target.byKey[ks]
 					if !ok || target.mode == single || dep == nil {
 						add(&hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Reference to undeclared instance",
-							Detail:  fmt.Sprintf("%s has no instance %s.%s", ref.stepAddr(), tr[2].SourceRange(), p.instanceHint(target)),
-							Subject: tr.SourceRange().Ptr()})
+							Detail:  fmt.Sprintf("%s has no instance %s%s.%s", ref.stepAddr(), ref.stepAddr(), keyText(key), p.instanceHint(target)),
+							Subject: subject.Ptr()})
 						continue
 					}
 					p.graph.Connect(n.addr, dep.addr)
@@ -399,6 +405,46 @@ func (p *Program) connect() hcl.Diagnostics {
 		}
 	}
 	return diags
+}
+
+// dependencyKey is the key of the instance a depends_on entry of n names:
+// the literal of kind.name[KEY], or keyExpr (each.key, count.index)
+// evaluated for n; subject is where the entry is.
+func dependencyKey(n *node, tr hcl.Traversal, keyExpr hcl.Expression) (key cty.Value, subject hcl.Range, d *hcl.Diagnostic) {
+	if keyExpr == nil {
+		return tr[2].(hcl.TraverseIndex).Key, tr.SourceRange(), nil
+	}
+	subject = hcl.RangeBetween(tr.SourceRange(), keyExpr.Range())
+	val, diags := keyExpr.Value(&hcl.EvalContext{Variables: n.instanceVars})
+	if diags.HasErrors() || !val.IsWhollyKnown() || val.IsNull() {
+		detail := "The key of an instance in depends_on may be each.key or count.index, of a step with for_each or count."
+		if more := diagsDetail(diags); more != "" {
+			detail += " " + more
+		}
+		return cty.NilVal, subject, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid depends_on reference",
+			Detail: detail, Subject: keyExpr.Range().Ptr()}
+	}
+	return val, subject, nil
+}
+
+// keyText writes an instance key as in an address: [0] or ["app"].
+func keyText(key cty.Value) string {
+	switch key.Type() {
+	case cty.String:
+		return fmt.Sprintf("[%q]", key.AsString())
+	case cty.Number:
+		return "[" + key.AsBigFloat().Text('f', -1) + "]"
+	}
+	return "[?]"
+}
+
+// diagsDetail is what diags say, in a line, or "" when they say nothing.
+func diagsDetail(diags hcl.Diagnostics) string {
+	var parts []string
+	for _, d := range diags {
+		parts = append(parts, d.Summary+": "+d.Detail)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // connectVars resolves the traversals of a body of instance n and, for

@@ -42,6 +42,16 @@ rec "mapped" {
   for_each = { a = "x", b = "y" }
   input    = "${each.key}=${each.value}"
 }
+rec "after" {
+  for_each   = toset(var.apps)
+  depends_on = [rec.key[each.key]]
+  input      = "after ${each.key}"
+}
+rec "nth" {
+  count      = 2
+  depends_on = [rec.counted[count.index]]
+  input      = "n"
+}
 `
 
 func TestForEachAndCountExpandPerInstance(t *testing.T) {
@@ -54,12 +64,16 @@ func TestForEachAndCountExpandPerInstance(t *testing.T) {
 		`rec.all`:         {`rec.leaf["app1"]`, `rec.leaf["app2"]`, `rec.leaf["app3"]`},
 		`rec.second`:      {`rec.counted[1]`},
 		`rec.mapped["b"]`: {},
+		// depends_on with each.key or count.index: the instance of the
+		// same key only.
+		`rec.after["app2"]`: {`rec.key["app2"]`},
+		`rec.nth[1]`:        {`rec.counted[1]`},
 	} {
 		if got := prog.DependsOn(addr); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s depends on %v, want %v", addr, got, want)
 		}
 	}
-	if n := len(prog.Steps()); n != 3+3+1+1+2+1+2 {
+	if n := len(prog.Steps()); n != 3+3+1+1+2+1+2+3+2 {
 		t.Errorf("%d instances: %v", n, prog.Steps())
 	}
 
@@ -125,6 +139,38 @@ rec "b" {
   for_each = toset(["x", "y"])
   input    = rec.a[each.key].output
 }`, `rec.a has no instance rec.a["y"]`},
+		{"each.key in depends_on without for_each", `
+rec "a" {
+  for_each = toset(["x"])
+  input    = each.key
+}
+rec "b" {
+  depends_on = [rec.a[each.key]]
+}`, "may be each.key or count.index, of a step with for_each or count"},
+		{"undeclared instance in depends_on", `
+rec "a" {
+  count = 2
+  input = "x"
+}
+rec "b" { depends_on = [rec.a[5]] }`, `rec.a has no instance rec.a[5].`},
+		{"undeclared key in depends_on", `
+rec "a" {
+  for_each = toset(["x"])
+  input    = each.key
+}
+rec "b" {
+  for_each   = toset(["x", "y"])
+  depends_on = [rec.a[each.key]]
+}`, `rec.a has no instance rec.a["y"]`},
+		{"depends_on key of another step", `
+rec "a" {
+  for_each = toset(["x"])
+  input    = each.key
+}
+rec "b" {
+  for_each   = toset(["x"])
+  depends_on = [rec.a[rec.a["x"].output]]
+}`, "Invalid depends_on reference"},
 		{"negative count", `
 rec "a" {
   count = -1

@@ -159,13 +159,16 @@ write "agent_ca" {
   trust_owner = each.key
 }
 
-# The agent's cert auto-auth reads its files only when it starts: restart it,
-# once every app's files and mapping are in place (depends_on names whole
-# steps: the restarts start together, and each app's checks follow its own).
+# The agent's cert auto-auth reads its files only when it starts: restart it
+# once its own files and mapping are in place (an app whose certificate is
+# not due is skipped, and its agent left alone).
 reload "agent" {
-  for_each   = local.apps
-  depends_on = [write.agent_key, write.agent_crt, write.agent_ca, vault_write.mapping]
-  command    = local.restart[each.key]
+  for_each = local.apps
+  depends_on = [
+    write.agent_key[each.key], write.agent_crt[each.key], write.agent_ca[each.key],
+    vault_write.mapping[each.key],
+  ]
+  command = local.restart[each.key]
 }
 
 # The seed's manual `vault login -method=cert` with the app's own files.

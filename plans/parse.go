@@ -206,6 +206,33 @@ func decodeLiteral(attr *hcl.Attribute, ty cty.Type, set func(cty.Value)) hcl.Di
 }
 
 // isIndex reports whether rest is empty or one index step ([KEY]).
+// instanceDependency reads a depends_on element kind.name[KEY] whose KEY
+// is an expression of the step's own instance (each.key, count.index)
+// rather than a literal: the step's traversal and the key expression.
+func instanceDependency(expr hcl.Expression, isKind map[string]bool) (hcl.Traversal, hcl.Expression, bool) {
+	ix, ok := expr.(*hclsyntax.IndexExpr)
+	if !ok {
+		return nil, nil, false
+	}
+	tr, diags := hcl.AbsTraversalForExpr(ix.Collection)
+	if diags.HasErrors() || len(tr) != 2 || !isKind[tr.RootName()] {
+		return nil, nil, false
+	}
+	if _, ok := tr[1].(hcl.TraverseAttr); !ok {
+		return nil, nil, false
+	}
+	vars := ix.Key.Variables()
+	if len(vars) == 0 {
+		return nil, nil, false
+	}
+	for _, v := range vars {
+		if root := v.RootName(); root != "each" && root != "count" {
+			return nil, nil, false
+		}
+	}
+	return tr, ix.Key, true
+}
+
 func isIndex(rest hcl.Traversal) bool {
 	if len(rest) == 0 {
 		return true
@@ -251,12 +278,20 @@ func decodeStep(block *hcl.Block, isKind map[string]bool) (*Step, hcl.Diagnostic
 		exprs, more := hcl.ExprList(attr.Expr)
 		diags = append(diags, more...)
 		for _, expr := range exprs {
+			if tr, key, ok := instanceDependency(expr, isKind); ok {
+				if s.DependsOnKeys == nil {
+					s.DependsOnKeys = map[int]hcl.Expression{}
+				}
+				s.DependsOnKeys[len(s.DependsOn)] = key
+				s.DependsOn = append(s.DependsOn, tr)
+				continue
+			}
 			tr, more := hcl.AbsTraversalForExpr(expr)
 			if more.HasErrors() || len(tr) < 2 || len(tr) > 3 || !isKind[tr.RootName()] || !isIndex(tr[2:]) {
 				diags = append(diags, &hcl.Diagnostic{
 					Severity: hcl.DiagError,
 					Summary:  "Invalid depends_on reference",
-					Detail:   "Each depends_on element names a whole step, as kind.name (for example issue.admin) or kind.name[KEY] for one instance of a step with for_each or count, not one of its outputs.",
+					Detail:   "Each depends_on element names a whole step, as kind.name (for example issue.admin) or kind.name[KEY] for one instance of a step with for_each or count (KEY may be each.key or count.index, for the instance of the same key), not one of its outputs.",
 					Subject:  expr.Range().Ptr(),
 				})
 				continue

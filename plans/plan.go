@@ -74,6 +74,12 @@ type Step struct {
 	// DependsOn holds the traversals of `depends_on`, each naming a step
 	// (kind.name) or one instance of it (kind.name[KEY]).
 	DependsOn []hcl.Traversal
+	// DependsOnKeys holds, by position in DependsOn, the key of an entry
+	// that names the instance of the same key as the step's own
+	// (kind.name[each.key], kind.name[count.index]): an expression of
+	// each and count, evaluated per instance. The traversal at that
+	// position names the whole step. Nil when no entry has one.
+	DependsOnKeys map[int]hcl.Expression
 	// ForEach and Count are the `for_each` and `count` meta-arguments, nil
 	// when absent (at most one is set): the step stands for one instance
 	// per element, or Count instances.
