@@ -279,6 +279,26 @@ func TestAgentsRotated(t *testing.T) {
 			t.Errorf("%s: the second run restarted the agent (pid %d, was %d)", a.Name, pid, pids[a.Name])
 		}
 	}
+
+	// A drifted mapping on a day with no certificate due: the seed's agent
+	// that "looks healthy but cannot authenticate or renew". The preview
+	// shows the drift and the run puts the mapping back.
+	drifted := apps[0]
+	mappingPath := "auth/cert/certs/" + drifted.Mapping
+	if _, err := root.Logical().Write(mappingPath, map[string]any{"token_policies": drifted.Policy}); err != nil {
+		t.Fatal(err)
+	}
+	res = runRotplan(t, v.Environ(), agentArgs(v, "plan", "", "-var", "renew_before=1h")...)
+	if want := fmt.Sprintf("~ token_policies: [%q] -> [%q, %q]", drifted.Policy, drifted.Policy, testvault.MarkerPolicy); res.exit != 0 || !strings.Contains(res.stdout, want) {
+		t.Errorf("plan of a drifted mapping, nothing due: exit %d, want it to show %q\n%s%s", res.exit, want, res.stdout, res.stderr)
+	}
+	res = runRotplan(t, v.Environ(), agentArgs(v, "run", t.TempDir(), "-detailed-exitcode", "-var", "renew_before=1h")...)
+	if res.exit != 2 {
+		t.Errorf("run on a drifted mapping, nothing due: exit %d, want 2 (changed)\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if got, want := rootData(t, root, mappingPath)["token_policies"], []any{drifted.Policy, testvault.MarkerPolicy}; !reflect.DeepEqual(got, want) {
+		t.Errorf("%s: token_policies %v after the run, want %v", mappingPath, got, want)
+	}
 }
 
 func TestAgentsRolledBack(t *testing.T) {
