@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -60,30 +59,31 @@ func agentArgs(v *testvault.Vault, command, state string, extra ...string) []str
 	return append(args, "examples/agents.hcl")
 }
 
-// agentFile is what the test compares of one of an app's files.
-type agentFile struct {
-	content  []byte
-	mode     os.FileMode
-	uid, gid uint32
+// agentFiles reads an app's key, certificate and CA files.
+func agentFiles(t *testing.T, a *testvault.App) map[string]fileState {
+	t.Helper()
+	return readFiles(t, []string{a.KeyFile, a.CertFile, a.CAFile})
 }
 
-// agentFiles reads an app's key, certificate and CA files.
-func agentFiles(t *testing.T, a *testvault.App) map[string]agentFile {
+// agentBefore is what the test knows of an app's agent before a run.
+type agentBefore struct {
+	serial *big.Int // of agent.crt
+	pid    int
+	token  string // in the sink; never printed
+}
+
+// agentsBefore notes, per app, the agent's certificate serial, pid and token.
+func agentsBefore(t *testing.T, apps []*testvault.App) map[string]agentBefore {
 	t.Helper()
-	files := map[string]agentFile{}
-	for _, p := range []string{a.KeyFile, a.CertFile, a.CAFile} {
-		b, err := os.ReadFile(p)
+	was := map[string]agentBefore{}
+	for _, a := range apps {
+		tok, err := a.Token()
 		if err != nil {
 			t.Fatal(err)
 		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		files[p] = agentFile{content: b, mode: fi.Mode().Perm(), uid: st.Uid, gid: st.Gid}
+		was[a.Name] = agentBefore{certSerial(t, a), a.PID(), tok}
 	}
-	return files
+	return was
 }
 
 // certSerial is the serial of the app's certificate on disk.
@@ -172,19 +172,7 @@ var agentTimings = regexp.MustCompile(`(?m)^verify\.(login|agent)\["([^"]+)"\] +
 func TestAgentsRotated(t *testing.T) {
 	v, apps := agentsBed(t)
 	root := v.Root()
-	type before struct {
-		serial *big.Int
-		pid    int
-		token  string
-	}
-	was := map[string]before{}
-	for _, a := range apps {
-		tok, err := a.Token()
-		if err != nil {
-			t.Fatal(err)
-		}
-		was[a.Name] = before{certSerial(t, a), a.PID(), tok}
-	}
+	was := agentsBefore(t, apps)
 
 	res := runRotplan(t, v.Environ(), agentArgs(v, "plan", "")...)
 	if res.exit != 0 {
@@ -234,7 +222,7 @@ func TestAgentsRotated(t *testing.T) {
 		files := agentFiles(t, a)
 		for path, mode := range map[string]os.FileMode{a.KeyFile: 0o600, a.CertFile: 0o644, a.CAFile: 0o644} {
 			f := files[path]
-			if f.mode != mode || f.uid != uint32(a.UID) || f.gid != uint32(a.GID) {
+			if f.mode.Perm() != mode || f.uid != uint32(a.UID) || f.gid != uint32(a.GID) {
 				t.Errorf("%s: mode %04o owner %d:%d, want %04o %d:%d", path, f.mode, f.uid, f.gid, mode, a.UID, a.GID)
 			}
 		}
@@ -304,33 +292,30 @@ func TestAgentsRotated(t *testing.T) {
 func TestAgentsRolledBack(t *testing.T) {
 	v, apps := agentsBed(t)
 	root := v.Root()
-	type before struct {
-		serial   *big.Int
-		pid      int
-		token    string
-		files    map[string]agentFile
-		mapping  map[string]any
-		policies map[string]string
+	// Vault not quite as the plan declares it, so that the run changes the
+	// mapping and the policies and the rollback has something to restore.
+	if _, err := root.Logical().Write("auth/cert/certs/"+apps[0].Mapping, map[string]any{
+		"token_policies": apps[0].Policy, "token_ttl": "30m",
+	}); err != nil {
+		t.Fatal(err)
 	}
-	policyNames := func(a *testvault.App) []string { return []string{a.Policy, testvault.MarkerPolicy} }
-	was := map[string]before{}
+	if err := root.Sys().PutPolicy(testvault.MarkerPolicy, "# an older text\npath \"auth/token/lookup-self\" {\n  capabilities = [\"read\"]\n}\n"); err != nil {
+		t.Fatal(err)
+	}
+	was := agentsBefore(t, apps)
+	files := map[string]map[string]fileState{}
+	mappings := map[string]map[string]any{}
+	policies := map[string]string{}
 	for _, a := range apps {
-		tok, err := a.Token()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := before{
-			serial: certSerial(t, a), pid: a.PID(), token: tok, files: agentFiles(t, a),
-			mapping: rootData(t, root, "auth/cert/certs/"+a.Mapping), policies: map[string]string{},
-		}
-		for _, p := range policyNames(a) {
+		files[a.Name] = agentFiles(t, a)
+		mappings[a.Name] = rootData(t, root, "auth/cert/certs/"+a.Mapping)
+		for _, p := range []string{a.Policy, testvault.MarkerPolicy} {
 			text, err := root.Sys().GetPolicy(p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b.policies[p] = text
+			policies[p] = text
 		}
-		was[a.Name] = b
 	}
 
 	issuedBefore := issuedSerials(t, v)
@@ -363,22 +348,22 @@ func TestAgentsRolledBack(t *testing.T) {
 			t.Errorf("the run's certificate %s is not revoked", s)
 		}
 	}
+	for p, text := range policies {
+		if got, _ := root.Sys().GetPolicy(p); got != text {
+			t.Errorf("policy %s after rollback differs from before", p)
+		}
+	}
 	for _, a := range apps {
 		b := was[a.Name]
-		files := agentFiles(t, a)
-		for path, f := range b.files {
-			g := files[path]
-			if !bytes.Equal(g.content, f.content) || g.mode != f.mode || g.uid != f.uid || g.gid != f.gid {
-				t.Errorf("%s not restored: mode %04o owner %d:%d, same content %v; before: mode %04o owner %d:%d", path, g.mode, g.uid, g.gid, bytes.Equal(g.content, f.content), f.mode, f.uid, f.gid)
+		after := agentFiles(t, a)
+		for path, f := range files[a.Name] {
+			g := after[path]
+			if !bytes.Equal(g.data, f.data) || g.mode != f.mode || g.uid != f.uid || g.gid != f.gid {
+				t.Errorf("%s not restored: mode %v owner %d:%d, same content %v; before: mode %v owner %d:%d", path, g.mode, g.uid, g.gid, bytes.Equal(g.data, f.data), f.mode, f.uid, f.gid)
 			}
 		}
-		if got := rootData(t, root, "auth/cert/certs/"+a.Mapping); !reflect.DeepEqual(got, b.mapping) {
-			t.Errorf("%s: mapping after rollback:\n%#v\nwant as before:\n%#v", a.Name, got, b.mapping)
-		}
-		for p, text := range b.policies {
-			if got, _ := root.Sys().GetPolicy(p); got != text {
-				t.Errorf("policy %s after rollback differs from before", p)
-			}
+		if got := rootData(t, root, "auth/cert/certs/"+a.Mapping); !reflect.DeepEqual(got, mappings[a.Name]) {
+			t.Errorf("%s: mapping after rollback:\n%#v\nwant as before:\n%#v", a.Name, got, mappings[a.Name])
 		}
 		// Restarted by the rollback, the agent logged in anew with the old
 		// certificate.
