@@ -209,6 +209,14 @@ func TestAgentsRotated(t *testing.T) {
 		}
 	}
 
+	// The journal keeps the same facts: status shows them.
+	status := runRotplan(t, nil, "status", "-state-dir", state, "examples/agents.hcl")
+	t.Logf("status:\n%s%s", status.stdout, status.stderr)
+	if status.exit != 0 || !regexp.MustCompile(`logged_in_after[=: ]+\d\S*s`).MatchString(status.stdout) {
+		t.Errorf("status: exit %d, want the agent checks' logged_in_after among the facts\n%s%s", status.exit, status.stdout, status.stderr)
+	}
+	res.stdout += status.stdout
+
 	var keyLines []string
 	for _, a := range apps {
 		serial := certSerial(t, a)
@@ -256,6 +264,10 @@ func TestAgentsRotated(t *testing.T) {
 	pids := map[string]int{}
 	for _, a := range apps {
 		pids[a.Name] = a.PID()
+	}
+	res = runRotplan(t, v.Environ(), agentArgs(v, "plan", "", "-detailed-exitcode", "-var", "renew_before=1h")...)
+	if res.exit != 0 {
+		t.Errorf("plan with renew_before 1h: exit %d, want 0 (nothing would change)\n%s%s", res.exit, res.stdout, res.stderr)
 	}
 	res = runRotplan(t, v.Environ(), agentArgs(v, "run", t.TempDir(), "-detailed-exitcode", "-var", "renew_before=1h")...)
 	t.Logf("second run:\n%s", res.stdout)
