@@ -66,6 +66,17 @@ locals {
   restart = var.agent_restart != null ? var.agent_restart : {
     for a in var.apps : a => ["systemctl", "--user", "--machine", "${a}@", "restart", "vault-agent-${a}.service"]
   }
+  # Each app's cert-auth mapping but the CA it trusts: the agent's name
+  # alone, both policies (named as vault_policy names them) and the TTLs.
+  mapping = {
+    for a in var.apps : a => {
+      display_name         = "agent-${a}"
+      allowed_common_names = [format(var.allowed_cn, a)]
+      token_policies       = ["pki-issue-${a}", "marker-cert-auth"]
+      token_ttl            = "1h"
+      token_max_ttl        = "24h"
+    }
+  }
 }
 
 # Vault's side: cert auth, the policies the mappings name, the mappings.
@@ -114,16 +125,22 @@ issue "agent" {
 # the agent's name alone; its token carries both policies.
 vault_write "mapping" {
   for_each   = local.apps
-  depends_on = [vault_auth.cert]
+  depends_on = [vault_auth.cert, vault_policy.pki_issue, vault_policy.marker]
   path       = "auth/cert/certs/agent-${each.key}"
-  data = {
-    display_name         = "agent-${each.key}"
-    certificate          = issue.agent[each.key].issuing_ca
-    allowed_common_names = [format(var.allowed_cn, each.key)]
-    token_policies       = [vault_policy.pki_issue[each.key].name, vault_policy.marker.name]
-    token_ttl            = "1h"
-    token_max_ttl        = "24h"
-  }
+  data = merge(local.mapping[each.key], {
+    certificate = issue.agent[each.key].issuing_ca
+  })
+}
+
+# The mapping's other fields, also on a day no certificate is due (when the
+# step above, which reads the new certificate's CA, is skipped): a drifted
+# mapping is how an agent looks healthy and cannot log in or renew. The
+# agents are not restarted for it: their next login gets the policies.
+vault_write "mapping_fields" {
+  for_each   = local.apps
+  depends_on = [vault_auth.cert, vault_policy.pki_issue, vault_policy.marker, vault_write.mapping]
+  path       = "auth/cert/certs/agent-${each.key}"
+  data       = local.mapping[each.key]
 }
 
 # The app's files, as the app's user: it owns its home, so the steps trust
