@@ -125,7 +125,7 @@ issue "agent" {
 # the agent's name alone; its token carries both policies.
 vault_write "mapping" {
   for_each   = local.apps
-  depends_on = [vault_auth.cert, vault_policy.pki_issue, vault_policy.marker]
+  depends_on = [vault_auth.cert, vault_policy.pki_issue[each.key], vault_policy.marker]
   path       = "auth/cert/certs/agent-${each.key}"
   data = merge(local.mapping[each.key], {
     certificate = issue.agent[each.key].issuing_ca
@@ -138,7 +138,7 @@ vault_write "mapping" {
 # agents are not restarted for it: their next login gets the policies.
 vault_write "mapping_fields" {
   for_each   = local.apps
-  depends_on = [vault_auth.cert, vault_policy.pki_issue, vault_policy.marker, vault_write.mapping]
+  depends_on = [vault_auth.cert, vault_policy.pki_issue[each.key], vault_policy.marker, vault_write.mapping[each.key]]
   path       = "auth/cert/certs/agent-${each.key}"
   data       = local.mapping[each.key]
 }
