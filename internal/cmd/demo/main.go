@@ -283,23 +283,11 @@ func (d *demo) rotplan(interruptible bool, args ...string) error {
 	return cmd.Run()
 }
 
-// shellJoin joins args as a shell would need them typed: arguments with
-// characters other than the plain ones in single quotes.
+// shellJoin joins args as a shell would need them typed.
 func shellJoin(args []string) string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		plain := a != ""
-		for _, r := range a {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./=:,@+", r)) {
-				plain = false
-				break
-			}
-		}
-		if plain {
-			out[i] = a
-		} else {
-			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
+		out[i] = testvault.ShellQuote(a)
 	}
 	return strings.Join(out, " ")
 }

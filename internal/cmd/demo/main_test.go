@@ -12,7 +12,7 @@ func TestShellJoin(t *testing.T) {
 	}{
 		{"plain", []string{"run", "-state-dir", "/x/.demo/state", "examples/agents.hcl"}, "run -state-dir /x/.demo/state examples/agents.hcl"},
 		{"a var with a list", []string{"-var", `apps=["a", "b"]`}, `-var 'apps=["a", "b"]'`},
-		{"a single quote", []string{"it's"}, `'it'\''s'`},
+		{"a single quote", []string{"it's"}, `'it'"'"'s'`},
 		{"empty", []string{""}, "''"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
