@@ -1,4 +1,5 @@
-# rotplan: `make demo` runs the example rotation against a local prod-like
+# rotplan: `make demo` runs the example rotations (control plane, then the
+# apps' Vault Agents; the agents part needs root) against a local prod-like
 # Vault; `make test` runs every test, Vault-backed ones included.
 
 GO          ?= go
@@ -50,7 +51,7 @@ test: check vault
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime 20000x -fuzzminimizetime 100x ./engine/
 
 demo: build vault
-	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl
+	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl -agents examples/agents.hcl
 
 # A benchmark, never a test: rotplan against the same work straight through
 # vault/api and against a shell loop, on a real Vault; prints a table.

@@ -310,6 +310,10 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
 }
 
+// ShellQuote quotes s for a POSIX shell when needed, as the harness's
+// generated commands do: for printing a command an operator may copy.
+func ShellQuote(s string) string { return shellQuote(s) }
+
 // joinPEM joins PEM blocks with exactly one newline between them and a
 // trailing newline.
 func joinPEM(pems ...string) string {

@@ -26,14 +26,24 @@ func main() {
 	os.Exit(run())
 }
 
+// demo is one run of the demo: the harness Vault, the rotplan binary and
+// the directory everything lives in.
+type demo struct {
+	ctx        context.Context
+	v          *testvault.Vault
+	rotplanBin string
+	base       string
+}
+
 func run() int {
 	vaultBin := flag.String("vault", os.Getenv(testvault.EnvBinary), "vault server binary (default $"+testvault.EnvBinary+")")
 	rotplanBin := flag.String("rotplan", "", "rotplan binary")
 	dir := flag.String("dir", ".demo", "demo directory (removed and recreated)")
-	plan := flag.String("plan", "examples/prod.hcl", "rotplan plan to run")
-	skip := flag.Bool("skip-rotplan", false, "only bring Vault up and check it; do not run rotplan")
+	plan := flag.String("plan", "examples/prod.hcl", "rotplan plan that rotates the control plane")
+	agentsPlan := flag.String("agents", "examples/agents.hcl", "rotplan plan that rotates the apps' Vault Agents (needs root; \"\": skip)")
+	skip := flag.Bool("skip-rotplan", false, "only bring Vault (and the agents) up and check them; do not run rotplan")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: demo -vault BIN -rotplan BIN [-dir .demo] [-plan examples/prod.hcl] [-skip-rotplan]\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: demo -vault BIN -rotplan BIN [-dir .demo] [-plan examples/prod.hcl] [-agents examples/agents.hcl] [-skip-rotplan]\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -55,9 +65,14 @@ func run() int {
 			fmt.Fprintf(os.Stderr, "demo: rotplan binary: %v\n", err)
 			return 2
 		}
-		if _, err := os.Stat(*plan); err != nil {
-			fmt.Fprintf(os.Stderr, "demo: plan: %v\n", err)
-			return 2
+		for _, p := range []string{*plan, *agentsPlan} {
+			if p == "" {
+				continue
+			}
+			if _, err := os.Stat(p); err != nil {
+				fmt.Fprintf(os.Stderr, "demo: plan: %v\n", err)
+				return 2
+			}
 		}
 	}
 
@@ -78,31 +93,103 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		return 1
 	}
-	defer func() {
-		if err := v.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "demo: stopping vault: %v\n", err)
-		}
-	}()
+	d := &demo{ctx: ctx, v: v, rotplanBin: *rotplanBin, base: base}
+	code := d.run(t0, *plan, *agentsPlan, *skip)
+
+	// Vault stops the agents first; then nothing the demo started may
+	// remain.
+	if err := v.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: stopping vault: %v\n", err)
+		code = max(code, 1)
+	}
+	left, err := leftovers(base)
+	switch {
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "demo: looking for processes left behind: %v\n", err)
+		code = max(code, 1)
+	case len(left) > 0:
+		fmt.Fprintf(os.Stderr, "demo: FAILED: processes left behind:\n  %s\n", strings.Join(left, "\n  "))
+		code = max(code, 1)
+	default:
+		fmt.Printf("Everything the demo started is stopped; no process of it is left.\n")
+	}
+	return code
+}
+
+// run is the demo between Vault's start and its stop: the control plane
+// (plan), then the agents (agentsPlan, when not ""), each checked from
+// outside. It returns the exit code.
+func (d *demo) run(t0 time.Time, plan, agentsPlan string, skip bool) int {
+	v := d.v
 	fmt.Printf("Vault is up after %s, running as %s (pid %d, pid file %s).\n\n",
 		time.Since(t0).Round(time.Millisecond), v.Owner, v.PID(), v.PIDFile)
+	var agents *agentsPart
+	if agentsPlan != "" {
+		var err error
+		if agents, err = d.startAgents(agentsPlan); err != nil {
+			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+			return 1
+		}
+	}
+
+	code := d.controlPlane(plan, skip)
+	if d.ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "demo: interrupted")
+		return 130
+	}
+	if agents != nil && agents.skipped == "" && code != 0 {
+		// As in the production run: no step 3 before step 2 has passed.
+		fmt.Fprintln(os.Stderr, "demo: the agents part is not run: the control plane failed")
+		return code
+	}
+	if agents != nil {
+		code = agents.rotate(skip)
+		if d.ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "demo: interrupted")
+			return 130
+		}
+	}
+	if code != 0 {
+		return code
+	}
+	switch {
+	case skip:
+		fmt.Println("OK (Vault part only)")
+	case agents == nil:
+		fmt.Println("OK: rotplan rotated the Vault listener certificate.")
+	case agents.skipped != "":
+		fmt.Println("OK: rotplan rotated the Vault listener certificate.")
+		fmt.Printf("SKIPPED: the agents part (%s).\n", agents.skipped)
+	default:
+		fmt.Println("OK: rotplan rotated the Vault listener certificate and the agents' login certificates, and each agent logged in with its new one.")
+	}
+	return 0
+}
+
+// controlPlane runs the control-plane plan (steps 1 and 2 of the run: the
+// admin certificate and the listener's) and checks from outside that the
+// served certificate changed and is the one on disk.
+func (d *demo) controlPlane(plan string, skip bool) int {
+	v := d.v
+	fmt.Printf("== The control plane, steps 1 and 2 of the run (%s)\n", plan)
 	fmt.Printf(`Vault's PKI (root CA at pki/, intermediate at pki-prod/) issued the
 certificate its own production listener serves. That listener requires a
 client certificate (admin cert in %s, cert auth -> policy
 rotplan-admin); the operator trusts only the root CA (%s).
 rotplan will issue a new server certificate through Vault, install it in
 %s and send SIGHUP to Vault so that it reloads it.
-
 `, v.AdminDir, v.RootCAFile, v.ServerDir)
+
 	fmt.Printf("Production listener: %s (SNI %s)\n", v.Addr, v.ServerName)
 
-	before, err := servedLeaf(ctx, v)
+	before, err := servedLeaf(d.ctx, v)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		return 1
 	}
 	fmt.Printf("BEFORE: served serial %s, NotAfter %s\n\n", steps.SerialHex(before), before.NotAfter.UTC().Format(time.RFC3339))
 
-	varFile := filepath.Join(base, "prod.vars.hcl")
+	varFile := filepath.Join(d.base, "prod.vars.hcl")
 	if err := v.WriteVarFile(varFile); err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		return 1
@@ -110,55 +197,21 @@ rotplan will issue a new server certificate through Vault, install it in
 	fmt.Printf("Plan variables written to %s.\n", varFile)
 
 	rotplanFailed := false
-	if *skip {
+	if skip {
 		fmt.Printf("-skip-rotplan: not running rotplan.\n")
 	} else {
-		args := []string{"run", "-state-dir", filepath.Join(base, "state"), "-var-file", varFile, *plan}
 		fmt.Printf("Environment added for rotplan:\n")
 		for _, kv := range v.Environ() {
 			fmt.Printf("  %s\n", kv)
 		}
-		// First the preview an operator would read before rotating.
-		planArgs := []string{"plan", "-var-file", varFile, *plan}
-		fmt.Printf("\n$ %s %s\n", *rotplanBin, strings.Join(planArgs, " "))
-		preview := exec.CommandContext(ctx, *rotplanBin, planArgs...)
-		preview.Env = append(os.Environ(), v.Environ()...)
-		preview.Stdout, preview.Stderr = os.Stdout, os.Stderr
-		if err := preview.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "\ndemo: rotplan plan failed: %v\n", err)
-			rotplanFailed = true
-		}
-
-		fmt.Printf("\n$ %s %s\n", *rotplanBin, strings.Join(args, " "))
-		cmd := exec.CommandContext(ctx, *rotplanBin, args...)
-		cmd.Env = append(os.Environ(), v.Environ()...)
-		cmd.Stdin = os.Stdin
-		cmd.Stdout = os.Stdout
-		cmd.Stderr = os.Stderr
-		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-		cmd.WaitDelay = 15 * time.Second
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "\ndemo: rotplan failed: %v\n", err)
-			rotplanFailed = true
-		}
-		fmt.Println()
-		// What the journal says about the run, as an operator would look.
-		statusArgs := []string{"status", "-state-dir", filepath.Join(base, "state"), *plan}
-		fmt.Printf("$ %s %s\n", *rotplanBin, strings.Join(statusArgs, " "))
-		status := exec.CommandContext(ctx, *rotplanBin, statusArgs...)
-		status.Stdout, status.Stderr = os.Stdout, os.Stderr
-		if err := status.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "demo: rotplan status failed: %v\n", err)
-			rotplanFailed = true
-		}
-		fmt.Println()
+		state := filepath.Join(d.base, "state")
+		rotplanFailed = !d.rotplanRun(plan, state, []string{"-var-file", varFile})
 	}
-	if ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "demo: interrupted")
+	if d.ctx.Err() != nil {
 		return 130
 	}
 
-	after, err := servedLeaf(ctx, v)
+	after, err := servedLeaf(d.ctx, v)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		return 1
@@ -173,27 +226,95 @@ rotplan will issue a new server certificate through Vault, install it in
 	fmt.Printf("AFTER:  served serial %s, NotAfter %s\n", steps.SerialHex(after), after.NotAfter.UTC().Format(time.RFC3339))
 	fmt.Printf("        server.crt     %s\n", steps.SerialHex(onDisk))
 	fmt.Printf("served == server.crt: %t\n", matches)
-	fmt.Printf("served != BEFORE:     %t\n", changed)
+	fmt.Printf("served != BEFORE:     %t\n\n", changed)
 
 	switch {
 	case rotplanFailed:
 		return 1
-	case *skip:
-		if !matches {
-			fmt.Fprintln(os.Stderr, "demo: served certificate does not match server.crt")
-			return 1
-		}
-		fmt.Println("OK (Vault part only)")
+	case !matches:
+		fmt.Fprintln(os.Stderr, "demo: FAILED: the served certificate is not the one in server.crt")
+		return 1
+	case skip:
 		return 0
 	case !changed:
 		fmt.Fprintln(os.Stderr, "demo: FAILED: the served certificate did not change")
 		return 1
-	case !matches:
-		fmt.Fprintln(os.Stderr, "demo: FAILED: the served certificate is not the one in server.crt")
-		return 1
 	}
-	fmt.Println("OK: rotplan rotated the Vault listener certificate.")
 	return 0
+}
+
+// rotplanRun shows what an operator would run: the preview, the run and
+// the journal's status, with the harness's environment (the admin
+// identity). It reports whether all three succeeded.
+func (d *demo) rotplanRun(plan, state string, vars []string) bool {
+	ok := true
+	planArgs := append(append([]string{"plan"}, vars...), plan)
+	if err := d.rotplan(false, planArgs...); err != nil {
+		fmt.Fprintf(os.Stderr, "\ndemo: rotplan plan failed: %v\n", err)
+		ok = false
+	}
+	runArgs := append(append([]string{"run", "-state-dir", state}, vars...), plan)
+	if err := d.rotplan(true, runArgs...); err != nil {
+		fmt.Fprintf(os.Stderr, "\ndemo: rotplan run failed: %v\n", err)
+		ok = false
+	}
+	fmt.Println()
+	if err := d.rotplan(false, "status", "-state-dir", state, plan); err != nil {
+		fmt.Fprintf(os.Stderr, "demo: rotplan status failed: %v\n", err)
+		ok = false
+	}
+	fmt.Println()
+	return ok
+}
+
+// rotplan runs the rotplan binary with args, its output on ours, after
+// printing the command line. A run (interruptible) gets SIGINT when the demo
+// is interrupted, so that it rolls back as it would at a terminal.
+func (d *demo) rotplan(interruptible bool, args ...string) error {
+	fmt.Printf("\n$ %s %s\n", d.rotplanBin, shellJoin(args))
+	cmd := exec.CommandContext(d.ctx, d.rotplanBin, args...)
+	cmd.Env = append(os.Environ(), d.v.Environ()...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if interruptible {
+		cmd.Stdin = os.Stdin
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		cmd.WaitDelay = 15 * time.Second
+	}
+	return cmd.Run()
+}
+
+// shellJoin joins args as a shell would need them typed.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = testvault.ShellQuote(a)
+	}
+	return strings.Join(out, " ")
+}
+
+// leftovers lists the processes whose command line names dir: Vault and
+// the agents run with their configuration below it.
+func leftovers(dir string) ([]string, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var left []string
+	for _, e := range entries {
+		pid := e.Name()
+		if pid == "" || pid[0] < '0' || pid[0] > '9' || pid == fmt.Sprint(os.Getpid()) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+		if err != nil || len(b) == 0 {
+			continue // gone, or a kernel thread
+		}
+		cmdline := strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " ")
+		if strings.Contains(cmdline, dir+string(filepath.Separator)) {
+			left = append(left, pid+": "+cmdline)
+		}
+	}
+	return left, nil
 }
 
 func servedLeaf(ctx context.Context, v *testvault.Vault) (*x509.Certificate, error) {
