@@ -117,34 +117,8 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 			if after.Status != journal.StatusSucceeded || after.Count(engine.StateSucceeded) != len(after.Steps) {
 				t.Errorf("journal after resume: status %q, %d of %d steps succeeded", after.Status, after.Count(engine.StateSucceeded), len(after.Steps))
 			}
-			// Every step the kill interrupted was either found done or run
-			// again, and the journal says why.
-			for addr, s := range killed.Steps {
-				if s.State != engine.StateStarted && s.State != engine.StateFailed {
-					continue
-				}
-				if a := after.Steps[addr]; !a.Checked && a.Redone == "" {
-					t.Errorf("%s was %s at the kill; the journal shows neither a check nor why it ran again", addr, s.State)
-				}
-			}
-			// A certificate the resume issued anew supersedes the one the
-			// killed run got; the plan asks for it to be revoked.
-			for _, rec := range readJournal(t, state).Records {
-				if rec.Type != journal.StepSuperseded {
-					continue
-				}
-				var prev struct {
-					Serial string `json:"serial_number"`
-				}
-				if err := json.Unmarshal(rec.Outputs, &prev); err != nil || prev.Serial == "" {
-					t.Errorf("superseded record without a serial: %s", rec.Outputs)
-					continue
-				}
-				if !isRevoked(t, r.v, prev.Serial) {
-					t.Errorf("%s: superseded serial %s is not revoked in Vault (%s)", rec.Step, prev.Serial, rec.Note)
-				}
-				revoked++
-			}
+			checkInterruptedExplained(t, killed, after)
+			revoked += checkSupersededRevoked(t, r.v, state)
 			// Here, while the subtest's directory exists.
 			assertNoSecrets(t, r.v, []string{state})
 			checked++
@@ -157,6 +131,47 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 
 	assertNoSecrets(t, r.v, []string{state})
 	t.Logf("checked the journals of %d interrupted runs and of the uninterrupted one for secrets", checked)
+}
+
+// checkInterruptedExplained checks that every step a kill left started or
+// failed was, in the resumed run, either found done or run again, and that
+// the journal says why.
+func checkInterruptedExplained(t *testing.T, killed, after *engine.Run) {
+	t.Helper()
+	for addr, s := range killed.Steps {
+		if s.State != engine.StateStarted && s.State != engine.StateFailed {
+			continue
+		}
+		if a := after.Steps[addr]; !a.Checked && a.Redone == "" {
+			t.Errorf("%s was %s at the kill; the journal shows neither a check nor why it ran again", addr, s.State)
+		}
+	}
+}
+
+// checkSupersededRevoked checks that every certificate the last journal in
+// state records as superseded (a resume issued anew; the plans ask for the
+// old one to be revoked) is revoked in Vault, and returns how many there
+// were.
+func checkSupersededRevoked(t *testing.T, v *testvault.Vault, state string) int {
+	t.Helper()
+	n := 0
+	for _, rec := range readJournal(t, state).Records {
+		if rec.Type != journal.StepSuperseded {
+			continue
+		}
+		var prev struct {
+			Serial string `json:"serial_number"`
+		}
+		if err := json.Unmarshal(rec.Outputs, &prev); err != nil || prev.Serial == "" {
+			t.Errorf("superseded record without a serial: %s", rec.Outputs)
+			continue
+		}
+		if !isRevoked(t, v, prev.Serial) {
+			t.Errorf("%s: superseded serial %s is not revoked in Vault (%s)", rec.Step, prev.Serial, rec.Note)
+		}
+		n++
+	}
+	return n
 }
 
 // TestResumeAfterTornAppend kills rotplan half way through writing a record:
