@@ -1,0 +1,254 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rotplan/rotplan/engine"
+	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/internal/testvault"
+)
+
+// crashApp is the one app of the agents crash test: one app keeps the
+// number of boundaries, and the test's time, down.
+const crashApp = "ncprd1"
+
+// TestAgentsCrashAtEveryBoundary kills rotplan at every journal boundary of
+// examples/agents.hcl for one app (just before each record is written and
+// just after it is appended; and in each write between filling its
+// temporary file and renaming it), then resumes. Each resume exits 0 ("nothing
+// to resume" when the kill came after the run's end), and the app ends
+// consistent, checked from outside: its key matches its certificate, the
+// files have their modes and owner, the certificate on disk is not revoked,
+// the mapping trusts its issuer with the declared names and policies, and
+// the agent's sink token (looked up by root) was issued for the serial of
+// the certificate on disk, a new one. Every certificate a resume
+// superseded is revoked. No token and no private key is in the state
+// directory after any of them.
+func TestAgentsCrashAtEveryBoundary(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the agents run as their app users: needs root")
+	}
+	v := testvault.StartT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	apps, err := v.AddApps(ctx, crashApp)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := apps[0]
+	var vars []string
+	for k, val := range v.AgentPlanVars(crashApp) {
+		vars = append(vars, "-var", k+"="+val)
+	}
+	args := func(command, state string) []string {
+		return append(append([]string{command, "-state-dir", state}, vars...), "examples/agents.hcl")
+	}
+
+	start := time.Now()
+	state := t.TempDir()
+	if res := runRotplan(t, v.Environ(), args("run", state)...); res.exit != 0 {
+		t.Fatalf("uninterrupted run exited %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	checkAgentConsistent(t, v, app)
+	total := len(readJournal(t, state).Records)
+	t.Logf("an uninterrupted run: %d records, %s", total, time.Since(start).Round(time.Millisecond))
+
+	var failpoints []string
+	for n := 1; n <= total; n++ {
+		if n > 1 {
+			failpoints = append(failpoints, fmt.Sprintf("before:%d", n))
+		}
+		failpoints = append(failpoints, fmt.Sprintf("after:%d", n))
+	}
+	// And in the key's and the certificate's writes, between filling the
+	// temporary file and its durable start (the CA's content is the same
+	// each time: that write changes nothing and fills no temporary file).
+	for n := 1; n <= 2; n++ {
+		failpoints = append(failpoints, fmt.Sprintf("temp:%d", n))
+	}
+	revoked, mended := 0, 0
+	start = time.Now()
+	for _, fp := range failpoints {
+		t.Run(strings.ReplaceAll(fp, ":", "_"), func(t *testing.T) {
+			state := t.TempDir()
+			before := readCert(t, app.CertFile).SerialNumber
+			res := runBinary(t, crashBin, append(v.Environ(), "ROTPLAN_FAILPOINT="+fp), args("run", state)...)
+			if res.exit != -1 {
+				t.Fatalf("rotplan exited %d instead of being killed\n%s%s", res.exit, res.stdout, res.stderr)
+			}
+			killed, err := engine.LoadRun(state)
+			if err != nil {
+				t.Fatalf("reading the journal after the kill: %v", err)
+			}
+			secrets := agentSecrets(t, app)
+			if inconsistent(t, v, app) {
+				mended++
+			}
+
+			res = runRotplan(t, v.Environ(), args("resume", state)...)
+			if res.exit != 0 {
+				t.Fatalf("resume exited %d\nstdout:\n%s\nstderr:\n%s", res.exit, res.stdout, res.stderr)
+			}
+			t.Logf("resume:\n%s", res.stdout)
+			if killed.Status == journal.StatusSucceeded && !strings.Contains(res.stdout, "nothing to resume") {
+				t.Errorf("resume after a finished run should say so:\n%s", res.stdout)
+			}
+			after, err := engine.LoadRun(state)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Status != journal.StatusSucceeded || after.Count(engine.StateSucceeded) != len(after.Steps) {
+				t.Errorf("journal after resume: status %q, %d of %d steps succeeded", after.Status, after.Count(engine.StateSucceeded), len(after.Steps))
+			}
+			checkInterruptedExplained(t, killed, after)
+			revoked += checkSupersededRevoked(t, v, state)
+			checkAgentConsistent(t, v, app)
+			if readCert(t, app.CertFile).SerialNumber.Cmp(before) == 0 {
+				t.Errorf("the certificate on disk is still the one from before the run, serial %s", before)
+			}
+
+			secrets = append(secrets, agentSecrets(t, app)...)
+			for _, s := range append(secrets, "PRIVATE KEY", "hvs.", "hvb.", v.RootToken) {
+				if files := grepTree(t, state, s); len(files) > 0 {
+					t.Errorf("%v contain a secret (%.12s…)", files, s)
+				}
+			}
+			assertNoSecrets(t, v, []string{state})
+		})
+	}
+	if revoked == 0 {
+		t.Error("no kill made resume issue a certificate anew: the revocation of the superseded one went untested")
+	}
+	if mended == 0 {
+		t.Error("no kill left the app inconsistent: the resumes mended nothing")
+	}
+	t.Logf("%d kills, each resumed, in %s; %d left the app inconsistent (key and certificate, or the agent's login and the certificate on disk); %d superseded certificates revoked",
+		len(failpoints), time.Since(start).Round(time.Second), mended, revoked)
+}
+
+// agentSecrets returns what must never reach the state directory of the
+// app's rotation: the lines of its key file as it is now, and the token in
+// its agent's sink.
+func agentSecrets(t *testing.T, app *testvault.App) []string {
+	t.Helper()
+	secrets := pemBodyLines(t, app.KeyFile)
+	tok, err := app.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok != "" {
+		secrets = append(secrets, tok)
+	}
+	return secrets
+}
+
+// checkAgentConsistent checks an app's rotation from outside: key and
+// certificate match, the files have their modes and owner, the
+// certificate on disk is valid in Vault, the mapping trusts its issuer,
+// admits its name and gives the declared policies, and the agent logged in
+// with it: within a minute, the sink's token carries its serial.
+func checkAgentConsistent(t *testing.T, v *testvault.Vault, app *testvault.App) {
+	t.Helper()
+	if _, err := tls.LoadX509KeyPair(app.CertFile, app.KeyFile); err != nil {
+		t.Errorf("%s and %s do not match: %v", app.CertFile, app.KeyFile, err)
+	}
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{{app.KeyFile, 0o600}, {app.CertFile, 0o644}, {app.CAFile, 0o644}} {
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if fi.Mode().Perm() != f.mode {
+			t.Errorf("%s: mode %04o, want %04o", f.path, fi.Mode().Perm(), f.mode)
+		}
+		uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid))
+		if u, err := user.LookupId(uid); err != nil || u.Username != app.User {
+			t.Errorf("%s: owned by uid %s, want %s", f.path, uid, app.User)
+		}
+	}
+	for dir, want := range map[string]string{
+		filepath.Dir(app.KeyFile): "agent.crt agent.key",
+		filepath.Dir(app.CAFile):  "ca.pem",
+	} {
+		if got := strings.Join(dirNames(t, dir), " "); got != want {
+			t.Errorf("%s holds %s, want %s", dir, got, want)
+		}
+	}
+	crt := readCert(t, app.CertFile)
+	if isRevoked(t, v, colonHex(crt)) {
+		t.Errorf("the certificate on disk, %s, is revoked", colonHex(crt))
+	}
+
+	mapping := rootData(t, v.Root(), "auth/cert/certs/"+app.Mapping)
+	if !reflect.DeepEqual(mapping["token_policies"], []any{app.Policy, testvault.MarkerPolicy}) ||
+		!reflect.DeepEqual(mapping["allowed_common_names"], []any{app.CommonName}) {
+		t.Errorf("mapping %s: token_policies %v, allowed_common_names %v", app.Mapping, mapping["token_policies"], mapping["allowed_common_names"])
+	}
+	if cas, err := testvault.ParseCertificates([]byte(fmt.Sprint(mapping["certificate"]))); err != nil || !signedByOneOf(crt, cas) {
+		t.Errorf("mapping %s does not trust the issuer of %s (%v)", app.Mapping, app.CertFile, err)
+	}
+
+	want := crt.SerialNumber.String()
+	var got string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		// An error: the agent may be replacing a token just revoked.
+		if serial, err := agentTokenSerial(v, app); err == nil {
+			if got = serial; got == want {
+				return
+			}
+		}
+	}
+	t.Errorf("the agent's token was issued for serial %q, the certificate on disk has %s (see %s)", got, want, app.LogFile)
+}
+
+// agentTokenSerial returns the serial (decimal) of the certificate the
+// token in the app's sink was issued for, as root looks it up.
+func agentTokenSerial(v *testvault.Vault, app *testvault.App) (string, error) {
+	tok, err := app.Token()
+	if err != nil || tok == "" {
+		return "", fmt.Errorf("no token in the sink (%v)", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	info, err := v.LookupToken(ctx, tok)
+	if err != nil {
+		return "", err
+	}
+	return info.Meta["serial_number"], nil
+}
+
+// inconsistent tells whether the app's key and certificate do not match,
+// or its agent is not logged in with the certificate on disk: what a kill
+// may leave, and a resume must mend.
+func inconsistent(t *testing.T, v *testvault.Vault, app *testvault.App) bool {
+	t.Helper()
+	if _, err := tls.LoadX509KeyPair(app.CertFile, app.KeyFile); err != nil {
+		return true
+	}
+	serial, err := agentTokenSerial(v, app)
+	return err != nil || serial != readCert(t, app.CertFile).SerialNumber.String()
+}
+
+func signedByOneOf(c *x509.Certificate, cas []*x509.Certificate) bool {
+	for _, ca := range cas {
+		if c.CheckSignatureFrom(ca) == nil {
+			return true
+		}
+	}
+	return false
+}
