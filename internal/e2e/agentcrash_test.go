@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,6 +60,7 @@ func TestAgentsCrashAtEveryBoundary(t *testing.T) {
 
 	start := time.Now()
 	state := t.TempDir()
+	driftAgentVault(t, v, app)
 	if res := runRotplan(t, v.Environ(), args("run", state)...); res.exit != 0 {
 		t.Fatalf("uninterrupted run exited %d\n%s%s", res.exit, res.stdout, res.stderr)
 	}
@@ -84,6 +87,7 @@ func TestAgentsCrashAtEveryBoundary(t *testing.T) {
 		t.Run(strings.ReplaceAll(fp, ":", "_"), func(t *testing.T) {
 			state := t.TempDir()
 			before := readCert(t, app.CertFile).SerialNumber
+			driftAgentVault(t, v, app)
 			res := runBinary(t, crashBin, append(v.Environ(), "ROTPLAN_FAILPOINT="+fp), args("run", state)...)
 			if res.exit != -1 {
 				t.Fatalf("rotplan exited %d instead of being killed\n%s%s", res.exit, res.stdout, res.stderr)
@@ -199,37 +203,64 @@ func checkAgentConsistent(t *testing.T, v *testvault.Vault, app *testvault.App) 
 		!reflect.DeepEqual(mapping["allowed_common_names"], []any{app.CommonName}) {
 		t.Errorf("mapping %s: token_policies %v, allowed_common_names %v", app.Mapping, mapping["token_policies"], mapping["allowed_common_names"])
 	}
+	if mapping["token_ttl"] != json.Number("3600") {
+		t.Errorf("mapping %s: token_ttl %v, want 3600", app.Mapping, mapping["token_ttl"])
+	}
+	if p, _ := v.Root().Sys().GetPolicy(app.Policy); !strings.Contains(p, `["create", "update"]`) {
+		t.Errorf("policy %s: %q", app.Policy, p)
+	}
 	if cas, err := testvault.ParseCertificates([]byte(fmt.Sprint(mapping["certificate"]))); err != nil || !signedByOneOf(crt, cas) {
 		t.Errorf("mapping %s does not trust the issuer of %s (%v)", app.Mapping, app.CertFile, err)
 	}
 
 	want := crt.SerialNumber.String()
-	var got string
+	var got *testvault.TokenInfo
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		// An error: the agent may be replacing a token just revoked.
-		if serial, err := agentTokenSerial(v, app); err == nil {
-			if got = serial; got == want {
-				return
+		if info, err := agentToken(v, app); err == nil {
+			if got = info; got.Meta["serial_number"] == want {
+				break
 			}
 		}
 	}
-	t.Errorf("the agent's token was issued for serial %q, the certificate on disk has %s (see %s)", got, want, app.LogFile)
+	switch {
+	case got == nil || got.Meta["serial_number"] != want:
+		var serial string
+		if got != nil {
+			serial = got.Meta["serial_number"]
+		}
+		t.Errorf("the agent's token was issued for serial %q, the certificate on disk has %s (see %s)", serial, want, app.LogFile)
+	case !slices.Contains(got.Policies, app.Policy) || !slices.Contains(got.Policies, testvault.MarkerPolicy):
+		t.Errorf("the agent's token has the policies %v: it logged in before the mapping was as declared", got.Policies)
+	}
 }
 
-// agentTokenSerial returns the serial (decimal) of the certificate the
-// token in the app's sink was issued for, as root looks it up.
-func agentTokenSerial(v *testvault.Vault, app *testvault.App) (string, error) {
+// agentToken looks up, as root, the token in the app's sink.
+func agentToken(v *testvault.Vault, app *testvault.App) (*testvault.TokenInfo, error) {
 	tok, err := app.Token()
 	if err != nil || tok == "" {
-		return "", fmt.Errorf("no token in the sink (%v)", err)
+		return nil, fmt.Errorf("no token in the sink (%v)", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	info, err := v.LookupToken(ctx, tok)
-	if err != nil {
-		return "", err
+	return v.LookupToken(ctx, tok)
+}
+
+// driftAgentVault makes the app's mapping and policy differ from what the
+// plan declares, as drift would, so that every run writes them: the
+// mapping without the marker policy and with another TTL, the policy
+// granting read only.
+func driftAgentVault(t *testing.T, v *testvault.Vault, app *testvault.App) {
+	t.Helper()
+	root := v.Root()
+	if _, err := root.Logical().Write("auth/cert/certs/"+app.Mapping, map[string]any{
+		"token_policies": []string{app.Policy}, "token_ttl": "30m",
+	}); err != nil {
+		t.Fatal(err)
 	}
-	return info.Meta["serial_number"], nil
+	if err := root.Sys().PutPolicy(app.Policy, `path "pki-prod/issue/`+app.Role+`" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // inconsistent tells whether the app's key and certificate do not match,
@@ -240,8 +271,8 @@ func inconsistent(t *testing.T, v *testvault.Vault, app *testvault.App) bool {
 	if _, err := tls.LoadX509KeyPair(app.CertFile, app.KeyFile); err != nil {
 		return true
 	}
-	serial, err := agentTokenSerial(v, app)
-	return err != nil || serial != readCert(t, app.CertFile).SerialNumber.String()
+	info, err := agentToken(v, app)
+	return err != nil || info.Meta["serial_number"] != readCert(t, app.CertFile).SerialNumber.String()
 }
 
 func signedByOneOf(c *x509.Certificate, cas []*x509.Certificate) bool {
