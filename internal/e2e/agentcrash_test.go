@@ -7,18 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rotplan/rotplan/engine"
-	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/internal/testvault"
 )
 
@@ -114,21 +110,7 @@ func TestAgentsCrashAtEveryBoundary(t *testing.T) {
 			}
 
 			res = runRotplan(t, v.Environ(), args("resume", state)...)
-			if res.exit != 0 {
-				t.Fatalf("resume exited %d\nstdout:\n%s\nstderr:\n%s", res.exit, res.stdout, res.stderr)
-			}
-			t.Logf("resume:\n%s", res.stdout)
-			if killed.Status == journal.StatusSucceeded && !strings.Contains(res.stdout, "nothing to resume") {
-				t.Errorf("resume after a finished run should say so:\n%s", res.stdout)
-			}
-			after, err := engine.LoadRun(state)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if after.Status != journal.StatusSucceeded || after.Count(engine.StateSucceeded) != len(after.Steps) {
-				t.Errorf("journal after resume: status %q, %d of %d steps succeeded", after.Status, after.Count(engine.StateSucceeded), len(after.Steps))
-			}
-			checkInterruptedExplained(t, killed, after)
+			checkResumed(t, killed, state, res)
 			revoked += checkSupersededRevoked(t, v, state)
 			checkAgentConsistent(t, v, app)
 			if readCert(t, app.CertFile).SerialNumber.Cmp(before) == 0 {
@@ -184,18 +166,7 @@ func checkAgentConsistent(t *testing.T, v *testvault.Vault, app *testvault.App) 
 		path string
 		mode os.FileMode
 	}{{app.KeyFile, 0o600}, {app.CertFile, 0o644}, {app.CAFile, 0o644}} {
-		fi, err := os.Stat(f.path)
-		if err != nil {
-			t.Error(err)
-			continue
-		}
-		if fi.Mode().Perm() != f.mode {
-			t.Errorf("%s: mode %04o, want %04o", f.path, fi.Mode().Perm(), f.mode)
-		}
-		uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid))
-		if u, err := user.LookupId(uid); err != nil || u.Username != app.User {
-			t.Errorf("%s: owned by uid %s, want %s", f.path, uid, app.User)
-		}
+		checkModeOwner(t, f.path, f.mode, app.User)
 	}
 	for dir, want := range map[string]string{
 		filepath.Dir(app.KeyFile): "agent.crt agent.key",

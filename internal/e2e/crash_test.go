@@ -96,28 +96,11 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 			}
 
 			res := runRotplan(t, r.v.Environ(), r.args("resume", state)...)
-			if res.exit != 0 {
-				t.Fatalf("resume exited %d\nstdout:\n%s\nstderr:\n%s", res.exit, res.stdout, res.stderr)
-			}
-			t.Logf("resume:\n%s", res.stdout)
-			if killed.Status == journal.StatusSucceeded {
-				if !strings.Contains(res.stdout, "nothing to resume") {
-					t.Errorf("resume after a finished run should say so:\n%s", res.stdout)
-				}
-			}
+			checkResumed(t, killed, state, res)
 			checkRotated(t, r.v)
 			if got := servedSerial(t, r.v); got == servedBefore {
 				t.Errorf("the served serial %s did not change", got)
 			}
-
-			after, err := engine.LoadRun(state)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if after.Status != journal.StatusSucceeded || after.Count(engine.StateSucceeded) != len(after.Steps) {
-				t.Errorf("journal after resume: status %q, %d of %d steps succeeded", after.Status, after.Count(engine.StateSucceeded), len(after.Steps))
-			}
-			checkInterruptedExplained(t, killed, after)
 			revoked += checkSupersededRevoked(t, r.v, state)
 			// Here, while the subtest's directory exists.
 			assertNoSecrets(t, r.v, []string{state})
@@ -131,6 +114,29 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 
 	assertNoSecrets(t, r.v, []string{state})
 	t.Logf("checked the journals of %d interrupted runs and of the uninterrupted one for secrets", checked)
+}
+
+// checkResumed checks the resume of a killed run: it exits 0, says
+// "nothing to resume" when the killed run had finished, and its journal
+// shows every step succeeded and why each step the kill interrupted was
+// found done or run again.
+func checkResumed(t *testing.T, killed *engine.Run, state string, res result) {
+	t.Helper()
+	if res.exit != 0 {
+		t.Fatalf("resume exited %d\nstdout:\n%s\nstderr:\n%s", res.exit, res.stdout, res.stderr)
+	}
+	t.Logf("resume:\n%s", res.stdout)
+	if killed.Status == journal.StatusSucceeded && !strings.Contains(res.stdout, "nothing to resume") {
+		t.Errorf("resume after a finished run should say so:\n%s", res.stdout)
+	}
+	after, err := engine.LoadRun(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Status != journal.StatusSucceeded || after.Count(engine.StateSucceeded) != len(after.Steps) {
+		t.Errorf("journal after resume: status %q, %d of %d steps succeeded", after.Status, after.Count(engine.StateSucceeded), len(after.Steps))
+	}
+	checkInterruptedExplained(t, killed, after)
 }
 
 // checkInterruptedExplained checks that every step a kill left started or
@@ -394,20 +400,28 @@ func checkRotated(t *testing.T, v *testvault.Vault) {
 		{filepath.Join(v.ServerDir, "fullchain.crt"), 0o644, v.Owner},
 		{filepath.Join(v.ServerDir, "ca_chain.pem"), 0o644, v.Owner},
 	} {
-		fi, err := os.Stat(f.path)
-		if err != nil {
-			t.Error(err)
-			continue
-		}
-		if fi.Mode().Perm() != f.mode {
-			t.Errorf("%s: mode %04o, want %04o", f.path, fi.Mode().Perm(), f.mode)
-		}
-		if f.owner != "" {
-			uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid))
-			if u, err := user.LookupId(uid); err != nil || u.Username != f.owner {
-				t.Errorf("%s: owned by uid %s, want %s", f.path, uid, f.owner)
-			}
-		}
+		checkModeOwner(t, f.path, f.mode, f.owner)
+	}
+}
+
+// checkModeOwner checks that path has exactly mode and, unless owner is
+// "", belongs to the user owner.
+func checkModeOwner(t *testing.T, path string, mode os.FileMode, owner string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if fi.Mode().Perm() != mode {
+		t.Errorf("%s: mode %04o, want %04o", path, fi.Mode().Perm(), mode)
+	}
+	if owner == "" {
+		return
+	}
+	uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid))
+	if u, err := user.LookupId(uid); err != nil || u.Username != owner {
+		t.Errorf("%s: owned by uid %s, want %s", path, uid, owner)
 	}
 }
 
