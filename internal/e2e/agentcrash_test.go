@@ -24,16 +24,18 @@ const crashApp = "ncprd1"
 
 // TestAgentsCrashAtEveryBoundary kills rotplan at every journal boundary of
 // examples/agents.hcl for one app (just before each record is written and
-// just after it is appended; and in each write between filling its
-// temporary file and renaming it), then resumes. Each resume exits 0 ("nothing
-// to resume" when the kill came after the run's end), and the app ends
-// consistent, checked from outside: its key matches its certificate, the
-// files have their modes and owner, the certificate on disk is not revoked,
-// the mapping trusts its issuer with the declared names and policies, and
-// the agent's sink token (looked up by root) was issued for the serial of
-// the certificate on disk, a new one. Every certificate a resume
-// superseded is revoked. No token and no private key is in the state
-// directory after any of them.
+// just after it is appended, and in the key's and certificate's writes
+// between filling the temporary file and renaming it), each time with the
+// app's mapping and policy drifted so that the run writes them, then
+// resumes. Each resume exits 0 ("nothing to resume" when the kill came
+// after the run's end), and the app ends consistent, checked from outside:
+// its key matches its new certificate, the files have their modes and
+// owner and no temporary file is left, the certificate is not revoked, the
+// mapping and policy are as declared and the mapping trusts the
+// certificate's issuer, and the agent's sink token (looked up by root) was
+// issued for the certificate's serial under the declared policies. Every
+// certificate a resume superseded is revoked. No token and no private key
+// is in the state directory after any of them.
 func TestAgentsCrashAtEveryBoundary(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the agents run as their app users: needs root")
@@ -258,6 +260,7 @@ func inconsistent(t *testing.T, v *testvault.Vault, app *testvault.App) bool {
 	return err != nil || info.Meta["serial_number"] != readCert(t, app.CertFile).SerialNumber.String()
 }
 
+// signedByOneOf tells whether one of cas signed c.
 func signedByOneOf(c *x509.Certificate, cas []*x509.Certificate) bool {
 	for _, ca := range cas {
 		if c.CheckSignatureFrom(ca) == nil {
