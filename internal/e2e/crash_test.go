@@ -96,55 +96,12 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 			}
 
 			res := runRotplan(t, r.v.Environ(), r.args("resume", state)...)
-			if res.exit != 0 {
-				t.Fatalf("resume exited %d\nstdout:\n%s\nstderr:\n%s", res.exit, res.stdout, res.stderr)
-			}
-			t.Logf("resume:\n%s", res.stdout)
-			if killed.Status == journal.StatusSucceeded {
-				if !strings.Contains(res.stdout, "nothing to resume") {
-					t.Errorf("resume after a finished run should say so:\n%s", res.stdout)
-				}
-			}
+			checkResumed(t, killed, state, res)
 			checkRotated(t, r.v)
 			if got := servedSerial(t, r.v); got == servedBefore {
 				t.Errorf("the served serial %s did not change", got)
 			}
-
-			after, err := engine.LoadRun(state)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if after.Status != journal.StatusSucceeded || after.Count(engine.StateSucceeded) != len(after.Steps) {
-				t.Errorf("journal after resume: status %q, %d of %d steps succeeded", after.Status, after.Count(engine.StateSucceeded), len(after.Steps))
-			}
-			// Every step the kill interrupted was either found done or run
-			// again, and the journal says why.
-			for addr, s := range killed.Steps {
-				if s.State != engine.StateStarted && s.State != engine.StateFailed {
-					continue
-				}
-				if a := after.Steps[addr]; !a.Checked && a.Redone == "" {
-					t.Errorf("%s was %s at the kill; the journal shows neither a check nor why it ran again", addr, s.State)
-				}
-			}
-			// A certificate the resume issued anew supersedes the one the
-			// killed run got; the plan asks for it to be revoked.
-			for _, rec := range readJournal(t, state).Records {
-				if rec.Type != journal.StepSuperseded {
-					continue
-				}
-				var prev struct {
-					Serial string `json:"serial_number"`
-				}
-				if err := json.Unmarshal(rec.Outputs, &prev); err != nil || prev.Serial == "" {
-					t.Errorf("superseded record without a serial: %s", rec.Outputs)
-					continue
-				}
-				if !isRevoked(t, r.v, prev.Serial) {
-					t.Errorf("%s: superseded serial %s is not revoked in Vault (%s)", rec.Step, prev.Serial, rec.Note)
-				}
-				revoked++
-			}
+			revoked += checkSupersededRevoked(t, r.v, state)
 			// Here, while the subtest's directory exists.
 			assertNoSecrets(t, r.v, []string{state})
 			checked++
@@ -157,6 +114,70 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 
 	assertNoSecrets(t, r.v, []string{state})
 	t.Logf("checked the journals of %d interrupted runs and of the uninterrupted one for secrets", checked)
+}
+
+// checkResumed checks the resume of a killed run: it exits 0, says
+// "nothing to resume" when the killed run had finished, and its journal
+// shows every step succeeded and why each step the kill interrupted was
+// found done or run again.
+func checkResumed(t *testing.T, killed *engine.Run, state string, res result) {
+	t.Helper()
+	if res.exit != 0 {
+		t.Fatalf("resume exited %d\nstdout:\n%s\nstderr:\n%s", res.exit, res.stdout, res.stderr)
+	}
+	t.Logf("resume:\n%s", res.stdout)
+	if killed.Status == journal.StatusSucceeded && !strings.Contains(res.stdout, "nothing to resume") {
+		t.Errorf("resume after a finished run should say so:\n%s", res.stdout)
+	}
+	after, err := engine.LoadRun(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Status != journal.StatusSucceeded || after.Count(engine.StateSucceeded) != len(after.Steps) {
+		t.Errorf("journal after resume: status %q, %d of %d steps succeeded", after.Status, after.Count(engine.StateSucceeded), len(after.Steps))
+	}
+	checkInterruptedExplained(t, killed, after)
+}
+
+// checkInterruptedExplained checks that every step a kill left started or
+// failed was, in the resumed run, either found done or run again, and that
+// the journal says why.
+func checkInterruptedExplained(t *testing.T, killed, after *engine.Run) {
+	t.Helper()
+	for addr, s := range killed.Steps {
+		if s.State != engine.StateStarted && s.State != engine.StateFailed {
+			continue
+		}
+		if a := after.Steps[addr]; !a.Checked && a.Redone == "" {
+			t.Errorf("%s was %s at the kill; the journal shows neither a check nor why it ran again", addr, s.State)
+		}
+	}
+}
+
+// checkSupersededRevoked checks that every certificate the last journal in
+// state records as superseded (a resume issued anew; the plans ask for the
+// old one to be revoked) is revoked in Vault, and returns how many there
+// were.
+func checkSupersededRevoked(t *testing.T, v *testvault.Vault, state string) int {
+	t.Helper()
+	n := 0
+	for _, rec := range readJournal(t, state).Records {
+		if rec.Type != journal.StepSuperseded {
+			continue
+		}
+		var prev struct {
+			Serial string `json:"serial_number"`
+		}
+		if err := json.Unmarshal(rec.Outputs, &prev); err != nil || prev.Serial == "" {
+			t.Errorf("superseded record without a serial: %s", rec.Outputs)
+			continue
+		}
+		if !isRevoked(t, v, prev.Serial) {
+			t.Errorf("%s: superseded serial %s is not revoked in Vault (%s)", rec.Step, prev.Serial, rec.Note)
+		}
+		n++
+	}
+	return n
 }
 
 // TestResumeAfterTornAppend kills rotplan half way through writing a record:
@@ -379,20 +400,28 @@ func checkRotated(t *testing.T, v *testvault.Vault) {
 		{filepath.Join(v.ServerDir, "fullchain.crt"), 0o644, v.Owner},
 		{filepath.Join(v.ServerDir, "ca_chain.pem"), 0o644, v.Owner},
 	} {
-		fi, err := os.Stat(f.path)
-		if err != nil {
-			t.Error(err)
-			continue
-		}
-		if fi.Mode().Perm() != f.mode {
-			t.Errorf("%s: mode %04o, want %04o", f.path, fi.Mode().Perm(), f.mode)
-		}
-		if f.owner != "" {
-			uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid))
-			if u, err := user.LookupId(uid); err != nil || u.Username != f.owner {
-				t.Errorf("%s: owned by uid %s, want %s", f.path, uid, f.owner)
-			}
-		}
+		checkModeOwner(t, f.path, f.mode, f.owner)
+	}
+}
+
+// checkModeOwner checks that path has exactly mode and, unless owner is
+// "", belongs to the user owner.
+func checkModeOwner(t *testing.T, path string, mode os.FileMode, owner string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if fi.Mode().Perm() != mode {
+		t.Errorf("%s: mode %04o, want %04o", path, fi.Mode().Perm(), mode)
+	}
+	if owner == "" {
+		return
+	}
+	uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid))
+	if u, err := user.LookupId(uid); err != nil || u.Username != owner {
+		t.Errorf("%s: owned by uid %s, want %s", path, uid, owner)
 	}
 }
 

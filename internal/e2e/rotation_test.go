@@ -6,11 +6,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -134,22 +131,7 @@ func TestRotation(t *testing.T) {
 			{filepath.Join(v.ServerDir, "fullchain.crt"), 0o644, owner},
 			{filepath.Join(v.ServerDir, "ca_chain.pem"), 0o644, owner},
 		} {
-			fi, err := os.Stat(f.path)
-			if err != nil {
-				t.Error(err)
-				continue
-			}
-			if fi.Mode().Perm() != f.mode {
-				t.Errorf("%s: mode %04o, want %04o", f.path, fi.Mode().Perm(), f.mode)
-			}
-			if f.owner == "" {
-				continue
-			}
-			uid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Uid))
-			u, err := user.LookupId(uid)
-			if err != nil || u.Username != f.owner {
-				t.Errorf("%s: owned by uid %s, want %s", f.path, uid, f.owner)
-			}
+			checkModeOwner(t, f.path, f.mode, f.owner)
 		}
 		if os.Geteuid() == 0 && owner != "vaultprod" {
 			t.Errorf("running as root, Vault should run as vaultprod, not %q", owner)
