@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/rotplan/rotplan/internal/testvault"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -23,19 +22,6 @@ func strList(items ...string) cty.Value {
 		vals[i] = cty.StringVal(s)
 	}
 	return cty.TupleVal(vals)
-}
-
-// rootRead reads a path through the back door; nil when nothing is there.
-func rootRead(t *testing.T, root *vaultapi.Client, path string) map[string]any {
-	t.Helper()
-	s, err := root.Logical().Read(path)
-	if err != nil {
-		t.Fatalf("root read %s: %v", path, err)
-	}
-	if s == nil {
-		return nil
-	}
-	return s.Data
 }
 
 // attrPath returns the argument an error blames, "" when none.
@@ -83,7 +69,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 		return vaultEnv(env.Log, adminConnection(v)), logged
 	}
 	agentCert := func() string {
-		d := rootRead(t, root, "auth/cert/certs/admin")
+		d := testvault.ReadData(t, root, "auth/cert/certs/admin")
 		return d["certificate"].(string)
 	}()
 
@@ -198,7 +184,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 				if err := k.Rollback(ctx, env, cfg, out, snap); err != nil {
 					t.Fatal(err)
 				}
-				got := rootRead(t, root, "sys/policies/acl/"+tt.name)
+				got := testvault.ReadData(t, root, "sys/policies/acl/"+tt.name)
 				switch {
 				case tt.existed && (got == nil || got["policy"] != before):
 					t.Errorf("rollback left %q, want the text before byte for byte", got["policy"])
@@ -221,7 +207,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		beforeUpd := rootRead(t, root, path)
+		beforeUpd := testvault.ReadData(t, root, path)
 		data := func(policies cty.Value, ttl string) cty.Value {
 			return cty.ObjectVal(map[string]cty.Value{
 				"certificate":          cty.StringVal(agentCert),
@@ -233,7 +219,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 		for _, tt := range []struct{ name, path string }{{"update", path}, {"create", "auth/cert/certs/agent-new"}} {
 			t.Run(tt.name, func(t *testing.T) {
 				env, logged := newEnv(t)
-				before := rootRead(t, root, tt.path)
+				before := testvault.ReadData(t, root, tt.path)
 				cfg := testConfig(t, k.Spec(), map[string]cty.Value{
 					"path": cty.StringVal(tt.path),
 					"data": data(strList("pki-issue-upd", "marker-cert-auth"), "1h"),
@@ -272,7 +258,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 				if err != nil || env.NoChangeReason() != "" {
 					t.Fatalf("Apply: %v %q", err, env.NoChangeReason())
 				}
-				got := rootRead(t, root, tt.path)
+				got := testvault.ReadData(t, root, tt.path)
 				if !reflect.DeepEqual(got["token_policies"], []any{"pki-issue-upd", "marker-cert-auth"}) || got["token_ttl"] != json.Number("3600") {
 					t.Errorf("after Apply: policies %v ttl %v", got["token_policies"], got["token_ttl"])
 				}
@@ -294,7 +280,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 				if err := k.Rollback(ctx, env, cfg, out, snap); err != nil {
 					t.Fatal(err)
 				}
-				if after := rootRead(t, root, tt.path); !reflect.DeepEqual(after, before) {
+				if after := testvault.ReadData(t, root, tt.path); !reflect.DeepEqual(after, before) {
 					t.Errorf("after rollback:\n%#v\nwant as before the run:\n%#v", after, before)
 				}
 				if strings.Contains(logged.String(), "pki-issue-upd") {
@@ -302,7 +288,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 				}
 			})
 		}
-		if !reflect.DeepEqual(rootRead(t, root, path), beforeUpd) {
+		if !reflect.DeepEqual(testvault.ReadData(t, root, path), beforeUpd) {
 			t.Error("the mapping is not as before")
 		}
 	})
@@ -334,7 +320,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := rootRead(t, root, "auth/cert/certs/agent-sec"); got["display_name"] != secret {
+		if got := testvault.ReadData(t, root, "auth/cert/certs/agent-sec"); got["display_name"] != secret {
 			t.Fatalf("display_name not written: %v", got["display_name"])
 		}
 		if _, done, _ := k.Done(ctx, env, intent); done {

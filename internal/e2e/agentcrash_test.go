@@ -183,7 +183,7 @@ func checkAgentConsistent(t *testing.T, v *testvault.Vault, app *testvault.App) 
 		t.Errorf("the certificate on disk, %s, is revoked", colonHex(crt))
 	}
 
-	mapping := rootData(t, v.Root(), "auth/cert/certs/"+app.Mapping)
+	mapping := testvault.ReadData(t, v.Root(), "auth/cert/certs/"+app.Mapping)
 	if !reflect.DeepEqual(mapping["token_policies"], []any{app.Policy, testvault.MarkerPolicy}) ||
 		!reflect.DeepEqual(mapping["allowed_common_names"], []any{app.CommonName}) {
 		t.Errorf("mapping %s: token_policies %v, allowed_common_names %v", app.Mapping, mapping["token_policies"], mapping["allowed_common_names"])

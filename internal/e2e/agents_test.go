@@ -234,7 +234,7 @@ func TestAgentsRotated(t *testing.T) {
 				t.Errorf("%s: mode %04o owner %d:%d, want %04o %d:%d", path, f.mode, f.uid, f.gid, mode, a.UID, a.GID)
 			}
 		}
-		mapping := rootData(t, root, "auth/cert/certs/"+a.Mapping)
+		mapping := testvault.ReadData(t, root, "auth/cert/certs/"+a.Mapping)
 		if got, want := mapping["token_policies"], []any{a.Policy, testvault.MarkerPolicy}; !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: mapping's token_policies %v, want %v", a.Name, got, want)
 		}
@@ -296,7 +296,7 @@ func TestAgentsRotated(t *testing.T) {
 	if res.exit != 2 {
 		t.Errorf("run on a drifted mapping, nothing due: exit %d, want 2 (changed)\n%s%s", res.exit, res.stdout, res.stderr)
 	}
-	if got, want := rootData(t, root, mappingPath)["token_policies"], []any{drifted.Policy, testvault.MarkerPolicy}; !reflect.DeepEqual(got, want) {
+	if got, want := testvault.ReadData(t, root, mappingPath)["token_policies"], []any{drifted.Policy, testvault.MarkerPolicy}; !reflect.DeepEqual(got, want) {
 		t.Errorf("%s: token_policies %v after the run, want %v", mappingPath, got, want)
 	}
 }
@@ -320,7 +320,7 @@ func TestAgentsRolledBack(t *testing.T) {
 	policies := map[string]string{}
 	for _, a := range apps {
 		files[a.Name] = agentFiles(t, a)
-		mappings[a.Name] = rootData(t, root, "auth/cert/certs/"+a.Mapping)
+		mappings[a.Name] = testvault.ReadData(t, root, "auth/cert/certs/"+a.Mapping)
 		for _, p := range []string{a.Policy, testvault.MarkerPolicy} {
 			text, err := root.Sys().GetPolicy(p)
 			if err != nil {
@@ -374,7 +374,7 @@ func TestAgentsRolledBack(t *testing.T) {
 				t.Errorf("%s not restored: mode %v owner %d:%d, same content %v; before: mode %v owner %d:%d", path, g.mode, g.uid, g.gid, bytes.Equal(g.data, f.data), f.mode, f.uid, f.gid)
 			}
 		}
-		if got := rootData(t, root, "auth/cert/certs/"+a.Mapping); !reflect.DeepEqual(got, mappings[a.Name]) {
+		if got := testvault.ReadData(t, root, "auth/cert/certs/"+a.Mapping); !reflect.DeepEqual(got, mappings[a.Name]) {
 			t.Errorf("%s: mapping after rollback:\n%#v\nwant as before:\n%#v", a.Name, got, mappings[a.Name])
 		}
 		// Restarted by the rollback, the agent logged in anew with the old

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/rotplan/rotplan/engine"
 	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/internal/testvault"
@@ -98,18 +97,6 @@ func writePlanFile(t *testing.T, text string) string {
 	return plan
 }
 
-func rootData(t *testing.T, root *vaultapi.Client, path string) map[string]any {
-	t.Helper()
-	s, err := root.Logical().Read(path)
-	if err != nil {
-		t.Fatalf("root read %s: %v", path, err)
-	}
-	if s == nil {
-		return nil
-	}
-	return s.Data
-}
-
 // grepTree reports the files under dir that hold s.
 func grepTree(t *testing.T, dir, s string) []string {
 	t.Helper()
@@ -139,7 +126,7 @@ func TestVaultConfigurationSteps(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	mappingBefore := rootData(t, root, "auth/cert/certs/agent-e2e")
+	mappingBefore := testvault.ReadData(t, root, "auth/cert/certs/agent-e2e")
 	vars := []string{"-var", "ca_file=" + v.RootCAFile, "-var", "display=" + displaySecret}
 
 	t.Run("preview", func(t *testing.T) {
@@ -179,13 +166,13 @@ func TestVaultConfigurationSteps(t *testing.T) {
 		if res.exit != exitRolledBack {
 			t.Fatalf("exit %d, want %d\n%s%s", res.exit, exitRolledBack, res.stdout, res.stderr)
 		}
-		if got := rootData(t, root, "auth/cert/certs/agent-e2e"); !reflect.DeepEqual(got, mappingBefore) {
+		if got := testvault.ReadData(t, root, "auth/cert/certs/agent-e2e"); !reflect.DeepEqual(got, mappingBefore) {
 			t.Errorf("mapping after rollback:\n%#v\nwant as before:\n%#v", got, mappingBefore)
 		}
 		if got, _ := root.Sys().GetPolicy("pki-issue-e2e"); got != policyBefore {
 			t.Errorf("policy after rollback %q, want the text before byte for byte", got)
 		}
-		if got := rootData(t, root, "auth/cert/certs/agent-e2e-new"); got != nil {
+		if got := testvault.ReadData(t, root, "auth/cert/certs/agent-e2e-new"); got != nil {
 			t.Error("rollback left the mapping the run created")
 		}
 		auths, _ := root.Sys().ListAuth()
@@ -207,7 +194,7 @@ func TestVaultConfigurationSteps(t *testing.T) {
 		if res.exit != 0 {
 			t.Fatalf("exit %d\n%s%s", res.exit, res.stdout, res.stderr)
 		}
-		got := rootData(t, root, "auth/cert/certs/agent-e2e")
+		got := testvault.ReadData(t, root, "auth/cert/certs/agent-e2e")
 		if !reflect.DeepEqual(got["token_policies"], []any{"pki-issue-e2e", "marker-cert-auth"}) {
 			t.Errorf("token_policies %v", got["token_policies"])
 		}
@@ -242,7 +229,7 @@ func TestVaultConfigurationSteps(t *testing.T) {
 		if res.exit != exitRolledBack || !strings.Contains(res.stderr, "-rollback=false") {
 			t.Errorf("exit %d, want %d and the way out\n%s%s", res.exit, exitRolledBack, res.stdout, res.stderr)
 		}
-		if got := rootData(t, root, "auth/cert/certs/agent-e2e-new"); got["display_name"] != "old" {
+		if got := testvault.ReadData(t, root, "auth/cert/certs/agent-e2e-new"); got["display_name"] != "old" {
 			t.Errorf("display_name %v after the refusal", got["display_name"])
 		}
 		// Without a rollback, nothing to lose: it is written.
@@ -250,7 +237,7 @@ func TestVaultConfigurationSteps(t *testing.T) {
 		if res.exit != 0 {
 			t.Errorf("-rollback=false: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
 		}
-		if got := rootData(t, root, "auth/cert/certs/agent-e2e-new"); got["display_name"] != displaySecret {
+		if got := testvault.ReadData(t, root, "auth/cert/certs/agent-e2e-new"); got["display_name"] != displaySecret {
 			t.Error("display_name not written with -rollback=false")
 		}
 		if files := grepTree(t, state, displaySecret); len(files) > 0 || strings.Contains(res.stdout+res.stderr, displaySecret) {
@@ -349,7 +336,7 @@ func TestVaultConfigurationCrashes(t *testing.T) {
 	}
 	declared := func(t *testing.T) {
 		t.Helper()
-		got := rootData(t, root, "auth/cert/certs/agent-e2e")
+		got := testvault.ReadData(t, root, "auth/cert/certs/agent-e2e")
 		if !reflect.DeepEqual(got["token_policies"], []any{"pki-issue-e2e", "marker-cert-auth"}) || got["token_ttl"] != json.Number("3600") {
 			t.Errorf("mapping: policies %v ttl %v", got["token_policies"], got["token_ttl"])
 		}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
 )
 
 // EnvBinary is the environment variable naming the Vault binary for tests.
@@ -76,4 +78,18 @@ func StartT(t testing.TB) *Vault {
 		}
 	})
 	return v
+}
+
+// ReadData reads path with c (the root client, say) for a test: the data
+// Vault returns, or nil when nothing is there. An error fails the test.
+func ReadData(t testing.TB, c *vaultapi.Client, path string) map[string]any {
+	t.Helper()
+	s, err := c.Logical().Read(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	if s == nil {
+		return nil
+	}
+	return s.Data
 }
