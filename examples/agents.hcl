@@ -210,6 +210,7 @@ verify "agent" {
   for_each = local.apps
   since    = reload.agent[each.key].at
   timeout  = "60s"
+  interval = "250ms" # an agent logs in within a few hundred milliseconds
   vault_agent {
     sink          = "${local.home[each.key]}/vault/agent/token"
     expect_serial = issue.agent[each.key].serial_number
