@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -57,6 +58,28 @@ func agentArgs(v *testvault.Vault, command, state string, extra ...string) []str
 	}
 	args = append(args, extra...)
 	return append(args, "examples/agents.hcl")
+}
+
+// agentsOperatorDir copies examples/agents.hcl into a directory of its own
+// with a variable file for the bed's apps (agents.vars.hcl) that leaves
+// vault_addr and server_name out: an operator's checkout, where Vault is
+// found through the exported VAULT_* variables.
+func agentsOperatorDir(t *testing.T, v *testvault.Vault) string {
+	t.Helper()
+	dir := t.TempDir()
+	copyFile(t, filepath.Join(repoRoot(t), "examples", "agents.hcl"), filepath.Join(dir, "agents.hcl"), 0o644)
+	vars := v.AgentPlanVars(testvault.SeedApps()...)
+	var b strings.Builder
+	for _, name := range []string{"apps", "agent_restart"} { // HCL expressions
+		fmt.Fprintf(&b, "%s = %s\n", name, vars[name])
+	}
+	for _, name := range []string{"home_dir", "renew_before"} {
+		fmt.Fprintf(&b, "%s = %q\n", name, vars[name])
+	}
+	if err := os.WriteFile(filepath.Join(dir, "agents.vars.hcl"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // agentFiles reads an app's key, certificate and CA files.
@@ -193,9 +216,12 @@ func TestAgentsRotated(t *testing.T) {
 		}
 	}
 
-	state := t.TempDir()
+	// The run as an operator makes it: from the plan's directory, with a
+	// variable file, relative paths and the default state directory.
+	dir := agentsOperatorDir(t, v)
+	state := filepath.Join(dir, ".rotplan")
 	start := time.Now()
-	res = runRotplan(t, v.Environ(), agentArgs(v, "run", state)...)
+	res = runIn(t, dir, v.Environ(), "run", "-var-file", "agents.vars.hcl", "agents.hcl")
 	wall := time.Since(start)
 	if res.exit != 0 {
 		t.Fatalf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
@@ -210,7 +236,7 @@ func TestAgentsRotated(t *testing.T) {
 	}
 
 	// The journal keeps the same facts: status shows them.
-	status := runRotplan(t, nil, "status", "-state-dir", state, "examples/agents.hcl")
+	status := runIn(t, dir, nil, "status", "agents.hcl")
 	t.Logf("status:\n%s%s", status.stdout, status.stderr)
 	if status.exit != 0 || !regexp.MustCompile(`logged_in_after[=: ]+\d\S*s`).MatchString(status.stdout) {
 		t.Errorf("status: exit %d, want the agent checks' logged_in_after among the facts\n%s%s", status.exit, status.stdout, status.stderr)
