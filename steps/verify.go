@@ -19,6 +19,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -42,7 +43,10 @@ import (
 // (m)TLS with the given client certificate and fails if Vault is sealed or
 // unreachable. A vault_login check logs in with cert auth as an app would
 // (verify_login.go); a vault_agent check proves that an agent logged in
-// with a given certificate (verify_agent.go). With since (a reload's at),
+// with a given certificate (verify_agent.go). A bundle check looks at a
+// PEM bundle on disk as a client would see it served (verify_bundle.go),
+// and a command check runs a service's configuration test before its
+// reload (verify_command.go). With since (a reload's at),
 // the step reports how long after it the check first passed.
 type Verify struct{}
 
@@ -88,6 +92,8 @@ func (*Verify) Spec() hcldec.ObjectSpec {
 		"vault_agent":  &hcldec.BlockSpec{TypeName: "vault_agent", Nested: agentSpec()},
 		"tls":          &hcldec.BlockSpec{TypeName: "tls", Nested: tlsSpec},
 		"vault_status": &hcldec.BlockSpec{TypeName: "vault_status", Nested: endpointSpec()},
+		"bundle":       &hcldec.BlockSpec{TypeName: "bundle", Nested: bundleSpec()},
+		"command":      &hcldec.BlockSpec{TypeName: "command", Nested: commandSpec()},
 		"key_pair": &hcldec.BlockSpec{TypeName: "key_pair", Nested: hcldec.ObjectSpec{
 			"cert_file": &hcldec.AttrSpec{Name: "cert_file", Type: cty.String, Required: true},
 			"key_file":  &hcldec.AttrSpec{Name: "key_file", Type: cty.String, Required: true},
@@ -124,8 +130,10 @@ type verification struct {
 	endpoint          endpoint
 	expectSerial      *big.Int
 	expectFingerprint string
-	login             loginCheck // vault_login
-	agent             agentCheck // vault_agent
+	login             loginCheck   // vault_login
+	agent             agentCheck   // vault_agent
+	bundle            bundleCheck  // bundle
+	command           commandCheck // command
 	timeout, interval time.Duration
 	// since is when the reload or restart the check follows finished;
 	// zero when the step does not say.
@@ -133,7 +141,7 @@ type verification struct {
 }
 
 // checkBlocks are the check blocks of a verify step, one of which it holds.
-var checkBlocks = []string{"tls", "vault_status", "key_pair", "vault_login", "vault_agent"}
+var checkBlocks = []string{"tls", "vault_status", "key_pair", "vault_login", "vault_agent", "bundle", "command"}
 
 func parseEndpoint(c Config, needCA bool) (endpoint, []error) {
 	e := endpoint{
@@ -178,6 +186,8 @@ func parseVerify(cfg Config) (verification, error) {
 	pairBlock, hasPair := cfg.Block("key_pair")
 	loginBlock, hasLogin := cfg.Block("vault_login")
 	agentBlock, hasAgent := cfg.Block("vault_agent")
+	bundleBlock, hasBundle := cfg.Block("bundle")
+	commandBlock, hasCommand := cfg.Block("command")
 	var given []string
 	for _, name := range checkBlocks {
 		if _, has := cfg.Block(name); has {
@@ -196,6 +206,16 @@ func parseVerify(cfg Config) (verification, error) {
 		v.check = "vault_agent"
 		var more []error
 		v.agent, more = parseAgent(agentBlock)
+		errs = append(errs, more...)
+	case hasBundle:
+		v.check = "bundle"
+		var more []error
+		v.bundle, more = parseBundle(bundleBlock)
+		errs = append(errs, more...)
+	case hasCommand:
+		v.check = "command"
+		var more []error
+		v.command, more = parseCommand(commandBlock)
 		errs = append(errs, more...)
 	case hasPair:
 		v.check = "key_pair"
@@ -225,7 +245,7 @@ func parseVerify(cfg Config) (verification, error) {
 		v.endpoint, more = parseEndpoint(statusBlock, false)
 		errs = append(errs, more...)
 	default:
-		errs = append(errs, attrErr("tls", "a verify step needs one check block: tls { ... }, vault_status { ... }, key_pair { ... }, vault_login { ... } or vault_agent { ... }"))
+		errs = append(errs, attrErr("tls", "a verify step needs one check block: tls { ... }, vault_status { ... }, key_pair { ... }, vault_login { ... }, vault_agent { ... }, bundle { ... } or command { ... }"))
 	}
 	return v, joinErrors(errs...)
 }
@@ -243,7 +263,11 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		return cty.NilVal, mustBeKnown(err)
 	}
 	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, v.timeout)
+	budget := v.timeout
+	if v.check == "command" {
+		budget += commandGrace
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 
@@ -370,6 +394,14 @@ func (*Verify) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 	}
 	v.expectSerial, v.expectFingerprint = nil, ""
 	v.login.expectPolicies, v.agent.expectSerial = nil, nil
+	v.bundle.expectSerial = nil
+	if v.check == "command" {
+		// The preview runs nothing: it only looks for the program.
+		if err := v.command.lookPath(); err != nil {
+			pv.Problems = append(pv.Problems, attrErr(v.argPath(cfg, "argv"), "%v", err))
+		}
+		return pv, ctx.Err()
+	}
 	actx, cancel := context.WithTimeout(ctx, planAttemptTimeout)
 	defer cancel()
 	res, err := v.attempt(actx, env)
@@ -379,6 +411,8 @@ func (*Verify) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 		pv.Problems = append(pv.Problems, attrErr(v.argPath(cfg, input.arg), "%v", err))
 	case err != nil:
 		pv.Now = append(pv.Now, Fact{Name: "now", Value: "fails: " + err.Error()})
+	case res.serial != "" && v.check == "bundle":
+		pv.Now = append(pv.Now, Fact{Name: "now", Value: "holds serial " + res.serial + ", its chain verifies to the root"})
 	case res.serial != "":
 		pv.Now = append(pv.Now, Fact{Name: "now", Value: "serves serial " + res.serial})
 	case res.vaultVersion != "":
@@ -467,6 +501,10 @@ func (v verification) attempt(ctx context.Context, env *Env) (checkResult, error
 		return v.login.attempt(ctx, env, v.endpoint)
 	case "vault_agent":
 		return v.agent.attempt(ctx, env)
+	case "bundle":
+		return v.bundle.attempt(ctx)
+	case "command":
+		return v.command.attempt(ctx, v.timeout)
 	}
 	return v.handshake(ctx)
 }
@@ -479,6 +517,10 @@ func (v verification) target() string {
 		return v.certFile
 	case "vault_agent":
 		return v.agent.sink
+	case "bundle":
+		return v.bundle.file
+	case "command":
+		return command.Quote(v.command.argv)
 	}
 	return v.endpoint.address
 }
