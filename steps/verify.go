@@ -19,7 +19,6 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	vaultapi "github.com/hashicorp/vault/api"
-	"github.com/rotplan/rotplan/internal/command"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -510,7 +509,7 @@ func (v verification) attempt(ctx context.Context, env *Env) (checkResult, error
 }
 
 // target names what the check looks at: an address, a certificate file,
-// or an agent's sink.
+// an agent's sink, or a program.
 func (v verification) target() string {
 	switch v.check {
 	case "key_pair":
@@ -520,7 +519,11 @@ func (v verification) target() string {
 	case "bundle":
 		return v.bundle.file
 	case "command":
-		return command.Quote(v.command.argv)
+		// The program alone: the error of a failed command quotes it all.
+		if len(v.command.argv) == 0 {
+			return ""
+		}
+		return v.command.argv[0]
 	}
 	return v.endpoint.address
 }
