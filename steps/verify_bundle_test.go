@@ -157,3 +157,45 @@ func ecKeyPEM(t *testing.T, key any) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
+
+// TestVerifyBundlePlan: the preview reads the bundle as it is now. A bundle
+// that will not do is a problem at the argument, unless a step before the
+// check writes the file; then it is only how things are now.
+func TestVerifyBundlePlan(t *testing.T) {
+	ca := newTestCA(t)
+	leaf, _ := ca.leaf(t, "ncprd1.prod.privsec.ch")
+	dir := t.TempDir()
+	good := filepath.Join(dir, "fullchain.pem")
+	leafOnly := filepath.Join(dir, "leaf.pem")
+	for path, content := range map[string]string{good: string(pemCert(leaf)) + string(pemCert(ca.inter)), leafOnly: string(pemCert(leaf))} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := func(file string) Config {
+		return checkConfig(t, nil, "bundle", map[string]cty.Value{
+			"file": cty.StringVal(file), "root_file": cty.StringVal(ca.rootFile),
+			// Another serial: the run's expectation, not the preview's.
+			"expect_serial": cty.StringVal("01:02"),
+		})
+	}
+	v := &Verify{}
+	env, _ := testEnv(t)
+	pv, err := v.Plan(context.Background(), env, cfg(good))
+	if err != nil || len(pv.Problems) != 0 {
+		t.Fatalf("good bundle: %+v, %v", pv, err)
+	}
+	wantFacts(t, pv.Now, []Fact{{Name: "now", Value: "holds serial " + SerialHex(leaf) + ", its chain verifies to the root"}})
+
+	pv, err = v.Plan(context.Background(), env, cfg(leafOnly))
+	if err != nil || len(pv.Problems) != 1 {
+		t.Fatalf("leaf only: %+v, %v; want one problem", pv, err)
+	}
+	wantAttrErr(t, pv.Problems[0], "bundle.file")
+
+	env.PlanFiles([]string{leafOnly})
+	pv, err = v.Plan(context.Background(), env, cfg(leafOnly))
+	if err != nil || len(pv.Problems) != 0 || len(pv.Now) != 1 || !strings.HasPrefix(pv.Now[0].Value, "fails: ") {
+		t.Fatalf("leaf only, written by a step before: %+v, %v; want no problem, a failure now", pv, err)
+	}
+}
