@@ -92,17 +92,11 @@ func TestVerifyBundle(t *testing.T) {
 			}
 			// A long timeout: a bundle that will not do fails at once.
 			cfg := checkConfig(t, map[string]cty.Value{"timeout": s("1h")}, "bundle", args)
-			v := &Verify{}
-			if err := v.Validate(cfg); err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			env, _ := testEnv(t)
-			out, err := v.Apply(context.Background(), env, cfg)
+			out, err := validateApply(t, cfg)
 			if tt.wantPath == "" {
 				if err != nil {
 					t.Fatalf("Apply: %v", err)
 				}
-				wantOutputs(t, v, out)
 				if got := out.GetAttr("attempts"); !got.RawEquals(cty.NumberIntVal(1)) {
 					t.Errorf("attempts = %#v, want 1", got)
 				}
@@ -198,4 +192,20 @@ func TestVerifyBundlePlan(t *testing.T) {
 	if err != nil || len(pv.Problems) != 0 || len(pv.Now) != 1 || !strings.HasPrefix(pv.Now[0].Value, "fails: ") {
 		t.Fatalf("leaf only, written by a step before: %+v, %v; want no problem, a failure now", pv, err)
 	}
+}
+
+// validateApply validates a verify step's configuration, which must be
+// valid, and applies it; the outputs of a success must match Outputs.
+func validateApply(t *testing.T, cfg Config) (cty.Value, error) {
+	t.Helper()
+	v := &Verify{}
+	if err := v.Validate(cfg); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	env, _ := testEnv(t)
+	out, err := v.Apply(context.Background(), env, cfg)
+	if err == nil {
+		wantOutputs(t, v, out)
+	}
+	return out, err
 }

@@ -38,17 +38,11 @@ func TestVerifyCommand(t *testing.T) {
 				step["timeout"] = cty.StringVal(tt.timeout)
 			}
 			cfg := checkConfig(t, step, "command", map[string]cty.Value{"argv": stringListVal(tt.argv...)})
-			v := &Verify{}
-			if err := v.Validate(cfg); err != nil {
-				t.Fatalf("Validate: %v", err)
-			}
-			env, _ := testEnv(t)
-			out, err := v.Apply(context.Background(), env, cfg)
+			out, err := validateApply(t, cfg)
 			if tt.wantPath == "" {
 				if err != nil {
 					t.Fatalf("Apply: %v", err)
 				}
-				wantOutputs(t, v, out)
 				if got := out.GetAttr("check"); !got.RawEquals(cty.StringVal("command")) {
 					t.Errorf("check = %#v", got)
 				}
