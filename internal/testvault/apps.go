@@ -118,23 +118,15 @@ func (v *Vault) addApp(ctx context.Context, name string) (*App, error) {
 		return nil, errors.New("vault is stopped")
 	}
 
-	u, g, err := EnsureSystemUser(name)
+	userName, group, uid, gid, err := ensureSystemUserIDs(name)
 	if err != nil {
 		return nil, err
-	}
-	uid, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return nil, fmt.Errorf("uid %q: %w", u.Uid, err)
-	}
-	gid, err := strconv.Atoi(u.Gid)
-	if err != nil {
-		return nil, fmt.Errorf("gid %q: %w", u.Gid, err)
 	}
 	home := filepath.Join(v.Dir, "home", name)
 	a := &App{
 		Name:           name,
-		User:           u.Username,
-		Group:          g.Name,
+		User:           userName,
+		Group:          group,
 		UID:            uid,
 		GID:            gid,
 		Home:           home,
