@@ -12,7 +12,7 @@ VAULT_BIN   := $(CACHE_DIR)/vault-$(VAULT_VERSION)-$(VAULT_PIN)/vault
 ROTPLAN_BIN := bin/rotplan
 GO_DIRS     := cmd engine steps plans internal
 
-.PHONY: all build vault test check demo bench golden clean
+.PHONY: all build vault nginx test check demo bench golden clean
 
 all: build
 
@@ -34,6 +34,12 @@ $(VAULT_BIN):
 
 vault: $(VAULT_BIN)
 
+# nginx from Debian's package for the harness's edge proxy, installed once
+# when missing and root (its own service is not started: the harness runs
+# its own instances on loopback); otherwise the tests that need it skip.
+nginx:
+	@sh internal/testvault/install-nginx.sh
+
 check:
 	@unformatted=$$(gofmt -l $(GO_DIRS)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -46,11 +52,11 @@ check:
 # fuzz coordinator sometimes fails with a bare "context deadline exceeded"
 # when the time runs out (golang/go#75804, seen here in make test). Inputs
 # are minimised for at most 100 runs, else minimising took the whole budget.
-test: check vault
+test: check vault nginx
 	ROTPLAN_VAULT_BIN=$(VAULT_BIN) $(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime 20000x -fuzzminimizetime 100x ./engine/
 
-demo: build vault
+demo: build vault nginx
 	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl -agents examples/agents.hcl
 
 # A benchmark, never a test: rotplan against the same work straight through

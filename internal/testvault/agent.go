@@ -3,7 +3,6 @@ package testvault
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,16 +13,23 @@ import (
 	"syscall"
 )
 
-// agent supervises one app's Vault Agent as systemd supervises a user unit:
-// the harness is the agent's parent (it reaps it, and the agent gets SIGTERM
-// when the harness dies, so no agent outlives a crashed test), and the
+// unit supervises one long-running process as systemd supervises a unit:
+// the harness is the process's parent (it reaps it, and the process gets
+// SIGTERM when the harness dies, so none outlives a crashed test), and the
 // restart command is a client that asks the harness, through a FIFO, to
-// restart it. A restart command that killed and re-spawned the agent itself
-// would leave it orphaned: nothing would reap it (on this kind of test
-// machine not even init) and nothing would stop it when a test panics.
-type agent struct {
-	app     *App
-	ctlPath string // FIFO the restart command writes requests to
+// restart it. A restart command that killed and re-spawned the process
+// itself would leave it orphaned: nothing would reap it (on this kind of
+// test machine not even init) and nothing would stop it when a test panics.
+// The apps' Vault Agents and the edge proxy's nginx are units.
+type unit struct {
+	what     string // "agent", "nginx": names the process in errors
+	ctlPath  string // FIFO the restart command writes requests to
+	pidFile  string // written by the harness when writePID, else by the process
+	logPath  string // the process's stdout and stderr
+	writePID bool
+	command  func() *exec.Cmd                      // a new process, not started
+	ready    func(context.Context, *process) error // nil, or waits until the new process serves
+	reload   func(context.Context, *process) error // nil: the unit has no reload action
 
 	mu      sync.Mutex // serialises start, stop and restart
 	proc    *process
@@ -33,11 +39,16 @@ type agent struct {
 	logFile *os.File
 }
 
-func newAgent(a *App) *agent {
-	return &agent{
-		app:     a,
-		ctlPath: strings.TrimSuffix(a.PIDFile, ".pid") + ".ctl",
-		done:    make(chan struct{}),
+// newAgent returns the unit of app a's Vault Agent.
+func newAgent(a *App) *unit {
+	return &unit{
+		what:     "agent",
+		ctlPath:  strings.TrimSuffix(a.PIDFile, ".pid") + ".ctl",
+		pidFile:  a.PIDFile,
+		logPath:  a.LogFile,
+		writePID: true,
+		command:  a.agentCommand,
+		done:     make(chan struct{}),
 	}
 }
 
@@ -71,35 +82,33 @@ func (a *App) Restart(ctx context.Context) (pid int, err error) {
 }
 
 // PID returns the pid of the app's running agent, 0 when none runs.
-func (a *App) PID() int {
-	ag := a.agent
+func (a *App) PID() int { return a.agent.pid() }
+
+// pid returns the pid of the running process, 0 when none runs.
+func (ag *unit) pid() int {
 	ag.mu.Lock()
 	defer ag.mu.Unlock()
-	if ag.proc == nil {
+	if !ag.running() {
 		return 0
 	}
-	select {
-	case <-ag.proc.done:
-		return 0
-	default:
-		return ag.proc.cmd.Process.Pid
-	}
+	return ag.proc.cmd.Process.Pid
 }
 
-// do runs action (start, stop, restart) and returns the running agent's pid.
-func (ag *agent) do(ctx context.Context, action string) (int, error) {
+// do runs action (start, stop, restart, reload) and returns the running
+// process's pid.
+func (ag *unit) do(ctx context.Context, action string) (int, error) {
 	ag.mu.Lock()
 	defer ag.mu.Unlock()
 	if ag.closed {
 		if action == "stop" {
 			return 0, nil // stopped with Vault already
 		}
-		return 0, errors.New("the harness has stopped the agents")
+		return 0, fmt.Errorf("the harness has stopped the %s", ag.what)
 	}
 	switch action {
 	case "start":
 		if ag.running() {
-			return 0, fmt.Errorf("agent runs already (pid %d)", ag.proc.cmd.Process.Pid)
+			return 0, fmt.Errorf("%s runs already (pid %d)", ag.what, ag.proc.cmd.Process.Pid)
 		}
 		return ag.start(ctx)
 	case "stop":
@@ -109,11 +118,19 @@ func (ag *agent) do(ctx context.Context, action string) (int, error) {
 			return 0, err
 		}
 		return ag.start(ctx)
+	case "reload":
+		if ag.reload == nil {
+			break
+		}
+		if !ag.running() {
+			return 0, fmt.Errorf("%s is not running", ag.what)
+		}
+		return ag.proc.cmd.Process.Pid, ag.reload(ctx, ag.proc)
 	}
 	return 0, fmt.Errorf("unknown action %q", action)
 }
 
-func (ag *agent) running() bool {
+func (ag *unit) running() bool {
 	if ag.proc == nil {
 		return false
 	}
@@ -125,16 +142,40 @@ func (ag *agent) running() bool {
 	}
 }
 
-// start starts the agent as the app user; ag.mu is held.
-func (ag *agent) start(context.Context) (int, error) {
-	a := ag.app
+// start starts a new process and waits until it is ready; ag.mu is held.
+func (ag *unit) start(ctx context.Context) (int, error) {
 	if ag.logFile == nil {
-		f, err := os.OpenFile(a.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		f, err := os.OpenFile(ag.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return 0, err
 		}
 		ag.logFile = f
 	}
+	cmd := ag.command()
+	cmd.Stdout = ag.logFile
+	cmd.Stderr = ag.logFile
+	p, err := spawn(cmd)
+	if err != nil {
+		return 0, fmt.Errorf("starting the %s: %w", ag.what, err)
+	}
+	ag.proc = p
+	pid := cmd.Process.Pid
+	if ag.writePID {
+		if err := writeFileOwned(ag.pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644, os.Geteuid(), os.Getegid()); err != nil {
+			return 0, err
+		}
+	}
+	if ag.ready != nil {
+		if err := ag.ready(ctx, p); err != nil {
+			return 0, fmt.Errorf("the %s (pid %d) did not become ready: %w (see %s)", ag.what, pid, err, ag.logPath)
+		}
+	}
+	return pid, nil
+}
+
+// agentCommand returns the command that runs the app's agent as the app
+// user.
+func (a *App) agentCommand() *exec.Cmd {
 	cmd := exec.Command(a.v.binary, "agent", "-config="+a.AgentConfig)
 	cmd.Dir = a.Home
 	cmd.Env = []string{
@@ -146,8 +187,6 @@ func (ag *agent) start(context.Context) (int, error) {
 		// environment: without this it would not send the listener's name.
 		"VAULT_TLS_SERVER_NAME=" + a.v.ServerName,
 	}
-	cmd.Stdout = ag.logFile
-	cmd.Stderr = ag.logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGTERM, // no agent outlives the harness
@@ -157,37 +196,34 @@ func (ag *agent) start(context.Context) (int, error) {
 			Groups: []uint32{uint32(a.GID)},
 		},
 	}
-	p, err := spawn(cmd)
-	if err != nil {
-		return 0, fmt.Errorf("starting the agent: %w", err)
-	}
-	ag.proc = p
-	pid := cmd.Process.Pid
-	if err := writeFileOwned(a.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644, os.Geteuid(), os.Getegid()); err != nil {
-		return 0, err
-	}
-	return pid, nil
+	return cmd
 }
 
-// stop stops the agent; ag.mu is held.
-func (ag *agent) stop() error {
+// stop stops the process; ag.mu is held. What is left of its process
+// group (an nginx master's workers, when the master was killed) is killed
+// too.
+func (ag *unit) stop() error {
 	p := ag.proc
 	ag.proc = nil
-	_ = os.Remove(ag.app.PIDFile)
+	if ag.writePID {
+		_ = os.Remove(ag.pidFile)
+	}
 	if p == nil {
 		return nil
 	}
+	var err error
 	select {
-	case <-p.done:
-		return nil // it had exited (its log says why); nothing to stop
+	case <-p.done: // it had exited (its log says why); nothing to stop
 	default:
+		err = p.terminate(ag.what)
 	}
-	return p.terminate("agent")
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	return err
 }
 
 // listen creates the FIFO the restart command writes to and serves its
 // requests, one at a time, until close.
-func (ag *agent) listen() error {
+func (ag *unit) listen() error {
 	_ = os.Remove(ag.ctlPath)
 	if err := syscall.Mkfifo(ag.ctlPath, 0o600); err != nil {
 		return fmt.Errorf("restart FIFO %s: %w", ag.ctlPath, err)
@@ -236,7 +272,7 @@ func answerRequest(reply, answer string) {
 
 // close ends the request loop, stops the agent and removes the FIFO; later
 // requests fail.
-func (ag *agent) close() error {
+func (ag *unit) close() error {
 	ag.mu.Lock()
 	ag.closed = true
 	ctl := ag.ctl
@@ -301,23 +337,41 @@ func (a *App) writeAgentConfig() error {
 	return writeFileOwned(a.AgentConfig, []byte(b.String()), 0o644, os.Geteuid(), os.Getegid())
 }
 
-// writeRestartCommand writes the app's restart command (bash): it asks the
-// harness through the FIFO and exits 0 once the new agent process runs.
+// writeRestartCommand writes the app's restart command.
 func (a *App) writeRestartCommand() error {
-	name := filepath.Base(a.RestartCommand)
+	return a.agent.writeCommand(a.RestartCommand, []string{
+		fmt.Sprintf("restart the Vault Agent of app %s (user %s, configuration", a.Name, a.User),
+		fmt.Sprintf("%s), as `systemctl --user restart` restarts a user unit.", a.AgentConfig),
+		"Generated by the rotplan test harness (internal/testvault), which supervises",
+		"the agent: this command asks it through a FIFO and exits 0 once the new",
+		"agent process runs (it may not have logged in yet). Needs root.",
+	})
+}
+
+// writeCommand writes the unit's control command (bash) to path: it asks
+// the harness through the FIFO to restart (start, stop) the process and
+// exits 0 once that is done (reload too, when the unit has one); about is
+// its header comment after the name.
+func (ag *unit) writeCommand(path string, about []string) error {
+	name := filepath.Base(path)
 	var b strings.Builder
 	fmt.Fprintf(&b, "#!/bin/bash\n")
-	fmt.Fprintf(&b, "# %s: restart the Vault Agent of app %s (user %s, configuration\n", name, a.Name, a.User)
-	fmt.Fprintf(&b, "# %s), as `systemctl --user restart` restarts a user unit.\n", a.AgentConfig)
-	fmt.Fprintf(&b, "# Generated by the rotplan test harness (internal/testvault), which supervises\n")
-	fmt.Fprintf(&b, "# the agent: this command asks it through a FIFO and exits 0 once the new\n")
-	fmt.Fprintf(&b, "# agent process runs (it may not have logged in yet). Needs root.\n")
-	fmt.Fprintf(&b, "# Usage: %s [restart|start|stop]\n", name)
+	for i, line := range about {
+		if i == 0 {
+			line = name + ": " + line
+		}
+		fmt.Fprintf(&b, "# %s\n", line)
+	}
+	actions := "restart|start|stop"
+	if ag.reload != nil {
+		actions += "|reload"
+	}
+	fmt.Fprintf(&b, "# Usage: %s [%s]\n", name, actions)
 	fmt.Fprintf(&b, "set -u\n")
 	fmt.Fprintf(&b, "action=${1:-restart}\n")
-	fmt.Fprintf(&b, "case $action in restart|start|stop) ;; *) echo \"usage: $0 [restart|start|stop]\" >&2; exit 2 ;; esac\n")
-	fmt.Fprintf(&b, "ctl=%s\n", shellQuote(a.agent.ctlPath))
-	fmt.Fprintf(&b, "if [ ! -p \"$ctl\" ]; then echo \"$0: $ctl is missing: the test harness that supervises the agent is not running\" >&2; exit 1; fi\n")
+	fmt.Fprintf(&b, "case $action in %s) ;; *) echo \"usage: $0 [%s]\" >&2; exit 2 ;; esac\n", actions, actions)
+	fmt.Fprintf(&b, "ctl=%s\n", shellQuote(ag.ctlPath))
+	fmt.Fprintf(&b, "if [ ! -p \"$ctl\" ]; then echo \"$0: $ctl is missing: the test harness that supervises the %s is not running\" >&2; exit 1; fi\n", ag.what)
 	fmt.Fprintf(&b, "tmp=$(mktemp -d) || exit 1\n")
 	fmt.Fprintf(&b, "trap 'rm -rf \"$tmp\"' EXIT\n")
 	fmt.Fprintf(&b, "mkfifo -m 600 \"$tmp/reply\" || exit 1\n")
@@ -327,5 +381,5 @@ func (a *App) writeRestartCommand() error {
 	fmt.Fprintf(&b, "fi\n")
 	fmt.Fprintf(&b, "if ! read -r -t 90 status rest <&3; then echo \"$0: no answer from the harness within 90s\" >&2; exit 1; fi\n")
 	fmt.Fprintf(&b, "if [ \"$status\" != ok ]; then echo \"$0: $action: $rest\" >&2; exit 1; fi\n")
-	return writeFileOwned(a.RestartCommand, []byte(b.String()), 0o755, os.Geteuid(), os.Getegid())
+	return writeFileOwned(path, []byte(b.String()), 0o755, os.Geteuid(), os.Getegid())
 }

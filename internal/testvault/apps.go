@@ -67,7 +67,7 @@ type App struct {
 	RestartCommand string // Dir/bin/restart-agent-<app>: restarts the agent from outside the harness
 
 	v     *Vault
-	agent *agent
+	agent *unit
 }
 
 // AddApps sets up the named apps (see [SeedApps]) and starts their agents:
@@ -118,23 +118,15 @@ func (v *Vault) addApp(ctx context.Context, name string) (*App, error) {
 		return nil, errors.New("vault is stopped")
 	}
 
-	u, g, err := EnsureSystemUser(name)
+	userName, group, uid, gid, err := ensureSystemUserIDs(name)
 	if err != nil {
 		return nil, err
-	}
-	uid, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return nil, fmt.Errorf("uid %q: %w", u.Uid, err)
-	}
-	gid, err := strconv.Atoi(u.Gid)
-	if err != nil {
-		return nil, fmt.Errorf("gid %q: %w", u.Gid, err)
 	}
 	home := filepath.Join(v.Dir, "home", name)
 	a := &App{
 		Name:           name,
-		User:           u.Username,
-		Group:          g.Name,
+		User:           userName,
+		Group:          group,
 		UID:            uid,
 		GID:            gid,
 		Home:           home,
@@ -214,6 +206,30 @@ func (a *App) layout() error {
 	})
 }
 
+// nameRole returns the fields of a PKI role that issues EC P-256
+// certificates for exactly one host name (no subdomains, globs, wildcards,
+// localhost or IP addresses; names enforced), valid for 30 days: client
+// certificates (an agent's login) when client, else server certificates
+// (an app's leaf served by the edge proxy).
+func nameRole(name string, client bool) map[string]any {
+	return map[string]any{
+		"allowed_domains":             []string{name},
+		"allow_bare_domains":          true,
+		"allow_subdomains":            false,
+		"allow_glob_domains":          false,
+		"allow_wildcard_certificates": false,
+		"allow_localhost":             false,
+		"allow_ip_sans":               false,
+		"enforce_hostnames":           true,
+		"client_flag":                 client,
+		"server_flag":                 !client,
+		"key_type":                    "ec",
+		"key_bits":                    256,
+		"ttl":                         "720h",
+		"max_ttl":                     "720h",
+	}
+}
+
 // pkiIssuePolicy is the text of the policy pki-issue-<app>: issue from the
 // app's own role, nothing else.
 func (a *App) pkiIssuePolicy() string {
@@ -228,22 +244,7 @@ path "pki-prod/issue/%s" {
 // (files) and the cert-auth mapping, through the root client.
 func (a *App) configureVault(ctx context.Context) error {
 	c := a.v.Root()
-	if _, err := c.Logical().WriteWithContext(ctx, "pki-prod/roles/"+a.Role, map[string]any{
-		"allowed_domains":             []string{a.CommonName},
-		"allow_bare_domains":          true,
-		"allow_subdomains":            false,
-		"allow_glob_domains":          false,
-		"allow_wildcard_certificates": false,
-		"allow_localhost":             false,
-		"allow_ip_sans":               false,
-		"enforce_hostnames":           true,
-		"client_flag":                 true,
-		"server_flag":                 false,
-		"key_type":                    "ec",
-		"key_bits":                    256,
-		"ttl":                         "720h",
-		"max_ttl":                     "720h",
-	}); err != nil {
+	if _, err := c.Logical().WriteWithContext(ctx, "pki-prod/roles/"+a.Role, nameRole(a.CommonName, true)); err != nil {
 		return fmt.Errorf("role %s: %w", a.Role, err)
 	}
 	if err := c.Sys().PutPolicyWithContext(ctx, MarkerPolicy, markerPolicyText); err != nil {

@@ -32,6 +32,16 @@
 //     agents as systemd supervises user units; a generated restart command
 //     per app (bin/restart-agent-<app>) asks it to restart one, as a plan
 //     would run "systemctl --user restart".
+//   - The edge proxy (the seed's proxyprod) is started on request by
+//     [Vault.StartProxy]: a real nginx (Debian's package, see [NginxBinary]
+//     and install-nginx.sh), master as root and workers as the system user
+//     proxyprod, on one loopback port: per app a TLS server answering SNI
+//     <app>.prod.privsec.ch with a leaf from the PKI role nginx-<app> (that
+//     name only), and the Vault edge for SNI vault.prod.privsec.ch, which
+//     terminates TLS and re-encrypts towards the production listener,
+//     trusting home/proxyprod/nginx/ca/current-ca-chain.pem. The harness
+//     supervises nginx as it does the agents (bin/restart-proxy restarts or
+//     reloads it) and stops it with Vault.
 //
 // Everything listens on 127.0.0.1 only. The harness is Linux-only (it uses
 // useradd, /proc and Linux process attributes). Root token and unseal key are

@@ -84,6 +84,7 @@ type Vault struct {
 	stopErr  error
 	apps     map[string]*App // set up by AddApps
 	appOrder []string
+	proxy    *Proxy // started by StartProxy
 }
 
 type process struct {
@@ -418,7 +419,7 @@ func (v *Vault) stopProcess() error {
 	return nil
 }
 
-// Stop stops the apps' agents and Vault (SIGTERM; SIGKILL after 10s) and
+// Stop stops the edge proxy, the apps' agents and Vault (SIGTERM; SIGKILL after 10s) and
 // waits for them to exit. It is idempotent: later calls return the first
 // call's result.
 func (v *Vault) Stop() error {
@@ -433,8 +434,9 @@ func (v *Vault) Stop() error {
 	}
 	v.mu.Unlock()
 
-	// The agents first: they would only retry against a stopped Vault.
-	err := errors.Join(v.stopAgents(), v.stopProcess())
+	// The proxy and the agents first: they would only retry against a
+	// stopped Vault.
+	err := errors.Join(v.stopProxy(), v.stopAgents(), v.stopProcess())
 
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -555,6 +557,19 @@ func loopbackHTTPClient(tlsConf *tls.Config) *http.Client {
 	}
 }
 
+// pinnedHTTPClient is loopbackHTTPClient connecting to dial whatever host
+// a request names, as with an /etc/hosts entry; dial "" connects as usual.
+func pinnedHTTPClient(tlsConf *tls.Config, dial string) *http.Client {
+	hc := loopbackHTTPClient(tlsConf)
+	if dial != "" {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		hc.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, network, dial)
+		}
+	}
+	return hc
+}
+
 // Environ returns the operator's environment for the production listener as
 // "K=V": VAULT_ADDR, VAULT_CACERT (root CA file), VAULT_TLS_SERVER_NAME,
 // VAULT_CLIENT_CERT and VAULT_CLIENT_KEY (admin dir files). No token.
@@ -640,14 +655,22 @@ func (v *Vault) prodTLSConfig(certFile, keyFile string) (*tls.Config, error) {
 // against RootCAFile only (intermediates are taken from what the server
 // sent), and returns the certificate chain the server presented, leaf first.
 func (v *Vault) ServedChain(ctx context.Context) ([]*x509.Certificate, error) {
-	conf, err := v.prodTLSConfig(filepath.Join(v.AdminDir, "admin.crt"), filepath.Join(v.AdminDir, "admin.key"))
+	return v.servedChainAt(ctx, v.HostPort, v.ServerName, filepath.Join(v.AdminDir, "admin.crt"), filepath.Join(v.AdminDir, "admin.key"))
+}
+
+// servedChainAt dials hostPort with SNI serverName (and the client
+// certificate certFile/keyFile when not empty), verifies the server for
+// serverName against RootCAFile only, and returns the chain it presented.
+func (v *Vault) servedChainAt(ctx context.Context, hostPort, serverName, certFile, keyFile string) ([]*x509.Certificate, error) {
+	conf, err := v.prodTLSConfig(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("testvault: %w", err)
 	}
+	conf.ServerName = serverName
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: conf}
-	conn, err := d.DialContext(ctx, "tcp", v.HostPort)
+	conn, err := d.DialContext(ctx, "tcp", hostPort)
 	if err != nil {
-		return nil, fmt.Errorf("testvault: dialing %s: %w", v.HostPort, err)
+		return nil, fmt.Errorf("testvault: dialing %s (SNI %s): %w", hostPort, serverName, err)
 	}
 	defer conn.Close()
 	st := conn.(*tls.Conn).ConnectionState()
@@ -658,13 +681,20 @@ func (v *Vault) ServedChain(ctx context.Context) ([]*x509.Certificate, error) {
 // the client certificate certFile/keyFile, trusting RootCAFile only, with
 // SNI ServerName. Each call uses a fresh client and transport.
 func (v *Vault) SealStatus(ctx context.Context, certFile, keyFile string) (*vaultapi.SealStatusResponse, error) {
+	return v.sealStatusAt(ctx, v.Addr, "", certFile, keyFile)
+}
+
+// sealStatusAt asks addr for sys/seal-status as SealStatus does; when dial
+// is not empty, connections go to that host:port whatever addr names, as
+// with an /etc/hosts entry.
+func (v *Vault) sealStatusAt(ctx context.Context, addr, dial, certFile, keyFile string) (*vaultapi.SealStatusResponse, error) {
 	conf, err := v.prodTLSConfig(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("testvault: %w", err)
 	}
 	c, err := vaultapi.NewClient(&vaultapi.Config{
-		Address:    v.Addr,
-		HttpClient: loopbackHTTPClient(conf),
+		Address:    addr,
+		HttpClient: pinnedHTTPClient(conf, dial),
 		Timeout:    10 * time.Second,
 		MaxRetries: 0,
 	})
@@ -675,7 +705,7 @@ func (v *Vault) SealStatus(ctx context.Context, certFile, keyFile string) (*vaul
 	c.ClearNamespace()
 	st, err := c.Sys().SealStatusWithContext(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("testvault: seal-status via %s: %w", v.Addr, err)
+		return nil, fmt.Errorf("testvault: seal-status via %s: %w", addr, err)
 	}
 	return st, nil
 }
@@ -809,19 +839,7 @@ func vaultIdentity() (owner, group string, uid, gid int, err error) {
 		}
 		return u.Username, group, os.Geteuid(), gid, nil
 	}
-	u, g, err := EnsureSystemUser(vaultUser)
-	if err != nil {
-		return "", "", 0, 0, err
-	}
-	uid, err = strconv.Atoi(u.Uid)
-	if err != nil {
-		return "", "", 0, 0, fmt.Errorf("user %s: uid %q: %w", vaultUser, u.Uid, err)
-	}
-	gid, err = strconv.Atoi(u.Gid)
-	if err != nil {
-		return "", "", 0, 0, fmt.Errorf("user %s: gid %q: %w", vaultUser, u.Gid, err)
-	}
-	return u.Username, g.Name, uid, gid, nil
+	return ensureSystemUserIDs(vaultUser)
 }
 
 // EnsureSystemUser creates the system user name (with its own group) if
@@ -881,21 +899,28 @@ func EnsureSystemUser(name string) (*user.User, *user.Group, error) {
 	}
 }
 
+// ensureSystemUserIDs is EnsureSystemUser with the names and numeric ids of
+// the user and its primary group.
+func ensureSystemUserIDs(name string) (userName, group string, uid, gid int, err error) {
+	u, g, err := EnsureSystemUser(name)
+	if err != nil {
+		return "", "", 0, 0, err
+	}
+	if uid, err = strconv.Atoi(u.Uid); err != nil {
+		return "", "", 0, 0, fmt.Errorf("user %s: uid %q: %w", u.Username, u.Uid, err)
+	}
+	if gid, err = strconv.Atoi(u.Gid); err != nil {
+		return "", "", 0, 0, fmt.Errorf("user %s: gid %q: %w", u.Username, u.Gid, err)
+	}
+	return u.Username, g.Name, uid, gid, nil
+}
+
 // Stranger returns the system user rotplan-stranger, created when missing
 // (it needs root): tests give files to it and run processes as it when
 // they need a user other than root and themselves.
 func Stranger() (name string, uid, gid int, err error) {
-	u, _, err := EnsureSystemUser("rotplan-stranger")
-	if err != nil {
-		return "", 0, 0, err
-	}
-	if uid, err = strconv.Atoi(u.Uid); err != nil {
-		return "", 0, 0, fmt.Errorf("user %s: uid %q: %w", u.Username, u.Uid, err)
-	}
-	if gid, err = strconv.Atoi(u.Gid); err != nil {
-		return "", 0, 0, fmt.Errorf("user %s: gid %q: %w", u.Username, u.Gid, err)
-	}
-	return u.Username, uid, gid, nil
+	name, _, uid, gid, err = ensureSystemUserIDs("rotplan-stranger")
+	return name, uid, gid, err
 }
 
 // GiveToStranger makes Stranger the owner of path (not of what a symlink
