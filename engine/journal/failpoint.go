@@ -6,6 +6,7 @@ import "os"
 const (
 	beforeAppend = iota // the record is not written: the step's effects are
 	afterAppend         // the record is appended (durable when Append took it)
+	afterSync           // every record appended so far is durable
 )
 
 // failpoint is a test hook: a build with the failpoints tag sets it so that

@@ -3,6 +3,7 @@
 package journal
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strconv"
@@ -19,12 +20,31 @@ import (
 //	          that Write took may still wait in memory, and dies with the
 //	          process, as a power failure would lose it
 //	tear:N    after writing the first half of record N
+//	after-start:ADDR
+//	          once the step_started record of step ADDR is durable (and
+//	          every record before it): a kill at a named point of the run,
+//	          whatever order parallel steps take
 func init() {
 	spec := os.Getenv("ROTPLAN_FAILPOINT")
 	if spec == "" {
 		return
 	}
 	where, num, _ := strings.Cut(spec, ":")
+	if where == "after-start" {
+		started := []byte(`"type":"step_started"`)
+		step := []byte(`"step":` + strconv.Quote(num) + `,`)
+		seen := false // called with the journal's lock held
+		failpoint = func(point, n int, f *os.File, line []byte) {
+			switch {
+			case point == afterAppend && bytes.Contains(line, started) && bytes.Contains(line, step):
+				seen = true
+			case point == afterSync && seen:
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				time.Sleep(time.Minute)
+			}
+		}
+		return
+	}
 	at, err := strconv.Atoi(num)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rotplan: bad ROTPLAN_FAILPOINT %q\n", spec)

@@ -202,7 +202,7 @@ func (j *Journal) add(r Record, durable bool) error {
 		case j.pendingTimer == nil:
 			j.pendingTimer = time.AfterFunc(pendingAge, j.writeOut)
 		}
-		failpoint(afterAppend, n, nil, nil)
+		failpoint(afterAppend, n, nil, line)
 		return nil
 	}
 	if err := j.writePending(); err != nil {
@@ -211,7 +211,8 @@ func (j *Journal) add(r Record, durable bool) error {
 	if err := j.syncTo(j.written); err != nil {
 		return err
 	}
-	failpoint(afterAppend, n, nil, nil)
+	failpoint(afterAppend, n, nil, line)
+	failpoint(afterSync, n, nil, nil)
 	return nil
 }
 
@@ -237,7 +238,11 @@ func (j *Journal) Flush() error {
 	if err := j.writePending(); err != nil {
 		return err
 	}
-	return j.syncTo(j.written)
+	if err := j.syncTo(j.written); err != nil {
+		return err
+	}
+	failpoint(afterSync, 0, nil, nil)
+	return nil
 }
 
 // writePending hands the pending records to the kernel, with j.mu held.
