@@ -79,6 +79,9 @@ func TestAgentsCrashAtEveryBoundary(t *testing.T) {
 	for n := 1; n <= 2; n++ {
 		failpoints = append(failpoints, fmt.Sprintf("temp:%d", n))
 	}
+	// And where a resume must issue anew and revoke, whatever order the
+	// parallel steps took: once the key's write has durably started.
+	failpoints = append(failpoints, `after-start:write.agent_key["ncprd1"]`)
 	revoked, mended := 0, 0
 	start = time.Now()
 	for _, fp := range failpoints {
