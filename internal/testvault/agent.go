@@ -20,7 +20,9 @@ import (
 // restart it. A restart command that killed and re-spawned the process
 // itself would leave it orphaned: nothing would reap it (on this kind of
 // test machine not even init) and nothing would stop it when a test panics.
-// The apps' Vault Agents and the edge proxy's nginx are units.
+// The apps' Vault Agents and the edge proxy's nginx are units. Vault's
+// server is one only for its restart command: the harness manages that
+// process itself (see handle).
 type unit struct {
 	what     string // "agent", "nginx": names the process in errors
 	ctlPath  string // FIFO the restart command writes requests to
@@ -30,6 +32,10 @@ type unit struct {
 	command  func() *exec.Cmd                      // a new process, not started
 	ready    func(context.Context, *process) error // nil, or waits until the new process serves
 	reload   func(context.Context, *process) error // nil: the unit has no reload action
+	// handle, when not nil, serves the restart command's requests instead
+	// of do: the unit then only listens (listen, writeCommand, close) and
+	// its owner manages the process.
+	handle func(ctx context.Context, action string) (pid int, err error)
 
 	mu      sync.Mutex // serialises start, stop and restart
 	proc    *process
@@ -243,7 +249,11 @@ func (ag *unit) listen() error {
 		for sc.Scan() {
 			action, reply, _ := strings.Cut(sc.Text(), " ")
 			ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-			pid, err := ag.do(ctx, action)
+			do := ag.do
+			if ag.handle != nil {
+				do = ag.handle
+			}
+			pid, err := do(ctx, action)
 			cancel()
 			answer := "ok " + strconv.Itoa(pid)
 			if err != nil {

@@ -56,8 +56,14 @@ type Vault struct {
 	ServerDir  string // Dir/home/vaultprod/tls-prod: server.key, server.crt, fullchain.crt, ca_chain.pem
 	EnvFile    string // Dir/root/vault/env/prod.env: the operator's VAULT_* exports (no token)
 	RootCAFile string // Dir/root/vault/env/ca.pem: the root CA only (VAULT_CACERT)
-	PIDFile    string // Vault's pid_file
+	PIDFile    string // Vault's pid_file: names the running server, also after a restart
 	ConfigFile string // Vault's server configuration (HCL)
+
+	// RestartCommand, Dir/bin/restart-vault [restart|start|stop], restarts
+	// the server from outside the harness (for plans) and exits 0 as soon
+	// as the new process runs, still sealed: the harness unseals it in the
+	// background (see [Vault.Restart], [Vault.WaitReady]).
+	RestartCommand string
 
 	Owner string // user Vault runs as; owns the server dir
 	Group string // group of Owner; group of the server dir
@@ -76,6 +82,12 @@ type Vault struct {
 	log     io.Writer
 	logFile *os.File // opened by the harness when Options.Log is nil
 	tail    *tailBuffer
+
+	ctl          *unit      // restart-vault's request loop (listenRestart)
+	opMu         sync.Mutex // serialises restarts, starts and stops of the server after Start
+	halting      bool       // Stop has begun; guarded by opMu
+	unsealing    *unsealJob // background unseal of the running process; guarded by mu
+	unsealFailed error      // failed background unseals of earlier processes not reported yet; guarded by mu
 
 	mu       sync.Mutex
 	proc     *process
@@ -188,22 +200,23 @@ func Start(ctx context.Context, o Options) (*Vault, error) {
 	}
 
 	v := &Vault{
-		ServerName: serverName,
-		Dir:        dir,
-		AdminDir:   filepath.Join(dir, "root", "vault", "tls-admin", "prod"),
-		ServerDir:  filepath.Join(dir, "home", vaultUser, "tls-prod"),
-		EnvFile:    filepath.Join(dir, "root", "vault", "env", "prod.env"),
-		RootCAFile: filepath.Join(dir, "root", "vault", "env", "ca.pem"),
-		PIDFile:    filepath.Join(dir, "run", "vault", "prod.pid"),
-		ConfigFile: filepath.Join(dir, "etc", "vault.d", "prod.hcl"),
-		Owner:      owner,
-		Group:      group,
-		binary:     bin,
-		dataDir:    filepath.Join(dir, "var", "lib", "vault", "prod"),
-		runDir:     filepath.Join(dir, "run", "vault"),
-		uid:        uid,
-		gid:        gid,
-		tail:       newTailBuffer(64 << 10),
+		ServerName:     serverName,
+		Dir:            dir,
+		AdminDir:       filepath.Join(dir, "root", "vault", "tls-admin", "prod"),
+		ServerDir:      filepath.Join(dir, "home", vaultUser, "tls-prod"),
+		EnvFile:        filepath.Join(dir, "root", "vault", "env", "prod.env"),
+		RootCAFile:     filepath.Join(dir, "root", "vault", "env", "ca.pem"),
+		PIDFile:        filepath.Join(dir, "run", "vault", "prod.pid"),
+		ConfigFile:     filepath.Join(dir, "etc", "vault.d", "prod.hcl"),
+		RestartCommand: filepath.Join(dir, "bin", "restart-vault"),
+		Owner:          owner,
+		Group:          group,
+		binary:         bin,
+		dataDir:        filepath.Join(dir, "var", "lib", "vault", "prod"),
+		runDir:         filepath.Join(dir, "run", "vault"),
+		uid:            uid,
+		gid:            gid,
+		tail:           newTailBuffer(64 << 10),
 	}
 	if o.Log != nil {
 		v.log = o.Log
@@ -267,7 +280,7 @@ func (v *Vault) start(ctx context.Context) error {
 	if err := v.waitProd(ctx); err != nil {
 		return fmt.Errorf("phase 2: %w", err)
 	}
-	return nil
+	return v.listenRestart()
 }
 
 // layout creates the directory tree below Dir.
@@ -436,7 +449,7 @@ func (v *Vault) Stop() error {
 
 	// The proxy and the agents first: they would only retry against a
 	// stopped Vault.
-	err := errors.Join(v.stopProxy(), v.stopAgents(), v.stopProcess())
+	err := errors.Join(v.stopProxy(), v.stopAgents(), v.halt())
 
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -454,8 +467,21 @@ func (v *Vault) Stop() error {
 	return err
 }
 
+// halt closes the restart command's request loop and stops the server
+// process for good.
+func (v *Vault) halt() error {
+	var err error
+	if v.ctl != nil {
+		err = v.ctl.close()
+	}
+	v.opMu.Lock()
+	defer v.opMu.Unlock()
+	v.halting = true
+	return errors.Join(err, v.stopServer())
+}
+
 // PID returns the process id of the running Vault server (the last one
-// started, also after Stop).
+// started, also after Stop and after a restart).
 func (v *Vault) PID() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
