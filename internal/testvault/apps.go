@@ -39,10 +39,11 @@ const agentDomain = "prod.privsec.ch"
 // with its own Vault Agent: ncprd1 and resume2me.
 func SeedApps() []string { return []string{"ncprd1", "resume2me"} }
 
-// App is one app workload set up by [Vault.AddApps]: a system user, a home
-// directory below the harness directory, a PKI role, policies, a cert-auth
-// mapping, the agent's login certificate files and a real Vault Agent
-// running as the app user.
+// App is one app workload set up by [Vault.AddApps], or the edge proxy's
+// own agent set up by [Vault.StartProxy] ([Proxy.Agent]): a system user, a
+// home directory below the harness directory, a PKI role, policies, a
+// cert-auth mapping, the agent's login certificate files and a real Vault
+// Agent running as the app user.
 type App struct {
 	Name  string // "ncprd1"
 	User  string // system user (same as Name)
@@ -55,10 +56,11 @@ type App struct {
 	CertFile string // Home/vault/mtls/agent.crt (0644): the agent's login certificate, leaf only
 	CAFile   string // Home/vault/ca/ca.pem (0644): the root CA the agent trusts for the listener
 
-	CommonName string // "agent-<app>.prod.privsec.ch"
-	Role       string // "agent-mtls-<app>", on pki-prod
-	Policy     string // "pki-issue-<app>"
-	Mapping    string // "agent-<app>": auth/cert/certs/agent-<app>
+	CommonName string   // "agent-<app>.prod.privsec.ch"
+	Role       string   // "agent-mtls-<app>", on pki-prod
+	Policy     string   // "pki-issue-<app>"
+	Policies   []string // every policy on the mapping, in order: Policy, the app's own (proxyprod: pki-ca-read-proxyprod), MarkerPolicy
+	Mapping    string   // "agent-<app>": auth/cert/certs/agent-<app>
 
 	AgentConfig    string // the agent's configuration (HCL), Dir/etc/vault-agent.d/<app>.hcl
 	SinkFile       string // the agent's token sink, Home/vault/agent/token
@@ -66,8 +68,9 @@ type App struct {
 	LogFile        string // the agent's output, Dir/log/agent-<app>.log
 	RestartCommand string // Dir/bin/restart-agent-<app>: restarts the agent from outside the harness
 
-	v     *Vault
-	agent *unit
+	v        *Vault
+	agent    *unit
+	policies []appPolicy // Policies with their texts
 }
 
 // AddApps sets up the named apps (see [SeedApps]) and starts their agents:
@@ -75,7 +78,9 @@ type App struct {
 // PKI role, the policies, the cert-auth mapping, an initial login
 // certificate from the role, the agent's configuration and restart command.
 // It returns when every agent's sink holds a token. It needs root (users,
-// file owners, agents running as the app users).
+// file owners, agents running as the app users). ProxyUser is refused:
+// StartProxy sets up the proxy's agent (with its own policies), so the
+// name is never set up twice.
 func (v *Vault) AddApps(ctx context.Context, names ...string) ([]*App, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("testvault: apps need root (system users, file owners, agents running as the app users)")
@@ -104,6 +109,24 @@ func (v *Vault) App(name string) *App {
 }
 
 func (v *Vault) addApp(ctx context.Context, name string) (*App, error) {
+	if name == ProxyUser {
+		return nil, fmt.Errorf("%s is the edge proxy's app: StartProxy sets up its agent (Proxy.Agent)", ProxyUser)
+	}
+	a, err := v.newApp(ctx, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.register(a, nil); err != nil {
+		return nil, err
+	}
+	return a, a.run(ctx)
+}
+
+// newApp prepares app name (user, files, Vault configuration, the agent's
+// configuration and restart command) without registering it or starting
+// its agent; extra are policies (name to text) its mapping carries next to
+// pki-issue-<app> and MarkerPolicy.
+func (v *Vault) newApp(ctx context.Context, name string, extra []appPolicy) (*App, error) {
 	if !validAppName(name) {
 		return nil, fmt.Errorf("invalid app name %q (want lower-case letters, digits and '-')", name)
 	}
@@ -144,6 +167,11 @@ func (v *Vault) addApp(ctx context.Context, name string) (*App, error) {
 		RestartCommand: filepath.Join(v.Dir, "bin", "restart-agent-"+name),
 		v:              v,
 	}
+	a.policies = append([]appPolicy{{a.Policy, a.pkiIssuePolicy()}}, extra...)
+	a.policies = append(a.policies, appPolicy{MarkerPolicy, markerPolicyText})
+	for _, p := range a.policies {
+		a.Policies = append(a.Policies, p.name)
+	}
 	if err := checkExecutable(v.binary, uid, gid); err != nil {
 		return nil, fmt.Errorf("the agent runs as %s: %w", name, err)
 	}
@@ -160,20 +188,43 @@ func (v *Vault) addApp(ctx context.Context, name string) (*App, error) {
 	if err := a.writeRestartCommand(); err != nil {
 		return nil, err
 	}
+	return a, nil
+}
+
+// appPolicy is a policy of an app's mapping: its name and text.
+type appPolicy struct{ name, text string }
+
+// register records a (so that Stop stops its agent) unless an app of its
+// name is set up already or Vault is stopped; also, under the same lock,
+// whatever fn does (nil: nothing) unless it fails.
+func (v *Vault) register(a *App, fn func() error) error {
 	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, dup := v.apps[a.Name]; dup {
+		return errors.New("already set up")
+	}
+	if v.stopped {
+		return errors.New("vault is stopped")
+	}
+	if fn != nil {
+		if err := fn(); err != nil {
+			return err
+		}
+	}
 	if v.apps == nil {
 		v.apps = map[string]*App{}
 	}
-	v.apps[name] = a
-	v.appOrder = append(v.appOrder, name)
-	v.mu.Unlock()
+	v.apps[a.Name] = a
+	v.appOrder = append(v.appOrder, a.Name)
+	return nil
+}
+
+// run starts the agent's restart listener and the agent.
+func (a *App) run(ctx context.Context) error {
 	if err := a.agent.listen(); err != nil {
-		return nil, err
+		return err
 	}
-	if err := a.Start(ctx); err != nil {
-		return nil, err
-	}
-	return a, nil
+	return a.Start(ctx)
 }
 
 func validAppName(s string) bool {
@@ -247,11 +298,10 @@ func (a *App) configureVault(ctx context.Context) error {
 	if _, err := c.Logical().WriteWithContext(ctx, "pki-prod/roles/"+a.Role, nameRole(a.CommonName, true)); err != nil {
 		return fmt.Errorf("role %s: %w", a.Role, err)
 	}
-	if err := c.Sys().PutPolicyWithContext(ctx, MarkerPolicy, markerPolicyText); err != nil {
-		return fmt.Errorf("policy %s: %w", MarkerPolicy, err)
-	}
-	if err := c.Sys().PutPolicyWithContext(ctx, a.Policy, a.pkiIssuePolicy()); err != nil {
-		return fmt.Errorf("policy %s: %w", a.Policy, err)
+	for _, p := range a.policies {
+		if err := c.Sys().PutPolicyWithContext(ctx, p.name, p.text); err != nil {
+			return fmt.Errorf("policy %s: %w", p.name, err)
+		}
 	}
 	cert, err := a.issueCert(ctx)
 	if err != nil {
@@ -261,7 +311,7 @@ func (a *App) configureVault(ctx context.Context) error {
 		"display_name":         a.Mapping,
 		"certificate":          joinPEM(cert.issuingCA),
 		"allowed_common_names": []string{a.CommonName},
-		"token_policies":       []string{a.Policy, MarkerPolicy},
+		"token_policies":       a.Policies,
 		"token_ttl":            "1h",
 		"token_max_ttl":        "24h",
 	}); err != nil {

@@ -485,7 +485,7 @@ func checkAgentLogin(t *testing.T, v *Vault, a *App, tok string) *TokenInfo {
 			t.Errorf("%s: token meta lacks %s: %v", a.Name, k, info.Meta)
 		}
 	}
-	for _, p := range []string{a.Policy, MarkerPolicy} {
+	for _, p := range slices.Concat([]string{a.Policy, MarkerPolicy}, a.Policies) {
 		if !slices.Contains(info.Policies, p) {
 			t.Errorf("%s: token policies %v lack %s", a.Name, info.Policies, p)
 		}

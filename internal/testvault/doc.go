@@ -21,11 +21,22 @@
 //     below the base directory (root/vault/tls-admin/prod,
 //     home/vaultprod/tls-prod, root/vault/env/{ca.pem,prod.env}); Vault reloads
 //     the production listener's certificate on SIGHUP (pid file in run/vault).
+//   - The harness supervises Vault as systemd supervises a unit: the
+//     generated command bin/restart-vault asks it (through a FIFO, as the
+//     agents' and the proxy's restart commands do) to stop the server and
+//     start a new process with the same configuration, and exits 0 as soon
+//     as that process runs, as `systemctl restart` reports "active
+//     (running)". The new process comes up sealed and the harness unseals
+//     it in the background right after, so a client right after the command
+//     may see refused or reset connections or a sealed Vault: running is
+//     not ready (the seed's steps 6-7). [Vault.Restart] restarts and waits
+//     until Vault serves; [Vault.WaitReady] waits after the command.
 //   - Apps (the seed's ncprd1 and resume2me, see [SeedApps]) are set up on
 //     request by [Vault.AddApps]: a system user each, a home below the base
 //     directory (home/<app>) with the agent's login key, certificate and
 //     CA file, the PKI role agent-mtls-<app>, the policies pki-issue-<app>
-//     and marker-cert-auth, the cert-auth mapping auth/cert/certs/agent-<app>
+//     and marker-cert-auth (the proxy's agent also pki-ca-read-proxyprod),
+//     the cert-auth mapping auth/cert/certs/agent-<app>
 //     and a real Vault Agent (the same binary, "vault agent") running as the
 //     app user, logging in with cert auth through the production listener
 //     and writing its token to a file sink. The harness supervises the
@@ -39,9 +50,15 @@
 //     <app>.prod.privsec.ch with a leaf from the PKI role nginx-<app> (that
 //     name only), and the Vault edge for SNI vault.prod.privsec.ch, which
 //     terminates TLS and re-encrypts towards the production listener,
-//     trusting home/proxyprod/nginx/ca/current-ca-chain.pem. The harness
-//     supervises nginx as it does the agents (bin/restart-proxy restarts or
-//     reloads it) and stops it with Vault.
+//     trusting home/proxyprod/nginx/ca/current-ca-chain.pem and presenting
+//     the proxy's client certificate home/proxyprod/vault/mtls/agent.crt.
+//     That certificate is also the login of the proxy's own Vault Agent
+//     ([Proxy.Agent], set up as an app named proxyprod: mapping
+//     auth/cert/certs/agent-proxyprod with the policies pki-issue-proxyprod,
+//     pki-ca-read-proxyprod and marker-cert-auth, restart command
+//     bin/restart-agent-proxyprod). The harness supervises nginx as it does
+//     the agents (bin/restart-proxy restarts or reloads it) and stops it
+//     and the proxy's agent with Vault.
 //
 // Everything listens on 127.0.0.1 only. The harness is Linux-only (it uses
 // useradd, /proc and Linux process attributes). Root token and unseal key are

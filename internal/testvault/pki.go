@@ -49,7 +49,8 @@ path "auth/token/lookup-self" {
 # vault_policy, vault_write) enable cert auth methods (cert, or cert-e2e
 # in a test; enabling needs sudo), upsert the agents' cert-auth mappings
 # and their policies, not the admin's; the agent check looks up the token
-# in an agent's sink to see which certificate it logged in with.
+# in an agent's sink to see which certificate it logged in with. The edge
+# proxy's agent (issue 17) also reads the CA chain (pki-ca-read-proxyprod).
 path "sys/auth" {
   capabilities = ["read"]
 }
@@ -60,6 +61,9 @@ path "auth/cert/certs/agent-*" {
   capabilities = ["create", "read", "update", "delete"]
 }
 path "sys/policies/acl/pki-issue-*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+path "sys/policies/acl/pki-ca-read-*" {
   capabilities = ["create", "read", "update", "delete"]
 }
 path "sys/policies/acl/marker-cert-auth" {

@@ -78,9 +78,22 @@ type Proxy struct {
 	CAChainFile    string // Prefix/ca/current-ca-chain.pem: the chain nginx verifies Vault against
 	ClientCAFile   string // Prefix/ca/client-ca.pem: the edge's clients' certificates verify against it
 	RootCAFile     string // Home/vault/ca/ca.pem: the root CA alone
-	ClientCertFile string // Home/vault/mtls/agent.crt: the proxy's certificate towards Vault (agent-proxyprod.prod.privsec.ch)
+	ClientCertFile string // Home/vault/mtls/agent.crt: the proxy's certificate towards Vault (agent-proxyprod.prod.privsec.ch), also Agent's login certificate
 	ClientKeyFile  string // Home/vault/mtls/agent.key (0600)
 	ClientRole     string // "agent-mtls-proxyprod", on pki-prod
+
+	// Agent is the proxy's own Vault Agent (the seed's
+	// vault-agent-proxyprod-ca), an [App] named proxyprod running as User:
+	// it logs in with ClientCertFile/ClientKeyFile (CAFile is RootCAFile)
+	// through the mapping auth/cert/certs/agent-proxyprod, whose policies
+	// are pki-issue-proxyprod, CAReadPolicy and MarkerPolicy, and writes
+	// its token to Home/vault/agent/token. [Vault.App] returns it too;
+	// [Vault.AddApps] refuses the name.
+	Agent *App
+	// CAReadPolicy is "pki-ca-read-proxyprod": read pki-prod's CA chain
+	// (pki-prod/cert/ca_chain, pki-prod/ca_chain), which the agent renders
+	// to CAChainFile in the seed.
+	CAReadPolicy string
 
 	PIDFile        string // Dir/run/nginx/proxyprod.pid, written by nginx: the master's pid
 	ErrorLog       string // Dir/log/nginx-proxyprod-error.log: nginx's error_log
@@ -91,6 +104,18 @@ type Proxy struct {
 	binary string
 	v      *Vault
 	unit   *unit
+}
+
+// caReadPolicy returns the text of the policy pki-ca-read-<app>.
+func caReadPolicy(name, app string) string {
+	return fmt.Sprintf(`# %s: read the CA chain of pki-prod (app %s renders it for its trust).
+path "pki-prod/cert/ca_chain" {
+  capabilities = ["read"]
+}
+path "pki-prod/ca_chain" {
+  capabilities = ["read"]
+}
+`, name, app)
 }
 
 // LeafRole returns the PKI role (on pki-prod) of app's leaf: nginx-<app>.
@@ -109,20 +134,29 @@ func (p *Proxy) LeafFiles(app string) (fullchain, key string) {
 // StartProxy sets up the edge proxy for apps (names as for [Vault.AddApps];
 // the apps themselves need not be set up) and starts nginx: the system user
 // ProxyUser (created when missing), its home and files, the PKI roles
-// nginx-<app> and agent-mtls-proxyprod, initial leaves, the proxy's client
-// certificate, CAChainFile (the chain that verifies Vault now), the
-// configuration and the restart command. It returns once nginx accepts TLS
-// connections. It needs root and nginx ([NginxBinary]); the proxy is
-// stopped by [Vault.Stop].
+// nginx-<app>, initial leaves, CAChainFile (the chain that verifies Vault
+// now), the configuration and the restart command, and the proxy's own
+// Vault Agent ([Proxy.Agent], an [App] named proxyprod: role
+// agent-mtls-proxyprod, whose certificate is also the proxy's client
+// certificate towards Vault, its policies, mapping and restart command
+// bin/restart-agent-proxyprod). It returns once nginx accepts TLS
+// connections and the agent's sink holds a token. It needs root and nginx
+// ([NginxBinary]); the proxy and its agent are stopped by [Vault.Stop].
 func (v *Vault) StartProxy(ctx context.Context, apps ...string) (*Proxy, error) {
 	p, err := v.setUpProxy(ctx, apps)
 	if err != nil {
 		return nil, fmt.Errorf("testvault: proxy: %w", err)
 	}
+	if err := p.Agent.run(ctx); err != nil {
+		return nil, fmt.Errorf("testvault: proxy: agent: %w", err)
+	}
 	if err := p.unit.listen(); err != nil {
 		return nil, fmt.Errorf("testvault: proxy: %w", err)
 	}
 	if _, err := p.unit.do(ctx, "start"); err != nil {
+		return nil, fmt.Errorf("testvault: proxy: %w", err)
+	}
+	if _, err := p.Agent.WaitToken(ctx, ""); err != nil {
 		return nil, fmt.Errorf("testvault: proxy: %w", err)
 	}
 	return p, nil
@@ -157,9 +191,10 @@ func (v *Vault) setUpProxy(ctx context.Context, apps []string) (*Proxy, error) {
 	if stopped {
 		return nil, errors.New("vault is stopped")
 	}
-	userName, group, uid, gid, err := ensureSystemUserIDs(ProxyUser)
+	caRead := "pki-ca-read-" + ProxyUser
+	agent, err := v.newApp(ctx, ProxyUser, []appPolicy{{caRead, caReadPolicy(caRead, ProxyUser)}})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	ports, err := freePorts(1)
 	if err != nil {
@@ -172,20 +207,22 @@ func (v *Vault) setUpProxy(ctx context.Context, apps []string) (*Proxy, error) {
 		HostPort:       "127.0.0.1:" + strconv.Itoa(ports[0]),
 		Apps:           slices.Clone(apps),
 		ServerName:     v.ServerName,
-		User:           userName,
-		Group:          group,
-		UID:            uid,
-		GID:            gid,
+		User:           agent.User,
+		Group:          agent.Group,
+		UID:            agent.UID,
+		GID:            agent.GID,
 		Home:           home,
 		Prefix:         prefix,
 		ConfigFile:     filepath.Join(prefix, "nginx.conf"),
 		TLSDir:         filepath.Join(prefix, "tls"),
 		CAChainFile:    filepath.Join(prefix, "ca", "current-ca-chain.pem"),
 		ClientCAFile:   filepath.Join(prefix, "ca", "client-ca.pem"),
-		RootCAFile:     filepath.Join(home, "vault", "ca", "ca.pem"),
-		ClientCertFile: filepath.Join(home, "vault", "mtls", "agent.crt"),
-		ClientKeyFile:  filepath.Join(home, "vault", "mtls", "agent.key"),
-		ClientRole:     "agent-mtls-" + ProxyUser,
+		RootCAFile:     agent.CAFile,
+		ClientCertFile: agent.CertFile,
+		ClientKeyFile:  agent.KeyFile,
+		ClientRole:     agent.Role,
+		Agent:          agent,
+		CAReadPolicy:   caRead,
 		PIDFile:        filepath.Join(v.Dir, "run", "nginx", ProxyUser+".pid"),
 		ErrorLog:       filepath.Join(v.Dir, "log", "nginx-"+ProxyUser+"-error.log"),
 		AccessLog:      filepath.Join(v.Dir, "log", "nginx-"+ProxyUser+"-access.log"),
@@ -223,12 +260,15 @@ func (v *Vault) setUpProxy(ctx context.Context, apps []string) (*Proxy, error) {
 	}); err != nil {
 		return nil, err
 	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.proxy != nil || v.stopped {
-		return nil, errors.New("started already, or vault stopped meanwhile")
+	if err := v.register(agent, func() error {
+		if v.proxy != nil {
+			return errors.New("started already")
+		}
+		v.proxy = p
+		return nil
+	}); err != nil {
+		return nil, err
 	}
-	v.proxy = p
 	return p, nil
 }
 
@@ -254,8 +294,9 @@ func (p *Proxy) layout() error {
 
 // configureVault writes the PKI roles and the proxy's initial certificate
 // files: one leaf per app, the Vault edge's server certificate (role
-// vault-server, as Vault's own), the client certificate towards Vault, the
-// CA files.
+// vault-server, as Vault's own), the CA chain files. The client
+// certificate towards Vault, its role and the root CA file are the
+// agent's (newApp).
 func (p *Proxy) configureVault(ctx context.Context) error {
 	c := p.v.Root()
 	for _, app := range p.Apps {
@@ -266,18 +307,7 @@ func (p *Proxy) configureVault(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := c.Logical().WriteWithContext(ctx, "pki-prod/roles/"+p.ClientRole, nameRole("agent-"+ProxyUser+"."+agentDomain, true)); err != nil {
-		return fmt.Errorf("role %s: %w", p.ClientRole, err)
-	}
-	client, err := issue(ctx, c, p.ClientRole, map[string]any{"common_name": "agent-" + ProxyUser + "." + agentDomain, "ttl": "720h"})
-	if err != nil {
-		return err
-	}
 	edge, err := issue(ctx, c, "vault-server", map[string]any{"common_name": p.ServerName, "ttl": "720h"})
-	if err != nil {
-		return err
-	}
-	root, err := os.ReadFile(p.v.RootCAFile)
 	if err != nil {
 		return err
 	}
@@ -287,11 +317,8 @@ func (p *Proxy) configureVault(ctx context.Context) error {
 		data string
 		mode os.FileMode
 	}{
-		{p.ClientKeyFile, joinPEM(client.key), 0o600},
-		{p.ClientCertFile, joinPEM(client.cert), 0o644},
 		{edgeKey, joinPEM(edge.key), 0o600},
 		{edgeChain, joinPEM(edge.cert, edge.issuingCA), 0o644},
-		{p.RootCAFile, string(root), 0o644},
 		{p.CAChainFile, joinPEM(edge.caChain...), 0o644},
 		{p.ClientCAFile, joinPEM(edge.caChain...), 0o644},
 	} {

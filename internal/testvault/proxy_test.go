@@ -22,14 +22,7 @@ import (
 // apps; it skips when not root or nginx is missing.
 func startProxy(t *testing.T) (*Vault, *Proxy) {
 	t.Helper()
-	if os.Getenv(EnvBinary) != "" {
-		if os.Geteuid() != 0 {
-			t.Skip("testvault: the edge proxy's nginx drops its workers to user proxyprod: this test needs root")
-		}
-		if _, err := NginxBinary(); err != nil {
-			t.Skipf("testvault: skipping the edge proxy test: %v", err)
-		}
-	}
+	skipWithoutProxy(t)
 	v := StartT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -40,6 +33,20 @@ func startProxy(t *testing.T) (*Vault, *Proxy) {
 	}
 	t.Logf("proxy for %v up in %s: %s (master pid %d)", p.Apps, time.Since(start).Round(time.Millisecond), p.HostPort, p.PID())
 	return v, p
+}
+
+// skipWithoutProxy skips when a Vault binary is set but the proxy cannot
+// run: not root, or no nginx (without a binary StartT skips).
+func skipWithoutProxy(t *testing.T) {
+	t.Helper()
+	if os.Getenv(EnvBinary) != "" {
+		if os.Geteuid() != 0 {
+			t.Skip("testvault: the edge proxy's nginx drops its workers to user proxyprod: this test needs root")
+		}
+		if _, err := NginxBinary(); err != nil {
+			t.Skipf("testvault: skipping the edge proxy test: %v", err)
+		}
+	}
 }
 
 // edgeHealthy checks that the Vault edge answers seal-status (unsealed)

@@ -432,7 +432,8 @@ func (v *Vault) stopProcess() error {
 	return nil
 }
 
-// Stop stops the edge proxy, the apps' agents and Vault (SIGTERM; SIGKILL after 10s) and
+// Stop stops the edge proxy, the apps' agents (the proxy's too), the restart
+// commands' listeners and Vault (SIGTERM; SIGKILL after 10s) and
 // waits for them to exit. It is idempotent: later calls return the first
 // call's result.
 func (v *Vault) Stop() error {
