@@ -134,14 +134,19 @@ func TestVaultRestart(t *testing.T) {
 			t.Errorf("the old vault %d still runs", old)
 		}
 		// Running is not ready: poll as a client must.
+		var first error
 		pollUntil(t, "vault after the restart", func(ctx context.Context) error {
-			if err := pidFileNames(v, pid); err != nil {
-				return err
+			err := servesOnDisk(ctx, v)
+			if err == nil {
+				err = pidFileNames(v, pid)
 			}
-			return servesOnDisk(ctx, v)
+			if first == nil {
+				first = err
+			}
+			return err
 		})
-		t.Logf("%s exited after %s; the listener answered, unsealed, %s after it was run",
-			filepath.Base(v.RestartCommand), exited.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		t.Logf("%s exited after %s; the listener answered, unsealed, %s after it was run (first answer: %v)",
+			filepath.Base(v.RestartCommand), exited.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), first)
 		if chain, err := v.ServedChain(ctx); err != nil || !chain[0].Equal(leaf) {
 			t.Errorf("the certificate replaced before the restart is not served: %v", err)
 		}

@@ -375,30 +375,9 @@ func TestHarness(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := v.Root().Logical().WriteWithContext(ctx, "pki-prod/issue/vault-server", map[string]any{
-			"common_name": "vault.prod.privsec.ch", "ip_sans": "127.0.0.1", "ttl": "720h",
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, key := s.Data["certificate"].(string), s.Data["private_key"].(string)
-		ica := s.Data["issuing_ca"].(string)
-		newLeaf := parsePEM(t, cert)[0]
+		newLeaf := replaceServerCert(t, v)
 		if newLeaf.SerialNumber.Cmp(before[0].SerialNumber) == 0 {
 			t.Fatal("new certificate has the old serial")
-		}
-		for _, f := range []struct {
-			name string
-			data string
-			mode os.FileMode
-		}{
-			{"server.key", joinPEM(key), 0o600},
-			{"server.crt", joinPEM(cert), 0o644},
-			{"fullchain.crt", joinPEM(cert, ica), 0o644},
-		} {
-			if err := writeFileOwned(filepath.Join(v.ServerDir, f.name), []byte(f.data), f.mode, ownerUID, ownerGID); err != nil {
-				t.Fatal(err)
-			}
 		}
 		// Without SIGHUP Vault keeps serving the old certificate.
 		time.Sleep(200 * time.Millisecond)
