@@ -46,6 +46,7 @@ type Issue struct{}
 var (
 	_ Step              = (*Issue)(nil)
 	_ Preparer          = (*Issue)(nil)
+	_ HostChecker       = (*Issue)(nil)
 	_ Superseder        = (*Issue)(nil)
 	_ Rollbacker        = (*Issue)(nil)
 	_ Summarizer        = (*Issue)(nil)
@@ -314,17 +315,11 @@ func (*Issue) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	if req.mount == "" || req.role == "" {
 		return pv, nil // known after an earlier step
 	}
-	path := req.mount + "/roles/" + req.role
-	secret, err := env.readOnce(ctx, client, path)
-	switch {
-	case err != nil:
-		pv.Problems = append(pv.Problems, pkiError(ctx, client, cfg, req, "reading "+path, err))
-		return pv, nil
-	case secret == nil || secret.Data == nil:
-		pv.Problems = append(pv.Problems, attrErr(cfg.Path("role"), "there is no role %q in %s (read %s)", req.role, req.mount, path))
+	path, problems, notes, readErr := roleVerdict(ctx, env, client, cfg, req)
+	if readErr != nil {
+		pv.Problems = append(pv.Problems, pkiError(ctx, client, cfg, req, "reading "+path, readErr))
 		return pv, nil
 	}
-	problems, notes := checkRole(secret.Data, req)
 	if len(problems) == 0 {
 		pv.Now = append(pv.Now, Fact{Name: "role", Value: path + " allows this request"})
 	}
@@ -333,6 +328,46 @@ func (*Issue) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	}
 	pv.Problems = append(pv.Problems, problems...)
 	return pv, nil
+}
+
+// CheckHost implements HostChecker: the role must exist and allow the
+// request (a name outside its domains, say), or the run would fail at this
+// step after earlier ones changed the system; the engine asks before any
+// step changes anything. A role the identity cannot read, or a Vault not
+// reachable, is left to Prepare and Apply: only a definite refusal stops
+// the run here.
+func (*Issue) CheckHost(ctx context.Context, env *Env, cfg Config) error {
+	req, err := parseIssue(cfg)
+	if err != nil && err != ErrUnknown {
+		return err
+	}
+	if req.mount == "" || req.role == "" {
+		return ErrUnknown // known after an earlier step
+	}
+	client, err := env.Vault(ctx)
+	if err != nil {
+		return nil
+	}
+	_, problems, _, readErr := roleVerdict(ctx, env, client, cfg, req)
+	if readErr != nil {
+		return nil
+	}
+	return joinErrors(problems...)
+}
+
+// roleVerdict reads the request's role (once per run or preview) and says
+// what in it refuses the request; readErr is why it could not be read.
+func roleVerdict(ctx context.Context, env *Env, client *vaultapi.Client, cfg Config, req issueRequest) (path string, problems []error, notes []string, readErr error) {
+	path = req.mount + "/roles/" + req.role
+	secret, err := env.readOnce(ctx, client, path)
+	switch {
+	case err != nil:
+		return path, nil, nil, err
+	case secret == nil || secret.Data == nil:
+		return path, []error{attrErr(cfg.Path("role"), "there is no role %q in %s (read %s)", req.role, req.mount, path)}, nil, nil
+	}
+	problems, notes = checkRole(secret.Data, req)
+	return path, problems, notes, nil
 }
 
 // Certificates implements CertificateHolder: the certificate at current,
