@@ -1,6 +1,7 @@
-# rotplan: `make demo` runs the example rotations (control plane, then the
-# apps' Vault Agents; the agents part needs root) against a local prod-like
-# Vault; `make test` runs every test, Vault-backed ones included.
+# rotplan: `make demo` runs the seed's whole run (examples/everything.hcl)
+# against a local prod-like bed: Vault, the apps' Vault Agents and nginx (as
+# root; otherwise the control plane alone); `make test` runs every test,
+# Vault-backed ones included.
 
 GO          ?= go
 VAULT_VERSION := 1.21.0
@@ -57,7 +58,7 @@ test: check vault nginx
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime 20000x -fuzzminimizetime 100x ./engine/
 
 demo: build vault nginx
-	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl -agents examples/agents.hcl
+	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl -everything examples/everything.hcl
 
 # A benchmark, never a test: rotplan against the same work straight through
 # vault/api and against a shell loop, on a real Vault; prints a table.

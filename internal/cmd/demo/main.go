@@ -40,10 +40,10 @@ func run() int {
 	rotplanBin := flag.String("rotplan", "", "rotplan binary")
 	dir := flag.String("dir", ".demo", "demo directory (removed and recreated)")
 	plan := flag.String("plan", "examples/prod.hcl", "rotplan plan that rotates the control plane")
-	agentsPlan := flag.String("agents", "examples/agents.hcl", "rotplan plan that rotates the apps' Vault Agents (needs root; \"\": skip)")
+	everything := flag.String("everything", "examples/everything.hcl", "rotplan plan of the whole run, with the apps' agents and the edge proxy (needs root and nginx; \"\": control plane only)")
 	skip := flag.Bool("skip-rotplan", false, "only bring Vault (and the agents) up and check them; do not run rotplan")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: demo -vault BIN -rotplan BIN [-dir .demo] [-plan examples/prod.hcl] [-agents examples/agents.hcl] [-skip-rotplan]\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: demo -vault BIN -rotplan BIN [-dir .demo] [-plan examples/prod.hcl] [-everything examples/everything.hcl] [-skip-rotplan]\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -65,7 +65,7 @@ func run() int {
 			fmt.Fprintf(os.Stderr, "demo: rotplan binary: %v\n", err)
 			return 2
 		}
-		for _, p := range []string{*plan, *agentsPlan} {
+		for _, p := range []string{*plan, *everything} {
 			if p == "" {
 				continue
 			}
@@ -94,7 +94,7 @@ func run() int {
 		return 1
 	}
 	d := &demo{ctx: ctx, v: v, rotplanBin: *rotplanBin, base: base}
-	code := d.run(t0, *plan, *agentsPlan, *skip)
+	code := d.run(t0, *plan, *everything, *skip)
 
 	// Vault stops the agents first; then nothing the demo started may
 	// remain.
@@ -116,54 +116,62 @@ func run() int {
 	return code
 }
 
-// run is the demo between Vault's start and its stop: the control plane
-// (plan), then the agents (agentsPlan, when not ""), each checked from
-// outside. It returns the exit code.
-func (d *demo) run(t0 time.Time, plan, agentsPlan string, skip bool) int {
+// run is the demo between Vault's start and its stop: as root, the whole
+// run (everything, when not "") against the full bed; otherwise the control
+// plane alone (plan). Either is checked from outside. It returns the exit
+// code.
+func (d *demo) run(t0 time.Time, plan, everything string, skip bool) int {
 	v := d.v
 	fmt.Printf("Vault is up after %s, running as %s (pid %d, pid file %s).\n\n",
 		time.Since(t0).Round(time.Millisecond), v.Owner, v.PID(), v.PIDFile)
-	var agents *agentsPart
-	if agentsPlan != "" {
-		var err error
-		if agents, err = d.startAgents(agentsPlan); err != nil {
-			fmt.Fprintf(os.Stderr, "demo: %v\n", err)
-			return 1
-		}
-	}
-
-	code := d.controlPlane(plan, skip)
-	if d.ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "demo: interrupted")
-		return 130
-	}
-	if agents != nil && agents.skipped == "" && code != 0 {
-		// As in the production run: no step 3 before step 2 has passed.
-		fmt.Fprintln(os.Stderr, "demo: the agents part is not run: the control plane failed")
-		return code
-	}
-	if agents != nil {
-		code = agents.rotate(skip)
+	why := wholeRunMissing(everything)
+	if why != "" {
+		fmt.Printf("NOT THE WHOLE RUN: %s.\nThe control plane (steps 1 and 2) runs alone.\n\n", why)
+		code := d.controlPlane(plan, skip)
 		if d.ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "demo: interrupted")
 			return 130
 		}
-	}
-	if code != 0 {
+		if code == 0 {
+			fmt.Println("OK: rotplan rotated the Vault listener certificate.")
+			fmt.Printf("SKIPPED: the whole run (%s).\n", why)
+		}
 		return code
 	}
-	switch {
-	case skip:
-		fmt.Println("OK (Vault part only)")
-	case agents == nil:
-		fmt.Println("OK: rotplan rotated the Vault listener certificate.")
-	case agents.skipped != "":
-		fmt.Println("OK: rotplan rotated the Vault listener certificate.")
-		fmt.Printf("SKIPPED: the agents part (%s).\n", agents.skipped)
-	default:
-		fmt.Println("OK: rotplan rotated the Vault listener certificate and the agents' login certificates, and each agent logged in with its new one.")
+	w, err := d.startWholeRun(everything)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		return 1
 	}
-	return 0
+	code := w.rotate(skip)
+	if d.ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "demo: interrupted")
+		return 130
+	}
+	switch {
+	case code != 0:
+	case skip:
+		fmt.Println("OK (the bed only)")
+	default:
+		fmt.Println("OK: rotplan rotated everything: the admin and listener certificates, the agents' login certificates and mappings, the apps' leaves behind nginx, the proxy's trust material; it restarted nginx and Vault, and the healthcheck passed directly and through the proxy.")
+	}
+	return code
+}
+
+// wholeRunMissing says why the whole run cannot be shown here, "" when it
+// can: it needs root (system users, files owned by them, processes running
+// as them) and nginx.
+func wholeRunMissing(everything string) string {
+	switch {
+	case everything == "":
+		return "-everything is empty"
+	case os.Geteuid() != 0:
+		return "it needs root: system users for the apps and the proxy, files owned by them, agents and nginx running as them; run `make demo` as root"
+	}
+	if _, err := testvault.NginxBinary(); err != nil {
+		return err.Error()
+	}
+	return ""
 }
 
 // controlPlane runs the control-plane plan (steps 1 and 2 of the run: the
