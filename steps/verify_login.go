@@ -124,7 +124,7 @@ func (l loginCheck) attempt(ctx context.Context, env *Env, _ time.Duration) (che
 	path := "auth/" + l.mount + "/login"
 	secret, err := client.Logical().WriteWithContext(ctx, path, body)
 	if err != nil {
-		return checkResult{}, fmt.Errorf("cert login at %s (%s) with %s: %s", addr, path, e.clientCert, vaultMessage(err))
+		return checkResult{}, fmt.Errorf("cert login at %s%s (%s) with %s: %s", addr, e.via(), path, e.clientCert, vaultMessage(err))
 	}
 	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
 		return checkResult{}, fmt.Errorf("cert login at %s (%s) returned no token", addr, path)

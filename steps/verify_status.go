@@ -35,7 +35,7 @@ func (s sealStatusCheck) attempt(ctx context.Context, _ *Env, _ time.Duration) (
 	defer client.CloneConfig().HttpClient.CloseIdleConnections()
 	status, err := client.Sys().SealStatusWithContext(ctx)
 	if err != nil {
-		return checkResult{}, fmt.Errorf("vault status at %s: %w", addr, err)
+		return checkResult{}, fmt.Errorf("vault status at %s%s: %w", addr, s.via(), err)
 	}
 	if status.Sealed {
 		return checkResult{vaultVersion: status.Version}, errors.New("Vault is sealed")

@@ -73,9 +73,9 @@ func (s servedCheck) attempt(ctx context.Context, _ *Env, _ time.Duration) (chec
 		return checkResult{}, err
 	}
 	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: dialTimeout}, Config: conf}
-	conn, err := dialer.DialContext(ctx, "tcp", hostPort(e.address))
+	conn, err := dialer.DialContext(ctx, "tcp", e.dialAddress())
 	if err != nil {
-		return checkResult{}, fmt.Errorf("TLS handshake with %s (SNI %q): %w", e.address, conf.ServerName, err)
+		return checkResult{}, fmt.Errorf("TLS handshake with %s%s (SNI %q): %w", e.address, e.via(), conf.ServerName, err)
 	}
 	defer conn.Close()
 	state := conn.(*tls.Conn).ConnectionState()
