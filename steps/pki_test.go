@@ -91,14 +91,17 @@ func pemCert(c *x509.Certificate) []byte {
 // ends, completing handshakes and closing. It returns "127.0.0.1:PORT".
 func serveTLS(t *testing.T, key *ecdsa.PrivateKey, chain ...*x509.Certificate) string {
 	t.Helper()
-	cert := tls.Certificate{PrivateKey: key}
-	for _, c := range chain {
-		cert.Certificate = append(cert.Certificate, c.Raw)
-	}
-	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveTLSOn(t, l, key, chain...)
+}
+
+// serveTLSOn serves a certificate chain on inner as serveTLS does.
+func serveTLSOn(t *testing.T, inner net.Listener, key *ecdsa.PrivateKey, chain ...*x509.Certificate) string {
+	t.Helper()
+	l := tls.NewListener(inner, &tls.Config{Certificates: []tls.Certificate{servedCert(key, chain...)}})
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -113,4 +116,13 @@ func serveTLS(t *testing.T, key *ecdsa.PrivateKey, chain ...*x509.Certificate) s
 		}
 	}()
 	return l.Addr().String()
+}
+
+// servedCert is a key and the chain served with it.
+func servedCert(key *ecdsa.PrivateKey, chain ...*x509.Certificate) tls.Certificate {
+	cert := tls.Certificate{PrivateKey: key}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+	return cert
 }

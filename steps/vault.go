@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -316,8 +318,9 @@ func (e *Env) Close(ctx context.Context) error {
 }
 
 // newVaultClient makes a Vault client for one address and TLS identity,
-// with no token.
-func newVaultClient(address string, tls *vaultapi.TLSConfig, retries int) (*vaultapi.Client, error) {
+// with no token. dial, when not nil, makes every connection in place of
+// the address's own (a verify check's connect_to), and no proxy is used.
+func newVaultClient(address string, tls *vaultapi.TLSConfig, retries int, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*vaultapi.Client, error) {
 	cfg := vaultapi.DefaultConfig()
 	if cfg.Error != nil {
 		return nil, cfg.Error
@@ -328,6 +331,11 @@ func newVaultClient(address string, tls *vaultapi.TLSConfig, retries int) (*vaul
 	cfg.Timeout = 30 * time.Second
 	if err := cfg.ConfigureTLS(tls); err != nil {
 		return nil, fmt.Errorf("TLS settings: %w", err)
+	}
+	if dial != nil {
+		transport := cfg.HttpClient.Transport.(*http.Transport)
+		transport.DialContext = dial
+		transport.Proxy = nil
 	}
 	client, err := vaultapi.NewClient(cfg)
 	if err != nil {
@@ -344,7 +352,7 @@ func (c VaultConnection) open(ctx context.Context, log hclog.Logger) (*vaultapi.
 		ClientCert:    c.ClientCert,
 		ClientKey:     c.ClientKey,
 		TLSServerName: c.TLSServerName,
-	}, 2)
+	}, 2, nil)
 	if err != nil {
 		return nil, fmt.Errorf("Vault at %s: %w", c.Address, err)
 	}

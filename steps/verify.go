@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math/big"
-	"net"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -18,7 +15,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
-	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -38,9 +34,10 @@ import (
 //
 // A tls check passes only if the served chain verifies to the given CA for
 // that server name (SNI) and, when asked, the leaf has the expected serial or
-// fingerprint. A vault_status check asks Vault for its seal status over
-// (m)TLS with the given client certificate and fails if Vault is sealed or
-// unreachable. A vault_login check logs in with cert auth as an app would
+// fingerprint (verify_tls.go). A vault_status check asks Vault for its seal
+// status over (m)TLS with the given client certificate and fails if Vault
+// is sealed or unreachable (verify_status.go); a key_pair check matches a
+// certificate file with its key (verify_keypair.go). A vault_login check logs in with cert auth as an app would
 // (verify_login.go); a vault_agent check proves that an agent logged in
 // with a given certificate (verify_agent.go). A bundle check looks at a
 // PEM bundle on disk as a client would see it served (verify_bundle.go),
@@ -66,38 +63,18 @@ func (*Verify) Settings() Settings { return vaultBlock() }
 // ReadOnly implements ReadOnly: a check changes nothing.
 func (*Verify) ReadOnly() {}
 
-// endpointSpec is what both checks need to reach a TLS endpoint.
-func endpointSpec() hcldec.ObjectSpec {
-	return hcldec.ObjectSpec{
-		"address":     &hcldec.AttrSpec{Name: "address", Type: cty.String, Required: true},
-		"server_name": &hcldec.AttrSpec{Name: "server_name", Type: cty.String},
-		"ca_file":     &hcldec.AttrSpec{Name: "ca_file", Type: cty.String},
-		"ca_pem":      &hcldec.AttrSpec{Name: "ca_pem", Type: cty.String},
-		"client_cert": &hcldec.AttrSpec{Name: "client_cert", Type: cty.String},
-		"client_key":  &hcldec.AttrSpec{Name: "client_key", Type: cty.String},
-	}
-}
-
-// Spec implements Step.
+// Spec implements Step: the step's own arguments and one block type per
+// check.
 func (*Verify) Spec() hcldec.ObjectSpec {
-	tlsSpec := endpointSpec()
-	tlsSpec["expect_serial"] = &hcldec.AttrSpec{Name: "expect_serial", Type: cty.String}
-	tlsSpec["expect_fingerprint"] = &hcldec.AttrSpec{Name: "expect_fingerprint", Type: cty.String}
-	return hcldec.ObjectSpec{
-		"timeout":      &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
-		"interval":     &hcldec.AttrSpec{Name: "interval", Type: cty.String},
-		"since":        &hcldec.AttrSpec{Name: "since", Type: cty.String},
-		"vault_login":  &hcldec.BlockSpec{TypeName: "vault_login", Nested: loginSpec()},
-		"vault_agent":  &hcldec.BlockSpec{TypeName: "vault_agent", Nested: agentSpec()},
-		"tls":          &hcldec.BlockSpec{TypeName: "tls", Nested: tlsSpec},
-		"vault_status": &hcldec.BlockSpec{TypeName: "vault_status", Nested: endpointSpec()},
-		"bundle":       &hcldec.BlockSpec{TypeName: "bundle", Nested: bundleSpec()},
-		"command":      &hcldec.BlockSpec{TypeName: "command", Nested: commandSpec()},
-		"key_pair": &hcldec.BlockSpec{TypeName: "key_pair", Nested: hcldec.ObjectSpec{
-			"cert_file": &hcldec.AttrSpec{Name: "cert_file", Type: cty.String, Required: true},
-			"key_file":  &hcldec.AttrSpec{Name: "key_file", Type: cty.String, Required: true},
-		}},
+	spec := hcldec.ObjectSpec{
+		"timeout":  &hcldec.AttrSpec{Name: "timeout", Type: cty.String},
+		"interval": &hcldec.AttrSpec{Name: "interval", Type: cty.String},
+		"since":    &hcldec.AttrSpec{Name: "since", Type: cty.String},
 	}
+	for _, k := range checks {
+		spec[k.name] = &hcldec.BlockSpec{TypeName: k.name, Nested: k.spec()}
+	}
+	return spec
 }
 
 // Outputs implements Step.
@@ -116,57 +93,81 @@ func (*Verify) Outputs() map[string]Output {
 	}
 }
 
-// endpoint is a parsed tls or vault_status block.
-type endpoint struct {
-	address, serverName   string
-	caFile, caPEM         string
-	clientCert, clientKey string
+// check is one check block of a verify step, parsed. Each kind has a
+// file of its own (verify_tls.go, verify_status.go, ...) and a line in
+// checks; what only some kinds do is an optional interface (expecting,
+// graced, unattempted, detailed).
+type check interface {
+	// target names what the check looks at: an address, a certificate
+	// file, an agent's sink, or a program.
+	target() string
+	// attempt tries the check once; timeout is the step's.
+	attempt(ctx context.Context, env *Env, timeout time.Duration) (checkResult, error)
+	// nowFact is what a preview says of an attempt that passed; ""
+	// when there is nothing to say.
+	nowFact(res checkResult) string
+}
+
+// expecting is a check with expectations that only hold after the run
+// (a serial just issued); a preview tries it without them.
+type expecting interface {
+	withoutExpectations() check
+}
+
+// graced is a check whose attempt keeps to the step's timeout on its
+// own: its step outlives that by grace, so that the check's own limit,
+// not the step's deadline, stops it.
+type graced interface {
+	grace() time.Duration
+}
+
+// unattempted is a check a preview does not try, as trying it runs
+// something; previewProblem says what can be told without.
+type unattempted interface {
+	previewProblem() error
+}
+
+// detailed is a check with more for the preview's reason than its
+// target (the SNI an endpoint check sends).
+type detailed interface {
+	detail() string
+}
+
+// checkKind is a check block type: its schema, and its parser, which
+// returns the check even when it reports errors, for the preview.
+type checkKind struct {
+	name  string
+	spec  func() hcldec.ObjectSpec
+	parse func(Config) (check, []error)
+}
+
+// checks are the check blocks a verify step holds one of, in the order
+// the messages list them.
+var checks = []checkKind{
+	{"tls", servedSpec, parseServed},
+	{"vault_status", endpointSpec, parseSealStatus},
+	{"key_pair", keyPairSpec, parseKeyPair},
+	{"vault_login", loginSpec, parseLogin},
+	{"vault_agent", agentSpec, parseAgent},
+	{"bundle", bundleSpec, parseBundle},
+	{"command", commandSpec, parseCommand},
 }
 
 type verification struct {
-	check             string // one of checkBlocks
-	certFile, keyFile string // key_pair
-	endpoint          endpoint
-	expectSerial      *big.Int
-	expectFingerprint string
-	login             loginCheck   // vault_login
-	agent             agentCheck   // vault_agent
-	bundle            bundleCheck  // bundle
-	command           commandCheck // command
+	name              string // the check block's type, one of checks; "" without one
+	check             check  // nil without a check block, or with more than one
 	timeout, interval time.Duration
 	// since is when the reload or restart the check follows finished;
 	// zero when the step does not say.
 	since time.Time
 }
 
-// checkBlocks are the check blocks of a verify step, one of which it holds.
-var checkBlocks = []string{"tls", "vault_status", "key_pair", "vault_login", "vault_agent", "bundle", "command"}
-
-func parseEndpoint(c Config, needCA bool) (endpoint, []error) {
-	e := endpoint{
-		serverName: c.String("server_name"),
-		caFile:     c.String("ca_file"),
-		caPEM:      c.String("ca_pem"),
-		clientCert: c.String("client_cert"),
-		clientKey:  c.String("client_key"),
+// target is what the check looks at; "" when there is no check.
+func (v verification) target() string {
+	if v.check == nil {
+		return ""
 	}
-	var errs []error
-	var err error
-	e.address, err = c.RequireString("address")
-	errs = append(errs, err)
-	if c.Set("ca_file") && c.Set("ca_pem") {
-		errs = append(errs, attrErr(c.Path("ca_pem"), "give ca_file or ca_pem, not both"))
-	}
-	if needCA && !c.Set("ca_file") && !c.Set("ca_pem") {
-		errs = append(errs, attrErr(c.Path("address"), "a CA to verify against is required: set ca_file or ca_pem"))
-	}
-	if c.Known("ca_file") && c.Set("ca_file") && e.caFile == "" {
-		errs = append(errs, attrErr(c.Path("ca_file"), "must not be empty (is VAULT_CACERT exported?)"))
-	}
-	if c.Set("client_cert") != c.Set("client_key") {
-		errs = append(errs, attrErr(c.Path("client_cert"), "client_cert and client_key go together"))
-	}
-	return e, errs
+	return v.check.target()
 }
 
 func parseVerify(cfg Config) (verification, error) {
@@ -180,71 +181,28 @@ func parseVerify(cfg Config) (verification, error) {
 	v.since, err = parseSince(cfg)
 	errs = append(errs, err)
 
-	tlsBlock, hasTLS := cfg.Block("tls")
-	statusBlock, hasStatus := cfg.Block("vault_status")
-	pairBlock, hasPair := cfg.Block("key_pair")
-	loginBlock, hasLogin := cfg.Block("vault_login")
-	agentBlock, hasAgent := cfg.Block("vault_agent")
-	bundleBlock, hasBundle := cfg.Block("bundle")
-	commandBlock, hasCommand := cfg.Block("command")
 	var given []string
-	for _, name := range checkBlocks {
-		if _, has := cfg.Block(name); has {
-			given = append(given, name)
+	var kind checkKind
+	var block Config
+	blocks := make([]string, len(checks))
+	for i, k := range checks {
+		blocks[i] = k.name + " { ... }"
+		if b, has := cfg.Block(k.name); has {
+			given = append(given, k.name)
+			kind, block = k, b
 		}
 	}
-	switch {
-	case len(given) > 1:
-		errs = append(errs, attrErr(given[len(given)-1], "a verify step holds one check: split %s into steps of their own", strings.Join(given, ", ")))
-	case hasLogin:
-		v.check = "vault_login"
+	switch len(given) {
+	case 0:
+		last := len(blocks) - 1
+		errs = append(errs, attrErr(checks[0].name, "a verify step needs one check block: %s or %s", strings.Join(blocks[:last], ", "), blocks[last]))
+	case 1:
+		v.name = kind.name
 		var more []error
-		v.endpoint, v.login, more = parseLogin(loginBlock)
-		errs = append(errs, more...)
-	case hasAgent:
-		v.check = "vault_agent"
-		var more []error
-		v.agent, more = parseAgent(agentBlock)
-		errs = append(errs, more...)
-	case hasBundle:
-		v.check = "bundle"
-		var more []error
-		v.bundle, more = parseBundle(bundleBlock)
-		errs = append(errs, more...)
-	case hasCommand:
-		v.check = "command"
-		var more []error
-		v.command, more = parseCommand(commandBlock)
-		errs = append(errs, more...)
-	case hasPair:
-		v.check = "key_pair"
-		v.certFile, err = pairBlock.RequireString("cert_file")
-		errs = append(errs, err)
-		v.keyFile, err = pairBlock.RequireString("key_file")
-		errs = append(errs, err)
-	case hasTLS:
-		v.check = "tls"
-		var more []error
-		v.endpoint, more = parseEndpoint(tlsBlock, true)
-		errs = append(errs, more...)
-		if s := tlsBlock.String("expect_serial"); s != "" {
-			if v.expectSerial, err = parseSerial(s); err != nil {
-				errs = append(errs, attrErr(tlsBlock.Path("expect_serial"), "%v", err))
-			}
-		}
-		if f := tlsBlock.String("expect_fingerprint"); f != "" {
-			v.expectFingerprint = normalHex(f)
-			if _, err := hex.DecodeString(v.expectFingerprint); err != nil || len(v.expectFingerprint) != 64 {
-				errs = append(errs, attrErr(tlsBlock.Path("expect_fingerprint"), "%q is not a SHA-256 fingerprint in hex", f))
-			}
-		}
-	case hasStatus:
-		v.check = "vault_status"
-		var more []error
-		v.endpoint, more = parseEndpoint(statusBlock, false)
+		v.check, more = kind.parse(block)
 		errs = append(errs, more...)
 	default:
-		errs = append(errs, attrErr("tls", "a verify step needs one check block: tls { ... }, vault_status { ... }, key_pair { ... }, vault_login { ... }, vault_agent { ... }, bundle { ... } or command { ... }"))
+		errs = append(errs, attrErr(given[len(given)-1], "a verify step holds one check: split %s into steps of their own", strings.Join(given, ", ")))
 	}
 	return v, joinErrors(errs...)
 }
@@ -263,8 +221,8 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	}
 	parent := ctx
 	budget := v.timeout
-	if v.check == "command" {
-		budget += commandGrace
+	if g, ok := v.check.(graced); ok {
+		budget += g.grace()
 	}
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
@@ -275,7 +233,7 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	attempts := 0
 	for {
 		attempts++
-		result, err = v.attempt(ctx, env)
+		result, err = v.check.attempt(ctx, env, v.timeout)
 		if err == nil {
 			break
 		}
@@ -290,19 +248,19 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 			// A CA or a certificate the check cannot read fails every
 			// attempt alike: waiting for the timeout would only hide it.
 			return cty.NilVal, attrErr(v.argPath(cfg, input.arg), "%s check of %s cannot pass: %v (not retried: it would fail the same way on every attempt)",
-				v.check, v.target(), err)
+				v.name, v.target(), err)
 		}
-		env.Log.Debug("check not passing yet", "check", v.check, "target", v.target(), "attempt", attempts, "error", err)
+		env.Log.Debug("check not passing yet", "check", v.name, "target", v.target(), "attempt", attempts, "error", err)
 		select {
 		case <-ctx.Done():
 			// An attempt the deadline cut short says only that; the one
 			// before it says why the check was failing.
 			if parent.Err() != nil {
 				return cty.NilVal, fmt.Errorf("%s check of %s interrupted after %d attempts (%v); last failure: %w",
-					v.check, v.target(), attempts, parent.Err(), last)
+					v.name, v.target(), attempts, parent.Err(), last)
 			}
 			return cty.NilVal, fmt.Errorf("%s check of %s still failing after %d attempts in %s: %w",
-				v.check, v.target(), attempts, v.timeout, last)
+				v.name, v.target(), attempts, v.timeout, last)
 		case <-time.After(v.interval):
 		}
 	}
@@ -313,7 +271,7 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 			loggedInAfter = result.tokenIssued.Sub(v.since).Round(time.Millisecond).String()
 		}
 	}
-	logArgs := []any{"check", v.check, "target", v.target(), "attempts", attempts}
+	logArgs := []any{"check", v.name, "target", v.target(), "attempts", attempts}
 	if result.serial != "" {
 		logArgs = append(logArgs, "served_serial", result.serial)
 	}
@@ -341,7 +299,7 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 		policies = cty.ListVal(stringValues(result.policies))
 	}
 	return cty.ObjectVal(map[string]cty.Value{
-		"check":              cty.StringVal(v.check),
+		"check":              cty.StringVal(v.name),
 		"attempts":           cty.NumberIntVal(int64(attempts)),
 		"served_serial":      cty.StringVal(result.serial),
 		"served_fingerprint": cty.StringVal(result.fingerprint),
@@ -384,42 +342,36 @@ const planAttemptTimeout = 5 * time.Second
 // check at once.
 func (*Verify) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	v, err := parseVerify(cfg)
-	pv := Preview{Action: Check, Reason: v.check + " " + v.target()}
-	if v.endpoint.serverName != "" {
-		pv.Reason += " (SNI " + v.endpoint.serverName + ")"
+	pv := Preview{Action: Check, Reason: v.name + " " + v.target()}
+	if d, ok := v.check.(detailed); ok {
+		pv.Reason += d.detail()
 	}
 	if err != nil || v.target() == "" {
 		return pv, ctx.Err() // unknown until the run; Validate reports the rest
 	}
-	v.expectSerial, v.expectFingerprint = nil, ""
-	v.login.expectPolicies, v.agent.expectSerial = nil, nil
-	v.bundle.expectSerial = nil
-	if v.check == "command" {
-		// The preview runs nothing: it only looks for the program.
-		if err := v.command.lookPath(); err != nil {
-			pv.Problems = append(pv.Problems, attrErr(v.argPath(cfg, "argv"), "%v", err))
+	c := v.check
+	if e, ok := c.(expecting); ok {
+		c = e.withoutExpectations()
+	}
+	var input *inputError
+	if u, ok := c.(unattempted); ok {
+		if err := u.previewProblem(); errors.As(err, &input) {
+			pv.Problems = append(pv.Problems, attrErr(v.argPath(cfg, input.arg), "%v", err))
 		}
 		return pv, ctx.Err()
 	}
 	actx, cancel := context.WithTimeout(ctx, planAttemptTimeout)
 	defer cancel()
-	res, err := v.attempt(actx, env)
-	var input *inputError
+	res, err := c.attempt(actx, env, v.timeout)
 	switch {
 	case errors.As(err, &input) && !env.Planned(input.paths...):
 		pv.Problems = append(pv.Problems, attrErr(v.argPath(cfg, input.arg), "%v", err))
 	case err != nil:
 		pv.Now = append(pv.Now, Fact{Name: "now", Value: "fails: " + err.Error()})
-	case res.serial != "" && v.check == "bundle":
-		pv.Now = append(pv.Now, Fact{Name: "now", Value: "holds serial " + res.serial + ", its chain verifies to the root"})
-	case res.serial != "":
-		pv.Now = append(pv.Now, Fact{Name: "now", Value: "serves serial " + res.serial})
-	case res.vaultVersion != "":
-		pv.Now = append(pv.Now, Fact{Name: "now", Value: "Vault " + res.vaultVersion + ", unsealed"})
-	case res.tokenSerial != "":
-		pv.Now = append(pv.Now, Fact{Name: "now", Value: "the token in the sink is from serial " + res.tokenSerial + " (" + res.certName + ")"})
-	case res.policies != nil:
-		pv.Now = append(pv.Now, Fact{Name: "now", Value: "logs in with " + res.certName + ", policies " + strings.Join(res.policies, ", ")})
+	default:
+		if now := c.nowFact(res); now != "" {
+			pv.Now = append(pv.Now, Fact{Name: "now", Value: now})
+		}
 	}
 	return pv, ctx.Err()
 }
@@ -490,108 +442,6 @@ type checkResult struct {
 	tokenIssued time.Time
 }
 
-func (v verification) attempt(ctx context.Context, env *Env) (checkResult, error) {
-	switch v.check {
-	case "vault_status":
-		return v.vaultStatus(ctx)
-	case "key_pair":
-		return v.keyPair(ctx)
-	case "vault_login":
-		return v.login.attempt(ctx, env, v.endpoint)
-	case "vault_agent":
-		return v.agent.attempt(ctx, env)
-	case "bundle":
-		return v.bundle.attempt(ctx)
-	case "command":
-		return v.command.attempt(ctx, v.timeout)
-	}
-	return v.handshake(ctx)
-}
-
-// target names what the check looks at: an address, a certificate file,
-// an agent's sink, or a program.
-func (v verification) target() string {
-	switch v.check {
-	case "key_pair":
-		return v.certFile
-	case "vault_agent":
-		return v.agent.sink
-	case "bundle":
-		return v.bundle.file
-	case "command":
-		// The program alone: the error of a failed command quotes it all.
-		if len(v.command.argv) == 0 {
-			return ""
-		}
-		return v.command.argv[0]
-	}
-	return v.endpoint.address
-}
-
-// keyPair checks that the key file holds the private key of the first
-// certificate in the certificate file: what a service loading them needs,
-// and what a half-finished rotation breaks. The error never quotes either
-// file.
-func (v verification) keyPair(ctx context.Context) (checkResult, error) {
-	if err := ctx.Err(); err != nil {
-		return checkResult{}, err
-	}
-	pair, err := loadKeyPair(v.certFile, v.keyFile, "cert_file", "key_file")
-	if err != nil {
-		return checkResult{}, err
-	}
-	leaf, err := x509.ParseCertificate(pair.Certificate[0])
-	if err != nil {
-		return checkResult{}, fmt.Errorf("%s: %w", v.certFile, err)
-	}
-	return checkResult{serial: SerialHex(leaf), fingerprint: contentDigest(leaf.Raw)}, nil
-}
-
-// handshake dials the endpoint afresh (never a reused connection, which
-// would still show the certificate from before a reload) and checks what it
-// serves.
-func (v verification) handshake(ctx context.Context) (checkResult, error) {
-	e := v.endpoint
-	conf, err := e.tlsConfig()
-	if err != nil {
-		return checkResult{}, err
-	}
-	dialer := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: conf}
-	conn, err := dialer.DialContext(ctx, "tcp", hostPort(e.address))
-	if err != nil {
-		return checkResult{}, fmt.Errorf("TLS handshake with %s (SNI %q): %w", e.address, conf.ServerName, err)
-	}
-	defer conn.Close()
-	state := conn.(*tls.Conn).ConnectionState()
-	leaf := state.PeerCertificates[0]
-	res := checkResult{serial: SerialHex(leaf), fingerprint: contentDigest(leaf.Raw)}
-	if v.expectSerial != nil && leaf.SerialNumber.Cmp(v.expectSerial) != 0 {
-		return res, fmt.Errorf("%s serves serial %s, expected %s", e.address, res.serial, serialString(v.expectSerial))
-	}
-	if v.expectFingerprint != "" && res.fingerprint != v.expectFingerprint {
-		return res, fmt.Errorf("%s serves fingerprint %s, expected %s", e.address, res.fingerprint, v.expectFingerprint)
-	}
-	return res, nil
-}
-
-// vaultStatus asks Vault for its seal status with a client of its own, so the
-// TLS handshake, client certificate included, is made anew on each attempt.
-func (v verification) vaultStatus(ctx context.Context) (checkResult, error) {
-	client, addr, err := v.endpoint.vaultClient()
-	if err != nil {
-		return checkResult{}, err
-	}
-	defer client.CloneConfig().HttpClient.CloseIdleConnections()
-	status, err := client.Sys().SealStatusWithContext(ctx)
-	if err != nil {
-		return checkResult{}, fmt.Errorf("vault status at %s: %w", addr, err)
-	}
-	if status.Sealed {
-		return checkResult{vaultVersion: status.Version}, errors.New("Vault is sealed")
-	}
-	return checkResult{vaultVersion: status.Version}, nil
-}
-
 // inputError is a file a check reads (its CA, a client certificate and
 // key, a key pair) that cannot be read or holds no usable certificate or
 // key. Unlike an endpoint that is not serving yet, it fails every attempt
@@ -610,9 +460,9 @@ func (e *inputError) Unwrap() error { return e.err }
 // block itself when arg is "".
 func (v verification) argPath(cfg Config, arg string) string {
 	if arg == "" {
-		return cfg.Path(v.check)
+		return cfg.Path(v.name)
 	}
-	return cfg.Path(v.check + "." + arg)
+	return cfg.Path(v.name + "." + arg)
 }
 
 // maxInputSize bounds what a check reads of a certificate, key or CA file:
@@ -664,70 +514,6 @@ func loadKeyPair(certFile, keyFile, certArg, keyArg string) (tls.Certificate, er
 			err: fmt.Errorf("%s and %s are not a key pair: %w", certFile, keyFile, err)}
 	}
 	return pair, nil
-}
-
-// vaultClient makes a Vault client of the check's own, with no token, for
-// the endpoint's address (https:// unless it says otherwise) and TLS
-// settings, so the TLS handshake, client certificate included, is made
-// anew on each attempt. The caller closes its idle connections.
-func (e endpoint) vaultClient() (client *vaultapi.Client, addr string, err error) {
-	addr = e.address
-	if !strings.Contains(addr, "://") {
-		addr = "https://" + addr
-	}
-	// The Vault client reads the same files; reading them here first
-	// tells a file that will never do from an endpoint that is not ready.
-	if _, err := e.tlsConfig(); err != nil {
-		return nil, addr, err
-	}
-	client, err = newVaultClient(addr, &vaultapi.TLSConfig{
-		CACert:        e.caFile,
-		CACertBytes:   []byte(e.caPEM),
-		ClientCert:    e.clientCert,
-		ClientKey:     e.clientKey,
-		TLSServerName: e.serverName,
-	}, 0)
-	return client, addr, err
-}
-
-func (e endpoint) tlsConfig() (*tls.Config, error) {
-	pool := x509.NewCertPool()
-	pemData := []byte(e.caPEM)
-	if e.caFile != "" {
-		var err error
-		if pemData, err = readInput("ca_file", e.caFile); err != nil {
-			return nil, err
-		}
-	}
-	if !pool.AppendCertsFromPEM(pemData) {
-		if e.caFile == "" {
-			return nil, &inputError{arg: "ca_pem", err: errors.New("ca_pem holds no PEM certificate")}
-		}
-		return nil, &inputError{arg: "ca_file", paths: []string{e.caFile}, err: fmt.Errorf("ca_file %s holds no PEM certificate", e.caFile)}
-	}
-	conf := &tls.Config{RootCAs: pool, ServerName: e.serverName, MinVersion: tls.VersionTLS12}
-	if conf.ServerName == "" {
-		conf.ServerName, _, _ = net.SplitHostPort(hostPort(e.address))
-	}
-	if e.clientCert != "" {
-		pair, err := loadKeyPair(e.clientCert, e.clientKey, "client_cert", "client_key")
-		if err != nil {
-			return nil, err
-		}
-		conf.Certificates = []tls.Certificate{pair}
-	}
-	return conf, nil
-}
-
-// hostPort accepts "host:port" or a URL such as "https://host:port".
-func hostPort(address string) string {
-	if u, err := url.Parse(address); err == nil && u.Host != "" {
-		if u.Port() == "" {
-			return net.JoinHostPort(u.Hostname(), "443")
-		}
-		return u.Host
-	}
-	return address
 }
 
 // parseSerial reads a serial number written as hex, with or without colons

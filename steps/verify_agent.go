@@ -50,6 +50,11 @@ type agentCheck struct {
 	certName string
 }
 
+var (
+	_ check     = agentCheck{}
+	_ expecting = agentCheck{}
+)
+
 // agentSpec is the schema of a vault_agent block.
 func agentSpec() hcldec.ObjectSpec {
 	return hcldec.ObjectSpec{
@@ -60,7 +65,7 @@ func agentSpec() hcldec.ObjectSpec {
 }
 
 // parseAgent reads a vault_agent block.
-func parseAgent(c Config) (agentCheck, []error) {
+func parseAgent(c Config) (check, []error) {
 	var a agentCheck
 	var errs []error
 	var err error
@@ -83,6 +88,23 @@ func parseAgent(c Config) (agentCheck, []error) {
 		errs = append(errs, err)
 	}
 	return a, errs
+}
+
+// target implements check.
+func (a agentCheck) target() string { return a.sink }
+
+// withoutExpectations implements expecting.
+func (a agentCheck) withoutExpectations() check {
+	a.expectSerial = nil
+	return a
+}
+
+// nowFact implements check.
+func (agentCheck) nowFact(res checkResult) string {
+	if res.tokenSerial == "" {
+		return ""
+	}
+	return "the token in the sink is from serial " + res.tokenSerial + " (" + res.certName + ")"
 }
 
 // maxSinkSize bounds what the check reads of a sink: a token is a few
@@ -131,7 +153,7 @@ func (a agentCheck) readSink() (string, error) {
 
 // attempt reads the sink and asks Vault, as the run's identity, what the
 // token in it is.
-func (a agentCheck) attempt(ctx context.Context, env *Env) (checkResult, error) {
+func (a agentCheck) attempt(ctx context.Context, env *Env, _ time.Duration) (checkResult, error) {
 	token, err := a.readSink()
 	if err != nil {
 		return checkResult{}, err

@@ -23,7 +23,7 @@ func agentLogin(t *testing.T, v *testvault.Vault, certFile, keyFile string) stri
 	t.Helper()
 	client, err := newVaultClient(v.Addr, &vaultapi.TLSConfig{
 		CACert: v.RootCAFile, ClientCert: certFile, ClientKey: keyFile, TLSServerName: v.ServerName,
-	}, 0)
+	}, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

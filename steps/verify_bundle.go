@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
@@ -41,6 +42,11 @@ type bundleCheck struct {
 	expectName              string
 }
 
+var (
+	_ check     = bundleCheck{}
+	_ expecting = bundleCheck{}
+)
+
 // bundleSpec is the schema of a bundle block.
 func bundleSpec() hcldec.ObjectSpec {
 	return hcldec.ObjectSpec{
@@ -53,7 +59,7 @@ func bundleSpec() hcldec.ObjectSpec {
 }
 
 // parseBundle reads a bundle block.
-func parseBundle(c Config) (bundleCheck, []error) {
+func parseBundle(c Config) (check, []error) {
 	var b bundleCheck
 	var errs []error
 	var err error
@@ -81,6 +87,23 @@ func parseBundle(c Config) (bundleCheck, []error) {
 	return b, errs
 }
 
+// target implements check.
+func (b bundleCheck) target() string { return b.file }
+
+// withoutExpectations implements expecting.
+func (b bundleCheck) withoutExpectations() check {
+	b.expectSerial = nil
+	return b
+}
+
+// nowFact implements check.
+func (bundleCheck) nowFact(res checkResult) string {
+	if res.serial == "" {
+		return ""
+	}
+	return "holds serial " + res.serial + ", its chain verifies to the root"
+}
+
 // bundleError is a bundle that will not do, pointing at the argument that
 // names what is wrong.
 func (b bundleCheck) bundleError(arg string, format string, args ...any) error {
@@ -89,7 +112,7 @@ func (b bundleCheck) bundleError(arg string, format string, args ...any) error {
 
 // attempt reads the bundle and the root and checks them. The error names
 // the files and certificates, never a key.
-func (b bundleCheck) attempt(ctx context.Context) (checkResult, error) {
+func (b bundleCheck) attempt(ctx context.Context, _ *Env, _ time.Duration) (checkResult, error) {
 	if err := ctx.Err(); err != nil {
 		return checkResult{}, err
 	}

@@ -38,6 +38,12 @@ type commandCheck struct {
 	argv []string
 }
 
+var (
+	_ check       = commandCheck{}
+	_ graced      = commandCheck{}
+	_ unattempted = commandCheck{}
+)
+
 // commandSpec is the schema of a command block.
 func commandSpec() hcldec.ObjectSpec {
 	return hcldec.ObjectSpec{
@@ -46,7 +52,7 @@ func commandSpec() hcldec.ObjectSpec {
 }
 
 // parseCommand reads a command block.
-func parseCommand(c Config) (commandCheck, []error) {
+func parseCommand(c Config) (check, []error) {
 	argv, err := c.StringList("argv")
 	if err != nil {
 		return commandCheck{}, []error{err}
@@ -63,9 +69,28 @@ func parseCommand(c Config) (commandCheck, []error) {
 	return commandCheck{argv: argv}, errs
 }
 
+// target implements check: the program alone, as the error of a failed
+// command quotes it all.
+func (c commandCheck) target() string {
+	if len(c.argv) == 0 {
+		return ""
+	}
+	return c.argv[0]
+}
+
+// nowFact implements check; a preview never runs the command.
+func (commandCheck) nowFact(checkResult) string { return "" }
+
+// grace implements graced.
+func (commandCheck) grace() time.Duration { return commandGrace }
+
+// previewProblem implements unattempted: the preview runs nothing, it
+// only looks for the program.
+func (c commandCheck) previewProblem() error { return c.lookPath() }
+
 // attempt runs the command once. Every failure is an inputError at argv:
 // a test of a configuration on disk fails the same way on every attempt.
-func (c commandCheck) attempt(ctx context.Context, timeout time.Duration) (checkResult, error) {
+func (c commandCheck) attempt(ctx context.Context, _ *Env, timeout time.Duration) (checkResult, error) {
 	if err := c.lookPath(); err != nil {
 		return checkResult{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/zclconf/go-cty/cty"
@@ -35,11 +36,18 @@ import (
 //
 // It exercises TLS trust, the cert auth mapping and its policies at once.
 type loginCheck struct {
+	endpoint
 	mount string // the cert auth method's path, without "auth/"
 	name  string // the mapping (auth/cert/certs/NAME) to log in against; "" for any
 	// expectPolicies must all be on the token.
 	expectPolicies []string
 }
+
+var (
+	_ check     = loginCheck{}
+	_ expecting = loginCheck{}
+	_ detailed  = loginCheck{}
+)
 
 // loginSpec is the schema of a vault_login block.
 func loginSpec() hcldec.ObjectSpec {
@@ -51,9 +59,9 @@ func loginSpec() hcldec.ObjectSpec {
 }
 
 // parseLogin reads a vault_login block.
-func parseLogin(c Config) (endpoint, loginCheck, []error) {
+func parseLogin(c Config) (check, []error) {
 	e, errs := parseEndpoint(c, true)
-	l := loginCheck{mount: "cert", name: c.String("name")}
+	l := loginCheck{endpoint: e, mount: "cert", name: c.String("name")}
 	if !c.Set("client_cert") && !c.Set("client_key") {
 		errs = append(errs, attrErr(c.Path("client_cert"), "a cert login needs client_cert and client_key: the certificate and key the app logs in with"))
 	}
@@ -82,13 +90,28 @@ func parseLogin(c Config) (endpoint, loginCheck, []error) {
 		}
 	}
 	l.expectPolicies = policies
-	return e, l, errs
+	return l, errs
+}
+
+// withoutExpectations implements expecting.
+func (l loginCheck) withoutExpectations() check {
+	l.expectPolicies = nil
+	return l
+}
+
+// nowFact implements check.
+func (loginCheck) nowFact(res checkResult) string {
+	if res.policies == nil {
+		return ""
+	}
+	return "logs in with " + res.certName + ", policies " + strings.Join(res.policies, ", ")
 }
 
 // attempt logs in afresh (a new client, so a new TLS handshake with the
 // certificate files as they are now), checks the policies and revokes the
 // token before it returns, whether the check passed or not.
-func (l loginCheck) attempt(ctx context.Context, env *Env, e endpoint) (checkResult, error) {
+func (l loginCheck) attempt(ctx context.Context, env *Env, _ time.Duration) (checkResult, error) {
+	e := l.endpoint
 	client, addr, err := e.vaultClient()
 	if err != nil {
 		return checkResult{}, err
@@ -101,7 +124,7 @@ func (l loginCheck) attempt(ctx context.Context, env *Env, e endpoint) (checkRes
 	path := "auth/" + l.mount + "/login"
 	secret, err := client.Logical().WriteWithContext(ctx, path, body)
 	if err != nil {
-		return checkResult{}, fmt.Errorf("cert login at %s (%s) with %s: %s", addr, path, e.clientCert, vaultMessage(err))
+		return checkResult{}, fmt.Errorf("cert login at %s%s (%s) with %s: %s", addr, e.via(), path, e.clientCert, vaultMessage(err))
 	}
 	if secret == nil || secret.Auth == nil || secret.Auth.ClientToken == "" {
 		return checkResult{}, fmt.Errorf("cert login at %s (%s) returned no token", addr, path)
