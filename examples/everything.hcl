@@ -742,6 +742,20 @@ verify "health_sni" {
   }
 }
 
+verify "health_edge_status" {
+  since    = reload.vault_restart.at
+  timeout  = var.health_timeout
+  interval = "250ms"
+  vault_status {
+    address     = local.edge_addr
+    connect_to  = var.proxy_addr
+    server_name = var.server_name
+    ca_file     = var.ca_cert
+    client_cert = local.admin_crt
+    client_key  = local.admin_key
+  }
+}
+
 verify "health_edge_sni" {
   since    = reload.vault_restart.at
   timeout  = var.health_timeout

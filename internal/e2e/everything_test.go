@@ -437,7 +437,7 @@ func TestEverythingWrongProxyChain(t *testing.T) {
 
 // TestEverythingLeafOutsideDomain asks for an app leaf whose name role
 // nginx-<app> does not allow: `rotplan plan` reports it, and a run refuses
-// before anything changes: no file, no certificate, no mapping.
+// before any step runs (exit 1, "nothing was changed"): no file, no certificate, no mapping.
 func TestEverythingLeafOutsideDomain(t *testing.T) {
 	b := newWholeBed(t)
 	files := readFiles(t, b.files())
@@ -452,8 +452,8 @@ func TestEverythingLeafOutsideDomain(t *testing.T) {
 	}
 	state := t.TempDir()
 	res := runRotplan(t, b.v.Environ(), b.args("run", state, bad...)...)
-	if res.exit == 0 || !strings.Contains(res.stdout+res.stderr, "nginx-ncprd1") {
-		t.Errorf("run: exit %d, want non-zero naming role nginx-ncprd1\n%s%s", res.exit, res.stdout, res.stderr)
+	if res.exit != 1 || !strings.Contains(res.stdout+res.stderr, "nothing was changed") || !strings.Contains(res.stdout+res.stderr, "nginx-ncprd1") {
+		t.Errorf("run: exit %d, want 1 (stopped before any step ran, nothing changed) naming role nginx-ncprd1\n%s%s", res.exit, res.stdout, res.stderr)
 	}
 	for p, was := range files {
 		if now := readFiles(t, []string{p})[p]; !bytes.Equal(now.data, was.data) || now.mode != was.mode || now.uid != was.uid {
