@@ -79,6 +79,11 @@ func newWholeBed(t *testing.T) *wholeBed {
 // state directory, the bed's variables, then extra arguments (which may
 // override them).
 func (b *wholeBed) args(command, state string, extra ...string) []string {
+	return b.argsFor(everythingPlan, command, state, extra...)
+}
+
+// argsFor is args for another plan with the whole run's variables.
+func (b *wholeBed) argsFor(plan, command, state string, extra ...string) []string {
 	args := []string{command}
 	if state != "" {
 		args = append(args, "-state-dir", state)
@@ -92,7 +97,7 @@ func (b *wholeBed) args(command, state string, extra ...string) []string {
 		args = append(args, "-var", k+"="+b.vars[k])
 	}
 	args = append(args, extra...)
-	return append(args, everythingPlan)
+	return append(args, plan)
 }
 
 // files lists every file the whole run writes.
@@ -506,6 +511,47 @@ func TestEverythingNginxTestFails(t *testing.T) {
 	}
 	if err := os.WriteFile(b.p.ConfigFile, good, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if now := b.p.WorkerPIDs(); fmt.Sprint(now) != fmt.Sprint(workers) {
+		t.Errorf("nginx's workers changed from %v to %v: it was reloaded", workers, now)
+	}
+	b.checkAsBefore(t, state, files, config, seen)
+	b.assertClean(t, []string{state}, res)
+}
+
+// TestEverythingMismatchedLeafKey writes, by a plan's mistake, another key
+// next to an app's new leaf: `nginx -t` would not notice (it does not check
+// that a key matches its certificate), the bundle check does, before nginx
+// is reloaded; the run is rolled back and nginx never reloads.
+func TestEverythingMismatchedLeafKey(t *testing.T) {
+	b := newWholeBed(t)
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), everythingPlan))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const right, wrong = "content     = issue.leaf[each.key].private_key", "content     = issue.agent[each.key].private_key"
+	if strings.Count(string(src), right) != 1 {
+		t.Fatalf("%s changed shape: %q should appear once", everythingPlan, right)
+	}
+	plan := filepath.Join(t.TempDir(), "everything.hcl")
+	if err := os.WriteFile(plan, []byte(strings.Replace(string(src), right, wrong, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files := readFiles(t, b.files())
+	config := b.vaultConfig(t)
+	seen := b.seen(t, false)
+	workers := b.p.WorkerPIDs()
+
+	state := t.TempDir()
+	res := runRotplan(t, b.v.Environ(), b.argsFor(plan, "run", state)...)
+	if res.exit != 3 {
+		t.Fatalf("run exited %d, want 3\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if out := res.stdout + res.stderr; !strings.Contains(out, "leaf_bundle") || !strings.Contains(out, "not a key pair") {
+		t.Errorf("the failure should be the bundle check's, saying the key does not belong to the leaf:\n%s", out)
+	}
+	if steps := stepRecords(t, state); len(steps["reload.proxy_leaves"]) > 0 {
+		t.Errorf("the proxy was reloaded with a key that does not match: %v", steps["reload.proxy_leaves"])
 	}
 	if now := b.p.WorkerPIDs(); fmt.Sprint(now) != fmt.Sprint(workers) {
 		t.Errorf("nginx's workers changed from %v to %v: it was reloaded", workers, now)
