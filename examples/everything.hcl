@@ -706,8 +706,22 @@ reload "proxy_restart" {
   command    = var.proxy_restart
 }
 
+# The proxy must be back before Vault goes down: each app's name answers
+# again (running is not ready).
+verify "proxy_ready" {
+  for_each = local.apps
+  since    = reload.proxy_restart.at
+  timeout  = var.health_timeout
+  interval = "250ms"
+  tls {
+    address     = var.proxy_addr
+    server_name = format(var.leaf_name, each.key)
+    ca_file     = var.ca_cert
+  }
+}
+
 reload "vault_restart" {
-  depends_on = [reload.proxy_restart, verify.server_status, verify.server_served]
+  depends_on = [verify.proxy_ready, verify.server_status, verify.server_served]
   command    = var.vault_restart
 }
 
