@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/internal/testvault"
 )
 
@@ -396,25 +395,7 @@ func (b *wholeBed) checkAsBefore(t *testing.T, state string, files map[string]fi
 		}
 	}
 	b.checkHealthy(t)
-	issued := 0
-	for _, rec := range readJournal(t, state).Records {
-		if rec.Type != journal.StepSucceeded || !strings.HasPrefix(rec.Step, "issue.") {
-			continue
-		}
-		var out struct {
-			Serial string `json:"serial_number"`
-		}
-		if err := json.Unmarshal(rec.Outputs, &out); err != nil {
-			t.Fatal(err)
-		}
-		issued++
-		if !isRevoked(t, b.v, out.Serial) {
-			t.Errorf("%s issued %s, which is not revoked", rec.Step, out.Serial)
-		}
-	}
-	if issued == 0 {
-		t.Error("the journal shows no issued certificate")
-	}
+	issued := checkIssuedRevoked(t, b.v, state)
 	t.Logf("%d certificates the run issued are revoked", issued)
 }
 

@@ -120,25 +120,7 @@ func checkRestored(t *testing.T, v *testvault.Vault, state string, before map[st
 	if got := servedSerial(t, v); got != servedBefore {
 		t.Errorf("Vault serves %s, before the run it served %s", got, servedBefore)
 	}
-	issued := 0
-	for _, rec := range readJournal(t, state).Records {
-		if rec.Type != journal.StepSucceeded || !strings.HasPrefix(rec.Step, "issue.") {
-			continue
-		}
-		var out struct {
-			Serial string `json:"serial_number"`
-		}
-		if err := json.Unmarshal(rec.Outputs, &out); err != nil {
-			t.Fatal(err)
-		}
-		issued++
-		if !isRevoked(t, v, out.Serial) {
-			t.Errorf("%s issued %s, which is not revoked", rec.Step, out.Serial)
-		}
-	}
-	if issued == 0 {
-		t.Error("the journal shows no issued certificate")
-	}
+	checkIssuedRevoked(t, v, state)
 	run, err := engine.LoadRun(state)
 	if err != nil {
 		t.Fatal(err)
@@ -245,4 +227,31 @@ func TestKillDuringRollback(t *testing.T) {
 			checkRestored(t, r.v, state, before, served)
 		})
 	}
+}
+
+// checkIssuedRevoked checks that every certificate the journal in state
+// says the run issued is revoked in Vault, and returns how many there
+// were; a journal without one is an error.
+func checkIssuedRevoked(t *testing.T, v *testvault.Vault, state string) int {
+	t.Helper()
+	issued := 0
+	for _, rec := range readJournal(t, state).Records {
+		if rec.Type != journal.StepSucceeded || !strings.HasPrefix(rec.Step, "issue.") {
+			continue
+		}
+		var out struct {
+			Serial string `json:"serial_number"`
+		}
+		if err := json.Unmarshal(rec.Outputs, &out); err != nil {
+			t.Fatal(err)
+		}
+		issued++
+		if !isRevoked(t, v, out.Serial) {
+			t.Errorf("%s issued %s, which is not revoked", rec.Step, out.Serial)
+		}
+	}
+	if issued == 0 {
+		t.Error("the journal shows no issued certificate")
+	}
+	return issued
 }
