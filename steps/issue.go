@@ -333,9 +333,11 @@ func (*Issue) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 // CheckHost implements HostChecker: the role must exist and allow the
 // request (a name outside its domains, say), or the run would fail at this
 // step after earlier ones changed the system; the engine asks before any
-// step changes anything. A role the identity cannot read, or a Vault not
-// reachable, is left to Prepare and Apply: only a definite refusal stops
-// the run here.
+// step changes anything. It uses the Vault session only once it is open
+// (a run's Prepare opens it first; a resume may open it only after the
+// steps that put the admin identity right), and never logs in itself. A
+// role the identity cannot read, or no session yet, is left to Prepare and
+// Apply: only a definite refusal stops the run here.
 func (*Issue) CheckHost(ctx context.Context, env *Env, cfg Config) error {
 	req, err := parseIssue(cfg)
 	if err != nil && err != ErrUnknown {
@@ -344,9 +346,9 @@ func (*Issue) CheckHost(ctx context.Context, env *Env, cfg Config) error {
 	if req.mount == "" || req.role == "" {
 		return ErrUnknown // known after an earlier step
 	}
-	client, err := env.Vault(ctx)
-	if err != nil {
-		return nil
+	client, open := env.VaultIfOpen()
+	if !open {
+		return ErrUnknown // checked again just before the step runs
 	}
 	_, problems, _, readErr := roleVerdict(ctx, env, client, cfg, req)
 	if readErr != nil {

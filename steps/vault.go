@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -214,6 +215,9 @@ type vaultSession struct {
 	once    sync.Once
 	client  *vaultapi.Client
 	err     error
+	// opened is set once a login was attempted and succeeded: then client
+	// may be used without opening the session (see VaultIfOpen).
+	opened atomic.Bool
 	// loggedIn is set when the token came from a login, not from the
 	// operator: it is rotplan's to revoke.
 	loggedIn bool
@@ -292,8 +296,22 @@ func (e *Env) Vault(ctx context.Context) (*vaultapi.Client, error) {
 		}
 		s.client, s.err = s.conn.open(ctx, e.Log)
 		s.loggedIn = s.err == nil && s.conn.AuthMethod == "cert"
+		s.opened.Store(s.err == nil)
 	})
 	return s.client, s.err
+}
+
+// VaultIfOpen returns the client of a Vault session that is open already,
+// and false when none is: it never logs in. A check that may run before
+// the steps that put rotplan's own credentials right (a resume's
+// preflight, while admin.crt is half rotated) uses it, so that an early
+// login cannot fail and spoil the session for the rest of the run.
+func (e *Env) VaultIfOpen() (*vaultapi.Client, bool) {
+	s := e.session
+	if !s.opened.Load() {
+		return nil, false
+	}
+	return s.client, true
 }
 
 // Close ends the sessions the Env opened that are its own to end, so that
