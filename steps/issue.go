@@ -335,7 +335,11 @@ func (*Issue) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 // step after earlier ones changed the system; the engine asks before any
 // step changes anything. A role the identity cannot read, or a Vault not
 // reachable, is left to Prepare and Apply: only a definite refusal stops
-// the run here.
+// the run here. It reads the role only once a Prepare has logged in (a
+// run's preflight comes after every Prepare), and never logs in itself: a
+// resume prepares a step just before it runs, once the steps before it
+// have put right the identity rotplan logs in with, and a login the
+// preflight tried earlier would have failed for the whole resume.
 func (*Issue) CheckHost(ctx context.Context, env *Env, cfg Config) error {
 	req, err := parseIssue(cfg)
 	if err != nil && err != ErrUnknown {
@@ -344,9 +348,9 @@ func (*Issue) CheckHost(ctx context.Context, env *Env, cfg Config) error {
 	if req.mount == "" || req.role == "" {
 		return ErrUnknown // known after an earlier step
 	}
-	client, err := env.Vault(ctx)
-	if err != nil {
-		return nil
+	client := env.openedVault()
+	if client == nil {
+		return nil // again just before the step runs, after its Prepare
 	}
 	_, problems, _, readErr := roleVerdict(ctx, env, client, cfg, req)
 	if readErr != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -212,6 +213,9 @@ type vaultSession struct {
 	once    sync.Once
 	client  *vaultapi.Client
 	err     error
+	// opened is set once client is logged in, until Close: see
+	// openedVault.
+	opened atomic.Bool
 	// loggedIn is set when the token came from a login, not from the
 	// operator: it is rotplan's to revoke.
 	loggedIn bool
@@ -290,8 +294,22 @@ func (e *Env) Vault(ctx context.Context) (*vaultapi.Client, error) {
 		}
 		s.client, s.err = s.conn.open(ctx, e.Log)
 		s.loggedIn = s.err == nil && s.conn.AuthMethod == "cert"
+		s.opened.Store(s.err == nil)
 	})
 	return s.client, s.err
+}
+
+// openedVault returns the run's Vault client if a step has logged in
+// already, and nil otherwise: it never logs in itself. A check that may
+// come before the identity rotplan logs in with is usable (a resume's
+// preflight, while a killed run left a new admin key beside the old
+// certificate) must not be the one to log in: a failed login is the run's
+// for good (Vault).
+func (e *Env) openedVault() *vaultapi.Client {
+	if !e.session.opened.Load() {
+		return nil
+	}
+	return e.session.client
 }
 
 // Close ends the sessions the Env opened that are its own to end, so that
@@ -302,6 +320,7 @@ func (e *Env) Close(ctx context.Context) error {
 	s := e.session
 	var client *vaultapi.Client
 	s.once.Do(func() { s.err = errors.New("logged out") }) // never log in now
+	s.opened.Store(false)
 	if s.loggedIn {
 		client = s.client
 		s.loggedIn = false
