@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
@@ -598,5 +599,67 @@ func TestIssueRequestArguments(t *testing.T) {
 				t.Errorf("arguments() = %#v, want %#v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestIssueCheckHostLeavesTheLoginToPrepare: a killed run can leave the
+// new admin key beside the old certificate, the identity rotplan logs in
+// with, until the resume writes the certificate. The resume's preflight
+// comes before that: CheckHost must not log in with the pair that does not
+// match, or the failed login is the session's for good and every later
+// Vault step fails. Once Prepare has logged in, CheckHost reads the role
+// and refuses what it does not allow.
+func TestIssueCheckHostLeavesTheLoginToPrepare(t *testing.T) {
+	v := testvault.StartT(t)
+	ctx := context.Background()
+	conn := adminConnection(v)
+	dir := t.TempDir()
+	crt, key := filepath.Join(dir, "admin.crt"), filepath.Join(dir, "admin.key")
+	copyTo := func(src, dst string) {
+		t.Helper()
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyTo(conn.ClientCert, crt)
+	_, other := makeCert(t, "another key", nil, nil, false, nil)
+	der, err := x509.MarshalECPrivateKey(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	origKey := conn.ClientKey
+	conn.ClientCert, conn.ClientKey = crt, key
+	env := vaultEnv(nil, conn)
+
+	issue := &Issue{}
+	request := func(name string) Config {
+		return testConfig(t, issue.Spec(), map[string]cty.Value{
+			"mount":       cty.StringVal("pki-prod"),
+			"role":        cty.StringVal("vault-server"),
+			"common_name": cty.StringVal(name),
+			"ttl":         cty.StringVal("24h"),
+		})
+	}
+	// Before the login, the check is left for later (ErrUnknown: the
+	// engine asks again just before the step runs).
+	if err := issue.CheckHost(ctx, env, request("vault.prod.privsec.ch")); err != nil && err != ErrUnknown {
+		t.Fatalf("CheckHost before any login: %v", err)
+	}
+	copyTo(origKey, key) // the resume's write of the certificate, in effect
+	if err := issue.Prepare(ctx, env, request("vault.prod.privsec.ch")); err != nil {
+		t.Fatalf("Prepare once the key pair matches: %v", err)
+	}
+	if err := issue.CheckHost(ctx, env, request("vault.prod.privsec.ch")); err != nil {
+		t.Errorf("CheckHost of a request the role allows: %v", err)
+	}
+	if err := issue.CheckHost(ctx, env, request("elsewhere.example.org")); err == nil {
+		t.Error("CheckHost after the login: a name outside the role's domains was not refused")
 	}
 }

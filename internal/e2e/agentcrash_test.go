@@ -66,13 +66,7 @@ func TestAgentsCrashAtEveryBoundary(t *testing.T) {
 	total := len(readJournal(t, state).Records)
 	t.Logf("an uninterrupted run: %d records, %s", total, time.Since(start).Round(time.Millisecond))
 
-	var failpoints []string
-	for n := 1; n <= total; n++ {
-		if n > 1 {
-			failpoints = append(failpoints, fmt.Sprintf("before:%d", n))
-		}
-		failpoints = append(failpoints, fmt.Sprintf("after:%d", n))
-	}
+	failpoints := boundaries(total)
 	// And in the key's and the certificate's writes, between filling the
 	// temporary file and its durable start (the CA's content is the same
 	// each time: that write changes nothing and fills no temporary file).

@@ -77,13 +77,7 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 	}
 	checkRotated(t, r.v)
 
-	var failpoints []string
-	for n := 1; n <= total; n++ {
-		if n > 1 {
-			failpoints = append(failpoints, fmt.Sprintf("before:%d", n))
-		}
-		failpoints = append(failpoints, fmt.Sprintf("after:%d", n))
-	}
+	failpoints := boundaries(total)
 	// Which record the Nth is depends on the order parallel steps took in
 	// that run: these two kills land where they must whatever the order,
 	// once a key's write has started and before the key is in place, so a
@@ -121,6 +115,20 @@ func TestCrashAtEveryBoundary(t *testing.T) {
 
 	assertNoSecrets(t, r.v, []string{state})
 	t.Logf("checked the journals of %d interrupted runs and of the uninterrupted one for secrets", checked)
+}
+
+// boundaries are the failpoints at every journal boundary of a run of total
+// records: just before each record is written (but the first: nothing has
+// happened yet) and just after it is appended.
+func boundaries(total int) []string {
+	var out []string
+	for n := 1; n <= total; n++ {
+		if n > 1 {
+			out = append(out, fmt.Sprintf("before:%d", n))
+		}
+		out = append(out, fmt.Sprintf("after:%d", n))
+	}
+	return out
 }
 
 // checkResumed checks the resume of a killed run: it exits 0, says
