@@ -170,8 +170,9 @@ func parseRenewal(cfg Config, r *certRequest) error {
 	return nil
 }
 
-// prepare is Preparer.Prepare for the certificate kinds: Vault must be reachable and accept our
-// credentials before any step of the run changes anything.
+// prepare is Preparer.Prepare for the certificate kinds: Vault must be
+// reachable and accept our credentials before any step of the run changes
+// anything.
 func (certificateKind) prepare(ctx context.Context, env *Env) error {
 	_, err := env.Vault(ctx)
 	return err
@@ -207,9 +208,10 @@ func (k certificateKind) obtain(ctx context.Context, env *Env, cfg Config, req c
 	return issued, nil
 }
 
-// due is Conditional.Due for the certificate kinds: with renew_before and current, the step is
-// due when the certificate at current has at most renew_before left, has
-// expired, or is not there. Without them it sets no condition.
+// due is Conditional.Due for the certificate kinds: with renew_before and
+// current, the step is due when the certificate at current has at most
+// renew_before left, has expired, or is not there. Without them it sets no
+// condition.
 func (certificateKind) due(cfg Config) (Condition, error) {
 	var r certRequest
 	if err := parseRenewal(cfg, &r); err != nil {
@@ -248,9 +250,9 @@ func formatHours(d time.Duration) string {
 	return d.String()
 }
 
-// plan is Planner.Plan for the certificate kinds. It logs in to Vault and reads the role, which
-// must exist and allow the request, and describes the current certificate
-// when the block names one. It issues nothing.
+// plan is Planner.Plan for the certificate kinds. It logs in to Vault and
+// reads the role, which must exist and allow the request, and describes the
+// current certificate when the block names one. It issues nothing.
 func (k certificateKind) plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	pv := Preview{Action: Create}
 	req, err := k.parse(cfg)
@@ -299,14 +301,14 @@ func (k certificateKind) plan(ctx context.Context, env *Env, cfg Config) (Previe
 	return pv, nil
 }
 
-// checkHost is HostChecker.CheckHost for the certificate kinds: the role must exist and allow the
-// request (a name outside its domains, say), or the run would fail at this
-// step after earlier ones changed the system; the engine asks before any
-// step changes anything. It uses the Vault session only once it is open
-// (a run's Prepare opens it first; a resume may open it only after the
-// steps that put the admin identity right), and never logs in itself. A
-// role the identity cannot read, or no session yet, is left to Prepare and
-// Apply: only a definite refusal stops the run here.
+// checkHost is HostChecker.CheckHost for the certificate kinds: the role
+// must exist and allow the request (a name outside its domains, say), or the
+// run would fail at this step after earlier ones changed the system; the
+// engine asks before any step changes anything. It uses the Vault session
+// only once it is open (a run's Prepare opens it first; a resume may open it
+// only after the steps that put the admin identity right), and never logs in
+// itself. A role the identity cannot read, or no session yet, is left to
+// Prepare and Apply: only a definite refusal stops the run here.
 func (k certificateKind) checkHost(ctx context.Context, env *Env, cfg Config) error {
 	req, err := k.parse(cfg)
 	if err != nil && err != ErrUnknown {
@@ -341,9 +343,10 @@ func roleVerdict(ctx context.Context, env *Env, client *vaultapi.Client, cfg Con
 	return path, problems, notes, nil
 }
 
-// certificates is CertificateHolder.Certificates for the certificate kinds: the certificate at current,
-// which the step renews renew_before ahead of its expiry. A block without
-// current names none: what it issues goes where the writes put it.
+// certificates is CertificateHolder.Certificates for the certificate kinds:
+// the certificate at current, which the step renews renew_before ahead of
+// its expiry. A block without current names none: what it issues goes where
+// the writes put it.
 func (certificateKind) certificates(cfg Config) []CertificateFile {
 	var r certRequest
 	if err := parseRenewal(cfg, &r); err != nil || r.current == "" {
@@ -361,13 +364,13 @@ func revokeOnRollback(cfg Config) (bool, error) {
 	return cfg.Bool("revoke_on_rollback", true)
 }
 
-// supersede is Superseder.Supersede for the certificate kinds: it revokes the certificate an earlier,
-// interrupted run issued when revoke_superseded says so, and otherwise only
-// says that it was left valid. The serial comes from the journal, so it is
-// checked before it goes to Vault. Vault answers a second revocation with the
-// first one's time, and declines, with a warning, to revoke a certificate
-// that has expired; neither is an error, since either way the certificate is
-// no longer usable.
+// supersede is Superseder.Supersede for the certificate kinds: it revokes
+// the certificate an earlier, interrupted run issued when revoke_superseded
+// says so, and otherwise only says that it was left valid. The serial comes
+// from the journal, so it is checked before it goes to Vault. Vault answers
+// a second revocation with the first one's time, and declines, with a
+// warning, to revoke a certificate that has expired; neither is an error,
+// since either way the certificate is no longer usable.
 func (k certificateKind) supersede(ctx context.Context, env *Env, cfg Config, previous cty.Value) (string, error) {
 	if serialLost(previous) {
 		return "", errors.New(lostCertificate(cfg.String("mount"), cfg.String("common_name"), ""))
@@ -403,13 +406,13 @@ func (k certificateKind) supersede(ctx context.Context, env *Env, cfg Config, pr
 	return fmt.Sprintf("superseded certificate serial %s revoked in %s", serial, req.mount), nil
 }
 
-// snapshot is Rollbacker.Snapshot for the certificate kinds. The serial Rollback revokes is among the
-// outputs the journal keeps once the step succeeded; a run killed after
-// Vault issued the certificate but before then leaves only this: the
-// mount, the common name and the time the step started, by which the
-// operator finds the certificate in Vault. Being a snapshot, it is durable
-// before Vault is asked, so a resume knows that a certificate may have
-// been issued.
+// snapshot is Rollbacker.Snapshot for the certificate kinds. The serial
+// Rollback revokes is among the outputs the journal keeps once the step
+// succeeded; a run killed after Vault issued the certificate but before then
+// leaves only this: the mount, the common name and the time the step
+// started, by which the operator finds the certificate in Vault. Being a
+// snapshot, it is durable before Vault is asked, so a resume knows that a
+// certificate may have been issued.
 func (certificateKind) snapshot(ctx context.Context, cfg Config) (map[string]string, error) {
 	return map[string]string{
 		"mount":       cfg.String("mount"),
@@ -447,16 +450,16 @@ func lostCertificate(mount, commonName, started string) string {
 		"and revoke it by hand: vault write %s/revoke serial_number=SERIAL", commonName, mount, when, m, m, m)
 }
 
-// rollback is Rollbacker.Rollback for the certificate kinds: it revokes the certificate Apply issued,
-// unless revoke_on_rollback is false, when it only logs that the
-// certificate stays valid. Only mount and revoke_on_rollback are read from
-// the block, so a rollback does not depend on anything else in it being
-// known. As in Supersede, a certificate already revoked (Vault answers with
-// the first revocation's time, so a second rollback is harmless) or already
-// expired is not an error. Outputs with the serial unknown are a step
-// killed before its success was journaled: it may have issued a
-// certificate that cannot be revoked without its serial, so the error
-// says how to find it (see lostCertificate).
+// rollback is Rollbacker.Rollback for the certificate kinds: it revokes the
+// certificate Apply issued, unless revoke_on_rollback is false, when it only
+// logs that the certificate stays valid. Only mount and revoke_on_rollback
+// are read from the block, so a rollback does not depend on anything else in
+// it being known. As in Supersede, a certificate already revoked (Vault
+// answers with the first revocation's time, so a second rollback is
+// harmless) or already expired is not an error. Outputs with the serial
+// unknown are a step killed before its success was journaled: it may have
+// issued a certificate that cannot be revoked without its serial, so the
+// error says how to find it (see lostCertificate).
 func (k certificateKind) rollback(ctx context.Context, env *Env, cfg Config, outputs cty.Value, snapshot map[string]string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -600,8 +603,9 @@ func revocationTime(data map[string]any) int64 {
 	return 0
 }
 
-// summary is Summarizer.Summary for the certificate kinds: the serial and the expiry, which is what an
-// operator looks for in Vault and in the served certificate.
+// summary is Summarizer.Summary for the certificate kinds: the serial and
+// the expiry, which is what an operator looks for in Vault and in the served
+// certificate.
 func (certificateKind) summary(outputs cty.Value) []Fact {
 	var facts []Fact
 	if s, ok := outputString(outputs, "serial_number"); ok && s != "" {
