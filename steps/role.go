@@ -193,9 +193,9 @@ func (p *pkiRole) keyRefusal(k keySpec) []error {
 	case p.keyType != "rsa" && p.keyType != "ec" && p.keyType != "ed25519":
 		return []error{attrErr("role", "role %s has key_type %q, which Vault cannot sign CSRs with", p.name, p.keyType)}
 	case p.keyType != k.typ:
-		return []error{attrErr("key_type", "role %s requires keys of type %s (its key_type), and this step generates %s", p.name, p.keyType, k)}
+		return []error{attrErr("key_type", "role %s requires keys of type %s (its key_type), and this step generates %s: set key_type = %q", p.name, p.keyType, k, p.keyType)}
 	case k.typ != "ed25519" && k.bits > 0 && int64(k.bits) < p.keyBits:
-		return []error{attrErr("key_bits", "role %s requires %s keys of at least %d bits (its key_bits), and this step generates %s", p.name, p.keyType, p.keyBits, k)}
+		return []error{attrErr("key_bits", "role %s requires %s keys of at least %d bits (its key_bits), and this step generates %s: set key_bits to %d or more", p.name, p.keyType, p.keyBits, k, p.keyBits)}
 	}
 	return nil
 }
