@@ -20,7 +20,7 @@ import (
 // hcldec decodes an omitted optional argument. Values are converted to the
 // spec's types the way hcldec converts them (a number to a string, a tuple to
 // a list); marks survive the conversion.
-func testConfig(t *testing.T, spec hcldec.ObjectSpec, vals map[string]cty.Value) Config {
+func testConfig(t testing.TB, spec hcldec.ObjectSpec, vals map[string]cty.Value) Config {
 	t.Helper()
 	ty := hcldec.ImpliedType(spec)
 	attrs := map[string]cty.Value{}

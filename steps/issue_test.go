@@ -579,18 +579,18 @@ func TestIssueValidateRevokeOnRollback(t *testing.T) {
 func TestIssueRequestArguments(t *testing.T) {
 	tests := []struct {
 		name string
-		req  issueRequest
+		req  certRequest
 		want map[string]any
 	}{
-		{"common name only", issueRequest{mount: "pki", role: "r", commonName: "a.test"},
+		{"common name only", certRequest{mount: "pki", role: "r", commonName: "a.test"},
 			map[string]any{"common_name": "a.test", "format": "pem"}},
-		{"no common name", issueRequest{altNames: []string{"x.test"}},
+		{"no common name", certRequest{altNames: []string{"x.test"}},
 			map[string]any{"common_name": "", "format": "pem", "alt_names": "x.test"}},
-		{"every argument", issueRequest{mount: "pki", role: "r", commonName: "a.test", altNames: []string{"b.test", "c.test"},
+		{"every argument", certRequest{mount: "pki", role: "r", commonName: "a.test", altNames: []string{"b.test", "c.test"},
 			ipSANs: []string{"127.0.0.1", "::1"}, uris: []string{"spiffe://x/y", "https://z"}, ttl: "24h", revokeSuperseded: true, renewBefore: time.Hour, current: "/tmp/x.crt"},
 			map[string]any{"common_name": "a.test", "format": "pem", "alt_names": "b.test,c.test", "ip_sans": "127.0.0.1,::1",
 				"uri_sans": "spiffe://x/y,https://z", "ttl": "24h"}},
-		{"empty lists", issueRequest{commonName: "a.test", altNames: []string{}, ipSANs: []string{}, uris: []string{}},
+		{"empty lists", certRequest{commonName: "a.test", altNames: []string{}, ipSANs: []string{}, uris: []string{}},
 			map[string]any{"common_name": "a.test", "format": "pem"}},
 	}
 	for _, tt := range tests {

@@ -61,7 +61,8 @@ type pkiRole struct {
 
 // checkRole says whether a PKI role, as Vault returns it from MOUNT/roles/ROLE
 // (secret.Data), allows the request. problems are what would make Vault refuse
-// the issue request; notes are what the operator should know but Vault would
+// the issue request (or the sign request, for a request with a key: then
+// the key's type and size count, and the role's key_type may be "any"); notes are what the operator should know but Vault would
 // accept (e.g. a TTL Vault caps to max_ttl). Errors point at the argument with
 // attrErr so the preview can show file:line:col; a problem with the role
 // itself rather than with one argument points at "role".
@@ -71,7 +72,7 @@ type pkiRole struct {
 // leaf_not_after_behavior, identity templates and the token's display name)
 // is a note at most, never a problem: a dry run must not refuse what Vault
 // would issue.
-func checkRole(role map[string]any, r issueRequest) (problems []error, notes []string) {
+func checkRole(role map[string]any, r certRequest) (problems []error, notes []string) {
 	p, notes := readPKIRole(role, r.role)
 	refuse := func(path, format string, args ...any) {
 		problems = append(problems, attrErr(path, format, args...))
@@ -90,6 +91,8 @@ func checkRole(role map[string]any, r issueRequest) (problems []error, notes []s
 	}
 
 	switch {
+	case r.key != nil:
+		problems = append(problems, p.keyRefusal(*r.key)...)
 	case p.keyType == "any":
 		refuse("role", `role %s has key_type "any", which Vault allows for signing CSRs but not for issuing`, p.name)
 	case p.keyType == "rsa" && p.keyBits >= 0 && p.keyBits < 2048:
@@ -177,6 +180,24 @@ func checkRole(role map[string]any, r issueRequest) (problems []error, notes []s
 
 	tp, tn := p.checkTTL(r.ttl)
 	return append(problems, tp...), append(notes, tn...)
+}
+
+// keyRefusal mirrors Vault's SignCert (issuing/sign_cert.go) for the key
+// of a CSR: a role of one key type signs only keys of that type, of at
+// least its key_bits; a role of key_type "any" signs any key rotplan
+// generates. A key not known yet is not checked.
+func (p *pkiRole) keyRefusal(k keySpec) []error {
+	switch {
+	case k.typ == "" || p.keyType == "" || p.keyType == "any":
+		return nil
+	case p.keyType != "rsa" && p.keyType != "ec" && p.keyType != "ed25519":
+		return []error{attrErr("role", "role %s has key_type %q, which Vault cannot sign CSRs with", p.name, p.keyType)}
+	case p.keyType != k.typ:
+		return []error{attrErr("key_type", "role %s requires keys of type %s (its key_type), and this step generates %s: set key_type = %q", p.name, p.keyType, k, p.keyType)}
+	case k.typ != "ed25519" && k.bits > 0 && int64(k.bits) < p.keyBits:
+		return []error{attrErr("key_bits", "role %s requires %s keys of at least %d bits (its key_bits), and this step generates %s: set key_bits to %d or more", p.name, p.keyType, p.keyBits, k, p.keyBits)}
+	}
+	return nil
 }
 
 // nameRefusal mirrors Vault's ValidateNames for one name: why is empty when

@@ -75,103 +75,103 @@ func TestCheckRole(t *testing.T) {
 	tests := []struct {
 		name    string
 		role    map[string]any
-		req     issueRequest
+		req     certRequest
 		paths   []string // where the problems point, sorted
 		message string   // in a problem
 		note    string   // in a note
 	}{
-		{name: "bare domain", role: serverRole, req: issueRequest{commonName: "vault.prod.privsec.ch", ipSANs: []string{"127.0.0.1"}, ttl: "720h"}},
-		{name: "subdomain without allow_subdomains", role: serverRole, req: issueRequest{commonName: "x.example.com"},
+		{name: "bare domain", role: serverRole, req: certRequest{commonName: "vault.prod.privsec.ch", ipSANs: []string{"127.0.0.1"}, ttl: "720h"}},
+		{name: "subdomain without allow_subdomains", role: serverRole, req: certRequest{commonName: "x.example.com"},
 			paths:   []string{"common_name"},
 			message: `common_name: role vault-server does not allow common name "x.example.com": allowed_domains are [vault.prod.privsec.ch], allow_subdomains is false`},
-		{name: "subdomain", role: vaultRole(subdomains), req: issueRequest{commonName: "a.b.example.com"}},
-		{name: "bare domain without allow_bare_domains", role: vaultRole(subdomains), req: issueRequest{commonName: "example.com"},
+		{name: "subdomain", role: vaultRole(subdomains), req: certRequest{commonName: "a.b.example.com"}},
+		{name: "bare domain without allow_bare_domains", role: vaultRole(subdomains), req: certRequest{commonName: "example.com"},
 			paths: []string{"common_name"}, message: "allow_bare_domains is false"},
-		{name: "subdomains match case-sensitively", role: vaultRole(subdomains), req: issueRequest{commonName: "A.EXAMPLE.COM"},
+		{name: "subdomains match case-sensitively", role: vaultRole(subdomains), req: certRequest{commonName: "A.EXAMPLE.COM"},
 			paths: []string{"common_name"}, message: "case-sensitively"},
-		{name: "wildcard of an allowed domain", role: vaultRole(subdomains), req: issueRequest{commonName: "*.example.com"}},
+		{name: "wildcard of an allowed domain", role: vaultRole(subdomains), req: certRequest{commonName: "*.example.com"}},
 		{name: "wildcard refused", role: vaultRole(map[string]any{"allowed_domains": jsonList("example.com"), "allow_subdomains": true, "allow_wildcard_certificates": false}),
-			req: issueRequest{commonName: "*.example.com"}, paths: []string{"common_name"}, message: "allow_wildcard_certificates is false"},
-		{name: "two wildcards", role: vaultRole(subdomains), req: issueRequest{commonName: "*.*.example.com"},
+			req: certRequest{commonName: "*.example.com"}, paths: []string{"common_name"}, message: "allow_wildcard_certificates is false"},
+		{name: "two wildcards", role: vaultRole(subdomains), req: certRequest{commonName: "*.*.example.com"},
 			paths: []string{"common_name"}, message: "more than one *"},
-		{name: "wildcard not left-most", role: vaultRole(subdomains), req: issueRequest{commonName: "a.*.example.com"},
+		{name: "wildcard not left-most", role: vaultRole(subdomains), req: certRequest{commonName: "a.*.example.com"},
 			paths: []string{"common_name"}, message: "left-most"},
-		{name: "partial wildcard label is no DNS name", role: vaultRole(subdomains), req: issueRequest{commonName: "x*.example.com"},
+		{name: "partial wildcard label is no DNS name", role: vaultRole(subdomains), req: certRequest{commonName: "x*.example.com"},
 			note: "not a DNS name"},
 		{name: "glob domain", role: vaultRole(map[string]any{"allowed_domains": jsonList("svc-*.internal"), "allow_glob_domains": true}),
-			req: issueRequest{commonName: "SVC-a.internal"}},
+			req: certRequest{commonName: "SVC-a.internal"}},
 		{name: "glob domain without allow_glob_domains", role: vaultRole(map[string]any{"allowed_domains": jsonList("svc-*.internal")}),
-			req: issueRequest{commonName: "svc-a.internal"}, paths: []string{"common_name"}, message: "allow_glob_domains is false"},
-		{name: "not a hostname", role: vaultRole(subdomains), req: issueRequest{commonName: "-x.example.com"},
+			req: certRequest{commonName: "svc-a.internal"}, paths: []string{"common_name"}, message: "allow_glob_domains is false"},
+		{name: "not a hostname", role: vaultRole(subdomains), req: certRequest{commonName: "-x.example.com"},
 			paths: []string{"common_name"}, message: "enforce_hostnames is true"},
 		{name: "not a hostname, not enforced", role: vaultRole(map[string]any{"allowed_domains": jsonList("example.com"), "allow_subdomains": true, "enforce_hostnames": false}),
-			req: issueRequest{commonName: "under_score.example.com"}, note: "not a DNS name"},
-		{name: "empty label", role: vaultRole(map[string]any{"allow_any_name": true}), req: issueRequest{commonName: "a..example.com"},
+			req: certRequest{commonName: "under_score.example.com"}, note: "not a DNS name"},
+		{name: "empty label", role: vaultRole(map[string]any{"allow_any_name": true}), req: certRequest{commonName: "a..example.com"},
 			paths: []string{"common_name"}, message: "cannot read common name"},
-		{name: "any name", role: vaultRole(map[string]any{"allow_any_name": true}), req: issueRequest{commonName: "anything.test", altNames: []string{"x.y"}}},
-		{name: "any name still enforces hostnames", role: vaultRole(map[string]any{"allow_any_name": true}), req: issueRequest{commonName: "Rotplan Admin"},
+		{name: "any name", role: vaultRole(map[string]any{"allow_any_name": true}), req: certRequest{commonName: "anything.test", altNames: []string{"x.y"}}},
+		{name: "any name still enforces hostnames", role: vaultRole(map[string]any{"allow_any_name": true}), req: certRequest{commonName: "Rotplan Admin"},
 			paths: []string{"common_name"}, message: "enforce_hostnames"},
-		{name: "localhost", role: vaultRole(nil), req: issueRequest{commonName: "localhost"}},
-		{name: "localhost refused", role: vaultRole(map[string]any{"allow_localhost": false}), req: issueRequest{commonName: "localhost"},
+		{name: "localhost", role: vaultRole(nil), req: certRequest{commonName: "localhost"}},
+		{name: "localhost refused", role: vaultRole(map[string]any{"allow_localhost": false}), req: certRequest{commonName: "localhost"},
 			paths: []string{"common_name"}, message: "allow_localhost is false"},
-		{name: "nothing allowed", role: vaultRole(nil), req: issueRequest{commonName: "x.test"},
+		{name: "nothing allowed", role: vaultRole(nil), req: certRequest{commonName: "x.test"},
 			paths: []string{"common_name"}, message: "allow_any_name is false and allowed_domains is empty"},
 		{name: "cn_validations email only", role: vaultRole(map[string]any{"allowed_domains": jsonList("example.com"), "allow_bare_domains": true, "cn_validations": jsonList("email")}),
-			req: issueRequest{commonName: "example.com"}, paths: []string{"common_name"}, message: "cn_validations are [email]"},
+			req: certRequest{commonName: "example.com"}, paths: []string{"common_name"}, message: "cn_validations are [email]"},
 		{name: "email common name", role: vaultRole(map[string]any{"allowed_domains": jsonList("example.com"), "allow_bare_domains": true, "cn_validations": jsonList("email")}),
-			req: issueRequest{commonName: "ops@example.com"}},
+			req: certRequest{commonName: "ops@example.com"}},
 		{name: "cn_validations disabled", role: vaultRole(map[string]any{"allowed_domains": jsonList("example.com"), "allow_subdomains": true, "enforce_hostnames": false, "cn_validations": jsonList("disabled")}),
-			req: issueRequest{commonName: "Rotplan Admin"}, note: "not a DNS name"},
+			req: certRequest{commonName: "Rotplan Admin"}, note: "not a DNS name"},
 		{name: "cn_validations disabled, still a SAN", role: vaultRole(map[string]any{"allowed_domains": jsonList("example.com"), "allow_subdomains": true, "cn_validations": jsonList("disabled")}),
-			req: issueRequest{commonName: "x.other.com"}, paths: []string{"common_name"}, message: "subject alternative name"},
-		{name: "require_cn", role: vaultRole(map[string]any{"allow_any_name": true}), req: issueRequest{altNames: []string{"x.test"}},
+			req: certRequest{commonName: "x.other.com"}, paths: []string{"common_name"}, message: "subject alternative name"},
+		{name: "require_cn", role: vaultRole(map[string]any{"allow_any_name": true}), req: certRequest{altNames: []string{"x.test"}},
 			paths: []string{"common_name"}, message: "require_cn"},
-		{name: "no cn needed", role: vaultRole(map[string]any{"allow_any_name": true, "require_cn": false}), req: issueRequest{altNames: []string{"x.test"}}},
-		{name: "alt names", role: vaultRole(subdomains), req: issueRequest{commonName: "a.example.com", altNames: []string{"b.example.com", "c.other.com", "d.other.com"}},
+		{name: "no cn needed", role: vaultRole(map[string]any{"allow_any_name": true, "require_cn": false}), req: certRequest{altNames: []string{"x.test"}}},
+		{name: "alt names", role: vaultRole(subdomains), req: certRequest{commonName: "a.example.com", altNames: []string{"b.example.com", "c.other.com", "d.other.com"}},
 			paths: []string{"alt_names", "alt_names"}, message: `alt name "c.other.com"`},
-		{name: "alt names split at commas", role: vaultRole(subdomains), req: issueRequest{commonName: "a.example.com", altNames: []string{"b.example.com, c.example.com"}}},
-		{name: "alt email", role: vaultRole(subdomains), req: issueRequest{commonName: "a.example.com", altNames: []string{"ops@other.com"}},
+		{name: "alt names split at commas", role: vaultRole(subdomains), req: certRequest{commonName: "a.example.com", altNames: []string{"b.example.com, c.example.com"}}},
+		{name: "alt email", role: vaultRole(subdomains), req: certRequest{commonName: "a.example.com", altNames: []string{"ops@other.com"}},
 			paths: []string{"alt_names"}, message: `email address "ops@other.com"`},
-		{name: "alt name left out", role: vaultRole(subdomains), req: issueRequest{commonName: "a.example.com", altNames: []string{"under_score.example.com"}},
+		{name: "alt name left out", role: vaultRole(subdomains), req: certRequest{commonName: "a.example.com", altNames: []string{"under_score.example.com"}},
 			note: `alt name "under_score.example.com"`},
 		{name: "ip sans refused", role: vaultRole(map[string]any{"allow_any_name": true, "allow_ip_sans": false}),
-			req: issueRequest{commonName: "a.test", ipSANs: []string{"127.0.0.1"}}, paths: []string{"ip_sans"}, message: "allow_ip_sans is false"},
-		{name: "ip sans", role: vaultRole(map[string]any{"allow_any_name": true}), req: issueRequest{commonName: "a.test", ipSANs: []string{"127.0.0.1", "::1"}}},
-		{name: "bad ip", role: vaultRole(map[string]any{"allow_any_name": true}), req: issueRequest{commonName: "a.test", ipSANs: []string{"localhost"}},
+			req: certRequest{commonName: "a.test", ipSANs: []string{"127.0.0.1"}}, paths: []string{"ip_sans"}, message: "allow_ip_sans is false"},
+		{name: "ip sans", role: vaultRole(map[string]any{"allow_any_name": true}), req: certRequest{commonName: "a.test", ipSANs: []string{"127.0.0.1", "::1"}}},
+		{name: "bad ip", role: vaultRole(map[string]any{"allow_any_name": true}), req: certRequest{commonName: "a.test", ipSANs: []string{"localhost"}},
 			paths: []string{"ip_sans"}, message: "not an IP address"},
-		{name: "uri sans refused", role: vaultRole(map[string]any{"allow_any_name": true}), req: issueRequest{commonName: "a.test", uris: []string{"spiffe://x/y"}},
+		{name: "uri sans refused", role: vaultRole(map[string]any{"allow_any_name": true}), req: certRequest{commonName: "a.test", uris: []string{"spiffe://x/y"}},
 			paths: []string{"uri_sans"}, message: "allowed_uri_sans is empty"},
 		{name: "uri glob", role: vaultRole(map[string]any{"allow_any_name": true, "allowed_uri_sans": jsonList("spiffe://cluster.local/ns/*")}),
-			req: issueRequest{commonName: "a.test", uris: []string{"spiffe://cluster.local/ns/a/sa/b"}}},
+			req: certRequest{commonName: "a.test", uris: []string{"spiffe://cluster.local/ns/a/sa/b"}}},
 		{name: "uri mismatch", role: vaultRole(map[string]any{"allow_any_name": true, "allowed_uri_sans": jsonList("spiffe://cluster.local/ns/*")}),
-			req: issueRequest{commonName: "a.test", uris: []string{"spiffe://other/ns/a"}}, paths: []string{"uri_sans"}, message: "allowed_uri_sans are [spiffe://cluster.local/ns/*]"},
+			req: certRequest{commonName: "a.test", uris: []string{"spiffe://other/ns/a"}}, paths: []string{"uri_sans"}, message: "allowed_uri_sans are [spiffe://cluster.local/ns/*]"},
 		{name: "uri template", role: vaultRole(map[string]any{"allow_any_name": true, "allowed_uri_sans": jsonList("spiffe://{{identity.entity.name}}/*"), "allowed_uri_sans_template": true}),
-			req: issueRequest{commonName: "a.test", uris: []string{"spiffe://web/x"}}, note: "cannot evaluate"},
-		{name: "ttl capped", role: serverRole, req: issueRequest{commonName: "vault.prod.privsec.ch", ttl: "1000h"},
+			req: certRequest{commonName: "a.test", uris: []string{"spiffe://web/x"}}, note: "cannot evaluate"},
+		{name: "ttl capped", role: serverRole, req: certRequest{commonName: "vault.prod.privsec.ch", ttl: "1000h"},
 			note: "ttl 1000h is longer than role vault-server's max_ttl 720h: Vault issues the certificate for 720h instead"},
 		{name: "role ttl capped", role: vaultRole(map[string]any{"allow_any_name": true, "ttl": ttlHours(1000), "max_ttl": ttlHours(720)}),
-			req: issueRequest{commonName: "a.test"}, note: "ttl 1000h is longer"},
-		{name: "no ttl anywhere", role: vaultRole(map[string]any{"allow_any_name": true}), req: issueRequest{commonName: "a.test"}, note: "default lease TTL"},
-		{name: "no max_ttl", role: vaultRole(map[string]any{"allow_any_name": true}), req: issueRequest{commonName: "a.test", ttl: "24h"}, note: "no max_ttl"},
+			req: certRequest{commonName: "a.test"}, note: "ttl 1000h is longer"},
+		{name: "no ttl anywhere", role: vaultRole(map[string]any{"allow_any_name": true}), req: certRequest{commonName: "a.test"}, note: "default lease TTL"},
+		{name: "no max_ttl", role: vaultRole(map[string]any{"allow_any_name": true}), req: certRequest{commonName: "a.test", ttl: "24h"}, note: "no max_ttl"},
 		{name: "not_after and ttl", role: vaultRole(map[string]any{"allow_any_name": true, "not_after": "2030-01-01T00:00:00Z"}),
-			req: issueRequest{commonName: "a.test", ttl: "24h"}, paths: []string{"ttl"}, message: "not_after"},
+			req: certRequest{commonName: "a.test", ttl: "24h"}, paths: []string{"ttl"}, message: "not_after"},
 		{name: "not_after", role: vaultRole(map[string]any{"allow_any_name": true, "not_after": "2030-01-01T00:00:00Z"}),
-			req: issueRequest{commonName: "a.test"}, note: "expires at 2030-01-01T00:00:00Z"},
+			req: certRequest{commonName: "a.test"}, note: "expires at 2030-01-01T00:00:00Z"},
 		{name: "key_type any", role: vaultRole(map[string]any{"allow_any_name": true, "key_type": "any", "key_bits": json.Number("0")}),
-			req: issueRequest{commonName: "a.test"}, paths: []string{"role"}, message: `key_type "any"`},
+			req: certRequest{commonName: "a.test"}, paths: []string{"role"}, message: `key_type "any"`},
 		{name: "short rsa key", role: vaultRole(map[string]any{"allow_any_name": true, "key_bits": json.Number("1024")}),
-			req: issueRequest{commonName: "a.test"}, paths: []string{"role"}, message: "2048"},
+			req: certRequest{commonName: "a.test"}, paths: []string{"role"}, message: "2048"},
 		{name: "domains template", role: vaultRole(map[string]any{"allowed_domains": jsonList("{{identity.entity.name}}.example.com"), "allowed_domains_template": true, "allow_bare_domains": true}),
-			req: issueRequest{commonName: "web.example.com"}, note: "templated allowed_domains"},
+			req: certRequest{commonName: "web.example.com"}, note: "templated allowed_domains"},
 		{name: "template not enabled", role: vaultRole(map[string]any{"allowed_domains": jsonList("{{identity.entity.name}}.example.com"), "allow_bare_domains": true}),
-			req: issueRequest{commonName: "web.example.com"}, paths: []string{"common_name"}},
+			req: certRequest{commonName: "web.example.com"}, paths: []string{"common_name"}},
 		{name: "token display name", role: vaultRole(map[string]any{"allow_token_displayname": true}),
-			req: issueRequest{commonName: "cert-admin"}, note: "allow_token_displayname"},
+			req: certRequest{commonName: "cert-admin"}, note: "allow_token_displayname"},
 		{name: "odd types", role: vaultRole(map[string]any{"allow_any_name": "yes", "allowed_domains": jsonList("example.com"), "allow_subdomains": json.Number("1"), "max_ttl": []any{}}),
-			req: issueRequest{commonName: "a.example.com"}, paths: []string{"common_name"}, note: "cannot read allow_subdomains"},
+			req: certRequest{commonName: "a.example.com"}, paths: []string{"common_name"}, note: "cannot read allow_subdomains"},
 		{name: "missing fields take Vault's defaults", role: map[string]any{"allowed_domains": jsonList("example.com"), "allow_bare_domains": true},
-			req: issueRequest{commonName: "example.com", ipSANs: []string{"10.0.0.1"}}},
-		{name: "nil role", role: nil, req: issueRequest{commonName: "a.test"}, paths: []string{"common_name"}},
+			req: certRequest{commonName: "example.com", ipSANs: []string{"10.0.0.1"}}},
+		{name: "nil role", role: nil, req: certRequest{commonName: "a.test"}, paths: []string{"common_name"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,7 +269,7 @@ func FuzzCheckRoleOddData(f *testing.F) {
 		}
 		field := roleKeys[int(key)%len(roleKeys)]
 		role[field] = oddValue(kind, s, fl)
-		req := issueRequest{role: name, commonName: cn, ttl: ttl}
+		req := certRequest{role: name, commonName: cn, ttl: ttl}
 		if alt != "" {
 			req.altNames = []string{alt}
 		}
@@ -330,7 +330,7 @@ func anyContains(items []string, sub string) bool {
 
 // vaultBlames returns the argument Vault's refusal is about, "" when it
 // issued or the message does not say.
-func vaultBlames(err error, r issueRequest) string {
+func vaultBlames(err error, r certRequest) string {
 	if err == nil {
 		return ""
 	}
@@ -498,7 +498,7 @@ func TestCheckRoleAgainstVault(t *testing.T) {
 			t.Fatalf("reading %s: %v", path, err)
 		}
 		for _, rq := range role.requests {
-			req := issueRequest{mount: "pki-prod", role: role.name, commonName: rq.cn, altNames: rq.alt, ipSANs: rq.ips, uris: rq.uris, ttl: rq.ttl}
+			req := certRequest{mount: "pki-prod", role: role.name, commonName: rq.cn, altNames: rq.alt, ipSANs: rq.ips, uris: rq.uris, ttl: rq.ttl}
 			name := fmt.Sprintf("%s/cn=%q alt=%q ip=%q uri=%q ttl=%q", role.name, rq.cn, rq.alt, rq.ips, rq.uris, rq.ttl)
 			t.Run(name, func(t *testing.T) {
 				problems, notes := checkRole(secret.Data, req)

@@ -163,6 +163,7 @@ type Registry map[string]Step
 func Default() Registry {
 	return Registry{
 		"issue":  (*Issue)(nil),
+		"sign":   (*Sign)(nil),
 		"write":  (*Write)(nil),
 		"chown":  (*Chown)(nil),
 		"reload": (*Reload)(nil),

@@ -42,7 +42,7 @@ func vaultMessage(err error) string {
 // (with the closest one it can), the role otherwise. A mistyped mount
 // reads as "permission denied" to a token whose policy only covers the
 // real one, so the mounts are asked for to tell the two apart.
-func pkiError(ctx context.Context, client *vaultapi.Client, cfg Config, req issueRequest, what string, err error) error {
+func pkiError(ctx context.Context, client *vaultapi.Client, cfg Config, req certRequest, what string, err error) error {
 	var resp *vaultapi.ResponseError
 	denied := errors.As(err, &resp) && resp.StatusCode == http.StatusForbidden
 	noRoute := strings.Contains(err.Error(), "no handler for route")

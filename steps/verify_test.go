@@ -238,7 +238,7 @@ func TestPreviewReadsDoNotBlockOnAPipe(t *testing.T) {
 	}
 	// Were it to block, the test binary's -timeout would end it with every
 	// goroutine's stack, this one's in the open of the pipe.
-	_, err := renewalDue(issueRequest{renewBefore: time.Hour, current: fifo}, "current", time.Now())
+	_, err := renewalDue(certRequest{renewBefore: time.Hour, current: fifo}, "current", time.Now())
 	wantErrContains(t, err, "current", "not a regular file")
 }
 

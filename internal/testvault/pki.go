@@ -23,6 +23,9 @@ const rotplanAdminPolicy = `# rotplan: rotate the Vault listener certificate thr
 path "pki-prod/issue/*" {
   capabilities = ["create", "update"]
 }
+path "pki-prod/sign/*" {
+  capabilities = ["create", "update"]
+}
 path "pki-prod/revoke" {
   capabilities = ["update"]
 }
