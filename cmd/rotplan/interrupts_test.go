@@ -88,17 +88,23 @@ func TestEveryCommandStopsOnASignal(t *testing.T) {
 // reader.
 func openFIFOWriter(t *testing.T, path string) *os.File {
 	t.Helper()
-	opened := make(chan *os.File, 1)
+	type result struct {
+		f   *os.File
+		err error
+	}
+	// The goroutine reports through the channel, never through t: it may
+	// return after the test has ended, when t must not be used.
+	opened := make(chan result, 1)
 	go func() {
 		f, err := os.OpenFile(path, os.O_WRONLY, 0)
-		if err != nil {
-			t.Error(err)
-		}
-		opened <- f
+		opened <- result{f, err}
 	}()
 	select {
-	case f := <-opened:
-		return f
+	case r := <-opened:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		return r.f
 	case <-time.After(hangDetector):
 		t.Fatalf("rotplan never opened %s to read it", path)
 		return nil
