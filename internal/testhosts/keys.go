@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -71,61 +72,83 @@ func configPath(path string) error {
 	return nil
 }
 
+// directive is one keyword and value of an sshd_config or ssh_config.
+type directive struct{ keyword, value string }
+
+// configText renders directives, one a line after indent, below comment
+// lines.
+func configText(comment []string, indent string, ds []directive) string {
+	var b strings.Builder
+	for _, c := range comment {
+		b.WriteString("# " + c + "\n")
+	}
+	for _, d := range ds {
+		b.WriteString(indent + d.keyword + " " + d.value + "\n")
+	}
+	return b.String()
+}
+
 // sshdConfig is the configuration of host h's sshd.
 func (f *Fleet) sshdConfig(h *Host) string {
 	strict := "no"
 	if f.StrictModes {
 		strict = "yes"
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "# rotplan testhosts: host %s of bed %s (network namespace %s), run as\n", h.Name, f.Name, h.Netns)
-	fmt.Fprintf(&b, "#   ip netns exec %s %s -D -e -f %s\n", h.Netns, f.sshd, h.Config)
-	fmt.Fprintf(&b, "ListenAddress %s\n", h.HostPort())
-	fmt.Fprintf(&b, "HostKey %s\n", h.HostKeyFile)
-	fmt.Fprintf(&b, "PidFile %s\n", h.PIDFile)
-	fmt.Fprintf(&b, "AuthorizedKeysFile %s\n", h.AuthorizedKeys)
-	fmt.Fprintf(&b, "AuthorizedPrincipalsFile none\n")
-	fmt.Fprintf(&b, "PermitRootLogin prohibit-password\n")
-	fmt.Fprintf(&b, "AllowUsers %s\n", User)
-	fmt.Fprintf(&b, "PubkeyAuthentication yes\n")
-	fmt.Fprintf(&b, "PasswordAuthentication no\n")
-	fmt.Fprintf(&b, "KbdInteractiveAuthentication no\n")
-	fmt.Fprintf(&b, "HostbasedAuthentication no\n")
-	fmt.Fprintf(&b, "UsePAM no\n")
-	fmt.Fprintf(&b, "StrictModes %s\n", strict)
-	fmt.Fprintf(&b, "Subsystem sftp internal-sftp\n")
-	// A home of the host's own: sessions read its shell startup files,
-	// not those of the machine's root.
-	fmt.Fprintf(&b, "SetEnv HOME=%s\n", h.Home)
-	fmt.Fprintf(&b, "UseDNS no\n")
-	fmt.Fprintf(&b, "PrintMotd no\n")
-	fmt.Fprintf(&b, "PrintLastLog no\n")
-	fmt.Fprintf(&b, "X11Forwarding no\n")
-	fmt.Fprintf(&b, "LogLevel VERBOSE\n")
-	return b.String()
+	return configText([]string{
+		fmt.Sprintf("rotplan testhosts: host %s of bed %s (network namespace %s), run as", h.Name, f.Name, h.Netns),
+		fmt.Sprintf("  ip netns exec %s %s -D -e -f %s", h.Netns, f.sshd, h.Config),
+	}, "", []directive{
+		{"ListenAddress", h.HostPort()},
+		{"HostKey", h.HostKeyFile},
+		{"PidFile", h.PIDFile},
+		{"AuthorizedKeysFile", h.AuthorizedKeys},
+		{"AuthorizedPrincipalsFile", "none"},
+		{"PermitRootLogin", "prohibit-password"},
+		{"AllowUsers", User},
+		{"PubkeyAuthentication", "yes"},
+		{"PasswordAuthentication", "no"},
+		{"KbdInteractiveAuthentication", "no"},
+		{"HostbasedAuthentication", "no"},
+		{"UsePAM", "no"},
+		{"StrictModes", strict},
+		{"Subsystem", "sftp internal-sftp"},
+		// A home of the host's own: sessions read its shell startup
+		// files, not those of the machine's root.
+		{"SetEnv", "HOME=" + h.Home},
+		{"UseDNS", "no"},
+		{"PrintMotd", "no"},
+		{"PrintLastLog", "no"},
+		{"X11Forwarding", "no"},
+		{"LogLevel", "VERBOSE"},
+	})
 }
 
 // sshConfig is the controller's ssh_config, for humans and tests.
 func (f *Fleet) sshConfig() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# rotplan testhosts: bed %s (subnet %s). ssh works from the controller's\n", f.Name, f.Subnet)
-	fmt.Fprintf(&b, "# network namespace only, e.g.\n")
-	fmt.Fprintf(&b, "#   ip netns exec %s ssh -F %s %s\n", f.Controller.Netns, f.SSHConfig, f.Hosts[0].Name)
+	b.WriteString(configText([]string{
+		fmt.Sprintf("rotplan testhosts: bed %s (subnet %s). ssh works from the controller's", f.Name, f.Subnet),
+		"network namespace only, e.g.",
+		fmt.Sprintf("  ip netns exec %s ssh -F %s %s", f.Controller.Netns, f.SSHConfig, f.Hosts[0].Name),
+	}, "", nil))
 	for _, h := range f.Hosts {
-		fmt.Fprintf(&b, "\nHost %s\n    HostName %s\n    Port %d\n", h.Name, h.Addr, h.Port)
+		b.WriteString("\nHost " + h.Name + "\n")
+		b.WriteString(configText(nil, "    ", []directive{{"HostName", h.Addr.String()}, {"Port", strconv.Itoa(h.Port)}}))
 	}
-	fmt.Fprintf(&b, "\nHost *\n")
-	fmt.Fprintf(&b, "    User %s\n", User)
-	fmt.Fprintf(&b, "    Port %d\n", f.Hosts[0].Port)
-	fmt.Fprintf(&b, "    IdentityFile %s\n", f.ClientKey)
-	fmt.Fprintf(&b, "    IdentitiesOnly yes\n")
-	fmt.Fprintf(&b, "    IdentityAgent none\n")
-	fmt.Fprintf(&b, "    UserKnownHostsFile %s\n", f.KnownHosts)
-	fmt.Fprintf(&b, "    GlobalKnownHostsFile /dev/null\n")
-	fmt.Fprintf(&b, "    StrictHostKeyChecking yes\n")
-	fmt.Fprintf(&b, "    UpdateHostKeys no\n")
-	fmt.Fprintf(&b, "    BatchMode yes\n")
-	fmt.Fprintf(&b, "    ConnectTimeout 10\n")
+	b.WriteString("\nHost *\n")
+	b.WriteString(configText(nil, "    ", []directive{
+		{"User", User},
+		{"Port", strconv.Itoa(f.Hosts[0].Port)},
+		{"IdentityFile", f.ClientKey},
+		{"IdentitiesOnly", "yes"},
+		{"IdentityAgent", "none"},
+		{"UserKnownHostsFile", f.KnownHosts},
+		{"GlobalKnownHostsFile", "/dev/null"},
+		{"StrictHostKeyChecking", "yes"},
+		{"UpdateHostKeys", "no"},
+		{"BatchMode", "yes"},
+		{"ConnectTimeout", "10"},
+	}))
 	return b.String()
 }
 

@@ -1,6 +1,7 @@
 package testhosts
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -246,8 +248,8 @@ func TestStopLeavesNothing(t *testing.T) {
 	wantNetns(t, ctx, f, f.Hosts[0].Name, f.Hosts[0])
 
 	// A process of a host's other than sshd, as a session or a test leaves.
-	sleeper := f.Hosts[1].Command(context.Background(), "sleep", "600")
-	if err := sleeper.Start(); err != nil {
+	sleeper, err := startSleep(&f.Hosts[1].Namespace, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	inodes := map[uint64]bool{}
@@ -276,8 +278,8 @@ func TestStopLeavesNothing(t *testing.T) {
 		t.Errorf("processes left in the bed's namespaces: %v (%v)", pids, err)
 	}
 	for _, pid := range sshds {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("sshd pid %d: kill 0: %v, want no such process", pid, err)
+		if running(pid) {
+			t.Errorf("sshd pid %d still runs", pid)
 		}
 	}
 	if out, err := exec.Command("pgrep", "-a", "-f", f.Dir).Output(); err == nil {
@@ -301,14 +303,79 @@ func TestStopLeavesNothing(t *testing.T) {
 	}
 }
 
-// TestStaleBedIsSwept abandons a bed as a killed run would (lock released,
-// nothing stopped) and checks that the next bed removes it.
-func TestStaleBedIsSwept(t *testing.T) {
-	stale := Start(t, 1)
-	sleeper := stale.Hosts[0].Command(context.Background(), "sleep", "600")
-	if err := sleeper.Start(); err != nil {
+// TestFailedStartLeavesNothing starts a bed whose sshd cannot run: the
+// error says why, and nothing of the bed is left.
+func TestFailedStartLeavesNothing(t *testing.T) {
+	if err := Check(""); err != nil {
+		Unavailable(t, err)
+	}
+	dir := t.TempDir()
+	sshd := filepath.Join(dir, "sshd")
+	if err := os.WriteFile(sshd, []byte("#!/bin/sh\necho 'no sshd here' >&2\nexit 1\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f, err := StartFleet(ctx, Options{Hosts: 2, Sshd: sshd, Dir: filepath.Join(dir, "bed")})
+	if err == nil {
+		f.Stop()
+		t.Fatal("StartFleet with an sshd that exits 1 succeeded")
+	}
+	for _, want := range []string{"sshd of h1 exited (exit status 1)", "no sshd here"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	bed := regexp.MustCompile(`bed (` + Prefix + `[0-9]+)`).FindStringSubmatch(err.Error())
+	if bed == nil {
+		t.Fatalf("error %q names no bed", err)
+	}
+	if left, err := bedNamespaces(bed[1] + "-"); err != nil || len(left) > 0 {
+		t.Errorf("namespaces left: %v (%v)", left, err)
+	}
+	x, _ := strconv.Atoi(strings.TrimPrefix(bed[1], Prefix))
+	lock, err := tryLock(x)
+	if err != nil || lock == nil {
+		t.Fatalf("the lock of %s is still held (%v)", bed[1], err)
+	}
+	lock.Close()
+}
+
+// startSleep starts sleep 600 in ns (with attr when not nil instead of
+// Command's) and returns once it runs there: until ip netns exec has
+// switched namespaces and run sleep, a sweep or Stop would not find it.
+func startSleep(ns *Namespace, attr *syscall.SysProcAttr) (*exec.Cmd, error) {
+	cmd := ns.Command(context.Background(), "sleep", "600")
+	if attr != nil {
+		cmd.SysProcAttr = attr
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	comm := filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "comm")
+	for range 3000 {
+		if b, err := os.ReadFile(comm); err == nil && string(b) == "sleep\n" {
+			return cmd, nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	return nil, fmt.Errorf("ip netns exec %s sleep 600 does not run sleep", ns.Netns)
+}
+
+// TestStaleBedIsSwept abandons a bed as a killed run would (lock released,
+// nothing stopped) and checks that the next bed removes it, and leaves a
+// live bed alone.
+func TestStaleBedIsSwept(t *testing.T) {
+	live := Start(t, 1)
+	stale := Start(t, 1)
+	sleeper, err := startSleep(&stale.Hosts[0].Namespace, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slept := make(chan struct{})
+	go func() { sleeper.Wait(); close(slept) }()
 	if err := stale.lock.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -320,14 +387,133 @@ func TestStaleBedIsSwept(t *testing.T) {
 	} else if f.Name != stale.Name && len(left) > 0 {
 		t.Errorf("namespaces of the stale bed %s left: %v", stale.Name, left)
 	}
+	waitGone(t, stale.Hosts[0].proc.done, "the stale bed's sshd")
+	waitGone(t, slept, "the sleep in the stale bed's host")
+	if err := f.Controller.banner(context.Background(), f.Hosts[0].HostPort()); err != nil {
+		t.Errorf("the new bed's sshd: %v", err)
+	}
+	if err := live.Controller.banner(context.Background(), live.Hosts[0].HostPort()); err != nil {
+		t.Errorf("the live bed %s was swept: %v", live.Name, err)
+	}
+}
+
+// waitGone fails the test unless done is closed soon: a process that was
+// killed is reaped within moments, one that was not runs on.
+func waitGone(t *testing.T, done <-chan struct{}, what string) {
+	t.Helper()
 	select {
-	case <-stale.Hosts[0].proc.done:
-	default:
-		t.Errorf("the stale bed's sshd (pid %d) still runs", stale.Hosts[0].PID())
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s still runs", what)
 	}
-	if err := sleeper.Wait(); err == nil {
-		t.Error("the sleep in the stale bed exited 0, want killed")
+}
+
+// waitNoProcess waits until the process pid has exited (a zombie waiting
+// for its new parent, init, to reap it counts as exited), failing the test
+// when it runs on.
+func waitNoProcess(t *testing.T, pid int, what string) {
+	t.Helper()
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if !running(pid) {
+			return
+		}
 	}
+	t.Errorf("%s (pid %d) still runs", what, pid)
+}
+
+// running reports whether the process pid exists and is not a zombie.
+func running(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
+}
+
+// childEnv marks the test binary re-run by TestKilledRunIsSwept.
+const childEnv = "ROTPLAN_TESTHOSTS_KILLED_CHILD"
+
+// TestKilledRunIsSwept starts a bed in a child process, with a stray
+// process in a host's namespace that nothing will stop (as an ssh session
+// would leave), and kills the child with SIGKILL. Its sshd dies with it
+// (Pdeathsig); its namespaces and the stray process stay, until the next
+// bed starts and sweeps them.
+func TestKilledRunIsSwept(t *testing.T) {
+	if os.Getenv(childEnv) != "" {
+		killedChild()
+		return
+	}
+	if err := Check(""); err != nil {
+		Unavailable(t, err)
+	}
+	child := exec.Command(os.Args[0], "-test.run=^TestKilledRunIsSwept$", "-test.count=1")
+	child.Env = append(os.Environ(), childEnv+"=1")
+	var errOut bytes.Buffer
+	child.Stderr = &errOut
+	out, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var bed string
+	var sshd, stray int
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if _, serr := fmt.Sscanf(line, "bed %s sshd %d stray %d", &bed, &sshd, &stray); err != nil || serr != nil {
+		child.Process.Kill()
+		child.Wait()
+		t.Fatalf("the child said %q (%v, %v)\n%s", line, err, serr, errOut.String())
+	}
+	if err := child.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	t.Cleanup(func() {
+		// Whatever happened below, nothing of the child's stays.
+		if err := sweep(context.Background(), ""); err != nil {
+			t.Error(err)
+		}
+	})
+
+	waitNoProcess(t, sshd, "the killed run's sshd")
+	if left, err := bedNamespaces(bed + "-"); err != nil || len(left) != 3 {
+		t.Errorf("namespaces of the killed run's bed: %v (%v), want its 3 until the next start", left, err)
+	}
+	if !running(stray) {
+		t.Errorf("the stray process (pid %d) is gone before the next start", stray)
+	}
+
+	f := Start(t, 1)
+	if left, err := bedNamespaces(bed + "-"); err != nil {
+		t.Fatal(err)
+	} else if f.Name != bed && len(left) > 0 {
+		t.Errorf("namespaces of the killed run's bed %s left: %v", bed, left)
+	}
+	waitNoProcess(t, stray, "the stray process of the killed run")
+}
+
+// killedChild is TestKilledRunIsSwept's child: it starts a bed and a stray
+// process, says so on stdout, and waits to be killed.
+func killedChild() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f, err := StartFleet(ctx, Options{Hosts: 1})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// No Pdeathsig: it outlives the child.
+	stray, err := startSleep(&f.Hosts[0].Namespace, &syscall.SysProcAttr{Setsid: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("bed %s sshd %d stray %d\n", f.Name, f.Hosts[0].PID(), stray.Process.Pid)
+	select {}
 }
 
 // TestEightHosts measures a bed of 8 hosts (logged, never asserted) and
