@@ -472,10 +472,15 @@ func TestKilledRunIsSwept(t *testing.T) {
 		t.Fatal(err)
 	}
 	child.Wait()
+	var f *Fleet
 	t.Cleanup(func() {
-		// Whatever happened below, nothing of the child's stays.
+		// Whatever happened below, nothing of the child's stays, its
+		// directory included (unless a new bed of the same number has it).
 		if err := sweep(context.Background(), ""); err != nil {
 			t.Error(err)
+		}
+		if f == nil || f.Name != bed {
+			os.RemoveAll(filepath.Join(StateDir, bed))
 		}
 	})
 
@@ -487,7 +492,7 @@ func TestKilledRunIsSwept(t *testing.T) {
 		t.Errorf("the stray process (pid %d) is gone before the next start", stray)
 	}
 
-	f := Start(t, 1)
+	f = Start(t, 1)
 	if left, err := bedNamespaces(bed + "-"); err != nil {
 		t.Fatal(err)
 	} else if f.Name != bed && len(left) > 0 {
