@@ -55,7 +55,7 @@ func executable(path string) bool {
 func (ns *Namespace) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	ip, err := IPBinary()
 	if err != nil {
-		ip = "ip" // Start fails with the same error
+		ip = "ip" // cmd.Start reports it missing
 	}
 	cmd := exec.CommandContext(ctx, ip, append([]string{"netns", "exec", ns.Netns, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -64,7 +64,9 @@ func (ns *Namespace) Command(ctx context.Context, name string, args ...string) *
 
 // Do runs fn on an OS thread switched into the namespace and returns its
 // error. Sockets fn creates belong to the namespace for their whole life;
-// goroutines fn starts do not run in it, and fn must not start processes.
+// goroutines fn starts do not run in it. fn must not start processes (use
+// [Namespace.Command]): the thread may end after fn, and a child's
+// Pdeathsig fires when the thread that started it ends.
 func (ns *Namespace) Do(fn func() error) error {
 	return doIn(filepath.Join(netnsDir, ns.Netns), fn)
 }
@@ -124,7 +126,10 @@ func (ns *Namespace) Dial(ctx context.Context, network, address string) (net.Con
 
 // Cut takes the namespace's link down at the bridge, as if its cable were
 // pulled at the switch: the namespace keeps its address and its processes,
-// but nothing reaches it or leaves it through the bridge until [Namespace.Restore].
+// but nothing reaches it or leaves it through the bridge until
+// [Namespace.Restore]. Connections to it are not reset: their packets are
+// lost, so clients see timeouts (or no route, once the controller's ARP
+// entry has expired), as with a real host cut off.
 func (ns *Namespace) Cut(ctx context.Context) error {
 	return runIP(ctx, ns.bridge, "", "link", "set", ns.Netns, "down")
 }
