@@ -1,7 +1,8 @@
 # rotplan: `make demo` runs the seed's whole run (examples/everything.hcl)
 # against a local prod-like bed: Vault, the apps' Vault Agents and nginx (as
 # root; otherwise the control plane alone); `make test` runs every test,
-# Vault-backed ones included.
+# Vault-backed ones included, and as root the fleet bed's (hosts in network
+# namespaces running OpenSSH).
 
 GO          ?= go
 VAULT_VERSION := 1.21.0
@@ -13,7 +14,7 @@ VAULT_BIN   := $(CACHE_DIR)/vault-$(VAULT_VERSION)-$(VAULT_PIN)/vault
 ROTPLAN_BIN := bin/rotplan
 GO_DIRS     := cmd engine steps plans internal
 
-.PHONY: all build vault nginx test check demo bench golden clean
+.PHONY: all build vault nginx openssh test check demo bench golden clean
 
 all: build
 
@@ -41,6 +42,13 @@ vault: $(VAULT_BIN)
 nginx:
 	@sh internal/testvault/install-nginx.sh
 
+# OpenSSH (server and client) from Debian's packages for the fleet test bed
+# (internal/testhosts), installed once when missing and root; Debian's ssh
+# service is neither started nor enabled: the harness runs its own sshd in
+# each host's network namespace. Otherwise the tests that need it skip.
+openssh:
+	@sh internal/testhosts/install-openssh.sh
+
 check:
 	@unformatted=$$(gofmt -l $(GO_DIRS)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -53,7 +61,7 @@ check:
 # fuzz coordinator sometimes fails with a bare "context deadline exceeded"
 # when the time runs out (golang/go#75804, seen here in make test). Inputs
 # are minimised for at most 100 runs, else minimising took the whole budget.
-test: check vault nginx
+test: check vault nginx openssh
 	ROTPLAN_VAULT_BIN=$(VAULT_BIN) $(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime 20000x -fuzzminimizetime 100x ./engine/
 
