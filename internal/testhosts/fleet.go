@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rotplan/rotplan/internal/proc"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 )
@@ -78,7 +79,7 @@ func (h *Host) HostPort() string {
 }
 
 // PID returns the pid of the host's sshd (the listener).
-func (h *Host) PID() int { return h.proc.cmd.Process.Pid }
+func (h *Host) PID() int { return h.proc.PID() }
 
 // Fleet is a running bed: the controller and the hosts, see the package
 // documentation.
@@ -371,7 +372,7 @@ func (f *Fleet) spawnSshd(ctx context.Context, h *Host) (*process, error) {
 		Setpgid:   true,            // a ^C at the terminal is for the harness, which stops sshd itself
 		Pdeathsig: syscall.SIGTERM, // no sshd outlives the harness
 	}
-	return spawn(cmd)
+	return proc.Spawn(cmd)
 }
 
 // waitSshd waits until h's sshd sends an SSH banner to a connection from
@@ -383,8 +384,8 @@ func (f *Fleet) waitSshd(ctx context.Context, h *Host) error {
 			return nil
 		}
 		select {
-		case <-h.proc.done:
-			return fmt.Errorf("sshd of %s exited (%v); tail of %s:\n%s", h.Name, h.proc.err, h.Log, tail(h.Log, 20))
+		case <-h.proc.Done():
+			return fmt.Errorf("sshd of %s exited (%v); tail of %s:\n%s", h.Name, h.proc.Err(), h.Log, tail(h.Log, 20))
 		case <-ctx.Done():
 			return fmt.Errorf("sshd of %s does not answer at %s from %s: %v (last: %v); tail of %s:\n%s", h.Name, h.HostPort(), f.Controller.Netns, ctx.Err(), err, h.Log, tail(h.Log, 20))
 		case <-time.After(10 * time.Millisecond):
@@ -430,7 +431,7 @@ func (f *Fleet) Stop() error {
 			}
 		}
 		errs = append(errs, parallel(len(running), func(i int) error {
-			return running[i].proc.terminate("sshd of " + running[i].Name)
+			return running[i].proc.Terminate("sshd of "+running[i].Name, stopTimeout)
 		}))
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -522,38 +523,8 @@ func sweep(ctx context.Context, own string) error {
 	return nil
 }
 
-// process is a started command waited for in the background.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // Wait's result; valid after done is closed
-}
-
-func spawn(cmd *exec.Cmd) (*process, error) {
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// terminate sends SIGTERM, SIGKILL after stopTimeout, and waits for the
-// process; what names it in the error.
-func (p *process) terminate(what string) error {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(stopTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("%s (pid %d) did not stop within %s after SIGTERM; killed", what, p.cmd.Process.Pid, stopTimeout)
-	}
-}
+// process is a bed process (internal/proc).
+type process = proc.Process
 
 // tail returns the last n lines of the file at path.
 func tail(path string, n int) string {

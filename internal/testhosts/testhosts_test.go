@@ -419,7 +419,7 @@ func TestStaleBedIsSwept(t *testing.T) {
 	} else if len(left) > 0 && len(lockHolders(t, bedNumber(stale.Name))) == 0 {
 		t.Errorf("namespaces of the stale bed %s left: %v", stale.Name, left)
 	}
-	waitGone(t, stale.Hosts[0].proc.done, "the stale bed's sshd")
+	waitGone(t, stale.Hosts[0].proc.Done(), "the stale bed's sshd")
 	waitGone(t, slept, "the sleep in the stale bed's host")
 	if err := f.Controller.banner(context.Background(), f.Hosts[0].HostPort()); err != nil {
 		t.Errorf("the new bed's sshd: %v", err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/rotplan/rotplan/internal/proc"
 )
 
 // unit supervises one long-running process as systemd supervises a unit:
@@ -97,7 +99,7 @@ func (ag *unit) pid() int {
 	if !ag.running() {
 		return 0
 	}
-	return ag.proc.cmd.Process.Pid
+	return ag.proc.PID()
 }
 
 // do runs action (start, stop, restart, reload) and returns the running
@@ -114,7 +116,7 @@ func (ag *unit) do(ctx context.Context, action string) (int, error) {
 	switch action {
 	case "start":
 		if ag.running() {
-			return 0, fmt.Errorf("%s runs already (pid %d)", ag.what, ag.proc.cmd.Process.Pid)
+			return 0, fmt.Errorf("%s runs already (pid %d)", ag.what, ag.proc.PID())
 		}
 		return ag.start(ctx)
 	case "stop":
@@ -131,7 +133,7 @@ func (ag *unit) do(ctx context.Context, action string) (int, error) {
 		if !ag.running() {
 			return 0, fmt.Errorf("%s is not running", ag.what)
 		}
-		return ag.proc.cmd.Process.Pid, ag.reload(ctx, ag.proc)
+		return ag.proc.PID(), ag.reload(ctx, ag.proc)
 	}
 	return 0, fmt.Errorf("unknown action %q", action)
 }
@@ -141,7 +143,7 @@ func (ag *unit) running() bool {
 		return false
 	}
 	select {
-	case <-ag.proc.done:
+	case <-ag.proc.Done():
 		return false
 	default:
 		return true
@@ -160,7 +162,7 @@ func (ag *unit) start(ctx context.Context) (int, error) {
 	cmd := ag.command()
 	cmd.Stdout = ag.logFile
 	cmd.Stderr = ag.logFile
-	p, err := spawn(cmd)
+	p, err := proc.Spawn(cmd)
 	if err != nil {
 		return 0, fmt.Errorf("starting the %s: %w", ag.what, err)
 	}
@@ -219,11 +221,11 @@ func (ag *unit) stop() error {
 	}
 	var err error
 	select {
-	case <-p.done: // it had exited (its log says why); nothing to stop
+	case <-p.Done(): // it had exited (its log says why); nothing to stop
 	default:
-		err = p.terminate(ag.what)
+		err = p.Terminate(ag.what, stopTimeout)
 	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	_ = syscall.Kill(-p.PID(), syscall.SIGKILL)
 	return err
 }
 

@@ -475,7 +475,7 @@ func (p *Proxy) command() *exec.Cmd {
 // ready waits until the new master proc has written its pid file and
 // nginx completes a TLS handshake on the port.
 func (p *Proxy) ready(ctx context.Context, proc *process) error {
-	want := strconv.Itoa(proc.cmd.Process.Pid)
+	want := strconv.Itoa(proc.PID())
 	sni := p.ServerName
 	if len(p.Apps) > 0 {
 		sni = LeafName(p.Apps[0])
@@ -500,8 +500,8 @@ func waitUntil(ctx context.Context, proc *process, fn func(context.Context) erro
 	defer cancel()
 	for {
 		select {
-		case <-proc.done:
-			return fmt.Errorf("exited: %v", proc.err)
+		case <-proc.Done():
+			return fmt.Errorf("exited: %v", proc.Err())
 		default:
 		}
 		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
@@ -535,9 +535,9 @@ func (p *Proxy) reload(ctx context.Context, proc *process) error {
 	if err := p.Test(ctx); err != nil {
 		return err
 	}
-	master := proc.cmd.Process.Pid
+	master := proc.PID()
 	old := children(master)
-	if err := proc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	if err := proc.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		return err
 	}
 	return waitUntil(ctx, proc, func(context.Context) error {

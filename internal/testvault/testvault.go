@@ -22,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/rotplan/rotplan/internal/proc"
 )
 
 const (
@@ -99,40 +100,8 @@ type Vault struct {
 	proxy    *Proxy // started by StartProxy
 }
 
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error // Wait's result; valid after done is closed
-}
-
-// spawn starts cmd and waits for it in the background.
-func spawn(cmd *exec.Cmd) (*process, error) {
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// terminate sends SIGTERM to the process, SIGKILL after stopTimeout, and
-// waits for it to exit; what names it in the error.
-func (p *process) terminate(what string) error {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(stopTimeout)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return nil
-	case <-t.C:
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("%s (pid %d) did not stop within %s after SIGTERM; killed", what, p.cmd.Process.Pid, stopTimeout)
-	}
-}
+// process is a bed process (internal/proc).
+type process = proc.Process
 
 // ownedDir is a directory with its mode and owner, for mkdirsOwned.
 type ownedDir struct {
@@ -394,7 +363,7 @@ func (v *Vault) startProcess() error {
 		}
 	}
 	cmd.SysProcAttr = attr
-	p, err := spawn(cmd)
+	p, err := proc.Spawn(cmd)
 	if err != nil {
 		return fmt.Errorf("starting vault: %w", err)
 	}
@@ -414,20 +383,20 @@ func (v *Vault) stopProcess() error {
 		return nil
 	}
 	select {
-	case <-p.done:
-		return fmt.Errorf("vault exited early: %v", p.err)
+	case <-p.Done():
+		return fmt.Errorf("vault exited early: %v", p.Err())
 	default:
 	}
-	if err := p.terminate("vault"); err != nil {
+	if err := p.Terminate("vault", stopTimeout); err != nil {
 		return err
 	}
 	var ee *exec.ExitError
-	if p.err != nil && !errors.As(p.err, &ee) {
-		return p.err
+	if p.Err() != nil && !errors.As(p.Err(), &ee) {
+		return p.Err()
 	}
 	if ee != nil && !ee.Success() {
 		// Vault exits 0 on SIGTERM; anything else is worth reporting.
-		return fmt.Errorf("vault exited: %v", p.err)
+		return fmt.Errorf("vault exited: %v", p.Err())
 	}
 	return nil
 }
@@ -498,11 +467,11 @@ func (v *Vault) exited() (bool, error) {
 		return true, errors.New("vault is not running")
 	}
 	select {
-	case <-p.done:
-		if p.err == nil {
+	case <-p.Done():
+		if p.Err() == nil {
 			return true, errors.New("vault exited")
 		}
-		return true, fmt.Errorf("vault exited: %w", p.err)
+		return true, fmt.Errorf("vault exited: %w", p.Err())
 	default:
 		return false, nil
 	}
