@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bufio"
 	"os/exec"
 	"strings"
 	"testing"
@@ -26,13 +27,21 @@ func TestTerminate(t *testing.T) {
 		}
 	})
 	t.Run("a process that ignores SIGTERM", func(t *testing.T) {
-		p, err := Spawn(exec.Command("sh", "-c", `trap "" TERM; echo ready; exec sleep 30`))
+		cmd := exec.Command("sh", "-c", `trap "" TERM; echo ready; exec sleep 30`)
+		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The shell must have set its trap before the signal: the exec'd
-		// sleep inherits the ignored SIGTERM.
-		time.Sleep(100 * time.Millisecond)
+		p, err := Spawn(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The shell must have set its trap before the signal (the exec'd
+		// sleep inherits the ignored SIGTERM): it says so.
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err != nil || line != "ready\n" {
+			t.Fatalf("the shell said %q (%v), want ready", line, err)
+		}
 		err = p.Terminate("stubborn", 200*time.Millisecond)
 		if err == nil || !strings.Contains(err.Error(), "stubborn") || !strings.Contains(err.Error(), "killed") {
 			t.Errorf("Terminate: %v, want an error naming the process and saying it was killed", err)
