@@ -13,7 +13,7 @@ VAULT_BIN   := $(CACHE_DIR)/vault-$(VAULT_VERSION)-$(VAULT_PIN)/vault
 ROTPLAN_BIN := bin/rotplan
 GO_DIRS     := cmd engine steps plans internal
 
-.PHONY: all build vault nginx test check demo bench golden clean
+.PHONY: all build vault nginx sshd test check demo bench golden clean
 
 all: build
 
@@ -41,6 +41,12 @@ vault: $(VAULT_BIN)
 nginx:
 	@sh internal/testvault/install-nginx.sh
 
+# Debian's OpenSSH server for the remote tests, which run their own sshd
+# on loopback; installed once when missing and root (its own service is
+# not started), otherwise those tests skip.
+sshd:
+	@sh internal/remote/install-openssh-server.sh
+
 check:
 	@unformatted=$$(gofmt -l $(GO_DIRS)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
@@ -53,7 +59,7 @@ check:
 # fuzz coordinator sometimes fails with a bare "context deadline exceeded"
 # when the time runs out (golang/go#75804, seen here in make test). Inputs
 # are minimised for at most 100 runs, else minimising took the whole budget.
-test: check vault nginx
+test: check vault nginx sshd
 	ROTPLAN_VAULT_BIN=$(VAULT_BIN) $(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime 20000x -fuzzminimizetime 100x ./engine/
 

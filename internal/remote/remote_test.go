@@ -360,6 +360,24 @@ func TestPool(t *testing.T) {
 			t.Errorf("%d connections open at once (%d hosts reached, %d left open), want at most 2, 4 and 0", d.most, len(d.dials), d.open)
 		}
 	})
+	t.Run("a lost connection is dialled again", func(t *testing.T) {
+		p := NewPool(s.config())
+		defer p.Close()
+		d := &countingDialer{}
+		p.dial = d.dial
+		// Closing the TCP connection under the SSH client is what a
+		// host cut off looks like once the keepalive gives up.
+		if err := p.Do(ctx, s.host(0), func(c *Conn) error {
+			c.client.Conn.Close()
+			<-c.done
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := work(p, s.host(0), 0); err != nil || d.dials[s.host(0).addr()] != 2 {
+			t.Errorf("after the connection was lost: %v, %d connections", err, d.dials[s.host(0).addr()])
+		}
+	})
 	t.Run("a closed pool refuses", func(t *testing.T) {
 		p := NewPool(s.config())
 		p.Close()
@@ -637,5 +655,48 @@ func BenchmarkWriteFile(b *testing.B) {
 		if err := c.WriteFile(context.Background(), target, data, 0o600, -1, -1); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// silencedConn drops what is written once silenced, as a link cut off
+// does: the host never hears, so never answers.
+type silencedConn struct {
+	net.Conn
+	silenced atomic.Bool
+}
+
+func (c *silencedConn) Write(b []byte) (int, error) {
+	if c.silenced.Load() {
+		return len(b), nil
+	}
+	return c.Conn.Write(b)
+}
+
+// TestKeepAlive: a connection whose host stops answering is closed after
+// KeepAliveMax unanswered probes, and an operation waiting on it fails
+// instead of waiting for ever.
+func TestKeepAlive(t *testing.T) {
+	s := startSSHD(t, 1)
+	cfg := s.config()
+	cfg.KeepAliveInterval, cfg.KeepAliveMax = 50*time.Millisecond, 2
+	var link *silencedConn
+	c, err := dial(context.Background(), cfg.withDefaults(), s.host(0), func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		link = &silencedConn{Conn: conn}
+		return link, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Run(context.Background(), []string{"true"}); err != nil {
+		t.Fatal(err)
+	}
+	link.silenced.Store(true)
+	if _, err := c.Run(context.Background(), []string{"sleep", "600"}); err == nil {
+		t.Error("a command on a host that stopped answering succeeded")
+	}
+	if !c.broken() {
+		t.Error("the connection is not closed")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -93,6 +94,9 @@ func startSSHD(t testing.TB, hosts int) *testSSHD {
 	defer logf.Close()
 	cmd := exec.Command(sshdBin, "-D", "-e", "-f", config)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Should the test binary die without its cleanups (a timeout), sshd
+	// dies with it rather than listen on.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
