@@ -39,13 +39,13 @@ vault: $(VAULT_BIN)
 # when missing and root (its own service is not started: the harness runs
 # its own instances on loopback); otherwise the tests that need it skip.
 nginx:
-	@sh internal/testvault/install-nginx.sh
+	@sh internal/testvault/install-deb.sh nginx /usr/sbin/nginx nginx nginx nginx-light
 
 # Debian's OpenSSH server for the remote tests, which run their own sshd
 # on loopback; installed once when missing and root (its own service is
 # not started), otherwise those tests skip.
 sshd:
-	@sh internal/remote/install-openssh-server.sh
+	@sh internal/testvault/install-deb.sh sshd /usr/sbin/sshd ssh openssh-server
 
 check:
 	@unformatted=$$(gofmt -l $(GO_DIRS)); \

@@ -45,7 +45,7 @@
 //     would run "systemctl --user restart".
 //   - The edge proxy (the seed's proxyprod) is started on request by
 //     [Vault.StartProxy]: a real nginx (Debian's package, see [NginxBinary]
-//     and install-nginx.sh), master as root and workers as the system user
+//     and install-deb.sh), master as root and workers as the system user
 //     proxyprod, on one loopback port: per app a TLS server answering SNI
 //     <app>.prod.privsec.ch with a leaf from the PKI role nginx-<app> (that
 //     name only), and the Vault edge for SNI vault.prod.privsec.ch, which
