@@ -20,6 +20,7 @@ import (
 
 	"github.com/rotplan/rotplan/internal/testvault"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 )
 
 // TestHostKeyRefused: a host whose key known_hosts does not hold, or holds
@@ -698,4 +699,52 @@ func TestKeepAlive(t *testing.T) {
 	}
 	// The connection's end is noticed by a goroutine of its own.
 	waitFor(t, "the connection to be closed", c.broken)
+}
+
+// TestAgent: the keys of the ssh-agent at $SSH_AUTH_SOCK log in, and an
+// agent asked for but not there is a clear error.
+func TestAgent(t *testing.T) {
+	s := startSSHD(t, 1)
+	pem, err := os.ReadFile(s.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.ParseRawPrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring := agent.NewKeyring()
+	if err := keyring.Add(agent.AddedKey{PrivateKey: key}); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				agent.ServeAgent(keyring, c)
+			}()
+		}
+	}()
+	cfg := s.config()
+	cfg.KeyFiles, cfg.Agent = nil, true
+	t.Setenv("SSH_AUTH_SOCK", sock)
+	c, err := Dial(context.Background(), cfg, s.host(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	t.Setenv("SSH_AUTH_SOCK", "")
+	if _, err := Dial(context.Background(), cfg, s.host(0)); err == nil || !strings.Contains(err.Error(), "SSH_AUTH_SOCK is not set") {
+		t.Errorf("without an agent: %v", err)
+	}
 }
