@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/zclconf/go-cty/cty"
 	"golang.org/x/sys/unix"
 )
@@ -302,7 +303,7 @@ func (*Chown) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, sna
 		}
 		uid, gid := *o.UID, *o.GID
 		fail := func(why error) {
-			errs = append(errs, fmt.Errorf("chown: rolling back %s: %w; run by hand: chown %d:%d %s", o.Path, why, uid, gid, shellQuote(o.Path)))
+			errs = append(errs, fmt.Errorf("chown: rolling back %s: %w; run by hand: chown %d:%d %s", o.Path, why, uid, gid, command.ShellWord(o.Path)))
 		}
 		dirRec := recordedDir{ok: o.DirDev != nil && o.DirIno != nil, trust: rec.trust}
 		if dirRec.ok {
@@ -310,7 +311,7 @@ func (*Chown) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, sna
 		}
 		d, err := rollbackDir(env, filepath.Dir(o.Path), dirRec)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("chown: rolling back %s: %w; then, in the directory the chown changed (DIR): chown %d:%d DIR/%s", o.Path, err, uid, gid, shellQuote(filepath.Base(o.Path))))
+			errs = append(errs, fmt.Errorf("chown: rolling back %s: %w; then, in the directory the chown changed (DIR): chown %d:%d DIR/%s", o.Path, err, uid, gid, command.ShellWord(filepath.Base(o.Path))))
 			continue
 		}
 		fi, err := d.lstat(filepath.Base(o.Path))

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/rotplan/rotplan/internal/command"
 	"golang.org/x/sys/unix"
 )
 
@@ -261,7 +262,7 @@ func checkDirComponent(path, dir string, fd int, trust dirTrust) error {
 	}
 	uid := int(st.Uid)
 	if !trust.trusts(uid) {
-		hint := fmt.Sprintf("make it root's (chown root %s)", shellQuote(path))
+		hint := fmt.Sprintf("make it root's (chown root %s)", command.ShellWord(path))
 		if trust.uid < 0 {
 			hint += fmt.Sprintf(", or, if that user is the one the files are for and may decide where they go, set trust_owner = %q in the step", userName(uid))
 		}
@@ -277,7 +278,7 @@ func checkDirComponent(path, dir string, fd int, trust dirTrust) error {
 		}
 		return &unsafeDirError{
 			what: fmt.Sprintf("directory %s is not safe to work in: %s is writable by %s, who could rename what is in it", dir, path, who),
-			hint: fmt.Sprintf("take that away (chmod go-w %s) or make it sticky (chmod +t %s)", shellQuote(path), shellQuote(path)),
+			hint: fmt.Sprintf("take that away (chmod go-w %s) or make it sticky (chmod +t %s)", command.ShellWord(path), command.ShellWord(path)),
 		}
 	}
 	return nil

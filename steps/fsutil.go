@@ -460,14 +460,3 @@ func readBackup(path string) ([]byte, error) {
 	}
 	return b, nil
 }
-
-// shellQuote quotes a word of a command that an error message tells the
-// operator to run by hand, only when it needs it. Single quotes, unlike the
-// double quotes command.Quote writes, keep a shell from expanding a "$" in a
-// path, so the command can be pasted as it is.
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=+,@%") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -444,7 +445,7 @@ func lostCertificate(mount, commonName, started string) string {
 	if started != "" {
 		when = " at or after " + started
 	}
-	m := shellQuote(mount)
+	m := command.ShellWord(mount)
 	return fmt.Sprintf("a certificate for %q may have been issued in %s%s by a run that was killed before its serial was journaled: "+
 		"find it among the mount's certificates (vault list %s/certs; vault read %s/cert/SERIAL shows each one's subject and validity) "+
 		"and revoke it by hand: vault write %s/revoke serial_number=SERIAL", commonName, mount, when, m, m, m)
@@ -487,9 +488,9 @@ func (k certificateKind) rollback(ctx context.Context, env *Env, cfg Config, out
 	}
 	serial, err := journaledSerial(outputs, "certificate to revoke")
 	if err != nil {
-		return fmt.Errorf("%s: rolling back: %w; find the certificate this step issued in %s and revoke it by hand: vault write %s/revoke serial_number=SERIAL", k.name, err, mount, shellQuote(mount))
+		return fmt.Errorf("%s: rolling back: %w; find the certificate this step issued in %s and revoke it by hand: vault write %s/revoke serial_number=SERIAL", k.name, err, mount, command.ShellWord(mount))
 	}
-	byHand := fmt.Sprintf("revoke it by hand: vault write %s/revoke serial_number=%s", shellQuote(mount), serial)
+	byHand := fmt.Sprintf("revoke it by hand: vault write %s/revoke serial_number=%s", command.ShellWord(mount), serial)
 	client, err := env.Vault(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: rolling back: revoking certificate serial %s: %w; %s", k.name, serial, err, byHand)

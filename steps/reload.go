@@ -230,7 +230,7 @@ func (t reloadTarget) source() string {
 // have written the pid file fi that names p.
 func pidFileWriters(path string, fi fs.FileInfo, p process) error {
 	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("pid file %s is writable by group or others (mode %04o): whoever can write it chooses what rotplan signals; make it writable by its owner alone (chmod go-w %s)", path, perm, shellQuote(path))
+		return fmt.Errorf("pid file %s is writable by group or others (mode %04o): whoever can write it chooses what rotplan signals; make it writable by its owner alone (chmod go-w %s)", path, perm, command.ShellWord(path))
 	}
 	if uid, _, ok := fileOwner(fi); ok && uid != 0 && uid != p.uid {
 		return fmt.Errorf("pid file %s is owned by %s but names pid %d, which runs as %s: a pid file may name only processes of its owner, unless root owns it; check which process it names and who wrote it", path, describeUID(uid), p.pid, describeUID(p.uid))
@@ -398,13 +398,13 @@ func (t reloadTarget) byHand(was *process) string {
 	if len(t.command) > 0 {
 		words := make([]string, len(t.command))
 		for i, a := range t.command {
-			words[i] = shellQuote(a)
+			words[i] = command.ShellWord(a)
 		}
 		return strings.Join(words, " ")
 	}
 	pid, which := strconv.Itoa(t.pid), "pid "+strconv.Itoa(t.pid)
 	if t.pidFile != "" {
-		pid, which = fmt.Sprintf("\"$(cat %s)\"", shellQuote(t.pidFile)), "the process "+t.pidFile+" names"
+		pid, which = fmt.Sprintf("\"$(cat %s)\"", command.ShellWord(t.pidFile)), "the process "+t.pidFile+" names"
 	}
 	var what []string
 	switch {

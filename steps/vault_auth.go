@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -221,7 +222,7 @@ func (*VaultAuth) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value,
 		return fmt.Errorf("vault_auth: rolling back auth/%s: %w", path, err)
 	}
 	if err := client.Sys().DisableAuthWithContext(ctx, path); err != nil {
-		return fmt.Errorf("vault_auth: rolling back: disabling auth/%s, which the run enabled: %s; run by hand: vault auth disable %s", path, vaultMessage(err), shellQuote(path))
+		return fmt.Errorf("vault_auth: rolling back: disabling auth/%s, which the run enabled: %s; run by hand: vault auth disable %s", path, vaultMessage(err), command.ShellWord(path))
 	}
 	env.Log.Info("disabled the Vault auth method the run enabled", "path", path)
 	return nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -222,7 +223,7 @@ func (*VaultPolicy) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Valu
 	}
 	if !existed {
 		if err := client.Sys().DeletePolicyWithContext(ctx, name); err != nil {
-			return fmt.Errorf("vault_policy: rolling back: deleting policy %s, which the run created: %s; run by hand: vault policy delete %s", name, vaultMessage(err), shellQuote(name))
+			return fmt.Errorf("vault_policy: rolling back: deleting policy %s, which the run created: %s; run by hand: vault policy delete %s", name, vaultMessage(err), command.ShellWord(name))
 		}
 		env.Log.Info("deleted Vault policy the run created", "name", name)
 		return nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -362,7 +363,7 @@ func (*VaultWrite) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value
 	}
 	if !existed {
 		if _, err := client.Logical().DeleteWithContext(ctx, path); err != nil {
-			return fmt.Errorf("vault_write: rolling back: deleting %s, which the run created: %s; run by hand: vault delete %s", path, vaultMessage(err), shellQuote(path))
+			return fmt.Errorf("vault_write: rolling back: deleting %s, which the run created: %s; run by hand: vault delete %s", path, vaultMessage(err), command.ShellWord(path))
 		}
 		env.Log.Info("deleted Vault path the run created", "path", path)
 		return nil

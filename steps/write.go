@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/zclconf/go-cty/cty"
 	"golang.org/x/sys/unix"
 )
@@ -402,9 +403,9 @@ func (*Write) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, sna
 	d, err := rollbackDir(env, filepath.Dir(s.path), s.dir)
 	if err != nil {
 		if !s.existed {
-			return fmt.Errorf("write: rolling back %s, which did not exist before: %w; remove it by hand from the directory the write changed (DIR): rm DIR/%s", s.path, err, shellQuote(filepath.Base(s.path)))
+			return fmt.Errorf("write: rolling back %s, which did not exist before: %w; remove it by hand from the directory the write changed (DIR): rm DIR/%s", s.path, err, command.ShellWord(filepath.Base(s.path)))
 		}
-		return fmt.Errorf("write: rolling back %s: %w; the backup is kept: restore it by hand into the directory the write changed (DIR): %s", s.path, err, s.byHandInto("DIR/"+shellQuote(filepath.Base(s.path))))
+		return fmt.Errorf("write: rolling back %s: %w; the backup is kept: restore it by hand into the directory the write changed (DIR): %s", s.path, err, s.byHandInto("DIR/"+command.ShellWord(filepath.Base(s.path))))
 	}
 	if !s.existed {
 		return removeWritten(env, d, s.path)
@@ -427,16 +428,16 @@ type writeSnapshot struct {
 // it to the operator: from the backup, or, when the backup cannot be
 // trusted, from another copy (COPY in the command).
 func (s writeSnapshot) byHand(backupOK bool) string {
-	from, src := "", shellQuote(s.backup)
+	from, src := "", command.ShellWord(s.backup)
 	if !backupOK {
 		from, src = " from a copy you trust", "COPY"
 	}
-	return fmt.Sprintf("restore %s by hand%s: %s", s.path, from, s.installInto(src, shellQuote(s.path)))
+	return fmt.Sprintf("restore %s by hand%s: %s", s.path, from, s.installInto(src, command.ShellWord(s.path)))
 }
 
 // byHandInto is the command that restores the backup to dst.
 func (s writeSnapshot) byHandInto(dst string) string {
-	return s.installInto(shellQuote(s.backup), dst)
+	return s.installInto(command.ShellWord(s.backup), dst)
 }
 
 // installInto is install(1) putting src in place at dst with the mode and
@@ -535,7 +536,7 @@ func restoreWritten(env *Env, d *stepDir, s writeSnapshot) error {
 // write left, so it is for the operator to judge.
 func removeWritten(env *Env, d *stepDir, path string) error {
 	fail := func(why error) error {
-		return fmt.Errorf("write: rolling back %s, which did not exist before: %w; check it, and remove it by hand if it should not be there: rm %s", path, why, shellQuote(path))
+		return fmt.Errorf("write: rolling back %s, which did not exist before: %w; check it, and remove it by hand if it should not be there: rm %s", path, why, command.ShellWord(path))
 	}
 	base := filepath.Base(path)
 	// A write cut short leaves its temporary file, which may hold a key.

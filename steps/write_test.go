@@ -20,6 +20,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -1526,8 +1527,8 @@ func TestShellQuote(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			if got := shellQuote(tt.in); got != tt.want {
-				t.Errorf("shellQuote(%q) = %s, want %s", tt.in, got, tt.want)
+			if got := command.ShellWord(tt.in); got != tt.want {
+				t.Errorf("command.ShellWord(%q) = %s, want %s", tt.in, got, tt.want)
 			}
 		})
 	}

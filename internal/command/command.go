@@ -108,6 +108,27 @@ func Quote(argv []string) string {
 	return strings.Join(words, " ")
 }
 
+// ShellWord quotes s for a POSIX shell, only when it needs it: single
+// quotes, unlike the double quotes Quote writes, keep a shell from
+// expanding a "$", so the word can be pasted into a shell or sent to a
+// remote one as it is.
+func ShellWord(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=+,@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// ShellJoin quotes each word of argv with ShellWord and joins them: a
+// command line a POSIX shell runs as argv.
+func ShellJoin(argv []string) string {
+	words := make([]string, len(argv))
+	for i, a := range argv {
+		words[i] = ShellWord(a)
+	}
+	return strings.Join(words, " ")
+}
+
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {
 	mu        sync.Mutex

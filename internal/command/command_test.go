@@ -2,6 +2,7 @@ package command
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +117,22 @@ func TestRunReturnsTheEndOfTheOutput(t *testing.T) {
 func TestQuote(t *testing.T) {
 	if got, want := Quote([]string{"systemctl", "reload", "vault server", ""}), `systemctl reload "vault server" ""`; got != want {
 		t.Errorf("Quote = %s, want %s", got, want)
+	}
+}
+
+// TestShellJoin: a POSIX shell reads back exactly the words ShellJoin
+// was given, whatever they hold; plain words are left unquoted.
+func TestShellJoin(t *testing.T) {
+	if got := ShellJoin([]string{"sync", "--", "/etc/nginx/tls"}); got != "sync -- /etc/nginx/tls" {
+		t.Errorf("plain words: %q", got)
+	}
+	args := []string{"it's", "$HOME", "`id`", "a b", "", "new\nline", `back\slash`, "*"}
+	out, err := exec.Command("sh", "-c", `for a in `+ShellJoin(args)+`; do printf '%s\000' "$a"; done`).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+	if strings.Join(got, "|") != strings.Join(args, "|") || len(got) != len(args) {
+		t.Errorf("a shell reads %q as %q, want %q", ShellJoin(args), got, args)
 	}
 }

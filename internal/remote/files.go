@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/pkg/sftp"
+	"github.com/rotplan/rotplan/internal/command"
 )
 
 // OpenSSH's SFTP extensions WriteFile needs.
@@ -149,7 +150,7 @@ type NotFlushedError struct {
 
 // Error says what was done and what was not.
 func (e *NotFlushedError) Error() string {
-	return fmt.Sprintf("changed %s on %s but could not flush directory %s (sync -- %s): %v", e.Path, e.Host, e.Dir, shellWord(e.Dir), e.Err)
+	return fmt.Sprintf("changed %s on %s but could not flush directory %s (sync -- %s): %v", e.Path, e.Host, e.Dir, command.ShellWord(e.Dir), e.Err)
 }
 
 // Unwrap returns why the directory could not be flushed.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rotplan/rotplan/internal/command"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -145,27 +146,13 @@ exit "$s"`
 // commandLine is what Run hands the server for argv: the watchdog script
 // run by sh, with argv quoted for the login shell as its arguments.
 func commandLine(argv []string) string {
-	return "sh -c " + shellWord(watchdog) + " rotplan-run " + Quote(argv)
-}
-
-// shellWord quotes s for a POSIX shell when it needs it. Single quotes
-// keep everything literal ($, `, \, newlines); a single quote itself ends
-// the quoting, is escaped, and the quoting starts again.
-func shellWord(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=+,@%") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return "sh -c " + command.ShellWord(watchdog) + " rotplan-run " + Quote(argv)
 }
 
 // Quote renders argv as the remote shell is given it, each word quoted
 // when it needs to be.
 func Quote(argv []string) string {
-	words := make([]string, len(argv))
-	for i, a := range argv {
-		words[i] = shellWord(a)
-	}
-	return strings.Join(words, " ")
+	return command.ShellJoin(argv)
 }
 
 // tail returns the last at most n bytes of b as trimmed text.

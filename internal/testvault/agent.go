@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/rotplan/rotplan/internal/command"
 	"github.com/rotplan/rotplan/internal/proc"
 )
 
@@ -382,7 +383,7 @@ func (ag *unit) writeCommand(path string, about []string) error {
 	fmt.Fprintf(&b, "set -u\n")
 	fmt.Fprintf(&b, "action=${1:-restart}\n")
 	fmt.Fprintf(&b, "case $action in %s) ;; *) echo \"usage: $0 [%s]\" >&2; exit 2 ;; esac\n", actions, actions)
-	fmt.Fprintf(&b, "ctl=%s\n", shellQuote(ag.ctlPath))
+	fmt.Fprintf(&b, "ctl=%s\n", command.ShellWord(ag.ctlPath))
 	fmt.Fprintf(&b, "if [ ! -p \"$ctl\" ]; then echo \"$0: $ctl is missing: the test harness that supervises the %s is not running\" >&2; exit 1; fi\n", ag.what)
 	fmt.Fprintf(&b, "tmp=$(mktemp -d) || exit 1\n")
 	fmt.Fprintf(&b, "trap 'rm -rf \"$tmp\"' EXIT\n")

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/rotplan/rotplan/internal/command"
 )
 
 // LeafDomain is the domain the "leaf" role issues under: APP.apps.privsec.ch.
@@ -297,29 +298,14 @@ func (v *Vault) envFileContent() string {
 	b.WriteString("# Operator environment for the prod Vault listener (rotplan test harness). No token.\n")
 	for _, kv := range v.Environ() {
 		k, val, _ := strings.Cut(kv, "=")
-		fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(val))
+		fmt.Fprintf(&b, "export %s=%s\n", k, command.ShellWord(val))
 	}
 	return b.String()
 }
 
-// shellQuote quotes s for a POSIX shell when needed.
-func shellQuote(s string) string {
-	safe := s != ""
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-:+,@%=", r)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
-}
-
 // ShellQuote quotes s for a POSIX shell when needed, as the harness's
 // generated commands do: for printing a command an operator may copy.
-func ShellQuote(s string) string { return shellQuote(s) }
+func ShellQuote(s string) string { return command.ShellWord(s) }
 
 // joinPEM joins PEM blocks with exactly one newline between them and a
 // trailing newline.
