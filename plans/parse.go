@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -27,7 +28,10 @@ func NewParser() *Parser { return &Parser{p: hclparse.NewParser()} }
 func (p *Parser) Files() map[string]*hcl.File { return p.p.Files() }
 
 // metaArguments are the arguments every step block takes whatever its kind.
-var metaArguments = []hcl.AttributeSchema{{Name: "depends_on"}, {Name: "for_each"}, {Name: "count"}}
+var metaArguments = []hcl.AttributeSchema{{Name: "depends_on"}, {Name: "for_each"}, {Name: "count"}, {Name: "on"}}
+
+// instanceArguments are the meta-arguments of a labelled settings block.
+var instanceArguments = []hcl.AttributeSchema{{Name: "for_each"}, {Name: "count"}}
 
 // metaBlocks are the blocks any step may have, whatever its kind.
 var metaBlocks = []hcl.BlockHeaderSchema{{Type: "rollback"}}
@@ -50,6 +54,7 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 		isSettings[t] = true
 		schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: t})
 	}
+	schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: HostBlock, LabelNames: []string{"name"}})
 	for _, k := range kinds {
 		isKind[k] = true
 		schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: k, LabelNames: []string{"name"}})
@@ -57,8 +62,8 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 	content, more := file.Body.Content(schema)
 	for _, d := range more {
 		if d.Summary == "Unsupported block type" {
-			d.Detail += fmt.Sprintf(" A plan holds variable, locals and %s blocks, and steps of the kinds %s.",
-				strings.Join(settingsTypes, ", "), strings.Join(kinds, ", "))
+			d.Detail += fmt.Sprintf(" A plan holds variable, locals, %s and %s blocks, and steps of the kinds %s.",
+				strings.Join(settingsTypes, ", "), HostBlock, strings.Join(kinds, ", "))
 		}
 	}
 	diags = append(diags, more...)
@@ -71,6 +76,7 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 		Variables: map[string]*Variable{},
 		Locals:    map[string]*Local{},
 		Settings:  map[string]*SettingsBlock{},
+		Hosts:     map[string]*SettingsBlock{},
 	}
 	steps := map[string]*Step{}
 	for _, block := range content.Blocks {
@@ -102,6 +108,17 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 				continue
 			}
 			plan.Settings[block.Type] = &SettingsBlock{Type: block.Type, Body: block.Body, DeclRange: block.DefRange}
+		case block.Type == HostBlock:
+			h, more := decodeHost(block)
+			diags = append(diags, more...)
+			if h == nil {
+				continue
+			}
+			if prev, dup := plan.Hosts[h.Name]; dup {
+				diags = append(diags, duplicate("host", h.Name, h.DeclRange, prev.DeclRange))
+				continue
+			}
+			plan.Hosts[h.Name] = h
 		case isKind[block.Type]:
 			s, more := decodeStep(block, isKind)
 			diags = append(diags, more...)
@@ -116,7 +133,97 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 			plan.Steps = append(plan.Steps, s)
 		}
 	}
+	for _, s := range plan.Steps {
+		if d := checkOn(s, plan.Hosts); d != nil {
+			diags = append(diags, d)
+		}
+	}
 	return plan, diags
+}
+
+// decodeHost reads a `host "NAME" { ... }` block: its meta-arguments, and
+// the rest of its body kept for the engine to evaluate with the schema
+// the steps side gives.
+func decodeHost(block *hcl.Block) (*SettingsBlock, hcl.Diagnostics) {
+	h := &SettingsBlock{Type: HostBlock, Name: block.Labels[0], DeclRange: block.DefRange}
+	if !hclsyntax.ValidIdentifier(h.Name) {
+		return nil, hcl.Diagnostics{invalidName("host", h.Name, block.LabelRanges[0])}
+	}
+	content, remain, diags := block.Body.PartialContent(&hcl.BodySchema{Attributes: instanceArguments})
+	h.Body = remain
+	h.ForEach, h.Count, diags = instanceMeta(content, diags, "A host block")
+	return h, diags
+}
+
+// instanceMeta reads the for_each and count meta-arguments of a block
+// (what names the block in the error: "A step"), refusing both at once.
+func instanceMeta(content *hcl.BodyContent, diags hcl.Diagnostics, what string) (forEach, count hcl.Expression, _ hcl.Diagnostics) {
+	if attr, ok := content.Attributes["for_each"]; ok {
+		forEach = attr.Expr
+	}
+	if attr, ok := content.Attributes["count"]; ok {
+		count = attr.Expr
+		if forEach != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid combination of count and for_each",
+				Detail:   what + " may have count or for_each, not both.",
+				Subject:  attr.NameRange.Ptr(),
+			})
+		}
+	}
+	return forEach, count, diags
+}
+
+// decodeOn reads a step's `on` meta-argument: host.NAME, host.NAME[KEY]
+// or host.NAME[each.key].
+func decodeOn(s *Step, attr *hcl.Attribute) hcl.Diagnostics {
+	s.OnRange = attr.Expr.Range()
+	isHost := map[string]bool{HostBlock: true}
+	if tr, key, ok := instanceDependency(attr.Expr, isHost); ok {
+		s.On, s.OnKey = tr, key
+		return nil
+	}
+	tr, diags := hcl.AbsTraversalForExpr(attr.Expr)
+	if diags.HasErrors() || len(tr) < 2 || len(tr) > 3 || tr.RootName() != HostBlock || !isIndex(tr[2:]) {
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid on reference",
+			Detail:   "on names the host a step is for: host.NAME, or host.NAME[KEY] for one instance of a host block with for_each or count (KEY may be each.key or count.index, for the instance of the same key as the step's).",
+			Subject:  attr.Expr.Range().Ptr(),
+		}}
+	}
+	if _, ok := tr[1].(hcl.TraverseAttr); !ok {
+		return hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Invalid on reference",
+			Detail:   "Write a host reference as host.NAME, for example host.web.",
+			Subject:  attr.Expr.Range().Ptr(),
+		}}
+	}
+	s.On = tr
+	return nil
+}
+
+// checkOn refuses a step whose `on` names a host block the plan lacks.
+func checkOn(s *Step, hosts map[string]*SettingsBlock) *hcl.Diagnostic {
+	if s.On == nil {
+		return nil
+	}
+	name := s.On[1].(hcl.TraverseAttr).Name
+	if _, ok := hosts[name]; ok {
+		return nil
+	}
+	detail := fmt.Sprintf("There is no host %q in this plan: declare it with a host \"%s\" block.", name, name)
+	if len(hosts) > 0 {
+		names := make([]string, 0, len(hosts))
+		for n := range hosts {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		detail += " The hosts are: " + strings.Join(names, ", ") + "."
+	}
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Reference to undeclared host", Detail: detail, Subject: s.OnRange.Ptr()}
 }
 
 func duplicate(what, name string, at, prev hcl.Range) *hcl.Diagnostic {
@@ -206,7 +313,8 @@ func decodeLiteral(attr *hcl.Attribute, ty cty.Type, set func(cty.Value)) hcl.Di
 }
 
 // isIndex reports whether rest is empty or one index step ([KEY]).
-// instanceDependency reads a depends_on element kind.name[KEY] whose KEY
+// instanceDependency reads a depends_on element kind.name[KEY] (or an on
+// reference, host.NAME[KEY], with isKind holding "host") whose KEY
 // is an expression of the step's own instance (each.key, count.index)
 // rather than a literal: the step's traversal and the key expression.
 func instanceDependency(expr hcl.Expression, isKind map[string]bool) (hcl.Traversal, hcl.Expression, bool) {
@@ -260,19 +368,9 @@ func decodeStep(block *hcl.Block, isKind map[string]bool) (*Step, hcl.Diagnostic
 		}
 		s.RollbackHook = &RollbackHook{Body: b.Body, DeclRange: b.DefRange}
 	}
-	if attr, ok := content.Attributes["for_each"]; ok {
-		s.ForEach = attr.Expr
-	}
-	if attr, ok := content.Attributes["count"]; ok {
-		s.Count = attr.Expr
-		if s.ForEach != nil {
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Invalid combination of count and for_each",
-				Detail:   "A step may have count or for_each, not both.",
-				Subject:  attr.NameRange.Ptr(),
-			})
-		}
+	s.ForEach, s.Count, diags = instanceMeta(content, diags, "A step")
+	if attr, ok := content.Attributes["on"]; ok {
+		diags = append(diags, decodeOn(s, attr)...)
 	}
 	if attr, ok := content.Attributes["depends_on"]; ok {
 		exprs, more := hcl.ExprList(attr.Expr)

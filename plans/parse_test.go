@@ -1,6 +1,7 @@
 package plans
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,6 +70,13 @@ func TestInvalidPlanSummaries(t *testing.T) {
 		{"invalid-rollback-duplicate.hcl", "Duplicate rollback block", 6, "invalid-rollback-duplicate.hcl:3"},
 		{"invalid-rollback-label.hcl", "Extraneous label for rollback", 3, "No labels are expected"},
 		{"invalid-rollback-top-level.hcl", "Unsupported block type", 1, "steps of the kinds issue, write"},
+		{"invalid-on-unknown-host.hcl", "Reference to undeclared host", 6, `no host "wbe" in this plan`},
+		{"invalid-on-not-host.hcl", "Invalid on reference", 6, "host.NAME"},
+		{"invalid-on-output.hcl", "Invalid on reference", 6, "host.NAME"},
+		{"invalid-duplicate-host.hcl", "Duplicate host", 5, "invalid-duplicate-host.hcl:1"},
+		{"invalid-host-count-and-for-each.hcl", "Invalid combination of count and for_each", 2, "A host block"},
+		{"invalid-host-name.hcl", "Invalid host name", 1, `"9web"`},
+		{"invalid-host-without-name.hcl", "Missing name for host", 1, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -207,4 +215,74 @@ func TestAddFlagRejectsMalformed(t *testing.T) {
 			t.Errorf("-var %q accepted", flag)
 		}
 	}
+}
+
+// TestLoadPlanHosts checks what a plan's host blocks and its steps' `on`
+// decode to: labelled settings blocks with their meta-arguments, and the
+// host each step names, by literal key or by its own.
+func TestLoadPlanHosts(t *testing.T) {
+	plan, diags := NewParser().LoadPlan("testdata/valid-hosts.hcl", testKinds)
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if got := len(plan.Hosts); got != 3 {
+		t.Fatalf("%d hosts, want 3", got)
+	}
+	web, db, cache := plan.Hosts["web"], plan.Hosts["db"], plan.Hosts["cache"]
+	if web.Type != HostBlock || web.Name != "web" || web.ForEach == nil || web.Count != nil {
+		t.Errorf("host web %#v", web)
+	}
+	if db.ForEach != nil || db.Count != nil || cache.Count == nil {
+		t.Errorf("host db %#v, cache %#v", db, cache)
+	}
+	if attrs, _ := web.Body.JustAttributes(); attrs["for_each"] != nil || attrs["address"] == nil {
+		t.Errorf("host web's body holds %v: for_each should be taken out, address kept", attrs)
+	}
+	tests := []struct {
+		step, on string
+		key      bool
+	}{
+		{"write.key", "host.web", true},
+		{"write.one", `host.web["a"]`, false},
+		{"write.db", "host.db", false},
+		{"write.cache", "host.cache", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.step, func(t *testing.T) {
+			var s *Step
+			for _, st := range plan.Steps {
+				if st.Addr() == tt.step {
+					s = st
+				}
+			}
+			if s == nil || s.On == nil {
+				t.Fatalf("%s has no on", tt.step)
+			}
+			if got := string(hclTraversalText(s.On)); got != tt.on {
+				t.Errorf("on %s, want %s", got, tt.on)
+			}
+			if (s.OnKey != nil) != tt.key {
+				t.Errorf("OnKey %v, want one: %v", s.OnKey, tt.key)
+			}
+			if attrs, _ := s.Body.JustAttributes(); attrs["on"] != nil {
+				t.Error("on is left in the body")
+			}
+		})
+	}
+}
+
+// hclTraversalText writes a traversal as a plan would.
+func hclTraversalText(tr hcl.Traversal) string {
+	var b strings.Builder
+	for _, step := range tr {
+		switch s := step.(type) {
+		case hcl.TraverseRoot:
+			b.WriteString(s.Name)
+		case hcl.TraverseAttr:
+			b.WriteString("." + s.Name)
+		case hcl.TraverseIndex:
+			b.WriteString(fmt.Sprintf("[%q]", s.Key.AsString()))
+		}
+	}
+	return b.String()
 }

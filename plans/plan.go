@@ -22,6 +22,10 @@ type Plan struct {
 	// Settings are the plan's settings blocks, by block type (see
 	// SettingsBlock); a type the plan has none of is absent.
 	Settings map[string]*SettingsBlock
+	// Hosts are the plan's `host "NAME" { ... }` blocks, by name: labelled
+	// settings blocks, each standing for one host or, with for_each or
+	// count, for several. Steps name one with their `on` meta-argument.
+	Hosts map[string]*SettingsBlock
 	// Steps are the step blocks in source order.
 	Steps []*Step
 }
@@ -50,17 +54,29 @@ type Local struct {
 
 // SettingsBlock is a plan-level block of settings that steps share,
 // outside any step (`vault { ... }`: how to reach Vault), kept unevaluated.
-// A plan holds at most one of each type. What it means, and its schema, is
-// the steps side's (steps.Setting); the engine evaluates it.
+// A plan holds at most one of each unlabelled type, and one labelled block
+// (`host "web" { ... }`) per name. What it means, and its schema, is the
+// steps side's (steps.Setting); the engine evaluates it.
 type SettingsBlock struct {
-	// Type is the block type: "vault".
-	Type      string
-	Body      hcl.Body
-	DeclRange hcl.Range
+	// Type is the block type: "vault" or "host".
+	Type string
+	// Name is the label of a labelled block ("" for vault).
+	Name string
+	// ForEach and Count are a labelled block's meta-arguments, nil when
+	// absent (at most one is set): the block stands for one instance per
+	// element, or Count instances, as a step does.
+	ForEach, Count hcl.Expression
+	Body           hcl.Body
+	DeclRange      hcl.Range
 }
 
-// settingsTypes are the types of settings blocks a plan may hold.
+// settingsTypes are the types of unlabelled settings blocks a plan may
+// hold.
 var settingsTypes = []string{"vault"}
+
+// HostBlock is the type of the labelled settings blocks steps name with
+// `on`: host.NAME, host.NAME[KEY].
+const HostBlock = "host"
 
 // Step is one step block, such as `write "admin_key" { ... }`.
 type Step struct {
@@ -84,6 +100,15 @@ type Step struct {
 	// when absent (at most one is set): the step stands for one instance
 	// per element, or Count instances.
 	ForEach, Count hcl.Expression
+	// On is the `on` meta-argument: the host the step is for, host.NAME
+	// or host.NAME[KEY] (nil when absent). OnKey, when set, is the key of
+	// an entry that names the host instance of the step's own key
+	// (host.NAME[each.key]): an expression of each and count, evaluated
+	// per instance, and On then names the whole host block. OnRange is
+	// where the argument's value is.
+	On      hcl.Traversal
+	OnKey   hcl.Expression
+	OnRange hcl.Range
 	// RollbackHook is the step's `rollback { command = [...] }` block, kept
 	// unevaluated, or nil.
 	RollbackHook *RollbackHook
