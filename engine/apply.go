@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -114,6 +115,7 @@ func (p *Program) Apply(ctx context.Context, opts Options) (*Report, error) {
 	if err := x.connect(); err != nil {
 		return x.noneRun(err)
 	}
+	defer x.disconnect()
 	for _, n := range p.order {
 		x.todo[n.addr] = true
 	}
@@ -196,8 +198,15 @@ func (p *Program) planPath() string {
 // settingsDiagnostics locates an error in the settings block of type typ,
 // at the argument to blame where the error names one.
 func (p *Program) settingsDiagnostics(typ string, err error) hcl.Diagnostics {
-	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: p.settings[typ].Summary(), Detail: err.Error()}
-	if block := p.plan.Settings[typ]; block != nil {
+	return hcl.Diagnostics{blockDiagnostic(p.plan.Settings[typ], p.settings[typ].Summary(), err)}
+}
+
+// blockDiagnostic is err, about the settings block (nil when the plan has
+// none), as a diagnostic headed by summary, at the argument an
+// *steps.AttrError names or else at the block.
+func blockDiagnostic(block *plans.SettingsBlock, summary string, err error) *hcl.Diagnostic {
+	d := &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: err.Error()}
+	if block != nil {
 		d.Subject = block.DeclRange.Ptr()
 		var attrErr *steps.AttrError
 		if errors.As(err, &attrErr) {
@@ -206,5 +215,5 @@ func (p *Program) settingsDiagnostics(typ string, err error) hcl.Diagnostics {
 			}
 		}
 	}
-	return hcl.Diagnostics{d}
+	return d
 }

@@ -40,6 +40,8 @@ type Program struct {
 	// settingValues each evaluated (empty when the plan has none).
 	settings      steps.Settings
 	settingValues map[string]steps.Config
+	// hosts are the plan's host blocks evaluated, by name (see hosts.go).
+	hosts map[string]*hostBlock
 	// planHash and varsHash identify what runs, for the journal;
 	// varHashes each variable's value.
 	planHash, varsHash string
@@ -77,6 +79,9 @@ type node struct {
 	instanceVars map[string]cty.Value
 	// definition is the instance's definition hash (see definitionHash).
 	definition string
+	// host is the host instance its `on` names, nil for a step that
+	// runs where rotplan runs.
+	host *hostInstance
 }
 
 // readsSensitive reports whether n reads a sensitive output of the step dep.
@@ -155,6 +160,8 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 		p.order = append(p.order, p.nodes[addr])
 	}
 	diags = append(diags, p.evalSettings()...)
+	diags = append(diags, p.evalHosts()...)
+	diags = append(diags, p.placeSteps()...)
 	diags = append(diags, p.validate()...)
 	if diags.HasErrors() {
 		// The plan's shape is sound (every reference resolves, no cycle),
@@ -596,7 +603,11 @@ func (p *Program) validateStep(n *node) hcl.Diagnostics {
 	if diags.HasErrors() {
 		return diags
 	}
-	n.definition = definitionHash(n.addr, n.base.bodyDigest, val)
+	where := n.addr
+	if n.host != nil { // a step moved to another host is another step
+		where += " on " + n.host.addr
+	}
+	n.definition = definitionHash(where, n.base.bodyDigest, val)
 	err := n.kind.Validate(cfg)
 	if err == steps.ErrUnknown { // fine so far; the rest is checked at apply time
 		err = nil

@@ -106,38 +106,44 @@ func (p *Program) expand() hcl.Diagnostics {
 // the value of each.
 func (p *Program) instanceKeys(b *base) (keys, values []cty.Value, diags hcl.Diagnostics) {
 	s := b.step
-	expr := s.Count
-	what := "count"
-	if s.ForEach != nil {
-		expr, what = s.ForEach, "for_each"
+	b.mode, keys, values, diags = p.expandBlock(s.Addr(), "step", s.ForEach, s.Count)
+	return keys, values, diags
+}
+
+// expandBlock evaluates the for_each or count of a block (addr names it,
+// block says what it is: "step", "host") to how it stands for its
+// instances, their keys and, for for_each, the value of each.
+func (p *Program) expandBlock(addr, block string, forEach, count hcl.Expression) (mode int, keys, values []cty.Value, diags hcl.Diagnostics) {
+	expr, what := count, "count"
+	if forEach != nil {
+		expr, what = forEach, "for_each"
 	}
 	if expr == nil {
-		b.mode = single
-		return []cty.Value{cty.NilVal}, []cty.Value{cty.NilVal}, nil
+		return single, []cty.Value{cty.NilVal}, []cty.Value{cty.NilVal}, nil
 	}
-	bad := func(detail string) ([]cty.Value, []cty.Value, hcl.Diagnostics) {
-		return nil, nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid " + what + " argument", Detail: detail, Subject: expr.Range().Ptr()}}
+	mode = counted
+	if forEach != nil {
+		mode = keyed
+	}
+	bad := func(detail string) (int, []cty.Value, []cty.Value, hcl.Diagnostics) {
+		return mode, nil, nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid " + what + " argument", Detail: detail, Subject: expr.Range().Ptr()}}
 	}
 	for _, tr := range expr.Variables() {
 		if _, d := p.resolveRef(tr, false); d != nil {
-			d.Detail += " The " + what + " of a step must be known before the run, so it may use variables and locals only."
-			return nil, nil, hcl.Diagnostics{d}
+			d.Detail += " The " + what + " of a " + block + " must be known before the run, so it may use variables and locals only."
+			return mode, nil, nil, hcl.Diagnostics{d}
 		}
 	}
 	ref := what + " " + metaRef(expr)
 	if l, ok := p.metaKeys[ref]; ok && metaRef(expr) != "" {
-		b.mode = counted
-		if s.ForEach != nil {
-			b.mode = keyed
-		}
-		return l.keys, l.values, nil
+		return mode, l.keys, l.values, nil
 	}
 	val, diags := expr.Value(p.baseContext())
-	if d := plans.CheckValueSize(val, "The "+what+" of "+s.Addr(), expr.Range()); d != nil && !diags.HasErrors() {
+	if d := plans.CheckValueSize(val, "The "+what+" of "+addr, expr.Range()); d != nil && !diags.HasErrors() {
 		diags = append(diags, d)
 	}
 	if diags.HasErrors() {
-		return nil, nil, diags
+		return mode, nil, nil, diags
 	}
 	defer func() {
 		if !diags.HasErrors() && metaRef(expr) != "" {
@@ -155,8 +161,7 @@ func (p *Program) instanceKeys(b *base) (keys, values []cty.Value, diags hcl.Dia
 	case val.IsMarked():
 		return bad("The value is sensitive: instance keys show in addresses, the journal and the preview.")
 	}
-	if s.Count != nil {
-		b.mode = counted
+	if mode == counted {
 		if val.Type() != cty.Number {
 			return bad(fmt.Sprintf("count must be a whole number, not %s.", val.Type().FriendlyName()))
 		}
@@ -169,9 +174,8 @@ func (p *Program) instanceKeys(b *base) (keys, values []cty.Value, diags hcl.Dia
 			keys = append(keys, cty.NumberIntVal(i))
 			values = append(values, cty.NilVal)
 		}
-		return keys, values, nil
+		return mode, keys, values, nil
 	}
-	b.mode = keyed
 	ty := val.Type()
 	switch {
 	case ty.IsSetType() && ty.ElementType() == cty.String:
@@ -190,7 +194,7 @@ func (p *Program) instanceKeys(b *base) (keys, values []cty.Value, diags hcl.Dia
 	if len(keys) > maxInstances {
 		return bad(fmt.Sprintf("for_each has %d elements; at most %d are allowed.", len(keys), maxInstances))
 	}
-	return keys, values, nil
+	return mode, keys, values, nil
 }
 
 // metaRef names a count or for_each expression that is a plain reference

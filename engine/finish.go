@@ -73,7 +73,7 @@ func (x *execution) supersede(ctx context.Context) {
 			continue
 		}
 		for _, prev := range previous {
-			note, err := s.Supersede(ctx, x.env.Named(addr), cfg, prev)
+			note, err := s.Supersede(ctx, x.named(n), cfg, prev)
 			if err != nil {
 				x.report.Warnings = append(x.report.Warnings, fmt.Sprintf("%s: %v", addr, err))
 				continue

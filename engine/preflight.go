@@ -24,7 +24,7 @@ func (x *execution) preflight(ctx context.Context, nodes []*node) error {
 		if diags.HasErrors() {
 			return diags
 		}
-		return p.checkHost(ctx, x.env.Named(n.addr), n, cfg, "Cannot run")
+		return p.checkHost(ctx, x.named(n), n, cfg, "Cannot run")
 	})
 	var errs []error
 	for i, diags := range found {
@@ -69,7 +69,7 @@ func (x *execution) prepareStep(ctx context.Context, n *node) error {
 	if diags.HasErrors() {
 		return &StepError{Addr: n.addr, Diagnostics: diags}
 	}
-	if err := preparer.Prepare(ctx, x.env, cfg); err != nil {
+	if err := preparer.Prepare(ctx, placed(x.env, n), cfg); err != nil {
 		return &StepError{Addr: n.addr, Diagnostics: x.p.stepDiagnostics(n, "Cannot run", err)}
 	}
 	return nil

@@ -150,8 +150,10 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 	}
 	sp.Arguments = previewArguments("", val)
 	cfg := steps.NewConfig(sensitiveOnly(val))
-	env := x.env.Named(addr)
-	if holder, ok := n.kind.(steps.CertificateHolder); ok && x.opts.Certificates {
+	env := x.named(n)
+	// A step on a host names files there, which the metrics, read here,
+	// cannot look at.
+	if holder, ok := n.kind.(steps.CertificateHolder); ok && x.opts.Certificates && n.host == nil {
 		sp.Certificates = holder.Certificates(cfg)
 	}
 

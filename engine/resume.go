@@ -166,6 +166,7 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 	if err := x.connect(); err != nil {
 		return x.noneRun(err)
 	}
+	defer x.disconnect()
 	// Steps carried out under -rollback=false cannot be undone: a
 	// rollback that needs them could never finish, and would hold every
 	// later resume to it. Such a run is only ever finished forward.
@@ -401,7 +402,7 @@ func (x *execution) findInPlace(ctx context.Context, n *node, s *StepState) (cty
 	if !ok || len(s.Intent) == 0 {
 		return cty.NilVal, nil
 	}
-	out, inPlace, err := r.Done(ctx, x.env.Named(n.addr), s.Intent)
+	out, inPlace, err := r.Done(ctx, x.named(n), s.Intent)
 	if err != nil {
 		x.opts.Log.Warn("cannot tell whether an interrupted step completed; it runs again", "step", n.addr, "error", err)
 		return cty.NilVal, nil

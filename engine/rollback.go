@@ -133,6 +133,9 @@ func (x *execution) backupRoot() string {
 // stepEnv returns the Env a step runs in, with its own backup directory.
 func (x *execution) stepEnv(addr string) *steps.Env {
 	env := x.env.Named(addr)
+	if n := x.p.nodes[addr]; n != nil {
+		env = placed(env, n)
+	}
 	if root := x.backupRoot(); root != "" {
 		env.Backups = filepath.Join(root, addr)
 	}

@@ -10,11 +10,14 @@ import (
 
 func TestRegistrySettings(t *testing.T) {
 	got := Default().Settings()
-	if len(got) != 1 || got["vault"] != (vaultSettings{}) {
-		t.Errorf("the built-in kinds use %#v, want the vault block alone", got)
+	if len(got) != 2 || got["vault"] != (vaultSettings{}) || got[HostSetting] != (hostSettings{}) {
+		t.Errorf("the built-in kinds use %#v, want the vault and host blocks alone", got)
 	}
-	if got := (Registry{"write": (*Write)(nil), "chown": (*Chown)(nil)}).Settings(); len(got) != 0 {
-		t.Errorf("write and chown use no settings block, got %#v", got)
+	if got := (Registry{"write": (*Write)(nil), "chown": (*Chown)(nil)}).Settings(); len(got) != 1 || got[HostSetting] != (hostSettings{}) {
+		t.Errorf("write uses the host block (on), chown no settings block, got %#v", got)
+	}
+	if got := (Registry{"chown": (*Chown)(nil)}).Settings(); len(got) != 0 {
+		t.Errorf("chown uses no settings block, got %#v", got)
 	}
 	defer func() {
 		if recover() == nil {

@@ -164,7 +164,11 @@ type Env struct {
 	Backups string
 
 	session *vaultSession
-	commit  func() error
+	// hosts are the run's connections to hosts, host the one this
+	// step's Env is for (see On), nil for a step that runs here.
+	hosts  *hostSession
+	host   *stepHost
+	commit func() error
 	// noChange holds why the step changed nothing (see NoChange); shared
 	// by the copies WithCommit makes.
 	noChange *string
@@ -276,13 +280,13 @@ func NewEnv(log hclog.Logger) *Env {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Env{Log: log, session: &vaultSession{}, noChange: new(string)}
+	return &Env{Log: log, session: &vaultSession{}, hosts: &hostSession{}, noChange: new(string)}
 }
 
-// Named returns an Env for one step: the same Vault session, and a logger
-// named after the step.
+// Named returns an Env for one step: the same Vault session and
+// connections to hosts, and a logger named after the step.
 func (e *Env) Named(name string) *Env {
-	return &Env{Log: e.Log.Named(name), session: e.session, Backups: e.Backups, noChange: new(string)}
+	return &Env{Log: e.Log.Named(name), session: e.session, hosts: e.hosts, Backups: e.Backups, noChange: new(string)}
 }
 
 // Vault returns the authenticated Vault client of the run, connecting and
@@ -317,8 +321,12 @@ func (e *Env) VaultIfOpen() (*vaultapi.Client, bool) {
 // Close ends the sessions the Env opened that are its own to end, so that
 // nothing they leave behind outlives them: the Vault token rotplan got by
 // logging in, if it did, is revoked (a token the operator gave is left
-// alone). Later calls to Vault fail. A preview closes its Env at its end.
+// alone), and the connections to hosts are closed (Disconnect). Later
+// calls to Vault fail. A preview closes its Env at its end.
 func (e *Env) Close(ctx context.Context) error {
+	if err := e.Disconnect(); err != nil {
+		e.Log.Warn("closing the connections to hosts", "error", err)
+	}
 	s := e.session
 	var client *vaultapi.Client
 	s.once.Do(func() { s.err = errors.New("logged out") }) // never log in now

@@ -33,7 +33,17 @@ var (
 	_ Summarizer        = (*Write)(nil)
 	_ Planner           = (*Write)(nil)
 	_ CertificateHolder = (*Write)(nil)
+	_ HostRunner        = (*Write)(nil)
+	_ SettingsUser      = (*Write)(nil)
 )
+
+// RunsOnHost implements HostRunner: a write with `on` writes its file on
+// that host (see write_remote.go).
+func (*Write) RunsOnHost() {}
+
+// Settings implements SettingsUser: the host blocks its steps name with
+// `on`.
+func (*Write) Settings() Settings { return hostBlock() }
 
 // Spec is the schema of a write block.
 func (*Write) Spec() hcldec.ObjectSpec {
@@ -73,6 +83,9 @@ func (*Write) Validate(cfg Config) error {
 // work in, the target is something a write may replace, and the owner and
 // group exist.
 func (*Write) CheckHost(ctx context.Context, env *Env, cfg Config) error {
+	if _, ok := env.Host(); ok {
+		return checkHostRemote(ctx, env, cfg)
+	}
 	_, _, ownErr := ownership(cfg)
 	return joinErrors(validateWritePath(env, cfg), ownErr, ctx.Err())
 }
@@ -83,6 +96,9 @@ func (*Write) Staged() {}
 
 // Apply writes the file and returns its path, digest, size and mode.
 func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error) {
+	if _, ok := env.Host(); ok {
+		return applyRemote(ctx, env, cfg)
+	}
 	if err := ctx.Err(); err != nil {
 		return cty.NilVal, err
 	}
@@ -119,6 +135,9 @@ func (*Write) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 // the new file, and whether the file already is what the write would leave
 // (then nothing changes).
 func (*Write) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
+	if _, ok := env.Host(); ok {
+		return planRemote(ctx, env, cfg)
+	}
 	pv := Preview{Action: Replace}
 	p, err := writePath(cfg)
 	if err != nil {
@@ -270,6 +289,9 @@ func (*Write) Intent(cfg Config) (map[string]string, error) {
 // permission bits and, where the block set them, owner and group. Ownership
 // the block left alone is not checked, since Apply did not choose it either.
 func (*Write) Done(ctx context.Context, env *Env, intent map[string]string) (cty.Value, bool, error) {
+	if _, ok := env.Host(); ok {
+		return doneRemote(ctx, env, intent)
+	}
 	if err := ctx.Err(); err != nil {
 		return cty.NilVal, false, err
 	}
@@ -337,6 +359,9 @@ func (*Write) Done(ctx context.Context, env *Env, intent map[string]string) (cty
 // means removing the file. Only the digest of the content is recorded: it
 // may be the private key the rotation replaces.
 func (*Write) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
+	if _, ok := env.Host(); ok {
+		return snapshotRemote(ctx, env, cfg)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -393,6 +418,9 @@ func (*Write) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]st
 // the snapshot records what was changed. Both are idempotent, so a rollback
 // interrupted part way can simply run again. The backup is left in place.
 func (*Write) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, snapshot map[string]string) error {
+	if _, ok := env.Host(); ok {
+		return rollbackRemote(ctx, env, snapshot)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -1,0 +1,227 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/internal/remote"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// HostRunner is implemented by kinds whose steps can run on another host,
+// named by the step's `on` meta-argument (`on = host.web["a"]`): their
+// methods find the host in their Env (see Env.On) and act there. A step
+// of any other kind with `on` is refused when the plan is compiled.
+type HostRunner interface {
+	// RunsOnHost marks the kind.
+	RunsOnHost()
+}
+
+// HostSetting is the block type of the host settings blocks
+// (`host "web" { ... }`): labelled, with for_each or count, each instance
+// a host that steps name with `on`.
+const HostSetting = "host"
+
+// hostSettings is the Setting of host blocks: how to reach a host over
+// SSH. The engine evaluates each instance with this schema and hands it,
+// unopened, to the steps that name it (Env.On).
+type hostSettings struct{}
+
+var _ Setting = hostSettings{}
+
+// hostBlock is what a kind that runs on hosts returns as its Settings.
+func hostBlock() Settings { return Settings{HostSetting: hostSettings{}} }
+
+// Spec implements Setting.
+func (hostSettings) Spec() hcldec.ObjectSpec {
+	return hcldec.ObjectSpec{
+		"address":       &hcldec.AttrSpec{Name: "address", Type: cty.String, Required: true},
+		"port":          &hcldec.AttrSpec{Name: "port", Type: cty.Number},
+		"user":          &hcldec.AttrSpec{Name: "user", Type: cty.String},
+		"known_hosts":   &hcldec.AttrSpec{Name: "known_hosts", Type: cty.String, Required: true},
+		"identity_file": &hcldec.AttrSpec{Name: "identity_file", Type: cty.String},
+		"agent":         &hcldec.AttrSpec{Name: "agent", Type: cty.Bool},
+	}
+}
+
+// Summary implements Setting.
+func (hostSettings) Summary() string { return "Invalid host" }
+
+// Check implements Setting: an instance says where the host is, which
+// known_hosts file vouches for its key, and how to log in. An empty cfg
+// (the engine's call for a plan without host blocks) is fine.
+func (hostSettings) Check(cfg Config) error {
+	if !cfg.Set("address") {
+		return nil
+	}
+	_, err := readHost("", cfg)
+	return err
+}
+
+// Open implements Setting. The hosts' connections are made on first use,
+// one per host, and closed by Env.Disconnect; each instance reaches its
+// steps through Env.On, so there is nothing to open here.
+func (hostSettings) Open(*Env, Config) error { return nil }
+
+// hostTarget is an evaluated host instance, read: the host and how to
+// reach it.
+type hostTarget struct {
+	host remote.Host
+	cfg  remote.Config
+}
+
+// readHost reads an evaluated host instance; name names it in messages
+// (host.web["a"]).
+func readHost(name string, cfg Config) (hostTarget, error) {
+	var t hostTarget
+	var errs []error
+	need := func(attr string) string {
+		s, err := cfg.RequireString(attr)
+		if err != nil {
+			errs = append(errs, err)
+		} else if s == "" {
+			errs = append(errs, attrErr(cfg.Path(attr), "must not be empty"))
+		}
+		return s
+	}
+	t.host = remote.Host{Name: name, Address: need("address"), User: "root", Port: 22}
+	if port, set, err := cfg.Int("port"); err != nil {
+		errs = append(errs, err)
+	} else if set && (port < 1 || port > 65535) {
+		errs = append(errs, attrErr(cfg.Path("port"), "%d is not a TCP port (1 to 65535)", port))
+	} else if set {
+		t.host.Port = int(port)
+	}
+	if cfg.Set("user") {
+		t.host.User = need("user")
+	}
+	t.cfg.KnownHosts = need("known_hosts")
+	if t.cfg.KnownHosts != "" && !filepath.IsAbs(t.cfg.KnownHosts) {
+		errs = append(errs, attrErr(cfg.Path("known_hosts"), "%q is not an absolute path", t.cfg.KnownHosts))
+	}
+	if cfg.Set("identity_file") {
+		key := need("identity_file")
+		if key != "" && !filepath.IsAbs(key) {
+			errs = append(errs, attrErr(cfg.Path("identity_file"), "%q is not an absolute path", key))
+		}
+		t.cfg.KeyFiles = []string{key}
+	}
+	agent, err := cfg.Bool("agent", false)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	t.cfg.Agent = agent
+	if len(errs) == 0 && len(t.cfg.KeyFiles) == 0 && !t.cfg.Agent {
+		errs = append(errs, attrErr(cfg.Path("identity_file"), "no way to log in: give identity_file, or agent = true to use the ssh-agent at SSH_AUTH_SOCK"))
+	}
+	return t, joinErrors(errs...)
+}
+
+// poolKey tells apart the ways of reaching hosts: one Pool each.
+func (t hostTarget) poolKey() string {
+	return strconv.Quote(t.cfg.KnownHosts) + " " + strconv.Quote(strings.Join(t.cfg.KeyFiles, "\x00")) + " " + strconv.FormatBool(t.cfg.Agent)
+}
+
+// hostSession holds the connections to hosts of a run or a preview: a
+// remote.Pool per way of reaching them (known_hosts, key, agent), each
+// keeping one connection per host, made on first use.
+type hostSession struct {
+	mu     sync.Mutex
+	pools  map[string]*remote.Pool
+	closed bool
+}
+
+// pool returns the pool for t, made on first use.
+func (s *hostSession) pool(t hostTarget) (*remote.Pool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("the run's connections to hosts are closed")
+	}
+	if s.pools == nil {
+		s.pools = map[string]*remote.Pool{}
+	}
+	p := s.pools[t.poolKey()]
+	if p == nil {
+		p = remote.NewPool(t.cfg)
+		s.pools[t.poolKey()] = p
+	}
+	return p, nil
+}
+
+// close closes every pool; later uses fail.
+func (s *hostSession) close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	keys := make([]string, 0, len(s.pools))
+	for k := range s.pools {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var errs []error
+	for _, k := range keys {
+		errs = append(errs, s.pools[k].Close())
+	}
+	s.pools = nil
+	return errors.Join(errs...)
+}
+
+// stepHost is the host a step's Env is for (Env.On).
+type stepHost struct {
+	name string
+	cfg  Config
+}
+
+// On returns a copy of e for a step that runs on a host: name is the
+// host instance's address (host.web["a"]), cfg its evaluated block. The
+// engine calls it, never looking into cfg; the kind finds the host with
+// Env.Host.
+func (e *Env) On(name string, cfg Config) *Env {
+	c := *e
+	c.host = &stepHost{name: name, cfg: cfg}
+	return &c
+}
+
+// Host returns the address of the host the step is for (host.web["a"]),
+// and false for a step that runs where rotplan runs.
+func (e *Env) Host() (string, bool) {
+	if e.host == nil {
+		return "", false
+	}
+	return e.host.name, true
+}
+
+// onHost runs fn with the connection to the step's host, made on first
+// use and kept for the rest of the run. It must be called only when
+// Env.Host says there is one.
+func (e *Env) onHost(ctx context.Context, fn func(*remote.Conn) error) error {
+	t, err := readHost(e.host.name, e.host.cfg)
+	if err != nil {
+		return fmt.Errorf("%s: %w", e.host.name, err)
+	}
+	if e.hosts == nil {
+		return fmt.Errorf("%s: this environment cannot reach hosts", e.host.name)
+	}
+	pool, err := e.hosts.pool(t)
+	if err != nil {
+		return err
+	}
+	return pool.Do(ctx, t.host, fn)
+}
+
+// Disconnect closes the connections to hosts the Env made. A run, a
+// resume and a preview call it at their end; later steps on a host fail.
+func (e *Env) Disconnect() error {
+	if e.hosts == nil {
+		return nil
+	}
+	return e.hosts.close()
+}

@@ -1,0 +1,406 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"strconv"
+
+	"github.com/rotplan/rotplan/internal/command"
+	"github.com/rotplan/rotplan/internal/remote"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// What a write does when its step has `on`: the same file, written on that
+// host through its SSH connection (remote.Conn.WriteFile keeps the local
+// promises: never readable by others, flushed, owner and mode set before
+// an atomic rename). Owner and group are numeric ids there (see
+// remoteOwnership); trust_owner is refused: the checks of the directories
+// on the way are remote's own (see its package doc).
+
+// remoteBackupDir is where, beside the file, a write on a host keeps the
+// copy of the file it replaces: on the same host, owner-only, so that a
+// key never leaves the host for its backup.
+const remoteBackupDir = ".rotplan-backups"
+
+// remoteRequest is a write block read for a host: readWrite's, with owner
+// and group ids only (remoteOwnership) and no trust_owner.
+func remoteRequest(cfg Config) (writeRequest, error) {
+	var r writeRequest
+	var err error
+	if r.path, err = remotePath(cfg); err != nil {
+		return r, mustBeKnown(err)
+	}
+	if !cfg.Known("content") {
+		return r, mustBeKnown(ErrUnknown)
+	}
+	r.content = []byte(cfg.String("content"))
+	if r.mode, err = writeMode(cfg); err != nil {
+		return r, mustBeKnown(err)
+	}
+	r.uid, r.gid, err = remoteOwnership(cfg)
+	return r, mustBeKnown(err)
+}
+
+// remotePath is writePath for a host: an absolute path, since a relative
+// one would be relative to wherever the SSH server starts the session.
+func remotePath(cfg Config) (string, error) {
+	p, err := writePath(cfg)
+	if err != nil {
+		return "", err
+	}
+	if !path.IsAbs(p) {
+		return "", attrErr(cfg.Path("path"), "%q is not an absolute path: a file on a host is named from its root", p)
+	}
+	if cfg.Set("trust_owner") {
+		return "", attrErr(cfg.Path("trust_owner"), "a write on a host does not take trust_owner: the directories on the way must be writable by root or the SSH user alone")
+	}
+	return path.Clean(p), nil
+}
+
+// remoteOwnership reads owner and group for a host: numeric ids only, for
+// now. A name would have to be looked up on the host, and Intent, which
+// has no connection, would look it up here: ids mean the same to both.
+func remoteOwnership(cfg Config) (uid, gid int, err error) {
+	var errs []error
+	for _, name := range []string{"owner", "group"} {
+		if !cfg.Set(name) || !cfg.Known(name) {
+			continue
+		}
+		if s := cfg.String(name); !isDigits(s) {
+			errs = append(errs, attrErr(cfg.Path(name), "%q: a write on a host takes a numeric %s id, not a name", s,
+				map[string]string{"owner": "user", "group": "group"}[name]))
+		}
+	}
+	if err := joinErrors(errs...); err != nil {
+		return -1, -1, err
+	}
+	return ownership(cfg)
+}
+
+// remoteSame reports whether the file fi describes at p already has the
+// digest, mode and (where set) owner a write would give it.
+func remoteSame(ctx context.Context, c *remote.Conn, p string, fi fs.FileInfo, digest string, size int64, mode os.FileMode, uid, gid int) bool {
+	if fi == nil || !fi.Mode().IsRegular() || fi.Size() != size || !remoteMeta(fi, mode, uid, gid) {
+		return false
+	}
+	got, err := c.ReadFile(ctx, p, maxResumeRead)
+	return err == nil && contentDigest(got) == digest
+}
+
+// remoteMeta is sameMeta for a file described over SFTP.
+func remoteMeta(fi fs.FileInfo, mode os.FileMode, uid, gid int) bool {
+	if fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != mode {
+		return false
+	}
+	fuid, fgid, ok := remote.Owner(fi)
+	return ok && (uid == -1 || fuid == uid) && (gid == -1 || fgid == gid)
+}
+
+// remoteLstat describes the file at p on the host, nil when there is none.
+func remoteLstat(ctx context.Context, c *remote.Conn, p string) (fs.FileInfo, error) {
+	fi, err := c.Lstat(ctx, p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return fi, err
+}
+
+// checkRemoteTarget is checkWriteTarget on the host: the directory is
+// there, and the target is a regular file or absent.
+func checkRemoteTarget(ctx context.Context, c *remote.Conn, p string) (fs.FileInfo, error) {
+	di, err := c.Lstat(ctx, path.Dir(p))
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("directory %s on %s: %w", path.Dir(p), c.Host(), err)
+	case !di.IsDir():
+		return nil, fmt.Errorf("%s on %s is %s, not a directory", path.Dir(p), c.Host(), describeFileType(di.Mode()))
+	}
+	fi, err := remoteLstat(ctx, c, p)
+	if err != nil {
+		return nil, err
+	}
+	if fi != nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s on %s is %s; a write replaces only a regular file", p, c.Host(), describeFileType(fi.Mode()))
+	}
+	return fi, nil
+}
+
+// checkHostRemote is Write.CheckHost on the step's host.
+func checkHostRemote(ctx context.Context, env *Env, cfg Config) error {
+	p, err := remotePath(cfg)
+	if err != nil {
+		return err
+	}
+	_, _, ownErr := remoteOwnership(cfg)
+	return joinErrors(ownErr, env.onHost(ctx, func(c *remote.Conn) error {
+		if _, err := checkRemoteTarget(ctx, c, p); err != nil {
+			return &AttrError{Path: cfg.Path("path"), Err: err}
+		}
+		return nil
+	}))
+}
+
+// applyRemote is Write.Apply on the step's host.
+func applyRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value, err error) {
+	host, _ := env.Host()
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		r, err := remoteRequest(cfg)
+		if err != nil {
+			return err
+		}
+		digest := contentDigest(r.content)
+		out = writeOutputs(r.path, digest, int64(len(r.content)), r.mode)
+		fi, err := checkRemoteTarget(ctx, c, r.path)
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", r.path, err)
+		}
+		if remoteSame(ctx, c, r.path, fi, digest, int64(len(r.content)), r.mode, r.uid, r.gid) {
+			env.NoChange("the file already has this content, mode and owner")
+			return nil
+		}
+		if err := env.Commit(); err != nil {
+			return err
+		}
+		if err := c.WriteFile(ctx, r.path, r.content, r.mode, r.uid, r.gid); err != nil {
+			return err
+		}
+		env.Log.Debug("wrote file", "host", host, "path", r.path, "mode", formatMode(r.mode),
+			"owner", describeOwner(cfg.String("owner"), cfg.String("group")),
+			"size", len(r.content), "sha256", digest)
+		return nil
+	})
+	if err != nil {
+		return cty.NilVal, err
+	}
+	return out, nil
+}
+
+// planRemote is Write.Plan on the step's host: the file as it is there.
+func planRemote(ctx context.Context, env *Env, cfg Config) (Preview, error) {
+	pv := Preview{Action: Replace}
+	p, err := remotePath(cfg)
+	if err != nil {
+		if err == ErrUnknown {
+			err = nil
+		}
+		return pv, err
+	}
+	host, _ := env.Host()
+	pv.Now = append(pv.Now, Fact{Name: "host", Value: host})
+	mode, modeErr := writeMode(cfg)
+	outputs := map[string]cty.Value{
+		"path":   cty.StringVal(p),
+		"sha256": cty.UnknownVal(cty.String),
+		"size":   cty.UnknownVal(cty.Number),
+		"mode":   cty.UnknownVal(cty.String),
+	}
+	if modeErr == nil {
+		outputs["mode"] = cty.StringVal(formatMode(mode))
+	}
+	uid, gid, ownErr := remoteOwnership(cfg)
+	if ownErr != nil && ownErr != ErrUnknown {
+		pv.Problems = append(pv.Problems, ownErr)
+	}
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		fi, err := checkRemoteTarget(ctx, c, p)
+		if err != nil {
+			pv.Problems = append(pv.Problems, attrErr(cfg.Path("path"), "%v", err))
+			return nil
+		}
+		if fi == nil {
+			pv.Action = Create
+			pv.Now = append(pv.Now, Fact{Name: "file", Value: "does not exist"})
+		} else {
+			uid, gid, _ := remote.Owner(fi)
+			pv.Now = append(pv.Now,
+				Fact{Name: "mode", Value: formatMode(fi.Mode())},
+				Fact{Name: "owner", Value: fmt.Sprintf("%d:%d", uid, gid)},
+				Fact{Name: "size", Value: strconv.FormatInt(fi.Size(), 10)})
+		}
+		if !cfg.Known("content") {
+			return nil
+		}
+		content := []byte(cfg.String("content"))
+		digest := contentDigest(content)
+		outputs["sha256"] = cty.StringVal(digest)
+		outputs["size"] = cty.NumberIntVal(int64(len(content)))
+		if fi != nil && modeErr == nil && ownErr == nil {
+			if remoteSame(ctx, c, p, fi, digest, int64(len(content)), mode, uid, gid) {
+				pv.Action, pv.Reason = NoChange, "the file already has this content, mode and owner"
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		pv.Problems = append(pv.Problems, err)
+	}
+	pv.Outputs = cty.ObjectVal(outputs)
+	return pv, ctx.Err()
+}
+
+// doneRemote is Write.Done on the step's host.
+func doneRemote(ctx context.Context, env *Env, intent map[string]string) (out cty.Value, done bool, err error) {
+	want, err := parseWriteIntent(intent)
+	if err != nil {
+		return cty.NilVal, false, err
+	}
+	notDone := func(why string) error {
+		env.Log.Debug("the file is not as the write would leave it", "path", want.path, "reason", why)
+		return nil
+	}
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		fi, err := remoteLstat(ctx, c, want.path)
+		switch {
+		case err != nil:
+			return err
+		case fi == nil:
+			return notDone("missing")
+		case !fi.Mode().IsRegular():
+			return notDone("not a regular file")
+		case !remoteMeta(fi, want.mode, want.uid, want.gid):
+			return notDone("mode or owner differs")
+		case fi.Size() != want.size:
+			return notDone("size differs")
+		case fi.Size() > maxResumeRead:
+			return notDone("too large to be a key or certificate")
+		}
+		content, err := c.ReadFile(ctx, want.path, maxResumeRead)
+		if err != nil {
+			return err
+		}
+		if contentDigest(content) != want.sha256 {
+			return notDone("content differs")
+		}
+		out, done = writeOutputs(want.path, want.sha256, want.size, want.mode), true
+		return nil
+	})
+	if err != nil {
+		return cty.NilVal, false, err
+	}
+	return out, done, nil
+}
+
+// snapshotRemote is Write.Snapshot on the step's host: the copy is kept
+// there, beside the file (remoteBackupDir).
+func snapshotRemote(ctx context.Context, env *Env, cfg Config) (snap map[string]string, err error) {
+	p, err := remotePath(cfg)
+	if err != nil {
+		return nil, mustBeKnown(err)
+	}
+	host, _ := env.Host()
+	snap = map[string]string{"path": p, "host": host}
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		fi, err := checkRemoteTarget(ctx, c, p)
+		if err != nil {
+			return fmt.Errorf("writing %s: %w", p, err)
+		}
+		if fi == nil {
+			snap["existed"] = "false"
+			return nil
+		}
+		saved, err := c.Backup(ctx, p, path.Join(path.Dir(p), remoteBackupDir))
+		if err != nil {
+			return err
+		}
+		env.Log.Debug("kept a copy of the file the write replaces", "host", host, "path", p, "backup", saved.Path,
+			"sha256", saved.SHA256, "mode", chmodMode(saved.Mode), "uid", saved.UID, "gid", saved.GID)
+		snap["existed"] = "true"
+		snap["backup"] = saved.Path
+		snap["sha256"] = saved.SHA256
+		snap["size"] = strconv.FormatInt(saved.Size, 10)
+		snap["mode"] = chmodMode(saved.Mode)
+		snap["uid"] = strconv.Itoa(saved.UID)
+		snap["gid"] = strconv.Itoa(saved.GID)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// rollbackRemote is Write.Rollback on the step's host.
+func rollbackRemote(ctx context.Context, env *Env, snapshot map[string]string) error {
+	host, _ := env.Host()
+	p, err := snapshotField(snapshot, "path")
+	if err != nil || !path.IsAbs(p) {
+		return fmt.Errorf("write: rolling back on %s: the journaled snapshot's path %q is not an absolute path", host, p)
+	}
+	existed, err := snapshotField(snapshot, "existed")
+	if err != nil {
+		return fmt.Errorf("write: rolling back %s on %s: %w", p, host, err)
+	}
+	if existed == "false" {
+		return env.onHost(ctx, func(c *remote.Conn) error {
+			if _, err := c.RemoveLeftovers(ctx, p); err != nil {
+				return fmt.Errorf("write: rolling back %s on %s, which did not exist before: %w; remove it by hand: rm %s", p, host, err, command.ShellWord(p))
+			}
+			err := c.Remove(ctx, p)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				env.Log.Info("the file the write created is already gone", "host", host, "path", p)
+				return nil
+			case err != nil:
+				return fmt.Errorf("write: rolling back %s on %s, which did not exist before: %w; check it, and remove it by hand if it should not be there: rm %s", p, host, err, command.ShellWord(p))
+			}
+			env.Log.Info("removed the file the write created", "host", host, "path", p)
+			return nil
+		})
+	}
+	saved, err := parseRemoteSaved(snapshot)
+	if err != nil {
+		return fmt.Errorf("write: rolling back %s on %s: %w", p, host, err)
+	}
+	return env.onHost(ctx, func(c *remote.Conn) error {
+		if err := c.Restore(ctx, saved, p); err != nil {
+			return fmt.Errorf("write: rolling back %s: %w; the backup is kept on the host: install -m %s -o %d -g %d %s %s",
+				p, err, chmodMode(saved.Mode), saved.UID, saved.GID, command.ShellWord(saved.Path), command.ShellWord(p))
+		}
+		env.Log.Info("restored the file the write replaced", "host", host, "path", p, "mode", chmodMode(saved.Mode),
+			"owner", fmt.Sprintf("%d:%d", saved.UID, saved.GID), "sha256", saved.SHA256, "backup", saved.Path)
+		return nil
+	})
+}
+
+// parseRemoteSaved reads back the copy a snapshot on a host recorded.
+func parseRemoteSaved(snapshot map[string]string) (remote.Saved, error) {
+	var s remote.Saved
+	var err error
+	if s.Path, err = snapshotField(snapshot, "backup"); err != nil {
+		return s, err
+	}
+	if !path.IsAbs(s.Path) {
+		return s, fmt.Errorf("the journaled snapshot's backup %q is not an absolute path", s.Path)
+	}
+	if s.SHA256, err = snapshotField(snapshot, "sha256"); err != nil {
+		return s, err
+	}
+	if !isHexDigest(s.SHA256) {
+		return s, fmt.Errorf("the journaled snapshot's sha256 %q is not a SHA-256 in lower-case hex", s.SHA256)
+	}
+	size, err := snapshotField(snapshot, "size")
+	if err != nil {
+		return s, err
+	}
+	if s.Size, err = strconv.ParseInt(size, 10, 64); err != nil || s.Size < 0 || !isDigits(size) {
+		return s, fmt.Errorf("the journaled snapshot's size %q is not a byte count", size)
+	}
+	mode, err := snapshotField(snapshot, "mode")
+	if err != nil {
+		return s, err
+	}
+	if s.Mode, err = parseChmodMode(mode); err != nil {
+		return s, fmt.Errorf("the journaled snapshot's mode: %w", err)
+	}
+	if s.UID, err = journaledID(snapshot, "snapshot", "uid", false); err != nil {
+		return s, err
+	}
+	if s.GID, err = journaledID(snapshot, "snapshot", "gid", false); err != nil {
+		return s, err
+	}
+	return s, nil
+}
