@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rotplan/rotplan/internal/testhosts"
+)
+
+// hostsPlan writes a key on every web host over SSH, then checks (here,
+// where rotplan runs) that the run may stand: with fail set, the check
+// fails and every host's write is rolled back.
+const hostsPlan = `
+variable "web" {
+  type = map(object({ address = string, port = number, dir = string }))
+}
+variable "known_hosts" {}
+variable "identity" {}
+variable "key" { sensitive = true }
+variable "fail" { default = false }
+
+host "web" {
+  for_each      = var.web
+  address       = each.value.address
+  port          = each.value.port
+  known_hosts   = var.known_hosts
+  identity_file = var.identity
+}
+
+write "key" {
+  for_each = var.web
+  on       = host.web[each.key]
+  path     = "${each.value.dir}/app.key"
+  content  = "${var.key}-${each.key}\n"
+  mode     = "0600"
+  owner    = "4242"
+  group    = "4343"
+}
+
+verify "after" {
+  depends_on = [write.key]
+  command {
+    argv = [var.fail ? "/bin/false" : "/bin/true"]
+  }
+}
+`
+
+// TestWriteOnHosts runs the rotplan binary in the controller of a bed of
+// real sshd hosts, as an operator would there: a write per host, over
+// SSH, checked from outside through ssh; a failing later step rolls every
+// host's file back (removed where the run created it, restored where it
+// replaced one); the key never shows in the output or the state.
+func TestWriteOnHosts(t *testing.T) {
+	f := testhosts.Start(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	var web []string
+	for _, h := range f.Hosts {
+		// The hosts share the machine's file system: each writes into a
+		// directory of its own.
+		web = append(web, fmt.Sprintf("%s = { address = %q, port = %d, dir = %q }", h.Name, h.Addr, h.Port, h.Home))
+	}
+	dir := planDir(t, hostsPlan, nil)
+	writeVars := func(key string, fail bool) {
+		t.Helper()
+		vars := fmt.Sprintf("web = { %s }\nknown_hosts = %q\nidentity = %q\nkey = %q\nfail = %t\n",
+			strings.Join(web, ", "), f.KnownHosts, f.ClientKey, key, fail)
+		if err := os.WriteFile(filepath.Join(dir, "vars.hcl"), []byte(vars), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func() result {
+		t.Helper()
+		cmd := f.Controller.Command(ctx, rotplanBin, "run", "-var-file", "vars.hcl", "plan.hcl")
+		cmd.Dir = dir
+		cmd.Env = cleanEnv()
+		return runCmd(t, cmd, 3*time.Minute)
+	}
+	// stat asks the host, over ssh from the controller, for the file's
+	// mode, owner and content; "" when there is none.
+	stat := func(h *testhosts.Host) string {
+		t.Helper()
+		p := filepath.Join(h.Home, "app.key")
+		out, err := f.Controller.Command(ctx, "ssh", "-F", f.SSHConfig, h.Name,
+			fmt.Sprintf("if test -e %s; then stat -c '%%a %%u:%%g' %s; cat %s; fi", p, p, p)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ssh %s: %v\n%s", h.Name, err, out)
+		}
+		return string(out)
+	}
+	noSecret := func(res result, secret string) {
+		t.Helper()
+		if strings.Contains(res.stdout+res.stderr, secret) {
+			t.Errorf("the key shows in rotplan's output:\n%s%s", res.stdout, res.stderr)
+		}
+		filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+			if err != nil || fi.IsDir() || filepath.Base(p) == "vars.hcl" {
+				return nil
+			}
+			if b, _ := os.ReadFile(p); strings.Contains(string(b), secret) {
+				t.Errorf("the key is in %s", p)
+			}
+			return nil
+		})
+	}
+
+	// 1. The check fails: the files the run created are removed again.
+	writeVars("first-secret", true)
+	res := run()
+	if res.exit != 3 {
+		t.Fatalf("failing run: exit %d, want 3 (rolled back)\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	noSecret(res, "first-secret")
+	for _, h := range f.Hosts {
+		if got := stat(h); got != "" {
+			t.Errorf("%s: the file the failed run created is still there: %q", h.Name, got)
+		}
+	}
+
+	// 2. It passes: every host has its key, 0600, owned as asked.
+	writeVars("first-secret", false)
+	res = run()
+	if res.exit != 0 {
+		t.Fatalf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	noSecret(res, "first-secret")
+	for _, h := range f.Hosts {
+		if got, want := stat(h), "600 4242:4343\nfirst-secret-"+h.Name+"\n"; got != want {
+			t.Errorf("%s: the file is %q, want %q", h.Name, got, want)
+		}
+	}
+
+	// 3. A new key, and the check fails: every host has its old file back.
+	writeVars("second-secret", true)
+	res = run()
+	if res.exit != 3 {
+		t.Fatalf("failing run: exit %d, want 3 (rolled back)\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	noSecret(res, "second-secret")
+	for _, h := range f.Hosts {
+		if got, want := stat(h), "600 4242:4343\nfirst-secret-"+h.Name+"\n"; got != want {
+			t.Errorf("%s: after the rollback the file is %q, want the old one, %q", h.Name, got, want)
+		}
+	}
+	// The hosts share this machine's file system, so the files alone do
+	// not show that the writes went over SSH: the copies the rollback
+	// restored from are on the hosts (a local write keeps its copies in
+	// the state directory), and every host's sshd logged rotplan in.
+	for _, h := range f.Hosts {
+		backup := filepath.Join(h.Home, ".rotplan-backups", "app.key")
+		if b, err := os.ReadFile(backup); err != nil || string(b) != "first-secret-"+h.Name+"\n" {
+			t.Errorf("%s: the copy on the host %s: %q, %v", h.Name, backup, b, err)
+		}
+		if log, _ := os.ReadFile(h.Log); !strings.Contains(string(log), "Accepted publickey for root") {
+			t.Errorf("%s: sshd logged no login:\n%s", h.Name, log)
+		}
+	}
+}
