@@ -248,8 +248,9 @@ func doneRemote(ctx context.Context, env *Env, intent map[string]string) (out ct
 	if err != nil {
 		return cty.NilVal, false, err
 	}
+	host, _ := env.Host()
 	notDone := func(why string) error {
-		env.Log.Debug("the file is not as the write would leave it", "path", want.path, "reason", why)
+		env.Log.Debug("the file is not as the write would leave it", "host", host, "path", want.path, "reason", why)
 		return nil
 	}
 	err = env.onHost(ctx, func(c *remote.Conn) error {

@@ -1,0 +1,184 @@
+package steps
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rotplan/rotplan/internal/testhosts"
+	"github.com/zclconf/go-cty/cty"
+)
+
+func TestHostSettingsCheck(t *testing.T) {
+	spec := hostSettings{}.Spec()
+	base := map[string]cty.Value{
+		"address":       cty.StringVal("10.0.0.1"),
+		"known_hosts":   cty.StringVal("/etc/ssh/ssh_known_hosts"),
+		"identity_file": cty.StringVal("/root/.ssh/id_ed25519"),
+	}
+	with := func(kv ...any) map[string]cty.Value {
+		m := map[string]cty.Value{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i].(string)] = kv[i+1].(cty.Value)
+		}
+		return m
+	}
+	tests := []struct {
+		name string
+		vals map[string]cty.Value
+		path string // the argument the error is on; "" for none
+	}{
+		{"valid", base, ""},
+		{"agent alone", with("identity_file", cty.NullVal(cty.String), "agent", cty.True), ""},
+		{"no way to log in", with("identity_file", cty.NullVal(cty.String)), "identity_file"},
+		{"port 0", with("port", cty.NumberIntVal(0)), "port"},
+		{"port too large", with("port", cty.NumberIntVal(65536)), "port"},
+		{"relative known_hosts", with("known_hosts", cty.StringVal("known_hosts")), "known_hosts"},
+		{"relative identity", with("identity_file", cty.StringVal("id")), "identity_file"},
+		{"empty address", with("address", cty.StringVal("")), "address"},
+		{"empty user", with("user", cty.StringVal("")), "user"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := hostSettings{}.Check(testConfig(t, spec, tt.vals))
+			if tt.path == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			wantAttrErr(t, err, tt.path)
+		})
+	}
+	h, err := readHost(`host.web["a"]`, testConfig(t, spec, base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.host.Port != 22 || h.host.User != "root" || h.host.Name != `host.web["a"]` {
+		t.Errorf("defaults: %+v, want port 22, user root", h.host)
+	}
+}
+
+// TestWriteOnHost carries out, previews, resumes and rolls back a write
+// on a real sshd host of a testhosts bed, through the kind's methods.
+func TestWriteOnHost(t *testing.T) {
+	f := testhosts.Start(t, 1)
+	h := f.Hosts[0]
+	ctx := context.Background()
+	hostCfg := testConfig(t, hostSettings{}.Spec(), map[string]cty.Value{
+		"address":       cty.StringVal(h.Addr.String()),
+		"port":          cty.NumberIntVal(int64(h.Port)),
+		"known_hosts":   cty.StringVal(f.KnownHosts),
+		"identity_file": cty.StringVal(f.ClientKey),
+	})
+	env, logged := testEnv(t)
+	env = env.On(`host.web["h1"]`, hostCfg)
+	defer env.Disconnect()
+	// The hosts share this machine's file system; only the network is
+	// theirs.
+	p := filepath.Join(h.Home, "app.key")
+	w := (*Write)(nil)
+	cfgOf := func(content string, more map[string]cty.Value) Config {
+		vals := map[string]cty.Value{
+			"path":    cty.StringVal(p),
+			"content": cty.StringVal(content).Mark("sensitive"),
+			"mode":    cty.StringVal("0640"),
+			"owner":   cty.StringVal("4242"),
+			"group":   cty.StringVal("4343"),
+		}
+		for k, v := range more {
+			vals[k] = v
+		}
+		return testConfig(t, w.Spec(), vals)
+	}
+	v1 := cfgOf("key-one\n", nil)
+
+	// The connection is made from the bed's controller, and kept.
+	if err := f.Controller.Do(func() error { return w.CheckHost(ctx, env, v1) }); err != nil {
+		t.Fatal(err)
+	}
+	pv, err := w.Plan(ctx, env, v1)
+	if err != nil || len(pv.Problems) != 0 || pv.Action != Create {
+		t.Fatalf("preview: %+v, %v; want create", pv, err)
+	}
+	snap1, err := w.Snapshot(ctx, env, v1)
+	if err != nil || snap1["existed"] != "false" {
+		t.Fatalf("snapshot %v, %v", snap1, err)
+	}
+	intent1, err := w.Intent(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, done, err := w.Done(ctx, env, intent1); err != nil || done {
+		t.Fatalf("done before the write: %t, %v", done, err)
+	}
+	out, err := w.Apply(ctx, env, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFile(t, p, "key-one\n", 0o640, 4242, 4343)
+	got, done, err := w.Done(ctx, env, intent1)
+	if err != nil || !done || !got.RawEquals(out) {
+		t.Fatalf("done after the write: %t, %#v, %v; want %#v", done, got, err, out)
+	}
+	if pv, err := w.Plan(ctx, env, v1); err != nil || pv.Action != NoChange {
+		t.Fatalf("preview after the write: %+v, %v; want no change", pv, err)
+	}
+
+	v2 := cfgOf("key-two\n", nil)
+	snap2, err := w.Snapshot(ctx, env, v2)
+	if err != nil || snap2["existed"] != "true" || !strings.HasPrefix(snap2["backup"], filepath.Join(h.Home, remoteBackupDir)+"/") {
+		t.Fatalf("snapshot %v, %v; want a copy on the host", snap2, err)
+	}
+	if _, err := w.Apply(ctx, env, v2); err != nil {
+		t.Fatal(err)
+	}
+	wantFile(t, p, "key-two\n", 0o640, 4242, 4343)
+	if _, done, err := w.Done(ctx, env, intent1); err != nil || done {
+		t.Fatalf("the first write is not done once replaced: %t, %v", done, err)
+	}
+	if err := w.Rollback(ctx, env, v2, cty.NilVal, snap2); err != nil {
+		t.Fatal(err)
+	}
+	wantFile(t, p, "key-one\n", 0o640, 4242, 4343)
+	if err := w.Rollback(ctx, env, v1, cty.NilVal, snap1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(p); !os.IsNotExist(err) {
+		t.Fatalf("the file the first write created is still there: %v", err)
+	}
+	if err := w.Rollback(ctx, env, v1, cty.NilVal, snap1); err != nil {
+		t.Fatalf("a rollback run again: %v", err)
+	}
+	if strings.Contains(logged.String(), "key-one") || strings.Contains(logged.String(), "key-two") {
+		t.Errorf("the content shows in the log:\n%s", logged)
+	}
+
+	// What a host cannot take.
+	wantErrContains(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"owner": cty.StringVal("www-data")})), "numeric user id")
+	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"path": cty.StringVal("app.key")})), "path")
+	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"path": cty.StringVal(filepath.Join(h.Home, "missing", "k"))})), "path")
+	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"trust_owner": cty.StringVal("0")})), "trust_owner")
+}
+
+// wantFile checks a file's content, permission bits and owner.
+func wantFile(t *testing.T, p, content string, mode os.FileMode, uid, gid int) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fuid, fgid, _ := fileOwner(fi)
+	if string(b) != content || fi.Mode().Perm() != mode || fuid != uid || fgid != gid {
+		t.Fatalf("%s: %q %v %d:%d, want %q %v %d:%d", p, b, fi.Mode().Perm(), fuid, fgid, content, mode, uid, gid)
+	}
+}
