@@ -67,21 +67,23 @@ func TestWriteOnHosts(t *testing.T) {
 		web = append(web, fmt.Sprintf("%s = { address = %q, port = %d, dir = %q }", h.Name, h.Addr, h.Port, h.Home))
 	}
 	dir := planDir(t, hostsPlan, nil)
+	knownHosts := f.KnownHosts
 	writeVars := func(key string, fail bool) {
 		t.Helper()
 		vars := fmt.Sprintf("web = { %s }\nknown_hosts = %q\nidentity = %q\nkey = %q\nfail = %t\n",
-			strings.Join(web, ", "), f.KnownHosts, f.ClientKey, key, fail)
+			strings.Join(web, ", "), knownHosts, f.ClientKey, key, fail)
 		if err := os.WriteFile(filepath.Join(dir, "vars.hcl"), []byte(vars), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	run := func() result {
+	rotplan := func(command string) result {
 		t.Helper()
-		cmd := f.Controller.Command(ctx, rotplanBin, "run", "-var-file", "vars.hcl", "plan.hcl")
+		cmd := f.Controller.Command(ctx, rotplanBin, command, "-var-file", "vars.hcl", "plan.hcl")
 		cmd.Dir = dir
 		cmd.Env = cleanEnv()
 		return runCmd(t, cmd, 3*time.Minute)
 	}
+	run := func() result { t.Helper(); return rotplan("run") }
 	// stat asks the host, over ssh from the controller, for the file's
 	// mode, owner and content; "" when there is none.
 	stat := func(h *testhosts.Host) string {
@@ -136,6 +138,12 @@ func TestWriteOnHosts(t *testing.T) {
 		}
 	}
 
+	// The preview reads every host's file: nothing to change.
+	res = rotplan("plan")
+	if res.exit != 0 || strings.Count(res.stdout, "the file already has this content, mode and owner") != len(f.Hosts) {
+		t.Errorf("plan after the run: exit %d, want every write unchanged\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+
 	// 3. A new key, and the check fails: every host has its old file back.
 	writeVars("second-secret", true)
 	res = run()
@@ -148,6 +156,28 @@ func TestWriteOnHosts(t *testing.T) {
 			t.Errorf("%s: after the rollback the file is %q, want the old one, %q", h.Name, got, want)
 		}
 	}
+	// 4. Host keys that do not match: refused before anything changes.
+	var wrong strings.Builder
+	for i, h := range f.Hosts {
+		other := f.Hosts[(i+1)%len(f.Hosts)]
+		wrong.WriteString(testhosts.KnownHostsLine(h.Addr.String(), h.Port, other.HostKey))
+	}
+	knownHosts = filepath.Join(t.TempDir(), "known_hosts")
+	if err := os.WriteFile(knownHosts, []byte(wrong.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeVars("third-secret", false)
+	res = run()
+	if res.exit != 1 || !strings.Contains(res.stdout, "nothing was changed") ||
+		strings.Count(res.stderr, "refusing to connect") != len(f.Hosts) {
+		t.Errorf("run with wrong host keys: exit %d, want 1, nothing changed, and every host refused\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	for _, h := range f.Hosts {
+		if got, want := stat(h), "600 4242:4343\nfirst-secret-"+h.Name+"\n"; got != want {
+			t.Errorf("%s: after a refused run the file is %q, want %q", h.Name, got, want)
+		}
+	}
+
 	// The hosts share this machine's file system, so the files alone do
 	// not show that the writes went over SSH: the copies the rollback
 	// restored from are on the hosts (a local write keeps its copies in
