@@ -209,3 +209,57 @@ func TestHostBlockNoKindUses(t *testing.T) {
 		t.Fatalf("want one error at the host block, got %v", diags)
 	}
 }
+
+// hostPlanner is hostRecord with a preview, which records the host it
+// was asked about.
+type hostPlanner struct {
+	*hostRecord
+	planned []string
+}
+
+func (h *hostPlanner) Plan(_ context.Context, env *steps.Env, _ steps.Config) (steps.Preview, error) {
+	host, ok := env.Host()
+	if !ok {
+		host = "(here)"
+	}
+	h.mu.Lock()
+	h.planned = append(h.planned, host)
+	h.mu.Unlock()
+	return steps.Preview{Action: steps.Replace}, nil
+}
+
+// TestHostsPreview: the preview asks each kind on the step's host; a step
+// whose host is wrong is not previewed at all, rather than here.
+func TestHostsPreview(t *testing.T) {
+	h := &hostPlanner{hostRecord: &hostRecord{record: &record{}, f: &fakeSetting{}}}
+	src := "host \"bad\" {\n  address = \"x\"\n}\nhost \"good\" {\n  address = \"y\"\n}\nrec \"a\" {\n  on = host.bad\n  input = \"x\"\n}\nrec \"b\" {\n  on = host.good\n  input = \"x\"\n}\n"
+	prog, diags := loadSource(t, src, nil, steps.Registry{"rec": &checkOnly{h, "x"}})
+	if !diags.HasErrors() || prog == nil || prog.Valid() {
+		t.Fatalf("want an invalid program, got %v", diags)
+	}
+	prog.Preview(context.Background(), testOptions())
+	if want := []string{"host.good"}; !reflect.DeepEqual(h.planned, want) {
+		t.Errorf("previewed on %q, want %q", h.planned, want)
+	}
+}
+
+// checkOnly is a host kind whose host block refuses the address bad.
+type checkOnly struct {
+	*hostPlanner
+	bad string
+}
+
+func (c *checkOnly) Settings() steps.Settings { return steps.Settings{"host": badAddress{c.f, c.bad}} }
+
+// badAddress is fakeSetting refusing one address.
+type badAddress struct {
+	*fakeSetting
+	bad string
+}
+
+func (b badAddress) Check(cfg steps.Config) error {
+	if cfg.String("address") == b.bad {
+		return errors.New("bad address")
+	}
+	return nil
+}

@@ -149,6 +149,11 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 		return sp
 	}
 	sp.Arguments = previewArguments("", val)
+	if n.step.On != nil && n.host == nil {
+		// Its host is wrong (said when compiling): looking here would
+		// preview another machine.
+		return sp
+	}
 	cfg := steps.NewConfig(sensitiveOnly(val))
 	env := x.named(n)
 	// A step on a host names files there, which the metrics, read here,
