@@ -192,3 +192,47 @@ func TestWriteOnHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteOnHostResume kills rotplan once a write on a host is done and
+// before its success is journaled: resume asks the host whether the file
+// is in place (its SHA-256 there), and does not write it again.
+func TestWriteOnHostResume(t *testing.T) {
+	f := testhosts.Start(t, 1)
+	h := f.Hosts[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir := planDir(t, hostsPlan, nil)
+	vars := fmt.Sprintf("web = { %s = { address = %q, port = %d, dir = %q } }\nknown_hosts = %q\nidentity = %q\nkey = \"resumed-secret\"\n",
+		h.Name, h.Addr, h.Port, h.Home, f.KnownHosts, f.ClientKey)
+	if err := os.WriteFile(filepath.Join(dir, "vars.hcl"), []byte(vars), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rotplan := func(bin string, env []string, args ...string) result {
+		t.Helper()
+		cmd := f.Controller.Command(ctx, bin, args...)
+		cmd.Dir = dir
+		cmd.Env = append(cleanEnv(), env...)
+		return runCmd(t, cmd, 3*time.Minute)
+	}
+	// Records: run_started, the write's step_started, then its success.
+	res := rotplan(crashBin, []string{"ROTPLAN_FAILPOINT=before:3"}, "run", "-var-file", "vars.hcl", "plan.hcl")
+	if res.exit != -1 {
+		t.Fatalf("rotplan exited %d instead of being killed\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	p := filepath.Join(h.Home, "app.key")
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatalf("the write was not done before the kill: %v", err)
+	}
+	res = rotplan(rotplanBin, nil, "resume", "-var-file", "vars.hcl", "plan.hcl")
+	if res.exit != 0 {
+		t.Fatalf("resume: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stdout, "its effect was found in place") {
+		t.Errorf("resume does not say the write was found in place:\n%s", res.stdout)
+	}
+	after, err := os.Stat(p)
+	if err != nil || !os.SameFile(fi, after) {
+		t.Errorf("resume wrote the file again (%v): Done should have found it in place on the host", err)
+	}
+}
