@@ -169,28 +169,37 @@ func (*Write) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 			pv.Problems = append(pv.Problems, attrErr(cfg.Path("path"), "%v", err))
 		}
 	}
-	outputs := map[string]cty.Value{
-		"path":   cty.StringVal(p),
-		"sha256": cty.UnknownVal(cty.String),
-		"size":   cty.UnknownVal(cty.Number),
-		"mode":   cty.UnknownVal(cty.String),
-	}
-	if modeErr == nil {
-		outputs["mode"] = cty.StringVal(formatMode(mode))
-	}
-	if cfg.Known("content") {
-		content := []byte(cfg.String("content"))
-		digest := contentDigest(content)
-		outputs["sha256"] = cty.StringVal(digest)
-		outputs["size"] = cty.NumberIntVal(int64(len(content)))
-		if pv.Action == Replace && modeErr == nil && ownErr == nil && fi != nil && fi.Mode().IsRegular() && sameFile(p, fi, digest, mode, uid, gid) {
-			pv.Action, pv.Reason = NoChange, "the file already has this content, mode and owner"
-		}
+	outputs, digest, size := plannedWriteOutputs(cfg, p)
+	if size >= 0 && pv.Action == Replace && modeErr == nil && ownErr == nil && fi != nil && fi.Mode().IsRegular() && sameFile(p, fi, digest, mode, uid, gid) {
+		pv.Action, pv.Reason = NoChange, "the file already has this content, mode and owner"
 	}
 	pv.Outputs = cty.ObjectVal(outputs)
 	pv.Files = []string{p}
 	pv.Observed = observeFile(p)
 	return pv, ctx.Err()
+}
+
+// plannedWriteOutputs are the outputs a preview knows of a write to p:
+// the path, the mode when it is valid, and the digest and size when the
+// content is known (size is -1 when it is not).
+func plannedWriteOutputs(cfg Config, p string) (outputs map[string]cty.Value, digest string, size int64) {
+	outputs = map[string]cty.Value{
+		"path":   cty.StringVal(p),
+		"sha256": cty.UnknownVal(cty.String),
+		"size":   cty.UnknownVal(cty.Number),
+		"mode":   cty.UnknownVal(cty.String),
+	}
+	if mode, err := writeMode(cfg); err == nil {
+		outputs["mode"] = cty.StringVal(formatMode(mode))
+	}
+	if !cfg.Known("content") {
+		return outputs, "", -1
+	}
+	content := []byte(cfg.String("content"))
+	digest, size = contentDigest(content), int64(len(content))
+	outputs["sha256"] = cty.StringVal(digest)
+	outputs["size"] = cty.NumberIntVal(size)
+	return outputs, digest, size
 }
 
 // Certificates implements CertificateHolder: the file at path when it
@@ -503,32 +512,43 @@ func parseWriteSnapshot(snapshot map[string]string) (writeSnapshot, error) {
 	default:
 		return bad(fmt.Errorf("the journaled snapshot's existed %q is neither \"true\" nor \"false\"", existed))
 	}
-	if s.backup, err = snapshotField(snapshot, "backup"); err != nil {
-		return bad(err)
-	}
-	if !filepath.IsAbs(s.backup) {
-		return bad(fmt.Errorf("the journaled snapshot's backup %q is not an absolute path", s.backup))
-	}
-	if s.sha256, err = snapshotField(snapshot, "sha256"); err != nil {
-		return bad(err)
-	}
-	if !isHexDigest(s.sha256) {
-		return bad(fmt.Errorf("the journaled snapshot's sha256 %q is not a SHA-256 in lower-case hex", s.sha256))
-	}
-	mode, err := snapshotField(snapshot, "mode")
-	if err != nil {
-		return bad(err)
-	}
-	if s.mode, err = parseChmodMode(mode); err != nil {
-		return bad(fmt.Errorf("the journaled snapshot's mode: %w", err))
-	}
-	if s.uid, err = journaledID(snapshot, "snapshot", "uid", false); err != nil {
-		return bad(err)
-	}
-	if s.gid, err = journaledID(snapshot, "snapshot", "gid", false); err != nil {
+	if s.backup, s.sha256, s.mode, s.uid, s.gid, err = parseSavedCopy(snapshot); err != nil {
 		return bad(err)
 	}
 	return s, nil
+}
+
+// parseSavedCopy reads what a write snapshot records of the copy it kept
+// (locally or on a host): where, its digest, and the original's mode and
+// owner.
+func parseSavedCopy(snapshot map[string]string) (backup, sha256 string, mode os.FileMode, uid, gid int, err error) {
+	fail := func(e error) (string, string, os.FileMode, int, int, error) { return "", "", 0, 0, 0, e }
+	if backup, err = snapshotField(snapshot, "backup"); err != nil {
+		return fail(err)
+	}
+	if !filepath.IsAbs(backup) {
+		return fail(fmt.Errorf("the journaled snapshot's backup %q is not an absolute path", backup))
+	}
+	if sha256, err = snapshotField(snapshot, "sha256"); err != nil {
+		return fail(err)
+	}
+	if !isHexDigest(sha256) {
+		return fail(fmt.Errorf("the journaled snapshot's sha256 %q is not a SHA-256 in lower-case hex", sha256))
+	}
+	m, err := snapshotField(snapshot, "mode")
+	if err != nil {
+		return fail(err)
+	}
+	if mode, err = parseChmodMode(m); err != nil {
+		return fail(fmt.Errorf("the journaled snapshot's mode: %w", err))
+	}
+	if uid, err = journaledID(snapshot, "snapshot", "uid", false); err != nil {
+		return fail(err)
+	}
+	if gid, err = journaledID(snapshot, "snapshot", "gid", false); err != nil {
+		return fail(err)
+	}
+	return backup, sha256, mode, uid, gid, nil
 }
 
 // restoreWritten puts a backup back in place. The backup is checked against
@@ -634,9 +654,23 @@ type writeRequest struct {
 // known. Apply and Intent share it so that an intent describes exactly the
 // file Apply writes.
 func readWrite(cfg Config) (writeRequest, error) {
-	var r writeRequest
+	r, err := readWriteWith(cfg, writePath, ownership)
+	if err != nil {
+		return r, err
+	}
+	if r.trust, err = stepTrust(cfg); err != nil {
+		return r, mustBeKnown(err)
+	}
+	return r, nil
+}
+
+// readWriteWith reads the path (with pathOf), content, mode and owner
+// (with owners) of a write block at apply time: readWrite's, or on a host
+// remoteRequest's.
+func readWriteWith(cfg Config, pathOf func(Config) (string, error), owners func(Config) (int, int, error)) (writeRequest, error) {
+	r := writeRequest{trust: dirTrust{uid: -1}}
 	var err error
-	if r.path, err = writePath(cfg); err != nil {
+	if r.path, err = pathOf(cfg); err != nil {
 		return r, mustBeKnown(err)
 	}
 	if !cfg.Known("content") {
@@ -646,10 +680,7 @@ func readWrite(cfg Config) (writeRequest, error) {
 	if r.mode, err = writeMode(cfg); err != nil {
 		return r, mustBeKnown(err)
 	}
-	if r.uid, r.gid, err = ownership(cfg); err != nil {
-		return r, mustBeKnown(err)
-	}
-	if r.trust, err = stepTrust(cfg); err != nil {
+	if r.uid, r.gid, err = owners(cfg); err != nil {
 		return r, mustBeKnown(err)
 	}
 	return r, nil

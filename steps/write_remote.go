@@ -29,20 +29,7 @@ const remoteBackupDir = ".rotplan-backups"
 // remoteRequest is a write block read for a host: readWrite's, with owner
 // and group ids only (remoteOwnership) and no trust_owner.
 func remoteRequest(cfg Config) (writeRequest, error) {
-	var r writeRequest
-	var err error
-	if r.path, err = remotePath(cfg); err != nil {
-		return r, mustBeKnown(err)
-	}
-	if !cfg.Known("content") {
-		return r, mustBeKnown(ErrUnknown)
-	}
-	r.content = []byte(cfg.String("content"))
-	if r.mode, err = writeMode(cfg); err != nil {
-		return r, mustBeKnown(err)
-	}
-	r.uid, r.gid, err = remoteOwnership(cfg)
-	return r, mustBeKnown(err)
+	return readWriteWith(cfg, remotePath, remoteOwnership)
 }
 
 // remotePath is writePath for a host: an absolute path, since a relative
@@ -192,15 +179,7 @@ func planRemote(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	host, _ := env.Host()
 	pv.Now = append(pv.Now, Fact{Name: "host", Value: host})
 	mode, modeErr := writeMode(cfg)
-	outputs := map[string]cty.Value{
-		"path":   cty.StringVal(p),
-		"sha256": cty.UnknownVal(cty.String),
-		"size":   cty.UnknownVal(cty.Number),
-		"mode":   cty.UnknownVal(cty.String),
-	}
-	if modeErr == nil {
-		outputs["mode"] = cty.StringVal(formatMode(mode))
-	}
+	outputs, digest, size := plannedWriteOutputs(cfg, p)
 	uid, gid, ownErr := remoteOwnership(cfg)
 	if ownErr != nil && ownErr != ErrUnknown {
 		pv.Problems = append(pv.Problems, ownErr)
@@ -215,23 +194,14 @@ func planRemote(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 			pv.Action = Create
 			pv.Now = append(pv.Now, Fact{Name: "file", Value: "does not exist"})
 		} else {
-			uid, gid, _ := remote.Owner(fi)
+			fuid, fgid, _ := remote.Owner(fi)
 			pv.Now = append(pv.Now,
 				Fact{Name: "mode", Value: formatMode(fi.Mode())},
-				Fact{Name: "owner", Value: fmt.Sprintf("%d:%d", uid, gid)},
+				Fact{Name: "owner", Value: fmt.Sprintf("%d:%d", fuid, fgid)},
 				Fact{Name: "size", Value: strconv.FormatInt(fi.Size(), 10)})
 		}
-		if !cfg.Known("content") {
-			return nil
-		}
-		content := []byte(cfg.String("content"))
-		digest := contentDigest(content)
-		outputs["sha256"] = cty.StringVal(digest)
-		outputs["size"] = cty.NumberIntVal(int64(len(content)))
-		if fi != nil && modeErr == nil && ownErr == nil {
-			if remoteSame(ctx, c, p, fi, digest, int64(len(content)), mode, uid, gid) {
-				pv.Action, pv.Reason = NoChange, "the file already has this content, mode and owner"
-			}
+		if size >= 0 && fi != nil && modeErr == nil && ownErr == nil && remoteSame(ctx, c, p, fi, digest, size, mode, uid, gid) {
+			pv.Action, pv.Reason = NoChange, "the file already has this content, mode and owner"
 		}
 		return nil
 	})
@@ -371,17 +341,8 @@ func rollbackRemote(ctx context.Context, env *Env, snapshot map[string]string) e
 func parseRemoteSaved(snapshot map[string]string) (remote.Saved, error) {
 	var s remote.Saved
 	var err error
-	if s.Path, err = snapshotField(snapshot, "backup"); err != nil {
+	if s.Path, s.SHA256, s.Mode, s.UID, s.GID, err = parseSavedCopy(snapshot); err != nil {
 		return s, err
-	}
-	if !path.IsAbs(s.Path) {
-		return s, fmt.Errorf("the journaled snapshot's backup %q is not an absolute path", s.Path)
-	}
-	if s.SHA256, err = snapshotField(snapshot, "sha256"); err != nil {
-		return s, err
-	}
-	if !isHexDigest(s.SHA256) {
-		return s, fmt.Errorf("the journaled snapshot's sha256 %q is not a SHA-256 in lower-case hex", s.SHA256)
 	}
 	size, err := snapshotField(snapshot, "size")
 	if err != nil {
@@ -389,19 +350,6 @@ func parseRemoteSaved(snapshot map[string]string) (remote.Saved, error) {
 	}
 	if s.Size, err = strconv.ParseInt(size, 10, 64); err != nil || s.Size < 0 || !isDigits(size) {
 		return s, fmt.Errorf("the journaled snapshot's size %q is not a byte count", size)
-	}
-	mode, err := snapshotField(snapshot, "mode")
-	if err != nil {
-		return s, err
-	}
-	if s.Mode, err = parseChmodMode(mode); err != nil {
-		return s, fmt.Errorf("the journaled snapshot's mode: %w", err)
-	}
-	if s.UID, err = journaledID(snapshot, "snapshot", "uid", false); err != nil {
-		return s, err
-	}
-	if s.GID, err = journaledID(snapshot, "snapshot", "gid", false); err != nil {
-		return s, err
 	}
 	return s, nil
 }

@@ -96,6 +96,20 @@ func TestWriteOnHosts(t *testing.T) {
 		}
 		return string(out)
 	}
+	// wantKeys checks every host's file: the key of secret, or none
+	// when secret is "".
+	wantKeys := func(when, secret string) {
+		t.Helper()
+		for _, h := range f.Hosts {
+			want := ""
+			if secret != "" {
+				want = "600 4242:4343\n" + secret + "-" + h.Name + "\n"
+			}
+			if got := stat(h); got != want {
+				t.Errorf("%s: %s the file is %q, want %q", h.Name, when, got, want)
+			}
+		}
+	}
 	noSecret := func(res result, secret string) {
 		t.Helper()
 		if strings.Contains(res.stdout+res.stderr, secret) {
@@ -119,11 +133,7 @@ func TestWriteOnHosts(t *testing.T) {
 		t.Fatalf("failing run: exit %d, want 3 (rolled back)\n%s%s", res.exit, res.stdout, res.stderr)
 	}
 	noSecret(res, "first-secret")
-	for _, h := range f.Hosts {
-		if got := stat(h); got != "" {
-			t.Errorf("%s: the file the failed run created is still there: %q", h.Name, got)
-		}
-	}
+	wantKeys("after a rollback of the run that created it,", "")
 
 	// 2. It passes: every host has its key, 0600, owned as asked.
 	writeVars("first-secret", false)
@@ -132,11 +142,7 @@ func TestWriteOnHosts(t *testing.T) {
 		t.Fatalf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
 	}
 	noSecret(res, "first-secret")
-	for _, h := range f.Hosts {
-		if got, want := stat(h), "600 4242:4343\nfirst-secret-"+h.Name+"\n"; got != want {
-			t.Errorf("%s: the file is %q, want %q", h.Name, got, want)
-		}
-	}
+	wantKeys("after the run,", "first-secret")
 
 	// The preview reads every host's file: nothing to change.
 	res = rotplan("plan")
@@ -151,11 +157,8 @@ func TestWriteOnHosts(t *testing.T) {
 		t.Fatalf("failing run: exit %d, want 3 (rolled back)\n%s%s", res.exit, res.stdout, res.stderr)
 	}
 	noSecret(res, "second-secret")
-	for _, h := range f.Hosts {
-		if got, want := stat(h), "600 4242:4343\nfirst-secret-"+h.Name+"\n"; got != want {
-			t.Errorf("%s: after the rollback the file is %q, want the old one, %q", h.Name, got, want)
-		}
-	}
+	wantKeys("after the rollback,", "first-secret")
+
 	// 4. Host keys that do not match: refused before anything changes.
 	var wrong strings.Builder
 	for i, h := range f.Hosts {
@@ -172,11 +175,7 @@ func TestWriteOnHosts(t *testing.T) {
 		strings.Count(res.stderr, "refusing to connect") != len(f.Hosts) {
 		t.Errorf("run with wrong host keys: exit %d, want 1, nothing changed, and every host refused\n%s%s", res.exit, res.stdout, res.stderr)
 	}
-	for _, h := range f.Hosts {
-		if got, want := stat(h), "600 4242:4343\nfirst-secret-"+h.Name+"\n"; got != want {
-			t.Errorf("%s: after a refused run the file is %q, want %q", h.Name, got, want)
-		}
-	}
+	wantKeys("after a refused run,", "first-secret")
 
 	// The hosts share this machine's file system, so the files alone do
 	// not show that the writes went over SSH: the copies the rollback
