@@ -8,7 +8,10 @@
 // a kind's schema and outputs, and calls the steps.Step interface. Nor does
 // it name a service the kinds use: it evaluates the plan's settings blocks
 // with the schemas the kinds give (steps.Setting), has them set up the
-// steps.Env the steps share, and passes that along unopened. It owns the
+// steps.Env the steps share, and passes that along unopened. The same goes
+// for hosts: it expands and evaluates each `host` block's instances, and
+// hands a step whose `on` names one that instance, unread (steps.Env.On);
+// only kinds that say they can (steps.HostRunner) take `on`. It owns the
 // source locations: errors that step kinds and settings return are turned
 // into diagnostics that point at the step or the block, or at the argument
 // to blame.

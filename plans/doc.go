@@ -1,6 +1,8 @@
 // Package plans reads rotplan plan files: HCL2 with `variable` and `locals`
-// blocks, settings blocks the steps share (`vault`), and one block type per
-// step kind (`issue "admin" { ... }`).
+// blocks, settings blocks the steps share (`vault`, and the labelled
+// `host "web" { ... }` with for_each or count), and one block type per step
+// kind (`issue "admin" { ... }`), whose meta-arguments include `on`, the
+// host a step is for.
 //
 // It decodes, it does not evaluate: step bodies stay hcl.Body until the
 // engine evaluates them with the step kind's schema, and locals stay

@@ -11,8 +11,11 @@
 // do beyond Apply (preview, resume, roll back, decide whether it is due) it
 // says by implementing the optional interfaces in step.go and plan.go.
 //
-// What steps share beyond their own blocks (a Vault session; later, hosts)
-// is set up here too: a kind declares the plan-level settings blocks it uses
-// (SettingsUser, settings.go), each Setting opens into the Env that every
-// step receives, and the engine passes that Env along without looking in.
+// What steps share beyond their own blocks (a Vault session, connections to
+// hosts) is set up here too: a kind declares the plan-level settings blocks
+// it uses (SettingsUser, settings.go), each Setting opens into the Env that
+// every step receives, and the engine passes that Env along without looking
+// in. A step with `on` gets the evaluated host block it names in its Env
+// (Env.On, host.go); a kind that can act there (HostRunner: write) reaches
+// it over SSH through internal/remote, one connection per host per run.
 package steps
