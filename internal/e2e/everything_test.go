@@ -228,10 +228,41 @@ func (b *wholeBed) assertClean(t *testing.T, states []string, results ...result)
 	}
 }
 
-// statusFacts runs `rotplan status -json` and returns each step's facts.
-func (b *wholeBed) statusFacts(t *testing.T, state string) map[string]map[string]string {
+// operatorDir copies the whole run's plan into a directory of its own
+// with a variable file for the bed (everything.vars.hcl) that leaves the
+// Vault address and name out: an operator's checkout, where Vault is
+// found through the exported VAULT_* variables.
+func (b *wholeBed) operatorDir(t *testing.T) string {
 	t.Helper()
-	res := runRotplan(t, b.v.Environ(), "status", "-json", "-state-dir", state, everythingPlan)
+	dir := t.TempDir()
+	copyFile(t, filepath.Join(repoRoot(t), everythingPlan), filepath.Join(dir, "everything.hcl"), 0o644)
+	names := make([]string, 0, len(b.vars))
+	for k := range b.vars {
+		if k != "vault_addr" && k != "server_name" {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	var vars strings.Builder
+	for _, k := range names {
+		v := b.vars[k]
+		if strings.HasPrefix(v, "[") || strings.HasPrefix(v, "{") { // lists and maps: HCL expressions
+			fmt.Fprintf(&vars, "%s = %s\n", k, v)
+		} else {
+			fmt.Fprintf(&vars, "%s = %q\n", k, v)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "everything.vars.hcl"), []byte(vars.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// statusFacts runs `rotplan status -json everything.hcl` in dir, with the
+// default state directory, and returns each step's facts.
+func (b *wholeBed) statusFacts(t *testing.T, dir string) map[string]map[string]string {
+	t.Helper()
+	res := runIn(t, dir, b.v.Environ(), "status", "-json", "everything.hcl")
 	if res.exit != 0 {
 		t.Fatalf("status exited %d\n%s%s", res.exit, res.stdout, res.stderr)
 	}
@@ -259,7 +290,9 @@ var readySteps = []string{
 	"verify.health_status", "verify.health_sni", "verify.health_edge_status", "verify.health_edge_sni",
 }
 
-// TestEverythingRotated runs the whole run and proves it from outside:
+// TestEverythingRotated runs the whole run as an operator does (from the
+// plan's directory, a variable file, the default state directory) and
+// proves it from outside:
 // every certificate a client sees changed and is the one on disk; Vault
 // and nginx are new processes; the files have their modes and owners; the
 // proxy's chain and mapping are in place; the healthcheck passes directly
@@ -270,13 +303,16 @@ func TestEverythingRotated(t *testing.T) {
 	before := b.seen(t, false)
 	vaultPID, nginxPID := b.v.PID(), b.p.PID()
 
-	state := t.TempDir()
-	preview := runRotplan(t, b.v.Environ(), b.args("plan", "")...)
+	// As an operator runs it: from the plan's directory, with a variable
+	// file, relative paths and the default state directory.
+	dir := b.operatorDir(t)
+	state := filepath.Join(dir, ".rotplan")
+	preview := runIn(t, dir, b.v.Environ(), "plan", "-var-file", "everything.vars.hcl", "everything.hcl")
 	if preview.exit != 0 {
 		t.Fatalf("plan exited %d\n%s%s", preview.exit, preview.stdout, preview.stderr)
 	}
 	t0 := time.Now()
-	res := runRotplan(t, b.v.Environ(), b.args("run", state)...)
+	res := runIn(t, dir, b.v.Environ(), "run", "-var-file", "everything.vars.hcl", "everything.hcl")
 	took := time.Since(t0)
 	if res.exit != 0 {
 		t.Fatalf("run exited %d\n%s%s", res.exit, res.stdout, res.stderr)
@@ -325,7 +361,7 @@ func TestEverythingRotated(t *testing.T) {
 		t.Errorf("agent-proxyprod's policies: %s", got)
 	}
 
-	facts := b.statusFacts(t, state)
+	facts := b.statusFacts(t, dir)
 	for _, step := range readySteps {
 		after := facts[step]["passed_after"]
 		if after == "" {
