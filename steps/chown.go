@@ -24,13 +24,23 @@ import (
 type Chown struct{}
 
 var (
-	_ HostChecker = (*Chown)(nil)
-	_ Step        = (*Chown)(nil)
-	_ Resumer     = (*Chown)(nil)
-	_ Rollbacker  = (*Chown)(nil)
-	_ Summarizer  = (*Chown)(nil)
-	_ Planner     = (*Chown)(nil)
+	_ HostChecker  = (*Chown)(nil)
+	_ Step         = (*Chown)(nil)
+	_ Resumer      = (*Chown)(nil)
+	_ Rollbacker   = (*Chown)(nil)
+	_ Summarizer   = (*Chown)(nil)
+	_ Planner      = (*Chown)(nil)
+	_ HostRunner   = (*Chown)(nil)
+	_ SettingsUser = (*Chown)(nil)
 )
+
+// RunsOnHost implements HostRunner: a chown with `on` hands over the
+// paths on that host (see chown_remote.go).
+func (*Chown) RunsOnHost() {}
+
+// Settings implements SettingsUser: the host blocks its steps name with
+// `on`.
+func (*Chown) Settings() Settings { return hostBlock() }
 
 // Spec is the schema of a chown block.
 func (*Chown) Spec() hcldec.ObjectSpec {
@@ -70,6 +80,9 @@ func (*Chown) Validate(cfg Config) error {
 // openStepDir). The files themselves are not looked at: an earlier step of
 // the run may create them.
 func (*Chown) CheckHost(ctx context.Context, env *Env, cfg Config) error {
+	if _, ok := env.Host(); ok {
+		return checkChownRemote(ctx, env, cfg)
+	}
 	_, _, err := chownOwnership(cfg)
 	return joinErrors(err, checkChownDirs(env, cfg), ctx.Err())
 }
@@ -127,6 +140,9 @@ func chownTarget(env *Env, p string, trust dirTrust) (*stepDir, fs.FileInfo, err
 
 // Apply changes the owner and group of every path and returns them.
 func (*Chown) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error) {
+	if _, ok := env.Host(); ok {
+		return applyChownRemote(ctx, env, cfg)
+	}
 	if err := ctx.Err(); err != nil {
 		return cty.NilVal, err
 	}
@@ -166,6 +182,9 @@ func (*Chown) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 // not there now is no problem yet, as an earlier step may write it; the
 // facts say so.
 func (*Chown) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
+	if _, ok := env.Host(); ok {
+		return planChownRemote(ctx, env, cfg)
+	}
 	pv := Preview{Action: NoChange, Reason: "every path already has this owner"}
 	paths, err := chownPaths(cfg)
 	uid, gid, ownErr := chownOwnership(cfg)
@@ -237,6 +256,9 @@ func chownSymlinkError(p string) error {
 // there yet is recorded as missing: it had no owner to go back to. A
 // symbolic link is refused here already, as Apply would refuse it.
 func (*Chown) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
+	if _, ok := env.Host(); ok {
+		return snapshotChownRemote(ctx, env, cfg)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -284,6 +306,9 @@ func (*Chown) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]st
 // an owner to restore. A path that is now a symbolic link is refused, as
 // Apply refuses one.
 func (*Chown) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, snapshot map[string]string) error {
+	if _, ok := env.Host(); ok {
+		return rollbackChownRemote(ctx, env, snapshot)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -438,6 +463,9 @@ func (*Chown) Intent(cfg Config) (map[string]string, error) {
 // whoever owns the link: Apply refuses links, so running it again reports
 // the link rather than a resume passing over it.
 func (*Chown) Done(ctx context.Context, env *Env, intent map[string]string) (cty.Value, bool, error) {
+	if _, ok := env.Host(); ok {
+		return doneChownRemote(ctx, env, intent)
+	}
 	if err := ctx.Err(); err != nil {
 		return cty.NilVal, false, err
 	}

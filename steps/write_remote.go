@@ -29,7 +29,7 @@ const remoteBackupDir = ".rotplan-backups"
 // remoteRequest is a write block read for a host: readWrite's, with owner
 // and group ids only (remoteOwnership) and no trust_owner.
 func remoteRequest(cfg Config) (writeRequest, error) {
-	return readWriteWith(cfg, remotePath, remoteOwnership)
+	return readWriteWith(cfg, remotePath, func(cfg Config) (int, int, error) { return remoteOwnership(cfg, "write") })
 }
 
 // remotePath is writePath for a host: an absolute path, since a relative
@@ -42,23 +42,33 @@ func remotePath(cfg Config) (string, error) {
 	if !path.IsAbs(p) {
 		return "", attrErr(cfg.Path("path"), "%q is not an absolute path: a file on a host is named from its root", p)
 	}
-	if cfg.Set("trust_owner") {
-		return "", attrErr(cfg.Path("trust_owner"), "a write on a host does not take trust_owner: the directories on the way must be writable by root or the SSH user alone")
+	if err := refuseTrustOwner(cfg, "write"); err != nil {
+		return "", err
 	}
 	return path.Clean(p), nil
 }
 
-// remoteOwnership reads owner and group for a host: numeric ids only, for
-// now. A name would have to be looked up on the host, and Intent, which
-// has no connection, would look it up here: ids mean the same to both.
-func remoteOwnership(cfg Config) (uid, gid int, err error) {
+// refuseTrustOwner refuses trust_owner in a block of kind for a host:
+// there, the checks of the directories on the way are remote's own.
+func refuseTrustOwner(cfg Config, kind string) error {
+	if cfg.Set("trust_owner") {
+		return attrErr(cfg.Path("trust_owner"), "a %s on a host does not take trust_owner: the directories on the way must be writable by root or the SSH user alone", kind)
+	}
+	return nil
+}
+
+// remoteOwnership reads owner and group of a block of kind for a host:
+// numeric ids only, for now. A name would have to be looked up on the
+// host, and Intent, which has no connection, would look it up here: ids
+// mean the same to both.
+func remoteOwnership(cfg Config, kind string) (uid, gid int, err error) {
 	var errs []error
 	for _, name := range []string{"owner", "group"} {
 		if !cfg.Set(name) || !cfg.Known(name) {
 			continue
 		}
 		if s := cfg.String(name); !isDigits(s) {
-			errs = append(errs, attrErr(cfg.Path(name), "%q: a write on a host takes a numeric %s id, not a name", s,
+			errs = append(errs, attrErr(cfg.Path(name), "%q: a %s on a host takes a numeric %s id, not a name (names are not looked up on hosts yet)", s, kind,
 				map[string]string{"owner": "user", "group": "group"}[name]))
 		}
 	}
@@ -122,7 +132,7 @@ func checkHostRemote(ctx context.Context, env *Env, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	_, _, ownErr := remoteOwnership(cfg)
+	_, _, ownErr := remoteOwnership(cfg, "write")
 	return joinErrors(ownErr, env.onHost(ctx, func(c *remote.Conn) error {
 		if _, err := checkRemoteTarget(ctx, c, p); err != nil {
 			return &AttrError{Path: cfg.Path("path"), Err: err}
@@ -180,7 +190,7 @@ func planRemote(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	pv.Now = append(pv.Now, Fact{Name: "host", Value: host})
 	mode, modeErr := writeMode(cfg)
 	outputs, digest, size := plannedWriteOutputs(cfg, p)
-	uid, gid, ownErr := remoteOwnership(cfg)
+	uid, gid, ownErr := remoteOwnership(cfg, "write")
 	if ownErr != nil && ownErr != ErrUnknown {
 		pv.Problems = append(pv.Problems, ownErr)
 	}

@@ -67,18 +67,9 @@ func TestHostSettingsCheck(t *testing.T) {
 // TestWriteOnHost carries out, previews, resumes and rolls back a write
 // on a real sshd host of a testhosts bed, through the kind's methods.
 func TestWriteOnHost(t *testing.T) {
-	f := testhosts.Start(t, 1)
+	f, env, logged := testHostEnv(t)
 	h := f.Hosts[0]
 	ctx := context.Background()
-	hostCfg := testConfig(t, hostSettings{}.Spec(), map[string]cty.Value{
-		"address":       cty.StringVal(h.Addr.String()),
-		"port":          cty.NumberIntVal(int64(h.Port)),
-		"known_hosts":   cty.StringVal(f.KnownHosts),
-		"identity_file": cty.StringVal(f.ClientKey),
-	})
-	env, logged := testEnv(t)
-	env = env.On(`host.web["h1"]`, hostCfg)
-	defer env.Disconnect()
 	// The hosts share this machine's file system; only the network is
 	// theirs.
 	p := filepath.Join(h.Home, "app.key")
@@ -164,6 +155,24 @@ func TestWriteOnHost(t *testing.T) {
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"path": cty.StringVal("app.key")})), "path")
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"path": cty.StringVal(filepath.Join(h.Home, "missing", "k"))})), "path")
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"trust_owner": cty.StringVal("0")})), "trust_owner")
+}
+
+// testHostEnv starts a bed of one host and returns an Env for steps on
+// it (host.web["h1"]), disconnected at the test's end, and its log.
+func testHostEnv(t *testing.T) (*testhosts.Fleet, *Env, *strings.Builder) {
+	t.Helper()
+	f := testhosts.Start(t, 1)
+	h := f.Hosts[0]
+	hostCfg := testConfig(t, hostSettings{}.Spec(), map[string]cty.Value{
+		"address":       cty.StringVal(h.Addr.String()),
+		"port":          cty.NumberIntVal(int64(h.Port)),
+		"known_hosts":   cty.StringVal(f.KnownHosts),
+		"identity_file": cty.StringVal(f.ClientKey),
+	})
+	env, logged := testEnv(t)
+	env = env.On(`host.web["h1"]`, hostCfg)
+	t.Cleanup(func() { env.Disconnect() })
+	return f, env, logged
 }
 
 // wantFile checks a file's content, permission bits and owner.

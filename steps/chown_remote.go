@@ -1,0 +1,272 @@
+package steps
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/rotplan/rotplan/internal/command"
+	"github.com/rotplan/rotplan/internal/remote"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// What a chown does when its step has `on`: the same paths, handed over
+// on that host through its SSH connection. The checks are the local ones
+// made there (remote.Conn.OwnTarget: no symbolic link on the way or at
+// the path, no file with other hard links), the change is chown -h on the
+// host (remote.Conn.Chown). Owner and group are numeric ids (see
+// remoteOwnership); trust_owner is refused, as for a write on a host.
+
+// remoteChownPaths is chownPaths for a host: absolute, clean paths, and
+// no trust_owner.
+func remoteChownPaths(cfg Config) ([]string, error) {
+	paths, err := chownPaths(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range paths {
+		if !path.IsAbs(p) || path.Clean(p) != p {
+			return nil, attrErr(cfg.Path("paths"), "%q is not an absolute, clean path: a file on a host is named from its root", p)
+		}
+	}
+	return paths, refuseTrustOwner(cfg, "chown")
+}
+
+// remoteChownOwnership is chownOwnership for a host: ids only.
+func remoteChownOwnership(cfg Config) (uid, gid int, err error) {
+	if !cfg.Set("owner") && !cfg.Set("group") {
+		return -1, -1, attrErr(cfg.Path("owner"), "give owner, group or both")
+	}
+	return remoteOwnership(cfg, "chown")
+}
+
+// checkChownRemote is Chown.CheckHost on the step's host: the ids, and
+// the directories the paths are in. The files themselves are not looked
+// at: an earlier step may write them.
+func checkChownRemote(ctx context.Context, env *Env, cfg Config) error {
+	_, _, ownErr := remoteChownOwnership(cfg)
+	paths, err := remoteChownPaths(cfg)
+	if err != nil {
+		return joinErrors(ownErr, err)
+	}
+	return joinErrors(ownErr, env.onHost(ctx, func(c *remote.Conn) error {
+		var errs []error
+		seen := map[string]bool{}
+		for _, p := range paths {
+			dir := path.Dir(p)
+			if seen[dir] {
+				continue
+			}
+			seen[dir] = true
+			if err := remoteDirThere(ctx, c, dir); err != nil {
+				errs = append(errs, &AttrError{Path: cfg.Path("paths"), Err: fmt.Errorf("chown %s: %w", p, err)})
+			}
+		}
+		return joinErrors(errs...)
+	}))
+}
+
+// remoteDirThere reports a directory on the host that is missing or is
+// something else.
+func remoteDirThere(ctx context.Context, c *remote.Conn, dir string) error {
+	di, err := c.Lstat(ctx, dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("directory %s on %s: %w", dir, c.Host(), err)
+	case !di.IsDir():
+		return fmt.Errorf("%s on %s is %s, not a directory", dir, c.Host(), describeFileType(di.Mode()))
+	}
+	return nil
+}
+
+// applyChownRemote is Chown.Apply on the step's host: every path checked
+// before any changes, as locally.
+func applyChownRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value, err error) {
+	paths, err := remoteChownPaths(cfg)
+	if err != nil {
+		return cty.NilVal, mustBeKnown(err)
+	}
+	uid, gid, err := remoteChownOwnership(cfg)
+	if err != nil {
+		return cty.NilVal, mustBeKnown(err)
+	}
+	host, _ := env.Host()
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		for _, p := range paths {
+			if _, err := c.OwnTarget(ctx, p); err != nil {
+				return fmt.Errorf("chown: %w", err)
+			}
+		}
+		for _, p := range paths {
+			if err := c.Chown(ctx, p, uid, gid); err != nil {
+				return err
+			}
+			env.Log.Debug("changed owner", "host", host, "path", p, "uid", uid, "gid", gid)
+		}
+		return nil
+	})
+	if err != nil {
+		return cty.NilVal, err
+	}
+	return chownOutputs(paths, uid, gid), nil
+}
+
+// planChownRemote is Chown.Plan on the step's host: whom each path
+// belongs to there now.
+func planChownRemote(ctx context.Context, env *Env, cfg Config) (Preview, error) {
+	pv := Preview{Action: NoChange, Reason: "every path already has this owner"}
+	paths, err := remoteChownPaths(cfg)
+	uid, gid, ownErr := remoteChownOwnership(cfg)
+	if err != nil || ownErr != nil {
+		pv.Action, pv.Reason = Replace, ""
+		for _, e := range []error{err, ownErr} {
+			if e != nil && e != ErrUnknown {
+				pv.Problems = append(pv.Problems, e)
+			}
+		}
+		return pv, ctx.Err()
+	}
+	host, _ := env.Host()
+	pv.Now = append(pv.Now, Fact{Name: "host", Value: host})
+	var observed []string
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		for _, p := range paths {
+			fi, err := c.OwnTarget(ctx, p)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				pv.Action, pv.Reason = Replace, ""
+				pv.Now = append(pv.Now, Fact{Name: p, Value: "not there now (an earlier step must write it)"})
+				observed = append(observed, p+": absent")
+				continue
+			case err != nil:
+				pv.Problems = append(pv.Problems, attrErr(cfg.Path("paths"), "%v", err))
+				continue
+			}
+			fuid, fgid, _ := remote.Owner(fi)
+			pv.Now = append(pv.Now, Fact{Name: p, Value: fmt.Sprintf("%s, owner %d:%d", describeFileType(fi.Mode()), fuid, fgid)})
+			observed = append(observed, fmt.Sprintf("%s: %d:%d", p, fuid, fgid))
+			if (uid != -1 && fuid != uid) || (gid != -1 && fgid != gid) {
+				pv.Action, pv.Reason = Replace, ""
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		pv.Problems = append(pv.Problems, err)
+	}
+	pv.Outputs = chownOutputs(paths, uid, gid)
+	pv.Observed = strings.Join(observed, "; ")
+	return pv, ctx.Err()
+}
+
+// snapshotChownRemote is Chown.Snapshot on the step's host: the owners
+// there, in the local snapshot's form, and the host.
+func snapshotChownRemote(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
+	paths, err := remoteChownPaths(cfg)
+	if err != nil {
+		return nil, mustBeKnown(err)
+	}
+	host, _ := env.Host()
+	owners := make([]chownOwner, 0, len(paths))
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		for _, p := range paths {
+			fi, err := c.OwnTarget(ctx, p)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				owners = append(owners, chownOwner{Path: p, Missing: true})
+				continue
+			case err != nil:
+				return fmt.Errorf("chown: %w", err)
+			}
+			uid, gid, ok := remote.Owner(fi)
+			if !ok {
+				return fmt.Errorf("chown %s on %s: the SFTP server gave no owner", p, host)
+			}
+			owners = append(owners, chownOwner{Path: p, UID: &uid, GID: &gid})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	list, err := json.Marshal(owners)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"owners": string(list), "host": host}, nil
+}
+
+// rollbackChownRemote is Chown.Rollback on the step's host: every path
+// the snapshot found gets its owner back, through the same checks as
+// Apply; it goes on past a path it cannot restore.
+func rollbackChownRemote(ctx context.Context, env *Env, snapshot map[string]string) error {
+	owners, err := parseChownSnapshot(snapshot)
+	if err != nil {
+		return err
+	}
+	host, _ := env.Host()
+	var errs []error
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		for _, o := range owners {
+			if o.Missing {
+				env.Log.Debug("left as it is: it did not exist before the chown", "host", host, "path", o.Path)
+				continue
+			}
+			uid, gid := *o.UID, *o.GID
+			_, err := c.OwnTarget(ctx, o.Path)
+			if errors.Is(err, fs.ErrNotExist) {
+				env.Log.Warn("no owner to restore: the file is gone", "host", host, "path", o.Path, "uid", uid, "gid", gid)
+				continue
+			}
+			if err == nil {
+				err = c.Chown(ctx, o.Path, uid, gid)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("chown: rolling back %s on %s: %w; run by hand there: chown -h %d:%d %s", o.Path, host, err, uid, gid, command.ShellWord(o.Path)))
+				continue
+			}
+			env.Log.Info("restored owner", "host", host, "path", o.Path, "uid", uid, "gid", gid)
+		}
+		return nil
+	})
+	return errors.Join(append(errs, err)...)
+}
+
+// doneChownRemote is Chown.Done on the step's host.
+func doneChownRemote(ctx context.Context, env *Env, intent map[string]string) (out cty.Value, done bool, err error) {
+	paths, uid, gid, err := parseChownIntent(intent)
+	if err != nil {
+		return cty.NilVal, false, err
+	}
+	host, _ := env.Host()
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		for _, p := range paths {
+			fi, err := c.Lstat(ctx, p)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				env.Log.Debug("chown not done: missing", "host", host, "path", p)
+				return nil
+			case err != nil:
+				return err
+			case fi.Mode()&fs.ModeSymlink != 0:
+				env.Log.Debug("chown not done: a symbolic link", "host", host, "path", p)
+				return nil
+			}
+			fuid, fgid, ok := remote.Owner(fi)
+			if !ok || (uid != -1 && fuid != uid) || (gid != -1 && fgid != gid) {
+				env.Log.Debug("chown not done", "host", host, "path", p, "uid", fuid, "gid", fgid)
+				return nil
+			}
+		}
+		out, done = chownOutputs(paths, uid, gid), true
+		return nil
+	})
+	if err != nil {
+		return cty.NilVal, false, err
+	}
+	return out, done, nil
+}
