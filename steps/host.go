@@ -193,7 +193,7 @@ func (e *Env) On(name string, cfg Config) *Env {
 // Host returns the address of the host the step is for (host.web["a"]),
 // and false for a step that runs where rotplan runs.
 func (e *Env) Host() (string, bool) {
-	if e.host == nil {
+	if e == nil || e.host == nil {
 		return "", false
 	}
 	return e.host.name, true

@@ -33,9 +33,15 @@ type process struct {
 // readProcess reads what /proc says of pid. A zombie is refused: it has
 // exited, and a signal would reach nothing.
 func readProcess(pid int) (process, error) {
+	return readProcessWith(pid, os.ReadFile, os.Readlink)
+}
+
+// readProcessWith is readProcess with the /proc of another host, read
+// with readFile and readLink (a reload on a host, reload_remote.go).
+func readProcessWith(pid int, readFile func(string) ([]byte, error), readLink func(string) (string, error)) (process, error) {
 	p := process{pid: pid}
 	dir := "/proc/" + strconv.Itoa(pid)
-	stat, err := os.ReadFile(dir + "/stat")
+	stat, err := readFile(dir + "/stat")
 	if errors.Is(err, fs.ErrNotExist) {
 		return p, errors.New("no such process")
 	}
@@ -49,14 +55,14 @@ func readProcess(pid int) (process, error) {
 	if state == "Z" {
 		return p, errors.New("the process has exited (a zombie, not yet reaped by its parent)")
 	}
-	status, err := os.ReadFile(dir + "/status")
+	status, err := readFile(dir + "/status")
 	if err != nil {
 		return p, err
 	}
 	if p.uid, p.euid, err = parseUids(status); err != nil {
 		return p, fmt.Errorf("%s/status: %v", dir, err)
 	}
-	if exe, err := os.Readlink(dir + "/exe"); err != nil {
+	if exe, err := readLink(dir + "/exe"); err != nil {
 		p.exeErr = command.Plain(err)
 	} else {
 		p.exe, p.replaced = strings.CutSuffix(exe, " (deleted)")
@@ -64,7 +70,7 @@ func readProcess(pid int) (process, error) {
 	// Had the process exited and its pid been reused while the files
 	// above were read, they would describe two processes.
 	var again process
-	if b, err := os.ReadFile(dir + "/stat"); err != nil {
+	if b, err := readFile(dir + "/stat"); err != nil {
 		return p, errors.New("the process exited while rotplan read /proc")
 	} else if _, err := again.parseStat(b); err != nil || again.start != p.start {
 		return p, errors.New("the process exited while rotplan read /proc, and another has its pid")

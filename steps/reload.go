@@ -33,7 +33,34 @@ var (
 	_ RestoreAware = (*Reload)(nil)
 	_ Summarizer   = (*Reload)(nil)
 	_ Planner      = (*Reload)(nil)
+	_ HostRunner   = (*Reload)(nil)
+	_ SettingsUser = (*Reload)(nil)
 )
+
+// RunsOnHost implements HostRunner: a reload with `on` runs its command,
+// or signals the process its pid file names, on that host (see
+// reload_remote.go).
+func (*Reload) RunsOnHost() {}
+
+// Settings implements SettingsUser: the host blocks its steps name with
+// `on`.
+func (*Reload) Settings() Settings { return hostBlock() }
+
+// parseReloadFor is parseReload for env's host, where there is one.
+func parseReloadFor(env *Env, cfg Config) (reloadTarget, error) {
+	if _, ok := env.Host(); ok {
+		return parseRemoteReload(cfg)
+	}
+	return parseReload(cfg)
+}
+
+// findFor is find on env's host, where there is one.
+func (t reloadTarget) findFor(ctx context.Context, env *Env, cfg Config) (target, error) {
+	if _, ok := env.Host(); ok {
+		return t.planRemote(ctx, env, cfg)
+	}
+	return t.find(env, cfg, nil)
+}
 
 const (
 	defaultReloadSignal  = "SIGHUP"
@@ -121,6 +148,9 @@ func (*Reload) Validate(cfg Config) error {
 // the plan means (see vet). Both are better found before the run issues
 // or writes anything.
 func (*Reload) CheckHost(ctx context.Context, env *Env, cfg Config) error {
+	if _, ok := env.Host(); ok {
+		return checkReloadRemote(ctx, env, cfg)
+	}
 	t, err := parseReload(cfg)
 	if err != nil {
 		return err
@@ -192,15 +222,28 @@ func (t reloadTarget) vet(env *Env, cfg Config, tg target, pidFile fs.FileInfo, 
 	}
 	tg.process = p
 	if pidFile != nil {
-		if err := pidFileWriters(t.pidFile, pidFile, p); err != nil {
+		uid, _, ok := fileOwner(pidFile)
+		if err := pidFileWriters(t.pidFile, pidFile.Mode(), uid, ok, p); err != nil {
 			return tg, attrErr(arg, "%v", err)
 		}
 	}
-	if err := t.expect.check(cfg, tg); err != nil {
+	if err := t.expect.check(cfg, tg, realPath, lookupUID); err != nil {
 		return tg, err
 	}
+	return t.sameAsFirst(env, cfg, tg, "", was)
+}
+
+// sameAsFirst checks that tg is the process was, or else the first one
+// the run found for the same source on the same host (host "" is where
+// rotplan runs), or a restart of it (see vet).
+func (t reloadTarget) sameAsFirst(env *Env, cfg Config, tg target, host string, was *process) (target, error) {
+	p, pid, arg := tg.process, tg.pid, cfg.Path(tg.arg)
 	if was == nil && env != nil && env.session != nil {
-		if v, loaded := env.session.processes.LoadOrStore(t.source(), p); loaded {
+		key := t.source()
+		if host != "" {
+			key = host + " " + key
+		}
+		if v, loaded := env.session.processes.LoadOrStore(key, p); loaded {
 			first := v.(process)
 			was = &first
 		}
@@ -227,20 +270,31 @@ func (t reloadTarget) source() string {
 }
 
 // pidFileWriters checks that only root or the process's own user could
-// have written the pid file fi that names p.
-func pidFileWriters(path string, fi fs.FileInfo, p process) error {
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+// have written the pid file (mode, and owner uid when ok) that names p.
+func pidFileWriters(path string, mode fs.FileMode, uid int, ok bool, p process) error {
+	if perm := mode.Perm(); perm&0o022 != 0 {
 		return fmt.Errorf("pid file %s is writable by group or others (mode %04o): whoever can write it chooses what rotplan signals; make it writable by its owner alone (chmod go-w %s)", path, perm, command.ShellWord(path))
 	}
-	if uid, _, ok := fileOwner(fi); ok && uid != 0 && uid != p.uid {
+	if ok && uid != 0 && uid != p.uid {
 		return fmt.Errorf("pid file %s is owned by %s but names pid %d, which runs as %s: a pid file may name only processes of its owner, unless root owns it; check which process it names and who wrote it", path, describeUID(uid), p.pid, describeUID(p.uid))
 	}
 	return nil
 }
 
+// realPath is the executable path with its symbolic links resolved where
+// rotplan runs: /proc/PID/exe has them resolved (/usr/bin/vault may be
+// /opt/vault/bin/vault).
+func realPath(p string) string {
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		return real
+	}
+	return p
+}
+
 // check says how the process tg differs from what the expect block says,
-// at the argument that says it.
-func (e reloadExpect) check(cfg Config, tg target) error {
+// at the argument that says it. resolve resolves the symbolic links of
+// a path and lookup finds a user's uid, where the process runs.
+func (e reloadExpect) check(cfg Config, tg target, resolve func(string) string, lookup func(string) (int, error)) error {
 	var errs []error
 	refuse := func(name, format string, args ...any) {
 		errs = append(errs, attrErr(cfg.Path("expect."+name), "pid %d%s %s: refusing to signal it; check which process the pid file names, or correct expect",
@@ -254,13 +308,7 @@ func (e reloadExpect) check(cfg Config, tg target) error {
 		refuse(name, "runs a program rotplan cannot see (%v); run rotplan as root or as the process's user", tg.exeErr)
 	}
 	if e.executable != "" && tg.exe != "" {
-		want := e.executable
-		// /proc/PID/exe has the symlinks resolved (/usr/bin/vault may
-		// be /opt/vault/bin/vault).
-		if real, err := filepath.EvalSymlinks(want); err == nil {
-			want = real
-		}
-		if tg.exe != want {
+		if tg.exe != resolve(e.executable) {
 			refuse("executable", "runs %s, not %s", tg.exe, e.executable)
 		}
 	}
@@ -268,7 +316,7 @@ func (e reloadExpect) check(cfg Config, tg target) error {
 		refuse("name", "is %q (%s), not %q", filepath.Base(tg.exe), tg.exe, e.name)
 	}
 	if e.user != "" {
-		uid, err := lookupUID(e.user)
+		uid, err := lookup(e.user)
 		switch {
 		case err != nil:
 			errs = append(errs, attrErr(cfg.Path("expect.user"), "%v", err))
@@ -288,7 +336,7 @@ func (*Reload) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	if err := ctx.Err(); err != nil {
 		return cty.NilVal, err
 	}
-	t, err := parseReload(cfg)
+	t, err := parseReloadFor(env, cfg)
 	if err != nil {
 		return cty.NilVal, mustBeKnown(err)
 	}
@@ -300,7 +348,7 @@ func (*Reload) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 // its pid, program and user. A command is only named, never run.
 func (*Reload) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	pv := Preview{Action: Replace}
-	t, err := parseReload(cfg)
+	t, err := parseReloadFor(env, cfg)
 	if err != nil {
 		if err == ErrUnknown {
 			err = nil
@@ -312,7 +360,7 @@ func (*Reload) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 		pv.Outputs = reloadOutputs(0, "", cty.ListVal(stringValues(t.command)), cty.UnknownVal(cty.String))
 		return pv, ctx.Err()
 	}
-	tg, err := t.find(env, cfg, nil)
+	tg, err := t.findFor(ctx, env, cfg)
 	if err != nil {
 		pv.Problems = append(pv.Problems, err)
 		if tg.pid == 0 {
@@ -346,14 +394,14 @@ func stringValues(ss []string) []cty.Value {
 // that a rollback, maybe from a resumed run, signals that process again or
 // a restart of it, never an unrelated process that got its pid.
 func (*Reload) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
-	t, err := parseReload(cfg)
+	t, err := parseReloadFor(env, cfg)
 	if err != nil {
 		return nil, mustBeKnown(err)
 	}
 	if len(t.command) > 0 {
 		return map[string]string{}, ctx.Err()
 	}
-	tg, err := t.find(env, cfg, nil)
+	tg, err := t.findFor(ctx, env, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -369,14 +417,18 @@ func (*Reload) Rollback(ctx context.Context, env *Env, cfg Config, _ cty.Value, 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	t, err := parseReload(cfg)
+	t, err := parseReloadFor(env, cfg)
 	if err != nil {
 		return fmt.Errorf("reload: rolling back: %w; once the files are restored, reload the service by hand", mustBeKnown(err))
 	}
 	was := recordedProcess(snapshot)
 	out, err := t.reload(ctx, env, cfg, was)
 	if err != nil {
-		return fmt.Errorf("reload: rolling back: %w; once the files are restored, reload the service by hand: %s", err, t.byHand(was))
+		where := ""
+		if host, ok := env.Host(); ok {
+			where = " on " + host
+		}
+		return fmt.Errorf("reload: rolling back: %w; once the files are restored, reload the service by hand%s: %s", err, where, t.byHand(was))
 	}
 	if len(t.command) > 0 {
 		env.Log.Info("ran the reload command again, for the restored files", "command", t.command)
@@ -432,6 +484,9 @@ func (t reloadTarget) byHand(was *process) string {
 // reload sends the signal or runs the command: what Apply does, and what
 // Rollback does again (was is then the process the run signalled).
 func (t reloadTarget) reload(ctx context.Context, env *Env, cfg Config, was *process) (cty.Value, error) {
+	if _, ok := env.Host(); ok {
+		return t.reloadRemote(ctx, env, cfg, was)
+	}
 	if len(t.command) > 0 {
 		out, err := command.Run(ctx, t.command, t.timeout)
 		if err != nil {
@@ -718,16 +773,23 @@ func readPIDFile(path string) (int, fs.FileInfo, error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("reading pid file: %w", err)
 	}
+	pid, err := parsePIDFile(path, b)
+	return pid, fi, err
+}
+
+// parsePIDFile reads the process id in b, what the pid file at path
+// holds (up to one byte more than maxPIDFileSize). Errors never quote b.
+func parsePIDFile(path string, b []byte) (int, error) {
 	if len(b) > maxPIDFileSize {
-		return 0, nil, fmt.Errorf("pid file %s is too large to be a pid file (more than %d bytes)", path, maxPIDFileSize)
+		return 0, fmt.Errorf("pid file %s is too large to be a pid file (more than %d bytes)", path, maxPIDFileSize)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return 0, nil, fmt.Errorf("pid file %s is empty", path)
+		return 0, fmt.Errorf("pid file %s is empty", path)
 	}
 	pid, err := strconv.Atoi(s)
 	if err != nil || pid <= 0 || pid > math.MaxInt32 {
-		return 0, nil, fmt.Errorf("pid file %s does not hold a process id (want a positive whole number)", path)
+		return 0, fmt.Errorf("pid file %s does not hold a process id (want a positive whole number)", path)
 	}
-	return pid, fi, nil
+	return pid, nil
 }

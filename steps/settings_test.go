@@ -14,10 +14,10 @@ func TestRegistrySettings(t *testing.T) {
 		t.Errorf("the built-in kinds use %#v, want the vault and host blocks alone", got)
 	}
 	if got := (Registry{"write": (*Write)(nil), "chown": (*Chown)(nil)}).Settings(); len(got) != 1 || got[HostSetting] != (hostSettings{}) {
-		t.Errorf("write uses the host block (on), chown no settings block, got %#v", got)
+		t.Errorf("write and chown use the host block (on), got %#v", got)
 	}
-	if got := (Registry{"chown": (*Chown)(nil)}).Settings(); len(got) != 0 {
-		t.Errorf("chown uses no settings block, got %#v", got)
+	if got := (Registry{"plain": noSettings{}}).Settings(); len(got) != 0 {
+		t.Errorf("a kind that declares no settings uses no settings block, got %#v", got)
 	}
 	defer func() {
 		if recover() == nil {
@@ -26,6 +26,9 @@ func TestRegistrySettings(t *testing.T) {
 	}()
 	Registry{"issue": (*Issue)(nil), "other": otherVaultUser{}}.Settings()
 }
+
+// noSettings is a kind that declares no settings block.
+type noSettings struct{ Step }
 
 // otherVaultUser declares a vault block of its own, unlike the issue kind's.
 type otherVaultUser struct{ Step }
