@@ -37,15 +37,26 @@ func checkReloadRemote(ctx context.Context, env *Env, cfg Config) error {
 	}
 	return env.onHost(ctx, func(c *remote.Conn) error {
 		if len(t.command) > 0 {
-			// command -v, as the host's shell would find the program.
-			if _, err := c.Run(ctx, []string{"sh", "-c", `command -v -- "$1" >/dev/null`, "sh", t.command[0]}); err != nil {
-				return attrErr(cfg.Path("command"), "%s is not a program on %s", command.Quote(t.command[:1]), c.Host())
+			if err := remoteLookPath(ctx, c, t.command[0]); err != nil {
+				return attrErr(cfg.Path("command"), "%v", err)
 			}
 			return nil
 		}
 		_, err := t.findRemote(ctx, env, c, cfg, nil)
 		return err
 	})
+}
+
+// remoteLookPath reports a program the host does not have, found as its
+// shell would find it (command -v).
+func remoteLookPath(ctx context.Context, c *remote.Conn, program string) error {
+	if _, err := c.Run(ctx, []string{"sh", "-c", `command -v -- "$1" >/dev/null`, "sh", program}); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("cannot run %s on %s: not found there", program, c.Host())
+	}
+	return nil
 }
 
 // parseRemoteReload is parseReload for a host: pid is refused.
@@ -126,7 +137,7 @@ func (t reloadTarget) reloadRemote(ctx context.Context, env *Env, cfg Config, wa
 			res, err := c.Run(rctx, t.command)
 			if err != nil {
 				if rctx.Err() != nil && ctx.Err() == nil {
-					return fmt.Errorf("command %s on %s did not finish within %s", command.Quote(t.command), c.Host(), t.timeout)
+					return fmt.Errorf("command %s on %s timed out after %s", command.Quote(t.command), c.Host(), t.timeout)
 				}
 				return err
 			}

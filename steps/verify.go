@@ -54,11 +54,28 @@ var (
 	_ Noter      = (*Verify)(nil)
 
 	_ SettingsUser = (*Verify)(nil)
+	_ HostRunner   = (*Verify)(nil)
 )
 
 // Settings implements SettingsUser: a vault_agent check looks the agent's
-// token up as the run's own Vault identity.
-func (*Verify) Settings() Settings { return vaultBlock() }
+// token up as the run's own Vault identity; a command check may run on a
+// host its step names with `on`.
+func (*Verify) Settings() Settings {
+	return Settings{"vault": vaultSettings{}, HostSetting: hostSettings{}}
+}
+
+// RunsOnHost implements HostRunner: a command check with `on` runs its
+// command on that host; any other check there is refused (onHostCheck).
+func (*Verify) RunsOnHost() {}
+
+// onHostCheck refuses, for a step with `on`, a check that does not run on
+// a host: all but command look from where rotplan runs.
+func (v verification) onHostCheck(env *Env) error {
+	if host, ok := env.Host(); ok && v.name != "command" {
+		return attrErr(v.name, "a %s check does not run on a host (%s): only a command check does; remove on, the check looks from where rotplan runs", v.name, host)
+	}
+	return nil
+}
 
 // ReadOnly implements ReadOnly: a check changes nothing.
 func (*Verify) ReadOnly() {}
@@ -124,7 +141,7 @@ type graced interface {
 // unattempted is a check a preview does not try, as trying it runs
 // something; previewProblem says what can be told without.
 type unattempted interface {
-	previewProblem() error
+	previewProblem(ctx context.Context, env *Env) error
 }
 
 // detailed is a check with more for the preview's reason than its
@@ -218,6 +235,9 @@ func (*Verify) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, erro
 	v, err := parseVerify(cfg)
 	if err != nil {
 		return cty.NilVal, mustBeKnown(err)
+	}
+	if err := v.onHostCheck(env); err != nil {
+		return cty.NilVal, err
 	}
 	parent := ctx
 	budget := v.timeout
@@ -349,13 +369,17 @@ func (*Verify) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) 
 	if err != nil || v.target() == "" {
 		return pv, ctx.Err() // unknown until the run; Validate reports the rest
 	}
+	if err := v.onHostCheck(env); err != nil {
+		pv.Problems = append(pv.Problems, err)
+		return pv, ctx.Err()
+	}
 	c := v.check
 	if e, ok := c.(expecting); ok {
 		c = e.withoutExpectations()
 	}
 	var input *inputError
 	if u, ok := c.(unattempted); ok {
-		if err := u.previewProblem(); errors.As(err, &input) {
+		if err := u.previewProblem(ctx, env); errors.As(err, &input) {
 			pv.Problems = append(pv.Problems, attrErr(v.argPath(cfg, input.arg), "%v", err))
 		}
 		return pv, ctx.Err()

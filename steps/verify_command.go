@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/rotplan/rotplan/internal/command"
+	"github.com/rotplan/rotplan/internal/remote"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -85,12 +86,21 @@ func (commandCheck) nowFact(checkResult) string { return "" }
 func (commandCheck) grace() time.Duration { return commandGrace }
 
 // previewProblem implements unattempted: the preview runs nothing, it
-// only looks for the program.
-func (c commandCheck) previewProblem() error { return c.lookPath() }
+// only looks for the program (on the step's host, for a step with on).
+func (c commandCheck) previewProblem(ctx context.Context, env *Env) error {
+	if _, ok := env.Host(); ok {
+		return c.lookPathOnHost(ctx, env)
+	}
+	return c.lookPath()
+}
 
-// attempt runs the command once. Every failure is an inputError at argv:
-// a test of a configuration on disk fails the same way on every attempt.
-func (c commandCheck) attempt(ctx context.Context, _ *Env, timeout time.Duration) (checkResult, error) {
+// attempt runs the command once, on the step's host for a step with on.
+// Every failure is an inputError at argv: a test of a configuration on
+// disk fails the same way on every attempt.
+func (c commandCheck) attempt(ctx context.Context, env *Env, timeout time.Duration) (checkResult, error) {
+	if _, ok := env.Host(); ok {
+		return c.attemptOnHost(ctx, env, timeout)
+	}
 	if err := c.lookPath(); err != nil {
 		return checkResult{}, err
 	}
@@ -119,4 +129,42 @@ func (c commandCheck) lookPath() error {
 		return &inputError{arg: "argv", err: fmt.Errorf("cannot run %s: %w", c.argv[0], command.Plain(err))}
 	}
 	return nil
+}
+
+// lookPathOnHost is lookPath on the step's host.
+func (c commandCheck) lookPathOnHost(ctx context.Context, env *Env) error {
+	if len(c.argv) == 0 {
+		return nil
+	}
+	return env.onHost(ctx, func(conn *remote.Conn) error {
+		if err := remoteLookPath(ctx, conn, c.argv[0]); err != nil {
+			return &inputError{arg: "argv", err: err}
+		}
+		return nil
+	})
+}
+
+// attemptOnHost is attempt on the step's host: the command runs there
+// through its SSH connection (remote.Conn.Run: the exit status and the
+// end of its standard error in the error), within timeout.
+func (c commandCheck) attemptOnHost(ctx context.Context, env *Env, timeout time.Duration) (checkResult, error) {
+	if err := c.lookPathOnHost(ctx, env); err != nil {
+		return checkResult{}, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := env.onHost(rctx, func(conn *remote.Conn) error {
+		_, err := conn.Run(rctx, c.argv)
+		if err != nil && rctx.Err() != nil && ctx.Err() == nil {
+			return fmt.Errorf("command %s on %s timed out after %s", command.Quote(c.argv), conn.Host(), timeout)
+		}
+		return err
+	})
+	switch {
+	case err == nil:
+		return checkResult{}, nil
+	case ctx.Err() != nil:
+		return checkResult{}, err // interrupted: not a verdict on the configuration
+	}
+	return checkResult{}, &inputError{arg: "argv", err: err}
 }

@@ -13,8 +13,8 @@ import (
 )
 
 // hostKindsPlan writes a key on every web host, hands it and the
-// certificate already there to the service's ids, and reloads the
-// service (a command that counts its runs in a file on the host); a
+// certificate already there to the service's ids, runs the service's
+// configuration test there, and reloads the service (a command that counts its runs in a file on the host); a
 // check here, where rotplan runs, then passes or fails.
 const hostKindsPlan = `
 variable "web" {
@@ -48,11 +48,21 @@ chown "tls" {
   group    = "4343"
 }
 
-reload "app" {
-  for_each = var.web
-  on       = host.web[each.key]
-  command  = ["sh", "-c", "echo reloaded >> \"$1\"", "sh", "${each.value.dir}/reloads"]
+verify "conf" {
+  for_each   = var.web
+  on         = host.web[each.key]
   depends_on = [chown.tls]
+  command {
+    # The service's configuration test, on the host: the key is there.
+    argv = ["test", "-f", "${each.value.dir}/app.key"]
+  }
+}
+
+reload "app" {
+  for_each   = var.web
+  on         = host.web[each.key]
+  command    = ["sh", "-c", "echo reloaded >> \"$1\"", "sh", "${each.value.dir}/reloads"]
+  depends_on = [verify.conf]
 }
 
 verify "after" {
@@ -64,8 +74,8 @@ verify "after" {
 `
 
 // TestWriteChownReloadOnHosts runs the rotplan binary in the controller
-// of a bed of real sshd hosts: per host a write, a chown and a reload,
-// over SSH, checked from outside through ssh. A failing later step rolls
+// of a bed of real sshd hosts: per host a write, a chown, a command
+// check and a reload, over SSH, checked from outside through ssh. A failing later step rolls
 // every host back: the key removed, the certificate's owner restored,
 // the service reloaded again.
 func TestWriteChownReloadOnHosts(t *testing.T) {
