@@ -98,15 +98,24 @@ func checkChownDirs(env *Env, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	return checkEachDir(cfg, paths, filepath.Dir, func(dir string) error {
+		_, err := openDirCached(env, dir, trust)
+		return err
+	})
+}
+
+// checkEachDir runs check on the directory (dirOf) of every path, once
+// each, and reports at paths those it refuses, naming the path.
+func checkEachDir(cfg Config, paths []string, dirOf func(string) string, check func(dir string) error) error {
 	var errs []error
 	seen := map[string]bool{}
 	for _, p := range paths {
-		dir := filepath.Dir(p)
+		dir := dirOf(p)
 		if seen[dir] {
 			continue
 		}
 		seen[dir] = true
-		if _, err := openDirCached(env, dir, trust); err != nil {
+		if err := check(dir); err != nil {
 			errs = append(errs, &AttrError{Path: cfg.Path("paths"), Err: fmt.Errorf("chown %s: %w", p, err)})
 		}
 	}

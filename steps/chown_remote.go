@@ -54,19 +54,7 @@ func checkChownRemote(ctx context.Context, env *Env, cfg Config) error {
 		return joinErrors(ownErr, err)
 	}
 	return joinErrors(ownErr, env.onHost(ctx, func(c *remote.Conn) error {
-		var errs []error
-		seen := map[string]bool{}
-		for _, p := range paths {
-			dir := path.Dir(p)
-			if seen[dir] {
-				continue
-			}
-			seen[dir] = true
-			if err := remoteDirThere(ctx, c, dir); err != nil {
-				errs = append(errs, &AttrError{Path: cfg.Path("paths"), Err: fmt.Errorf("chown %s: %w", p, err)})
-			}
-		}
-		return joinErrors(errs...)
+		return checkEachDir(cfg, paths, path.Dir, func(dir string) error { return remoteDirThere(ctx, c, dir) })
 	}))
 }
 
