@@ -17,6 +17,7 @@
 // every step receives, and the engine passes that Env along without looking
 // in. A step with `on` gets the evaluated host block it names in its Env
 // (Env.On, host.go); a kind that can act there (HostRunner: write, chown,
-// reload; KIND_remote.go beside each) reaches
-// it over SSH through internal/remote, one connection per host per run.
+// reload, verify's command check; KIND_remote.go beside each, the check in
+// verify_command.go) reaches it over SSH through internal/remote, one
+// connection per host per run.
 package steps
