@@ -173,4 +173,3 @@ func checkRolloutHosts(r *Rollout, hosts map[string]*SettingsBlock) hcl.Diagnost
 	}
 	return diags
 }
-
