@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -27,20 +25,7 @@ func TestRolloutPreviewGolden(t *testing.T) {
 	writePreview(&text, "testdata/rollout.hcl", pv, colours(&text, true))
 	writePreviewJSON(&doc, "testdata/rollout.hcl", true, pv, nil)
 	got := "--- plan\n" + text.String() + "--- plan -json\n" + doc.String()
-	golden := filepath.Join("testdata", "golden", "preview-rollout.txt")
-	if *update {
-		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run make golden)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (run make golden if the change is intended)\ngot:\n%s\nwant:\n%s", golden, got, want)
-	}
+	checkGolden(t, "preview-rollout", got)
 }
 
 // TestRolloutGraph: rotplan graph draws a rollout's order as edges from
