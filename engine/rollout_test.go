@@ -346,3 +346,50 @@ rollout "all" {
 		})
 	}
 }
+
+// TestRolloutFailureInALaterBatch: a failure in the second batch stops the
+// third, and the rollback undoes the second batch's completed steps before
+// any of the first's, every completed step of both.
+func TestRolloutFailureInALaterBatch(t *testing.T) {
+	src := rolloutPlan(`rollout "web" {
+  hosts      = host.web
+  batch_size = 2
+}`, `each.key == "c"`)
+	first := map[string]bool{`host.web["a"]`: true, `host.web["b"]`: true}
+	for i := range 50 {
+		prog, l := compileRollout(t, src)
+		report, err := applyRollback(t, prog, t.TempDir(), nil)
+		if err == nil || report.Rollback != RollbackComplete {
+			t.Fatalf("run %d: err %v, rollback %q", i, err, report.Rollback)
+		}
+		ended, undone := map[string]bool{}, map[string]bool{}
+		firstUndone := false
+		for _, e := range l.events {
+			what, step, _ := strings.Cut(e, " ")
+			h := hostOf(step)
+			switch {
+			case what == "start" && h == `host.web["e"]`:
+				t.Fatalf("run %d: %s, of the third batch, started:\n%s", i, step, strings.Join(l.events, "\n"))
+			case what == "end":
+				ended[step] = true
+			case what == "undo":
+				undone[step] = true
+				if first[h] {
+					firstUndone = true
+				} else if h != "" && firstUndone {
+					t.Fatalf("run %d: %s undone after a step of the first batch:\n%s", i, step, strings.Join(l.events, "\n"))
+				}
+			}
+		}
+		// The first failure stops new steps, so rec.check["d"] may not
+		// start; the first batch and rec.key["c"] have always ended.
+		for _, s := range []string{`rec.key["a"]`, `rec.check["a"]`, `rec.key["b"]`, `rec.check["b"]`, `rec.key["c"]`} {
+			if !ended[s] {
+				t.Errorf("run %d: %s did not end", i, s)
+			}
+		}
+		if !reflect.DeepEqual(ended, undone) {
+			t.Errorf("run %d: ended %v, undone %v", i, ended, undone)
+		}
+	}
+}
