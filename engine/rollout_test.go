@@ -257,7 +257,9 @@ func TestRolloutFailureStopsLaterBatches(t *testing.T) {
 				undone[step] = true
 			}
 		}
-		for _, s := range []string{`rec.key["a"]`, `rec.key["b"]`, `rec.check["a"]`} {
+		// The first failure stops new steps, so rec.check["a"] may not
+		// start; the steps ready at the start have always ended.
+		for _, s := range []string{`rec.key["a"]`, `rec.key["b"]`} {
 			if !ended[s] || !undone[s] {
 				t.Errorf("run %d: %s ended %v, undone %v; want both", i, s, ended[s], undone[s])
 			}
