@@ -10,7 +10,7 @@ import (
 
 // A rollout orders hosts, not steps: its batches become ordinary graph
 // edges, every step for a host of batch i+1 depending on every step for
-// the hosts of batch i, so that the walker, the journal, resume and the
+// the hosts of batch i (directly or through the steps of its batch), so that the walker, the journal, resume and the
 // rollback need nothing of rollouts. A failure in a batch leaves the next
 // batch's steps waiting for a dependency that failed, so none starts, and
 // the rollback undoes every step that completed, in every batch.
@@ -64,7 +64,7 @@ func (p *Program) connectRollouts() hcl.Diagnostics {
 		}
 	}
 	for _, r := range p.rollouts {
-		var before []*node // the steps of the last batch that has any
+		var before []*node // the last steps of the last batch that has any
 		for _, batch := range r.batches {
 			var these []*node
 			for _, addr := range batch {
@@ -73,16 +73,47 @@ func (p *Program) connectRollouts() hcl.Diagnostics {
 			if len(these) == 0 {
 				continue
 			}
-			for _, n := range these {
+			first, last := p.ends(these)
+			for _, n := range first {
 				for _, dep := range before {
 					p.graph.Connect(n.addr, dep.addr)
 					p.rolloutEdges[[2]string{n.addr, dep.addr}] = r.block.Name
 				}
 			}
-			before = these
+			before = last
 		}
 	}
 	return diags
+}
+
+// ends are the first steps of a batch (those that wait for no other step
+// of it) and its last (those no other step of it waits for). Every step of
+// a batch leads, through steps of the batch, from a first one and to a last
+// one, so edges from the next batch's first steps to this one's last make
+// every step of the next wait for every step of this one, with far fewer
+// edges than from every step to every step.
+func (p *Program) ends(batch []*node) (first, last []*node) {
+	in := make(map[string]bool, len(batch))
+	for _, n := range batch {
+		in[n.addr] = true
+	}
+	inBatch := func(addrs []string) bool {
+		for _, a := range addrs {
+			if in[a] {
+				return true
+			}
+		}
+		return false
+	}
+	for _, n := range batch {
+		if !inBatch(p.graph.DependsOn(n.addr)) {
+			first = append(first, n)
+		}
+		if !inBatch(p.graph.Dependents(n.addr)) {
+			last = append(last, n)
+		}
+	}
+	return first, last
 }
 
 // membership is where a host instance was named in a rollout.
