@@ -42,6 +42,11 @@ type Program struct {
 	settingValues map[string]steps.Config
 	// hosts are the plan's host blocks evaluated, by name (see hosts.go).
 	hosts map[string]*hostBlock
+	// rollouts are the plan's rollout blocks resolved, in source order;
+	// rolloutEdges names the rollout that made each edge it added, by
+	// {from, to} (see rollout.go).
+	rollouts     []*rollout
+	rolloutEdges map[[2]string]string
 	// planHash and varsHash identify what runs, for the journal;
 	// varHashes each variable's value.
 	planHash, varsHash string
@@ -80,8 +85,10 @@ type node struct {
 	// definition is the instance's definition hash (see definitionHash).
 	definition string
 	// host is the host instance its `on` names, nil for a step that
-	// runs where rotplan runs.
-	host *hostInstance
+	// runs where rotplan runs; hostAt is that instance's address, set
+	// even when its block had errors.
+	host   *hostInstance
+	hostAt string
 }
 
 // readsSensitive reports whether n reads a sensitive output of the step dep.
@@ -150,6 +157,14 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 	if diags.HasErrors() {
 		return nil, diags
 	}
+	// Hosts are placed before the cycle check: a rollout's edges join
+	// the steps for its hosts. Their errors alone leave the shape sound.
+	placed := p.evalSettings()
+	placed = append(placed, p.evalHosts()...)
+	placed = append(placed, p.placeSteps()...)
+	if more := p.connectRollouts(); more.HasErrors() {
+		return nil, append(append(diags, placed...), more...)
+	}
 	for _, cycle := range p.graph.Cycles() {
 		diags = append(diags, p.cycleDiagnostic(cycle))
 	}
@@ -159,9 +174,7 @@ func Compile(plan *plans.Plan, vars map[string]cty.Value, kinds steps.Registry) 
 	for _, addr := range p.graph.Order() {
 		p.order = append(p.order, p.nodes[addr])
 	}
-	diags = append(diags, p.evalSettings()...)
-	diags = append(diags, p.evalHosts()...)
-	diags = append(diags, p.placeSteps()...)
+	diags = append(diags, placed...)
 	diags = append(diags, p.validate()...)
 	if diags.HasErrors() {
 		// The plan's shape is sound (every reference resolves, no cycle),
@@ -497,7 +510,7 @@ func (p *Program) cycleDiagnostic(cycle []string) *hcl.Diagnostic {
 		Severity: hcl.DiagError,
 		Summary:  "Dependency cycle between steps: " + strings.Join(cycle, ", "),
 		Detail: "These steps depend on each other through references or depends_on, so none of them can run first:\n" +
-			strings.Join(where, "\n"),
+			strings.Join(where, "\n") + p.rolloutHint(cycle),
 		Subject: p.nodes[cycle[0]].step.DeclRange.Ptr(),
 	}
 }

@@ -11,7 +11,9 @@
 // steps.Env the steps share, and passes that along unopened. The same goes
 // for hosts: it expands and evaluates each `host` block's instances, and
 // hands a step whose `on` names one that instance, unread (steps.Env.On);
-// only kinds that say they can (steps.HostRunner) take `on`. It owns the
+// only kinds that say they can (steps.HostRunner) take `on`. A rollout's
+// batches of hosts become ordinary edges between the steps for them, so
+// the walker, journal, resume and rollback know nothing of rollouts. It owns the
 // source locations: errors that step kinds and settings return are turned
 // into diagnostics that point at the step or the block, or at the argument
 // to blame.

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
+	"github.com/zclconf/go-cty/cty"
 )
 
 // What a step's `on` names: an instance of a labelled settings block (a
@@ -167,30 +168,31 @@ func (p *Program) placeSteps() hcl.Diagnostics {
 		}
 		said := map[string]bool{}
 		for _, n := range b.instances {
-			inst, d := h.instanceFor(n)
+			inst, addr, d := h.instanceFor(n)
 			switch {
 			case d != nil && !said[d.Detail]:
 				said[d.Detail] = true
 				diags = append(diags, d)
-			case d == nil && inst != nil:
-				n.host = inst
+			case d == nil:
+				n.host, n.hostAt = inst, addr
 			}
 		}
 	}
 	return diags
 }
 
-// instanceFor is the host instance n's `on` names: the whole block when
-// it has no for_each or count, the literal key of host.NAME[KEY], or the
-// key of host.NAME[each.key] evaluated for n. nil with no diagnostic
-// means the instance's block had errors, said already.
-func (h *hostBlock) instanceFor(n *node) (*hostInstance, *hcl.Diagnostic) {
+// instanceFor is the host instance n's `on` names, and its address: the
+// whole block when it has no for_each or count, the literal key of
+// host.NAME[KEY], or the key of host.NAME[each.key] evaluated for n. A nil
+// instance with no diagnostic means the instance's block had errors, said
+// already.
+func (h *hostBlock) instanceFor(n *node) (*hostInstance, string, *hcl.Diagnostic) {
 	s := n.step
 	name := plans.HostBlock + "." + h.block.Name
 	key := ""
 	if len(s.On) == 2 && s.OnKey == nil {
 		if h.mode != single {
-			return nil, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid on reference",
+			return nil, "", &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid on reference",
 				Detail:  fmt.Sprintf("%s has for_each or count: name one of its instances, as %s[KEY] or %s[each.key].", name, name, name),
 				Subject: s.OnRange.Ptr()}
 		}
@@ -199,20 +201,31 @@ func (h *hostBlock) instanceFor(n *node) (*hostInstance, *hcl.Diagnostic) {
 		if d != nil {
 			d.Summary = "Invalid on reference"
 			d.Detail = "The key of a host instance in on may be a literal, each.key or count.index."
-			return nil, d
+			return nil, "", d
 		}
-		ks, ok := keyString(val)
-		if !ok || h.mode == single || !h.declared[ks] {
-			detail := fmt.Sprintf("%s has no instance %s%s.", name, name, keyText(val))
-			if h.mode == single {
-				detail += " It has no for_each or count: write " + name + "."
-			} else {
-				detail += fmt.Sprintf(" Its keys: %q.", h.keys)
-			}
-			return nil, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Reference to undeclared host instance",
-				Detail: detail, Subject: s.OnRange.Ptr()}
+		ks, d := h.instanceKey(val, s.OnRange)
+		if d != nil {
+			return nil, "", d
 		}
 		key = ks
 	}
-	return h.byKey[key], nil
+	return h.byKey[key], hostAddr(h.block.Name, h.mode, key), nil
+}
+
+// instanceKey is the key of the instance of h that key names, as a
+// reference at subject does, or why there is none.
+func (h *hostBlock) instanceKey(key cty.Value, subject hcl.Range) (string, *hcl.Diagnostic) {
+	name := plans.HostBlock + "." + h.block.Name
+	ks, ok := keyString(key)
+	if ok && h.mode != single && h.declared[ks] {
+		return ks, nil
+	}
+	detail := fmt.Sprintf("%s has no instance %s%s.", name, name, keyText(key))
+	if h.mode == single {
+		detail += " It has no for_each or count: write " + name + "."
+	} else {
+		detail += fmt.Sprintf(" Its keys: %q.", h.keys)
+	}
+	return "", &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Reference to undeclared host instance",
+		Detail: detail, Subject: subject.Ptr()}
 }

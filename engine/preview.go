@@ -16,6 +16,9 @@ import (
 // and changing nothing: every step, in the order the run would reach it.
 type Preview struct {
 	Steps []StepPreview
+	// Rollouts are the plan's rollouts, their batches in the order the run
+	// takes them.
+	Rollouts []Rollout
 	// Diagnostics are every problem found, of every step: each would make
 	// the run fail.
 	Diagnostics hcl.Diagnostics
@@ -105,7 +108,7 @@ type knownAfter string
 // it. Only Log and Certificates of opts are used.
 func (p *Program) Preview(ctx context.Context, opts Options) *Preview {
 	x := p.newExecution(opts)
-	pv := &Preview{}
+	pv := &Preview{Rollouts: p.Rollouts()}
 	if err := x.connect(); err != nil {
 		pv.Diagnostics = append(pv.Diagnostics, err.Diagnostics...)
 		return pv

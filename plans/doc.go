@@ -2,7 +2,8 @@
 // blocks, settings blocks the steps share (`vault`, and the labelled
 // `host "web" { ... }` with for_each or count), and one block type per step
 // kind (`issue "admin" { ... }`), whose meta-arguments include `on`, the
-// host a step is for.
+// host a step is for, and `rollout "web" { ... }` blocks, which put hosts
+// in batches (kept as host references: the engine resolves them).
 //
 // It decodes, it does not evaluate: step bodies stay hcl.Body until the
 // engine evaluates them with the step kind's schema, and locals stay

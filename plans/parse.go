@@ -54,7 +54,8 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 		isSettings[t] = true
 		schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: t})
 	}
-	schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: HostBlock, LabelNames: []string{"name"}})
+	schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: HostBlock, LabelNames: []string{"name"}},
+		hcl.BlockHeaderSchema{Type: RolloutBlock, LabelNames: []string{"name"}})
 	for _, k := range kinds {
 		isKind[k] = true
 		schema.Blocks = append(schema.Blocks, hcl.BlockHeaderSchema{Type: k, LabelNames: []string{"name"}})
@@ -62,8 +63,8 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 	content, more := file.Body.Content(schema)
 	for _, d := range more {
 		if d.Summary == "Unsupported block type" {
-			d.Detail += fmt.Sprintf(" A plan holds variable, locals, %s and %s blocks, and steps of the kinds %s.",
-				strings.Join(settingsTypes, ", "), HostBlock, strings.Join(kinds, ", "))
+			d.Detail += fmt.Sprintf(" A plan holds variable, locals, %s, %s and %s blocks, and steps of the kinds %s.",
+				strings.Join(settingsTypes, ", "), HostBlock, RolloutBlock, strings.Join(kinds, ", "))
 		}
 	}
 	diags = append(diags, more...)
@@ -79,6 +80,7 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 		Hosts:     map[string]*SettingsBlock{},
 	}
 	steps := map[string]*Step{}
+	rollouts := map[string]*Rollout{}
 	for _, block := range content.Blocks {
 		switch {
 		case block.Type == "variable":
@@ -119,6 +121,18 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 				continue
 			}
 			plan.Hosts[h.Name] = h
+		case block.Type == RolloutBlock:
+			r, more := decodeRollout(block)
+			diags = append(diags, more...)
+			if r == nil {
+				continue
+			}
+			if prev, dup := rollouts[r.Name]; dup {
+				diags = append(diags, duplicate("rollout", r.Name, r.DeclRange, prev.DeclRange))
+				continue
+			}
+			rollouts[r.Name] = r
+			plan.Rollouts = append(plan.Rollouts, r)
 		case isKind[block.Type]:
 			s, more := decodeStep(block, isKind)
 			diags = append(diags, more...)
@@ -137,6 +151,9 @@ func (p *Parser) LoadPlan(path string, kinds []string) (*Plan, hcl.Diagnostics) 
 		if d := checkOn(s, plan.Hosts); d != nil {
 			diags = append(diags, d)
 		}
+	}
+	for _, r := range plan.Rollouts {
+		diags = append(diags, checkRolloutHosts(r, plan.Hosts)...)
 	}
 	return plan, diags
 }
@@ -210,7 +227,12 @@ func checkOn(s *Step, hosts map[string]*SettingsBlock) *hcl.Diagnostic {
 	if s.On == nil {
 		return nil
 	}
-	name := s.On[1].(hcl.TraverseAttr).Name
+	return undeclaredHost(s.On[1].(hcl.TraverseAttr).Name, hosts, s.OnRange)
+}
+
+// undeclaredHost refuses a reference, at subject, to a host block the plan
+// lacks; nil when it has it.
+func undeclaredHost(name string, hosts map[string]*SettingsBlock, subject hcl.Range) *hcl.Diagnostic {
 	if _, ok := hosts[name]; ok {
 		return nil
 	}
@@ -223,7 +245,7 @@ func checkOn(s *Step, hosts map[string]*SettingsBlock) *hcl.Diagnostic {
 		sort.Strings(names)
 		detail += " The hosts are: " + strings.Join(names, ", ") + "."
 	}
-	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Reference to undeclared host", Detail: detail, Subject: s.OnRange.Ptr()}
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Reference to undeclared host", Detail: detail, Subject: subject.Ptr()}
 }
 
 func duplicate(what, name string, at, prev hcl.Range) *hcl.Diagnostic {

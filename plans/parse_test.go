@@ -77,6 +77,15 @@ func TestInvalidPlanSummaries(t *testing.T) {
 		{"invalid-host-count-and-for-each.hcl", "Invalid combination of count and for_each", 2, "A host block"},
 		{"invalid-host-name.hcl", "Invalid host name", 1, `"9web"`},
 		{"invalid-host-without-name.hcl", "Missing name for host", 1, ""},
+		{"invalid-rollout-unknown-host.hcl", "Reference to undeclared host", 8, `no host "wbe" in this plan`},
+		{"invalid-rollout-hosts-and-groups.hcl", "Invalid combination of hosts and groups", 9, "not both"},
+		{"invalid-rollout-batch-size.hcl", "Invalid batch_size", 9, "at least 1"},
+		{"invalid-rollout-batch-percent.hcl", "Invalid batch_size", 9, `"100%"`},
+		{"invalid-rollout-max-failures.hcl", "Unsupported max_failures", 9, "can only be 0"},
+		{"invalid-rollout-not-host.hcl", "Invalid rollout host", 8, "host.NAME[KEY]"},
+		{"invalid-rollout-no-hosts.hcl", "Missing hosts of rollout", 7, "groups ="},
+		{"invalid-rollout-duplicate.hcl", "Duplicate rollout", 11, "invalid-rollout-duplicate.hcl:7"},
+		{"invalid-rollout-empty-group.hcl", "Empty rollout group", 8, "at least one host"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -285,4 +294,23 @@ func hclTraversalText(tr hcl.Traversal) string {
 		}
 	}
 	return b.String()
+}
+
+// TestLoadPlanRollouts: a rollout's hosts are one group, its groups
+// several in order, and batch_size a number or a percentage.
+func TestLoadPlanRollouts(t *testing.T) {
+	plan, diags := NewParser().LoadPlan("testdata/valid-rollout.hcl", testKinds)
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	if len(plan.Rollouts) != 2 {
+		t.Fatalf("rollouts %#v", plan.Rollouts)
+	}
+	web, vault := plan.Rollouts[0], plan.Rollouts[1]
+	if web.Name != "web" || len(web.Groups) != 1 || len(web.Groups[0]) != 1 || len(web.Groups[0][0]) != 2 || web.Percent != 50 || web.BatchSize != 0 {
+		t.Errorf("web: %#v", web)
+	}
+	if vault.Name != "vault" || len(vault.Groups) != 2 || len(vault.Groups[0]) != 2 || len(vault.Groups[1]) != 1 || vault.BatchSize != 1 || vault.Percent != 0 {
+		t.Errorf("vault: %#v", vault)
+	}
 }

@@ -26,6 +26,10 @@ type Plan struct {
 	// settings blocks, each standing for one host or, with for_each or
 	// count, for several. Steps name one with their `on` meta-argument.
 	Hosts map[string]*SettingsBlock
+	// Rollouts are the plan's `rollout "NAME" { ... }` blocks in source
+	// order: host instances in batches, the steps for one batch's hosts
+	// waiting for every step for the batch before.
+	Rollouts []*Rollout
 	// Steps are the step blocks in source order.
 	Steps []*Step
 }

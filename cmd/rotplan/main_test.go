@@ -39,21 +39,28 @@ func TestDiagnosticsGolden(t *testing.T) {
 			if strings.Contains(got, "\x1b") {
 				t.Fatalf("control sequences in the output: it is not on a terminal, and golden files hold plain text\n%q", got)
 			}
-			golden := filepath.Join("testdata", "golden", name+".txt")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run make golden)", err)
-			}
-			if got != string(want) {
-				t.Errorf("output differs from %s (run make golden if the change is intended)\ngot:\n%s\nwant:\n%s", golden, got, want)
-			}
+			checkGolden(t, name, got)
 		})
+	}
+}
+
+// checkGolden compares got with testdata/golden/NAME.txt, or, with
+// -update (make golden), rewrites that file.
+func checkGolden(t *testing.T, name, got string) {
+	t.Helper()
+	golden := filepath.Join("testdata", "golden", name+".txt")
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run make golden)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (run make golden if the change is intended)\ngot:\n%s\nwant:\n%s", golden, got, want)
 	}
 }
 

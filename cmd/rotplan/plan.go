@@ -200,6 +200,7 @@ func writePreview(w io.Writer, plan string, pv *engine.Preview, pal palette) {
 	fmt.Fprintf(w, "rotplan: preview of %s: %d steps, in the order the run takes them. Nothing is changed.\n", plan, len(pv.Steps))
 	fmt.Fprintf(w, "  %s create   %s replace   %s no change   %s check only\n",
 		marker(steps.Create), marker(steps.Replace), marker(steps.NoChange), marker(steps.Check))
+	writeRollouts(w, pv.Rollouts)
 	for _, s := range pv.Steps {
 		fmt.Fprintln(w)
 		head := fmt.Sprintf("%s %s: %s", marker(s.Action), s.Addr, actionWords(s.Action))
@@ -242,6 +243,20 @@ func writePreview(w io.Writer, plan string, pv *engine.Preview, pal palette) {
 		pv.Count(steps.Create), pv.Count(steps.Replace), pv.Count(steps.NoChange),
 		pv.Count(steps.Check), plural(pv.Count(steps.Check), "check", "checks"),
 		len(errorsOf(pv.Diagnostics)), plural(len(errorsOf(pv.Diagnostics)), "error", "errors"))
+}
+
+// writeRollouts lists each rollout's batches in order, a line each:
+// rollout web: batch 1/2: host.web["a"], host.web["b"].
+func writeRollouts(w io.Writer, rollouts []engine.Rollout) {
+	if len(rollouts) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	for _, r := range rollouts {
+		for i, b := range r.Batches {
+			fmt.Fprintf(w, "rollout %s: batch %d/%d: %s\n", r.Name, i+1, len(r.Batches), strings.Join(b, ", "))
+		}
+	}
 }
 
 // fieldText writes a field change as "token_ttl: 3600 -> 7200", "field:
@@ -339,8 +354,10 @@ type previewJSON struct {
 	Changes       bool              `json:"changes"`
 	Summary       map[string]int    `json:"summary"`
 	Steps         []stepPreviewJSON `json:"steps"`
-	Errors        []diagnosticJSON  `json:"errors"`
-	Warnings      []diagnosticJSON  `json:"warnings"`
+	// Rollouts are left out for a plan without any.
+	Rollouts []rolloutJSON    `json:"rollouts,omitempty"`
+	Errors   []diagnosticJSON `json:"errors"`
+	Warnings []diagnosticJSON `json:"warnings"`
 }
 
 type stepPreviewJSON struct {
@@ -357,6 +374,13 @@ type stepPreviewJSON struct {
 	// Fields are left out for a kind that does not give them.
 	Fields []steps.FieldChange `json:"fields,omitempty"`
 	Errors []diagnosticJSON    `json:"errors"`
+}
+
+// rolloutJSON is a rollout: its batches in order, each the addresses of
+// its hosts.
+type rolloutJSON struct {
+	Name    string     `json:"name"`
+	Batches [][]string `json:"batches"`
 }
 
 type argumentJSON struct {
@@ -402,6 +426,9 @@ func writePreviewJSON(w io.Writer, plan string, valid bool, pv *engine.Preview, 
 		Errors:  diagnosticsJSON(diags, hcl.DiagError), Warnings: diagnosticsJSON(diags, hcl.DiagWarning),
 	}
 	if pv != nil {
+		for _, r := range pv.Rollouts {
+			doc.Rollouts = append(doc.Rollouts, rolloutJSON{Name: r.Name, Batches: r.Batches})
+		}
 		doc.Changes = pv.Changes()
 		doc.Summary["create"] = pv.Count(steps.Create)
 		doc.Summary["replace"] = pv.Count(steps.Replace)

@@ -1,0 +1,397 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/steps"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// hostLedger is a kind that runs on hosts and records, in the order they
+// happen, when each step starts and ends and when it is undone.
+type hostLedger struct {
+	f      *fakeSetting
+	mu     sync.Mutex
+	events []string // "start ADDR", "end ADDR", "undo ADDR"
+}
+
+var (
+	_ steps.Step       = (*hostLedger)(nil)
+	_ steps.Rollbacker = (*hostLedger)(nil)
+	_ steps.HostRunner = (*hostLedger)(nil)
+)
+
+func (l *hostLedger) RunsOnHost() {}
+
+func (l *hostLedger) Settings() steps.Settings { return steps.Settings{"host": l.f} }
+
+func (l *hostLedger) Spec() hcldec.ObjectSpec {
+	return hcldec.ObjectSpec{
+		"input": &hcldec.AttrSpec{Name: "input", Type: cty.String},
+		"fail":  &hcldec.AttrSpec{Name: "fail", Type: cty.Bool},
+	}
+}
+
+func (l *hostLedger) Outputs() map[string]steps.Output {
+	return map[string]steps.Output{"output": {Type: cty.String}}
+}
+
+func (l *hostLedger) Validate(steps.Config) error { return nil }
+
+func (l *hostLedger) note(event string, env *steps.Env) {
+	name := env.Log.Name()
+	l.mu.Lock()
+	l.events = append(l.events, event+" "+name[strings.LastIndex(name, ".rec.")+1:])
+	l.mu.Unlock()
+}
+
+func (l *hostLedger) Apply(_ context.Context, env *steps.Env, cfg steps.Config) (cty.Value, error) {
+	l.note("start", env)
+	runtime.Gosched() // let a step that should not start yet try
+	if fail, _ := cfg.Bool("fail", false); fail {
+		return cty.NilVal, errors.New("boom")
+	}
+	l.note("end", env)
+	return cty.ObjectVal(map[string]cty.Value{"output": cty.StringVal(cfg.String("input"))}), nil
+}
+
+func (l *hostLedger) Snapshot(context.Context, *steps.Env, steps.Config) (map[string]string, error) {
+	return map[string]string{}, nil
+}
+
+func (l *hostLedger) Rollback(_ context.Context, env *steps.Env, _ steps.Config, _ cty.Value, _ map[string]string) error {
+	l.note("undo", env)
+	return nil
+}
+
+// rolloutPlan has five web hosts, two steps on each (the second reads the
+// first, a check of it), a step that runs here, and a rollout of the web
+// hosts in batches of batch.
+func rolloutPlan(rollout, fail string) string {
+	if fail == "" {
+		fail = "false"
+	}
+	return `variable "web" {
+  default = { a = "10.0.0.1", b = "10.0.0.2", c = "10.0.0.3", d = "10.0.0.4", e = "10.0.0.5" }
+}
+host "web" {
+  for_each = var.web
+  address  = each.value
+}
+` + rollout + `
+rec "key" {
+  for_each = var.web
+  on       = host.web[each.key]
+  input    = each.key
+}
+rec "check" {
+  for_each = var.web
+  on       = host.web[each.key]
+  input    = rec.key[each.key].output
+  fail     = ` + fail + `
+}
+rec "here" {
+  input = "x"
+}
+`
+}
+
+// hostOf is the web host a step of rolloutPlan is for: rec.key["a"] is
+// for host.web["a"]; "" for rec.here.
+func hostOf(step string) string {
+	_, key, ok := strings.Cut(step, "[")
+	if !ok {
+		return ""
+	}
+	return `host.web[` + key
+}
+
+func compileRollout(t *testing.T, src string) (*Program, *hostLedger) {
+	t.Helper()
+	l := &hostLedger{f: &fakeSetting{}}
+	prog, diags := loadSource(t, src, nil, steps.Registry{"rec": l})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	return prog, l
+}
+
+// TestRolloutBatches: the hosts of a rollout, or of its groups in order,
+// split into batches of batch_size or of a percentage of the group (at
+// least one host).
+func TestRolloutBatches(t *testing.T) {
+	tests := []struct {
+		name, rollout string
+		want          [][]string
+	}{
+		{"one batch of every host", `rollout "web" {
+  hosts      = host.web
+  batch_size = 5
+}`, [][]string{{"a", "b", "c", "d", "e"}}},
+		{"batches of two", `rollout "web" {
+  hosts      = host.web
+  batch_size = 2
+}`, [][]string{{"a", "b"}, {"c", "d"}, {"e"}}},
+		{"one at a time by default, in the order given", `rollout "web" {
+  hosts = [host.web["e"], host.web["a"]]
+}`, [][]string{{"e"}, {"a"}}},
+		{"percentage rounded down", `rollout "web" {
+  hosts      = host.web
+  batch_size = "50%"
+}`, [][]string{{"a", "b"}, {"c", "d"}, {"e"}}},
+		{"percentage at least one", `rollout "web" {
+  hosts      = host.web
+  batch_size = "10%"
+}`, [][]string{{"a"}, {"b"}, {"c"}, {"d"}, {"e"}}},
+		{"groups split apart", `rollout "web" {
+  groups     = [[host.web["b"], host.web["c"], host.web["d"]], [host.web["a"]]]
+  batch_size = "100%"
+}`, [][]string{{"b", "c", "d"}, {"a"}}},
+		{"groups with batches", `rollout "web" {
+  groups     = [[host.web["b"], host.web["c"], host.web["d"]], [host.web["a"]]]
+  batch_size = 2
+}`, [][]string{{"b", "c"}, {"d"}, {"a"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prog, _ := compileRollout(t, rolloutPlan(tt.rollout, ""))
+			var want [][]string
+			for _, b := range tt.want {
+				var hosts []string
+				for _, k := range b {
+					hosts = append(hosts, fmt.Sprintf("host.web[%q]", k))
+				}
+				want = append(want, hosts)
+			}
+			got := prog.Rollouts()
+			if len(got) != 1 || got[0].Name != "web" || !reflect.DeepEqual(got[0].Batches, want) {
+				t.Errorf("rollouts %q, want web: %q", got, want)
+			}
+			if deps := prog.DependsOn("rec.here"); len(deps) != 0 {
+				t.Errorf("rec.here, on no host, depends on %q", deps)
+			}
+		})
+	}
+}
+
+// TestRolloutOrdersBatches: no step for a host of a batch starts before
+// every step for the hosts of the batch before it, its checks included,
+// has ended; within a batch, steps may run in any order. Run many times:
+// the order of a parallel walk is not deterministic.
+func TestRolloutOrdersBatches(t *testing.T) {
+	src := rolloutPlan(`rollout "web" {
+  groups     = [[host.web["b"], host.web["c"], host.web["d"]], [host.web["a"], host.web["e"]]]
+  batch_size = 2
+}`, "")
+	for i := range 100 {
+		prog, l := compileRollout(t, src)
+		batchOf, steps := map[string]int{}, map[int]int{} // host -> batch; batch -> its steps
+		for b, hosts := range prog.Rollouts()[0].Batches {
+			for _, h := range hosts {
+				batchOf[h] = b
+			}
+			steps[b] = 2 * len(hosts) // rec.key and rec.check for each host
+		}
+		report, err := prog.Apply(context.Background(), Options{Log: testLogger(), Parallelism: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := report.Count(Succeeded); n != 11 {
+			t.Fatalf("%d steps succeeded, want 11", n)
+		}
+		ended := map[int]int{} // batch -> how many of its steps ended
+		for _, e := range l.events {
+			what, step, _ := strings.Cut(e, " ")
+			h := hostOf(step)
+			if h == "" {
+				continue
+			}
+			b := batchOf[h]
+			switch what {
+			case "start":
+				if b > 0 && ended[b-1] != steps[b-1] {
+					t.Fatalf("run %d: %s started with %d of batch %d's %d steps ended:\n%s", i, step, ended[b-1], b, steps[b-1], strings.Join(l.events, "\n"))
+				}
+			case "end":
+				ended[b]++
+			}
+		}
+	}
+}
+
+// TestRolloutFailureStopsLaterBatches: a step failing in the first batch
+// means no step for a later batch ever starts, and every completed step
+// of the first batch is rolled back.
+func TestRolloutFailureStopsLaterBatches(t *testing.T) {
+	src := rolloutPlan(`rollout "web" {
+  hosts      = host.web
+  batch_size = 2
+}`, `each.key == "b"`)
+	for i := range 50 {
+		prog, l := compileRollout(t, src)
+		report, err := applyRollback(t, prog, t.TempDir(), nil)
+		if err == nil {
+			t.Fatal("the run succeeded")
+		}
+		if report.Rollback != RollbackComplete {
+			t.Fatalf("Report.Rollback = %q, want %q", report.Rollback, RollbackComplete)
+		}
+		ended, undone := map[string]bool{}, map[string]bool{}
+		for _, e := range l.events {
+			what, step, _ := strings.Cut(e, " ")
+			if h := hostOf(step); what == "start" && h != `host.web["a"]` && h != `host.web["b"]` && h != "" {
+				t.Fatalf("run %d: %s, of the second batch, started:\n%s", i, step, strings.Join(l.events, "\n"))
+			}
+			switch what {
+			case "end":
+				ended[step] = true
+			case "undo":
+				undone[step] = true
+			}
+		}
+		// The first failure stops new steps, so rec.check["a"] may not
+		// start; the steps ready at the start have always ended.
+		for _, s := range []string{`rec.key["a"]`, `rec.key["b"]`} {
+			if !ended[s] || !undone[s] {
+				t.Errorf("run %d: %s ended %v, undone %v; want both", i, s, ended[s], undone[s])
+			}
+		}
+		if !reflect.DeepEqual(ended, undone) {
+			t.Errorf("run %d: ended %v, undone %v", i, ended, undone)
+		}
+	}
+}
+
+// TestRolloutCycle: a step for an earlier batch that depends on one for a
+// later batch is a cycle, named as any other, with a hint at the rollout.
+func TestRolloutCycle(t *testing.T) {
+	src := `host "web" {
+  for_each = toset(["a", "b"])
+  address  = each.key
+}
+rollout "web" {
+  hosts = host.web
+}
+rec "first" {
+  on    = host.web["a"]
+  input = rec.second.output
+}
+rec "second" {
+  on    = host.web["b"]
+  input = "x"
+}
+`
+	_, diags := loadSource(t, src, nil, steps.Registry{"rec": &hostLedger{f: &fakeSetting{}}})
+	if len(diags) != 1 {
+		t.Fatalf("want one diagnostic, got %v", diags)
+	}
+	d := diags[0]
+	if d.Summary != "Dependency cycle between steps: rec.first, rec.second" || !strings.Contains(d.Detail, `The order of rollout "web" is part of this cycle`) {
+		t.Errorf("got %q: %s", d.Summary, d.Detail)
+	}
+	// Without the rollout the same steps are no cycle, and a cycle of
+	// references alone has no hint.
+	if _, diags := loadSource(t, strings.Replace(src, "hosts = host.web", `hosts = [host.web["b"], host.web["a"]]`, 1), nil,
+		steps.Registry{"rec": &hostLedger{f: &fakeSetting{}}}); diags.HasErrors() {
+		t.Errorf("the other order: %v", diags)
+	}
+}
+
+func TestRolloutErrors(t *testing.T) {
+	hosts := `host "web" {
+  for_each = toset(["a", "b"])
+  address  = each.key
+}
+host "db" {
+  address = "x"
+}
+`
+	tests := []struct {
+		name, src      string
+		summary, inDet string
+		line           int
+	}{
+		{"undeclared instance", `rollout "web" {
+  hosts = [host.web["a"], host.web["z"]]
+}`, "Reference to undeclared host instance", `host.web has no instance host.web["z"]. Its keys: ["a" "b"]`, 9},
+		{"key of a single host", `rollout "web" {
+  hosts = [host.db["a"]]
+}`, "Reference to undeclared host instance", "It has no for_each or count", 9},
+		{"duplicate in a rollout", `rollout "web" {
+  groups = [[host.web["a"]], [host.web]]
+}`, "Duplicate host in rollout", `host.web["a"] is already in rollout "web", at `, 9},
+		{"in two rollouts", `rollout "web" {
+  hosts = host.web
+}
+rollout "all" {
+  hosts = [host.db, host.web["b"]]
+}`, "Host in two rollouts", `host.web["b"] is already in rollout "web"`, 12},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, diags := loadSource(t, hosts+tt.src, nil, steps.Registry{"rec": &hostLedger{f: &fakeSetting{}}})
+			if len(diags) != 1 {
+				t.Fatalf("want one diagnostic, got %v", diags)
+			}
+			d := diags[0]
+			if d.Summary != tt.summary || !strings.Contains(d.Detail, tt.inDet) || d.Subject == nil || d.Subject.Start.Line != tt.line {
+				t.Errorf("got %q (%s) at %v, want %q containing %q at line %d", d.Summary, d.Detail, d.Subject, tt.summary, tt.inDet, tt.line)
+			}
+		})
+	}
+}
+
+// TestRolloutFailureInALaterBatch: a failure in the second batch stops the
+// third, and the rollback undoes the second batch's completed steps before
+// any of the first's, every completed step of both.
+func TestRolloutFailureInALaterBatch(t *testing.T) {
+	src := rolloutPlan(`rollout "web" {
+  hosts      = host.web
+  batch_size = 2
+}`, `each.key == "c"`)
+	first := map[string]bool{`host.web["a"]`: true, `host.web["b"]`: true}
+	for i := range 50 {
+		prog, l := compileRollout(t, src)
+		report, err := applyRollback(t, prog, t.TempDir(), nil)
+		if err == nil || report.Rollback != RollbackComplete {
+			t.Fatalf("run %d: err %v, rollback %q", i, err, report.Rollback)
+		}
+		ended, undone := map[string]bool{}, map[string]bool{}
+		firstUndone := false
+		for _, e := range l.events {
+			what, step, _ := strings.Cut(e, " ")
+			h := hostOf(step)
+			switch {
+			case what == "start" && h == `host.web["e"]`:
+				t.Fatalf("run %d: %s, of the third batch, started:\n%s", i, step, strings.Join(l.events, "\n"))
+			case what == "end":
+				ended[step] = true
+			case what == "undo":
+				undone[step] = true
+				if first[h] {
+					firstUndone = true
+				} else if h != "" && firstUndone {
+					t.Fatalf("run %d: %s undone after a step of the first batch:\n%s", i, step, strings.Join(l.events, "\n"))
+				}
+			}
+		}
+		// The first failure stops new steps, so rec.check["d"] may not
+		// start; the first batch and rec.key["c"] have always ended.
+		for _, s := range []string{`rec.key["a"]`, `rec.check["a"]`, `rec.key["b"]`, `rec.check["b"]`, `rec.key["c"]`} {
+			if !ended[s] {
+				t.Errorf("run %d: %s did not end", i, s)
+			}
+		}
+		if !reflect.DeepEqual(ended, undone) {
+			t.Errorf("run %d: ended %v, undone %v", i, ended, undone)
+		}
+	}
+}

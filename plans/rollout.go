@@ -1,0 +1,175 @@
+package plans
+
+import (
+	"math/big"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// RolloutBlock is the type of the blocks that order the hosts steps are
+// for into batches.
+const RolloutBlock = "rollout"
+
+// Rollout is a `rollout "NAME" { ... }` block: host instances in groups,
+// each group split into batches, kept as host references. Which instances
+// a reference stands for (host.web: every instance, in key order) is known
+// only once the host blocks are expanded, so the engine resolves them.
+type Rollout struct {
+	Name string
+	// Groups are the groups of hosts in order (`hosts` is one group), each
+	// a list of host references: host.NAME or host.NAME[KEY].
+	Groups [][]hcl.Traversal
+	// BatchSize is how many hosts a batch of a group holds; when Percent
+	// is set instead, a batch holds that percentage of its group's hosts,
+	// rounded down, and at least one.
+	BatchSize, Percent int
+	DeclRange          hcl.Range
+}
+
+// rolloutSchema is what a rollout block holds.
+var rolloutSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	{Name: "hosts"}, {Name: "groups"}, {Name: "batch_size"}, {Name: "max_failures"},
+}}
+
+// decodeRollout reads a rollout block. Its arguments are constants and host
+// references: what it orders must be known before anything is evaluated.
+func decodeRollout(block *hcl.Block) (*Rollout, hcl.Diagnostics) {
+	r := &Rollout{Name: block.Labels[0], BatchSize: 1, DeclRange: block.DefRange}
+	if !hclsyntax.ValidIdentifier(r.Name) {
+		return nil, hcl.Diagnostics{invalidName("rollout", r.Name, block.LabelRanges[0])}
+	}
+	content, diags := block.Body.Content(rolloutSchema)
+	hosts, hasHosts := content.Attributes["hosts"]
+	groups, hasGroups := content.Attributes["groups"]
+	switch {
+	case hasHosts && hasGroups:
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
+			Summary: "Invalid combination of hosts and groups",
+			Detail:  "A rollout has hosts (one group) or groups (a list of groups, in order), not both.",
+			Subject: groups.NameRange.Ptr()})
+	case hasHosts:
+		g, more := rolloutHosts(hosts.Expr)
+		diags = append(diags, more...)
+		r.Groups = [][]hcl.Traversal{g}
+	case hasGroups:
+		exprs, more := hcl.ExprList(groups.Expr)
+		diags = append(diags, more...)
+		if len(exprs) == 0 && !more.HasErrors() {
+			diags = append(diags, emptyRollout(groups.Expr.Range()))
+		}
+		for _, e := range exprs {
+			g, more := rolloutHosts(e)
+			diags = append(diags, more...)
+			r.Groups = append(r.Groups, g)
+		}
+	default:
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
+			Summary: "Missing hosts of rollout",
+			Detail:  "A rollout names its hosts: hosts = [host.web[\"a\"], ...] or host.web, or groups = [[...], [...]].",
+			Subject: block.DefRange.Ptr()})
+	}
+	if attr, ok := content.Attributes["batch_size"]; ok {
+		diags = append(diags, decodeBatchSize(r, attr)...)
+	}
+	if attr, ok := content.Attributes["max_failures"]; ok {
+		zero := true
+		diags = append(diags, decodeLiteral(attr, cty.Number, func(v cty.Value) { zero = v.RawEquals(cty.Zero) })...)
+		if !zero {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
+				Summary: "Unsupported max_failures",
+				Detail:  "max_failures can only be 0 today: any failure ends the rollout, no new batch starts, and the rollback undoes every completed step.",
+				Subject: attr.Expr.Range().Ptr()})
+		}
+	}
+	return r, diags
+}
+
+// rolloutHosts reads one group: a list of host references, or one
+// reference (host.web, every instance of it).
+func rolloutHosts(expr hcl.Expression) ([]hcl.Traversal, hcl.Diagnostics) {
+	exprs := []hcl.Expression{expr}
+	if _, ok := expr.(*hclsyntax.TupleConsExpr); ok {
+		var diags hcl.Diagnostics
+		if exprs, diags = hcl.ExprList(expr); diags.HasErrors() {
+			return nil, diags
+		}
+		if len(exprs) == 0 {
+			return nil, hcl.Diagnostics{emptyRollout(expr.Range())}
+		}
+	}
+	var out []hcl.Traversal
+	var diags hcl.Diagnostics
+	for _, e := range exprs {
+		tr, more := hcl.AbsTraversalForExpr(e)
+		ok := !more.HasErrors() && len(tr) >= 2 && len(tr) <= 3 && tr.RootName() == HostBlock
+		if ok {
+			_, ok = tr[1].(hcl.TraverseAttr)
+		}
+		if ok && len(tr) == 3 {
+			ix, isIndex := tr[2].(hcl.TraverseIndex)
+			ok = isIndex && (ix.Key.Type() == cty.String || ix.Key.Type() == cty.Number)
+		}
+		if !ok {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
+				Summary: "Invalid rollout host",
+				Detail:  "A rollout's hosts are host references: host.NAME (every instance of the block, in key order) or host.NAME[KEY] with a literal KEY.",
+				Subject: e.Range().Ptr()})
+			continue
+		}
+		out = append(out, tr)
+	}
+	return out, diags
+}
+
+func emptyRollout(at hcl.Range) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Empty rollout group",
+		Detail: "Each group of a rollout names at least one host.", Subject: at.Ptr()}
+}
+
+// decodeBatchSize reads batch_size: a whole number of hosts, at least 1, or
+// a percentage of the group, "25%", from 1 to 100.
+func decodeBatchSize(r *Rollout, attr *hcl.Attribute) hcl.Diagnostics {
+	bad := hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid batch_size",
+		Detail:  `batch_size is a whole number of hosts, at least 1, or a percentage of each group as a string from "1%" to "100%" (at least one host a batch).`,
+		Subject: attr.Expr.Range().Ptr()}}
+	v, diags := attr.Expr.Value(nil)
+	if diags.HasErrors() || !v.IsWhollyKnown() || v.IsNull() {
+		return bad
+	}
+	switch v.Type() {
+	case cty.Number:
+		n, acc := v.AsBigFloat().Int64()
+		if acc != big.Exact || n < 1 || n > 1<<30 {
+			return bad
+		}
+		r.BatchSize = int(n)
+	case cty.String:
+		s, ok := strings.CutSuffix(v.AsString(), "%")
+		n, err := strconv.Atoi(s)
+		if !ok || err != nil || n < 1 || n > 100 {
+			return bad
+		}
+		r.BatchSize, r.Percent = 0, n
+	default:
+		return bad
+	}
+	return nil
+}
+
+// checkRolloutHosts refuses a rollout host naming a host block the plan
+// lacks.
+func checkRolloutHosts(r *Rollout, hosts map[string]*SettingsBlock) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for _, g := range r.Groups {
+		for _, tr := range g {
+			if d := undeclaredHost(tr[1].(hcl.TraverseAttr).Name, hosts, tr.SourceRange()); d != nil {
+				diags = append(diags, d)
+			}
+		}
+	}
+	return diags
+}

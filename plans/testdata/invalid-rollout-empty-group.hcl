@@ -1,0 +1,9 @@
+host "web" {
+  for_each    = toset(["a", "b"])
+  address     = each.key
+  known_hosts = "/root/.ssh/known_hosts"
+}
+
+rollout "web" {
+  groups = [[host.web["a"]], []]
+}
