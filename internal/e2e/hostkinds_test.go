@@ -16,21 +16,7 @@ import (
 // certificate already there to the service's ids, runs the service's
 // configuration test there, and reloads the service (a command that counts its runs in a file on the host); a
 // check here, where rotplan runs, then passes or fails.
-const hostKindsPlan = `
-variable "web" {
-  type = map(object({ address = string, port = number, dir = string }))
-}
-variable "known_hosts" {}
-variable "identity" {}
-variable "fail" { default = false }
-
-host "web" {
-  for_each      = var.web
-  address       = each.value.address
-  port          = each.value.port
-  known_hosts   = var.known_hosts
-  identity_file = var.identity
-}
+const hostKindsPlan = webHosts + `
 
 write "key" {
   for_each = var.web

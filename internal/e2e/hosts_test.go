@@ -12,16 +12,15 @@ import (
 	"github.com/rotplan/rotplan/internal/testhosts"
 )
 
-// hostsPlan writes a key on every web host over SSH, then checks (here,
-// where rotplan runs) that the run may stand: with fail set, the check
-// fails and every host's write is rolled back.
-const hostsPlan = `
+// webHosts declares the bed's hosts as a plan sees them: the variables the
+// tests give (the hosts by name, with address, port and a directory of
+// their own; known_hosts; the controller's key; fail) and host "web".
+const webHosts = `
 variable "web" {
   type = map(object({ address = string, port = number, dir = string }))
 }
 variable "known_hosts" {}
 variable "identity" {}
-variable "key" { sensitive = true }
 variable "fail" { default = false }
 
 host "web" {
@@ -31,6 +30,13 @@ host "web" {
   known_hosts   = var.known_hosts
   identity_file = var.identity
 }
+`
+
+// hostsPlan writes a key on every web host over SSH, then checks (here,
+// where rotplan runs) that the run may stand: with fail set, the check
+// fails and every host's write is rolled back.
+const hostsPlan = webHosts + `
+variable "key" { sensitive = true }
 
 write "key" {
   for_each = var.web
