@@ -334,16 +334,21 @@ verify "server_served" {
 
 # ==== 3) Agent login certificates and their cert-auth mappings =============
 # Per app, in parallel; every agent restart waits for the listener's checks
-# (an agent restarted before would log in twice).
+# (an agent restarted before would log in twice). Everything that talks to
+# Vault waits for the new admin identity to pass its check: rotplan logs in
+# with admin.key and admin.crt, and a run killed between their writes must
+# leave nothing in flight that a resume would need Vault to judge.
 
 vault_auth "cert" {
-  path = "cert"
-  type = "cert"
+  depends_on = [verify.admin_status]
+  path       = "cert"
+  type       = "cert"
 }
 
 vault_policy "marker" {
-  name   = "marker-cert-auth"
-  policy = <<-EOT
+  depends_on = [verify.admin_status]
+  name       = "marker-cert-auth"
+  policy     = <<-EOT
     # marker-cert-auth: marks tokens that Vault Agents obtained through cert auth
     # with a mapping in the declared state. It grants only what every agent token
     # needs anyway.
@@ -354,9 +359,10 @@ vault_policy "marker" {
 }
 
 vault_policy "pki_issue" {
-  for_each = local.apps
-  name     = "pki-issue-${each.key}"
-  policy   = <<-EOT
+  for_each   = local.apps
+  depends_on = [verify.admin_status]
+  name       = "pki-issue-${each.key}"
+  policy     = <<-EOT
     # pki-issue-${each.key}: issue the agent login certificate of app ${each.key}.
     path "pki-prod/issue/agent-mtls-${each.key}" {
       capabilities = ["create", "update"]
@@ -543,8 +549,9 @@ verify "leaf_served" {
 # before the restarts.
 
 vault_policy "pki_issue_proxy" {
-  name   = "pki-issue-proxyprod"
-  policy = <<-EOT
+  depends_on = [verify.admin_status]
+  name       = "pki-issue-proxyprod"
+  policy     = <<-EOT
     # pki-issue-proxyprod: issue the proxy agent's login certificate.
     path "pki-prod/issue/agent-mtls-proxyprod" {
       capabilities = ["create", "update"]
@@ -553,8 +560,9 @@ vault_policy "pki_issue_proxy" {
 }
 
 vault_policy "pki_ca_read_proxy" {
-  name   = "pki-ca-read-proxyprod"
-  policy = <<-EOT
+  depends_on = [verify.admin_status]
+  name       = "pki-ca-read-proxyprod"
+  policy     = <<-EOT
     # pki-ca-read-proxyprod: read the CA chain the proxy verifies Vault against.
     path "pki-prod/cert/ca_chain" {
       capabilities = ["read"]

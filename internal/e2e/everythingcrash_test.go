@@ -73,7 +73,7 @@ func TestEverythingKilledAndResumed(t *testing.T) {
 	failpoints = append(failpoints,
 		// The run's own Vault identity half rotated: the new admin key in
 		// place, the old certificate beside it.
-		"after-start:write.admin_crt",
+		"after-start:write.admin_key", "after-start:write.admin_crt",
 		fmt.Sprintf("after-start:write.leaf_key[%q]", b.p.Apps[0]),
 		"after-start:write.proxy_agent_key",
 		"after-start:reload.proxy_restart",
