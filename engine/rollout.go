@@ -127,6 +127,17 @@ type membership struct {
 // this one so far, named.
 func (p *Program) resolveRollout(block *plans.Rollout, taken map[string]membership) (*rollout, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
+	if block.BatchSizeExpr != nil {
+		evaluated := *block // the plan's block stays as parsed
+		v, more := block.BatchSizeExpr.Value(p.baseContext())
+		if more.HasErrors() {
+			return nil, more
+		}
+		if more := evaluated.SetBatchSize(v, block.BatchSizeExpr.Range()); more.HasErrors() {
+			return nil, more
+		}
+		block = &evaluated
+	}
 	r := &rollout{block: block}
 	for _, group := range block.Groups {
 		var hosts []string

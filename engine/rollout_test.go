@@ -182,6 +182,51 @@ func TestRolloutBatches(t *testing.T) {
 	}
 }
 
+// TestRolloutBatchSizeFromVariables: batch_size may be a variable or a
+// local, a number or a percentage, and a number given on the command line
+// (a string) counts as a number.
+func TestRolloutBatchSizeFromVariables(t *testing.T) {
+	tests := []struct {
+		name, batchSize string
+		vars            map[string]string
+		want            [][]string
+	}{
+		{"a variable's default", "var.batch", nil, [][]string{{"a", "b", "c"}, {"d", "e"}}},
+		{"from the command line", "var.batch", map[string]string{"batch": "2"}, [][]string{{"a", "b"}, {"c", "d"}, {"e"}}},
+		{"a percentage", "var.batch", map[string]string{"batch": "40%"}, [][]string{{"a", "b"}, {"c", "d"}, {"e"}}},
+		{"a local", "local.batch", nil, [][]string{{"a", "b", "c", "d"}, {"e"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := rolloutPlan(`variable "batch" {
+  default = 3
+}
+locals {
+  batch = 4
+}
+rollout "web" {
+  hosts      = host.web
+  batch_size = `+tt.batchSize+`
+}`, "")
+			prog, diags := loadSource(t, src, tt.vars, steps.Registry{"rec": &hostLedger{f: &fakeSetting{}}})
+			if diags.HasErrors() {
+				t.Fatal(diags.Error())
+			}
+			var want [][]string
+			for _, b := range tt.want {
+				var hosts []string
+				for _, k := range b {
+					hosts = append(hosts, fmt.Sprintf("host.web[%q]", k))
+				}
+				want = append(want, hosts)
+			}
+			if got := prog.Rollouts(); len(got) != 1 || !reflect.DeepEqual(got[0].Batches, want) {
+				t.Errorf("rollouts %q, want %q", got, want)
+			}
+		})
+	}
+}
+
 // TestRolloutOrdersBatches: no step for a host of a batch starts before
 // every step for the hosts of the batch before it, its checks included,
 // has ended; within a batch, steps may run in any order. Run many times:
@@ -334,6 +379,17 @@ host "db" {
 rollout "all" {
   hosts = [host.db, host.web["b"]]
 }`, "Host in two rollouts", `host.web["b"] is already in rollout "web"`, 12},
+		{"batch size from a variable out of range", `rollout "web" {
+  hosts      = host.web
+  batch_size = var.batch
+}
+variable "batch" {
+  default = 0
+}`, "Invalid batch_size", "at least 1", 10},
+		{"batch size from a step", `rollout "web" {
+  hosts      = host.web
+  batch_size = rec.key.n
+}`, "Unknown variable", `"rec"`, 10},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

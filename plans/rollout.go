@@ -27,7 +27,12 @@ type Rollout struct {
 	// is set instead, a batch holds that percentage of its group's hosts,
 	// rounded down, and at least one.
 	BatchSize, Percent int
-	DeclRange          hcl.Range
+	// BatchSizeExpr is batch_size when it refers to variables or locals:
+	// the engine evaluates it and sets BatchSize and Percent with
+	// SetBatchSize. Nil when batch_size is a constant (decoded here) or
+	// absent.
+	BatchSizeExpr hcl.Expression
+	DeclRange     hcl.Range
 }
 
 // rolloutSchema is what a rollout block holds.
@@ -35,8 +40,10 @@ var rolloutSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "hosts"}, {Name: "groups"}, {Name: "batch_size"}, {Name: "max_failures"},
 }}
 
-// decodeRollout reads a rollout block. Its arguments are constants and host
-// references: what it orders must be known before anything is evaluated.
+// decodeRollout reads a rollout block. Its hosts are host references and
+// max_failures a constant: what it orders must be known before anything is
+// evaluated. batch_size may also use variables and locals, which the
+// engine evaluates.
 func decodeRollout(block *hcl.Block) (*Rollout, hcl.Diagnostics) {
 	r := &Rollout{Name: block.Labels[0], BatchSize: 1, DeclRange: block.DefRange}
 	if !hclsyntax.ValidIdentifier(r.Name) {
@@ -73,7 +80,15 @@ func decodeRollout(block *hcl.Block) (*Rollout, hcl.Diagnostics) {
 			Subject: block.DefRange.Ptr()})
 	}
 	if attr, ok := content.Attributes["batch_size"]; ok {
-		diags = append(diags, decodeBatchSize(r, attr)...)
+		if len(attr.Expr.Variables()) > 0 {
+			r.BatchSizeExpr = attr.Expr
+		} else {
+			v, more := attr.Expr.Value(nil)
+			if more.HasErrors() {
+				v = cty.NilVal
+			}
+			diags = append(diags, r.SetBatchSize(v, attr.Expr.Range())...)
+		}
 	}
 	if attr, ok := content.Attributes["max_failures"]; ok {
 		zero := true
@@ -130,14 +145,14 @@ func emptyRollout(at hcl.Range) *hcl.Diagnostic {
 		Detail: "Each group of a rollout names at least one host.", Subject: at.Ptr()}
 }
 
-// decodeBatchSize reads batch_size: a whole number of hosts, at least 1, or
-// a percentage of the group, "25%", from 1 to 100.
-func decodeBatchSize(r *Rollout, attr *hcl.Attribute) hcl.Diagnostics {
+// SetBatchSize sets the batch size from batch_size's value, at: a whole
+// number of hosts, at least 1, or a percentage of the group, "25%", from 1
+// to 100. cty.NilVal stands for a value that could not be had.
+func (r *Rollout) SetBatchSize(v cty.Value, at hcl.Range) hcl.Diagnostics {
 	bad := hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid batch_size",
 		Detail:  `batch_size is a whole number of hosts, at least 1, or a percentage of each group as a string from "1%" to "100%" (at least one host a batch).`,
-		Subject: attr.Expr.Range().Ptr()}}
-	v, diags := attr.Expr.Value(nil)
-	if diags.HasErrors() || !v.IsWhollyKnown() || v.IsNull() {
+		Subject: at.Ptr()}}
+	if v == cty.NilVal || !v.IsWhollyKnown() || v.IsNull() {
 		return bad
 	}
 	switch v.Type() {
@@ -146,14 +161,23 @@ func decodeBatchSize(r *Rollout, attr *hcl.Attribute) hcl.Diagnostics {
 		if acc != big.Exact || n < 1 || n > 1<<30 {
 			return bad
 		}
-		r.BatchSize = int(n)
+		r.BatchSize, r.Percent = int(n), 0
 	case cty.String:
-		s, ok := strings.CutSuffix(v.AsString(), "%")
+		s, isPercent := strings.CutSuffix(v.AsString(), "%")
 		n, err := strconv.Atoi(s)
-		if !ok || err != nil || n < 1 || n > 100 {
+		switch {
+		case err != nil:
 			return bad
+		case !isPercent: // "2": a variable given on the command line is a string
+			if n < 1 || n > 1<<30 {
+				return bad
+			}
+			r.BatchSize, r.Percent = n, 0
+		case n < 1 || n > 100:
+			return bad
+		default:
+			r.BatchSize, r.Percent = 0, n
 		}
-		r.BatchSize, r.Percent = 0, n
 	default:
 		return bad
 	}
