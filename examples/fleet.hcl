@@ -119,10 +119,25 @@ verify "config" {
   }
 }
 
+# nginx reloads asynchronously: its master starts new workers, and the old
+# ones take new connections, with the old certificate, until they have
+# been told to stop. So the reload returns once every old worker has
+# exited (pgrep, from procps): from then on every client gets the new
+# certificate, and the check below cannot pass on one lucky connection.
+locals {
+  reload_nginx = <<-EOT
+    old=$(pgrep -P "$(cat "$3/nginx.pid")") || true
+    "$1" -s reload -c "$2" -p "$3/"
+    for pid in $old; do
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.02; done
+    done
+  EOT
+}
+
 reload "nginx" {
   for_each   = var.web
   on         = host.web[each.key]
-  command    = [var.nginx, "-s", "reload", "-c", "${each.value.dir}/nginx.conf", "-p", "${each.value.dir}/"]
+  command    = ["sh", "-c", local.reload_nginx, "sh", var.nginx, "${each.value.dir}/nginx.conf", each.value.dir]
   depends_on = [verify.config[each.key]]
 }
 
