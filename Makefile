@@ -14,7 +14,7 @@ VAULT_BIN   := $(CACHE_DIR)/vault-$(VAULT_VERSION)-$(VAULT_PIN)/vault
 ROTPLAN_BIN := bin/rotplan
 GO_DIRS     := cmd engine steps plans internal
 
-.PHONY: all build vault nginx openssh test check demo bench golden clean
+.PHONY: all build vault nginx openssh test check demo bench bench-fleet golden clean
 
 all: build
 
@@ -72,8 +72,18 @@ demo: build vault nginx
 # vault/api and against a shell loop, on a real Vault; prints a table.
 # BENCH_ARGS=-n 200 for a quicker run; BENCH_ARGS="-baseline OLD_BINARY" compares
 # with an earlier build in the same rounds. Also: go test -run XXX -bench . ./engine/...
-bench: build vault
+# Then the fleet series (bench-fleet).
+bench: build vault bench-fleet
 	$(GO) run ./internal/cmd/bench -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .bench $(BENCH_ARGS)
+
+# The fleet series: 8 nginx hosts of the fleet bed (network namespaces,
+# as root; skipped otherwise) rotated by examples/fleet.hcl in batches of
+# 1, 2, 4 and 8, against a shell loop of ssh + scp + ssh doing the same
+# work, alternating in each round: ms per host of each, and their ratio.
+# FLEET_BENCHTIME=1x for a quicker run.
+FLEET_BENCHTIME ?= 3x
+bench-fleet: vault nginx openssh
+	ROTPLAN_VAULT_BIN=$(VAULT_BIN) $(GO) test -count=1 -run '^$$' -bench '^BenchmarkFleet$$' -benchtime $(FLEET_BENCHTIME) -timeout 30m ./internal/e2e/
 
 # Rewrites the golden files (the CLI's, and the preview's against a real
 # Vault); review the diff before committing.

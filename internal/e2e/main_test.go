@@ -67,7 +67,7 @@ func runBinary(t *testing.T, bin string, env []string, args ...string) result {
 
 // runCmd runs a prepared command with a time limit and collects its exit
 // code and output.
-func runCmd(t *testing.T, cmd *exec.Cmd, limit time.Duration) result {
+func runCmd(t testing.TB, cmd *exec.Cmd, limit time.Duration) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -99,7 +99,7 @@ func cleanEnv() []string {
 	return out
 }
 
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {

@@ -407,16 +407,8 @@ func (c *Conn) Backup(ctx context.Context, p, dir string) (Saved, error) {
 	if err != nil {
 		return s, err
 	}
-	_, di, err := c.prepareChange(ctx, dir)
-	switch {
-	case err != nil:
+	if err := c.backupDir(ctx, sc, dir); err != nil {
 		return s, fmt.Errorf("backing up %s: %w", p, err)
-	case di == nil:
-		if err := sc.Mkdir(dir); err != nil && !errors.Is(err, fs.ErrExist) {
-			return s, fmt.Errorf("backing up %s on %s: creating %s: %w", p, c.host, dir, err)
-		}
-	case !di.IsDir():
-		return s, fmt.Errorf("backing up %s on %s: %s is not a directory", p, c.host, dir)
 	}
 	f, name, err := createExclusive(sc, dir, path.Base(p))
 	if err != nil {
@@ -440,6 +432,32 @@ func (c *Conn) Backup(ctx context.Context, p, dir string) (Saved, error) {
 	s = Saved{Path: name, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(content)),
 		Mode: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky), UID: uid, GID: gid}
 	return s, c.syncDir(ctx, dir, name)
+}
+
+// backupDir makes sure dir is a directory, creating it when missing.
+// Steps of one host back up at once over one connection, so another may
+// create dir between the look and the mkdir; OpenSSH's SFTP server then
+// answers a bare failure, not "exists", so a failed mkdir looks again, and
+// what is there now must pass the same checks.
+func (c *Conn) backupDir(ctx context.Context, sc *sftp.Client, dir string) error {
+	for again := false; ; again = true {
+		_, di, err := c.prepareChange(ctx, dir)
+		switch {
+		case err != nil:
+			return err
+		case di != nil && !di.IsDir():
+			return fmt.Errorf("%s on %s is not a directory", dir, c.host)
+		case di != nil:
+			return nil
+		}
+		err = sc.Mkdir(dir)
+		if err == nil || errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		if again {
+			return fmt.Errorf("creating %s on %s: %w", dir, c.host, err)
+		}
+	}
 }
 
 // createExclusive creates base, or base.1 and on, in dir: exclusively,

@@ -762,3 +762,49 @@ func TestAgent(t *testing.T) {
 		t.Errorf("without an agent: %v", err)
 	}
 }
+
+// TestBackupsIntoNewDirConcurrently backs up several files of one
+// directory at once, over one connection, into a backup directory none of
+// them finds: as the write steps of one host do when they start together.
+// Every backup gets its copy, whichever of them created the directory
+// (OpenSSH's SFTP server answers a mkdir of a directory that exists with a
+// bare failure, not "exists").
+func TestBackupsIntoNewDirConcurrently(t *testing.T) {
+	s := startSSHD(t, 1)
+	c := s.dial(t)
+	ctx := context.Background()
+	const files = 6
+	for round := range 10 {
+		dir := t.TempDir()
+		var targets []string
+		for i := range files {
+			target := filepath.Join(dir, fmt.Sprintf("f%d.pem", i))
+			if err := os.WriteFile(target, []byte(target), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			targets = append(targets, target)
+		}
+		backups := filepath.Join(dir, ".rotplan-backups")
+		errs := make([]error, files)
+		var wg sync.WaitGroup
+		for i, target := range targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = c.Backup(ctx, target, backups)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d, file %d: %v", round, i, err)
+			}
+		}
+		if t.Failed() {
+			return
+		}
+		if got := len(dirNames(t, backups)); got != files {
+			t.Errorf("round %d: %d copies, want %d", round, got, files)
+		}
+	}
+}

@@ -300,8 +300,8 @@ func (p *Proxy) layout() error {
 func (p *Proxy) configureVault(ctx context.Context) error {
 	c := p.v.Root()
 	for _, app := range p.Apps {
-		if _, err := c.Logical().WriteWithContext(ctx, "pki-prod/roles/"+LeafRole(app), nameRole(LeafName(app), false)); err != nil {
-			return fmt.Errorf("role %s: %w", LeafRole(app), err)
+		if err := p.v.AddLeafRole(ctx, app); err != nil {
+			return err
 		}
 		if _, err := p.ReplaceLeaf(ctx, app); err != nil {
 			return err
@@ -336,53 +336,63 @@ func (p *Proxy) ReplaceLeaf(ctx context.Context, app string) (*x509.Certificate,
 	if !slices.Contains(p.Apps, app) {
 		return nil, fmt.Errorf("testvault: proxy: no app %q", app)
 	}
-	cert, err := issue(ctx, p.v.Root(), LeafRole(app), map[string]any{"common_name": LeafName(app), "ttl": "720h"})
+	leaf, err := p.v.IssueLeaf(ctx, app)
 	if err != nil {
-		return nil, fmt.Errorf("testvault: proxy: %w", err)
+		return nil, err
 	}
 	chain, key := p.LeafFiles(app)
-	if err := writeFileOwned(key, []byte(joinPEM(cert.key)), 0o600, p.UID, p.GID); err != nil {
+	if err := writeFileOwned(key, leaf.Key, 0o600, p.UID, p.GID); err != nil {
 		return nil, err
 	}
-	if err := writeFileOwned(chain, []byte(joinPEM(cert.cert, cert.issuingCA)), 0o644, p.UID, p.GID); err != nil {
+	if err := writeFileOwned(chain, leaf.FullChain, 0o644, p.UID, p.GID); err != nil {
 		return nil, err
+	}
+	return leaf.Cert, nil
+}
+
+// Leaf is a leaf certificate issued by [Vault.IssueLeaf], in PEM.
+type Leaf struct {
+	Cert      *x509.Certificate
+	FullChain []byte // the leaf, then the intermediate
+	Key       []byte
+}
+
+// AddLeafRole writes app's leaf role nginx-<app> on pki-prod: EC P-256
+// server certificates for <app>.prod.privsec.ch only, 720h at most.
+func (v *Vault) AddLeafRole(ctx context.Context, app string) error {
+	if _, err := v.Root().Logical().WriteWithContext(ctx, "pki-prod/roles/"+LeafRole(app), nameRole(LeafName(app), false)); err != nil {
+		return fmt.Errorf("testvault: role %s: %w", LeafRole(app), err)
+	}
+	return nil
+}
+
+// IssueLeaf issues a leaf for app from its role ([Vault.AddLeafRole]) with
+// the root token: name <app>.prod.privsec.ch, 720h.
+func (v *Vault) IssueLeaf(ctx context.Context, app string) (*Leaf, error) {
+	cert, err := issue(ctx, v.Root(), LeafRole(app), map[string]any{"common_name": LeafName(app), "ttl": "720h"})
+	if err != nil {
+		return nil, fmt.Errorf("testvault: %w", err)
 	}
 	certs, err := ParseCertificates([]byte(cert.cert))
 	if err != nil {
-		return nil, fmt.Errorf("testvault: proxy: issued leaf: %w", err)
+		return nil, fmt.Errorf("testvault: issued leaf: %w", err)
 	}
-	return certs[0], nil
+	return &Leaf{Cert: certs[0], FullChain: []byte(joinPEM(cert.cert, cert.issuingCA)), Key: []byte(joinPEM(cert.key))}, nil
 }
 
-// nginxQuote quotes s for nginx's configuration, refusing what would need
-// escaping there.
-func nginxQuote(s string) (string, error) {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || strings.ContainsRune("\"'\\$;{}", r) {
-			return "", fmt.Errorf("path %q contains characters not supported in the nginx configuration", s)
-		}
-	}
-	return `"` + s + `"`, nil
-}
-
-// writeConfig writes nginx's configuration: in the foreground (the harness
-// supervises the master), workers as ProxyUser, everything it writes below
-// Prefix or the harness's run and log directories, not the package's
-// defaults under /var.
+// writeConfig writes nginx's configuration ([NginxConfig]): workers as
+// ProxyUser, temporary files below Prefix, pid file and logs in the
+// harness's run and log directories.
 func (p *Proxy) writeConfig() error {
 	q := map[string]string{}
 	paths := map[string]string{
-		"pid": p.PIDFile, "error": p.ErrorLog, "access": p.AccessLog, "chain": p.CAChainFile,
-		"clientca": p.ClientCAFile, "cert": p.ClientCertFile, "key": p.ClientKeyFile,
-	}
-	for _, t := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		paths["tmp-"+t] = filepath.Join(p.Prefix, "tmp", t)
+		"chain": p.CAChainFile, "clientca": p.ClientCAFile, "cert": p.ClientCertFile, "key": p.ClientKeyFile,
 	}
 	for _, app := range append(slices.Clone(p.Apps), "vault") {
 		paths[app+".chain"], paths[app+".key"] = p.LeafFiles(app)
 	}
 	for k, path := range paths {
-		s, err := nginxQuote(path)
+		s, err := NginxQuote(path)
 		if err != nil {
 			return err
 		}
@@ -391,25 +401,6 @@ func (p *Proxy) writeConfig() error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	listen := fmt.Sprintf("listen %s ssl;", p.HostPort)
-	w("# Edge proxy %s (rotplan test harness, internal/testvault); generated, do not edit.", ProxyUser)
-	w("daemon off;")
-	w("master_process on;")
-	w("user %s %s;", p.User, p.Group)
-	w("worker_processes 1;")
-	w("pid %s;", q["pid"])
-	w("error_log %s info;", q["error"])
-	w("events {\n    worker_connections 128;\n}")
-	w("http {")
-	w("    access_log %s;", q["access"])
-	for _, t := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
-		dir := t
-		if t == "body" {
-			dir = "client_body"
-		}
-		w("    %s_temp_path %s;", dir, q["tmp-"+t])
-	}
-	w("    default_type text/plain;")
-	w("    ssl_protocols TLSv1.2 TLSv1.3;")
 	w("")
 	w("    # A name the proxy does not serve gets no certificate at all; a")
 	w("    # request whose Host names no server is misdirected.")
@@ -455,8 +446,19 @@ func (p *Proxy) writeConfig() error {
 	w("            proxy_ssl_session_reuse off;")
 	w("        }")
 	w("    }")
-	w("}")
-	return writeFileOwned(p.ConfigFile, []byte(b.String()), 0o644, os.Geteuid(), os.Getegid())
+	conf, err := NginxConfig(NginxMain{
+		Comment:   fmt.Sprintf("Edge proxy %s (rotplan test harness, internal/testvault); generated, do not edit.", ProxyUser),
+		User:      p.User,
+		Group:     p.Group,
+		PIDFile:   p.PIDFile,
+		ErrorLog:  p.ErrorLog,
+		AccessLog: p.AccessLog,
+		TempDir:   filepath.Join(p.Prefix, "tmp"),
+	}, b.String())
+	if err != nil {
+		return err
+	}
+	return writeFileOwned(p.ConfigFile, []byte(conf), 0o644, os.Geteuid(), os.Getegid())
 }
 
 // command returns the command that runs nginx's master in the foreground

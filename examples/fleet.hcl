@@ -1,0 +1,169 @@
+# Rotating the certificate of a web fleet: every host serves
+# web.prod.privsec.ch with nginx, and the hosts get their new leaves two at
+# a time, so that most of the fleet serves while a batch reloads, and a
+# batch starts only once the hosts of the one before serve their new
+# certificates.
+#
+#   rotplan plan -var-file fleet.vars.hcl examples/fleet.hcl   # lists the batches
+#   rotplan run  -var-file fleet.vars.hcl examples/fleet.hcl
+#
+# rotplan runs on a controller that reaches every host over SSH (host keys
+# in known_hosts) and Vault; the Vault connection comes from the
+# environment (VAULT_ADDR, VAULT_CACERT, VAULT_TLS_SERVER_NAME,
+# VAULT_CLIENT_CERT/VAULT_CLIENT_KEY or VAULT_TOKEN), as for prod.hcl. Per
+# host: the controller has Vault sign a key it made, writes key and
+# certificate on the host, runs `nginx -t` there, reloads nginx there, and
+# then checks from the controller, over TLS, that the host serves the new
+# serial. The fleet test (internal/e2e/fleet_test.go) and `make bench` run
+# this file.
+
+variable "web" {
+  type        = map(object({ address = string, ssh_port = number, dir = string }))
+  description = "The web hosts by name: address, SSH port, and nginx's prefix directory there (nginx.conf, tls/web.key, tls/web.crt)."
+}
+
+variable "known_hosts" {
+  type        = string
+  default     = "/root/.ssh/known_hosts"
+  description = "The hosts' keys: rotplan connects to no host whose key is not in it."
+}
+
+variable "identity" {
+  type        = string
+  default     = "/root/.ssh/id_ed25519"
+  description = "The controller's SSH key."
+}
+
+variable "server_name" {
+  type        = string
+  default     = "web.prod.privsec.ch"
+  description = "The name every host serves."
+}
+
+variable "role" {
+  type        = string
+  default     = "nginx-web"
+  description = "The pki-prod role that signs for server_name."
+}
+
+variable "ca_file" {
+  type        = string
+  description = "The root CA a client of the fleet trusts, where rotplan runs."
+}
+
+variable "nginx" {
+  type        = string
+  default     = "nginx"
+  description = "nginx on the hosts (a name looked up there, or a path)."
+}
+
+variable "check_interval" {
+  type        = string
+  default     = "1s"
+  description = "How often the TLS check tries again while nginx reloads."
+}
+
+host "web" {
+  for_each      = var.web
+  address       = each.value.address
+  port          = each.value.ssh_port
+  known_hosts   = var.known_hosts
+  identity_file = var.identity
+}
+
+# Two hosts a batch, in key order. Rollout arguments are constants and host
+# references, not variables: another batch size is an edit here.
+rollout "web" {
+  hosts        = host.web
+  batch_size   = 2
+  max_failures = 0
+}
+
+# Where rotplan runs: the key is made here and only the request goes to
+# Vault. A step without `on` is in no batch, so every host's leaf is signed
+# at the start, before the first batch.
+sign "web" {
+  for_each    = var.web
+  mount       = "pki-prod"
+  role        = var.role
+  common_name = var.server_name
+  ttl         = "720h"
+}
+
+write "key" {
+  for_each = var.web
+  on       = host.web[each.key]
+  path     = "${each.value.dir}/tls/web.key"
+  content  = sign.web[each.key].private_key
+  mode     = "0600"
+  owner    = "0"
+  group    = "0"
+}
+
+write "cert" {
+  for_each = var.web
+  on       = host.web[each.key]
+  path     = "${each.value.dir}/tls/web.crt"
+  content  = sign.web[each.key].fullchain
+  mode     = "0644"
+  owner    = "0"
+  group    = "0"
+}
+
+verify "config" {
+  for_each   = var.web
+  on         = host.web[each.key]
+  depends_on = [write.key[each.key], write.cert[each.key]]
+  command {
+    argv = [var.nginx, "-t", "-q", "-c", "${each.value.dir}/nginx.conf", "-p", "${each.value.dir}/"]
+  }
+}
+
+# nginx reloads asynchronously: its master starts new workers, and the old
+# ones take new connections, with the old certificate, until they have
+# been told to stop. So the reload returns once every old worker has
+# exited (pgrep, from procps): from then on every client gets the new
+# certificate, and the check below cannot pass on one lucky connection.
+locals {
+  reload_nginx = <<-EOT
+    old=$(pgrep -P "$(cat "$3/nginx.pid")") || true
+    "$1" -s reload -c "$2" -p "$3/"
+    for pid in $old; do
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.02; done
+    done
+  EOT
+}
+
+reload "nginx" {
+  for_each   = var.web
+  on         = host.web[each.key]
+  command    = ["sh", "-c", local.reload_nginx, "sh", var.nginx, "${each.value.dir}/nginx.conf", each.value.dir]
+  depends_on = [verify.config[each.key]]
+}
+
+# From where rotplan runs, as a client would: the host serves the new
+# certificate for the name, and it verifies to the root.
+verify "served" {
+  for_each   = var.web
+  depends_on = [reload.nginx[each.key]]
+  interval   = var.check_interval
+  tls {
+    address       = "${each.value.address}:443"
+    server_name   = var.server_name
+    ca_file       = var.ca_file
+    expect_serial = sign.web[each.key].serial_number
+  }
+}
+
+# On the host again, after the check: nginx's master still runs. Being
+# on the host, this step is the last of its host's batch, so the next
+# batch waits for it, and through it for the TLS check above (a check from
+# the controller has no `on`, so no batch of its own).
+verify "running" {
+  for_each   = var.web
+  on         = host.web[each.key]
+  depends_on = [verify.served[each.key]]
+  command {
+    argv = ["sh", "-c", "kill -0 \"$(cat \"$1\")\"", "sh", "${each.value.dir}/nginx.pid"]
+  }
+}

@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rotplan/rotplan/engine/journal"
+	"github.com/rotplan/rotplan/internal/testvault"
+	"github.com/rotplan/rotplan/internal/testweb"
+)
+
+// fleetRun is examples/fleet.hcl set up for a testweb bed: the plan,
+// with the batch size asked for, and its variables in a directory of
+// their own, where rotplan runs as an operator would (state in ./state).
+type fleetRun struct {
+	w   *testweb.Web
+	dir string
+}
+
+// newFleetRun copies examples/fleet.hcl into a new directory with batch
+// hosts a batch (rollout arguments are constants, so the test edits the
+// file as an operator would) and writes its variables for w, checking
+// again every interval while nginx reloads.
+func newFleetRun(t testing.TB, w *testweb.Web, batch int, interval string) *fleetRun {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "fleet.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const literal = "batch_size   = 2\n"
+	if strings.Count(string(src), literal) != 1 {
+		t.Fatalf("examples/fleet.hcl has no single %q to change", literal)
+	}
+	plan := strings.Replace(string(src), literal, fmt.Sprintf("batch_size   = %d\n", batch), 1)
+	dir := t.TempDir()
+	var web []string
+	for _, s := range w.Sites {
+		web = append(web, fmt.Sprintf("  %s = { address = %q, ssh_port = %d, dir = %q }", s.Host.Name, s.Host.Addr, s.Host.Port, s.Prefix))
+	}
+	vars := fmt.Sprintf("web = {\n%s\n}\nknown_hosts = %q\nidentity = %q\nca_file = %q\nnginx = %q\ncheck_interval = %q\n",
+		strings.Join(web, "\n"), w.Fleet.KnownHosts, w.Fleet.ClientKey, w.Vault.RootCAFile, w.Nginx, interval)
+	for name, content := range map[string]string{"plan.hcl": plan, "vars.hcl": vars} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &fleetRun{w: w, dir: dir}
+}
+
+// rotplan runs the rotplan binary in the bed's controller, in the plan's
+// directory, with Vault's environment (through the forwarder); a run
+// keeps its state in ./state.
+func (r *fleetRun) rotplan(t testing.TB, ctx context.Context, command string) result {
+	t.Helper()
+	args := []string{command, "-var-file", "vars.hcl", "plan.hcl"}
+	if command == "run" {
+		args = append(args, "-state-dir", "state")
+	}
+	cmd := r.w.Fleet.Controller.Command(ctx, rotplanBin, args...)
+	cmd.Dir = r.dir
+	cmd.Env = append(cleanEnv(), r.w.Environ()...)
+	return runCmd(t, cmd, 5*time.Minute)
+}
+
+// fleetBatches is the sites in the rollout's batches of k: hosts in key
+// order, as the rollout takes host.web's instances.
+func fleetBatches(w *testweb.Web, k int) [][]*testweb.Site {
+	sites := slices.Clone(w.Sites)
+	slices.SortFunc(sites, func(a, b *testweb.Site) int { return strings.Compare(a.Host.Name, b.Host.Name) })
+	var out [][]*testweb.Site
+	for len(sites) > 0 {
+		n := min(k, len(sites))
+		out = append(out, sites[:n])
+		sites = sites[n:]
+	}
+	return out
+}
+
+// servedSerials asks every site what it serves, from the controller.
+func servedSerials(t *testing.T, ctx context.Context, w *testweb.Web) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, s := range w.Sites {
+		chain, err := w.Served(ctx, s)
+		if err != nil {
+			t.Fatalf("%s: %v", s.Host.Name, err)
+		}
+		out[s.Host.Name] = chain[0].SerialNumber.String()
+	}
+	return out
+}
+
+// watchServed polls, from the controller and until stop is closed, what
+// every site serves, a round at a time, and returns the rounds: in each,
+// host name to serial ("" when the poll failed). A round asks the last
+// batch's hosts first, so that a round seeing a later batch's new
+// certificate saw the earlier batches' afterwards, when they had theirs
+// for longer still.
+func watchServed(ctx context.Context, w *testweb.Web, batches [][]*testweb.Site, stop <-chan struct{}) func() []map[string]string {
+	var order []*testweb.Site
+	for i := len(batches) - 1; i >= 0; i-- {
+		order = append(order, batches[i]...)
+	}
+	var rounds []map[string]string
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			round := map[string]string{}
+			for _, s := range order {
+				if chain, err := w.Served(ctx, s); err == nil {
+					round[s.Host.Name] = chain[0].SerialNumber.String()
+				} else {
+					round[s.Host.Name] = ""
+				}
+			}
+			rounds = append(rounds, round)
+		}
+	}()
+	return func() []map[string]string { wg.Wait(); return rounds }
+}
+
+// TestFleetBatchesOfTwo rotates four nginx hosts with examples/fleet.hcl
+// (batches of two), rotplan running in the bed's controller: `rotplan
+// plan` lists the batches; after the run every host serves, to a client
+// in the controller, the certificate in its files, a new one, whose key
+// is in the key file (0600 root, the certificate 0644 root, as asked
+// over SSH); a watcher polling the hosts during the run never saw a
+// later batch serve its new certificate before an earlier one; the
+// journal shows each batch starting after the previous batch's TLS
+// checks passed; and no key or token is in the output or the state.
+func TestFleetBatchesOfTwo(t *testing.T) {
+	w := testweb.Start(t, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r := newFleetRun(t, w, 2, "50ms")
+	batches := fleetBatches(w, 2)
+
+	res := r.rotplan(t, ctx, "plan")
+	if res.exit != 0 {
+		t.Fatalf("plan: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	for i, b := range batches {
+		var hosts []string
+		for _, s := range b {
+			hosts = append(hosts, fmt.Sprintf("host.web[%q]", s.Host.Name))
+		}
+		want := fmt.Sprintf("rollout web: batch %d/%d: %s", i+1, len(batches), strings.Join(hosts, ", "))
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("plan does not list %q:\n%s", want, res.stdout)
+		}
+	}
+
+	before := servedSerials(t, ctx, w)
+	stop := make(chan struct{})
+	rounds := watchServed(ctx, w, batches, stop)
+	res = r.rotplan(t, ctx, "run")
+	close(stop)
+	seen := rounds()
+	if res.exit != 0 {
+		t.Fatalf("run: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
+	}
+	after := servedSerials(t, ctx, w)
+
+	// Every host serves a new certificate, the one in its files, with
+	// the key in its key file; the files are root's, as asked.
+	var keyLines []string
+	for _, s := range w.Sites {
+		name := s.Host.Name
+		if after[name] == before[name] {
+			t.Errorf("%s still serves serial %s", name, before[name])
+		}
+		chain, err := w.Served(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files, err := testvault.ReadCertificates(s.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(files) != len(chain) {
+			t.Errorf("%s serves %d certificates, its file holds %d", name, len(chain), len(files))
+		}
+		for i := range min(len(files), len(chain)) {
+			if !files[i].Equal(chain[i]) {
+				t.Errorf("%s serves %s as certificate %d, its file holds %s", name, chain[i].Subject, i, files[i].Subject)
+			}
+		}
+		if chain[0].Subject.CommonName != testweb.ServerName {
+			t.Errorf("%s serves a certificate for %q", name, chain[0].Subject.CommonName)
+		}
+		if _, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile); err != nil {
+			t.Errorf("%s: the key file does not hold the certificate's key: %v", name, err)
+		}
+		script := fmt.Sprintf("stat -c '%%n %%a %%u:%%g' %s %s", s.KeyFile, s.CertFile)
+		out, err := w.Fleet.Controller.Command(ctx, "ssh", "-F", w.Fleet.SSHConfig, name, script).CombinedOutput()
+		want := fmt.Sprintf("%s 600 0:0\n%s 644 0:0\n", s.KeyFile, s.CertFile)
+		if err != nil || string(out) != want {
+			t.Errorf("%s: files %q (%v), want %q", name, out, err, want)
+		}
+		keyLines = append(keyLines, pemBodyLines(t, s.KeyFile)...)
+	}
+
+	// From outside: no round saw a host of a later batch serve its new
+	// certificate while one of an earlier batch served its old one.
+	changed := func(round map[string]string, s *testweb.Site) bool {
+		serial := round[s.Host.Name]
+		return serial != "" && serial != before[s.Host.Name]
+	}
+	between := 0
+	for _, round := range seen {
+		for j := 1; j < len(batches); j++ {
+			if !slices.ContainsFunc(batches[j], func(s *testweb.Site) bool { return changed(round, s) }) {
+				continue
+			}
+			for _, early := range batches[:j] {
+				for _, s := range early {
+					if round[s.Host.Name] != "" && !changed(round, s) {
+						t.Errorf("a poll saw batch %d serve new certificates while %s (batch before) served its old one: %v", j+1, s.Host.Name, round)
+					}
+				}
+			}
+		}
+		if slices.ContainsFunc(batches[0], func(s *testweb.Site) bool { return changed(round, s) }) &&
+			!slices.ContainsFunc(batches[len(batches)-1], func(s *testweb.Site) bool { return changed(round, s) }) {
+			between++
+		}
+	}
+	t.Logf("the watcher polled the fleet %d times during the run; %d polls saw the first batch changed and the last not", len(seen), between)
+
+	// The journal: every step of a batch started after every TLS check of
+	// the batch before passed.
+	c := readJournal(t, filepath.Join(r.dir, "state"))
+	at := map[string]int{} // step_succeeded of a check, step_started of anything: record index
+	for i, rec := range c.Records {
+		switch rec.Type {
+		case journal.StepStarted:
+			if _, ok := at["start "+rec.Step]; !ok {
+				at["start "+rec.Step] = i
+			}
+		case journal.StepSucceeded:
+			at["ok "+rec.Step] = i
+		}
+	}
+	for j := 1; j < len(batches); j++ {
+		for _, s := range batches[j] {
+			for _, step := range []string{"write.key", "write.cert", "verify.config", "reload.nginx", "verify.running"} {
+				started, ok := at[fmt.Sprintf("start %s[%q]", step, s.Host.Name)]
+				if !ok {
+					t.Errorf("the journal has no start of %s[%q]", step, s.Host.Name)
+					continue
+				}
+				for _, early := range batches[j-1] {
+					passed, ok := at[fmt.Sprintf("ok verify.served[%q]", early.Host.Name)]
+					if !ok || passed > started {
+						t.Errorf("%s[%q] (batch %d) started before verify.served[%q] (batch %d) passed", step, s.Host.Name, j+1, early.Host.Name, j)
+					}
+				}
+			}
+		}
+	}
+
+	// No key, no token: not in the output, not in the state.
+	for _, bad := range append([]string{"PRIVATE KEY", "hvs.", "hvb.", w.Vault.RootToken}, keyLines...) {
+		if strings.Contains(res.stdout+res.stderr, bad) {
+			t.Errorf("rotplan's output shows a secret (%.12s…)", bad)
+		}
+	}
+	filepath.Walk(r.dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return nil
+		}
+		b, _ := os.ReadFile(p)
+		for _, bad := range append([]string{"PRIVATE KEY", "hvs.", "hvb.", w.Vault.RootToken}, keyLines...) {
+			if strings.Contains(string(b), bad) {
+				t.Errorf("%s holds a secret (%.12s…)", p, bad)
+			}
+		}
+		return nil
+	})
+}
