@@ -57,6 +57,12 @@ variable "nginx" {
   description = "nginx on the hosts (a name looked up there, or a path)."
 }
 
+variable "batch_size" {
+  type        = number
+  default     = 2
+  description = "How many hosts reload together: a batch starts once every host of the one before serves its new certificate."
+}
+
 variable "check_interval" {
   type        = string
   default     = "1s"
@@ -71,11 +77,10 @@ host "web" {
   identity_file = var.identity
 }
 
-# Two hosts a batch, in key order. Rollout arguments are constants and host
-# references, not variables: another batch size is an edit here.
+# batch_size hosts a batch (two by default), in key order.
 rollout "web" {
   hosts        = host.web
-  batch_size   = 2
+  batch_size   = var.batch_size
   max_failures = 0
 }
 

@@ -25,30 +25,24 @@ type fleetRun struct {
 	dir string
 }
 
-// newFleetRun copies examples/fleet.hcl into a new directory with batch
-// hosts a batch (rollout arguments are constants, so the test edits the
-// file as an operator would) and writes its variables for w, checking
-// again every interval while nginx reloads.
+// newFleetRun copies examples/fleet.hcl into a new directory and writes
+// its variables for w: batch hosts a batch, checking again every interval
+// while nginx reloads.
 func newFleetRun(t testing.TB, w *testweb.Web, batch int, interval string) *fleetRun {
 	t.Helper()
-	src, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "fleet.hcl"))
+	plan, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "fleet.hcl"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	const literal = "batch_size   = 2\n"
-	if strings.Count(string(src), literal) != 1 {
-		t.Fatalf("examples/fleet.hcl has no single %q to change", literal)
-	}
-	plan := strings.Replace(string(src), literal, fmt.Sprintf("batch_size   = %d\n", batch), 1)
 	dir := t.TempDir()
 	var web []string
 	for _, s := range w.Sites {
 		web = append(web, fmt.Sprintf("  %s = { address = %q, ssh_port = %d, dir = %q }", s.Host.Name, s.Host.Addr, s.Host.Port, s.Prefix))
 	}
-	vars := fmt.Sprintf("web = {\n%s\n}\nknown_hosts = %q\nidentity = %q\nca_file = %q\nnginx = %q\ncheck_interval = %q\n",
-		strings.Join(web, "\n"), w.Fleet.KnownHosts, w.Fleet.ClientKey, w.Vault.RootCAFile, w.Nginx, interval)
-	for name, content := range map[string]string{"plan.hcl": plan, "vars.hcl": vars} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+	vars := fmt.Sprintf("web = {\n%s\n}\nknown_hosts = %q\nidentity = %q\nca_file = %q\nnginx = %q\ncheck_interval = %q\nbatch_size = %d\n",
+		strings.Join(web, "\n"), w.Fleet.KnownHosts, w.Fleet.ClientKey, w.Vault.RootCAFile, w.Nginx, interval, batch)
+	for name, content := range map[string][]byte{"plan.hcl": plan, "vars.hcl": []byte(vars)} {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
