@@ -439,6 +439,49 @@ func (c *Cluster) Root(n *Node) (*vaultapi.Client, error) {
 	return cl, nil
 }
 
+// Admin returns a client logged in, with cert auth, as the admin identity
+// (AdminDir) at node n's listener, reached from the fleet's controller as
+// rotplan reaches it: with SNI ServerName, trusting RootCAFile alone.
+func (c *Cluster) Admin(ctx context.Context, n *Node) (*vaultapi.Client, error) {
+	conf, err := c.adminTLS()
+	if err != nil {
+		return nil, err
+	}
+	hc := loopbackHTTPClient(conf)
+	hc.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return c.Fleet.Controller.Dial(ctx, network, n.HostPort)
+	}
+	cl, err := vaultapi.NewClient(&vaultapi.Config{Address: n.Addr, HttpClient: hc, Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	cl.ClearToken()
+	cl.ClearNamespace()
+	s, err := cl.Logical().WriteWithContext(ctx, "auth/cert/login", nil)
+	if err != nil {
+		return nil, fmt.Errorf("cert login at %s: %w", n.ID, err)
+	}
+	if s == nil || s.Auth == nil {
+		return nil, fmt.Errorf("cert login at %s: no token", n.ID)
+	}
+	cl.SetToken(s.Auth.ClientToken)
+	return cl, nil
+}
+
+// adminTLS is the TLS configuration of the admin identity towards a
+// node's listener.
+func (c *Cluster) adminTLS() (*tls.Config, error) {
+	pool, err := loadPool(c.RootCAFile)
+	if err != nil {
+		return nil, err
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(c.AdminDir, "admin.crt"), filepath.Join(c.AdminDir, "admin.key"))
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, ServerName: c.ServerName, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
 // Autopilot returns the cluster's autopilot state, asked of the first
 // node that answers.
 func (c *Cluster) Autopilot(ctx context.Context) (*vaultapi.AutopilotState, error) {
@@ -529,11 +572,7 @@ func (c *Cluster) Active(ctx context.Context) (*Node, error) {
 // ServerName against RootCAFile only, and returns the chain it presented,
 // leaf first.
 func (c *Cluster) ServedChain(ctx context.Context, n *Node) ([]*x509.Certificate, error) {
-	pool, err := loadPool(c.RootCAFile)
-	if err != nil {
-		return nil, err
-	}
-	pair, err := tls.LoadX509KeyPair(filepath.Join(c.AdminDir, "admin.crt"), filepath.Join(c.AdminDir, "admin.key"))
+	conf, err := c.adminTLS()
 	if err != nil {
 		return nil, err
 	}
@@ -545,7 +584,7 @@ func (c *Cluster) ServedChain(ctx context.Context, n *Node) ([]*x509.Certificate
 	if d, ok := ctx.Deadline(); ok {
 		_ = raw.SetDeadline(d)
 	}
-	conn := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: c.ServerName, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12})
+	conn := tls.Client(raw, conf)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("TLS with %s (%s, SNI %s): %w", n.HostPort, n.ID, c.ServerName, err)
 	}
