@@ -83,7 +83,7 @@ func TestVerifyClusterAgainstRaft(t *testing.T) {
 
 	t.Run("every voter healthy", func(t *testing.T) {
 		for _, block := range []map[string]cty.Value{
-			{"voters": stringListVal("h1", "h2", "h3")},
+			{"voters": stringListVal("vault-1", "vault-2", "vault-3")},
 			{"voter_count": cty.NumberIntVal(3)},
 		} {
 			out, err, _ := apply(t, "10s", block)
@@ -94,14 +94,14 @@ func TestVerifyClusterAgainstRaft(t *testing.T) {
 		}
 		env, _ := testEnv(t)
 		pv, err := ve.Plan(ctx, sessionEnv(env.Log, admin), clusterConfig(t, "1s", map[string]cty.Value{"voter_count": cty.NumberIntVal(3)}))
-		if err != nil || len(pv.Now) != 1 || pv.Now[0].Value != "healthy, leader h1, voters h1, h2, h3 (failure tolerance 1)" {
+		if err != nil || len(pv.Now) != 1 || pv.Now[0].Value != "healthy, leader vault-1, voters vault-1, vault-2, vault-3 (failure tolerance 1)" {
 			t.Errorf("preview: %+v, %v", pv, err)
 		}
 	})
 
 	t.Run("a node that is not there", func(t *testing.T) {
-		_, err, _ := apply(t, "300ms", map[string]cty.Value{"voters": stringListVal("h1", "h2", "h4")})
-		wantErrContains(t, err, "vault_cluster check of the Vault cluster still failing after", "node h4 is not in the cluster", "autopilot: healthy")
+		_, err, _ := apply(t, "300ms", map[string]cty.Value{"voters": stringListVal("vault-1", "vault-2", "vault-4")})
+		wantErrContains(t, err, "vault_cluster check of the Vault cluster still failing after", "node vault-4 is not in the cluster", "autopilot: healthy")
 	})
 	t.Run("too few voters", func(t *testing.T) {
 		_, err, _ := apply(t, "300ms", map[string]cty.Value{"voter_count": cty.NumberIntVal(4)})
@@ -130,7 +130,7 @@ func TestVerifyClusterAgainstRaft(t *testing.T) {
 	}()
 	for {
 		st, err := c.Autopilot(ctx)
-		if err == nil && st.Servers["h3"] != nil && !st.Servers["h3"].Healthy {
+		if err == nil && st.Servers[h3.ID] != nil && !st.Servers[h3.ID].Healthy {
 			break
 		}
 		if ctx.Err() != nil {
@@ -139,15 +139,15 @@ func TestVerifyClusterAgainstRaft(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Run("a node unhealthy", func(t *testing.T) {
-		_, err, _ := apply(t, "300ms", map[string]cty.Value{"voters": stringListVal("h1", "h2", "h3")})
-		wantErrContains(t, err, "node h3 is unhealthy", "autopilot: unhealthy")
+		_, err, _ := apply(t, "300ms", map[string]cty.Value{"voters": stringListVal("vault-1", "vault-2", "vault-3")})
+		wantErrContains(t, err, "node vault-3 is unhealthy", "autopilot: unhealthy")
 	})
 	if err := syscall.Kill(h3.PID(), syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 	stopped = false
 	t.Run("healthy again: the check waits for it", func(t *testing.T) {
-		_, err, logged := apply(t, "30s", map[string]cty.Value{"voters": stringListVal("h1", "h2", "h3")})
+		_, err, logged := apply(t, "30s", map[string]cty.Value{"voters": stringListVal("vault-1", "vault-2", "vault-3")})
 		if err != nil {
 			t.Fatalf("Apply: %v", err)
 		}

@@ -59,7 +59,7 @@ type Cluster struct {
 // its files below the host's directory.
 type Node struct {
 	Host     *testhosts.Host
-	ID       string // its Raft node id: the host's name (h1, ...)
+	ID       string // its Raft node id: vault-1 on h1, vault-2 on h2, ...
 	Addr     string // "https://10.231.X.11:8200": its listener (api_addr)
 	HostPort string // "10.231.X.11:8200"
 
@@ -137,7 +137,7 @@ func newNode(h *testhosts.Host) *Node {
 	tlsDir := filepath.Join(dir, "tls")
 	return &Node{
 		Host:       h,
-		ID:         h.Name,
+		ID:         "vault-" + strings.TrimPrefix(h.Name, "h"),
 		Addr:       "https://" + hostPort,
 		HostPort:   hostPort,
 		Dir:        dir,
