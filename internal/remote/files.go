@@ -413,7 +413,12 @@ func (c *Conn) Backup(ctx context.Context, p, dir string) (Saved, error) {
 		return s, fmt.Errorf("backing up %s: %w", p, err)
 	case di == nil:
 		if err := sc.Mkdir(dir); err != nil && !errors.Is(err, fs.ErrExist) {
-			return s, fmt.Errorf("backing up %s on %s: creating %s: %w", p, c.host, dir, err)
+			// Another backup into dir may have made it since: OpenSSH's
+			// server says only "Failure" then. The one it made will do,
+			// checked as the one found would have been.
+			if _, di, lerr := c.prepareChange(ctx, dir); lerr != nil || di == nil || !di.IsDir() {
+				return s, fmt.Errorf("backing up %s on %s: creating %s: %w", p, c.host, dir, err)
+			}
 		}
 	case !di.IsDir():
 		return s, fmt.Errorf("backing up %s on %s: %s is not a directory", p, c.host, dir)

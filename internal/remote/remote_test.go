@@ -762,3 +762,40 @@ func TestAgent(t *testing.T) {
 		t.Errorf("without an agent: %v", err)
 	}
 }
+
+// TestBackupsRaceForTheirDirectory backs up two files of one directory at
+// once, into a backup directory neither finds: both create it, and the one
+// that loses the race must use the one the other made. OpenSSH's SFTP
+// server answers a mkdir of a directory that exists with a bare
+// SSH_FX_FAILURE, not "exists" (the cluster's key and certificate writes
+// of one node ran into it).
+func TestBackupsRaceForTheirDirectory(t *testing.T) {
+	s := startSSHD(t, 1)
+	c := s.dial(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	var files []string
+	for _, name := range []string{"tls.key", "tls.crt"} {
+		p := filepath.Join(dir, name)
+		if err := c.WriteFile(ctx, p, []byte(name+"\n"), 0o600, -1, -1); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, p)
+	}
+	for i := range 30 {
+		backups := filepath.Join(dir, fmt.Sprintf("backups-%d", i))
+		errs := make([]error, len(files))
+		var wg sync.WaitGroup
+		for j, p := range files {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[j] = c.Backup(ctx, p, backups)
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+	}
+}
