@@ -163,13 +163,7 @@ func (c *Cluster) start(ctx context.Context) error {
 
 	// The first node alone, with its bootstrap listener only: no
 	// certificate exists yet.
-	if err := c.writeConfig(first, false); err != nil {
-		return err
-	}
-	if err := c.spawn(first); err != nil {
-		return err
-	}
-	boot, err := first.bootstrapClient()
+	boot, err := c.startNode(first, false)
 	if err != nil {
 		return err
 	}
@@ -208,10 +202,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := first.stop(); err != nil {
 		return fmt.Errorf("%s: stopping: %w", first.ID, err)
 	}
-	if err := c.writeConfig(first, true); err != nil {
-		return err
-	}
-	if err := c.spawn(first); err != nil {
+	if _, err := c.startNode(first, true); err != nil {
 		return err
 	}
 	if err := waitSealStatus(ctx, boot, first.waitFor); err != nil {
@@ -295,6 +286,18 @@ func (c *Cluster) writeConfig(n *Node, withListener bool) error {
 	return writeFileOwned(n.ConfigFile, []byte(text), 0o644, os.Geteuid(), os.Getegid())
 }
 
+// startNode writes a node's configuration (see writeConfig), starts it
+// and returns a client on its bootstrap listener.
+func (c *Cluster) startNode(n *Node, withListener bool) (*vaultapi.Client, error) {
+	if err := c.writeConfig(n, withListener); err != nil {
+		return nil, err
+	}
+	if err := c.spawn(n); err != nil {
+		return nil, err
+	}
+	return n.bootstrapClient()
+}
+
 // spawn starts a node's server in its host's namespace, as the Vault user
 // (setpriv, which keeps the parent-death signal across the change).
 func (c *Cluster) spawn(n *Node) error {
@@ -311,12 +314,7 @@ func (c *Cluster) spawn(n *Node) error {
 		"setpriv", "--reuid", strconv.Itoa(c.UID), "--regid", strconv.Itoa(c.GID), "--clear-groups", "--pdeathsig", "keep",
 		c.binary, "server", "-config="+n.ConfigFile)
 	cmd.Dir = n.Dir
-	cmd.Env = []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=" + n.Dir,
-		"USER=" + c.Owner,
-		"LOGNAME=" + c.Owner,
-	}
+	cmd.Env = userEnv(n.Dir, c.Owner)
 	out := io.MultiWriter(logFile, n.tail)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = 5 * time.Second
@@ -343,13 +341,7 @@ func (c *Cluster) spawn(n *Node) error {
 // root CA, presenting the admin certificate, as the listener requires a
 // client certificate), then unseals it and waits until it is a standby.
 func (c *Cluster) join(ctx context.Context, n, leader *Node, p *pkiSetup) error {
-	if err := c.writeConfig(n, true); err != nil {
-		return err
-	}
-	if err := c.spawn(n); err != nil {
-		return err
-	}
-	boot, err := n.bootstrapClient()
+	boot, err := c.startNode(n, true)
 	if err != nil {
 		return err
 	}

@@ -315,12 +315,7 @@ func (v *Vault) startProcess() error {
 	cmd := exec.Command(v.binary, "server", "-config="+v.ConfigFile)
 	cmd.Dir = v.Dir
 	home := filepath.Join(v.Dir, "home", vaultUser)
-	cmd.Env = []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=" + home,
-		"USER=" + v.Owner,
-		"LOGNAME=" + v.Owner,
-	}
+	cmd.Env = userEnv(home, v.Owner)
 	out := io.MultiWriter(v.log, v.tail)
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -344,6 +339,17 @@ func (v *Vault) startProcess() error {
 	v.proc = p
 	v.lastPID = cmd.Process.Pid
 	return nil
+}
+
+// userEnv is the environment of a bed process that runs as user with
+// that home: a login's, with the system's PATH.
+func userEnv(home, user string) []string {
+	return []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + home,
+		"USER=" + user,
+		"LOGNAME=" + user,
+	}
 }
 
 // stopProcess stops the current Vault process (SIGTERM, SIGKILL after
