@@ -30,9 +30,6 @@ type clusterBed struct {
 
 func startClusterBed(t *testing.T) *clusterBed {
 	t.Helper()
-	if os.Getenv(testvault.EnvBinary) == "" {
-		testvault.StartT(t) // skips, or fails on CI, saying why
-	}
 	f := testhosts.Start(t, 3)
 	c := testvault.StartClusterT(t, f)
 	plan, err := os.ReadFile(filepath.Join(repoRoot(t), "examples", "cluster.hcl"))
