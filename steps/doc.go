@@ -19,5 +19,7 @@
 // (Env.On, host.go); a kind that can act there (HostRunner: write, chown,
 // reload, verify's command check; KIND_remote.go beside each, the check in
 // verify_command.go) reaches it over SSH through internal/remote, one
-// connection per host per run.
+// connection per host per run. verify's checks over the network (tls,
+// vault_status, vault_login, vault_cluster) take `on` only to belong to
+// the host for its rollout: they look from where rotplan runs.
 package steps

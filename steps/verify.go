@@ -41,8 +41,10 @@ import (
 // (verify_login.go); a vault_agent check proves that an agent logged in
 // with a given certificate (verify_agent.go). A bundle check looks at a
 // PEM bundle on disk as a client would see it served (verify_bundle.go),
-// and a command check runs a service's configuration test before its
-// reload (verify_command.go). With since (a reload's at),
+// a command check runs a service's configuration test before its
+// reload (verify_command.go), and a vault_cluster check asks autopilot
+// whether a Raft cluster is healthy with every voter it should have
+// (verify_cluster.go). With since (a reload's at),
 // the step reports how long after it the check first passed.
 type Verify struct{}
 
@@ -65,16 +67,31 @@ func (*Verify) Settings() Settings {
 }
 
 // RunsOnHost implements HostRunner: a command check with `on` runs its
-// command on that host; any other check there is refused (onHostCheck).
+// command on that host; a check that looks over the network (network)
+// belongs to that host for its rollout and still looks from where rotplan
+// runs; any other check there is refused (onHostCheck).
 func (*Verify) RunsOnHost() {}
 
-// onHostCheck refuses, for a step with `on`, a check that does not run on
-// a host: all but command look from where rotplan runs.
+// network is a check that looks over the network from where rotplan runs
+// (a TLS endpoint, Vault's API). With `on`, it is for that host, as the
+// design has it for checks from the network: a rollout's next batch waits
+// for it, and it still looks from here.
+type network interface {
+	overNetwork()
+}
+
+// onHostCheck refuses, for a step with `on`, a check that reads files or
+// a sink where rotplan runs (bundle, key_pair, vault_agent): with `on`, it
+// would read them here and say nothing of the host.
 func (v verification) onHostCheck(env *Env) error {
-	if host, ok := env.Host(); ok && v.name != "command" {
-		return attrErr(v.name, "a %s check does not run on a host (%s): only a command check does; remove on, the check looks from where rotplan runs", v.name, host)
+	host, ok := env.Host()
+	if !ok || v.name == "command" {
+		return nil
 	}
-	return nil
+	if _, ok := v.check.(network); ok {
+		return nil
+	}
+	return attrErr(v.name, "a %s check does not run on a host (%s): it reads files where rotplan runs; only a command check runs there, and the checks over the network (tls, vault_status, vault_login, vault_cluster) take on to belong to the host for its rollout; remove on", v.name, host)
 }
 
 // ReadOnly implements ReadOnly: a check changes nothing.
@@ -168,6 +185,7 @@ var checks = []checkKind{
 	{"vault_agent", agentSpec, parseAgent},
 	{"bundle", bundleSpec, parseBundle},
 	{"command", commandSpec, parseCommand},
+	{"vault_cluster", clusterSpec, parseCluster},
 }
 
 type verification struct {
@@ -464,6 +482,8 @@ type checkResult struct {
 	certName, tokenSerial string
 	// tokenIssued is when Vault issued the agent's token: its login.
 	tokenIssued time.Time
+	// cluster is what autopilot reports (vault_cluster).
+	cluster string
 }
 
 // inputError is a file a check reads (its CA, a client certificate and

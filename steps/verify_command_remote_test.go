@@ -55,4 +55,17 @@ func TestVerifyCommandOnHost(t *testing.T) {
 	_, err = v.Apply(ctx, env, bundle)
 	wantAttrErr(t, err, "bundle")
 	wantErrContains(t, err, "does not run on a host")
+
+	// A check over the network takes on, to belong to the host for its
+	// rollout, and looks from where rotplan runs: at a server on this
+	// namespace's loopback, which the host cannot reach.
+	ca := newTestCA(t)
+	leaf, key := ca.leaf(t, "vault.prod.privsec.ch", "127.0.0.1")
+	served := tlsCheck(t, map[string]cty.Value{
+		"address": cty.StringVal(serveTLS(t, key, leaf, ca.inter)), "server_name": cty.StringVal("vault.prod.privsec.ch"),
+		"ca_file": cty.StringVal(ca.rootFile), "expect_serial": cty.StringVal(SerialHex(leaf)),
+	})
+	if out, err := v.Apply(ctx, env, served); err != nil || out.GetAttr("served_serial").AsString() != SerialHex(leaf) {
+		t.Errorf("a tls check with on: %#v, %v; want it passed from here", out, err)
+	}
 }

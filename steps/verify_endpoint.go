@@ -94,6 +94,9 @@ func checkConnectTo(s string) error {
 	return nil
 }
 
+// overNetwork implements network for the checks that reach an endpoint.
+func (endpoint) overNetwork() {}
+
 // target implements check for the checks that reach an endpoint.
 func (e endpoint) target() string { return e.address }
 

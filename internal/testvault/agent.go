@@ -187,15 +187,10 @@ func (ag *unit) start(ctx context.Context) (int, error) {
 func (a *App) agentCommand() *exec.Cmd {
 	cmd := exec.Command(a.v.binary, "agent", "-config="+a.AgentConfig)
 	cmd.Dir = a.Home
-	cmd.Env = []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=" + a.Home,
-		"USER=" + a.User,
-		"LOGNAME=" + a.User,
-		// The cert method builds its own client from its config and the
-		// environment: without this it would not send the listener's name.
-		"VAULT_TLS_SERVER_NAME=" + a.v.ServerName,
-	}
+	// The cert method builds its own client from its config and the
+	// environment: without VAULT_TLS_SERVER_NAME it would not send the
+	// listener's name.
+	cmd.Env = append(userEnv(a.Home, a.User), "VAULT_TLS_SERVER_NAME="+a.v.ServerName)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid:   true,
 		Pdeathsig: syscall.SIGTERM, // no agent outlives the harness

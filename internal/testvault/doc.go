@@ -59,8 +59,22 @@
 //     bin/restart-agent-proxyprod). The harness supervises nginx as it does
 //     the agents (bin/restart-proxy restarts or reloads it) and stops it
 //     and the proxy's agent with Vault.
+//   - A Vault cluster with integrated storage (Raft) is started on request
+//     on the hosts of a fleet (internal/testhosts) by [StartCluster]: one
+//     node a host, its files below the host's directory (Host.Dir/vault:
+//     configuration, Raft data, tls/tls.crt and tls/tls.key, the Vault
+//     user's, and the pid file Vault writes), each running as the system
+//     user "vault" in its host's namespace. The first node initialises the
+//     cluster and sets up the same PKI, roles, policy and admin identity as
+//     the single server (the admin files and the root CA in the fleet's
+//     controller directory), issues every node's listener certificate (its
+//     address as IP SAN, and vault.prod.privsec.ch), and is the active
+//     node; the others join it. Each node listens at its host's address,
+//     port [ClusterPort] (mTLS required), and the harness reaches it through
+//     a bootstrap listener on the host's loopback, dialled through the
+//     namespace.
 //
-// Everything listens on 127.0.0.1 only. The harness is Linux-only (it uses
+// Everything else listens on 127.0.0.1 only. The harness is Linux-only (it uses
 // useradd, /proc and Linux process attributes). Root token and unseal key are
 // kept in memory and never printed.
 //

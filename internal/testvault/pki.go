@@ -76,6 +76,12 @@ path "sys/policies/acl/marker-cert-auth" {
 path "auth/token/lookup" {
   capabilities = ["update"]
 }
+
+# A Raft cluster's health (issue 18): the vault_cluster check reads the
+# autopilot state between the nodes of a rollout.
+path "sys/storage/raft/autopilot/state" {
+  capabilities = ["read"]
+}
 `
 
 // bootstrap configures PKI, roles, policy and cert auth through the
@@ -87,6 +93,33 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 	}
 	c.SetToken(v.RootToken)
 	v.rootClient = c
+	p, err := setupPKI(ctx, c)
+	if err != nil {
+		return err
+	}
+	server, err := issue(ctx, c, "vault-server", map[string]any{
+		"common_name": serverName,
+		"ip_sans":     "127.0.0.1",
+		"ttl":         "720h",
+	})
+	if err != nil {
+		return err
+	}
+	return v.writeMaterial(p.rootPEM, p.admin, server)
+}
+
+// pkiSetup is what setupPKI made: the root CA's certificate, and the
+// admin identity's certificate and key, issued through pki-prod.
+type pkiSetup struct {
+	rootPEM string
+	admin   *issued
+}
+
+// setupPKI configures, with c (the root token's), the root CA at pki, the
+// intermediate at pki-prod, the roles admin-client, vault-server (for
+// serverName and IP SANs) and leaf, the policy rotplan-admin and cert
+// auth mapping the admin certificate to it, and issues that certificate.
+func setupPKI(ctx context.Context, c *vaultapi.Client) (*pkiSetup, error) {
 	sys := c.Sys()
 	lg := c.Logical()
 
@@ -95,10 +128,10 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 		Type:        "pki",
 		Description: "rotplan test root CA",
 	}); err != nil {
-		return fmt.Errorf("mount pki: %w", err)
+		return nil, fmt.Errorf("mount pki: %w", err)
 	}
 	if err := sys.TuneMountWithContext(ctx, "pki", vaultapi.MountConfigInput{MaxLeaseTTL: "87600h"}); err != nil {
-		return fmt.Errorf("tune pki: %w", err)
+		return nil, fmt.Errorf("tune pki: %w", err)
 	}
 	s, err := lg.WriteWithContext(ctx, "pki/root/generate/internal", map[string]any{
 		"common_name": "rotplan test root CA",
@@ -108,11 +141,11 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 		"key_bits":    256,
 	})
 	if err != nil {
-		return fmt.Errorf("generate root: %w", err)
+		return nil, fmt.Errorf("generate root: %w", err)
 	}
 	rootPEM, err := strField(s, "certificate")
 	if err != nil {
-		return fmt.Errorf("generate root: %w", err)
+		return nil, fmt.Errorf("generate root: %w", err)
 	}
 
 	// Intermediate at pki-prod, signed by the root.
@@ -120,10 +153,10 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 		Type:        "pki",
 		Description: "rotplan test prod intermediate CA",
 	}); err != nil {
-		return fmt.Errorf("mount pki-prod: %w", err)
+		return nil, fmt.Errorf("mount pki-prod: %w", err)
 	}
 	if err := sys.TuneMountWithContext(ctx, "pki-prod", vaultapi.MountConfigInput{MaxLeaseTTL: "43800h"}); err != nil {
-		return fmt.Errorf("tune pki-prod: %w", err)
+		return nil, fmt.Errorf("tune pki-prod: %w", err)
 	}
 	s, err = lg.WriteWithContext(ctx, "pki-prod/intermediate/generate/internal", map[string]any{
 		"common_name": "rotplan test prod intermediate CA",
@@ -131,11 +164,11 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 		"key_bits":    256,
 	})
 	if err != nil {
-		return fmt.Errorf("generate intermediate CSR: %w", err)
+		return nil, fmt.Errorf("generate intermediate CSR: %w", err)
 	}
 	csr, err := strField(s, "csr")
 	if err != nil {
-		return fmt.Errorf("generate intermediate CSR: %w", err)
+		return nil, fmt.Errorf("generate intermediate CSR: %w", err)
 	}
 	s, err = lg.WriteWithContext(ctx, "pki/root/sign-intermediate", map[string]any{
 		"csr":         csr,
@@ -144,16 +177,16 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 		"format":      "pem",
 	})
 	if err != nil {
-		return fmt.Errorf("sign intermediate: %w", err)
+		return nil, fmt.Errorf("sign intermediate: %w", err)
 	}
 	intPEM, err := strField(s, "certificate")
 	if err != nil {
-		return fmt.Errorf("sign intermediate: %w", err)
+		return nil, fmt.Errorf("sign intermediate: %w", err)
 	}
 	if _, err := lg.WriteWithContext(ctx, "pki-prod/intermediate/set-signed", map[string]any{
 		"certificate": joinPEM(intPEM, rootPEM),
 	}); err != nil {
-		return fmt.Errorf("set-signed intermediate: %w", err)
+		return nil, fmt.Errorf("set-signed intermediate: %w", err)
 	}
 
 	// Roles.
@@ -166,7 +199,7 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 		"ttl":                "720h",
 		"max_ttl":            "720h",
 	}); err != nil {
-		return fmt.Errorf("role admin-client: %w", err)
+		return nil, fmt.Errorf("role admin-client: %w", err)
 	}
 	if _, err := lg.WriteWithContext(ctx, "pki-prod/roles/vault-server", map[string]any{
 		"allowed_domains":    []string{serverName},
@@ -177,7 +210,7 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 		"client_flag":        false,
 		"max_ttl":            "720h",
 	}); err != nil {
-		return fmt.Errorf("role vault-server: %w", err)
+		return nil, fmt.Errorf("role vault-server: %w", err)
 	}
 
 	// Leaf certificates for agents and app servers (the seed's next part):
@@ -191,15 +224,15 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 		"key_bits":         256,
 		"max_ttl":          "720h",
 	}); err != nil {
-		return fmt.Errorf("role leaf: %w", err)
+		return nil, fmt.Errorf("role leaf: %w", err)
 	}
 
 	// Policy and cert auth.
 	if err := sys.PutPolicyWithContext(ctx, "rotplan-admin", rotplanAdminPolicy); err != nil {
-		return fmt.Errorf("policy rotplan-admin: %w", err)
+		return nil, fmt.Errorf("policy rotplan-admin: %w", err)
 	}
 	if err := sys.EnableAuthWithOptionsWithContext(ctx, "cert", &vaultapi.EnableAuthOptions{Type: "cert"}); err != nil {
-		return fmt.Errorf("enable cert auth: %w", err)
+		return nil, fmt.Errorf("enable cert auth: %w", err)
 	}
 	if _, err := lg.WriteWithContext(ctx, "auth/cert/certs/admin", map[string]any{
 		"display_name":         "admin",
@@ -208,26 +241,18 @@ func (v *Vault) bootstrap(ctx context.Context) error {
 		"token_policies":       []string{"rotplan-admin"},
 		"token_ttl":            "1h",
 	}); err != nil {
-		return fmt.Errorf("cert auth role admin: %w", err)
+		return nil, fmt.Errorf("cert auth role admin: %w", err)
 	}
 
-	// Initial material, issued through pki-prod.
+	// The admin identity, issued through pki-prod.
 	admin, err := issue(ctx, c, "admin-client", map[string]any{
 		"common_name": adminCN,
 		"ttl":         "720h",
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	server, err := issue(ctx, c, "vault-server", map[string]any{
-		"common_name": serverName,
-		"ip_sans":     "127.0.0.1",
-		"ttl":         "720h",
-	})
-	if err != nil {
-		return err
-	}
-	return v.writeMaterial(rootPEM, admin, server)
+	return &pkiSetup{rootPEM: rootPEM, admin: admin}, nil
 }
 
 // issued is a certificate issued by pki-prod.
@@ -269,22 +294,38 @@ func issue(ctx context.Context, c *vaultapi.Client, role string, data map[string
 // env files.
 func (v *Vault) writeMaterial(rootPEM string, admin, server *issued) error {
 	me, mg := os.Geteuid(), os.Getegid()
-	files := []struct {
-		path     string
-		data     string
-		mode     os.FileMode
-		uid, gid int
-	}{
-		{filepath.Join(v.AdminDir, "admin.key"), joinPEM(admin.key), 0o600, me, mg},
-		{filepath.Join(v.AdminDir, "admin.crt"), joinPEM(admin.cert), 0o644, me, mg},
-		{filepath.Join(v.AdminDir, "issuing_ca.pem"), joinPEM(admin.issuingCA), 0o644, me, mg},
-		{filepath.Join(v.ServerDir, "server.key"), joinPEM(server.key), 0o600, v.uid, v.gid},
-		{filepath.Join(v.ServerDir, "server.crt"), joinPEM(server.cert), 0o644, v.uid, v.gid},
-		{filepath.Join(v.ServerDir, "fullchain.crt"), joinPEM(server.cert, server.issuingCA), 0o644, v.uid, v.gid},
-		{filepath.Join(v.ServerDir, "ca_chain.pem"), joinPEM(server.caChain...), 0o644, v.uid, v.gid},
-		{v.RootCAFile, joinPEM(rootPEM), 0o644, me, mg},
-		{v.EnvFile, v.envFileContent(), 0o644, me, mg},
+	files := append(adminFiles(v.AdminDir, admin),
+		ownedFile{filepath.Join(v.ServerDir, "server.key"), joinPEM(server.key), 0o600, v.uid, v.gid},
+		ownedFile{filepath.Join(v.ServerDir, "server.crt"), joinPEM(server.cert), 0o644, v.uid, v.gid},
+		ownedFile{filepath.Join(v.ServerDir, "fullchain.crt"), joinPEM(server.cert, server.issuingCA), 0o644, v.uid, v.gid},
+		ownedFile{filepath.Join(v.ServerDir, "ca_chain.pem"), joinPEM(server.caChain...), 0o644, v.uid, v.gid},
+		ownedFile{v.RootCAFile, joinPEM(rootPEM), 0o644, me, mg},
+		ownedFile{v.EnvFile, v.envFileContent(), 0o644, me, mg},
+	)
+	return writeFilesOwned(files)
+}
+
+// ownedFile is a file the harness writes, with its mode and owner.
+type ownedFile struct {
+	path     string
+	data     string
+	mode     os.FileMode
+	uid, gid int
+}
+
+// adminFiles are the admin identity's files in dir (admin.key,
+// admin.crt, issuing_ca.pem), the harness's own.
+func adminFiles(dir string, admin *issued) []ownedFile {
+	me, mg := os.Geteuid(), os.Getegid()
+	return []ownedFile{
+		{filepath.Join(dir, "admin.key"), joinPEM(admin.key), 0o600, me, mg},
+		{filepath.Join(dir, "admin.crt"), joinPEM(admin.cert), 0o644, me, mg},
+		{filepath.Join(dir, "issuing_ca.pem"), joinPEM(admin.issuingCA), 0o644, me, mg},
 	}
+}
+
+// writeFilesOwned writes files in order (see writeFileOwned).
+func writeFilesOwned(files []ownedFile) error {
 	for _, f := range files {
 		if err := writeFileOwned(f.path, []byte(f.data), f.mode, f.uid, f.gid); err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/rotplan/rotplan/internal/testhosts"
 )
 
 // EnvBinary is the environment variable naming the Vault binary for tests.
@@ -22,13 +23,7 @@ const EnvBinary = "ROTPLAN_VAULT_BIN"
 // vault.log are logged.
 func StartT(t testing.TB) *Vault {
 	t.Helper()
-	bin := os.Getenv(EnvBinary)
-	if bin == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("testvault: %s is not set (required when CI is set): point it at a vault server binary", EnvBinary)
-		}
-		t.Skipf("testvault: %s is not set; skipping the test that needs a real Vault server (set it to a vault binary, e.g. /tmp/vault-build/vault)", EnvBinary)
-	}
+	bin := binaryT(t)
 	dir, err := os.MkdirTemp("", "rotplan-vault-*")
 	if err != nil {
 		t.Fatalf("testvault: %v", err)
@@ -78,6 +73,50 @@ func StartT(t testing.TB) *Vault {
 		}
 	})
 	return v
+}
+
+// binaryT returns the Vault binary ROTPLAN_VAULT_BIN names; when it is
+// unset the test is skipped, unless the CI variable is set (then it fails).
+func binaryT(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv(EnvBinary)
+	if bin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("testvault: %s is not set (required when CI is set): point it at a vault server binary", EnvBinary)
+		}
+		t.Skipf("testvault: %s is not set; skipping the test that needs a real Vault server (set it to a vault binary, e.g. /tmp/vault-build/vault)", EnvBinary)
+	}
+	return bin
+}
+
+// StartClusterT starts a Vault cluster on every host of f for a test (see
+// [StartCluster]), with the binary from ROTPLAN_VAULT_BIN (skipped without
+// it, as StartT is). Cleanup stops it; when the test failed the tail of
+// every node's log is logged (the files stay with the fleet's directory).
+func StartClusterT(t testing.TB, f *testhosts.Fleet) *Cluster {
+	t.Helper()
+	bin := binaryT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	c, err := StartCluster(ctx, f, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("testvault: cluster of %d nodes on %s up in %s (user %s)", len(c.Nodes), f.Name, time.Since(start).Round(time.Millisecond), c.Owner)
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("testvault: stopping the cluster: %v", err)
+		}
+		if t.Failed() {
+			for _, n := range c.Nodes {
+				if b, err := os.ReadFile(n.Log); err == nil {
+					t.Logf("testvault: tail of %s:\n%s", n.Log, lastLines(string(b), 30))
+				}
+			}
+		}
+	})
+	return c
 }
 
 // ReadData reads path with c (the root client, say) for a test: the data

@@ -278,55 +278,29 @@ func (v *Vault) layout() error {
 // writeConfig writes the Vault server configuration; withProd adds the
 // production listener.
 func (v *Vault) writeConfig(withProd bool) error {
-	q := func(s string) (string, error) { return hclQuote(s) }
-	var b strings.Builder
-	pid, err := q(v.PIDFile)
+	c := serverConfig{
+		pidFile: v.PIDFile,
+		apiAddr: v.BootstrapAddr,
+		dataDir: v.dataDir,
+		listeners: []listenerConfig{
+			{comment: "Bootstrap listener: the harness's loopback back door.", address: "127.0.0.1:" + strconv.Itoa(v.bootPort)},
+		},
+	}
+	if withProd {
+		c.apiAddr = v.Addr
+		c.listeners = append(c.listeners, listenerConfig{
+			comment:      "Production listener: mTLS required.",
+			address:      v.HostPort,
+			certFile:     filepath.Join(v.ServerDir, "fullchain.crt"),
+			keyFile:      filepath.Join(v.ServerDir, "server.key"),
+			clientCAFile: filepath.Join(v.ServerDir, "ca_chain.pem"),
+		})
+	}
+	text, err := c.render()
 	if err != nil {
 		return err
 	}
-	data, err := q(v.dataDir)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(&b, "# rotplan test harness (internal/testvault); generated, do not edit.\n")
-	fmt.Fprintf(&b, "ui                 = false\n")
-	fmt.Fprintf(&b, "disable_mlock      = true\n")
-	fmt.Fprintf(&b, "log_level          = \"info\"\n")
-	fmt.Fprintf(&b, "pid_file           = %s\n", pid)
-	// No cluster listener (file storage, single node): Vault would otherwise
-	// listen on listener port+1, a port the harness did not reserve.
-	fmt.Fprintf(&b, "disable_clustering = true\n")
-	api := v.BootstrapAddr
-	if withProd {
-		api = v.Addr
-	}
-	fmt.Fprintf(&b, "api_addr           = \"%s\"\n\n", api)
-	fmt.Fprintf(&b, "storage \"file\" {\n  path = %s\n}\n\n", data)
-	fmt.Fprintf(&b, "# Bootstrap listener: the harness's loopback back door.\n")
-	fmt.Fprintf(&b, "listener \"tcp\" {\n  address     = \"127.0.0.1:%d\"\n  tls_disable = true\n}\n", v.bootPort)
-	if withProd {
-		certFile, err := q(filepath.Join(v.ServerDir, "fullchain.crt"))
-		if err != nil {
-			return err
-		}
-		keyFile, err := q(filepath.Join(v.ServerDir, "server.key"))
-		if err != nil {
-			return err
-		}
-		caFile, err := q(filepath.Join(v.ServerDir, "ca_chain.pem"))
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&b, "\n# Production listener: mTLS required.\n")
-		fmt.Fprintf(&b, "listener \"tcp\" {\n")
-		fmt.Fprintf(&b, "  address                            = \"127.0.0.1:%d\"\n", v.prodPort)
-		fmt.Fprintf(&b, "  tls_cert_file                      = %s\n", certFile)
-		fmt.Fprintf(&b, "  tls_key_file                       = %s\n", keyFile)
-		fmt.Fprintf(&b, "  tls_client_ca_file                 = %s\n", caFile)
-		fmt.Fprintf(&b, "  tls_require_and_verify_client_cert = true\n")
-		fmt.Fprintf(&b, "}\n")
-	}
-	return writeFileOwned(v.ConfigFile, []byte(b.String()), 0o644, os.Geteuid(), os.Getegid())
+	return writeFileOwned(v.ConfigFile, []byte(text), 0o644, os.Geteuid(), os.Getegid())
 }
 
 func (v *Vault) startProcess() error {
@@ -341,12 +315,7 @@ func (v *Vault) startProcess() error {
 	cmd := exec.Command(v.binary, "server", "-config="+v.ConfigFile)
 	cmd.Dir = v.Dir
 	home := filepath.Join(v.Dir, "home", vaultUser)
-	cmd.Env = []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=" + home,
-		"USER=" + v.Owner,
-		"LOGNAME=" + v.Owner,
-	}
+	cmd.Env = userEnv(home, v.Owner)
 	out := io.MultiWriter(v.log, v.tail)
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -370,6 +339,17 @@ func (v *Vault) startProcess() error {
 	v.proc = p
 	v.lastPID = cmd.Process.Pid
 	return nil
+}
+
+// userEnv is the environment of a bed process that runs as user with
+// that home: a login's, with the system's PATH.
+func userEnv(home, user string) []string {
+	return []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + home,
+		"USER=" + user,
+		"LOGNAME=" + user,
+	}
 }
 
 // stopProcess stops the current Vault process (SIGTERM, SIGKILL after
@@ -713,22 +693,10 @@ func (v *Vault) initAndUnseal(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := v.waitFor(ctx, "bootstrap listener", func(ctx context.Context) error {
-		_, err := c.Sys().SealStatusWithContext(ctx)
-		return err
-	}); err != nil {
+	if v.unsealKey, v.RootToken, err = initialise(ctx, c, v.waitFor); err != nil {
 		return err
 	}
-	resp, err := c.Sys().InitWithContext(ctx, &vaultapi.InitRequest{SecretShares: 1, SecretThreshold: 1})
-	if err != nil {
-		return fmt.Errorf("init: %w", err)
-	}
-	if len(resp.Keys) != 1 || resp.RootToken == "" {
-		return fmt.Errorf("init: unexpected response (%d keys)", len(resp.Keys))
-	}
-	v.unsealKey = resp.Keys[0]
-	v.RootToken = resp.RootToken
-	return v.unsealAndWait(ctx, c)
+	return unsealActive(ctx, c, v.unsealKey, v.waitFor)
 }
 
 // unsealAgain unseals a restarted Vault through the bootstrap listener.
@@ -737,24 +705,45 @@ func (v *Vault) unsealAgain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := v.waitFor(ctx, "bootstrap listener", func(ctx context.Context) error {
-		_, err := c.Sys().SealStatusWithContext(ctx)
-		return err
-	}); err != nil {
+	if err := waitSealStatus(ctx, c, v.waitFor); err != nil {
 		return err
 	}
-	return v.unsealAndWait(ctx, c)
+	return unsealActive(ctx, c, v.unsealKey, v.waitFor)
 }
 
-func (v *Vault) unsealAndWait(ctx context.Context, c *vaultapi.Client) error {
-	st, err := c.Sys().UnsealWithContext(ctx, v.unsealKey)
+// waiter polls fn until it returns nil, as Vault.waitFor does.
+type waiter func(ctx context.Context, what string, fn func(context.Context) error) error
+
+// waitSealStatus waits until the Vault c reaches answers seal-status.
+func waitSealStatus(ctx context.Context, c *vaultapi.Client, wait waiter) error {
+	return wait(ctx, "bootstrap listener", func(ctx context.Context) error {
+		_, err := c.Sys().SealStatusWithContext(ctx)
+		return err
+	})
+}
+
+// initialise waits for the Vault c reaches and initialises it with a
+// single key share: its unseal key and root token.
+func initialise(ctx context.Context, c *vaultapi.Client, wait waiter) (key, token string, err error) {
+	if err := waitSealStatus(ctx, c, wait); err != nil {
+		return "", "", err
+	}
+	resp, err := c.Sys().InitWithContext(ctx, &vaultapi.InitRequest{SecretShares: 1, SecretThreshold: 1})
 	if err != nil {
-		return fmt.Errorf("unseal: %w", err)
+		return "", "", fmt.Errorf("init: %w", err)
 	}
-	if st.Sealed {
-		return errors.New("unseal: still sealed")
+	if len(resp.Keys) != 1 || resp.RootToken == "" {
+		return "", "", fmt.Errorf("init: unexpected response (%d keys)", len(resp.Keys))
 	}
-	return v.waitFor(ctx, "vault active", func(ctx context.Context) error {
+	return resp.Keys[0], resp.RootToken, nil
+}
+
+// unsealActive unseals the Vault c reaches and waits until it is active.
+func unsealActive(ctx context.Context, c *vaultapi.Client, key string, wait waiter) error {
+	if err := unseal(ctx, c, key); err != nil {
+		return err
+	}
+	return wait(ctx, "vault active", func(ctx context.Context) error {
 		h, err := c.Sys().HealthWithContext(ctx)
 		if err != nil {
 			return err
@@ -764,6 +753,18 @@ func (v *Vault) unsealAndWait(ctx context.Context, c *vaultapi.Client) error {
 		}
 		return nil
 	})
+}
+
+// unseal gives the Vault c reaches its unseal key.
+func unseal(ctx context.Context, c *vaultapi.Client, key string) error {
+	st, err := c.Sys().UnsealWithContext(ctx, key)
+	if err != nil {
+		return fmt.Errorf("unseal: %w", err)
+	}
+	if st.Sealed {
+		return errors.New("unseal: still sealed")
+	}
+	return nil
 }
 
 // waitProd waits until the production listener answers seal-status over
