@@ -147,9 +147,12 @@ reload "nginx" {
 }
 
 # From where rotplan runs, as a client would: the host serves the new
-# certificate for the name, and it verifies to the root.
+# certificate for the name, and it verifies to the root. The check looks
+# from here; its `on` makes it a step of the host's batch, so the next
+# batch starts only once it has passed.
 verify "served" {
   for_each   = var.web
+  on         = host.web[each.key]
   depends_on = [reload.nginx[each.key]]
   interval   = var.check_interval
   tls {
@@ -157,18 +160,5 @@ verify "served" {
     server_name   = var.server_name
     ca_file       = var.ca_file
     expect_serial = sign.web[each.key].serial_number
-  }
-}
-
-# On the host again, after the check: nginx's master still runs. Being
-# on the host, this step is the last of its host's batch, so the next
-# batch waits for it, and through it for the TLS check above (a check from
-# the controller has no `on`, so no batch of its own).
-verify "running" {
-  for_each   = var.web
-  on         = host.web[each.key]
-  depends_on = [verify.served[each.key]]
-  command {
-    argv = ["sh", "-c", "kill -0 \"$(cat \"$1\")\"", "sh", "${each.value.dir}/nginx.pid"]
   }
 }

@@ -252,7 +252,7 @@ func TestFleetBatchesOfTwo(t *testing.T) {
 	}
 	for j := 1; j < len(batches); j++ {
 		for _, s := range batches[j] {
-			for _, step := range []string{"write.key", "write.cert", "verify.config", "reload.nginx", "verify.running"} {
+			for _, step := range []string{"write.key", "write.cert", "verify.config", "reload.nginx", "verify.served"} {
 				started, ok := at[fmt.Sprintf("start %s[%q]", step, s.Host.Name)]
 				if !ok {
 					t.Errorf("the journal has no start of %s[%q]", step, s.Host.Name)
