@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -184,6 +185,18 @@ func (certificateKind) prepare(ctx context.Context, env *Env) error {
 // privateKey and its type are the key rotplan generated, or "" when Vault
 // generates it and returns it in the response.
 func (k certificateKind) obtain(ctx context.Context, env *Env, cfg Config, req certRequest, args map[string]any, privateKey, privateKeyType string) (issuedCertificate, error) {
+	return k.obtainWith(ctx, env, cfg, req, args, func(data map[string]any) (issuedCertificate, error) {
+		if privateKey == "" {
+			privateKey, _ = data["private_key"].(string)
+			privateKeyType, _ = data["private_key_type"].(string)
+		}
+		return readIssued(data, privateKey, privateKeyType)
+	})
+}
+
+// obtainWith is obtain with the response read by read: readIssued, or for
+// a key that stays on a host readSigned, which has only its public half.
+func (k certificateKind) obtainWith(ctx context.Context, env *Env, cfg Config, req certRequest, args map[string]any, read func(map[string]any) (issuedCertificate, error)) (issuedCertificate, error) {
 	client, err := env.Vault(ctx)
 	if err != nil {
 		return issuedCertificate{}, err
@@ -196,11 +209,7 @@ func (k certificateKind) obtain(ctx context.Context, env *Env, cfg Config, req c
 	if secret == nil || secret.Data == nil {
 		return issuedCertificate{}, fmt.Errorf("Vault %s returned no certificate", path)
 	}
-	if privateKey == "" {
-		privateKey, _ = secret.Data["private_key"].(string)
-		privateKeyType, _ = secret.Data["private_key_type"].(string)
-	}
-	issued, err := readIssued(secret.Data, privateKey, privateKeyType)
+	issued, err := read(secret.Data)
 	if err != nil {
 		return issuedCertificate{}, fmt.Errorf("Vault %s: %w", path, err)
 	}
@@ -631,10 +640,47 @@ type issuedCertificate struct {
 // and the certificate was signed by the issuing CA that comes with it (so
 // the full chain is complete).
 func readIssued(data map[string]any, privateKey, privateKeyType string) (issuedCertificate, error) {
+	return readResponse(data, privateKeyType, func(out *issuedCertificate) (*x509.Certificate, error) {
+		out.privateKey = pemText(privateKey)
+		if out.certificate == "" || out.privateKey == "" || out.issuingCA == "" {
+			return nil, fmt.Errorf("the response lacks a certificate, private key or issuing CA")
+		}
+		pair, err := tls.X509KeyPair([]byte(out.certificate), []byte(out.privateKey))
+		if err != nil {
+			return nil, fmt.Errorf("the private key does not match the certificate")
+		}
+		if pair.Leaf != nil {
+			return pair.Leaf, nil
+		}
+		return x509.ParseCertificate(pair.Certificate[0])
+	})
+}
+
+// readSigned is readIssued for a key rotplan has only the public half of
+// (generated on a host, where it stays): the certificate must be for pub.
+// The outputs have no private key.
+func readSigned(data map[string]any, pub crypto.PublicKey, privateKeyType string) (issuedCertificate, error) {
+	return readResponse(data, privateKeyType, func(out *issuedCertificate) (*x509.Certificate, error) {
+		if out.certificate == "" || out.issuingCA == "" {
+			return nil, fmt.Errorf("the response lacks a certificate or issuing CA")
+		}
+		leaf := firstCertificate([]byte(out.certificate))
+		if leaf == nil {
+			return nil, fmt.Errorf("the certificate is not a PEM certificate")
+		}
+		if k, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !k.Equal(pub) {
+			return nil, fmt.Errorf("the certificate is not for the key the CSR was made with")
+		}
+		return leaf, nil
+	})
+}
+
+// readResponse reads what readIssued and readSigned share; leafOf checks
+// the key and returns the parsed certificate.
+func readResponse(data map[string]any, privateKeyType string, leafOf func(*issuedCertificate) (*x509.Certificate, error)) (issuedCertificate, error) {
 	str := func(k string) string { s, _ := data[k].(string); return s }
 	out := issuedCertificate{
 		certificate:    pemText(str("certificate")),
-		privateKey:     pemText(privateKey),
 		privateKeyType: privateKeyType,
 		issuingCA:      pemText(str("issuing_ca")),
 		serial:         str("serial_number"),
@@ -646,18 +692,9 @@ func readIssued(data map[string]any, privateKey, privateKeyType string) (issuedC
 			}
 		}
 	}
-	if out.certificate == "" || out.privateKey == "" || out.issuingCA == "" {
-		return out, fmt.Errorf("the response lacks a certificate, private key or issuing CA")
-	}
-	pair, err := tls.X509KeyPair([]byte(out.certificate), []byte(out.privateKey))
+	leaf, err := leafOf(&out)
 	if err != nil {
-		return out, fmt.Errorf("the private key does not match the certificate")
-	}
-	leaf := pair.Leaf
-	if leaf == nil {
-		if leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-			return out, fmt.Errorf("parsing the issued certificate: %w", err)
-		}
+		return out, err
 	}
 	ca, err := parseIssuingCA(out.issuingCA)
 	if err != nil {

@@ -162,6 +162,14 @@ func TestWriteOnHost(t *testing.T) {
 func testHostEnv(t *testing.T) (*testhosts.Fleet, *Env, *strings.Builder) {
 	t.Helper()
 	f := testhosts.Start(t, 1)
+	env, logged := testEnv(t)
+	return f, onTestHost(t, f, env), logged
+}
+
+// onTestHost returns env on the first host of the bed f (host.web["h1"]),
+// disconnected at the test's end.
+func onTestHost(t *testing.T, f *testhosts.Fleet, env *Env) *Env {
+	t.Helper()
 	h := f.Hosts[0]
 	hostCfg := testConfig(t, hostSettings{}.Spec(), map[string]cty.Value{
 		"address":       cty.StringVal(h.Addr.String()),
@@ -169,10 +177,9 @@ func testHostEnv(t *testing.T) (*testhosts.Fleet, *Env, *strings.Builder) {
 		"known_hosts":   cty.StringVal(f.KnownHosts),
 		"identity_file": cty.StringVal(f.ClientKey),
 	})
-	env, logged := testEnv(t)
 	env = env.On(`host.web["h1"]`, hostCfg)
 	t.Cleanup(func() { env.Disconnect() })
-	return f, env, logged
+	return env
 }
 
 // wantFile checks a file's content, permission bits and owner.
