@@ -144,14 +144,15 @@ func (*Sign) Prepare(ctx context.Context, env *Env, _ Config) error {
 }
 
 // Due implements Conditional: renew_before and current (certificateKind.due).
-func (*Sign) Due(_ context.Context, _ *Env, cfg Config) (Condition, error) {
-	return signKind.due(cfg)
+// On a host, current is read there.
+func (*Sign) Due(ctx context.Context, env *Env, cfg Config) (Condition, error) {
+	return signKind.dueWith(cfg, currentReader(ctx, env))
 }
 
 // Plan implements Planner: the role must allow the request, the key's type
 // and size included (certificateKind.plan). It generates and signs nothing.
 func (*Sign) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
-	pv, err := signKind.plan(ctx, env, cfg)
+	pv, err := signKind.planWith(ctx, env, cfg, currentReader(ctx, env))
 	if err != nil {
 		return pv, err
 	}

@@ -46,6 +46,13 @@ import (
 // again. Rollback restores both files from those copies (or removes them)
 // and revokes the certificate as a local sign's does.
 
+// signStage is a test hook, called as a sign on a host passes each stage
+// ("generated": the temporary key is there; "signed": Vault signed;
+// "certificate": the certificate is in place, the key not yet;
+// "installed": both are). An error ends Apply there as a kill would: what
+// it left on the host stays.
+var signStage = func(stage string) error { return nil }
+
 // signFiles are where a sign on a host puts the key and the certificate.
 type signFiles struct {
 	key, cert         string
@@ -291,13 +298,21 @@ func applySignRemote(ctx context.Context, env *Env, cfg Config, req certRequest,
 			return err
 		}
 		tmp, pub, err := generateOnHost(ctx, c, f.key, *req.key)
-		installed := false
+		installed, killed := false, false
 		defer func() {
-			if !installed && tmp != "" {
+			if !installed && !killed && tmp != "" {
 				c.RemoveLeftovers(context.WithoutCancel(ctx), f.key)
 			}
 		}()
 		if err != nil {
+			return err
+		}
+		stage := func(name string) error {
+			err := signStage(name)
+			killed = err != nil
+			return err
+		}
+		if err := stage("generated"); err != nil {
 			return err
 		}
 		env.Log.Debug("generated the key on the host", "host", host, "key", req.key.String(), "temporary_file", tmp)
@@ -313,13 +328,22 @@ func applySignRemote(ctx context.Context, env *Env, cfg Config, req certRequest,
 		if err != nil {
 			return err
 		}
+		if err := stage("signed"); err != nil {
+			return err
+		}
 		if err := c.WriteFile(ctx, f.cert, signed.fileContent(), f.certMode, uid, gid); err != nil {
+			return err
+		}
+		if err := stage("certificate"); err != nil {
 			return err
 		}
 		if err := c.Install(ctx, tmp, f.key, f.keyMode, uid, gid); err != nil {
 			return err
 		}
 		installed = true
+		if err := stage("installed"); err != nil {
+			return err
+		}
 		env.Log.Info("installed the key and certificate on the host", "host", host, "key_path", f.key, "certificate_path", f.cert, "serial", signed.serial)
 		outs := signed.outputs()
 		outs["private_key"] = cty.NullVal(cty.String)
@@ -628,5 +652,36 @@ func planSignRemote(ctx context.Context, env *Env, cfg Config, f signFiles, pv *
 	}
 	if len(observed) > 0 {
 		pv.Observed = strings.TrimPrefix(pv.Observed+"; "+strings.Join(observed, "; "), "; ")
+	}
+}
+
+// currentReader reads a sign's current certificate: on its host when it
+// has one (readCertificateFile's answers, read there), else where rotplan
+// runs.
+func currentReader(ctx context.Context, env *Env) func(string) (*x509.Certificate, error) {
+	if _, ok := env.Host(); !ok {
+		return readCertificateFile
+	}
+	return func(p string) (c *x509.Certificate, err error) {
+		err = env.onHost(ctx, func(conn *remote.Conn) error {
+			fi, err := conn.Stat(ctx, p)
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				return fmt.Errorf("%s on %s: %w", p, conn.Host(), fs.ErrNotExist)
+			case err != nil:
+				return err
+			case !fi.Mode().IsRegular() || fi.Size() > maxPEMRead:
+				return noCertificateError(fmt.Sprintf("%s on %s is not a regular file of at most %d bytes", p, conn.Host(), maxPEMRead))
+			}
+			b, err := conn.ReadFile(ctx, p, maxPEMRead)
+			if err != nil {
+				return err
+			}
+			if c = firstCertificate(b); c == nil {
+				return noCertificateError(fmt.Sprintf("%s on %s holds no PEM certificate", p, conn.Host()))
+			}
+			return nil
+		})
+		return c, err
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,6 +215,25 @@ func TestSignOnHost(t *testing.T) {
 		t.Fatalf("Done after the sign: %t, %v; outputs %#v", done, err, got)
 	}
 
+	// current is read on the host: due when missing there, not due while
+	// the certificate there has more than renew_before left.
+	renew := func(current string) Condition {
+		t.Helper()
+		c, err := sign.Due(ctx, env, cfgOf(map[string]cty.Value{"renew_before": cty.StringVal("1h"), "current": cty.StringVal(current)}))
+		if err != nil {
+			t.Fatalf("Due: %v", err)
+		}
+		return c
+	}
+	if c := renew(certPath); !c.Set || c.Due {
+		t.Errorf("Due with the certificate on the host: %+v; want not due", c)
+	}
+	if c := renew(certPath + ".missing"); !c.Set || !c.Due || !strings.Contains(c.Reason, "no certificate at") {
+		t.Errorf("Due with no certificate on the host: %+v; want due", c)
+	}
+	_, err = sign.Due(ctx, env, cfgOf(map[string]cty.Value{"renew_before": cty.StringVal("1h"), "current": cty.StringVal(keyPath)}))
+	wantErrContains(t, err, "holds no PEM certificate", `on host.web["h1"]`)
+
 	// The second sign replaces the first pair, keeping copies.
 	out2, snap2, intent2 := apply(cfg)
 	if snap2["key.existed"] != "true" || snap2["certificate.existed"] != "true" {
@@ -244,6 +264,58 @@ func TestSignOnHost(t *testing.T) {
 			}
 		})
 	}
+	// A sign killed at each stage: Done says not done until both files
+	// are in place; the resume's attempt signs anew and cleans up after
+	// the killed one; the first snapshot's rollback restores the pair
+	// from before.
+	putFile(t, keyPath, key2, 0o640, 0, gid)
+	putFile(t, certPath, cert2, 0o644, 0, gid)
+	for _, k := range []struct {
+		stage    string
+		wantDone bool
+	}{{"generated", false}, {"signed", false}, {"certificate", false}, {"installed", true}} {
+		t.Run("kill at "+k.stage, func(t *testing.T) {
+			snap, err := sign.Snapshot(ctx, env, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			intent, _ := sign.Intent(cfg)
+			errKilled := errors.New("killed")
+			signStage = func(stage string) error {
+				if stage == k.stage {
+					return errKilled
+				}
+				return nil
+			}
+			_, err = sign.Apply(ctx, env, cfg)
+			signStage = func(string) error { return nil }
+			if !errors.Is(err, errKilled) {
+				t.Fatalf("Apply: %v; want it killed", err)
+			}
+			if _, done, err := sign.Done(ctx, env, intent); err != nil || done != k.wantDone {
+				t.Fatalf("Done = %t, %v; want %t", done, err, k.wantDone)
+			}
+			if !k.wantDone {
+				if _, err := sign.Apply(ctx, env, cfg); err != nil {
+					t.Fatalf("the resume's Apply: %v", err)
+				}
+				if _, done, err := sign.Done(ctx, env, intent); err != nil || !done {
+					t.Fatalf("Done after the resume = %t, %v", done, err)
+				}
+			}
+			if left := tempKeys(t, dir); len(left) != 0 {
+				t.Errorf("temporary keys left: %q", left)
+			}
+			readPair(t, keyPath, certPath, gid)
+			if err := sign.Rollback(ctx, env, cfg, cty.UnknownVal(OutputType(sign)), snap); err == nil || !strings.Contains(err.Error(), "vault list") {
+				t.Errorf("the rollback of a step whose serial was lost: %v; want how to find the certificate", err)
+			}
+			if k, c := readPair(t, keyPath, certPath, gid); string(k) != string(key2) || string(c) != string(cert2) {
+				t.Error("the rollback did not restore the pair from before")
+			}
+		})
+	}
+
 	// A temporary key left by a run killed after openssl made it is
 	// removed by the next attempt.
 	leftover := filepath.Join(dir, ".server.key.rotplan-tmp-deadbeef0000")
@@ -282,6 +354,22 @@ func TestSignOnHost(t *testing.T) {
 	wantAttrErr(t, err, "group")
 	wantErrContains(t, err, `no group "no-such-group-here" on`, h.Addr.String())
 	wantAttrErr(t, sign.Validate(cfgOf(map[string]cty.Value{"key_mode": cty.StringVal("0644")})), "key_mode")
+}
+
+// tempKeys lists the temporary keys in dir.
+func tempKeys(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".server.key.rotplan-tmp-") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
 }
 
 // readPair reads the key and certificate files, checks their modes and
