@@ -179,7 +179,7 @@ func (*Sign) CheckHost(ctx context.Context, env *Env, cfg Config) error {
 
 // Intent implements Resumer for a sign on a host (see signIntent); a local
 // sign has none, and runs again when it was cut short.
-func (*Sign) Intent(cfg Config) (map[string]string, error) {
+func (*Sign) Intent(_ context.Context, _ *Env, cfg Config) (map[string]string, error) {
 	return signIntent(cfg)
 }
 

@@ -163,7 +163,7 @@ func TestSignOnHost(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Snapshot: %v", err)
 		}
-		intent, err := sign.Intent(cfg)
+		intent, err := sign.Intent(ctx, env, cfg)
 		if err != nil || intent["key_path"] != keyPath || intent["group"] != group {
 			t.Fatalf("Intent = %v, %v", intent, err)
 		}
@@ -279,7 +279,7 @@ func TestSignOnHost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			intent, _ := sign.Intent(cfg)
+			intent, _ := sign.Intent(ctx, env, cfg)
 			errKilled := errors.New("killed")
 			signStage = func(stage string) error {
 				if stage == k.stage {

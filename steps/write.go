@@ -270,11 +270,19 @@ func sameMeta(fi fs.FileInfo, mode os.FileMode, uid, gid int) bool {
 // Intent implements Resumer: the file's digest, size, mode and, when the
 // block sets them, owner and group, which is all Done needs to recognise the
 // file Apply leaves, and nothing of the content itself.
-func (*Write) Intent(cfg Config) (map[string]string, error) {
+func (*Write) Intent(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
+	if _, ok := env.Host(); ok {
+		return intentRemote(ctx, env, cfg)
+	}
 	r, err := readWrite(cfg)
 	if err != nil {
 		return nil, err
 	}
+	return r.intent(), nil
+}
+
+// intent is the journaled intent of the write r.
+func (r writeRequest) intent() map[string]string {
 	intent := map[string]string{
 		"path":   r.path,
 		"sha256": contentDigest(r.content),
@@ -290,7 +298,7 @@ func (*Write) Intent(cfg Config) (map[string]string, error) {
 	if r.trust.uid != -1 {
 		intent["trust_uid"] = strconv.Itoa(r.trust.uid)
 	}
-	return intent, nil
+	return intent
 }
 
 // Done implements Resumer. The write is done when path is a regular file

@@ -17,19 +17,34 @@ import (
 // What a write does when its step has `on`: the same file, written on that
 // host through its SSH connection (remote.Conn.WriteFile keeps the local
 // promises: never readable by others, flushed, owner and mode set before
-// an atomic rename). Owner and group are numeric ids there (see
-// remoteOwnership); trust_owner is refused: the checks of the directories
-// on the way are remote's own (see its package doc).
+// an atomic rename). Owner and group names are looked up there
+// (Env.hostOwners), in the run, the resume's intent and the preview alike;
+// trust_owner is refused: the checks of the directories on the way are
+// remote's own (see its package doc).
 
 // remoteBackupDir is where, beside the file, a write on a host keeps the
 // copy of the file it replaces: on the same host, owner-only, so that a
 // key never leaves the host for its backup.
 const remoteBackupDir = ".rotplan-backups"
 
-// remoteRequest is a write block read for a host: readWrite's, with owner
-// and group ids only (remoteOwnership) and no trust_owner.
-func remoteRequest(cfg Config) (writeRequest, error) {
-	return readWriteWith(cfg, remotePath, func(cfg Config) (int, int, error) { return remoteOwnership(cfg, "write") })
+// remoteRequest is a write block read for the host c is connected to:
+// readWrite's, with owner and group looked up there, and no trust_owner.
+func remoteRequest(ctx context.Context, env *Env, c *remote.Conn, cfg Config) (writeRequest, error) {
+	return readWriteWith(cfg, remotePath, func(cfg Config) (int, int, error) { return env.hostOwners(ctx, c, cfg) })
+}
+
+// intentRemote is Write.Intent on the step's host: the ids of the owner
+// and group there.
+func intentRemote(ctx context.Context, env *Env, cfg Config) (intent map[string]string, err error) {
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		r, err := remoteRequest(ctx, env, c, cfg)
+		if err != nil {
+			return err
+		}
+		intent = r.intent()
+		return nil
+	})
+	return intent, err
 }
 
 // remotePath is writePath for a host: an absolute path, since a relative
@@ -55,27 +70,6 @@ func refuseTrustOwner(cfg Config, kind string) error {
 		return attrErr(cfg.Path("trust_owner"), "a %s on a host does not take trust_owner: the directories on the way must be writable by root or the SSH user alone", kind)
 	}
 	return nil
-}
-
-// remoteOwnership reads owner and group of a block of kind for a host:
-// numeric ids only, for now. A name would have to be looked up on the
-// host, and Intent, which has no connection, would look it up here: ids
-// mean the same to both.
-func remoteOwnership(cfg Config, kind string) (uid, gid int, err error) {
-	var errs []error
-	for _, name := range []string{"owner", "group"} {
-		if !cfg.Set(name) || !cfg.Known(name) {
-			continue
-		}
-		if s := cfg.String(name); !isDigits(s) {
-			errs = append(errs, attrErr(cfg.Path(name), "%q: a %s on a host takes a numeric %s id, not a name (names are not looked up on hosts yet)", s, kind,
-				map[string]string{"owner": "user", "group": "group"}[name]))
-		}
-	}
-	if err := joinErrors(errs...); err != nil {
-		return -1, -1, err
-	}
-	return ownership(cfg)
 }
 
 // remoteSame reports whether the file fi describes at p already has the
@@ -132,20 +126,21 @@ func checkHostRemote(ctx context.Context, env *Env, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	_, _, ownErr := remoteOwnership(cfg, "write")
-	return joinErrors(ownErr, env.onHost(ctx, func(c *remote.Conn) error {
+	var ownErr error
+	return joinErrors(env.onHost(ctx, func(c *remote.Conn) error {
+		_, _, ownErr = env.hostOwners(ctx, c, cfg)
 		if _, err := checkRemoteTarget(ctx, c, p); err != nil {
 			return &AttrError{Path: cfg.Path("path"), Err: err}
 		}
 		return nil
-	}))
+	}), ownErr)
 }
 
 // applyRemote is Write.Apply on the step's host.
 func applyRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value, err error) {
 	host, _ := env.Host()
 	err = env.onHost(ctx, func(c *remote.Conn) error {
-		r, err := remoteRequest(cfg)
+		r, err := remoteRequest(ctx, env, c, cfg)
 		if err != nil {
 			return err
 		}
@@ -190,11 +185,11 @@ func planRemote(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	pv.Now = append(pv.Now, Fact{Name: "host", Value: host})
 	mode, modeErr := writeMode(cfg)
 	outputs, digest, size := plannedWriteOutputs(cfg, p)
-	uid, gid, ownErr := remoteOwnership(cfg, "write")
-	if ownErr != nil && ownErr != ErrUnknown {
-		pv.Problems = append(pv.Problems, ownErr)
-	}
 	err = env.onHost(ctx, func(c *remote.Conn) error {
+		uid, gid, ownErr := env.hostOwners(ctx, c, cfg)
+		if ownErr != nil && ownErr != ErrUnknown {
+			pv.Problems = append(pv.Problems, ownErr)
+		}
 		fi, err := checkRemoteTarget(ctx, c, p)
 		if err != nil {
 			pv.Problems = append(pv.Problems, attrErr(cfg.Path("path"), "%v", err))

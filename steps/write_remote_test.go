@@ -101,7 +101,7 @@ func TestWriteOnHost(t *testing.T) {
 	if err != nil || snap1["existed"] != "false" {
 		t.Fatalf("snapshot %v, %v", snap1, err)
 	}
-	intent1, err := w.Intent(v1)
+	intent1, err := w.Intent(ctx, env, v1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestWriteOnHost(t *testing.T) {
 	}
 
 	// What a host cannot take.
-	wantErrContains(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"owner": cty.StringVal("www-data")})), "numeric user id")
+	wantErrContains(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"owner": cty.StringVal("rotplan-no-such-user")})), `no user "rotplan-no-such-user" on host.web["h1"]`)
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"path": cty.StringVal("app.key")})), "path")
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"path": cty.StringVal(filepath.Join(h.Home, "missing", "k"))})), "path")
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"trust_owner": cty.StringVal("0")})), "trust_owner")
