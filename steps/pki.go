@@ -373,12 +373,17 @@ func roleVerdict(ctx context.Context, env *Env, client *vaultapi.Client, cfg Con
 // the certificate at current, which the step renews renew_before ahead of
 // its expiry. A block without current names none: what it issues goes where
 // the writes put it.
-func (certificateKind) certificates(cfg Config) []CertificateFile {
+func (k certificateKind) certificates(cfg Config) []CertificateFile {
+	return k.certificatesWith(cfg, readCertificateFile)
+}
+
+// certificatesWith is certificates with the file read by read.
+func (certificateKind) certificatesWith(cfg Config, read func(string) (*x509.Certificate, error)) []CertificateFile {
 	var r certRequest
 	if err := parseRenewal(cfg, &r); err != nil || r.current == "" {
 		return nil
 	}
-	c, err := readCertificateFile(r.current)
+	c, err := read(r.current)
 	return []CertificateFile{{Path: r.current, Certificate: c, Err: err, RenewBefore: r.renewBefore}}
 }
 

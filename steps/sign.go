@@ -193,8 +193,15 @@ func (*Sign) Done(ctx context.Context, env *Env, intent map[string]string) (cty.
 }
 
 // Certificates implements CertificateHolder: the certificate at current.
-func (*Sign) Certificates(cfg Config) []CertificateFile {
-	return signKind.certificates(cfg)
+// On a host, current is read there.
+func (*Sign) Certificates(ctx context.Context, env *Env, cfg Config) []CertificateFile {
+	files := signKind.certificatesWith(cfg, currentReader(ctx, env))
+	if host, ok := env.Host(); ok {
+		for i := range files {
+			files[i].Host = host
+		}
+	}
+	return files
 }
 
 // Supersede implements Superseder: it revokes a certificate an interrupted

@@ -207,17 +207,23 @@ func plannedWriteOutputs(cfg Config, p string) (outputs map[string]cty.Value, di
 // is told by the content alone: when that is known and holds a certificate,
 // the file is named with the error; otherwise (content from an issue step,
 // known after the run) it may as well be meant for a key, and is left out.
-func (*Write) Certificates(cfg Config) []CertificateFile {
-	p, err := writePath(cfg)
+// On a host, the file is read there.
+func (*Write) Certificates(ctx context.Context, env *Env, cfg Config) []CertificateFile {
+	host, onHost := env.Host()
+	pathOf, read := writePath, readCertificateFile
+	if onHost {
+		pathOf, read = remotePath, currentReader(ctx, env)
+	}
+	p, err := pathOf(cfg)
 	if err != nil {
 		return nil
 	}
-	c, err := readCertificateFile(p)
+	c, err := read(p)
 	switch {
 	case err == nil:
-		return []CertificateFile{{Path: p, Certificate: c}}
+		return []CertificateFile{{Host: host, Path: p, Certificate: c}}
 	case cfg.Known("content") && firstCertificate([]byte(cfg.String("content"))) != nil:
-		return []CertificateFile{{Path: p, Err: err}}
+		return []CertificateFile{{Host: host, Path: p, Err: err}}
 	}
 	return nil
 }
