@@ -359,14 +359,10 @@ func TestSignOnHost(t *testing.T) {
 // tempKeys lists the temporary keys in dir.
 func tempKeys(t *testing.T, dir string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var names []string
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".server.key.rotplan-tmp-") {
-			names = append(names, e.Name())
+	for _, name := range dirNames(t, dir) {
+		if strings.HasPrefix(name, ".server.key.rotplan-tmp-") {
+			names = append(names, name)
 		}
 	}
 	return names
