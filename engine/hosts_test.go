@@ -313,3 +313,32 @@ write "cert" {
 		}
 	}
 }
+
+// TestSignOnHostCompiles: a sign takes on (its key is made on the host),
+// and its file arguments are checked when the plan is compiled.
+func TestSignOnHostCompiles(t *testing.T) {
+	plan := `vault {
+  address = "https://127.0.0.1:8200"
+}
+host "web" {
+  address       = "10.0.0.1"
+  known_hosts   = "/etc/ssh/ssh_known_hosts"
+  identity_file = "/root/.ssh/id_ed25519"
+}
+sign "web" {
+  on               = host.web
+  mount            = "pki-prod"
+  role             = "web"
+  common_name      = "web.example"
+  key_path         = "/etc/tls/web.key"
+  certificate_path = "%s"
+}
+`
+	if _, diags := loadSource(t, strings.Replace(plan, "%s", "/etc/tls/web.pem", 1), nil, steps.Default()); diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	_, diags := loadSource(t, strings.Replace(plan, "%s", "web.pem", 1), nil, steps.Default())
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), "is not an absolute, clean path") {
+		t.Errorf("a relative certificate_path: %v", diags)
+	}
+}
