@@ -244,12 +244,21 @@ func (s hostSigner) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 	case ed25519.PublicKey:
 		args = append(args, "-rawin")
 	}
-	res, err := s.c.Run(s.ctx, append([]string{"sh", "-c", `d=$1; shift; printf '%s' "$d" | base64 -d | openssl pkeyutl "$@"`, "rotplan-sign", base64.StdEncoding.EncodeToString(digest)}, args...))
+	res, err := s.c.Run(s.ctx, append([]string{"sh", "-c", signScript, "rotplan-sign", base64.StdEncoding.EncodeToString(digest)}, args...))
 	if err != nil {
 		return nil, fmt.Errorf("signing the CSR with the key on %s: %w", s.c.Host(), err)
 	}
 	return res.Stdout, nil
 }
+
+// signScript signs the data $1 (base64) with openssl pkeyutl and the
+// arguments after it. The data goes through a file, not a pipe: openssl
+// signs Ed25519 in one shot and needs its size. It is the CSR's digest or
+// body, nothing secret.
+const signScript = `d=$1; shift
+m=$(mktemp) || exit 1
+trap 'rm -f -- "$m"' EXIT
+printf '%s' "$d" | base64 -d > "$m" && openssl pkeyutl -in "$m" "$@"`
 
 // certificateContent is what a sign on a host writes at certificate_path:
 // the certificate and the issuing CA, as servers load them.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -196,7 +197,7 @@ func TestSignOnHost(t *testing.T) {
 	if snap1["key.existed"] != "false" || snap1["certificate.existed"] != "false" {
 		t.Fatalf("snapshot %v", snap1)
 	}
-	keyPEM, certPEM := readPair(t, keyPath, certPath, gid)
+	keyPEM, certPEM := readPair(t, keyPath, certPath, 0o640, gid)
 	if out1.GetAttr("fullchain").AsString() != string(certPEM) || !out1.GetAttr("private_key").IsNull() {
 		t.Error("the certificate file is not the full chain, or the key is an output")
 	}
@@ -239,7 +240,7 @@ func TestSignOnHost(t *testing.T) {
 	if snap2["key.existed"] != "true" || snap2["certificate.existed"] != "true" {
 		t.Fatalf("snapshot %v", snap2)
 	}
-	key2, cert2 := readPair(t, keyPath, certPath, gid)
+	key2, cert2 := readPair(t, keyPath, certPath, 0o640, gid)
 	if _, done, err := sign.Done(ctx, env, intent2); err != nil || !done {
 		t.Fatalf("Done after the second sign: %t, %v", done, err)
 	}
@@ -306,11 +307,11 @@ func TestSignOnHost(t *testing.T) {
 			if left := tempKeys(t, dir); len(left) != 0 {
 				t.Errorf("temporary keys left: %q", left)
 			}
-			readPair(t, keyPath, certPath, gid)
+			readPair(t, keyPath, certPath, 0o640, gid)
 			if err := sign.Rollback(ctx, env, cfg, cty.UnknownVal(OutputType(sign)), snap); err == nil || !strings.Contains(err.Error(), "vault list") {
 				t.Errorf("the rollback of a step whose serial was lost: %v; want how to find the certificate", err)
 			}
-			if k, c := readPair(t, keyPath, certPath, gid); string(k) != string(key2) || string(c) != string(cert2) {
+			if k, c := readPair(t, keyPath, certPath, 0o640, gid); string(k) != string(key2) || string(c) != string(cert2) {
 				t.Error("the rollback did not restore the pair from before")
 			}
 		})
@@ -326,7 +327,7 @@ func TestSignOnHost(t *testing.T) {
 	if err := sign.Rollback(ctx, env, cfg, out2, snap2); err != nil {
 		t.Fatalf("Rollback: %v", err)
 	}
-	if k, c := readPair(t, keyPath, certPath, gid); string(k) != string(keyPEM) || string(c) != string(certPEM) {
+	if k, c := readPair(t, keyPath, certPath, 0o640, gid); string(k) != string(keyPEM) || string(c) != string(certPEM) {
 		t.Error("the rollback did not restore the first key and certificate")
 	}
 	if _, err := os.Lstat(leftover); !os.IsNotExist(err) {
@@ -368,10 +369,24 @@ func tempKeys(t *testing.T, dir string) []string {
 	return names
 }
 
-// readPair reads the key and certificate files, checks their modes and
-// group, and that the key is the certificate's.
-func readPair(t *testing.T, keyPath, certPath string, gid int) (key, cert []byte) {
+// readPair reads the key and certificate files, checks their modes (the
+// key's keyMode, the certificate's 0644) and group, and that the key is the
+// certificate's. The key is never printed.
+func readPair(t *testing.T, keyPath, certPath string, keyMode os.FileMode, gid int) (key, cert []byte) {
 	t.Helper()
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+	}{{keyPath, keyMode}, {certPath, 0o644}} {
+		fi, err := os.Lstat(f.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, fgid, _ := fileOwner(fi)
+		if fi.Mode().Perm() != f.mode || uid != 0 || fgid != gid {
+			t.Fatalf("%s: %v %d:%d, want %v 0:%d", f.path, fi.Mode().Perm(), uid, fgid, f.mode, gid)
+		}
+	}
 	var err error
 	if key, err = os.ReadFile(keyPath); err != nil {
 		t.Fatal(err)
@@ -379,10 +394,8 @@ func readPair(t *testing.T, keyPath, certPath string, gid int) (key, cert []byte
 	if cert, err = os.ReadFile(certPath); err != nil {
 		t.Fatal(err)
 	}
-	wantFile(t, keyPath, string(key), 0o640, 0, gid)
-	wantFile(t, certPath, string(cert), 0o644, 0, gid)
 	if _, err := tls.X509KeyPair(cert, key); err != nil {
-		t.Fatalf("the key is not the certificate's: %v", err)
+		t.Fatal("the key is not the certificate's")
 	}
 	return key, cert
 }
@@ -430,4 +443,64 @@ func mapText(m map[string]string) string {
 		b.WriteString(k + "=" + v + "\n")
 	}
 	return b.String()
+}
+
+// TestSignOnHostKeyTypes: every key type and size a local sign makes is
+// made on the host, and the host signs the CSR with it (openssl pkeyutl:
+// PKCS #1 v1.5 with the digest's DigestInfo for RSA, the digest for EC,
+// the whole request for Ed25519).
+func TestSignOnHostKeyTypes(t *testing.T) {
+	requireRoot(t, "the host bed needs network namespaces")
+	v := testvault.StartT(t)
+	signRoles(t, v)
+	f := testhosts.Start(t, 1)
+	h := f.Hosts[0]
+	base, _ := testEnv(t)
+	env := onTestHost(t, f, vaultEnv(base.Log, adminConnection(v)))
+	ctx := context.Background()
+	if err := f.Controller.Do(func() error { return env.onHost(ctx, func(*remote.Conn) error { return nil }) }); err != nil {
+		t.Fatal(err)
+	}
+	sign := &Sign{}
+	for _, k := range []struct {
+		typ  string
+		bits int
+	}{{"ec", 256}, {"ec", 521}, {"rsa", 2048}, {"rsa", 3072}, {"ed25519", 0}} {
+		t.Run(fmt.Sprintf("%s %d", k.typ, k.bits), func(t *testing.T) {
+			dir := filepath.Join(h.Home, fmt.Sprintf("%s-%d", k.typ, k.bits))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			bits := cty.NumberIntVal(int64(k.bits))
+			if k.bits == 0 {
+				bits = cty.NullVal(cty.Number)
+			}
+			cfg := testConfig(t, sign.Spec(), map[string]cty.Value{
+				"mount": cty.StringVal("pki-prod"), "role": cty.StringVal("sign-any"),
+				"common_name": cty.StringVal("vault.prod.privsec.ch"), "ttl": cty.StringVal("1h"),
+				"alt_names": cty.ListVal([]cty.Value{cty.StringVal("vault.prod.privsec.ch")}),
+				"ip_sans":   cty.ListVal([]cty.Value{cty.StringVal("127.0.0.1")}),
+				"key_type":  cty.StringVal(k.typ), "key_bits": bits,
+				"key_path": cty.StringVal(filepath.Join(dir, "k.pem")), "certificate_path": cty.StringVal(filepath.Join(dir, "c.pem")),
+			})
+			if err := sign.Prepare(ctx, env, cfg); err != nil {
+				t.Fatal(err)
+			}
+			out, err := sign.Apply(ctx, env, cfg)
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			key, cert := readPair(t, filepath.Join(dir, "k.pem"), filepath.Join(dir, "c.pem"), 0o600, 0)
+			if out.GetAttr("private_key_type").AsString() != k.typ || !strings.Contains(string(key), "PRIVATE KEY") {
+				t.Errorf("private_key_type %s", out.GetAttr("private_key_type").AsString())
+			}
+			leaf := parseOne(t, string(cert))
+			if err := (keySpec{typ: k.typ, bits: k.bits}).matches(leaf.PublicKey); err != nil {
+				t.Error(err)
+			}
+			if len(leaf.IPAddresses) != 1 || leaf.Subject.CommonName != "vault.prod.privsec.ch" {
+				t.Errorf("leaf %s, IPs %v", leaf.Subject, leaf.IPAddresses)
+			}
+		})
+	}
 }
