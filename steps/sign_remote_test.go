@@ -103,18 +103,10 @@ func (w *keyWatcher) stop() map[string][]seenMode {
 // matches the certificate, Done tells the states a killed run leaves, and
 // rollbacks put back what was there.
 func TestSignOnHost(t *testing.T) {
-	requireRoot(t, "the host bed needs network namespaces")
-	v := testvault.StartT(t)
-	signRoles(t, v)
-	f := testhosts.Start(t, 1)
+	v, f, env, logged := signHostBed(t)
 	h := f.Hosts[0]
-	base, logged := testEnv(t)
-	env := onTestHost(t, f, vaultEnv(base.Log, adminConnection(v)))
+	base := vaultEnv(env.Log, adminConnection(v))
 	ctx := context.Background()
-	// The connection is made from the bed's controller, and kept.
-	if err := f.Controller.Do(func() error { return env.onHost(ctx, func(*remote.Conn) error { return nil }) }); err != nil {
-		t.Fatal(err)
-	}
 	group, _, gid, err := testvault.Stranger()
 	if err != nil {
 		t.Fatal(err)
@@ -369,6 +361,24 @@ func tempKeys(t *testing.T, dir string) []string {
 	return names
 }
 
+// signHostBed starts a Vault with the sign roles and a bed of one host,
+// and returns an Env for steps on that host (host.web["h1"]) that reaches
+// the Vault, connected from the bed's controller, and its log.
+func signHostBed(t *testing.T) (*testvault.Vault, *testhosts.Fleet, *Env, *strings.Builder) {
+	t.Helper()
+	requireRoot(t, "the host bed needs network namespaces")
+	v := testvault.StartT(t)
+	signRoles(t, v)
+	f := testhosts.Start(t, 1)
+	base, logged := testEnv(t)
+	env := onTestHost(t, f, vaultEnv(base.Log, adminConnection(v)))
+	// The connection is made from the bed's controller, and kept.
+	if err := f.Controller.Do(func() error { return env.onHost(context.Background(), func(*remote.Conn) error { return nil }) }); err != nil {
+		t.Fatal(err)
+	}
+	return v, f, env, logged
+}
+
 // readPair reads the key and certificate files, checks their modes (the
 // key's keyMode, the certificate's 0644) and group, and that the key is the
 // certificate's. The key is never printed.
@@ -450,17 +460,9 @@ func mapText(m map[string]string) string {
 // PKCS #1 v1.5 with the digest's DigestInfo for RSA, the digest for EC,
 // the whole request for Ed25519).
 func TestSignOnHostKeyTypes(t *testing.T) {
-	requireRoot(t, "the host bed needs network namespaces")
-	v := testvault.StartT(t)
-	signRoles(t, v)
-	f := testhosts.Start(t, 1)
+	_, f, env, _ := signHostBed(t)
 	h := f.Hosts[0]
-	base, _ := testEnv(t)
-	env := onTestHost(t, f, vaultEnv(base.Log, adminConnection(v)))
 	ctx := context.Background()
-	if err := f.Controller.Do(func() error { return env.onHost(ctx, func(*remote.Conn) error { return nil }) }); err != nil {
-		t.Fatal(err)
-	}
 	sign := &Sign{}
 	for _, k := range []struct {
 		typ  string
