@@ -617,8 +617,8 @@ func (p *Program) validateStep(n *node) hcl.Diagnostics {
 		return diags
 	}
 	where := n.addr
-	if n.host != nil { // a step moved to another host is another step
-		where += " on " + n.host.addr
+	if n.host != nil { // a step moved to another host, or its host elsewhere, is another step
+		where += " on " + n.host.addr + " " + n.host.reach
 	}
 	n.definition = definitionHash(where, n.base.bodyDigest, val)
 	err := n.kind.Validate(cfg)

@@ -29,10 +29,13 @@ type hostBlock struct {
 }
 
 // hostInstance is one evaluated host: its address in the plan
-// (host.web["a"]) and its block evaluated for it.
+// (host.web["a"]) and its block evaluated for it; reach hashes that value
+// (where the host is and how it is reached: address, port, user), for the
+// definition hash of the steps on it.
 type hostInstance struct {
-	addr string
-	cfg  steps.Config
+	addr  string
+	cfg   steps.Config
+	reach string
 }
 
 // hostAddr is a host instance's address, as instanceAddr is a step's.
@@ -134,7 +137,7 @@ func (p *Program) evalHost(block *plans.SettingsBlock, setting steps.Setting) (*
 		if more.HasErrors() {
 			continue
 		}
-		inst := &hostInstance{addr: hostAddr(block.Name, mode, ks), cfg: steps.NewConfig(val)}
+		inst := &hostInstance{addr: hostAddr(block.Name, mode, ks), cfg: steps.NewConfig(val), reach: hashValue(val)}
 		if err := setting.Check(inst.cfg); err != nil {
 			d := blockDiagnostic(block, setting.Summary(), err)
 			d.Detail = inst.addr + ": " + d.Detail

@@ -129,6 +129,21 @@ func TestHostsChangeTheDefinition(t *testing.T) {
 	if a.nodes["rec.s"].definition == b.nodes["rec.s"].definition {
 		t.Error("rec.s on host.a and on host.b have one definition hash")
 	}
+	// The same host instance reached elsewhere (another address, port or
+	// user) is another host too.
+	for _, other := range []string{`address = "y"`, `address = "x:2222"`, `address = "admin@x"`} {
+		moved, diags := loadSource(t, strings.Replace(strings.Replace(plan, "%s", "a", 1), `address = "x"`, other, 1), nil, kinds())
+		if diags.HasErrors() {
+			t.Fatal(diags.Error())
+		}
+		if moved.nodes["rec.s"].definition == a.nodes["rec.s"].definition {
+			t.Errorf("rec.s on host.a keeps its definition hash when host.a says %s", other)
+		}
+	}
+	same, _ := loadSource(t, strings.Replace(plan, "%s", "a", 1), nil, kinds())
+	if same.nodes["rec.s"].definition != a.nodes["rec.s"].definition {
+		t.Error("the same plan gives another definition hash")
+	}
 }
 
 func TestHostErrors(t *testing.T) {
@@ -262,4 +277,68 @@ func (b badAddress) Check(cfg steps.Config) error {
 		return errors.New("bad address")
 	}
 	return nil
+}
+
+// TestHostReachChangesTheDefinition: with the real host block, a changed
+// port or user of the host a write runs on makes the write another step
+// for resume.
+func TestHostReachChangesTheDefinition(t *testing.T) {
+	plan := `host "web" {
+  address       = "10.0.0.1"
+  known_hosts   = "/etc/ssh/ssh_known_hosts"
+  identity_file = "/root/.ssh/id_ed25519"
+  %s
+}
+write "cert" {
+  on      = host.web
+  path    = "/etc/web.pem"
+  content = "x"
+}
+`
+	def := func(extra string) string {
+		t.Helper()
+		prog, diags := loadSource(t, strings.Replace(plan, "%s", extra, 1), nil, steps.Default())
+		if diags.HasErrors() {
+			t.Fatal(diags.Error())
+		}
+		return prog.nodes["write.cert"].definition
+	}
+	base := def("")
+	if def("") != base {
+		t.Fatal("the same plan gives another definition hash")
+	}
+	for _, extra := range []string{"port = 2222", `user = "admin"`} {
+		if def(extra) == base {
+			t.Errorf("write.cert keeps its definition hash when its host says %s", extra)
+		}
+	}
+}
+
+// TestSignOnHostCompiles: a sign takes on (its key is made on the host),
+// and its file arguments are checked when the plan is compiled.
+func TestSignOnHostCompiles(t *testing.T) {
+	plan := `vault {
+  address = "https://127.0.0.1:8200"
+}
+host "web" {
+  address       = "10.0.0.1"
+  known_hosts   = "/etc/ssh/ssh_known_hosts"
+  identity_file = "/root/.ssh/id_ed25519"
+}
+sign "web" {
+  on               = host.web
+  mount            = "pki-prod"
+  role             = "web"
+  common_name      = "web.example"
+  key_path         = "/etc/tls/web.key"
+  certificate_path = "%s"
+}
+`
+	if _, diags := loadSource(t, strings.Replace(plan, "%s", "/etc/tls/web.pem", 1), nil, steps.Default()); diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	_, diags := loadSource(t, strings.Replace(plan, "%s", "web.pem", 1), nil, steps.Default())
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), "is not an absolute, clean path") {
+		t.Errorf("a relative certificate_path: %v", diags)
+	}
 }

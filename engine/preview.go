@@ -159,10 +159,9 @@ func (p *Program) previewStep(ctx context.Context, x *execution, n *node, output
 	}
 	cfg := steps.NewConfig(sensitiveOnly(val))
 	env := x.named(n)
-	// A step on a host names files there, which the metrics, read here,
-	// cannot look at.
-	if holder, ok := n.kind.(steps.CertificateHolder); ok && x.opts.Certificates && n.host == nil {
-		sp.Certificates = holder.Certificates(cfg)
+	// A step on a host names files there: its kind reads them there.
+	if holder, ok := n.kind.(steps.CertificateHolder); ok && x.opts.Certificates {
+		sp.Certificates = holder.Certificates(ctx, env, cfg)
 	}
 
 	sk := p.skipsOf(n, skipped)

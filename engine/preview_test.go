@@ -469,7 +469,7 @@ func generatedKeyPEM(t *testing.T) string {
 // names none.
 type holding struct{ renewal }
 
-func (h *holding) Certificates(cfg steps.Config) []steps.CertificateFile {
+func (h *holding) Certificates(_ context.Context, _ *steps.Env, cfg steps.Config) []steps.CertificateFile {
 	if !cfg.Known("name") {
 		return nil
 	}

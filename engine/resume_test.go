@@ -135,7 +135,9 @@ type plainKind struct{ *world }
 
 type resumerKind struct{ *world }
 
-func (k resumerKind) Intent(cfg steps.Config) (map[string]string, error) { return k.world.intent(cfg) }
+func (k resumerKind) Intent(_ context.Context, _ *steps.Env, cfg steps.Config) (map[string]string, error) {
+	return k.world.intent(cfg)
+}
 func (k resumerKind) Done(ctx context.Context, env *steps.Env, intent map[string]string) (cty.Value, bool, error) {
 	return k.world.done(ctx, env, intent)
 }
@@ -148,7 +150,9 @@ func (k supersederKind) Supersede(ctx context.Context, env *steps.Env, cfg steps
 
 type bothKind struct{ *world }
 
-func (k bothKind) Intent(cfg steps.Config) (map[string]string, error) { return k.world.intent(cfg) }
+func (k bothKind) Intent(_ context.Context, _ *steps.Env, cfg steps.Config) (map[string]string, error) {
+	return k.world.intent(cfg)
+}
 func (k bothKind) Done(ctx context.Context, env *steps.Env, intent map[string]string) (cty.Value, bool, error) {
 	return k.world.done(ctx, env, intent)
 }

@@ -84,7 +84,7 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 	}
 	started := journal.Record{Type: journal.StepStarted, Step: addr, Inputs: hashValue(val)}
 	if r, ok := n.kind.(steps.Resumer); ok {
-		intent, err := r.Intent(cfg)
+		intent, err := r.Intent(ctx, env, cfg)
 		if err != nil {
 			return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Invalid step", err)}
 		}

@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rotplan/rotplan/internal/remote"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -41,8 +43,8 @@ func wantCertificates(t *testing.T, got []CertificateFile, serial string, want [
 	}
 	for i, w := range want {
 		g := got[i]
-		if g.Path != w.Path || g.RenewBefore != w.RenewBefore {
-			t.Errorf("file %d: path %q renew_before %s, want %q and %s", i, g.Path, g.RenewBefore, w.Path, w.RenewBefore)
+		if g.Host != w.Host || g.Path != w.Path || g.RenewBefore != w.RenewBefore {
+			t.Errorf("file %d: host %q path %q renew_before %s, want %q, %q and %s", i, g.Host, g.Path, g.RenewBefore, w.Host, w.Path, w.RenewBefore)
 		}
 		switch {
 		case w.Err == nil && (g.Err != nil || g.Certificate == nil || SerialHex(g.Certificate) != serial):
@@ -82,38 +84,64 @@ func TestIssueCertificates(t *testing.T) {
 			for k, v := range base {
 				vals[k] = v
 			}
-			got := (*Issue)(nil).Certificates(testConfig(t, (*Issue)(nil).Spec(), vals))
+			got := (*Issue)(nil).Certificates(context.Background(), nil, testConfig(t, (*Issue)(nil).Spec(), vals))
 			wantCertificates(t, got, serial, c.want)
 		})
 	}
 }
 
-func TestWriteCertificates(t *testing.T) {
-	dir, serial := certificateDir(t)
+// writeCertificateCases are the write blocks TestWriteCertificates and
+// TestWriteCertificatesOnHost ask for their certificates, on host ("" for
+// none), with the files of certificateDir.
+type writeCertificateCase struct {
+	name          string
+	path, content cty.Value
+	want          []CertificateFile
+}
+
+func writeCertificateCases(t *testing.T, dir, host string) []writeCertificateCase {
 	other, _ := makeCert(t, "other", nil, nil, false, nil)
 	known := cty.StringVal(string(pemCert(other)))
-	for _, c := range []struct {
-		name          string
-		path, content cty.Value
-		want          []CertificateFile
-	}{
+	return []writeCertificateCase{
 		{name: "holds a certificate", path: cty.StringVal(filepath.Join(dir, "cert.pem")), content: cty.UnknownVal(cty.String),
-			want: []CertificateFile{{Path: filepath.Join(dir, "cert.pem")}}},
+			want: []CertificateFile{{Host: host, Path: filepath.Join(dir, "cert.pem")}}},
 		// What is in place counts, not what the run would write.
 		{name: "holds a certificate, another to come", path: cty.StringVal(filepath.Join(dir, "cert.pem")), content: known,
-			want: []CertificateFile{{Path: filepath.Join(dir, "cert.pem")}}},
+			want: []CertificateFile{{Host: host, Path: filepath.Join(dir, "cert.pem")}}},
 		{name: "holds a key", path: cty.StringVal(filepath.Join(dir, "key.pem")), content: cty.UnknownVal(cty.String).Mark("sensitive")},
 		{name: "holds text", path: cty.StringVal(filepath.Join(dir, "note.txt")), content: cty.StringVal("text\n")},
 		{name: "missing, content unknown", path: cty.StringVal(filepath.Join(dir, "new.pem")), content: cty.UnknownVal(cty.String)},
 		{name: "missing, a certificate to come", path: cty.StringVal(filepath.Join(dir, "new.pem")), content: known,
-			want: []CertificateFile{{Path: filepath.Join(dir, "new.pem"), Err: fs.ErrNotExist}}},
+			want: []CertificateFile{{Host: host, Path: filepath.Join(dir, "new.pem"), Err: fs.ErrNotExist}}},
 		{name: "holds a key, a certificate to come", path: cty.StringVal(filepath.Join(dir, "key.pem")), content: known,
-			want: []CertificateFile{{Path: filepath.Join(dir, "key.pem"), Err: ErrNoCertificate}}},
+			want: []CertificateFile{{Host: host, Path: filepath.Join(dir, "key.pem"), Err: ErrNoCertificate}}},
 		{name: "path unknown", path: cty.UnknownVal(cty.String), content: known},
-	} {
+	}
+}
+
+func TestWriteCertificates(t *testing.T) {
+	dir, serial := certificateDir(t)
+	for _, c := range writeCertificateCases(t, dir, "") {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{"path": c.path, "content": c.content})
-			wantCertificates(t, (*Write)(nil).Certificates(cfg), serial, c.want)
+			wantCertificates(t, (*Write)(nil).Certificates(context.Background(), nil, cfg), serial, c.want)
+		})
+	}
+}
+
+// TestWriteCertificatesOnHost: the certificate files of a write on a host
+// are read there, and say which host.
+func TestWriteCertificatesOnHost(t *testing.T) {
+	f, env, _ := testHostEnv(t)
+	dir, serial := certificateDir(t)
+	ctx := context.Background()
+	if err := f.Controller.Do(func() error { return env.onHost(ctx, func(*remote.Conn) error { return nil }) }); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range writeCertificateCases(t, dir, `host.web["h1"]`) {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig(t, (*Write)(nil).Spec(), map[string]cty.Value{"path": c.path, "content": c.content})
+			wantCertificates(t, (*Write)(nil).Certificates(ctx, env, cfg), serial, c.want)
 		})
 	}
 }

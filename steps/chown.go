@@ -439,7 +439,10 @@ func chownOutputs(paths []string, uid, gid int) cty.Value {
 
 // Intent implements Resumer: the paths and the ids they are to have, -1 for
 // the one the block leaves alone, as Apply's outputs give them.
-func (*Chown) Intent(cfg Config) (map[string]string, error) {
+func (*Chown) Intent(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
+	if _, ok := env.Host(); ok {
+		return intentChownRemote(ctx, env, cfg)
+	}
 	paths, err := chownPaths(cfg)
 	if err != nil {
 		return nil, mustBeKnown(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/rotplan/rotplan/internal/command"
@@ -18,8 +19,8 @@ import (
 // on that host through its SSH connection. The checks are the local ones
 // made there (remote.Conn.OwnTarget: no symbolic link on the way or at
 // the path, no file with other hard links), the change is chown -h on the
-// host (remote.Conn.Chown). Owner and group are numeric ids (see
-// remoteOwnership); trust_owner is refused, as for a write on a host.
+// host (remote.Conn.Chown). Owner and group names are looked up there
+// (Env.hostOwners); trust_owner is refused, as for a write on a host.
 
 // remoteChownPaths is chownPaths for a host: absolute, clean paths, and
 // no trust_owner.
@@ -36,26 +37,45 @@ func remoteChownPaths(cfg Config) ([]string, error) {
 	return paths, refuseTrustOwner(cfg, "chown")
 }
 
-// remoteChownOwnership is chownOwnership for a host: ids only.
-func remoteChownOwnership(cfg Config) (uid, gid int, err error) {
+// remoteChownOwnership is chownOwnership on the host c is connected to.
+func remoteChownOwnership(ctx context.Context, env *Env, c *remote.Conn, cfg Config) (uid, gid int, err error) {
 	if !cfg.Set("owner") && !cfg.Set("group") {
 		return -1, -1, attrErr(cfg.Path("owner"), "give owner, group or both")
 	}
-	return remoteOwnership(cfg, "chown")
+	return env.hostOwners(ctx, c, cfg)
+}
+
+// intentChownRemote is Chown.Intent on the step's host: the ids there.
+func intentChownRemote(ctx context.Context, env *Env, cfg Config) (intent map[string]string, err error) {
+	paths, err := remoteChownPaths(cfg)
+	if err != nil {
+		return nil, mustBeKnown(err)
+	}
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		uid, gid, err := remoteChownOwnership(ctx, env, c, cfg)
+		if err != nil {
+			return mustBeKnown(err)
+		}
+		list, err := json.Marshal(paths)
+		intent = map[string]string{"paths": string(list), "uid": strconv.Itoa(uid), "gid": strconv.Itoa(gid)}
+		return err
+	})
+	return intent, err
 }
 
 // checkChownRemote is Chown.CheckHost on the step's host: the ids, and
 // the directories the paths are in. The files themselves are not looked
 // at: an earlier step may write them.
 func checkChownRemote(ctx context.Context, env *Env, cfg Config) error {
-	_, _, ownErr := remoteChownOwnership(cfg)
 	paths, err := remoteChownPaths(cfg)
 	if err != nil {
-		return joinErrors(ownErr, err)
+		return err
 	}
-	return joinErrors(ownErr, env.onHost(ctx, func(c *remote.Conn) error {
+	var ownErr error
+	return joinErrors(env.onHost(ctx, func(c *remote.Conn) error {
+		_, _, ownErr = remoteChownOwnership(ctx, env, c, cfg)
 		return checkEachDir(cfg, paths, path.Dir, func(dir string) error { return remoteDirThere(ctx, c, dir) })
-	}))
+	}), ownErr)
 }
 
 // remoteDirThere reports a directory on the host that is missing or is
@@ -78,12 +98,12 @@ func applyChownRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value,
 	if err != nil {
 		return cty.NilVal, mustBeKnown(err)
 	}
-	uid, gid, err := remoteChownOwnership(cfg)
-	if err != nil {
-		return cty.NilVal, mustBeKnown(err)
-	}
 	host, _ := env.Host()
+	uid, gid := -1, -1
 	err = env.onHost(ctx, func(c *remote.Conn) error {
+		if uid, gid, err = remoteChownOwnership(ctx, env, c, cfg); err != nil {
+			return mustBeKnown(err)
+		}
 		for _, p := range paths {
 			if _, err := c.OwnTarget(ctx, p); err != nil {
 				return fmt.Errorf("chown: %w", err)
@@ -108,20 +128,28 @@ func applyChownRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value,
 func planChownRemote(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	pv := Preview{Action: NoChange, Reason: "every path already has this owner"}
 	paths, err := remoteChownPaths(cfg)
-	uid, gid, ownErr := remoteChownOwnership(cfg)
-	if err != nil || ownErr != nil {
+	refused := func(errs ...error) {
 		pv.Action, pv.Reason = Replace, ""
-		for _, e := range []error{err, ownErr} {
+		for _, e := range errs {
 			if e != nil && e != ErrUnknown {
 				pv.Problems = append(pv.Problems, e)
 			}
 		}
+	}
+	if err != nil {
+		refused(err)
 		return pv, ctx.Err()
 	}
 	host, _ := env.Host()
 	pv.Now = append(pv.Now, Fact{Name: "host", Value: host})
 	var observed []string
+	uid, gid := -1, -1
+	var ownErr error
 	err = env.onHost(ctx, func(c *remote.Conn) error {
+		if uid, gid, ownErr = remoteChownOwnership(ctx, env, c, cfg); ownErr != nil {
+			refused(ownErr)
+			return nil
+		}
 		for _, p := range paths {
 			fi, err := c.OwnTarget(ctx, p)
 			switch {
@@ -146,7 +174,9 @@ func planChownRemote(ctx context.Context, env *Env, cfg Config) (Preview, error)
 	if err != nil {
 		pv.Problems = append(pv.Problems, err)
 	}
-	pv.Outputs = chownOutputs(paths, uid, gid)
+	if ownErr == nil {
+		pv.Outputs = chownOutputs(paths, uid, gid)
+	}
 	pv.Observed = strings.Join(observed, "; ")
 	return pv, ctx.Err()
 }

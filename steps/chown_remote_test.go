@@ -51,7 +51,7 @@ func TestChownOnHost(t *testing.T) {
 	if err != nil || snap["host"] != `host.web["h1"]` {
 		t.Fatalf("snapshot %v, %v", snap, err)
 	}
-	intent, err := c.Intent(cfg)
+	intent, err := c.Intent(ctx, env, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestChownOnHost(t *testing.T) {
 			wantOwner(t, key, 1001, 1002)
 		})
 	}
-	wantErrContains(t, c.CheckHost(ctx, env, cfgOf(map[string]cty.Value{"owner": cty.StringVal("www-data")})), "chown on a host takes a numeric user id")
+	wantErrContains(t, c.CheckHost(ctx, env, cfgOf(map[string]cty.Value{"owner": cty.StringVal("rotplan-no-such-user")})), `no user "rotplan-no-such-user" on host.web["h1"]`)
 	wantAttrErr(t, c.CheckHost(ctx, env, cfgOf(map[string]cty.Value{"paths": cty.ListVal([]cty.Value{cty.StringVal("app.key")})})), "paths")
 	wantAttrErr(t, c.CheckHost(ctx, env, cfgOf(map[string]cty.Value{"paths": cty.ListVal([]cty.Value{cty.StringVal(filepath.Join(h.Home, "missing", "k"))})})), "paths")
 	wantAttrErr(t, c.CheckHost(ctx, env, cfgOf(map[string]cty.Value{"trust_owner": cty.StringVal("0")})), "trust_owner")

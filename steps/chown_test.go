@@ -279,7 +279,7 @@ func TestChownResume(t *testing.T) {
 				"owner": tt.owner,
 				"group": tt.group,
 			})
-			intent, err := (*Chown)(nil).Intent(cfg)
+			intent, err := (*Chown)(nil).Intent(context.Background(), nil, cfg)
 			if err != nil {
 				t.Fatalf("Intent: %v", err)
 			}
@@ -336,7 +336,7 @@ func TestChownResumeOwnFiles(t *testing.T) {
 				"paths": stringList(tt.paths...),
 				"owner": cty.StringVal(me),
 			})
-			intent, err := (*Chown)(nil).Intent(cfg)
+			intent, err := (*Chown)(nil).Intent(context.Background(), nil, cfg)
 			if err != nil {
 				t.Fatalf("Intent: %v", err)
 			}

@@ -17,9 +17,10 @@
 // every step receives, and the engine passes that Env along without looking
 // in. A step with `on` gets the evaluated host block it names in its Env
 // (Env.On, host.go); a kind that can act there (HostRunner: write, chown,
-// reload, verify's command check; KIND_remote.go beside each, the check in
-// verify_command.go) reaches it over SSH through internal/remote, one
-// connection per host per run. verify's checks over the network (tls,
-// vault_status, vault_login, vault_cluster) take `on` only to belong to
-// the host for its rollout: they look from where rotplan runs.
+// reload, sign, verify's command check; KIND_remote.go beside each, the
+// check in verify_command.go) reaches it over SSH through internal/remote,
+// one connection per host per run, and looks owner and group names up
+// there. verify's checks over the network (tls, vault_status, vault_login,
+// vault_cluster) take `on` only to belong to the host for its rollout: they
+// look from where rotplan runs.
 package steps

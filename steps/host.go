@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -136,6 +137,15 @@ type hostSession struct {
 	mu     sync.Mutex
 	pools  map[string]*remote.Pool
 	closed bool
+	// ids caches the owner and group names looked up on hosts (hostID),
+	// by host, database and name.
+	ids map[string]idAnswer
+}
+
+// idAnswer is what a host said of a name: its id, or why there is none.
+type idAnswer struct {
+	id  int
+	err error
 }
 
 // pool returns the pool for t, made on first use.
@@ -215,6 +225,62 @@ func (e *Env) onHost(ctx context.Context, fn func(*remote.Conn) error) error {
 		return err
 	}
 	return pool.Do(ctx, t.host, fn)
+}
+
+// hostID resolves a user (db "passwd") or group (db "group") on the
+// host c is connected to: a numeric id as it is, a name as the host's name
+// service says (remote.Conn.LookupID), asked once per host, name and run.
+func (e *Env) hostID(ctx context.Context, c *remote.Conn, db, name string) (int, error) {
+	if isDigits(name) {
+		return parseID(name)
+	}
+	key := c.Host().String() + "\x00" + db + "\x00" + name
+	s := e.hosts
+	s.mu.Lock()
+	a, ok := s.ids[key]
+	s.mu.Unlock()
+	if ok {
+		return a.id, a.err
+	}
+	id, err := c.LookupID(ctx, db, name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err // not an answer: the next step asks again
+	}
+	s.mu.Lock()
+	if s.ids == nil {
+		s.ids = map[string]idAnswer{}
+	}
+	s.ids[key] = idAnswer{id, err}
+	s.mu.Unlock()
+	return id, err
+}
+
+// hostOwners resolves on the host c is connected to the owner and group
+// a block names (names or ids; ownerSyntax checks their form), -1 for one
+// the block leaves out. The errors point at the arguments.
+func (e *Env) hostOwners(ctx context.Context, c *remote.Conn, cfg Config) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	var errs []error
+	for _, a := range []struct {
+		attr, db string
+		dst      *int
+	}{{"owner", "passwd", &uid}, {"group", "group", &gid}} {
+		if !cfg.Set(a.attr) {
+			continue
+		}
+		name, err := cfg.RequireString(a.attr)
+		if err == nil {
+			*a.dst, err = e.hostID(ctx, c, a.db, name)
+		}
+		switch {
+		case err == ErrUnknown:
+			errs = append(errs, err)
+		case err != nil:
+			*a.dst = -1
+			errs = append(errs, &AttrError{Path: cfg.Path(a.attr), Err: err})
+		}
+	}
+	return uid, gid, joinErrors(errs...)
 }
 
 // Disconnect closes the connections to hosts the Env made. A run, a

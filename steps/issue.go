@@ -98,7 +98,7 @@ func (*Issue) CheckHost(ctx context.Context, env *Env, cfg Config) error {
 }
 
 // Certificates implements CertificateHolder: the certificate at current.
-func (*Issue) Certificates(cfg Config) []CertificateFile {
+func (*Issue) Certificates(_ context.Context, _ *Env, cfg Config) []CertificateFile {
 	return issueKind.certificates(cfg)
 }
 

@@ -110,6 +110,9 @@ type Planner interface {
 // the certificate an issue step renews (its current), or the target of a
 // write that holds one. It carries the certificate, never a key.
 type CertificateFile struct {
+	// Host is the host the file is on (host.web["a"]), "" for a file
+	// where rotplan runs.
+	Host string
 	// Path is the file's path as the step names it.
 	Path string
 	// Certificate is the file's first certificate; nil when Err says why
@@ -128,9 +131,10 @@ type CertificateFile struct {
 // the files the step names and changes nothing. The engine asks it for every
 // step a preview evaluates, also for one that is not due: that is when the
 // certificates in place matter most. Values known only after the run are
-// unknown in cfg; a file whose path is unknown is left out.
+// unknown in cfg; a file whose path is unknown is left out. env is the
+// step's: a file on its host is read there.
 type CertificateHolder interface {
-	Certificates(cfg Config) []CertificateFile
+	Certificates(ctx context.Context, env *Env, cfg Config) []CertificateFile
 }
 
 // ErrNoCertificate is what the error of a certificate file that holds no

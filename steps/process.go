@@ -28,6 +28,13 @@ type process struct {
 	exe      string
 	exeErr   error
 	replaced bool
+	// bootID and btime are the boot of the host whose /proc described
+	// the process (/proc/sys/kernel/random/boot_id, and /proc/stat's
+	// btime in Unix seconds): start counts from that boot, and a pid and
+	// start time of another boot name another process. "" and 0 when
+	// unknown (a journal of an older rotplan).
+	bootID string
+	btime  int64
 }
 
 // readProcess reads what /proc says of pid. A zombie is refused: it has
@@ -61,6 +68,12 @@ func readProcessWith(pid int, readFile func(string) ([]byte, error), readLink fu
 	}
 	if p.uid, p.euid, err = parseUids(status); err != nil {
 		return p, fmt.Errorf("%s/status: %v", dir, err)
+	}
+	if b, err := readFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		p.bootID = strings.TrimSpace(string(b))
+	}
+	if b, err := readFile("/proc/stat"); err == nil {
+		p.btime, _ = parseBtime(b)
 	}
 	if exe, err := readLink(dir + "/exe"); err != nil {
 		p.exeErr = command.Plain(err)
@@ -132,11 +145,14 @@ func (p process) program() string {
 // The same pid with another start time is another process that got the pid
 // once was exited; another pid is a restart when it runs the same program
 // as the same user.
+// A pid and start time of another boot of the host (boot_id) say nothing:
+// the process is then judged as one with another pid.
 func (p process) sameServiceAs(was process) error {
-	if p.pid == was.pid {
+	sameBoot := p.bootID == "" || was.bootID == "" || p.bootID == was.bootID
+	if p.pid == was.pid && sameBoot {
 		if p.start != was.start {
 			return fmt.Errorf("pid %d is not the process rotplan found with that pid before: that one started %s, this one %s; the service exited and an unrelated process got its pid",
-				p.pid, startedAt(was.start), startedAt(p.start))
+				p.pid, was.startedAt(), p.startedAt())
 		}
 		return nil
 	}
@@ -147,8 +163,12 @@ func (p process) sameServiceAs(was process) error {
 		same = same && p.comm == was.comm
 	}
 	if !same {
-		return fmt.Errorf("pid %d runs %s as %s: it is not the process rotplan found before, pid %d (%s as %s), nor a restart of it (the same program as the same user)",
-			p.pid, p.program(), describeUID(p.uid), was.pid, was.program(), describeUID(was.uid))
+		earlier := ""
+		if !sameBoot {
+			earlier = " in an earlier boot of the host"
+		}
+		return fmt.Errorf("pid %d runs %s as %s: it is not the process rotplan found before%s, pid %d (%s as %s), nor a restart of it (the same program as the same user)",
+			p.pid, p.program(), describeUID(p.uid), earlier, was.pid, was.program(), describeUID(was.uid))
 	}
 	return nil
 }
@@ -167,7 +187,7 @@ func (p process) facts() []Fact {
 		user += ", effective " + describeUID(p.euid)
 	}
 	facts := []Fact{{Name: "executable", Value: exe}, {Name: "user", Value: user}}
-	if at, ok := startTime(p.start); ok {
+	if at, ok := p.started(); ok {
 		facts = append(facts, Fact{Name: "started", Value: at.Format(time.RFC3339)})
 	}
 	return facts
@@ -177,12 +197,13 @@ func (p process) facts() []Fact {
 // it back.
 func (p process) record() map[string]string {
 	return map[string]string{
-		"pid":   strconv.Itoa(p.pid),
-		"start": strconv.FormatUint(p.start, 10),
-		"uid":   strconv.Itoa(p.uid),
-		"euid":  strconv.Itoa(p.euid),
-		"exe":   p.exe,
-		"comm":  p.comm,
+		"pid":     strconv.Itoa(p.pid),
+		"start":   strconv.FormatUint(p.start, 10),
+		"uid":     strconv.Itoa(p.uid),
+		"euid":    strconv.Itoa(p.euid),
+		"exe":     p.exe,
+		"comm":    p.comm,
+		"boot_id": p.bootID,
 	}
 }
 
@@ -200,7 +221,7 @@ func recordedProcess(m map[string]string) *process {
 	if err = errors.Join(errs[:]...); err != nil || p.pid <= 0 {
 		return nil
 	}
-	p.exe, p.comm = m["exe"], m["comm"]
+	p.exe, p.comm, p.bootID = m["exe"], m["comm"], m["boot_id"]
 	return &p
 }
 
@@ -216,31 +237,45 @@ func describeUID(uid int) string {
 // ABI at 100 a second, whatever the kernel's own clock.
 const userHZ = 100
 
-// startTime converts a start time in ticks after boot to the time of day;
-// false when the boot time cannot be read.
-func startTime(ticks uint64) (time.Time, bool) {
+// bootTime is the btime of this machine's /proc/stat, in Unix seconds.
+func bootTime() (int64, bool) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return time.Time{}, false
+		return 0, false
 	}
+	return parseBtime(b)
+}
+
+// parseBtime reads the boot time, in Unix seconds, from a /proc/stat.
+func parseBtime(b []byte) (int64, bool) {
 	for line := range strings.Lines(string(b)) {
 		if rest, ok := strings.CutPrefix(line, "btime "); ok {
 			boot, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
-			if err != nil {
-				break
-			}
-			return time.Unix(boot, 0).Add(time.Duration(ticks) * time.Second / userHZ).UTC(), true
+			return boot, err == nil
 		}
 	}
-	return time.Time{}, false
+	return 0, false
+}
+
+// started is when p started: its start ticks after the boot of the host
+// whose /proc described it (this machine's when that is unknown).
+func (p process) started() (time.Time, bool) {
+	boot, ok := p.btime, p.btime != 0
+	if !ok {
+		boot, ok = bootTime()
+	}
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(boot, 0).Add(time.Duration(p.start) * time.Second / userHZ).UTC(), true
 }
 
 // startedAt says when a process started, to the hundredth of a second
 // (two processes with one pid may start within a second): "at
 // 2026-12-02 12:40:01.25 UTC", or the ticks after boot.
-func startedAt(ticks uint64) string {
-	if at, ok := startTime(ticks); ok {
+func (p process) startedAt() string {
+	if at, ok := p.started(); ok {
 		return "at " + at.Format("2006-01-02 15:04:05.00 UTC")
 	}
-	return fmt.Sprintf("%d ticks after boot", ticks)
+	return fmt.Sprintf("%d ticks after boot", p.start)
 }

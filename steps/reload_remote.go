@@ -16,15 +16,18 @@ import (
 // What a reload does when its step has `on`: the command runs on that
 // host (remote.Conn.Run: its exit status and the end of its standard
 // error in the error, as locally); a signal goes to the process the pid
-// file on the host names, sent there with kill(1) ("kill -s HUP PID")
-// once the process passed, on the host, the local checks: it is there
+// file on the host names, sent there with kill(1) once the process
+// passed, on the host, the local checks: it is there
 // and no zombie (its /proc read over SFTP), the pid file is writable by
 // its owner alone and owned by root or the process's user, expect's
 // executable, name and user (looked up there with id -u) match, and it
-// is the process the run found first or a restart of it. What a host
-// cannot give: a pidfd, so the signal follows the checks as closely as
-// two requests can; the pid argument, which names a process where
-// rotplan runs, is refused.
+// is the process the run found first or a restart of it, judged by the
+// host's own boot (boot_id and btime read from its /proc: a start time
+// counts from that host's boot, and one of an earlier boot names no
+// process of this one). What a host cannot give: a pidfd; instead the
+// kill is pinned, in the same command on the host, to the vetted
+// process's pid, start time and boot (signalOnHost). The pid argument,
+// which names a process where rotplan runs, is refused.
 
 // remoteProcLimit bounds what is read of a /proc file on a host.
 const remoteProcLimit = 64 << 10
@@ -127,6 +130,35 @@ func (t reloadTarget) findRemote(ctx context.Context, env *Env, c *remote.Conn, 
 	return t.sameAsFirst(env, cfg, tg, host, was)
 }
 
+// pinnedKill sends signal $3 to pid $1 only if the process with that pid
+// is the one vetted: its start ($2, /proc/PID/stat's field 22, read past
+// the last ")" since the name may hold anything) in this boot of the host
+// ($4, boot_id). Refusals exit 3, naming why, and send nothing.
+const pinnedKill = `pid=$1 start=$2 sig=$3 boot=$4
+if [ -n "$boot" ] && [ "$(cat /proc/sys/kernel/random/boot_id)" != "$boot" ]; then
+	echo "the host rebooted since the process was checked" >&2; exit 3
+fi
+st=$(cat "/proc/$pid/stat" 2>/dev/null) || { echo "the process has exited" >&2; exit 3; }
+set -- ${st##*") "}
+if [ "${20}" != "$start" ]; then
+	echo "the process has exited, and another one has its pid" >&2; exit 3
+fi
+exec kill -s "$sig" "$pid"`
+
+// signalOnHost sends sig to p on the host, pinned: in the same command,
+// on the host, the process with p's pid must still have p's start time in
+// p's boot (pinnedKill). A host gives no pidfd over SSH; this leaves the
+// instant between the check and kill(2) on the host, not the round trips
+// between rotplan's checks and the signal.
+func signalOnHost(ctx context.Context, c *remote.Conn, p process, sig string) error {
+	_, err := c.Run(ctx, []string{"sh", "-c", pinnedKill, "rotplan-kill", strconv.Itoa(p.pid), strconv.FormatUint(p.start, 10), sig, p.bootID})
+	var exit *remote.ExitError
+	if errors.As(err, &exit) && exit.Status == 3 {
+		return fmt.Errorf("refusing to signal it: %s", exit.Stderr)
+	}
+	return err
+}
+
 // reloadRemote is reload on the step's host.
 func (t reloadTarget) reloadRemote(ctx context.Context, env *Env, cfg Config, was *process) (out cty.Value, err error) {
 	host, _ := env.Host()
@@ -149,8 +181,8 @@ func (t reloadTarget) reloadRemote(ctx context.Context, env *Env, cfg Config, wa
 		if err != nil {
 			return err
 		}
-		if _, err := c.Run(ctx, []string{"kill", "-s", strings.TrimPrefix(t.sigName, "SIG"), strconv.Itoa(tg.pid)}); err != nil {
-			return fmt.Errorf("signalling pid %d%s: %w", tg.pid, tg.from, err)
+		if err := signalOnHost(ctx, c, tg.process, strings.TrimPrefix(t.sigName, "SIG")); err != nil {
+			return attrErr(cfg.Path(tg.arg), "signalling pid %d%s: %v", tg.pid, tg.from, err)
 		}
 		env.Log.Debug("sent signal", "host", host, "pid", tg.pid, "signal", t.sigName, "pid_file", t.pidFile, "executable", tg.exe, "uid", tg.uid)
 		out = reloadOutputs(tg.pid, t.sigName, cty.ListValEmpty(cty.String), reloadedAt())

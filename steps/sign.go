@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -55,17 +56,33 @@ var (
 	_ Conditional       = (*Sign)(nil)
 	_ CertificateHolder = (*Sign)(nil)
 	_ SettingsUser      = (*Sign)(nil)
+	_ HostRunner        = (*Sign)(nil)
+	_ Resumer           = (*Sign)(nil)
 )
 
+// RunsOnHost implements HostRunner: a sign with `on` generates its key on
+// that host, where it stays, and installs the key and the certificate
+// there (see sign_remote.go); Vault is reached from where rotplan runs.
+func (*Sign) RunsOnHost() {}
+
 // Settings implements SettingsUser: a sign reaches Vault as the plan's
-// vault block says.
-func (*Sign) Settings() Settings { return vaultBlock() }
+// vault block says, and a host as its host block does.
+func (*Sign) Settings() Settings {
+	s := vaultBlock()
+	for name, setting := range hostBlock() {
+		s[name] = setting
+	}
+	return s
+}
 
 // Spec implements Step: Issue's arguments, and the key to generate.
 func (*Sign) Spec() hcldec.ObjectSpec {
 	spec := certificateSpec()
 	spec["key_type"] = &hcldec.AttrSpec{Name: "key_type", Type: cty.String}
 	spec["key_bits"] = &hcldec.AttrSpec{Name: "key_bits", Type: cty.Number}
+	for _, name := range signFileArgs {
+		spec[name] = &hcldec.AttrSpec{Name: name, Type: cty.String}
+	}
 	return spec
 }
 
@@ -80,7 +97,8 @@ func (*Sign) Outputs() map[string]Output {
 // Validate implements Step.
 func (*Sign) Validate(cfg Config) error {
 	_, err := parseSign(cfg)
-	return err
+	_, _, filesErr := parseSignFiles(cfg)
+	return joinErrors(err, filesErr)
 }
 
 // Apply implements Step: it generates the key, makes the CSR, and has
@@ -89,6 +107,13 @@ func (*Sign) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error)
 	req, err := parseSign(cfg)
 	if err != nil {
 		return cty.NilVal, mustBeKnown(err)
+	}
+	files, onHost, err := signOnHost(env, cfg)
+	switch {
+	case err != nil:
+		return cty.NilVal, mustBeKnown(err)
+	case onHost:
+		return applySignRemote(ctx, env, cfg, req, files)
 	}
 	key, keyPEM, err := req.key.generate()
 	if err != nil {
@@ -119,25 +144,64 @@ func (*Sign) Prepare(ctx context.Context, env *Env, _ Config) error {
 }
 
 // Due implements Conditional: renew_before and current (certificateKind.due).
-func (*Sign) Due(_ context.Context, _ *Env, cfg Config) (Condition, error) {
-	return signKind.due(cfg)
+// On a host, current is read there.
+func (*Sign) Due(ctx context.Context, env *Env, cfg Config) (Condition, error) {
+	return signKind.dueWith(cfg, currentReader(ctx, env))
 }
 
 // Plan implements Planner: the role must allow the request, the key's type
 // and size included (certificateKind.plan). It generates and signs nothing.
 func (*Sign) Plan(ctx context.Context, env *Env, cfg Config) (Preview, error) {
-	return signKind.plan(ctx, env, cfg)
+	pv, err := signKind.planWith(ctx, env, cfg, currentReader(ctx, env))
+	if err != nil {
+		return pv, err
+	}
+	files, onHost, err := signOnHost(env, cfg)
+	if err != nil && err != ErrUnknown {
+		pv.Problems = append(pv.Problems, err)
+	}
+	if onHost && err == nil {
+		planSignRemote(ctx, env, cfg, files, &pv)
+	}
+	return pv, ctx.Err()
 }
 
 // CheckHost implements HostChecker: the role must allow the request and
 // the key, once the Vault session is open (certificateKind.checkHost).
 func (*Sign) CheckHost(ctx context.Context, env *Env, cfg Config) error {
-	return signKind.checkHost(ctx, env, cfg)
+	roleErr := signKind.checkHost(ctx, env, cfg)
+	files, onHost, err := signOnHost(env, cfg)
+	if err == nil && onHost {
+		err = checkSignRemote(ctx, env, cfg, files)
+	}
+	return joinErrors(roleErr, err)
+}
+
+// Intent implements Resumer for a sign on a host (see signIntent); a local
+// sign has none, and runs again when it was cut short.
+func (*Sign) Intent(_ context.Context, _ *Env, cfg Config) (map[string]string, error) {
+	return signIntent(cfg)
+}
+
+// Done implements Resumer: the key and certificate on the host are the
+// ones the step leaves (see doneSignRemote).
+func (*Sign) Done(ctx context.Context, env *Env, intent map[string]string) (cty.Value, bool, error) {
+	if _, ok := env.Host(); !ok {
+		return cty.NilVal, false, nil
+	}
+	return doneSignRemote(ctx, env, intent)
 }
 
 // Certificates implements CertificateHolder: the certificate at current.
-func (*Sign) Certificates(cfg Config) []CertificateFile {
-	return signKind.certificates(cfg)
+// On a host, current is read there.
+func (*Sign) Certificates(ctx context.Context, env *Env, cfg Config) []CertificateFile {
+	files := signKind.certificatesWith(cfg, currentReader(ctx, env))
+	if host, ok := env.Host(); ok {
+		for i := range files {
+			files[i].Host = host
+		}
+	}
+	return files
 }
 
 // Supersede implements Superseder: it revokes a certificate an interrupted
@@ -148,14 +212,29 @@ func (*Sign) Supersede(ctx context.Context, env *Env, cfg Config, previous cty.V
 
 // Snapshot implements Rollbacker: what finds the certificate in Vault if
 // its serial is never journaled (certificateKind.snapshot).
-func (*Sign) Snapshot(ctx context.Context, _ *Env, cfg Config) (map[string]string, error) {
-	return signKind.snapshot(ctx, cfg)
+func (*Sign) Snapshot(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
+	snap, err := signKind.snapshot(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	files, onHost, err := signOnHost(env, cfg)
+	switch {
+	case err != nil:
+		return nil, mustBeKnown(err)
+	case onHost:
+		return snapshotSignRemote(ctx, env, cfg, snap, files)
+	}
+	return snap, nil
 }
 
 // Rollback implements Rollbacker: it revokes the certificate unless
 // revoke_on_rollback is false (certificateKind.rollback).
 func (*Sign) Rollback(ctx context.Context, env *Env, cfg Config, outputs cty.Value, snapshot map[string]string) error {
-	return signKind.rollback(ctx, env, cfg, outputs, snapshot)
+	var filesErr error
+	if _, onHost := env.Host(); onHost {
+		filesErr = rollbackSignRemote(ctx, env, snapshot)
+	}
+	return errors.Join(filesErr, signKind.rollback(ctx, env, cfg, outputs, snapshot))
 }
 
 // Summary implements Summarizer: the serial and the expiry.

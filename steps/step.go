@@ -60,8 +60,10 @@ type Preparer interface {
 type Resumer interface {
 	// Intent describes the effect Apply is about to have, in a form free of
 	// secrets (a path and the SHA-256 of the content, not the content). The
-	// engine journals it, durably, before calling Apply.
-	Intent(cfg Config) (map[string]string, error)
+	// engine journals it, durably, before calling Apply. env is the step's
+	// (on its host, if it has one: a name there is looked up there); Intent
+	// reads and never changes anything.
+	Intent(ctx context.Context, env *Env, cfg Config) (map[string]string, error)
 
 	// Done reports whether the effect an Intent describes is in place now and,
 	// when it is, returns the outputs Apply would have returned. It reads the

@@ -229,7 +229,7 @@ func (*VaultAuth) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value,
 }
 
 // Intent implements Resumer.
-func (*VaultAuth) Intent(cfg Config) (map[string]string, error) {
+func (*VaultAuth) Intent(_ context.Context, _ *Env, cfg Config) (map[string]string, error) {
 	path, typ, err := parseVaultAuth(cfg)
 	if err != nil {
 		return nil, mustBeKnown(err)

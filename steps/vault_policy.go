@@ -240,7 +240,7 @@ func (*VaultPolicy) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Valu
 }
 
 // Intent implements Resumer: the name and the SHA-256 of the text.
-func (*VaultPolicy) Intent(cfg Config) (map[string]string, error) {
+func (*VaultPolicy) Intent(_ context.Context, _ *Env, cfg Config) (map[string]string, error) {
 	name, text, err := parseVaultPolicy(cfg)
 	if err != nil {
 		return nil, mustBeKnown(err)

@@ -391,7 +391,7 @@ func (*VaultWrite) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value
 
 // Intent implements Resumer: the path and the declared fields, secrets by
 // name only.
-func (*VaultWrite) Intent(cfg Config) (map[string]string, error) {
+func (*VaultWrite) Intent(_ context.Context, _ *Env, cfg Config) (map[string]string, error) {
 	w, err := parseVaultWrite(cfg)
 	if err != nil {
 		return nil, mustBeKnown(err)

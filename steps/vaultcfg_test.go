@@ -49,7 +49,7 @@ func snapshotAndApply(t *testing.T, k vaultKind, env *Env, cfg Config) (map[stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	intent, err := k.Intent(cfg)
+	intent, err := k.Intent(context.Background(), nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 		if auths["cert2/"] == nil || auths["cert2/"].Type != "cert" || out.GetAttr("accessor").AsString() != auths["cert2/"].Accessor {
 			t.Fatalf("cert2 not enabled as cert: %+v, outputs %#v", auths["cert2/"], out)
 		}
-		intent, _ := k.Intent(cfg)
+		intent, _ := k.Intent(context.Background(), nil, cfg)
 		if _, done, err := k.Done(ctx, env, intent); !done || err != nil {
 			t.Errorf("Done after Apply: %v %v", done, err)
 		}
@@ -311,7 +311,7 @@ func TestVaultConfigurationAgainstVault(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		intent, _ := k.Intent(cfg)
+		intent, _ := k.Intent(context.Background(), nil, cfg)
 		snap, err := k.Snapshot(ctx, env, cfg)
 		if err != nil {
 			t.Fatal(err)

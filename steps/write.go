@@ -207,17 +207,23 @@ func plannedWriteOutputs(cfg Config, p string) (outputs map[string]cty.Value, di
 // is told by the content alone: when that is known and holds a certificate,
 // the file is named with the error; otherwise (content from an issue step,
 // known after the run) it may as well be meant for a key, and is left out.
-func (*Write) Certificates(cfg Config) []CertificateFile {
-	p, err := writePath(cfg)
+// On a host, the file is read there.
+func (*Write) Certificates(ctx context.Context, env *Env, cfg Config) []CertificateFile {
+	host, onHost := env.Host()
+	pathOf, read := writePath, readCertificateFile
+	if onHost {
+		pathOf, read = remotePath, currentReader(ctx, env)
+	}
+	p, err := pathOf(cfg)
 	if err != nil {
 		return nil
 	}
-	c, err := readCertificateFile(p)
+	c, err := read(p)
 	switch {
 	case err == nil:
-		return []CertificateFile{{Path: p, Certificate: c}}
+		return []CertificateFile{{Host: host, Path: p, Certificate: c}}
 	case cfg.Known("content") && firstCertificate([]byte(cfg.String("content"))) != nil:
-		return []CertificateFile{{Path: p, Err: err}}
+		return []CertificateFile{{Host: host, Path: p, Err: err}}
 	}
 	return nil
 }
@@ -270,11 +276,19 @@ func sameMeta(fi fs.FileInfo, mode os.FileMode, uid, gid int) bool {
 // Intent implements Resumer: the file's digest, size, mode and, when the
 // block sets them, owner and group, which is all Done needs to recognise the
 // file Apply leaves, and nothing of the content itself.
-func (*Write) Intent(cfg Config) (map[string]string, error) {
+func (*Write) Intent(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
+	if _, ok := env.Host(); ok {
+		return intentRemote(ctx, env, cfg)
+	}
 	r, err := readWrite(cfg)
 	if err != nil {
 		return nil, err
 	}
+	return r.intent(), nil
+}
+
+// intent is the journaled intent of the write r.
+func (r writeRequest) intent() map[string]string {
 	intent := map[string]string{
 		"path":   r.path,
 		"sha256": contentDigest(r.content),
@@ -290,7 +304,7 @@ func (*Write) Intent(cfg Config) (map[string]string, error) {
 	if r.trust.uid != -1 {
 		intent["trust_uid"] = strconv.Itoa(r.trust.uid)
 	}
-	return intent, nil
+	return intent
 }
 
 // Done implements Resumer. The write is done when path is a regular file

@@ -17,19 +17,34 @@ import (
 // What a write does when its step has `on`: the same file, written on that
 // host through its SSH connection (remote.Conn.WriteFile keeps the local
 // promises: never readable by others, flushed, owner and mode set before
-// an atomic rename). Owner and group are numeric ids there (see
-// remoteOwnership); trust_owner is refused: the checks of the directories
-// on the way are remote's own (see its package doc).
+// an atomic rename). Owner and group names are looked up there
+// (Env.hostOwners), in the run, the resume's intent and the preview alike;
+// trust_owner is refused: the checks of the directories on the way are
+// remote's own (see its package doc).
 
 // remoteBackupDir is where, beside the file, a write on a host keeps the
 // copy of the file it replaces: on the same host, owner-only, so that a
 // key never leaves the host for its backup.
 const remoteBackupDir = ".rotplan-backups"
 
-// remoteRequest is a write block read for a host: readWrite's, with owner
-// and group ids only (remoteOwnership) and no trust_owner.
-func remoteRequest(cfg Config) (writeRequest, error) {
-	return readWriteWith(cfg, remotePath, func(cfg Config) (int, int, error) { return remoteOwnership(cfg, "write") })
+// remoteRequest is a write block read for the host c is connected to:
+// readWrite's, with owner and group looked up there, and no trust_owner.
+func remoteRequest(ctx context.Context, env *Env, c *remote.Conn, cfg Config) (writeRequest, error) {
+	return readWriteWith(cfg, remotePath, func(cfg Config) (int, int, error) { return env.hostOwners(ctx, c, cfg) })
+}
+
+// intentRemote is Write.Intent on the step's host: the ids of the owner
+// and group there.
+func intentRemote(ctx context.Context, env *Env, cfg Config) (intent map[string]string, err error) {
+	err = env.onHost(ctx, func(c *remote.Conn) error {
+		r, err := remoteRequest(ctx, env, c, cfg)
+		if err != nil {
+			return err
+		}
+		intent = r.intent()
+		return nil
+	})
+	return intent, err
 }
 
 // remotePath is writePath for a host: an absolute path, since a relative
@@ -55,27 +70,6 @@ func refuseTrustOwner(cfg Config, kind string) error {
 		return attrErr(cfg.Path("trust_owner"), "a %s on a host does not take trust_owner: the directories on the way must be writable by root or the SSH user alone", kind)
 	}
 	return nil
-}
-
-// remoteOwnership reads owner and group of a block of kind for a host:
-// numeric ids only, for now. A name would have to be looked up on the
-// host, and Intent, which has no connection, would look it up here: ids
-// mean the same to both.
-func remoteOwnership(cfg Config, kind string) (uid, gid int, err error) {
-	var errs []error
-	for _, name := range []string{"owner", "group"} {
-		if !cfg.Set(name) || !cfg.Known(name) {
-			continue
-		}
-		if s := cfg.String(name); !isDigits(s) {
-			errs = append(errs, attrErr(cfg.Path(name), "%q: a %s on a host takes a numeric %s id, not a name (names are not looked up on hosts yet)", s, kind,
-				map[string]string{"owner": "user", "group": "group"}[name]))
-		}
-	}
-	if err := joinErrors(errs...); err != nil {
-		return -1, -1, err
-	}
-	return ownership(cfg)
 }
 
 // remoteSame reports whether the file fi describes at p already has the
@@ -132,20 +126,21 @@ func checkHostRemote(ctx context.Context, env *Env, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	_, _, ownErr := remoteOwnership(cfg, "write")
-	return joinErrors(ownErr, env.onHost(ctx, func(c *remote.Conn) error {
+	var ownErr error
+	return joinErrors(env.onHost(ctx, func(c *remote.Conn) error {
+		_, _, ownErr = env.hostOwners(ctx, c, cfg)
 		if _, err := checkRemoteTarget(ctx, c, p); err != nil {
 			return &AttrError{Path: cfg.Path("path"), Err: err}
 		}
 		return nil
-	}))
+	}), ownErr)
 }
 
 // applyRemote is Write.Apply on the step's host.
 func applyRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value, err error) {
 	host, _ := env.Host()
 	err = env.onHost(ctx, func(c *remote.Conn) error {
-		r, err := remoteRequest(cfg)
+		r, err := remoteRequest(ctx, env, c, cfg)
 		if err != nil {
 			return err
 		}
@@ -190,11 +185,11 @@ func planRemote(ctx context.Context, env *Env, cfg Config) (Preview, error) {
 	pv.Now = append(pv.Now, Fact{Name: "host", Value: host})
 	mode, modeErr := writeMode(cfg)
 	outputs, digest, size := plannedWriteOutputs(cfg, p)
-	uid, gid, ownErr := remoteOwnership(cfg, "write")
-	if ownErr != nil && ownErr != ErrUnknown {
-		pv.Problems = append(pv.Problems, ownErr)
-	}
 	err = env.onHost(ctx, func(c *remote.Conn) error {
+		uid, gid, ownErr := env.hostOwners(ctx, c, cfg)
+		if ownErr != nil && ownErr != ErrUnknown {
+			pv.Problems = append(pv.Problems, ownErr)
+		}
 		fi, err := checkRemoteTarget(ctx, c, p)
 		if err != nil {
 			pv.Problems = append(pv.Problems, attrErr(cfg.Path("path"), "%v", err))
@@ -267,81 +262,100 @@ func doneRemote(ctx context.Context, env *Env, intent map[string]string) (out ct
 
 // snapshotRemote is Write.Snapshot on the step's host: the copy is kept
 // there, beside the file (remoteBackupDir).
-func snapshotRemote(ctx context.Context, env *Env, cfg Config) (snap map[string]string, err error) {
+func snapshotRemote(ctx context.Context, env *Env, cfg Config) (map[string]string, error) {
 	p, err := remotePath(cfg)
 	if err != nil {
 		return nil, mustBeKnown(err)
 	}
 	host, _ := env.Host()
-	snap = map[string]string{"path": p, "host": host}
+	var snap map[string]string
 	err = env.onHost(ctx, func(c *remote.Conn) error {
-		fi, err := checkRemoteTarget(ctx, c, p)
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", p, err)
-		}
-		if fi == nil {
-			snap["existed"] = "false"
-			return nil
-		}
-		saved, err := c.Backup(ctx, p, path.Join(path.Dir(p), remoteBackupDir))
-		if err != nil {
-			return err
-		}
-		env.Log.Debug("kept a copy of the file the write replaces", "host", host, "path", p, "backup", saved.Path,
-			"sha256", saved.SHA256, "mode", chmodMode(saved.Mode), "uid", saved.UID, "gid", saved.GID)
-		snap["existed"] = "true"
-		snap["backup"] = saved.Path
-		snap["sha256"] = saved.SHA256
-		snap["size"] = strconv.FormatInt(saved.Size, 10)
-		snap["mode"] = chmodMode(saved.Mode)
-		snap["uid"] = strconv.Itoa(saved.UID)
-		snap["gid"] = strconv.Itoa(saved.GID)
-		return nil
+		snap, err = backupRemote(ctx, env, c, p, "writing")
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	snap["host"] = host
+	return snap, nil
+}
+
+// backupRemote keeps a copy of the file at p on the host, beside it
+// (remoteBackupDir), before doing (as in "writing") replaces it, and
+// returns what Write's snapshot records of it: path, existed, and for a
+// file that is there the copy's path, digest, size, mode and owner.
+func backupRemote(ctx context.Context, env *Env, c *remote.Conn, p, doing string) (map[string]string, error) {
+	host, _ := env.Host()
+	snap := map[string]string{"path": p}
+	fi, err := checkRemoteTarget(ctx, c, p)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", doing, p, err)
+	}
+	if fi == nil {
+		snap["existed"] = "false"
+		return snap, nil
+	}
+	saved, err := c.Backup(ctx, p, path.Join(path.Dir(p), remoteBackupDir))
+	if err != nil {
+		return nil, err
+	}
+	env.Log.Debug("kept a copy of the file the step replaces", "host", host, "path", p, "backup", saved.Path,
+		"sha256", saved.SHA256, "mode", chmodMode(saved.Mode), "uid", saved.UID, "gid", saved.GID)
+	snap["existed"] = "true"
+	snap["backup"] = saved.Path
+	snap["sha256"] = saved.SHA256
+	snap["size"] = strconv.FormatInt(saved.Size, 10)
+	snap["mode"] = chmodMode(saved.Mode)
+	snap["uid"] = strconv.Itoa(saved.UID)
+	snap["gid"] = strconv.Itoa(saved.GID)
 	return snap, nil
 }
 
 // rollbackRemote is Write.Rollback on the step's host.
 func rollbackRemote(ctx context.Context, env *Env, snapshot map[string]string) error {
+	return restoreRemote(ctx, env, "write", snapshot)
+}
+
+// restoreRemote puts back on the step's host the file a snapshot of
+// backupRemote's form describes, or removes the file when there was none;
+// kind names the step kind in errors ("write: rolling back").
+func restoreRemote(ctx context.Context, env *Env, kind string, snapshot map[string]string) error {
 	host, _ := env.Host()
 	p, err := snapshotField(snapshot, "path")
 	if err != nil || !path.IsAbs(p) {
-		return fmt.Errorf("write: rolling back on %s: the journaled snapshot's path %q is not an absolute path", host, p)
+		return fmt.Errorf("%s: rolling back on %s: the journaled snapshot's path %q is not an absolute path", kind, host, p)
 	}
 	existed, err := snapshotField(snapshot, "existed")
 	if err != nil {
-		return fmt.Errorf("write: rolling back %s on %s: %w", p, host, err)
+		return fmt.Errorf("%s: rolling back %s on %s: %w", kind, p, host, err)
 	}
 	if existed == "false" {
 		return env.onHost(ctx, func(c *remote.Conn) error {
 			if _, err := c.RemoveLeftovers(ctx, p); err != nil {
-				return fmt.Errorf("write: rolling back %s on %s, which did not exist before: %w; remove it by hand: rm %s", p, host, err, command.ShellWord(p))
+				return fmt.Errorf("%s: rolling back %s on %s, which did not exist before: %w; remove it by hand: rm %s", kind, p, host, err, command.ShellWord(p))
 			}
 			err := c.Remove(ctx, p)
 			switch {
 			case errors.Is(err, fs.ErrNotExist):
-				env.Log.Info("the file the write created is already gone", "host", host, "path", p)
+				env.Log.Info("the file the step created is already gone", "host", host, "path", p)
 				return nil
 			case err != nil:
-				return fmt.Errorf("write: rolling back %s on %s, which did not exist before: %w; check it, and remove it by hand if it should not be there: rm %s", p, host, err, command.ShellWord(p))
+				return fmt.Errorf("%s: rolling back %s on %s, which did not exist before: %w; check it, and remove it by hand if it should not be there: rm %s", kind, p, host, err, command.ShellWord(p))
 			}
-			env.Log.Info("removed the file the write created", "host", host, "path", p)
+			env.Log.Info("removed the file the step created", "host", host, "path", p)
 			return nil
 		})
 	}
 	saved, err := parseRemoteSaved(snapshot)
 	if err != nil {
-		return fmt.Errorf("write: rolling back %s on %s: %w", p, host, err)
+		return fmt.Errorf("%s: rolling back %s on %s: %w", kind, p, host, err)
 	}
 	return env.onHost(ctx, func(c *remote.Conn) error {
 		if err := c.Restore(ctx, saved, p); err != nil {
-			return fmt.Errorf("write: rolling back %s: %w; the backup is kept on the host: install -m %s -o %d -g %d %s %s",
-				p, err, chmodMode(saved.Mode), saved.UID, saved.GID, command.ShellWord(saved.Path), command.ShellWord(p))
+			return fmt.Errorf("%s: rolling back %s: %w; the backup is kept on the host: install -m %s -o %d -g %d %s %s",
+				kind, p, err, chmodMode(saved.Mode), saved.UID, saved.GID, command.ShellWord(saved.Path), command.ShellWord(p))
 		}
-		env.Log.Info("restored the file the write replaced", "host", host, "path", p, "mode", chmodMode(saved.Mode),
+		env.Log.Info("restored the file the step replaced", "host", host, "path", p, "mode", chmodMode(saved.Mode),
 			"owner", fmt.Sprintf("%d:%d", saved.UID, saved.GID), "sha256", saved.SHA256, "backup", saved.Path)
 		return nil
 	})

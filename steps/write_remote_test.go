@@ -101,7 +101,7 @@ func TestWriteOnHost(t *testing.T) {
 	if err != nil || snap1["existed"] != "false" {
 		t.Fatalf("snapshot %v, %v", snap1, err)
 	}
-	intent1, err := w.Intent(v1)
+	intent1, err := w.Intent(ctx, env, v1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestWriteOnHost(t *testing.T) {
 	}
 
 	// What a host cannot take.
-	wantErrContains(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"owner": cty.StringVal("www-data")})), "numeric user id")
+	wantErrContains(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"owner": cty.StringVal("rotplan-no-such-user")})), `no user "rotplan-no-such-user" on host.web["h1"]`)
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"path": cty.StringVal("app.key")})), "path")
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"path": cty.StringVal(filepath.Join(h.Home, "missing", "k"))})), "path")
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"trust_owner": cty.StringVal("0")})), "trust_owner")
@@ -162,6 +162,14 @@ func TestWriteOnHost(t *testing.T) {
 func testHostEnv(t *testing.T) (*testhosts.Fleet, *Env, *strings.Builder) {
 	t.Helper()
 	f := testhosts.Start(t, 1)
+	env, logged := testEnv(t)
+	return f, onTestHost(t, f, env), logged
+}
+
+// onTestHost returns env on the first host of the bed f (host.web["h1"]),
+// disconnected at the test's end.
+func onTestHost(t *testing.T, f *testhosts.Fleet, env *Env) *Env {
+	t.Helper()
 	h := f.Hosts[0]
 	hostCfg := testConfig(t, hostSettings{}.Spec(), map[string]cty.Value{
 		"address":       cty.StringVal(h.Addr.String()),
@@ -169,10 +177,9 @@ func testHostEnv(t *testing.T) (*testhosts.Fleet, *Env, *strings.Builder) {
 		"known_hosts":   cty.StringVal(f.KnownHosts),
 		"identity_file": cty.StringVal(f.ClientKey),
 	})
-	env, logged := testEnv(t)
 	env = env.On(`host.web["h1"]`, hostCfg)
 	t.Cleanup(func() { env.Disconnect() })
-	return f, env, logged
+	return env
 }
 
 // wantFile checks a file's content, permission bits and owner.

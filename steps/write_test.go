@@ -766,7 +766,7 @@ func TestWriteResume(t *testing.T) {
 				"path":    cty.StringVal(path),
 				"content": cty.StringVal(testKey).Mark("sensitive"),
 			})
-			intent, err := (*Write)(nil).Intent(cfg)
+			intent, err := (*Write)(nil).Intent(context.Background(), nil, cfg)
 			if err != nil {
 				t.Fatalf("Intent: %v", err)
 			}
@@ -832,7 +832,7 @@ func TestWriteResumeOwner(t *testing.T) {
 				"owner":   tt.owner,
 				"group":   tt.group,
 			})
-			intent, err := (*Write)(nil).Intent(cfg)
+			intent, err := (*Write)(nil).Intent(context.Background(), nil, cfg)
 			if err != nil {
 				t.Fatalf("Intent: %v", err)
 			}
@@ -895,7 +895,7 @@ func TestWriteIntentErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			intent, err := (*Write)(nil).Intent(testConfig(t, (*Write)(nil).Spec(), tt.vals))
+			intent, err := (*Write)(nil).Intent(context.Background(), nil, testConfig(t, (*Write)(nil).Spec(), tt.vals))
 			if intent != nil {
 				t.Errorf("got an intent %v along with the error", intent)
 			}

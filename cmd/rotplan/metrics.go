@@ -54,16 +54,17 @@ const (
 // file, however many steps name it.
 type watchedCertificate struct {
 	// step is the first step, in the order of the run, that names the
-	// file; path is the file's absolute path.
-	step, path string
-	file       steps.CertificateFile
+	// file; host is the host it is on ("" where rotplan runs); path is
+	// the file's absolute path.
+	step, host, path string
+	file             steps.CertificateFile
 	// due is whether a run now would replace the file: some step that
 	// names it would change something.
 	due bool
 }
 
 // watchedCertificates gathers the certificate files of a preview's steps,
-// by absolute path, sorted by it. The first step to name a file gives its
+// by host and absolute path, sorted by them. The first step to name a file gives its
 // step label; a later one adds what the first did not say (that it is due,
 // its renew_before, the certificate where the first could not read one).
 func watchedCertificates(pv *engine.Preview) []watchedCertificate {
@@ -75,11 +76,15 @@ func watchedCertificates(pv *engine.Preview) []watchedCertificate {
 	for _, s := range pv.Steps {
 		due := !s.Skipped && s.Action.Changes()
 		for _, f := range s.Certificates {
-			path := absPath(f.Path)
-			w, ok := byPath[path]
+			path := f.Path
+			if f.Host == "" {
+				path = absPath(path)
+			}
+			key := f.Host + "\x00" + path
+			w, ok := byPath[key]
 			if !ok {
-				byPath[path] = &watchedCertificate{step: s.Addr, path: path, file: f, due: due}
-				paths = append(paths, path)
+				byPath[key] = &watchedCertificate{step: s.Addr, host: f.Host, path: path, file: f, due: due}
+				paths = append(paths, key)
 				continue
 			}
 			w.due = w.due || due
@@ -165,6 +170,9 @@ func planGauges(plan string, pv *engine.Preview, diags hcl.Diagnostics, now time
 	}
 	for _, w := range watchedCertificates(pv) {
 		labels := []label{planLabel, {"step", w.step}, {"path", w.path}}
+		if w.host != "" {
+			labels = append(labels, label{"host", w.host})
+		}
 		if c := w.file.Certificate; c != nil {
 			readable.samples = append(readable.samples, sample{labels: labels, value: 1})
 			notAfter.samples = append(notAfter.samples, sample{

@@ -236,6 +236,35 @@ func TestWatchedCertificatesByAbsolutePath(t *testing.T) {
 	}
 }
 
+// TestWatchedCertificatesOnHosts: a file on a host is watched by host and
+// path: the same path on two hosts, or here, is three certificates, each
+// on a host labelled with it, and a path on a host is never made absolute
+// against this directory.
+func TestWatchedCertificatesOnHosts(t *testing.T) {
+	c := testCertificate(t, "x", 1, checkTime)
+	pv := &engine.Preview{Steps: []engine.StepPreview{
+		{Addr: `write.a["web1"]`, Action: steps.NoChange,
+			Certificates: []steps.CertificateFile{{Host: `host.web["web1"]`, Path: "/etc/tls/server.crt", Certificate: c}}},
+		{Addr: `write.a["web2"]`, Action: steps.Replace,
+			Certificates: []steps.CertificateFile{{Host: `host.web["web2"]`, Path: "/etc/tls/server.crt", Err: fs.ErrNotExist}}},
+		{Addr: "write.here", Action: steps.NoChange,
+			Certificates: []steps.CertificateFile{{Path: "/etc/tls/server.crt", Certificate: c}}},
+	}}
+	got := watchedCertificates(pv)
+	if len(got) != 3 || got[0].host != "" || got[1].host != `host.web["web1"]` || got[2].host != `host.web["web2"]` || got[2].due != true {
+		t.Fatalf("got %#v; want here, web1, web2 (due)", got)
+	}
+	text := string(exposition(planGauges("/p.hcl", pv, nil, checkTime)))
+	for _, want := range []string{
+		`rotplan_certificate_readable{plan="/p.hcl",step="write.a[\"web2\"]",path="/etc/tls/server.crt",host="host.web[\"web2\"]",error="missing"} 0`,
+		`rotplan_certificate_readable{plan="/p.hcl",step="write.here",path="/etc/tls/server.crt"} 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the exposition lacks %s:\n%s", want, text)
+		}
+	}
+}
+
 func TestReadError(t *testing.T) {
 	for _, c := range []struct {
 		err  error

@@ -91,30 +91,94 @@ func (c *Conn) WriteFile(ctx context.Context, p string, data []byte, mode fs.Fil
 		return fail("writing the temporary file", err)
 	}
 	c.stage("written", tmp)
+	if err := c.finish(ctx, sc, f, tmp, p, mode, uid, gid); err != nil {
+		return fmt.Errorf("writing %s on %s: %w", p, c.host, err)
+	}
+	renamed = true
+	return c.syncDir(ctx, dir, p)
+}
+
+// finish is the end of a write: the temporary file tmp, open as f, is
+// flushed, given its owner and then its mode, closed, and renamed over p.
+// The caller removes tmp when finish fails.
+func (c *Conn) finish(ctx context.Context, sc *sftp.Client, f *sftp.File, tmp, p string, mode fs.FileMode, uid, gid int) error {
 	if err := f.Sync(); err != nil {
-		return fail("flushing the temporary file", err)
+		return fmt.Errorf("flushing the temporary file: %w", err)
 	}
 	c.stage("synced", tmp)
 	if uid != -1 || gid != -1 {
 		if err := f.Chown(uid, gid); err != nil {
-			return fail(fmt.Sprintf("setting owner %d and group %d", uid, gid), err)
+			return fmt.Errorf("setting owner %d and group %d: %w", uid, gid, err)
 		}
 	}
 	c.stage("owned", tmp)
 	if err := f.Chmod(mode); err != nil {
-		return fail(fmt.Sprintf("setting mode %04o", uint32(mode.Perm())), err)
+		return fmt.Errorf("setting mode %04o: %w", uint32(mode.Perm()), err)
 	}
 	if err := f.Close(); err != nil {
-		return fail("closing the temporary file", err)
+		return fmt.Errorf("closing the temporary file: %w", err)
 	}
 	if err := context.Cause(ctx); err != nil {
-		return fail("before renaming it into place", err)
+		return fmt.Errorf("before renaming it into place: %w", err)
 	}
 	if err := sc.PosixRename(tmp, p); err != nil {
-		return fail("renaming the temporary file into place", err)
+		return fmt.Errorf("renaming the temporary file into place: %w", err)
 	}
-	renamed = true
-	return c.syncDir(ctx, dir, p)
+	return nil
+}
+
+// Install renames tmp, a regular file that a command made on the host
+// beside p (a key openssl generated there, owner-only), over p as WriteFile
+// ends a write: flushed, given its owner and then its mode, renamed
+// atomically, and the directory flushed. tmp must be named as WriteFile's
+// temporary files are (TempPattern), so that RemoveLeftovers finds it when
+// an Install is cut short; it is removed when Install fails before the
+// rename.
+func (c *Conn) Install(ctx context.Context, tmp, p string, mode fs.FileMode, uid, gid int) error {
+	sc, target, err := c.prepareChange(ctx, p)
+	if err != nil {
+		return err
+	}
+	fail := func(what string, err error) error {
+		sc.Remove(tmp)
+		return fmt.Errorf("installing %s on %s: %s%w", p, c.host, what, err)
+	}
+	switch dir, base := path.Split(p); {
+	case target != nil && !target.Mode().IsRegular():
+		return fail("", notRegular(p, target))
+	case path.Dir(tmp) != path.Clean(dir) || !strings.HasPrefix(path.Base(tmp), "."+base+tempInfix):
+		return fmt.Errorf("installing %s on %s: %s is not a temporary file of it", p, c.host, tmp)
+	}
+	for _, ext := range []string{extFsync, extPosixRename} {
+		if _, ok := sc.HasExtension(ext); !ok {
+			return fail("", fmt.Errorf("the SFTP server does not offer %s, which an atomic, durable replace needs (OpenSSH 6.5 or later offers it)", ext))
+		}
+	}
+	ti, err := sc.Lstat(tmp)
+	switch {
+	case err != nil:
+		return fmt.Errorf("installing %s on %s: %w", p, c.host, err)
+	case !ti.Mode().IsRegular():
+		return fail("", notRegular(tmp, ti))
+	}
+	f, err := sc.OpenFile(tmp, os.O_RDONLY)
+	if err != nil {
+		return fail("opening "+tmp+": ", err)
+	}
+	if err := c.finish(ctx, sc, f, tmp, p, mode, uid, gid); err != nil {
+		f.Close()
+		return fail("", err)
+	}
+	return c.syncDir(ctx, path.Dir(p), p)
+}
+
+// TempPattern is the name, beside p, of a temporary file for p with its
+// random part as the trailing Xs of mktemp(1)'s templates: a file a command
+// on the host creates under it is one RemoveLeftovers finds and Install
+// accepts.
+func TempPattern(p string) string {
+	dir, base := path.Split(p)
+	return dir + "." + base + tempInfix + "XXXXXXXXXXXX"
 }
 
 // stage calls the test hook, if any.

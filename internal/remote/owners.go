@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"strconv"
@@ -66,4 +67,35 @@ func (c *Conn) Chown(ctx context.Context, p string, uid, gid int) error {
 		return fmt.Errorf("chown %s on %s: %w", p, c.host, err)
 	}
 	return nil
+}
+
+// LookupID resolves the user (db "passwd") or group (db "group") name on
+// the host, as the host's own name service sees it (getent(1)), to its
+// id. A name the host does not know is an error satisfying
+// errors.Is(err, fs.ErrNotExist).
+func (c *Conn) LookupID(ctx context.Context, db, name string) (int, error) {
+	what := map[string]string{"passwd": "user", "group": "group"}[db]
+	if what == "" {
+		return 0, fmt.Errorf("looking up %q on %s: no database %q", name, c.host, db)
+	}
+	if name == "" || strings.ContainsAny(name, ":\n") || name[0] == '-' {
+		return 0, fmt.Errorf("%q is not a %s name", name, what)
+	}
+	res, err := c.Run(ctx, []string{"getent", "--", db, name})
+	var exit *ExitError
+	switch {
+	case errors.As(err, &exit) && exit.Status == 2: // getent: not found
+		return 0, fmt.Errorf("no %s %q on %s: %w", what, name, c.host, fs.ErrNotExist)
+	case err != nil:
+		return 0, fmt.Errorf("looking up %s %q on %s: %w", what, name, c.host, err)
+	}
+	fields := strings.Split(strings.SplitN(string(res.Stdout), "\n", 2)[0], ":")
+	if len(fields) < 3 || fields[0] != name {
+		return 0, fmt.Errorf("looking up %s %q on %s: getent printed %q", what, name, c.host, tail(res.Stdout, 200))
+	}
+	id, err := strconv.ParseUint(fields[2], 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("looking up %s %q on %s: getent printed the id %q", what, name, c.host, fields[2])
+	}
+	return int(id), nil
 }

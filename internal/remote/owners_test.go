@@ -75,3 +75,59 @@ func TestOwnTargetAndChown(t *testing.T) {
 		t.Error("a chown of neither owner nor group passed")
 	}
 }
+
+// TestLookupID: names are looked up on the host; a name it does not know
+// is fs.ErrNotExist, named with the host.
+func TestLookupID(t *testing.T) {
+	s := startSSHD(t, 1)
+	c := s.dial(t)
+	ctx := context.Background()
+	for _, db := range []string{"passwd", "group"} {
+		if id, err := c.LookupID(ctx, db, "root"); err != nil || id != 0 {
+			t.Errorf("%s root: %d, %v", db, id, err)
+		}
+	}
+	_, err := c.LookupID(ctx, "passwd", "rotplan-no-such-user")
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), `no user "rotplan-no-such-user" on `+c.Host().String()) {
+		t.Errorf("a missing user: %v", err)
+	}
+	for _, bad := range []string{"", "-n", "a:b"} {
+		if _, err := c.LookupID(ctx, "group", bad); err == nil {
+			t.Errorf("%q looked up", bad)
+		}
+	}
+}
+
+// TestInstall: a temporary file a command made beside the target is
+// renamed over it with its owner and mode; one not named as a temporary
+// file of the target is refused and left alone.
+func TestInstall(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("changing owners needs root")
+	}
+	s := startSSHD(t, 1)
+	c := s.dial(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	target := filepath.Join(dir, "server.key")
+	tmp := strings.Replace(TempPattern(target), "XXXXXXXXXXXX", "abcdefabcdef", 1)
+	if err := os.WriteFile(tmp, []byte("key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Install(ctx, tmp, target, 0o640, 4242, 4343); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, target, "key\n", 0o640, 4242, 4343)
+	if _, err := os.Lstat(tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the temporary file is still there: %v", err)
+	}
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, []byte("x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Install(ctx, other, target, 0o600, -1, -1); err == nil || !strings.Contains(err.Error(), "is not a temporary file of it") {
+		t.Errorf("installing %s: %v", other, err)
+	}
+	checkFile(t, target, "key\n", 0o640, 4242, 4343)
+	checkFile(t, other, "x\n", 0o600, 0, 0)
+}
