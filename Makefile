@@ -1,6 +1,8 @@
 # rotplan: `make demo` runs the seed's whole run (examples/everything.hcl)
 # against a local prod-like bed: Vault, the apps' Vault Agents and nginx (as
-# root; otherwise the control plane alone); `make test` runs every test,
+# root; otherwise the control plane alone), then, as root, the fleet part:
+# examples/cluster.hcl on a 3-node Vault cluster and examples/fleet.hcl on
+# four nginx hosts, hosts in network namespaces; `make test` runs every test,
 # Vault-backed ones included, and as root the fleet bed's (hosts in network
 # namespaces running OpenSSH).
 
@@ -45,7 +47,8 @@ nginx:
 # OpenSSH (server and client) from Debian's packages for the fleet test bed
 # (internal/testhosts), installed once when missing and root; Debian's ssh
 # service is neither started nor enabled: the harness runs its own sshd in
-# each host's network namespace. Otherwise the tests that need it skip.
+# each host's network namespace. Otherwise the tests that need it skip, and
+# the demo skips its fleet part.
 openssh:
 	@sh internal/testhosts/install-openssh.sh
 
@@ -65,8 +68,8 @@ test: check vault nginx openssh
 	ROTPLAN_VAULT_BIN=$(VAULT_BIN) $(GO) test -count=1 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzCompile$$' -fuzztime 20000x -fuzzminimizetime 100x ./engine/
 
-demo: build vault nginx
-	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl -everything examples/everything.hcl
+demo: build vault nginx openssh
+	$(GO) run ./internal/cmd/demo -vault $(VAULT_BIN) -rotplan $(ROTPLAN_BIN) -dir .demo -plan examples/prod.hcl -everything examples/everything.hcl -cluster examples/cluster.hcl -fleet examples/fleet.hcl
 
 # A benchmark, never a test: rotplan against the same work straight through
 # vault/api and against a shell loop, on a real Vault; prints a table.

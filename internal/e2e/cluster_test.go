@@ -43,20 +43,7 @@ func startClusterBed(t *testing.T) *clusterBed {
 // rotplan with args and -var-file vars.hcl plan.hcl, in the controller.
 func (b *clusterBed) run(t *testing.T, ctx context.Context, extra string, args ...string) result {
 	t.Helper()
-	var nodes []string
-	for _, n := range b.c.Nodes {
-		nodes = append(nodes, fmt.Sprintf("%q = { address = %q, dir = %q }", n.ID, n.Host.Addr, n.Dir))
-	}
-	vars := fmt.Sprintf(`nodes       = { %s }
-known_hosts = %q
-identity    = %q
-vault_addr  = %q
-ca_cert     = %q
-admin_dir   = %q
-vault_uid   = "%d"
-vault_gid   = "%d"
-%s
-`, strings.Join(nodes, ", "), b.f.KnownHosts, b.f.ClientKey, b.c.Nodes[0].Addr, b.c.RootCAFile, b.c.AdminDir, b.c.UID, b.c.GID, extra)
+	vars := b.c.PlanVars() + extra + "\n"
 	if err := os.WriteFile(filepath.Join(b.dir, "vars.hcl"), []byte(vars), 0o600); err != nil {
 		t.Fatal(err)
 	}

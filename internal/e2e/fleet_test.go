@@ -35,12 +35,7 @@ func newFleetRun(t testing.TB, w *testweb.Web, batch int, interval string) *flee
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	var web []string
-	for _, s := range w.Sites {
-		web = append(web, fmt.Sprintf("  %s = { address = %q, ssh_port = %d, dir = %q }", s.Host.Name, s.Host.Addr, s.Host.Port, s.Prefix))
-	}
-	vars := fmt.Sprintf("web = {\n%s\n}\nknown_hosts = %q\nidentity = %q\nca_file = %q\nnginx = %q\ncheck_interval = %q\nbatch_size = %d\n",
-		strings.Join(web, "\n"), w.Fleet.KnownHosts, w.Fleet.ClientKey, w.Vault.RootCAFile, w.Nginx, interval, batch)
+	vars := w.PlanVars(batch, interval)
 	for name, content := range map[string][]byte{"plan.hcl": plan, "vars.hcl": []byte(vars)} {
 		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
 			t.Fatal(err)

@@ -141,10 +141,12 @@ func Check(sshd string) error {
 	return nil
 }
 
-var (
-	errNotRoot = errors.New("network namespaces and sshd need root")
-	errDenied  = errors.New("creating network namespaces is not permitted here")
-)
+var errNotRoot = errors.New("network namespaces and sshd need root")
+
+// ErrDenied is in the error of [StartFleet] when the kernel does not let
+// this process create network namespaces (an unprivileged container, say):
+// there is no bed here, however often it is tried.
+var ErrDenied = errors.New("creating network namespaces is not permitted here")
 
 // StartFleet brings up a bed of o.Hosts hosts and returns once every
 // host's sshd answers from the controller's namespace. It first sweeps the
@@ -282,7 +284,7 @@ func (f *Fleet) network(ctx context.Context) error {
 	}
 	if err := runIP(ctx, "", add.String(), "-b", "-"); err != nil {
 		if strings.Contains(err.Error(), "Operation not permitted") {
-			return fmt.Errorf("%w: %v", errDenied, err)
+			return fmt.Errorf("%w: %v", ErrDenied, err)
 		}
 		return err
 	}

@@ -31,7 +31,7 @@ func start(t testing.TB, o Options) *Fleet {
 	defer cancel()
 	begin := time.Now()
 	f, err := StartFleet(ctx, o)
-	if errors.Is(err, errDenied) {
+	if errors.Is(err, ErrDenied) {
 		Unavailable(t, err)
 	}
 	if err != nil {

@@ -594,3 +594,24 @@ func (c *Cluster) Stop() error {
 	}
 	return errors.Join(errs...)
 }
+
+// PlanVars returns the variables of examples/cluster.hcl for this
+// cluster, as a variable file's text: every node by its Raft id (its
+// address and directory), the fleet's known_hosts and controller key,
+// the first (active) node's address, the root CA, the admin identity and
+// the Vault user's ids. The e2e tests and the demo run the plan with it.
+func (c *Cluster) PlanVars() string {
+	var nodes []string
+	for _, n := range c.Nodes {
+		nodes = append(nodes, fmt.Sprintf("%q = { address = %q, dir = %q }", n.ID, n.Host.Addr, n.Dir))
+	}
+	return fmt.Sprintf(`nodes       = { %s }
+known_hosts = %q
+identity    = %q
+vault_addr  = %q
+ca_cert     = %q
+admin_dir   = %q
+vault_uid   = "%d"
+vault_gid   = "%d"
+`, strings.Join(nodes, ", "), c.Fleet.KnownHosts, c.Fleet.ClientKey, c.Nodes[0].Addr, c.RootCAFile, c.AdminDir, c.UID, c.GID)
+}

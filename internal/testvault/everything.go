@@ -111,7 +111,7 @@ func (v *Vault) Certificates() ([]Certificate, error) {
 		{"admin client", "admin.crt: rotplan's and the operator's mTLS identity", admin,
 			func(context.Context) (*big.Int, error) { return fileSerial(admin) }},
 		{"Vault listener", "served at " + v.HostPort + " (SNI " + v.ServerName + ")", filepath.Join(v.ServerDir, "server.crt"),
-			func(ctx context.Context) (*big.Int, error) { return leafSerial(v.ServedChain(ctx)) }},
+			func(ctx context.Context) (*big.Int, error) { return LeafSerial(v.ServedChain(ctx)) }},
 	}
 	agents := []*App{}
 	for _, app := range p.Apps {
@@ -127,12 +127,12 @@ func (v *Vault) Certificates() ([]Certificate, error) {
 	for _, app := range p.Apps {
 		chain, _ := p.LeafFiles(app)
 		out = append(out, Certificate{"leaf " + app, "served by nginx at " + p.HostPort + " (SNI " + LeafName(app) + ")", chain,
-			func(ctx context.Context) (*big.Int, error) { return leafSerial(p.ServedChain(ctx, LeafName(app))) }})
+			func(ctx context.Context) (*big.Int, error) { return LeafSerial(p.ServedChain(ctx, LeafName(app))) }})
 	}
 	edge, _ := p.LeafFiles("vault")
 	out = append(out, Certificate{"Vault edge", "served by nginx at " + p.HostPort + " (SNI " + p.ServerName + ")", edge,
 		func(ctx context.Context) (*big.Int, error) {
-			return leafSerial(v.servedChainAt(ctx, p.HostPort, p.ServerName, admin, adminKey))
+			return LeafSerial(v.servedChainAt(ctx, p.HostPort, p.ServerName, admin, adminKey))
 		}})
 	return out, nil
 }
@@ -167,7 +167,9 @@ func fileSerial(path string) (*big.Int, error) {
 	return certs[0].SerialNumber, nil
 }
 
-func leafSerial(chain []*x509.Certificate, err error) (*big.Int, error) {
+// LeafSerial is the serial of a served chain's leaf (a chain and error as
+// ServedChain returns them): the serial a client of the server sees.
+func LeafSerial(chain []*x509.Certificate, err error) (*big.Int, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -337,3 +337,18 @@ func (w *Web) Stop() error {
 	})
 	return w.stopErr
 }
+
+// PlanVars returns the variables of examples/fleet.hcl for this bed, as a
+// variable file's text: every site by its host's name (address, SSH port,
+// nginx's prefix), the fleet's known_hosts and controller key, Vault's
+// root CA, the nginx binary, the batch size and how often the TLS check
+// tries again. The e2e tests, the benchmark and the demo run the plan
+// with it.
+func (w *Web) PlanVars(batch int, checkInterval string) string {
+	var web []string
+	for _, s := range w.Sites {
+		web = append(web, fmt.Sprintf("  %s = { address = %q, ssh_port = %d, dir = %q }", s.Host.Name, s.Host.Addr, s.Host.Port, s.Prefix))
+	}
+	return fmt.Sprintf("web = {\n%s\n}\nknown_hosts = %q\nidentity = %q\nca_file = %q\nnginx = %q\ncheck_interval = %q\nbatch_size = %d\n",
+		strings.Join(web, "\n"), w.Fleet.KnownHosts, w.Fleet.ClientKey, w.Vault.RootCAFile, w.Nginx, checkInterval, batch)
+}

@@ -94,7 +94,7 @@ not ready, and the healthcheck waits for ready.
 		fmt.Printf("-skip-rotplan: not running rotplan.\n")
 	} else {
 		t0 := time.Now()
-		rotplanFailed = !d.rotplanRun(w.plan, filepath.Join(d.base, "state"), flags)
+		rotplanFailed = !d.rotplanRun(d.local(), w.plan, filepath.Join(d.base, "state"), flags)
 		took = time.Since(t0)
 	}
 	if d.ctx.Err() != nil {

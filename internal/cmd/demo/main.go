@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rotplan/rotplan/internal/testhosts"
 	"github.com/rotplan/rotplan/internal/testvault"
 	"github.com/rotplan/rotplan/steps"
 )
@@ -32,6 +33,7 @@ type demo struct {
 	ctx        context.Context
 	v          *testvault.Vault
 	rotplanBin string
+	vaultBin   string
 	base       string
 }
 
@@ -41,9 +43,11 @@ func run() int {
 	dir := flag.String("dir", ".demo", "demo directory (removed and recreated)")
 	plan := flag.String("plan", "examples/prod.hcl", "rotplan plan that rotates the control plane")
 	everything := flag.String("everything", "examples/everything.hcl", "rotplan plan of the whole run, with the apps' agents and the edge proxy (needs root and nginx; \"\": control plane only)")
+	clusterPlan := flag.String("cluster", "examples/cluster.hcl", "rotplan plan of the 3-node Vault cluster, run in the fleet part (needs root, OpenSSH and network namespaces; \"\": no fleet part)")
+	webPlan := flag.String("fleet", "examples/fleet.hcl", "rotplan plan of the nginx fleet, run in the fleet part (\"\": no fleet part)")
 	skip := flag.Bool("skip-rotplan", false, "only bring Vault (and the agents) up and check them; do not run rotplan")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: demo -vault BIN -rotplan BIN [-dir .demo] [-plan examples/prod.hcl] [-everything examples/everything.hcl] [-skip-rotplan]\n")
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: demo -vault BIN -rotplan BIN [-dir .demo] [-plan examples/prod.hcl] [-everything examples/everything.hcl] [-cluster examples/cluster.hcl] [-fleet examples/fleet.hcl] [-skip-rotplan]\n")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -65,7 +69,7 @@ func run() int {
 			fmt.Fprintf(os.Stderr, "demo: rotplan binary: %v\n", err)
 			return 2
 		}
-		for _, p := range []string{*plan, *everything} {
+		for _, p := range []string{*plan, *everything, *clusterPlan, *webPlan} {
 			if p == "" {
 				continue
 			}
@@ -93,8 +97,15 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		return 1
 	}
-	d := &demo{ctx: ctx, v: v, rotplanBin: *rotplanBin, base: base}
+	d := &demo{ctx: ctx, v: v, rotplanBin: *rotplanBin, vaultBin: *vaultBin, base: base}
 	code := d.run(t0, *plan, *everything, *skip)
+	if ctx.Err() == nil {
+		code = max(code, d.fleet(*clusterPlan, *webPlan, *skip))
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "demo: interrupted")
+		code = 130
+	}
 
 	// Vault stops the agents first; then nothing the demo started may
 	// remain.
@@ -129,7 +140,6 @@ func (d *demo) run(t0 time.Time, plan, everything string, skip bool) int {
 		fmt.Printf("NOT THE WHOLE RUN: %s.\nThe control plane (steps 1 and 2) runs alone.\n\n", why)
 		code := d.controlPlane(plan, skip)
 		if d.ctx.Err() != nil {
-			fmt.Fprintln(os.Stderr, "demo: interrupted")
 			return 130
 		}
 		if code == 0 {
@@ -145,7 +155,6 @@ func (d *demo) run(t0 time.Time, plan, everything string, skip bool) int {
 	}
 	code := w.rotate(skip)
 	if d.ctx.Err() != nil {
-		fmt.Fprintln(os.Stderr, "demo: interrupted")
 		return 130
 	}
 	switch {
@@ -213,7 +222,7 @@ rotplan will issue a new server certificate through Vault, install it in
 			fmt.Printf("  %s\n", kv)
 		}
 		state := filepath.Join(d.base, "state")
-		rotplanFailed = !d.rotplanRun(plan, state, []string{"-var-file", varFile})
+		rotplanFailed = !d.rotplanRun(d.local(), plan, state, []string{"-var-file", varFile})
 	}
 	if d.ctx.Err() != nil {
 		return 130
@@ -251,23 +260,35 @@ rotplan will issue a new server certificate through Vault, install it in
 	return 0
 }
 
+// operator is where the demo's operator runs rotplan: a network namespace
+// (nil: the demo's own) and rotplan's environment.
+type operator struct {
+	ns  *testhosts.Namespace
+	env []string
+}
+
+// local is the operator on this machine, with the harness Vault's
+// environment (the admin identity).
+func (d *demo) local() operator {
+	return operator{env: append(os.Environ(), d.v.Environ()...)}
+}
+
 // rotplanRun shows what an operator would run: the preview, the run and
-// the journal's status, with the harness's environment (the admin
-// identity). It reports whether all three succeeded.
-func (d *demo) rotplanRun(plan, state string, vars []string) bool {
+// the journal's status, as op. It reports whether all three succeeded.
+func (d *demo) rotplanRun(op operator, plan, state string, vars []string) bool {
 	ok := true
 	planArgs := append(append([]string{"plan"}, vars...), plan)
-	if err := d.rotplan(false, planArgs...); err != nil {
+	if err := d.rotplan(op, false, planArgs...); err != nil {
 		fmt.Fprintf(os.Stderr, "\ndemo: rotplan plan failed: %v\n", err)
 		ok = false
 	}
 	runArgs := append(append([]string{"run", "-state-dir", state}, vars...), plan)
-	if err := d.rotplan(true, runArgs...); err != nil {
+	if err := d.rotplan(op, true, runArgs...); err != nil {
 		fmt.Fprintf(os.Stderr, "\ndemo: rotplan run failed: %v\n", err)
 		ok = false
 	}
 	fmt.Println()
-	if err := d.rotplan(false, "status", "-state-dir", state, plan); err != nil {
+	if err := d.rotplan(op, false, "status", "-state-dir", state, plan); err != nil {
 		fmt.Fprintf(os.Stderr, "demo: rotplan status failed: %v\n", err)
 		ok = false
 	}
@@ -275,16 +296,29 @@ func (d *demo) rotplanRun(plan, state string, vars []string) bool {
 	return ok
 }
 
-// rotplan runs the rotplan binary with args, its output on ours, after
-// printing the command line. A run (interruptible) gets SIGINT when the demo
-// is interrupted, so that it rolls back as it would at a terminal.
-func (d *demo) rotplan(interruptible bool, args ...string) error {
-	fmt.Printf("\n$ %s %s\n", d.rotplanBin, shellJoin(args))
-	cmd := exec.CommandContext(d.ctx, d.rotplanBin, args...)
-	cmd.Env = append(os.Environ(), d.v.Environ()...)
+// rotplan runs the rotplan binary with args as op, its output on ours,
+// after printing the command line (ip netns exec NS ... in a namespace).
+// A run (interruptible) gets SIGINT when the demo is interrupted, and
+// stops as it would at a terminal: the steps under way finish and the
+// journal says how to resume. That SIGINT is its only one: rotplan runs
+// in a process group of its own, so a ^C at the terminal reaches the demo
+// alone (rotplan takes a second SIGINT as "stop at once", cutting short
+// what was under way).
+func (d *demo) rotplan(op operator, interruptible bool, args ...string) error {
+	var cmd *exec.Cmd
+	if op.ns != nil {
+		cmd = op.ns.Command(d.ctx, d.rotplanBin, args...)
+	} else {
+		cmd = exec.CommandContext(d.ctx, d.rotplanBin, args...)
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	fmt.Printf("\n$ %s\n", shellJoin(cmd.Args))
+	cmd.Env = op.env
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if interruptible {
-		cmd.Stdin = os.Stdin
 		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 		cmd.WaitDelay = 15 * time.Second
 	}
