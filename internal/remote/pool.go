@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -47,7 +48,21 @@ func (p *Pool) Do(ctx context.Context, h Host, fn func(*Conn) error) error {
 		return err
 	}
 	defer release()
-	return fn(c)
+	return explainLost(c, fn(c))
+}
+
+// explainLost adds to err, the failure of an operation on c, why c was
+// given up on, when it was: the operation itself saw only its channel
+// end ("EOF", "connection lost").
+func explainLost(c *Conn, err error) error {
+	if err == nil {
+		return nil
+	}
+	lost := c.lostErr()
+	if lost == nil || errors.Is(err, lost) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, lost)
 }
 
 // lease returns the connection to h, counted as in use until release is

@@ -715,6 +715,55 @@ func TestKeepAlive(t *testing.T) {
 	waitFor(t, "the connection to be closed", c.broken)
 }
 
+// TestKeepAliveSFTP: a file operation on a host that stops answering
+// fails once the keepalive probes go unanswered, as a command does: the
+// SFTP client's end must not wait for the host to close its side.
+func TestKeepAliveSFTP(t *testing.T) {
+	s := startSSHD(t, 1)
+	cfg := s.config()
+	cfg.KeepAliveInterval, cfg.KeepAliveMax = 50*time.Millisecond, 2
+	var link *silencedConn
+	p := NewPool(cfg)
+	p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		link = &silencedConn{Conn: conn}
+		return link, err
+	}
+	defer p.Close()
+	dir := t.TempDir()
+	var c *Conn
+	if err := p.Do(context.Background(), s.host(0), func(conn *Conn) error {
+		c = conn
+		_, err := c.Stat(context.Background(), dir)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	link.silenced.Store(true)
+	failed := make(chan error, 1)
+	go func() {
+		failed <- p.Do(context.Background(), s.host(0), func(c *Conn) error {
+			return c.WriteFile(context.Background(), filepath.Join(dir, "server.key"), []byte("k"), 0o600, -1, -1)
+		})
+	}()
+	var werr error
+	waitFor(t, "the write to fail", func() bool {
+		select {
+		case werr = <-failed:
+			return true
+		default:
+			return false
+		}
+	})
+	if werr == nil {
+		t.Fatal("a write to a host that stopped answering succeeded")
+	}
+	if !strings.Contains(werr.Error(), "no answer to 2 keepalive probes") {
+		t.Errorf("the write's error does not say the host stopped answering: %v", werr)
+	}
+	waitFor(t, "the connection to be closed", c.broken)
+}
+
 // TestAgent: the keys of the ssh-agent at $SSH_AUTH_SOCK log in, and an
 // agent asked for but not there is a clear error.
 func TestAgent(t *testing.T) {
