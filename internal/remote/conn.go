@@ -113,7 +113,7 @@ func (c *Conn) keepAlive(interval time.Duration, max int) {
 			return
 		case err := <-answered:
 			if err != nil {
-				c.close(fmt.Errorf("host %s: the connection was lost: %w", c.host, err))
+				c.close(fmt.Errorf("host %s: the connection was lost (%v)", c.host, err))
 				return
 			}
 			answered, missed = nil, 0
@@ -150,7 +150,7 @@ type LostError struct {
 
 // Error names the host and says how long it was silent.
 func (e *LostError) Error() string {
-	return fmt.Sprintf("host %s stopped answering: no answer to %d keepalive probes sent %s apart; the connection is given up (nothing sent on it after its last answer is known to have arrived)",
+	return fmt.Sprintf("host %s stopped answering (no answer to %d keepalive probes sent %s apart): the connection was given up",
 		e.Host, e.Probes, e.Interval)
 }
 

@@ -51,9 +51,12 @@ func (p *Pool) Do(ctx context.Context, h Host, fn func(*Conn) error) error {
 	return explainLost(c, fn(c))
 }
 
-// explainLost adds to err, the failure of an operation on c, why c was
-// given up on, when it was: the operation itself saw only its channel
-// end ("EOF", "connection lost").
+// explainLost makes err, the failure of an operation on c, the
+// LostError it comes from, when c was given up on: the operation itself
+// saw only its channel end ("connection lost", "EOF"), and the fault is
+// the host's, not the operation's. What the operation said stays in the
+// message, but is no longer an error to look into (an argument a step
+// blamed it on is not at fault).
 func explainLost(c *Conn, err error) error {
 	if err == nil {
 		return nil
@@ -62,7 +65,7 @@ func explainLost(c *Conn, err error) error {
 	if lost == nil || errors.Is(err, lost) {
 		return err
 	}
-	return fmt.Errorf("%w: %w", err, lost)
+	return fmt.Errorf("%w, failing: %v", lost, err)
 }
 
 // lease returns the connection to h, counted as in use until release is

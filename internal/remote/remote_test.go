@@ -758,7 +758,7 @@ func TestKeepAliveSFTP(t *testing.T) {
 	if werr == nil {
 		t.Fatal("a write to a host that stopped answering succeeded")
 	}
-	if !strings.Contains(werr.Error(), "no answer to 2 keepalive probes") {
+	if !strings.Contains(werr.Error(), "stopped answering (no answer to 2 keepalive probes") {
 		t.Errorf("the write's error does not say the host stopped answering: %v", werr)
 	}
 	waitFor(t, "the connection to be closed", c.broken)
