@@ -20,19 +20,8 @@ import (
 // The hosts go in batches of two, so a test can act on the fleet while
 // the run is in flight: cut a host of the second batch while the first
 // is held, or cut a host of the first while the second is.
-const fleetPlan = webHosts + `
-variable "key" { sensitive = true }
+const fleetPlan = webHosts + keyOnHosts + `
 variable "hold" { default = "" }
-
-write "key" {
-  for_each = var.web
-  on       = host.web[each.key]
-  path     = "${each.value.dir}/app.key"
-  content  = "${var.key}-${each.key}\n"
-  mode     = "0600"
-  owner    = "4242"
-  group    = "4343"
-}
 
 verify "gate" {
   for_each = var.web
@@ -61,9 +50,10 @@ rollout "web" {
 // binary in the controller of a bed of four hosts (h1 and h2 the first
 // batch, h3 and h4 the second), each holding an old key the run replaces.
 type fleetRun struct {
-	f   *testhosts.Fleet
-	ctx context.Context
-	dir string
+	f      *testhosts.Fleet
+	ctx    context.Context
+	dir    string
+	secret string // the key's: never in the output or the state
 }
 
 // oldKey is what every host's file holds before the run, checked from
@@ -71,11 +61,11 @@ type fleetRun struct {
 func oldKey(h *testhosts.Host) string { return "640 1001:1002\nold-" + h.Name + "\n" }
 
 // newKey is what the run puts there.
-func newKey(h *testhosts.Host, secret string) string {
-	return "600 4242:4343\n" + secret + "-" + h.Name + "\n"
+func (r *fleetRun) newKey(h *testhosts.Host) string {
+	return "600 4242:4343\n" + r.secret + "-" + h.Name + "\n"
 }
 
-func newFleetRun(t *testing.T) *fleetRun {
+func newFleetRun(t *testing.T, secret string) *fleetRun {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the write gives files to other users, which needs root")
@@ -92,12 +82,12 @@ func newFleetRun(t *testing.T) *fleetRun {
 			t.Fatal(err)
 		}
 	}
-	return &fleetRun{f: f, ctx: ctx, dir: planDir(t, fleetPlan, nil)}
+	return &fleetRun{f: f, ctx: ctx, dir: planDir(t, fleetPlan, nil), secret: secret}
 }
 
 // vars writes the variables: the bed's hosts, the key's secret and the
 // host whose gate holds ("" for none).
-func (r *fleetRun) vars(t *testing.T, secret, hold string) {
+func (r *fleetRun) vars(t *testing.T, hold string) {
 	t.Helper()
 	var web []string
 	for _, h := range r.f.Hosts {
@@ -108,7 +98,7 @@ func (r *fleetRun) vars(t *testing.T, secret, hold string) {
 	// after 3.
 	vars := fmt.Sprintf("web = { %s }\nknown_hosts = %q\nidentity = %q\nkey = %q\nhold = %q\n"+
 		"connect_timeout = \"3s\"\nkeepalive_interval = \"1s\"\nkeepalive_count_max = 3\n",
-		strings.Join(web, ", "), r.f.KnownHosts, r.f.ClientKey, secret, hold)
+		strings.Join(web, ", "), r.f.KnownHosts, r.f.ClientKey, r.secret, hold)
 	if err := os.WriteFile(filepath.Join(r.dir, "vars.hcl"), []byte(vars), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -130,25 +120,34 @@ func (r *fleetRun) rotplan(t *testing.T, command string) result {
 	return r.start(t, rotplanBin, nil, command)()
 }
 
-// held waits until h's gate holds.
-func (r *fleetRun) held(t *testing.T, h *testhosts.Host) {
+// cutWhileHeld runs rotplan with held's gate holding, cuts cut off once
+// it holds, releases the gate with status and waits for the run; after
+// is how long the run took to end after the cut.
+func (r *fleetRun) cutWhileHeld(t *testing.T, held, cut *testhosts.Host, status int) (res result, after time.Duration) {
 	t.Helper()
+	r.vars(t, held.Name)
+	wait := r.start(t, rotplanBin, nil, "run")
 	waitFor(t, func() bool {
-		_, err := os.Stat(filepath.Join(h.Home, "held"))
+		_, err := os.Stat(filepath.Join(held.Home, "held"))
 		return err == nil
 	})
-}
-
-// release ends h's gate with status.
-func (r *fleetRun) release(t *testing.T, h *testhosts.Host, status int) {
-	t.Helper()
-	tmp := filepath.Join(h.Home, ".release")
+	if err := cut.Cut(r.ctx); err != nil {
+		t.Fatal(err)
+	}
+	begin := time.Now()
+	// The gate reads its status from "release", which appears whole.
+	tmp := filepath.Join(held.Home, ".release")
 	if err := os.WriteFile(tmp, []byte(fmt.Sprint(status)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(tmp, filepath.Join(h.Home, "release")); err != nil {
+	if err := os.Rename(tmp, filepath.Join(held.Home, "release")); err != nil {
 		t.Fatal(err)
 	}
+	res = wait()
+	after = time.Since(begin)
+	t.Logf("the run ended %s after %s was cut off; its output:\n%s%s", after.Round(time.Millisecond), cut.Name, res.stdout, res.stderr)
+	noSecretIn(t, res, r.dir, r.secret)
+	return res, after
 }
 
 // want checks every host's key from outside, over ssh: want gives what
@@ -171,26 +170,15 @@ func (r *fleetRun) want(t *testing.T, when string, want func(h *testhosts.Host) 
 // first batch's gate holds. The run must fail within bounds, name the
 // host, roll the others back and exit 3; the cut host is untouched.
 func TestHostCutOffDuringRun(t *testing.T) {
-	r := newFleetRun(t)
-	h1, h3 := r.f.Host("h1"), r.f.Host("h3")
-	r.vars(t, "cut-secret", "h1")
-	begin := time.Now()
-	wait := r.start(t, rotplanBin, nil, "run")
-	r.held(t, h1)
-	if err := h3.Cut(r.ctx); err != nil {
-		t.Fatal(err)
-	}
-	cut := time.Now()
-	r.release(t, h1, 0)
-	res := wait()
-	t.Logf("the run ended %s after the cut (%s in all)", time.Since(cut).Round(time.Millisecond), time.Since(begin).Round(time.Millisecond))
+	r := newFleetRun(t, "cut-secret")
+	h3 := r.f.Host("h3")
+	res, _ := r.cutWhileHeld(t, r.f.Host("h1"), h3, 0)
 	if res.exit != 3 {
 		t.Fatalf("run with h3 cut off: exit %d, want 3 (rolled back)\n%s%s", res.exit, res.stdout, res.stderr)
 	}
 	if out := res.stdout + res.stderr; !strings.Contains(out, `host.web["h3"]`) || !strings.Contains(out, h3.HostPort()) {
 		t.Errorf("the report does not name the host cut off (host.web[\"h3\"], %s):\n%s%s", h3.HostPort(), res.stdout, res.stderr)
 	}
-	noSecretIn(t, res, r.dir, "cut-secret")
 	if err := h3.Restore(r.ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -203,25 +191,15 @@ func TestHostCutOffDuringRun(t *testing.T) {
 // Once the host is back, resume finishes the rollback: every host has its
 // old key.
 func TestHostUnreachableDuringRollback(t *testing.T) {
-	r := newFleetRun(t)
-	h1, h4 := r.f.Host("h1"), r.f.Host("h4")
-	r.vars(t, "unreachable-secret", "h4")
-	wait := r.start(t, rotplanBin, nil, "run")
-	r.held(t, h4)
-	if err := h1.Cut(r.ctx); err != nil {
-		t.Fatal(err)
-	}
-	cut := time.Now()
-	r.release(t, h4, 1)
-	res := wait()
-	t.Logf("the run ended %s after the cut; its output:\n%s%s", time.Since(cut).Round(time.Millisecond), res.stdout, res.stderr)
+	r := newFleetRun(t, "unreachable-secret")
+	h1 := r.f.Host("h1")
+	res, _ := r.cutWhileHeld(t, r.f.Host("h4"), h1, 1)
 	if res.exit != 4 {
 		t.Fatalf("run whose rollback cannot reach h1: exit %d, want 4 (rollback incomplete)\n%s%s", res.exit, res.stdout, res.stderr)
 	}
 	if !strings.Contains(res.stdout, "Still to undo") || !strings.Contains(res.stdout, `write.key["h1"]`) || !strings.Contains(res.stdout, h1.HostPort()) {
 		t.Errorf("the report does not say what is left to undo on h1 (%s):\n%s%s", h1.HostPort(), res.stdout, res.stderr)
 	}
-	noSecretIn(t, res, r.dir, "unreachable-secret")
 
 	// Resumed while the host is still cut off: the connect times out,
 	// and the rollback is still incomplete.
@@ -240,7 +218,7 @@ func TestHostUnreachableDuringRollback(t *testing.T) {
 	if res.exit != 3 {
 		t.Errorf("resume of the rollback: exit %d, want 3 (rolled back)\n%s%s", res.exit, res.stdout, res.stderr)
 	}
-	noSecretIn(t, res, r.dir, "unreachable-secret")
+	noSecretIn(t, res, r.dir, r.secret)
 	r.want(t, "after the resumed rollback,", oldKey)
 }
 
@@ -248,8 +226,8 @@ func TestHostUnreachableDuringRollback(t *testing.T) {
 // build) once the second batch is under way, then resumes: every host
 // ends with the new key, checked from outside.
 func TestFleetKilledDuringBatch(t *testing.T) {
-	r := newFleetRun(t)
-	r.vars(t, "killed-secret", "")
+	r := newFleetRun(t, "killed-secret")
+	r.vars(t, "")
 	// Killed once the start of h4's write is durable: the second batch
 	// is under way (h3's write may be half done, its temporary file on
 	// the host).
@@ -278,6 +256,6 @@ func TestFleetKilledDuringBatch(t *testing.T) {
 	if res.exit != 0 {
 		t.Fatalf("resume: exit %d\n%s%s", res.exit, res.stdout, res.stderr)
 	}
-	noSecretIn(t, res, r.dir, "killed-secret")
-	r.want(t, "after the resume,", func(h *testhosts.Host) string { return newKey(h, "killed-secret") })
+	noSecretIn(t, res, r.dir, r.secret)
+	r.want(t, "after the resume,", r.newKey)
 }

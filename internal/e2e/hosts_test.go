@@ -40,10 +40,9 @@ host "web" {
 }
 `
 
-// hostsPlan writes a key on every web host over SSH, then checks (here,
-// where rotplan runs) that the run may stand: with fail set, the check
-// fails and every host's write is rolled back.
-const hostsPlan = webHosts + `
+// keyOnHosts writes a key, made of the sensitive variable key and the
+// host's name, on every web host over SSH.
+const keyOnHosts = `
 variable "key" { sensitive = true }
 
 write "key" {
@@ -55,7 +54,12 @@ write "key" {
   owner    = "4242"
   group    = "4343"
 }
+`
 
+// hostsPlan writes a key on every web host over SSH, then checks (here,
+// where rotplan runs) that the run may stand: with fail set, the check
+// fails and every host's write is rolled back.
+const hostsPlan = webHosts + keyOnHosts + `
 verify "after" {
   depends_on = [write.key]
   command {
