@@ -173,6 +173,12 @@ func applyRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value, err 
 			"size", len(r.content), "sha256", digest)
 		return nil
 	})
+	if remote.MayBeInPlace(err) {
+		// The host may have the new file (its answer to the rename
+		// lost, or the flush after it failed): the rollback restores
+		// the old one.
+		return cty.NilVal, &UnsettledError{Err: err}
+	}
 	if err != nil {
 		return cty.NilVal, err
 	}

@@ -111,10 +111,34 @@ func (c *Conn) WriteFile(ctx context.Context, p string, data []byte, mode fs.Fil
 		return fail("before renaming it into place", err)
 	}
 	if err := sc.PosixRename(tmp, p); err != nil {
+		var status *sftp.StatusError
+		if !errors.As(err, &status) {
+			// No answer: the host may have renamed it.
+			err = &unconfirmedRenameError{err}
+		}
 		return fail("renaming the temporary file into place", err)
 	}
 	renamed = true
+	c.stage("renamed", tmp)
 	return c.syncDir(ctx, dir, p)
+}
+
+// unconfirmedRenameError is a rename asked for whose answer never came
+// (the connection lost): the host may have done it.
+type unconfirmedRenameError struct{ err error }
+
+func (e *unconfirmedRenameError) Error() string { return e.err.Error() }
+func (e *unconfirmedRenameError) Unwrap() error { return e.err }
+
+// MayBeInPlace reports whether err, from WriteFile, may have left the new
+// file in place: the rename was asked for and its answer lost (the host
+// cut off), or it was done and the directory could not be flushed (a
+// *NotFlushedError). Any other error from WriteFile left the target as
+// it was.
+func MayBeInPlace(err error) bool {
+	var unconfirmed *unconfirmedRenameError
+	var notFlushed *NotFlushedError
+	return errors.As(err, &unconfirmed) || errors.As(err, &notFlushed)
 }
 
 // stage calls the test hook, if any.

@@ -65,7 +65,23 @@ func explainLost(c *Conn, err error) error {
 	if lost == nil || errors.Is(err, lost) {
 		return err
 	}
-	return fmt.Errorf("%w, failing: %v", lost, err)
+	return &lostOperationError{lost: lost, op: err}
+}
+
+// lostOperationError is an operation that failed because its connection
+// was given up on: it is the LostError, with what the operation said as
+// text, and still says whether a write may be in place (MayBeInPlace).
+type lostOperationError struct {
+	lost, op error
+}
+
+func (e *lostOperationError) Error() string { return e.lost.Error() + ", failing: " + e.op.Error() }
+
+func (e *lostOperationError) Unwrap() []error {
+	if MayBeInPlace(e.op) {
+		return []error{e.lost, e.op}
+	}
+	return []error{e.lost}
 }
 
 // lease returns the connection to h, counted as in use until release is

@@ -764,6 +764,45 @@ func TestKeepAliveSFTP(t *testing.T) {
 	waitFor(t, "the connection to be closed", c.broken)
 }
 
+// TestLostAfterRename: a host that stops answering once the new file is
+// renamed into place (before its directory is flushed) fails the write
+// with an error that says the file may be in place, so that the step is
+// undone; one lost before the rename says nothing of the kind.
+func TestLostAfterRename(t *testing.T) {
+	s := startSSHD(t, 1)
+	for _, stage := range []string{"owned", "renamed"} {
+		t.Run(stage, func(t *testing.T) {
+			cfg := s.config()
+			cfg.KeepAliveInterval, cfg.KeepAliveMax = 50*time.Millisecond, 2
+			var link *silencedConn
+			p := NewPool(cfg)
+			p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				link = &silencedConn{Conn: conn}
+				return link, err
+			}
+			defer p.Close()
+			target := filepath.Join(t.TempDir(), "server.key")
+			err := p.Do(context.Background(), s.host(0), func(c *Conn) error {
+				c.hook = func(at, _ string) {
+					if at == stage {
+						link.silenced.Store(true)
+					}
+				}
+				return c.WriteFile(context.Background(), target, []byte("new"), 0o600, -1, -1)
+			})
+			var lost *LostError
+			if !errors.As(err, &lost) {
+				t.Fatalf("the write on a host lost after %s: %v, want a LostError", stage, err)
+			}
+			_, statErr := os.Stat(target)
+			if got, want := MayBeInPlace(err), stage == "renamed"; got != want || (statErr == nil) != want {
+				t.Errorf("lost after %s: MayBeInPlace %t, want %t; the file: %v", stage, got, want, statErr)
+			}
+		})
+	}
+}
+
 // TestAgent: the keys of the ssh-agent at $SSH_AUTH_SOCK log in, and an
 // agent asked for but not there is a clear error.
 func TestAgent(t *testing.T) {
