@@ -715,6 +715,21 @@ func TestKeepAlive(t *testing.T) {
 	waitFor(t, "the connection to be closed", c.broken)
 }
 
+// silencedPool returns a pool that dials with cfg through a silencedConn,
+// closed at the test's end; *link is the last connection it made.
+func silencedPool(t *testing.T, cfg Config) (p *Pool, link **silencedConn) {
+	t.Helper()
+	link = new(*silencedConn)
+	p = NewPool(cfg)
+	p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		*link = &silencedConn{Conn: conn}
+		return *link, err
+	}
+	t.Cleanup(func() { p.Close() })
+	return p, link
+}
+
 // TestKeepAliveSFTP: a file operation on a host that stops answering
 // fails once the keepalive probes go unanswered, as a command does: the
 // SFTP client's end must not wait for the host to close its side.
@@ -722,14 +737,7 @@ func TestKeepAliveSFTP(t *testing.T) {
 	s := startSSHD(t, 1)
 	cfg := s.config()
 	cfg.KeepAliveInterval, cfg.KeepAliveMax = 50*time.Millisecond, 2
-	var link *silencedConn
-	p := NewPool(cfg)
-	p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		link = &silencedConn{Conn: conn}
-		return link, err
-	}
-	defer p.Close()
+	p, link := silencedPool(t, cfg)
 	dir := t.TempDir()
 	var c *Conn
 	if err := p.Do(context.Background(), s.host(0), func(conn *Conn) error {
@@ -739,7 +747,7 @@ func TestKeepAliveSFTP(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	link.silenced.Store(true)
+	(*link).silenced.Store(true)
 	failed := make(chan error, 1)
 	go func() {
 		failed <- p.Do(context.Background(), s.host(0), func(c *Conn) error {
@@ -774,19 +782,12 @@ func TestLostAfterRename(t *testing.T) {
 		t.Run(stage, func(t *testing.T) {
 			cfg := s.config()
 			cfg.KeepAliveInterval, cfg.KeepAliveMax = 50*time.Millisecond, 2
-			var link *silencedConn
-			p := NewPool(cfg)
-			p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-				conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-				link = &silencedConn{Conn: conn}
-				return link, err
-			}
-			defer p.Close()
+			p, link := silencedPool(t, cfg)
 			target := filepath.Join(t.TempDir(), "server.key")
 			err := p.Do(context.Background(), s.host(0), func(c *Conn) error {
 				c.hook = func(at, _ string) {
 					if at == stage {
-						link.silenced.Store(true)
+						(*link).silenced.Store(true)
 					}
 				}
 				return c.WriteFile(context.Background(), target, []byte("new"), 0o600, -1, -1)
