@@ -17,6 +17,9 @@ import (
 type StepError struct {
 	Addr        string
 	Diagnostics hcl.Diagnostics
+	// Unsettled is set when the step failed after its change may have
+	// taken effect (a *steps.UnsettledError): a rollback undoes it.
+	Unsettled bool
 }
 
 // Error renders the diagnostics on one line, each with its file:line:col,

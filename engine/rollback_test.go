@@ -34,6 +34,9 @@ type ledger struct {
 	events   []string
 	fail     map[string]string // steps whose Apply fails, with the message
 	undoFail map[string]string // steps whose Rollback fails, with the message
+	// unsettle: steps of fail whose Apply fails after its change may have
+	// taken effect (a *steps.UnsettledError).
+	unsettle map[string]bool
 
 	snapshots map[string]int    // Snapshot calls per step
 	backups   map[string]string // per step, the Env.Backups its Snapshot had
@@ -53,7 +56,7 @@ type ledger struct {
 
 func newLedger() *ledger {
 	return &ledger{
-		fail: map[string]string{}, undoFail: map[string]string{},
+		fail: map[string]string{}, undoFail: map[string]string{}, unsettle: map[string]bool{},
 		snapshots: map[string]int{}, backups: map[string]string{},
 		undoneWith: map[string][]map[string]string{}, undoneOutputs: map[string][]string{},
 		journaled: map[string][]string{},
@@ -88,9 +91,12 @@ func (l *ledger) Apply(_ context.Context, env *steps.Env, cfg steps.Config) (cty
 	addr := env.Log.Name()
 	l.mu.Lock()
 	l.events = append(l.events, "apply "+addr)
-	msg := l.fail[addr]
+	msg, unsettle := l.fail[addr], l.unsettle[addr]
 	l.mu.Unlock()
-	if msg != "" {
+	switch {
+	case msg != "" && unsettle:
+		return cty.NilVal, &steps.UnsettledError{Err: errors.New(msg)}
+	case msg != "":
 		return cty.NilVal, errors.New(msg)
 	}
 	return result("out:" + cfg.String("input")), nil
@@ -948,6 +954,54 @@ undo "never" {
 				}
 			}
 		})
+	}
+}
+
+// TestRollbackUndoesUnsettledFailure: a step that fails after its change
+// may have taken effect (a *steps.UnsettledError: a host lost after a
+// file's rename) is undone with the completed steps, before them, with
+// its outputs unknown (a step that fails otherwise is not:
+// TestRollbackFailureThenResume). When its undoing fails too, the journal
+// says so, and the resume undoes it.
+func TestRollbackUndoesUnsettledFailure(t *testing.T) {
+	const src = `
+undo "a" {
+  input = "a"
+}
+undo "b" {
+  input = undo.a.output
+}
+`
+	l := newLedger()
+	l.fail["undo.b"], l.unsettle["undo.b"] = "host lost after the rename", true
+	l.undoFail["undo.b"] = "host still away"
+	prog := compileWith(t, src, nil, l.kinds())
+	dir := t.TempDir()
+	report, err := applyRollback(t, prog, dir, func(o *Options) { o.Parallelism = 1 })
+	if errs := StepErrors(err); len(errs) != 1 || errs[0].Addr != "undo.b" || !errs[0].Unsettled {
+		t.Fatalf("Apply: %v, want undo.b failed, unsettled", err)
+	}
+	want := map[string]Outcome{"undo.a": RolledBack, "undo.b": RollbackFailed}
+	if got := rollbackOutcomes(t, report); !reflect.DeepEqual(got, want) {
+		t.Fatalf("RollbackSteps %v, want %v", got, want)
+	}
+	if outs := l.undoneOutputs["undo.b"]; !reflect.DeepEqual(outs, []string{"(unknown)"}) {
+		t.Errorf("undo.b rolled back with outputs %v, want unknown", outs)
+	}
+	undoneBefore(t, l.since(0), [][2]string{{"undo.b", "undo.a"}})
+	run := loadRun(t, dir)
+	if s := run.Steps["undo.b"]; s.State != StateRollbackFailed {
+		t.Fatalf("undo.b's state %q, want %q", s.State, StateRollbackFailed)
+	}
+
+	delete(l.undoFail, "undo.b")
+	mark := l.eventCount()
+	report, _ = resumeWith(t, prog, dir, func(o *Options) { o.Parallelism = 1 })
+	if report.Rollback != RollbackComplete {
+		t.Fatalf("after the resume Report.Rollback = %q", report.Rollback)
+	}
+	if got, want := l.since(mark), []string{"undo undo.b", "undone undo.b"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("the resume did %v, want %v", got, want)
 	}
 }
 

@@ -284,7 +284,7 @@ func foldRun(c *journal.Contents) (*Run, error) {
 		case journal.StepFailed:
 			s := step(rec.Step)
 			s.State, s.Error, s.Duration = StateFailed, rec.Error, time.Duration(rec.Duration)
-			if s.settleOnFail {
+			if s.settleOnFail && !rec.Unsettled {
 				s.unsettled, s.settleOnFail = false, false
 			}
 		case journal.StepSkipped:

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -43,7 +44,7 @@ func (x *execution) runStep(ctx context.Context, n *node, evalCtx *hcl.EvalConte
 			res.Outcome = Interrupted
 		}
 		// The failure's own record may fail too; the run fails either way.
-		_ = x.record(journal.Record{Type: journal.StepFailed, Step: addr, Error: stepErr.Error(), Duration: journal.Duration(res.Duration)})
+		_ = x.record(journal.Record{Type: journal.StepFailed, Step: addr, Error: stepErr.Error(), Duration: journal.Duration(res.Duration), Unsettled: stepErr.Unsettled})
 	}
 	if x.opts.Observer != nil {
 		x.opts.Observer.StepFinished(res)
@@ -122,7 +123,16 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 		return cty.NilVal, "", x.journalError(n, commitErr)
 	}
 	if err != nil {
-		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err)}
+		// A change that may have taken effect is undone with the
+		// completed ones, if the step saved what undoes it.
+		var unsettled *steps.UnsettledError
+		mayHaveChanged := errors.As(err, &unsettled) && len(snap) > 0
+		if mayHaveChanged {
+			x.mu.Lock()
+			x.unsettled[addr] = true
+			x.mu.Unlock()
+		}
+		return cty.NilVal, "", &StepError{Addr: addr, Diagnostics: p.stepDiagnostics(n, "Step failed:", err), Unsettled: mayHaveChanged}
 	}
 	out, err = conformOutputs(n, out)
 	if err != nil {

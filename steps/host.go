@@ -7,9 +7,9 @@ import (
 	"io/fs"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/rotplan/rotplan/internal/remote"
@@ -49,6 +49,12 @@ func (hostSettings) Spec() hcldec.ObjectSpec {
 		"known_hosts":   &hcldec.AttrSpec{Name: "known_hosts", Type: cty.String, Required: true},
 		"identity_file": &hcldec.AttrSpec{Name: "identity_file", Type: cty.String},
 		"agent":         &hcldec.AttrSpec{Name: "agent", Type: cty.Bool},
+		// How long a host that does not answer is waited for: a
+		// host cut off fails its step within these bounds instead of
+		// holding the run for ever.
+		"connect_timeout":     &hcldec.AttrSpec{Name: "connect_timeout", Type: cty.String},
+		"keepalive_interval":  &hcldec.AttrSpec{Name: "keepalive_interval", Type: cty.String},
+		"keepalive_count_max": &hcldec.AttrSpec{Name: "keepalive_count_max", Type: cty.Number},
 	}
 }
 
@@ -119,15 +125,30 @@ func readHost(name string, cfg Config) (hostTarget, error) {
 		errs = append(errs, err)
 	}
 	t.cfg.Agent = agent
+	// Unset, each is 0: remote's defaults (10s; 15s and 3).
+	for attr, d := range map[string]*time.Duration{"connect_timeout": &t.cfg.ConnectTimeout, "keepalive_interval": &t.cfg.KeepAliveInterval} {
+		if *d, err = cfg.Duration(attr, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n, set, err := cfg.Int("keepalive_count_max"); err != nil {
+		errs = append(errs, err)
+	} else if set && (n < 1 || n > 1000) {
+		errs = append(errs, attrErr(cfg.Path("keepalive_count_max"), "%d is not a number of probes (1 to 1000)", n))
+	} else {
+		t.cfg.KeepAliveMax = int(n)
+	}
 	if len(errs) == 0 && len(t.cfg.KeyFiles) == 0 && !t.cfg.Agent {
 		errs = append(errs, attrErr(cfg.Path("identity_file"), "no way to log in: give identity_file, or agent = true to use the ssh-agent at SSH_AUTH_SOCK"))
 	}
 	return t, joinErrors(errs...)
 }
 
-// poolKey tells apart the ways of reaching hosts: one Pool each.
+// poolKey tells apart the ways of reaching hosts (the keys and the
+// timeouts): one Pool each.
 func (t hostTarget) poolKey() string {
-	return strconv.Quote(t.cfg.KnownHosts) + " " + strconv.Quote(strings.Join(t.cfg.KeyFiles, "\x00")) + " " + strconv.FormatBool(t.cfg.Agent)
+	return fmt.Sprintf("%q %q %t %s %s %d", t.cfg.KnownHosts, strings.Join(t.cfg.KeyFiles, "\x00"), t.cfg.Agent,
+		t.cfg.ConnectTimeout, t.cfg.KeepAliveInterval, t.cfg.KeepAliveMax)
 }
 
 // hostSession holds the connections to hosts of a run or a preview: a

@@ -106,7 +106,7 @@ func checkRemoteTarget(ctx context.Context, c *remote.Conn, p string) (fs.FileIn
 	di, err := c.Lstat(ctx, path.Dir(p))
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("directory %s on %s: %w", path.Dir(p), c.Host(), err)
+		return nil, fmt.Errorf("checking the directory: %w", err)
 	case !di.IsDir():
 		return nil, fmt.Errorf("%s on %s is %s, not a directory", path.Dir(p), c.Host(), describeFileType(di.Mode()))
 	}
@@ -157,6 +157,9 @@ func applyRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value, err 
 		if err := env.Commit(); err != nil {
 			return err
 		}
+		if err := removeRemoteLeftovers(ctx, env, c, r.path); err != nil {
+			return fmt.Errorf("writing %s: %w", r.path, err)
+		}
 		if err := c.WriteFile(ctx, r.path, r.content, r.mode, r.uid, r.gid); err != nil {
 			return err
 		}
@@ -165,6 +168,12 @@ func applyRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value, err 
 			"size", len(r.content), "sha256", digest)
 		return nil
 	})
+	if remote.MayBeInPlace(err) {
+		// The host may have the new file (its answer to the rename
+		// lost, or the flush after it failed): the rollback restores
+		// the old one.
+		return cty.NilVal, &UnsettledError{Err: err}
+	}
 	if err != nil {
 		return cty.NilVal, err
 	}
@@ -331,7 +340,7 @@ func restoreRemote(ctx context.Context, env *Env, kind string, snapshot map[stri
 	}
 	if existed == "false" {
 		return env.onHost(ctx, func(c *remote.Conn) error {
-			if _, err := c.RemoveLeftovers(ctx, p); err != nil {
+			if err := removeRemoteLeftovers(ctx, env, c, p); err != nil {
 				return fmt.Errorf("%s: rolling back %s on %s, which did not exist before: %w; remove it by hand: rm %s", kind, p, host, err, command.ShellWord(p))
 			}
 			err := c.Remove(ctx, p)
@@ -351,6 +360,9 @@ func restoreRemote(ctx context.Context, env *Env, kind string, snapshot map[stri
 		return fmt.Errorf("%s: rolling back %s on %s: %w", kind, p, host, err)
 	}
 	return env.onHost(ctx, func(c *remote.Conn) error {
+		if err := removeRemoteLeftovers(ctx, env, c, p); err != nil {
+			return fmt.Errorf("%s: rolling back %s on %s: %w", kind, p, host, err)
+		}
 		if err := c.Restore(ctx, saved, p); err != nil {
 			return fmt.Errorf("%s: rolling back %s: %w; the backup is kept on the host: install -m %s -o %d -g %d %s %s",
 				kind, p, err, chmodMode(saved.Mode), saved.UID, saved.GID, command.ShellWord(saved.Path), command.ShellWord(p))
@@ -359,6 +371,19 @@ func restoreRemote(ctx context.Context, env *Env, kind string, snapshot map[stri
 			"owner", fmt.Sprintf("%d:%d", saved.UID, saved.GID), "sha256", saved.SHA256, "backup", saved.Path)
 		return nil
 	})
+}
+
+// removeRemoteLeftovers removes the temporary files that writes of p cut
+// short (rotplan killed, the host lost mid-write) left beside it on the
+// host: owner-only, but they may hold a key, and their names are random,
+// so no later write reuses one.
+func removeRemoteLeftovers(ctx context.Context, env *Env, c *remote.Conn, p string) error {
+	removed, err := c.RemoveLeftovers(ctx, p)
+	host, _ := env.Host()
+	for _, q := range removed {
+		env.Log.Info("removed the temporary file a write that was cut short left", "host", host, "path", q)
+	}
+	return err
 }
 
 // parseRemoteSaved reads back the copy a snapshot on a host recorded.

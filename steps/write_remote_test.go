@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rotplan/rotplan/internal/testhosts"
 	"github.com/zclconf/go-cty/cty"
@@ -42,6 +43,10 @@ func TestHostSettingsCheck(t *testing.T) {
 		{"relative identity", with("identity_file", cty.StringVal("id")), "identity_file"},
 		{"empty address", with("address", cty.StringVal("")), "address"},
 		{"empty user", with("user", cty.StringVal("")), "user"},
+		{"timeouts", with("connect_timeout", cty.StringVal("3s"), "keepalive_interval", cty.StringVal("1s"), "keepalive_count_max", cty.NumberIntVal(2)), ""},
+		{"connect_timeout not a duration", with("connect_timeout", cty.StringVal("3")), "connect_timeout"},
+		{"keepalive_interval 0", with("keepalive_interval", cty.StringVal("0s")), "keepalive_interval"},
+		{"keepalive_count_max 0", with("keepalive_count_max", cty.NumberIntVal(0)), "keepalive_count_max"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,6 +66,16 @@ func TestHostSettingsCheck(t *testing.T) {
 	}
 	if h.host.Port != 22 || h.host.User != "root" || h.host.Name != `host.web["a"]` {
 		t.Errorf("defaults: %+v, want port 22, user root", h.host)
+	}
+	if h.cfg.ConnectTimeout != 0 || h.cfg.KeepAliveInterval != 0 || h.cfg.KeepAliveMax != 0 {
+		t.Errorf("timeouts: %+v, want 0 (remote's defaults)", h.cfg)
+	}
+	h, err = readHost("h", testConfig(t, spec, with("connect_timeout", cty.StringVal("3s"), "keepalive_interval", cty.StringVal("1s"), "keepalive_count_max", cty.NumberIntVal(2))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.cfg.ConnectTimeout != 3*time.Second || h.cfg.KeepAliveInterval != time.Second || h.cfg.KeepAliveMax != 2 {
+		t.Errorf("timeouts: %+v, want 3s, 1s and 2", h.cfg)
 	}
 }
 
@@ -155,6 +170,62 @@ func TestWriteOnHost(t *testing.T) {
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"path": cty.StringVal("app.key")})), "path")
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"path": cty.StringVal(filepath.Join(h.Home, "missing", "k"))})), "path")
 	wantAttrErr(t, w.CheckHost(ctx, env, cfgOf("x", map[string]cty.Value{"trust_owner": cty.StringVal("0")})), "trust_owner")
+}
+
+// TestWriteOnHostRemovesLeftovers: the temporary file a write cut short
+// left on the host (rotplan killed between its create and its rename; it
+// may hold a key) is removed by the write that replaces it, as a resume
+// redoes it, and by a rollback that restores the file it replaced.
+func TestWriteOnHostRemovesLeftovers(t *testing.T) {
+	f, env, _ := testHostEnv(t)
+	h := f.Hosts[0]
+	ctx := context.Background()
+	p := filepath.Join(h.Home, "app.key")
+	w := (*Write)(nil)
+	cfgOf := func(content string) Config {
+		return testConfig(t, w.Spec(), map[string]cty.Value{
+			"path":    cty.StringVal(p),
+			"content": cty.StringVal(content).Mark("sensitive"),
+			"mode":    cty.StringVal("0600"),
+		})
+	}
+	leftover := func() string {
+		t.Helper()
+		q := filepath.Join(h.Home, ".app.key.rotplan-tmp-0123456789abcdef")
+		if err := os.WriteFile(q, []byte("half a key"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	gone := func(q, after string) {
+		t.Helper()
+		if _, err := os.Lstat(q); !os.IsNotExist(err) {
+			t.Errorf("after %s, the leftover %s is still there (%v)", after, q, err)
+		}
+	}
+	if err := os.WriteFile(p, []byte("old\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := cfgOf("new\n")
+	// The connection is made from the bed's controller, and kept.
+	var snap map[string]string
+	if err := f.Controller.Do(func() (err error) {
+		snap, err = w.Snapshot(ctx, env, v)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	q := leftover()
+	if _, err := w.Apply(ctx, env, v); err != nil {
+		t.Fatal(err)
+	}
+	gone(q, "the write")
+	q = leftover()
+	if err := w.Rollback(ctx, env, v, cty.NilVal, snap); err != nil {
+		t.Fatal(err)
+	}
+	gone(q, "the rollback")
+	wantFile(t, p, "old\n", 0o600, 0, 0)
 }
 
 // testHostEnv starts a bed of one host and returns an Env for steps on

@@ -78,6 +78,9 @@ type Record struct {
 	Error    string            `json:"error,omitempty"`
 	Reason   string            `json:"reason,omitempty"`
 	Note     string            `json:"note,omitempty"`
+	// Unsettled, on a step_failed record, says the step failed after its
+	// change may have taken effect: a rollback undoes it.
+	Unsettled bool `json:"unsettled,omitempty"`
 
 	Status string `json:"status,omitempty"`
 }
@@ -234,6 +237,9 @@ func appendRecord(b []byte, r Record) ([]byte, error) {
 	field("error", r.Error)
 	field("reason", r.Reason)
 	field("note", r.Note)
+	if r.Unsettled {
+		b = append(b, `,"unsettled":true`...)
+	}
 	field("status", r.Status)
 	return append(b, '}'), nil
 }

@@ -20,6 +20,7 @@ func TestAppendRecordAsJSONMarshal(t *testing.T) {
 			Facts: []Fact{{Name: "serial", Value: "1a:2b"}, {Name: "not after", Value: "<2026> & \x01"}}, Checked: true,
 			Duration: Duration(1234567 * time.Nanosecond)},
 		{Type: StepFailed, Time: at, Step: "reload.vault", Error: "signal: no such process\n\tat pid 12", Duration: Duration(3 * time.Hour)},
+		{Type: StepFailed, Time: at, Step: `write.key["h3"]`, Error: "host lost", Unsettled: true},
 		{Type: StepSkipped, Time: at, Step: "issue.admin", Reason: "612h left ✓ \xff"},
 		{Type: StepSuperseded, Time: at, Step: "issue.admin", Note: "revoked 1a"},
 		{Type: RunFinished, Time: at, Status: StatusSucceeded},

@@ -14,7 +14,8 @@ import (
 
 // webHosts declares the bed's hosts as a plan sees them: the variables the
 // tests give (the hosts by name, with address, port and a directory of
-// their own; known_hosts; the controller's key; fail) and host "web".
+// their own; known_hosts; the controller's key; fail; the timeouts) and
+// host "web".
 const webHosts = `
 variable "web" {
   type = map(object({ address = string, port = number, dir = string }))
@@ -22,20 +23,26 @@ variable "web" {
 variable "known_hosts" {}
 variable "identity" {}
 variable "fail" { default = false }
+# How long a host that does not answer is waited for; null: the defaults.
+variable "connect_timeout" { default = null }
+variable "keepalive_interval" { default = null }
+variable "keepalive_count_max" { default = null }
 
 host "web" {
-  for_each      = var.web
-  address       = each.value.address
-  port          = each.value.port
-  known_hosts   = var.known_hosts
-  identity_file = var.identity
+  for_each            = var.web
+  address             = each.value.address
+  port                = each.value.port
+  known_hosts         = var.known_hosts
+  identity_file       = var.identity
+  connect_timeout     = var.connect_timeout
+  keepalive_interval  = var.keepalive_interval
+  keepalive_count_max = var.keepalive_count_max
 }
 `
 
-// hostsPlan writes a key on every web host over SSH, then checks (here,
-// where rotplan runs) that the run may stand: with fail set, the check
-// fails and every host's write is rolled back.
-const hostsPlan = webHosts + `
+// keyOnHosts writes a key, made of the sensitive variable key and the
+// host's name, on every web host over SSH.
+const keyOnHosts = `
 variable "key" { sensitive = true }
 
 write "key" {
@@ -47,7 +54,12 @@ write "key" {
   owner    = "4242"
   group    = "4343"
 }
+`
 
+// hostsPlan writes a key on every web host over SSH, then checks (here,
+// where rotplan runs) that the run may stand: with fail set, the check
+// fails and every host's write is rolled back.
+const hostsPlan = webHosts + keyOnHosts + `
 verify "after" {
   depends_on = [write.key]
   command {
@@ -90,17 +102,9 @@ func TestWriteOnHosts(t *testing.T) {
 		return runCmd(t, cmd, 3*time.Minute)
 	}
 	run := func() result { t.Helper(); return rotplan("run") }
-	// stat asks the host, over ssh from the controller, for the file's
-	// mode, owner and content; "" when there is none.
 	stat := func(h *testhosts.Host) string {
 		t.Helper()
-		p := filepath.Join(h.Home, "app.key")
-		out, err := f.Controller.Command(ctx, "ssh", "-F", f.SSHConfig, h.Name,
-			fmt.Sprintf("if test -e %s; then stat -c '%%a %%u:%%g' %s; cat %s; fi", p, p, p)).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ssh %s: %v\n%s", h.Name, err, out)
-		}
-		return string(out)
+		return hostFile(ctx, t, f, h, filepath.Join(h.Home, "app.key"))
 	}
 	// wantKeys checks every host's file: the key of secret, or none
 	// when secret is "".
@@ -118,18 +122,7 @@ func TestWriteOnHosts(t *testing.T) {
 	}
 	noSecret := func(res result, secret string) {
 		t.Helper()
-		if strings.Contains(res.stdout+res.stderr, secret) {
-			t.Errorf("the key shows in rotplan's output:\n%s%s", res.stdout, res.stderr)
-		}
-		filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-			if err != nil || fi.IsDir() || filepath.Base(p) == "vars.hcl" {
-				return nil
-			}
-			if b, _ := os.ReadFile(p); strings.Contains(string(b), secret) {
-				t.Errorf("the key is in %s", p)
-			}
-			return nil
-		})
+		noSecretIn(t, res, dir, secret)
 	}
 
 	// 1. The check fails: the files the run created are removed again.
@@ -240,4 +233,36 @@ func TestWriteOnHostResume(t *testing.T) {
 	if err != nil || !os.SameFile(fi, after) {
 		t.Errorf("resume wrote the file again (%v): Done should have found it in place on the host", err)
 	}
+}
+
+// hostFile asks the host, over ssh from the controller, for the file's
+// mode, owner and content: "600 4242:4343\nCONTENT"; "" when there is
+// none.
+func hostFile(ctx context.Context, t *testing.T, f *testhosts.Fleet, h *testhosts.Host, p string) string {
+	t.Helper()
+	out, err := f.Controller.Command(ctx, "ssh", "-F", f.SSHConfig, h.Name,
+		fmt.Sprintf("if test -e %s; then stat -c '%%a %%u:%%g' %s; cat %s; fi", p, p, p)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh %s: %v\n%s", h.Name, err, out)
+	}
+	return string(out)
+}
+
+// noSecretIn checks that secret shows neither in rotplan's output nor in
+// a file under dir (the plan's directory, with the state directory) other
+// than vars.hcl, which gives it.
+func noSecretIn(t *testing.T, res result, dir, secret string) {
+	t.Helper()
+	if strings.Contains(res.stdout+res.stderr, secret) {
+		t.Errorf("the key shows in rotplan's output:\n%s%s", res.stdout, res.stderr)
+	}
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() || filepath.Base(p) == "vars.hcl" {
+			return nil
+		}
+		if b, _ := os.ReadFile(p); strings.Contains(string(b), secret) {
+			t.Errorf("the key is in %s", p)
+		}
+		return nil
+	})
 }

@@ -69,21 +69,32 @@ func runBinary(t *testing.T, bin string, env []string, args ...string) result {
 // code and output.
 func runCmd(t testing.TB, cmd *exec.Cmd, limit time.Duration) result {
 	t.Helper()
+	return startCmd(t, cmd, limit)()
+}
+
+// startCmd starts a prepared command with a time limit; wait, called
+// from the test's goroutine, waits for it and collects its exit code and
+// output.
+func startCmd(t *testing.T, cmd *exec.Cmd, limit time.Duration) (wait func() result) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("running rotplan: %v", err)
 	}
 	timer := time.AfterFunc(limit, func() { _ = cmd.Process.Kill() })
-	err := cmd.Wait()
-	timer.Stop()
-	res := result{stdout: stdout.String(), stderr: stderr.String()}
-	if exitErr, ok := err.(*exec.ExitError); ok {
-		res.exit = exitErr.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running rotplan: %v", err)
+	return func() result {
+		t.Helper()
+		err := cmd.Wait()
+		timer.Stop()
+		res := result{stdout: stdout.String(), stderr: stderr.String()}
+		if exitErr, ok := err.(*exec.ExitError); ok {
+			res.exit = exitErr.ExitCode()
+		} else if err != nil {
+			t.Fatalf("running rotplan: %v", err)
+		}
+		return res
 	}
-	return res
 }
 
 // cleanEnv is the test's environment without VAULT_* variables, so that a

@@ -22,6 +22,7 @@ type Conn struct {
 
 	mu   sync.Mutex
 	sftp *sftp.Client
+	lost error // why the connection was given up on, if it was
 
 	closeOnce sync.Once
 
@@ -52,16 +53,36 @@ func (c *Conn) Host() Host { return c.host }
 
 // Close closes the connection, ending whatever is under way on it.
 func (c *Conn) Close() error {
+	return c.close(nil)
+}
+
+// close closes the connection; lost, when not nil, says why it was given
+// up on, and is what the operations it ends report.
+func (c *Conn) close(lost error) error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.mu.Lock()
-		if c.sftp != nil {
-			c.sftp.Close()
-		}
+		c.lost = lost
+		sc := c.sftp
 		c.mu.Unlock()
+		// The SSH connection first: the SFTP client's Close waits for
+		// its reader, which ends only when its channel does, and the
+		// channel of a host that stopped answering ends only with the
+		// connection.
 		err = c.client.Close()
+		if sc != nil {
+			sc.Close()
+		}
 	})
 	return err
+}
+
+// lostErr returns why the connection was given up on, nil when it was
+// not (closed by its user, or still open).
+func (c *Conn) lostErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost
 }
 
 // broken reports whether the connection is gone (closed, or lost).
@@ -74,44 +95,63 @@ func (c *Conn) broken() bool {
 	}
 }
 
-// keepAlive probes the server every interval while the connection lives
-// and closes it after max probes in a row went unanswered, as ssh's
-// ServerAliveInterval and ServerAliveCountMax do: a host cut off is then
-// noticed even by an operation waiting for a reply that will never come.
+// keepAlive probes the server every interval while the connection lives,
+// as ssh's ServerAliveInterval and ServerAliveCountMax do: at each tick
+// it sends a probe, unless the last one is still unanswered, which counts
+// as missed; after max missed in a row it closes the connection, failing
+// what was under way on it. A host cut off is so noticed, even by an
+// operation waiting for a reply that will never come, within (max+1)
+// intervals of its last answer.
 func (c *Conn) keepAlive(interval time.Duration, max int) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var answered chan error // the probe under way; nil when none is
 	missed := 0
 	for {
 		select {
 		case <-c.done:
 			return
+		case err := <-answered:
+			if err != nil {
+				c.close(fmt.Errorf("host %s: the connection was lost (%v)", c.host, err))
+				return
+			}
+			answered, missed = nil, 0
+			continue
 		case <-t.C:
 		}
-		answered := make(chan error, 1)
-		go func() {
+		if answered != nil {
+			missed++
+			if missed >= max {
+				c.close(&LostError{Host: c.host, Probes: max, Interval: interval})
+				return
+			}
+			continue
+		}
+		answered = make(chan error, 1)
+		go func(answered chan<- error) {
 			// OpenSSH answers an unknown global request with a
 			// failure: any reply shows the host is there.
 			_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
 			answered <- err
-		}()
-		select {
-		case err := <-answered:
-			if err != nil {
-				c.Close()
-				return
-			}
-			missed = 0
-		case <-t.C:
-			missed++
-		case <-c.done:
-			return
-		}
-		if missed >= max {
-			c.Close()
-			return
-		}
+		}(answered)
 	}
+}
+
+// LostError is a connection given up on because its host stopped
+// answering: Probes keepalive probes in a row, one every Interval, went
+// unanswered (a host cut off, powered off, or behind a link that drops
+// everything). What was under way on the connection failed with it.
+type LostError struct {
+	Host     Host
+	Probes   int
+	Interval time.Duration
+}
+
+// Error names the host and says how long it was silent.
+func (e *LostError) Error() string {
+	return fmt.Sprintf("host %s stopped answering (no answer to %d keepalive probes sent %s apart): the connection was given up",
+		e.Host, e.Probes, e.Interval)
 }
 
 // sftpClient returns the connection's SFTP client, opening it on first

@@ -71,11 +71,12 @@ type Config struct {
 	// ConnectTimeout bounds the TCP connect, the SSH handshake and the
 	// login together; 10 seconds when 0.
 	ConnectTimeout time.Duration
-	// KeepAliveInterval is how often an idle connection is probed
+	// KeepAliveInterval is how often a connection is probed
 	// (keepalive@openssh.com, as ssh's ServerAliveInterval); a
 	// connection that leaves KeepAliveMax probes in a row unanswered
-	// is closed, failing what was under way on it. 15 seconds and 3
-	// when 0.
+	// is closed, failing what was under way on it with a *LostError:
+	// within (KeepAliveMax+1) intervals of the host's last answer. 15
+	// seconds and 3 when 0.
 	KeepAliveInterval time.Duration
 	// KeepAliveMax: see KeepAliveInterval.
 	KeepAliveMax int

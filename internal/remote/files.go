@@ -122,8 +122,14 @@ func (c *Conn) finish(ctx context.Context, sc *sftp.Client, f *sftp.File, tmp, p
 		return fmt.Errorf("before renaming it into place: %w", err)
 	}
 	if err := sc.PosixRename(tmp, p); err != nil {
+		var status *sftp.StatusError
+		if !errors.As(err, &status) {
+			// No answer: the host may have renamed it.
+			err = &unconfirmedRenameError{err}
+		}
 		return fmt.Errorf("renaming the temporary file into place: %w", err)
 	}
+	c.stage("renamed", tmp)
 	return nil
 }
 
@@ -179,6 +185,24 @@ func (c *Conn) Install(ctx context.Context, tmp, p string, mode fs.FileMode, uid
 func TempPattern(p string) string {
 	dir, base := path.Split(p)
 	return dir + "." + base + tempInfix + "XXXXXXXXXXXX"
+}
+
+// unconfirmedRenameError is a rename asked for whose answer never came
+// (the connection lost): the host may have done it.
+type unconfirmedRenameError struct{ err error }
+
+func (e *unconfirmedRenameError) Error() string { return e.err.Error() }
+func (e *unconfirmedRenameError) Unwrap() error { return e.err }
+
+// MayBeInPlace reports whether err, from WriteFile, may have left the new
+// file in place: the rename was asked for and its answer lost (the host
+// cut off), or it was done and the directory could not be flushed (a
+// *NotFlushedError). Any other error from WriteFile left the target as
+// it was.
+func MayBeInPlace(err error) bool {
+	var unconfirmed *unconfirmedRenameError
+	var notFlushed *NotFlushedError
+	return errors.As(err, &unconfirmed) || errors.As(err, &notFlushed)
 }
 
 // stage calls the test hook, if any.

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -47,7 +48,40 @@ func (p *Pool) Do(ctx context.Context, h Host, fn func(*Conn) error) error {
 		return err
 	}
 	defer release()
-	return fn(c)
+	return explainLost(c, fn(c))
+}
+
+// explainLost makes err, the failure of an operation on c, the
+// LostError it comes from, when c was given up on: the operation itself
+// saw only its channel end ("connection lost", "EOF"), and the fault is
+// the host's, not the operation's. What the operation said stays in the
+// message, but is no longer an error to look into (an argument a step
+// blamed it on is not at fault).
+func explainLost(c *Conn, err error) error {
+	if err == nil {
+		return nil
+	}
+	lost := c.lostErr()
+	if lost == nil || errors.Is(err, lost) {
+		return err
+	}
+	return &lostOperationError{lost: lost, op: err}
+}
+
+// lostOperationError is an operation that failed because its connection
+// was given up on: it is the LostError, with what the operation said as
+// text, and still says whether a write may be in place (MayBeInPlace).
+type lostOperationError struct {
+	lost, op error
+}
+
+func (e *lostOperationError) Error() string { return e.lost.Error() + ", failing: " + e.op.Error() }
+
+func (e *lostOperationError) Unwrap() []error {
+	if MayBeInPlace(e.op) {
+		return []error{e.lost, e.op}
+	}
+	return []error{e.lost}
 }
 
 // lease returns the connection to h, counted as in use until release is

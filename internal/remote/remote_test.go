@@ -715,6 +715,95 @@ func TestKeepAlive(t *testing.T) {
 	waitFor(t, "the connection to be closed", c.broken)
 }
 
+// silencedPool returns a pool that dials with cfg through a silencedConn,
+// closed at the test's end; *link is the last connection it made.
+func silencedPool(t *testing.T, cfg Config) (p *Pool, link **silencedConn) {
+	t.Helper()
+	link = new(*silencedConn)
+	p = NewPool(cfg)
+	p.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		*link = &silencedConn{Conn: conn}
+		return *link, err
+	}
+	t.Cleanup(func() { p.Close() })
+	return p, link
+}
+
+// TestKeepAliveSFTP: a file operation on a host that stops answering
+// fails once the keepalive probes go unanswered, as a command does: the
+// SFTP client's end must not wait for the host to close its side.
+func TestKeepAliveSFTP(t *testing.T) {
+	s := startSSHD(t, 1)
+	cfg := s.config()
+	cfg.KeepAliveInterval, cfg.KeepAliveMax = 50*time.Millisecond, 2
+	p, link := silencedPool(t, cfg)
+	dir := t.TempDir()
+	var c *Conn
+	if err := p.Do(context.Background(), s.host(0), func(conn *Conn) error {
+		c = conn
+		_, err := c.Stat(context.Background(), dir)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	(*link).silenced.Store(true)
+	failed := make(chan error, 1)
+	go func() {
+		failed <- p.Do(context.Background(), s.host(0), func(c *Conn) error {
+			return c.WriteFile(context.Background(), filepath.Join(dir, "server.key"), []byte("k"), 0o600, -1, -1)
+		})
+	}()
+	var werr error
+	waitFor(t, "the write to fail", func() bool {
+		select {
+		case werr = <-failed:
+			return true
+		default:
+			return false
+		}
+	})
+	if werr == nil {
+		t.Fatal("a write to a host that stopped answering succeeded")
+	}
+	if !strings.Contains(werr.Error(), "stopped answering (no answer to 2 keepalive probes") {
+		t.Errorf("the write's error does not say the host stopped answering: %v", werr)
+	}
+	waitFor(t, "the connection to be closed", c.broken)
+}
+
+// TestLostAfterRename: a host that stops answering once the new file is
+// renamed into place (before its directory is flushed) fails the write
+// with an error that says the file may be in place, so that the step is
+// undone; one lost before the rename says nothing of the kind.
+func TestLostAfterRename(t *testing.T) {
+	s := startSSHD(t, 1)
+	for _, stage := range []string{"owned", "renamed"} {
+		t.Run(stage, func(t *testing.T) {
+			cfg := s.config()
+			cfg.KeepAliveInterval, cfg.KeepAliveMax = 50*time.Millisecond, 2
+			p, link := silencedPool(t, cfg)
+			target := filepath.Join(t.TempDir(), "server.key")
+			err := p.Do(context.Background(), s.host(0), func(c *Conn) error {
+				c.hook = func(at, _ string) {
+					if at == stage {
+						(*link).silenced.Store(true)
+					}
+				}
+				return c.WriteFile(context.Background(), target, []byte("new"), 0o600, -1, -1)
+			})
+			var lost *LostError
+			if !errors.As(err, &lost) {
+				t.Fatalf("the write on a host lost after %s: %v, want a LostError", stage, err)
+			}
+			_, statErr := os.Stat(target)
+			if got, want := MayBeInPlace(err), stage == "renamed"; got != want || (statErr == nil) != want {
+				t.Errorf("lost after %s: MayBeInPlace %t, want %t; the file: %v", stage, got, want, statErr)
+			}
+		})
+	}
+}
+
 // TestAgent: the keys of the ssh-agent at $SSH_AUTH_SOCK log in, and an
 // agent asked for but not there is a clear error.
 func TestAgent(t *testing.T) {
