@@ -13,14 +13,14 @@ import (
 	"github.com/rotplan/rotplan/internal/testhosts"
 )
 
-// fleetPlan writes a key on every web host, then checks it there with a
+// failPlan writes a key on every web host, then checks it there with a
 // gate: a command that, on the host var.hold names, says it is held
 // (a file "held" in the host's directory) and waits until the test
 // releases it (a file "release" holding the exit status to end with).
 // The hosts go in batches of two, so a test can act on the fleet while
 // the run is in flight: cut a host of the second batch while the first
 // is held, or cut a host of the first while the second is.
-const fleetPlan = webHosts + keyOnHosts + `
+const failPlan = webHosts + keyOnHosts + `
 variable "hold" { default = "" }
 
 verify "gate" {
@@ -46,10 +46,10 @@ rollout "web" {
 }
 `
 
-// fleetRun is the fleet plan in a directory of its own, run by the rotplan
+// failRun is the failure tests' fleet plan in a directory of its own, run by the rotplan
 // binary in the controller of a bed of four hosts (h1 and h2 the first
 // batch, h3 and h4 the second), each holding an old key the run replaces.
-type fleetRun struct {
+type failRun struct {
 	f      *testhosts.Fleet
 	ctx    context.Context
 	dir    string
@@ -61,11 +61,11 @@ type fleetRun struct {
 func oldKey(h *testhosts.Host) string { return "640 1001:1002\nold-" + h.Name + "\n" }
 
 // newKey is what the run puts there.
-func (r *fleetRun) newKey(h *testhosts.Host) string {
+func (r *failRun) newKey(h *testhosts.Host) string {
 	return "600 4242:4343\n" + r.secret + "-" + h.Name + "\n"
 }
 
-func newFleetRun(t *testing.T, secret string) *fleetRun {
+func newFailRun(t *testing.T, secret string) *failRun {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the write gives files to other users, which needs root")
@@ -82,12 +82,12 @@ func newFleetRun(t *testing.T, secret string) *fleetRun {
 			t.Fatal(err)
 		}
 	}
-	return &fleetRun{f: f, ctx: ctx, dir: planDir(t, fleetPlan, nil), secret: secret}
+	return &failRun{f: f, ctx: ctx, dir: planDir(t, failPlan, nil), secret: secret}
 }
 
 // vars writes the variables: the bed's hosts, the key's secret and the
 // host whose gate holds ("" for none).
-func (r *fleetRun) vars(t *testing.T, hold string) {
+func (r *failRun) vars(t *testing.T, hold string) {
 	t.Helper()
 	var web []string
 	for _, h := range r.f.Hosts {
@@ -106,7 +106,7 @@ func (r *fleetRun) vars(t *testing.T, hold string) {
 
 // start starts bin with command in the controller, from the plan's
 // directory; wait waits for it.
-func (r *fleetRun) start(t *testing.T, bin string, env []string, command string) (wait func() result) {
+func (r *failRun) start(t *testing.T, bin string, env []string, command string) (wait func() result) {
 	t.Helper()
 	cmd := r.f.Controller.Command(r.ctx, bin, command, "-var-file", "vars.hcl", "plan.hcl")
 	cmd.Dir = r.dir
@@ -115,7 +115,7 @@ func (r *fleetRun) start(t *testing.T, bin string, env []string, command string)
 }
 
 // rotplan runs the rotplan binary with command and waits for it.
-func (r *fleetRun) rotplan(t *testing.T, command string) result {
+func (r *failRun) rotplan(t *testing.T, command string) result {
 	t.Helper()
 	return r.start(t, rotplanBin, nil, command)()
 }
@@ -123,7 +123,7 @@ func (r *fleetRun) rotplan(t *testing.T, command string) result {
 // cutWhileHeld runs rotplan with held's gate holding, cuts cut off once
 // it holds, releases the gate with status and waits for the run; after
 // is how long the run took to end after the cut.
-func (r *fleetRun) cutWhileHeld(t *testing.T, held, cut *testhosts.Host, status int) (res result, after time.Duration) {
+func (r *failRun) cutWhileHeld(t *testing.T, held, cut *testhosts.Host, status int) (res result, after time.Duration) {
 	t.Helper()
 	r.vars(t, held.Name)
 	wait := r.start(t, rotplanBin, nil, "run")
@@ -152,7 +152,7 @@ func (r *fleetRun) cutWhileHeld(t *testing.T, held, cut *testhosts.Host, status 
 
 // want checks every host's key from outside, over ssh: want gives what
 // hostFile must print for h.
-func (r *fleetRun) want(t *testing.T, when string, want func(h *testhosts.Host) string) {
+func (r *failRun) want(t *testing.T, when string, want func(h *testhosts.Host) string) {
 	t.Helper()
 	for _, h := range r.f.Hosts {
 		if got, w := hostFile(r.ctx, t, r.f, h, filepath.Join(h.Home, "app.key")), want(h); got != w {
@@ -170,7 +170,7 @@ func (r *fleetRun) want(t *testing.T, when string, want func(h *testhosts.Host) 
 // first batch's gate holds. The run must fail within bounds, name the
 // host, roll the others back and exit 3; the cut host is untouched.
 func TestHostCutOffDuringRun(t *testing.T) {
-	r := newFleetRun(t, "cut-secret")
+	r := newFailRun(t, "cut-secret")
 	h3 := r.f.Host("h3")
 	res, _ := r.cutWhileHeld(t, r.f.Host("h1"), h3, 0)
 	if res.exit != 3 {
@@ -191,7 +191,7 @@ func TestHostCutOffDuringRun(t *testing.T) {
 // Once the host is back, resume finishes the rollback: every host has its
 // old key.
 func TestHostUnreachableDuringRollback(t *testing.T) {
-	r := newFleetRun(t, "unreachable-secret")
+	r := newFailRun(t, "unreachable-secret")
 	h1 := r.f.Host("h1")
 	res, _ := r.cutWhileHeld(t, r.f.Host("h4"), h1, 1)
 	if res.exit != 4 {
@@ -226,7 +226,7 @@ func TestHostUnreachableDuringRollback(t *testing.T) {
 // build) once the second batch is under way, then resumes: every host
 // ends with the new key, checked from outside.
 func TestFleetKilledDuringBatch(t *testing.T) {
-	r := newFleetRun(t, "killed-secret")
+	r := newFailRun(t, "killed-secret")
 	r.vars(t, "")
 	// Killed once the start of h4's write is durable: the second batch
 	// is under way (h3's write may be half done, its temporary file on

@@ -75,7 +75,7 @@ func runCmd(t testing.TB, cmd *exec.Cmd, limit time.Duration) result {
 // startCmd starts a prepared command with a time limit; wait, called
 // from the test's goroutine, waits for it and collects its exit code and
 // output.
-func startCmd(t *testing.T, cmd *exec.Cmd, limit time.Duration) (wait func() result) {
+func startCmd(t testing.TB, cmd *exec.Cmd, limit time.Duration) (wait func() result) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
