@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/rotplan/rotplan/engine/journal"
 )
 
 // vaultAudit is a file audit device of a test Vault that logs every
@@ -114,4 +115,34 @@ func (a *vaultAudit) keyStayedOut(t *testing.T, keyLines []string) []signRequest
 func samePublicKey(c *x509.Certificate, csr *x509.CertificateRequest) bool {
 	k, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && k.Equal(csr.PublicKey)
+}
+
+// keysMadeOnHosts fails the test unless the journal shows each step of
+// keyPaths (a sign instance, by name, to the key file on its host)
+// started as a sign on a host does, naming that file in its intent, and
+// succeeded, and no write step ran: the key was generated on the host.
+func keysMadeOnHosts(t *testing.T, c *journal.Contents, keyPaths map[string]string) {
+	t.Helper()
+	started, succeeded := map[string]bool{}, map[string]bool{}
+	for _, rec := range c.Records {
+		if strings.HasPrefix(rec.Step, "write.") && rec.Type == journal.StepStarted {
+			t.Errorf("the journal has %s: a key or certificate was written, not made on the host", rec.Step)
+		}
+		want, ok := keyPaths[rec.Step]
+		switch {
+		case !ok:
+		case rec.Type == journal.StepStarted:
+			started[rec.Step] = true
+			if rec.Intent["key_path"] != want {
+				t.Errorf("%s started with the intent %v; want the key made at %s on its host", rec.Step, rec.Intent, want)
+			}
+		case rec.Type == journal.StepSucceeded:
+			succeeded[rec.Step] = true
+		}
+	}
+	for step := range keyPaths {
+		if !started[step] || !succeeded[step] {
+			t.Errorf("the journal has %s started %t, succeeded %t; want both", step, started[step], succeeded[step])
+		}
+	}
 }

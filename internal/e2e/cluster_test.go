@@ -361,6 +361,11 @@ func TestClusterRotated(t *testing.T) {
 			}
 		}
 	}
+	keyPaths := map[string]string{}
+	for _, n := range b.c.Nodes {
+		keyPaths[fmt.Sprintf("sign.listener[%q]", n.ID)] = n.KeyFile
+	}
+	keysMadeOnHosts(t, readJournal(t, filepath.Join(b.dir, ".rotplan")), keyPaths)
 	b.noSecrets(t, res.stdout+res.stderr, keyLines)
 }
 
