@@ -6,14 +6,18 @@
 #   rotplan plan examples/cluster.hcl     # lists the batches in order
 #   rotplan run  examples/cluster.hcl
 #
-# Per node: Vault issues the certificate (here, where rotplan runs), rotplan
-# writes key and certificate on the node over SSH (the key travels only
-# inside the SSH channel), sends Vault there SIGHUP (it reloads its
-# listener certificate), then checks from here that the node serves the
-# new serial (SNI vault.prod.privsec.ch) and that autopilot calls the
-# cluster healthy with every voter. A failure anywhere rolls back every
-# node that was done (files restored, Vault reloaded again) and revokes
-# the new certificates.
+# Per node: openssl generates the new key on the node itself, over SSH, and
+# the key never leaves it: rotplan has the node sign a CSR with it, and
+# Vault signs the CSR (pki-prod/sign/vault-server), so neither the network
+# nor Vault ever sees the key. rotplan writes the certificate beside it on
+# the node and renames the key into place, then sends Vault there SIGHUP
+# (it reloads its listener certificate), then checks from here that the
+# node serves the new serial (SNI vault.prod.privsec.ch) and that autopilot
+# calls the cluster healthy with every voter. The sign has the node's `on`,
+# so it belongs to the node's batch: each node's certificate is signed when
+# its turn comes, and a node whose turn never comes gets none. A failure
+# anywhere rolls back every node that was done (files restored, Vault
+# reloaded again) and revokes the certificates signed so far.
 #
 # The Vault connection comes from the variables below or the environment
 # (VAULT_ADDR, VAULT_CACERT): the admin identity logs in with cert auth.
@@ -76,7 +80,7 @@ variable "admin_dir" {
 variable "vault_uid" {
   type        = string
   default     = "997"
-  description = "The vault user's numeric id on the nodes (a write on a host takes ids)."
+  description = "The owner of the key and the certificate on the nodes: the vault user, by id or by name (looked up on the node)."
 }
 
 variable "vault_gid" {
@@ -87,7 +91,7 @@ variable "vault_gid" {
 variable "key_owner" {
   type        = map(string)
   default     = {}
-  description = "Per node, another owner (a numeric id) for the new key: a test makes one unreadable by Vault."
+  description = "Per node, another owner (an id or a name) for the new key and certificate: a test makes a key unreadable by Vault."
 }
 
 variable "check_timeout" {
@@ -118,41 +122,35 @@ rollout "vault" {
   batch_size = 1
 }
 
-issue "listener" {
-  for_each    = var.nodes
-  mount       = "pki-prod"
-  role        = "vault-server"
-  common_name = var.server_name
-  ip_sans     = [each.value.address]
-  ttl         = "720h"
-}
-
-write "key" {
-  for_each = var.nodes
-  on       = host.vault[each.key]
-  path     = "${each.value.dir}/tls/tls.key"
-  content  = issue.listener[each.key].private_key
-  mode     = "0600"
-  owner    = lookup(var.key_owner, each.key, var.vault_uid)
-  group    = var.vault_gid
-}
-
-# The listener serves this file: leaf and issuing CA, so that clients that
-# trust only the root can build the chain.
-write "cert" {
-  for_each = var.nodes
-  on       = host.vault[each.key]
-  path     = "${each.value.dir}/tls/tls.crt"
-  content  = issue.listener[each.key].fullchain
-  mode     = "0644"
-  owner    = var.vault_uid
-  group    = var.vault_gid
+# On the node (`on`): openssl makes the key there, in a temporary file
+# created owner-only, and the node signs the CSR with it; rotplan sends the
+# CSR to Vault, writes the certificate (leaf and issuing CA, so that
+# clients that trust only the root can build the chain) and renames the
+# key into place, owner and mode set first. Being on the node, the step is
+# in the node's batch: it runs when the node's turn comes, after the
+# checks of the node before.
+sign "listener" {
+  for_each         = var.nodes
+  on               = host.vault[each.key]
+  mount            = "pki-prod"
+  role             = "vault-server"
+  common_name      = var.server_name
+  ip_sans          = [each.value.address]
+  ttl              = "720h"
+  key_type         = "rsa" # the role's key type, as its issue gave
+  key_bits         = 2048
+  key_path         = "${each.value.dir}/tls/tls.key"
+  certificate_path = "${each.value.dir}/tls/tls.crt"
+  key_mode         = "0600"
+  certificate_mode = "0644"
+  owner            = lookup(var.key_owner, each.key, var.vault_uid)
+  group            = var.vault_gid
 }
 
 reload "vault" {
   for_each   = var.nodes
   on         = host.vault[each.key]
-  depends_on = [write.key[each.key], write.cert[each.key]]
+  depends_on = [sign.listener[each.key]]
   pid_file   = "${each.value.dir}/run/vault.pid"
   signal     = "SIGHUP"
   expect {
@@ -174,7 +172,7 @@ verify "served" {
     ca_file       = var.ca_cert
     client_cert   = "${var.admin_dir}/admin.crt"
     client_key    = "${var.admin_dir}/admin.key"
-    expect_serial = issue.listener[each.key].serial_number
+    expect_serial = sign.listener[each.key].serial_number
   }
 }
 

@@ -11,11 +11,12 @@
 # in known_hosts) and Vault; the Vault connection comes from the
 # environment (VAULT_ADDR, VAULT_CACERT, VAULT_TLS_SERVER_NAME,
 # VAULT_CLIENT_CERT/VAULT_CLIENT_KEY or VAULT_TOKEN), as for prod.hcl. Per
-# host: the controller has Vault sign a key it made, writes key and
-# certificate on the host, runs `nginx -t` there, reloads nginx there, and
-# then checks from the controller, over TLS, that the host serves the new
-# serial. The fleet test (internal/e2e/fleet_test.go) and `make bench` run
-# this file.
+# host: openssl generates the new key on the host, over SSH, and the key
+# never leaves it (Vault signs a CSR the host signed with it), the
+# certificate is written beside it, `nginx -t` runs there, nginx reloads
+# there, and then the controller checks, over TLS, that the host serves
+# the new serial. The fleet test (internal/e2e/fleet_test.go) and `make
+# bench-fleet` run this file.
 
 variable "web" {
   type        = map(object({ address = string, ssh_port = number, dir = string }))
@@ -84,41 +85,31 @@ rollout "web" {
   max_failures = 0
 }
 
-# Where rotplan runs: the key is made here and only the request goes to
-# Vault. A step without `on` is in no batch, so every host's leaf is signed
-# at the start, before the first batch.
+# On the host (`on`): openssl makes the key there, in a temporary file
+# created owner-only, and the host signs the CSR with it; Vault sees only
+# the CSR (pki-prod/sign/ROLE). rotplan writes the certificate (leaf and
+# issuing CA) and renames the key into place, owner and mode set first.
+# Being on the host, the step is in the host's batch: each host's leaf is
+# signed when its batch starts, and a batch that never starts gets none.
 sign "web" {
-  for_each    = var.web
-  mount       = "pki-prod"
-  role        = var.role
-  common_name = var.server_name
-  ttl         = "720h"
-}
-
-write "key" {
-  for_each = var.web
-  on       = host.web[each.key]
-  path     = "${each.value.dir}/tls/web.key"
-  content  = sign.web[each.key].private_key
-  mode     = "0600"
-  owner    = "0"
-  group    = "0"
-}
-
-write "cert" {
-  for_each = var.web
-  on       = host.web[each.key]
-  path     = "${each.value.dir}/tls/web.crt"
-  content  = sign.web[each.key].fullchain
-  mode     = "0644"
-  owner    = "0"
-  group    = "0"
+  for_each         = var.web
+  on               = host.web[each.key]
+  mount            = "pki-prod"
+  role             = var.role
+  common_name      = var.server_name
+  ttl              = "720h"
+  key_path         = "${each.value.dir}/tls/web.key"
+  certificate_path = "${each.value.dir}/tls/web.crt"
+  key_mode         = "0600"
+  certificate_mode = "0644"
+  owner            = "root"
+  group            = "root"
 }
 
 verify "config" {
   for_each   = var.web
   on         = host.web[each.key]
-  depends_on = [write.key[each.key], write.cert[each.key]]
+  depends_on = [sign.web[each.key]]
   command {
     argv = [var.nginx, "-t", "-q", "-c", "${each.value.dir}/nginx.conf", "-p", "${each.value.dir}/"]
   }

@@ -3,9 +3,13 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -210,13 +214,17 @@ func runEvents(t *testing.T, stdout string) map[string]time.Time {
 // TLS with SNI, from the controller, the one in its files), and a watcher
 // outside rotplan saw the nodes change one at a time, the standbys first,
 // the active node last, with autopilot healthy and every voter there all
-// along, and between each node and the next.
+// along, and between each node and the next. Each node's key was made on
+// the node: Vault's audit log has one CSR per node, for the key in its
+// file, and no private key, nor any line of those keys; nor have
+// rotplan's output and state.
 func TestClusterRotated(t *testing.T) {
 	begin := time.Now()
 	b := startClusterBed(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	bedUp := time.Since(begin)
+	audit := b.audit(t, ctx)
 
 	// The preview lists the batches in order.
 	res := b.run(t, ctx, "", "plan")
@@ -288,12 +296,12 @@ func TestClusterRotated(t *testing.T) {
 			t.Errorf("%s changed no later than %s: it was last seen old at %s, %s first seen new at %s",
 				order[i], order[i-1], next.lastOld.Format(time.StampMicro), order[i-1], prev.firstNew.Format(time.StampMicro))
 		}
-		// rotplan's word: the next node's first step started after the
-		// checks of the node before it passed.
+		// rotplan's word: the next node's first step, its sign, started
+		// after the checks of the node before it passed.
 		passed := events[fmt.Sprintf("step_finished verify.cluster[%q]", order[i-1])]
-		started := events[fmt.Sprintf("step_started write.key[%q]", order[i])]
+		started := events[fmt.Sprintf("step_started sign.listener[%q]", order[i])]
 		if passed.IsZero() || !started.After(passed) {
-			t.Errorf("write.key[%q] started at %s, before verify.cluster[%q] passed at %s", order[i], started, order[i-1], passed)
+			t.Errorf("sign.listener[%q] started at %s, before verify.cluster[%q] passed at %s", order[i], started, order[i-1], passed)
 		}
 		// Autopilot was read healthy between the two.
 		between := false
@@ -316,6 +324,95 @@ func TestClusterRotated(t *testing.T) {
 		t.Errorf("the active node after the run: %v, %v; want vault-1", active, err)
 	}
 	t.Logf("watcher: %d autopilot readings, %d/%d/%d TLS observations", len(w.health), len(w.seen["vault-1"]), len(w.seen["vault-2"]), len(w.seen["vault-3"]))
+
+	// The keys were made on the nodes: Vault saw one CSR per node, for
+	// the key now in the node's file, and never a key; rotplan's output
+	// and state hold none either.
+	var keyLines []string
+	for _, n := range b.c.Nodes {
+		keyLines = append(keyLines, pemBodyLines(t, n.KeyFile)...)
+	}
+	signs := audit.keyStayedOut(t, keyLines)
+	b.signedFor(t, signs, b.c.Nodes)
+	for _, n := range b.c.Nodes {
+		if _, err := tls.LoadX509KeyPair(n.CertFile, n.KeyFile); err != nil {
+			t.Errorf("%s: the key file does not hold the certificate's key: %v", n.ID, err)
+		}
+		certs, err := testvault.ReadCertificates(n.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range signs {
+			if slices.ContainsFunc(s.csr.IPAddresses, func(ip net.IP) bool { return ip.String() == n.Host.Addr.String() }) && !samePublicKey(certs[0], s.csr) {
+				t.Errorf("%s: its certificate is not for the key of the CSR Vault signed for it", n.ID)
+			}
+		}
+	}
+	keyPaths := map[string]string{}
+	for _, n := range b.c.Nodes {
+		keyPaths[fmt.Sprintf("sign.listener[%q]", n.ID)] = n.KeyFile
+	}
+	keysMadeOnHosts(t, readJournal(t, filepath.Join(b.dir, ".rotplan")), keyPaths)
+	b.noSecrets(t, res.stdout+res.stderr, keyLines)
+}
+
+// audit enables a raw file audit device on the cluster (see
+// enableRawAudit), its log in the controller's Vault directory.
+func (b *clusterBed) audit(t *testing.T, ctx context.Context) *vaultAudit {
+	t.Helper()
+	root, err := b.c.Root(b.c.Nodes[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return enableRawAudit(t, ctx, root, b.c.Dir, b.c.UID, b.c.GID)
+}
+
+// signedFor fails the test unless the sign requests are exactly one for
+// each of the nodes, to pki-prod/sign/vault-server, each CSR for the
+// node's address.
+func (b *clusterBed) signedFor(t *testing.T, signs []signRequest, nodes []*testvault.Node) {
+	t.Helper()
+	var got, want []string
+	for _, s := range signs {
+		var ips []string
+		for _, ip := range s.csr.IPAddresses {
+			ips = append(ips, ip.String())
+		}
+		got = append(got, s.path+" "+strings.Join(ips, ","))
+	}
+	for _, n := range nodes {
+		want = append(want, "pki-prod/sign/vault-server "+n.Host.Addr.String())
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("Vault signed CSRs for %q; want one for each of %q", got, want)
+	}
+}
+
+// noSecrets fails the test when the output or any file of the plan's
+// directory (the state among them) holds a private key, a token or a
+// line of the keys.
+func (b *clusterBed) noSecrets(t *testing.T, out string, keyLines []string) {
+	t.Helper()
+	secrets := append([]string{"PRIVATE KEY", b.c.RootToken, "hvs."}, keyLines...)
+	for _, secret := range secrets {
+		if strings.Contains(out, secret) {
+			t.Errorf("the output holds a secret (%.12s…)", secret)
+		}
+	}
+	filepath.Walk(b.dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return nil
+		}
+		content := mustRead(t, p)
+		for _, secret := range secrets {
+			if strings.Contains(content, secret) {
+				t.Errorf("%s holds a secret (%.12s…)", p, secret)
+			}
+		}
+		return nil
+	})
 }
 
 // keyFile is a node's key file as the test found it: content, mode and
@@ -359,8 +456,10 @@ func pkiSerials(t *testing.T, ctx context.Context, b *clusterBed) []string {
 // rotplan exits 3; that node and the first are rolled back (files as
 // before, byte for byte, mode and owner; Vault reloaded again), the active
 // node was never touched, every node serves its old certificate, the
-// cluster is healthy with every voter, the new certificates are revoked,
-// and no key or token is in the output or the state.
+// cluster is healthy with every voter, the certificates signed are
+// exactly the first two nodes' (the active node's turn never came, so its
+// CSR never reached Vault) and both are revoked, and no key or token is in
+// the output, the state or Vault's audit log.
 func TestClusterSecondNodeFails(t *testing.T) {
 	b := startClusterBed(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -379,6 +478,7 @@ func TestClusterSecondNodeFails(t *testing.T) {
 		certs[n.ID] = mustRead(t, n.CertFile)
 	}
 	before := pkiSerials(t, ctx, b)
+	audit := b.audit(t, ctx)
 
 	start := time.Now()
 	res := b.run(t, ctx, "key_owner = { \"vault-3\" = \"0\" }\ncheck_timeout = \"3s\"", "run")
@@ -414,7 +514,7 @@ func TestClusterSecondNodeFails(t *testing.T) {
 		}
 	}
 	// The active node was never touched: its steps never started.
-	for _, step := range []string{`write.key["vault-1"]`, `write.cert["vault-1"]`, `reload.vault["vault-1"]`} {
+	for _, step := range []string{`sign.listener["vault-1"]`, `reload.vault["vault-1"]`} {
 		if strings.Contains(res.stdout, step) {
 			t.Errorf("%s started:\n%s", step, res.stdout)
 		}
@@ -434,7 +534,13 @@ func TestClusterSecondNodeFails(t *testing.T) {
 		t.Errorf("the active node: %v, %v; want vault-1", active, err)
 	}
 
-	// Every certificate the run issued is revoked.
+	// Vault signed vault-2's and vault-3's CSRs, made on those nodes, and
+	// no other: vault-1's turn never came.
+	signs := audit.keyStayedOut(t, nil)
+	b.signedFor(t, signs, b.c.Nodes[1:])
+
+	// The certificates the run got are exactly those two, for those
+	// nodes' addresses and the keys of their CSRs, and both are revoked.
 	root, err := b.c.Root(b.c.Nodes[0])
 	if err != nil {
 		t.Fatal(err)
@@ -444,34 +550,35 @@ func TestClusterSecondNodeFails(t *testing.T) {
 		if slices.Contains(before, serial) {
 			continue
 		}
-		issued = append(issued, serial)
 		data := testvault.ReadData(t, root, "pki-prod/cert/"+serial)
 		if rt, _ := data["revocation_time"].(json.Number); rt == "" || rt == "0" {
 			t.Errorf("the certificate %s the run issued is not revoked (revocation_time %v)", serial, data["revocation_time"])
 		}
+		block, _ := pem.Decode([]byte(data["certificate"].(string)))
+		if block == nil {
+			t.Fatalf("pki-prod/cert/%s: no PEM certificate", serial)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ips []string
+		for _, ip := range c.IPAddresses {
+			ips = append(ips, ip.String())
+		}
+		issued = append(issued, strings.Join(ips, ","))
+		if !slices.ContainsFunc(signs, func(s signRequest) bool { return samePublicKey(c, s.csr) }) {
+			t.Errorf("the certificate %s (for %v) is for no key whose CSR Vault signed", serial, ips)
+		}
 	}
-	t.Logf("the run issued %d certificates, all revoked", len(issued))
-	if len(issued) < 2 {
-		t.Errorf("the run issued %d certificates (%v); want at least vault-2's and vault-3's", len(issued), issued)
+	slices.Sort(issued)
+	want := []string{b.c.Nodes[1].Host.Addr.String(), b.c.Nodes[2].Host.Addr.String()}
+	slices.Sort(want)
+	t.Logf("the run got certificates for %v, all revoked", issued)
+	if !slices.Equal(issued, want) {
+		t.Errorf("the run got certificates for %v; want exactly vault-2's and vault-3's, %v", issued, want)
 	}
 
 	// No key, no token, in the output or the state directory.
-	secrets := []string{"PRIVATE KEY", b.c.RootToken, "hvs."}
-	for _, secret := range secrets {
-		if strings.Contains(out, secret) {
-			t.Errorf("the output holds %q", secret)
-		}
-	}
-	filepath.Walk(b.dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() {
-			return nil
-		}
-		content := mustRead(t, p)
-		for _, secret := range secrets {
-			if strings.Contains(content, secret) {
-				t.Errorf("%s holds %q", p, secret)
-			}
-		}
-		return nil
-	})
+	b.noSecrets(t, out, nil)
 }

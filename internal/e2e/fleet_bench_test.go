@@ -19,13 +19,14 @@ const fleetBenchHosts = 8
 // fleetShell is the shell loop BenchmarkFleet measures rotplan against:
 // the work of examples/fleet.hcl, host by host in batches of K, as an
 // operator would script it with ssh and scp. Per host, from the
-// controller: a key made here and signed by Vault (pki-prod/sign, one
-// login for the whole run, as rotplan's), then ssh (copies of the files
-// there to undo with), scp (key and certificate, modes kept, to new
-// names), ssh (owner and mode, flushed, renamed into place, nginx -t,
+// controller: ssh (copies of the files there to undo with, then the key
+// made there by openssl, owner-only from its creation, and its CSR, which
+// alone comes back), the CSR signed by Vault (pki-prod/sign, one login
+// for the whole run, as rotplan's), scp (the certificate, mode kept, to a
+// new name), ssh (owner and mode, flushed, renamed into place, nginx -t,
 // reload, and the wait for the old workers to exit, as the plan's
 // reload), and the TLS check from here until the host serves the new
-// serial.
+// serial. The key never leaves the host, as with the plan's sign.
 const fleetShell = `#!/bin/sh
 # usage: fleet.sh K NAME=ADDRESS=DIR ...   (environment: VAULT_*, VAULT_BIN,
 # SSH_CONFIG, SERVER_NAME, ROLE, CA_FILE, NGINX)
@@ -40,16 +41,13 @@ rotate() {
 	name=$1 addr=$2 dir=$3
 	t="$work/$name"
 	mkdir -m 700 "$t"
-	openssl ecparam -name prime256v1 -genkey -noout -out "$t/web.key.new"
-	chmod 600 "$t/web.key.new"
-	openssl req -new -key "$t/web.key.new" -subj "/CN=$SERVER_NAME" -out "$t/web.csr"
+	ssh -F "$SSH_CONFIG" "$name" "cd '$dir/tls' && mkdir -p -m 700 .rotplan-backups && cp -p web.key .rotplan-backups/web.key && cp -p web.crt .rotplan-backups/web.crt && (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -pkeyopt ec_param_enc:named_curve -out web.key.new) && openssl req -new -key web.key.new -subj '/CN=$SERVER_NAME'" >"$t/web.csr"
 	"$VAULT_BIN" write -format=json "pki-prod/sign/$ROLE" csr=@"$t/web.csr" common_name="$SERVER_NAME" ttl=720h >"$t/signed.json"
 	jq -r '.data.certificate, .data.issuing_ca' "$t/signed.json" >"$t/web.crt.new"
 	chmod 644 "$t/web.crt.new"
 	serial=$(jq -r .data.serial_number "$t/signed.json" | tr -d : | tr a-f A-F)
-	ssh -F "$SSH_CONFIG" "$name" "cd '$dir/tls' && mkdir -p -m 700 .rotplan-backups && cp -p web.key .rotplan-backups/web.key && cp -p web.crt .rotplan-backups/web.crt"
-	scp -q -p -F "$SSH_CONFIG" "$t/web.key.new" "$t/web.crt.new" "$name:$dir/tls/"
-	ssh -F "$SSH_CONFIG" "$name" "cd '$dir/tls' && chown 0:0 web.key.new web.crt.new && chmod 600 web.key.new && chmod 644 web.crt.new && sync web.key.new web.crt.new && mv web.key.new web.key && mv web.crt.new web.crt && sync . && '$NGINX' -t -q -c '$dir/nginx.conf' -p '$dir/' && old=\$(pgrep -P \$(cat '$dir/nginx.pid')) && '$NGINX' -s reload -c '$dir/nginx.conf' -p '$dir/' && for pid in \$old; do while kill -0 \$pid 2>/dev/null; do sleep 0.02; done; done"
+	scp -q -p -F "$SSH_CONFIG" "$t/web.crt.new" "$name:$dir/tls/"
+	ssh -F "$SSH_CONFIG" "$name" "cd '$dir/tls' && chown 0:0 web.key.new web.crt.new && chmod 600 web.key.new && chmod 644 web.crt.new && sync web.key.new web.crt.new && mv web.crt.new web.crt && mv web.key.new web.key && sync . && '$NGINX' -t -q -c '$dir/nginx.conf' -p '$dir/' && old=\$(pgrep -P \$(cat '$dir/nginx.pid')) && '$NGINX' -s reload -c '$dir/nginx.conf' -p '$dir/' && for pid in \$old; do while kill -0 \$pid 2>/dev/null; do sleep 0.02; done; done"
 	tries=0
 	until openssl s_client -connect "$addr:443" -servername "$SERVER_NAME" -CAfile "$CA_FILE" -verify_return_error </dev/null 2>/dev/null |
 		openssl x509 -noout -serial 2>/dev/null | grep -qx "serial=$serial"; do

@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -131,11 +133,20 @@ func watchServed(ctx context.Context, w *testweb.Web, batches [][]*testweb.Site,
 // over SSH); a watcher polling the hosts during the run never saw a
 // later batch serve its new certificate before an earlier one; the
 // journal shows each batch starting after the previous batch's TLS
-// checks passed; and no key or token is in the output or the state.
+// checks passed; each key was made on its host (Vault's audit log has one
+// CSR per host, for the key in its file, and no private key nor any line
+// of those keys); and no key or token is in the output or the state.
 func TestFleetBatchesOfTwo(t *testing.T) {
 	w := testweb.Start(t, 4)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	vaultUser, err := user.Lookup(w.Vault.Owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(vaultUser.Uid)
+	gid, _ := strconv.Atoi(vaultUser.Gid)
+	audit := enableRawAudit(t, ctx, w.Vault.Root(), w.Vault.Dir, uid, gid)
 	r := newFleetRun(t, w, 2, "50ms")
 	batches := fleetBatches(w, 2)
 
@@ -247,7 +258,7 @@ func TestFleetBatchesOfTwo(t *testing.T) {
 	}
 	for j := 1; j < len(batches); j++ {
 		for _, s := range batches[j] {
-			for _, step := range []string{"write.key", "write.cert", "verify.config", "reload.nginx", "verify.served"} {
+			for _, step := range []string{"sign.web", "verify.config", "reload.nginx", "verify.served"} {
 				started, ok := at[fmt.Sprintf("start %s[%q]", step, s.Host.Name)]
 				if !ok {
 					t.Errorf("the journal has no start of %s[%q]", step, s.Host.Name)
@@ -262,6 +273,35 @@ func TestFleetBatchesOfTwo(t *testing.T) {
 			}
 		}
 	}
+
+	// The keys were made on the hosts: Vault signed one CSR per host, for
+	// the key now in the host's file, and never saw a key.
+	signs := audit.keyStayedOut(t, keyLines)
+	if len(signs) != len(w.Sites) {
+		t.Errorf("Vault signed %d CSRs; want one per host, %d", len(signs), len(w.Sites))
+	}
+	for _, s := range signs {
+		if want := "pki-prod/sign/" + testvault.LeafRole(testweb.App); s.path != want {
+			t.Errorf("a CSR was signed at %s, not %s", s.path, want)
+		}
+	}
+	for _, site := range w.Sites {
+		files, err := testvault.ReadCertificates(site.CertFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(slices.DeleteFunc(slices.Clone(signs), func(s signRequest) bool { return !samePublicKey(files[0], s.csr) })); n != 1 {
+			t.Errorf("%s: Vault signed %d CSRs for the key in its file; want 1", site.Host.Name, n)
+		}
+	}
+
+	// And rotplan's journal: each host's sign ran there, its key made at
+	// the host's key file.
+	keyPaths := map[string]string{}
+	for _, site := range w.Sites {
+		keyPaths[fmt.Sprintf("sign.web[%q]", site.Host.Name)] = site.KeyFile
+	}
+	keysMadeOnHosts(t, c, keyPaths)
 
 	// No key, no token: not in the output, not in the state.
 	for _, bad := range append([]string{"PRIVATE KEY", "hvs.", "hvb.", w.Vault.RootToken}, keyLines...) {
