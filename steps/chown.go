@@ -179,12 +179,22 @@ func (*Chown) Apply(ctx context.Context, env *Env, cfg Config) (cty.Value, error
 		// AT_SYMLINK_NOFOLLOW: if p was swapped for a symlink since the
 		// check above, the link changes owner, never what it points to.
 		if err := unix.Fchownat(dirs[i].fd(), filepath.Base(p), uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return cty.NilVal, fmt.Errorf("chown %s: %w", p, err)
+			return cty.NilVal, partlyChanged(i, fmt.Errorf("chown %s: %w", p, err))
 		}
 		env.Log.Debug("changed owner", "path", p, "owner", describeOwner(cfg.String("owner"), cfg.String("group")), "uid", uid, "gid", gid)
 	}
 
 	return chownOutputs(paths, uid, gid), nil
+}
+
+// partlyChanged is the error of a chown that failed at its i-th path: with
+// earlier paths given their new owner, the step is unsettled, so that the
+// rollback gives them their old owners back.
+func partlyChanged(i int, err error) error {
+	if i > 0 {
+		return &UnsettledError{Err: err}
+	}
+	return err
 }
 
 // Plan implements Planner: whom each path belongs to now. A path that is
@@ -358,6 +368,11 @@ func (*Chown) Rollback(ctx context.Context, env *Env, _ Config, _ cty.Value, sna
 			continue
 		case fi.Mode()&fs.ModeSymlink != 0:
 			fail(errors.New("it is now a symbolic link; refusing to change it (check where it points first)"))
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && int(st.Gid) == gid {
+			// Never changed (a chown that failed part way), or given back.
+			env.Log.Debug("already has its old owner", "path", o.Path, "uid", uid, "gid", gid)
 			continue
 		}
 		// As in Apply: a link swapped in since the check changes owner

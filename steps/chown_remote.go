@@ -100,6 +100,7 @@ func applyChownRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value,
 	}
 	host, _ := env.Host()
 	uid, gid := -1, -1
+	asked := 0 // the chowns asked of the host, the last one failing if err
 	err = env.onHost(ctx, func(c *remote.Conn) error {
 		if uid, gid, err = remoteChownOwnership(ctx, env, c, cfg); err != nil {
 			return mustBeKnown(err)
@@ -109,7 +110,8 @@ func applyChownRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value,
 				return fmt.Errorf("chown: %w", err)
 			}
 		}
-		for _, p := range paths {
+		for i, p := range paths {
+			asked = i + 1
 			if err := c.Chown(ctx, p, uid, gid); err != nil {
 				return err
 			}
@@ -117,7 +119,15 @@ func applyChownRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value,
 		}
 		return nil
 	})
-	if err != nil {
+	var lost *remote.LostError
+	switch {
+	case err == nil:
+	case asked == 1 && errors.As(err, &lost):
+		// The host may have carried out the chown whose answer was lost.
+		return cty.NilVal, &UnsettledError{Err: err}
+	case asked > 0:
+		return cty.NilVal, partlyChanged(asked-1, err)
+	default:
 		return cty.NilVal, err
 	}
 	return chownOutputs(paths, uid, gid), nil
@@ -235,9 +245,14 @@ func rollbackChownRemote(ctx context.Context, env *Env, snapshot map[string]stri
 				continue
 			}
 			uid, gid := *o.UID, *o.GID
-			_, err := c.OwnTarget(ctx, o.Path)
+			fi, err := c.OwnTarget(ctx, o.Path)
 			if errors.Is(err, fs.ErrNotExist) {
 				env.Log.Warn("no owner to restore: the file is gone", "host", host, "path", o.Path, "uid", uid, "gid", gid)
+				continue
+			}
+			if nowUID, nowGID, ok := remoteOwner(fi, err); ok && nowUID == uid && nowGID == gid {
+				// Never changed (a chown that failed part way), or given back.
+				env.Log.Debug("already has its old owner", "host", host, "path", o.Path, "uid", uid, "gid", gid)
 				continue
 			}
 			if err == nil {
@@ -287,4 +302,12 @@ func doneChownRemote(ctx context.Context, env *Env, intent map[string]string) (o
 		return cty.NilVal, false, err
 	}
 	return out, done, nil
+}
+
+// remoteOwner is the owner of fi, from OwnTarget, when it found one.
+func remoteOwner(fi fs.FileInfo, err error) (uid, gid int, ok bool) {
+	if err != nil || fi == nil {
+		return 0, 0, false
+	}
+	return remote.Owner(fi)
 }

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,4 +111,50 @@ func TestChownOnHost(t *testing.T) {
 	wantAttrErr(t, c.CheckHost(ctx, env, cfgOf(map[string]cty.Value{"paths": cty.ListVal([]cty.Value{cty.StringVal("app.key")})})), "paths")
 	wantAttrErr(t, c.CheckHost(ctx, env, cfgOf(map[string]cty.Value{"paths": cty.ListVal([]cty.Value{cty.StringVal(filepath.Join(h.Home, "missing", "k"))})})), "paths")
 	wantAttrErr(t, c.CheckHost(ctx, env, cfgOf(map[string]cty.Value{"trust_owner": cty.StringVal("0")})), "trust_owner")
+}
+
+// TestChownOnHostFailsPartWay: on a host as here, a chown whose second
+// path cannot change owner (immutable) is unsettled, having changed the
+// first, and the rollback from the snapshot gives the first its owner
+// back, passing over the one never changed.
+func TestChownOnHostFailsPartWay(t *testing.T) {
+	requireRoot(t, "giving files to other users and back")
+	f, env, _ := testHostEnv(t)
+	h := f.Hosts[0]
+	ctx := context.Background()
+	first, second := filepath.Join(h.Home, "first.pem"), filepath.Join(h.Home, "second.pem")
+	for _, p := range []string{first, second} {
+		if err := os.WriteFile(p, []byte("x"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(p, 1001, 1002); err != nil {
+			t.Fatal(err)
+		}
+	}
+	immutable(t, second)
+	c := (*Chown)(nil)
+	cfg := testConfig(t, c.Spec(), map[string]cty.Value{
+		"paths": cty.ListVal([]cty.Value{cty.StringVal(first), cty.StringVal(second)}),
+		"owner": cty.StringVal("4242"),
+		"group": cty.StringVal("4343"),
+	})
+	var snap map[string]string
+	err := f.Controller.Do(func() (err error) { // connects from the controller
+		snap, err = c.Snapshot(ctx, env, cfg)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Apply(ctx, env, cfg)
+	var unsettled *UnsettledError
+	if !errors.As(err, &unsettled) {
+		t.Fatalf("Apply: %v; want an *UnsettledError", err)
+	}
+	wantOwner(t, first, 4242, 4343)
+	if err := c.Rollback(ctx, env, cfg, cty.NilVal, snap); err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	wantOwner(t, first, 1001, 1002)
+	wantOwner(t, second, 1001, 1002)
 }

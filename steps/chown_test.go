@@ -2,8 +2,10 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -660,6 +662,63 @@ func TestChownRollbackMalformedSnapshot(t *testing.T) {
 			env, _ := testEnv(t)
 			err := (*Chown)(nil).Rollback(context.Background(), env, Config{}, cty.NilVal, snap)
 			wantErrContains(t, err, "chown: rolling back", tt.wantErr)
+		})
+	}
+}
+
+// immutable makes p immutable (chattr +i), so that not even root can give
+// it another owner, until the test ends; it skips the test where the
+// filesystem or the machine does not allow that.
+func immutable(t *testing.T, p string) {
+	t.Helper()
+	if out, err := exec.Command("chattr", "+i", p).CombinedOutput(); err != nil {
+		t.Skipf("chattr +i %s: %v: %s (needed to make a chown fail as root)", p, err, out)
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", p).Run() })
+}
+
+// TestChownFailsPartWay: a chown whose second path cannot change owner
+// (immutable) has changed the first: its error is a *UnsettledError, so
+// that the engine's rollback gives the first path its old owner back, and
+// the rollback from the snapshot does. A chown whose first path fails
+// changed nothing, and says so with a plain error.
+func TestChownFailsPartWay(t *testing.T) {
+	requireRoot(t, "giving files to other users and back")
+	_, _, nobody, nogroup := testOwner(t)
+	paths := chownFixture(t, [2]int{nobody, nogroup}, [2]int{nobody, nogroup}, [2]int{0, 0})
+	immutable(t, paths[1])
+	env, _ := testEnv(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		paths     []string
+		unsettled bool
+	}{
+		{"the first path fails", []string{paths[1], paths[0]}, false},
+		{"the second path fails", []string{paths[0], paths[1]}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig(t, (*Chown)(nil).Spec(), map[string]cty.Value{
+				"paths": stringList(tc.paths...), "owner": cty.StringVal("4242"), "group": cty.StringVal("4243"),
+			})
+			snap, err := (*Chown)(nil).Snapshot(ctx, env, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = (*Chown)(nil).Apply(ctx, env, cfg)
+			wantErrContains(t, err, "chown "+paths[1])
+			var unsettled *UnsettledError
+			if errors.As(err, &unsettled) != tc.unsettled {
+				t.Fatalf("unsettled %t, want %t: %v", !tc.unsettled, tc.unsettled, err)
+			}
+			if tc.unsettled {
+				wantOwner(t, paths[0], 4242, 4243) // what the rollback must undo
+				if err := (*Chown)(nil).Rollback(ctx, env, cfg, cty.NilVal, snap); err != nil {
+					t.Fatalf("Rollback: %v", err)
+				}
+			}
+			wantOwner(t, paths[0], nobody, nogroup)
+			wantOwner(t, paths[1], nobody, nogroup)
 		})
 	}
 }
