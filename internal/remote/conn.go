@@ -113,7 +113,7 @@ func (c *Conn) keepAlive(interval time.Duration, max int) {
 			return
 		case err := <-answered:
 			if err != nil {
-				c.close(fmt.Errorf("host %s: the connection was lost (%v)", c.host, err))
+				c.close(fmt.Errorf("%s: the connection was lost (%v)", c.host.Subject(), err))
 				return
 			}
 			answered, missed = nil, 0
@@ -150,8 +150,8 @@ type LostError struct {
 
 // Error names the host and says how long it was silent.
 func (e *LostError) Error() string {
-	return fmt.Sprintf("host %s stopped answering (no answer to %d keepalive probes sent %s apart): the connection was given up",
-		e.Host, e.Probes, e.Interval)
+	return fmt.Sprintf("%s stopped answering (no answer to %d keepalive probes sent %s apart): the connection was given up",
+		e.Host.Subject(), e.Probes, e.Interval)
 }
 
 // sftpClient returns the connection's SFTP client, opening it on first
@@ -164,11 +164,11 @@ func (c *Conn) sftpClient() (*sftp.Client, error) {
 		return c.sftp, nil
 	}
 	if c.broken() {
-		return nil, fmt.Errorf("host %s: the connection is closed", c.host)
+		return nil, fmt.Errorf("%s: the connection is closed", c.host.Subject())
 	}
 	s, err := c.client.NewSession()
 	if err != nil {
-		return nil, fmt.Errorf("host %s: opening an SFTP session: %w", c.host, err)
+		return nil, fmt.Errorf("%s: opening an SFTP session: %w", c.host.Subject(), err)
 	}
 	w, err := s.StdinPipe()
 	if err != nil {
@@ -182,7 +182,7 @@ func (c *Conn) sftpClient() (*sftp.Client, error) {
 	}
 	if err := s.RequestSubsystem("sftp"); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("host %s: the SSH server offers no SFTP (Subsystem sftp in sshd_config): %w", c.host, err)
+		return nil, fmt.Errorf("%s: the SSH server offers no SFTP (Subsystem sftp in sshd_config): %w", c.host.Subject(), err)
 	}
 	if !c.rawCreates {
 		w = &ownerOnlyCreates{w: w}
@@ -190,7 +190,7 @@ func (c *Conn) sftpClient() (*sftp.Client, error) {
 	sc, err := sftp.NewClientPipe(r, w)
 	if err != nil {
 		s.Close()
-		return nil, fmt.Errorf("host %s: starting SFTP: %w", c.host, err)
+		return nil, fmt.Errorf("%s: starting SFTP: %w", c.host.Subject(), err)
 	}
 	go func() {
 		sc.Wait()

@@ -69,3 +69,20 @@ func TestOwnerOnlyCreates(t *testing.T) {
 		}
 	}
 }
+
+// TestHostSubject: a message names a plan's host by its name and address,
+// and a bare address as a host, never "host host.web[...]".
+func TestHostSubject(t *testing.T) {
+	for _, tc := range []struct {
+		h    Host
+		want string
+	}{
+		{Host{Name: `host.web["a"]`, Address: "10.0.0.1", Port: 22}, `host.web["a"] (10.0.0.1:22)`},
+		{Host{Address: "10.0.0.1", Port: 2222}, "host 10.0.0.1:2222"},
+		{Host{Name: "10.0.0.1", Address: "10.0.0.1", Port: 22}, "host 10.0.0.1:22"},
+	} {
+		if got := tc.h.Subject(); got != tc.want {
+			t.Errorf("%#v: %q, want %q", tc.h, got, tc.want)
+		}
+	}
+}

@@ -50,6 +50,16 @@ func (h Host) String() string {
 	return h.Name + " (" + h.addr() + ")"
 }
 
+// Subject is the host as the subject of a message: its String, with
+// "host" before a bare address ("host 10.0.0.1:22 stopped answering");
+// a plan's name says it already ("host.web[\"a\"] (10.0.0.1:22) ...").
+func (h Host) Subject() string {
+	if h.Name == "" || h.Name == h.Address {
+		return "host " + h.addr()
+	}
+	return h.String()
+}
+
 // key tells hosts apart in a Pool: one connection per address and user.
 func (h Host) key() string { return h.User + "@" + h.addr() }
 
@@ -122,7 +132,7 @@ func Dial(ctx context.Context, cfg Config, h Host) (*Conn, error) {
 
 func dial(ctx context.Context, cfg Config, h Host, dialer dialFunc) (*Conn, error) {
 	if h.Address == "" || h.User == "" {
-		return nil, fmt.Errorf("host %s: an address and a user are required", h)
+		return nil, fmt.Errorf("%s: an address and a user are required", h.Subject())
 	}
 	if cfg.KnownHosts == "" {
 		return nil, fmt.Errorf("connecting to %s: no known_hosts file given; rotplan always checks host keys", h)
@@ -323,9 +333,9 @@ func (e *HostKeyError) Error() string {
 	offered := e.KeyType + " " + e.Fingerprint
 	switch {
 	case e.Revoked:
-		return fmt.Sprintf("host %s offered the key %s, which known_hosts file %s marks as revoked; refusing to connect", e.Host, offered, e.KnownHosts)
+		return fmt.Sprintf("%s offered the key %s, which known_hosts file %s marks as revoked; refusing to connect", e.Host.Subject(), offered, e.KnownHosts)
 	case len(e.Known) == 0:
-		return fmt.Sprintf("host %s is not in known_hosts file %s (it offered %s); refusing to connect: compare that fingerprint with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub, run on the host), then add its key to the file", e.Host, e.KnownHosts, offered)
+		return fmt.Sprintf("%s is not in known_hosts file %s (it offered %s); refusing to connect: compare that fingerprint with the host's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub, run on the host), then add its key to the file", e.Host.Subject(), e.KnownHosts, offered)
 	}
-	return fmt.Sprintf("host %s offered the key %s, but known_hosts file %s has %s for it; refusing to connect: someone may be intercepting the connection, or the host was reinstalled; compare the fingerprint with the host's own before changing the file", e.Host, offered, e.KnownHosts, strings.Join(e.Known, ", "))
+	return fmt.Sprintf("%s offered the key %s, but known_hosts file %s has %s for it; refusing to connect: someone may be intercepting the connection, or the host was reinstalled; compare the fingerprint with the host's own before changing the file", e.Host.Subject(), offered, e.KnownHosts, strings.Join(e.Known, ", "))
 }
