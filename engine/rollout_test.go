@@ -124,6 +124,20 @@ func compileRollout(t *testing.T, src string) (*Program, *hostLedger) {
 	return prog, l
 }
 
+// webBatches is batches of host.web's keys as the addresses of its
+// instances.
+func webBatches(keys [][]string) [][]string {
+	var out [][]string
+	for _, b := range keys {
+		var hosts []string
+		for _, k := range b {
+			hosts = append(hosts, fmt.Sprintf("host.web[%q]", k))
+		}
+		out = append(out, hosts)
+	}
+	return out
+}
+
 // TestRolloutBatches: the hosts of a rollout, or of its groups in order,
 // split into batches of batch_size or of a percentage of the group (at
 // least one host).
@@ -163,14 +177,7 @@ func TestRolloutBatches(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			prog, _ := compileRollout(t, rolloutPlan(tt.rollout, ""))
-			var want [][]string
-			for _, b := range tt.want {
-				var hosts []string
-				for _, k := range b {
-					hosts = append(hosts, fmt.Sprintf("host.web[%q]", k))
-				}
-				want = append(want, hosts)
-			}
+			want := webBatches(tt.want)
 			got := prog.Rollouts()
 			if len(got) != 1 || got[0].Name != "web" || !reflect.DeepEqual(got[0].Batches, want) {
 				t.Errorf("rollouts %q, want web: %q", got, want)
@@ -212,14 +219,7 @@ rollout "web" {
 			if diags.HasErrors() {
 				t.Fatal(diags.Error())
 			}
-			var want [][]string
-			for _, b := range tt.want {
-				var hosts []string
-				for _, k := range b {
-					hosts = append(hosts, fmt.Sprintf("host.web[%q]", k))
-				}
-				want = append(want, hosts)
-			}
+			want := webBatches(tt.want)
 			if got := prog.Rollouts(); len(got) != 1 || !reflect.DeepEqual(got[0].Batches, want) {
 				t.Errorf("rollouts %q, want %q", got, want)
 			}
