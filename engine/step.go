@@ -124,9 +124,10 @@ func (x *execution) applyStep(ctx context.Context, n *node, evalCtx *hcl.EvalCon
 	}
 	if err != nil {
 		// A change that may have taken effect is undone with the
-		// completed ones, if the step saved what undoes it.
+		// completed ones, if the kind can undo it (it took a snapshot,
+		// which may be empty: a reload needs none to reload again).
 		var unsettled *steps.UnsettledError
-		mayHaveChanged := errors.As(err, &unsettled) && len(snap) > 0
+		mayHaveChanged := errors.As(err, &unsettled) && snap != nil
 		if mayHaveChanged {
 			x.mu.Lock()
 			x.unsettled[addr] = true

@@ -162,10 +162,12 @@ func signalOnHost(ctx context.Context, c *remote.Conn, p process, sig string) er
 // reloadRemote is reload on the step's host.
 func (t reloadTarget) reloadRemote(ctx context.Context, env *Env, cfg Config, was *process) (out cty.Value, err error) {
 	host, _ := env.Host()
+	sent := false // the command or the signal went to the host
 	err = env.onHost(ctx, func(c *remote.Conn) error {
 		if len(t.command) > 0 {
 			rctx, cancel := context.WithTimeout(ctx, t.timeout)
 			defer cancel()
+			sent = true
 			res, err := c.Run(rctx, t.command)
 			if err != nil {
 				if rctx.Err() != nil && ctx.Err() == nil {
@@ -181,6 +183,7 @@ func (t reloadTarget) reloadRemote(ctx context.Context, env *Env, cfg Config, wa
 		if err != nil {
 			return err
 		}
+		sent = true
 		if err := signalOnHost(ctx, c, tg.process, strings.TrimPrefix(t.sigName, "SIG")); err != nil {
 			return attrErr(cfg.Path(tg.arg), "signalling pid %d%s: %v", tg.pid, tg.from, err)
 		}
@@ -188,6 +191,13 @@ func (t reloadTarget) reloadRemote(ctx context.Context, env *Env, cfg Config, wa
 		out = reloadOutputs(tg.pid, t.sigName, cty.ListValEmpty(cty.String), reloadedAt())
 		return nil
 	})
+	var lost *remote.LostError
+	if err != nil && sent && errors.As(err, &lost) {
+		// The host may have reloaded before it stopped answering: the
+		// rollback reloads again once the files are restored, so that
+		// the service has the files it finds there.
+		return cty.NilVal, &UnsettledError{Err: err}
+	}
 	if err != nil {
 		return cty.NilVal, err
 	}

@@ -67,6 +67,13 @@ func (r *failRun) newKey(h *testhosts.Host) string {
 
 func newFailRun(t *testing.T, secret string) *failRun {
 	t.Helper()
+	return newFailRunOf(t, failPlan, secret)
+}
+
+// newFailRunOf is newFailRun with another plan, which declares the same
+// variables.
+func newFailRunOf(t *testing.T, plan, secret string) *failRun {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the write gives files to other users, which needs root")
 	}
@@ -82,7 +89,7 @@ func newFailRun(t *testing.T, secret string) *failRun {
 			t.Fatal(err)
 		}
 	}
-	return &failRun{f: f, ctx: ctx, dir: planDir(t, failPlan, nil), secret: secret}
+	return &failRun{f: f, ctx: ctx, dir: planDir(t, plan, nil), secret: secret}
 }
 
 // vars writes the variables: the bed's hosts, the key's secret and the
