@@ -42,8 +42,9 @@ import (
 // (whose public half openssl prints there), both as the step leaves them,
 // and the certificate is none of the copies the snapshot kept (the files
 // the step replaced): a run killed part way leaves the old pair, or a new
-// certificate with the old key, or a temporary key; the step then runs
-// again. Rollback restores both files from those copies (or removes them)
+// certificate with the old key, and perhaps a temporary key or a
+// temporary certificate whose write never reached its rename; the step
+// then runs again, and removes those first. Rollback restores both files from those copies (or removes them)
 // and revokes the certificate as a local sign's does.
 
 // signStage is a test hook, called as a sign on a host passes each stage
@@ -302,9 +303,13 @@ func applySignRemote(ctx context.Context, env *Env, cfg Config, req certRequest,
 				return fmt.Errorf("signing for %s: %w", p, err)
 			}
 		}
-		// What an attempt cut short left, a key among it.
-		if _, err := c.RemoveLeftovers(ctx, f.key); err != nil {
-			return err
+		// What an attempt cut short left: a key openssl made, or the
+		// temporary file of a certificate whose write never reached its
+		// rename (rotplan killed).
+		for _, p := range []string{f.key, f.cert} {
+			if err := removeRemoteLeftovers(ctx, env, c, p); err != nil {
+				return err
+			}
 		}
 		tmp, pub, err := generateOnHost(ctx, c, f.key, *req.key)
 		installed, killed := false, false

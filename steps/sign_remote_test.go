@@ -309,6 +309,31 @@ func TestSignOnHost(t *testing.T) {
 		})
 	}
 
+	// A run killed while it wrote the certificate leaves the write's
+	// temporary file beside it (its rename never came); the resume's
+	// attempt removes it, as it removes a temporary key.
+	t.Run("killed while writing the certificate", func(t *testing.T) {
+		snap, err := sign.Snapshot(ctx, env, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		left := filepath.Join(dir, ".server.pem.rotplan-tmp-deadbeef0001")
+		putFile(t, left, []byte("half a certificate\n"), 0o600, 0, 0)
+		out, err := sign.Apply(ctx, env, cfg)
+		if err != nil {
+			t.Fatalf("the resume's Apply: %v", err)
+		}
+		if _, err := os.Lstat(left); !os.IsNotExist(err) {
+			t.Errorf("the temporary certificate the killed write left is still there after the next sign: %v", err)
+		}
+		if err := sign.Rollback(ctx, env, cfg, out, snap); err != nil {
+			t.Fatalf("Rollback: %v", err)
+		}
+		if k, c := readPair(t, keyPath, certPath, 0o640, gid); string(k) != string(key2) || string(c) != string(cert2) {
+			t.Error("the rollback did not restore the pair from before")
+		}
+	})
+
 	// A temporary key left by a run killed after openssl made it is
 	// removed by the next attempt.
 	leftover := filepath.Join(dir, ".server.key.rotplan-tmp-deadbeef0000")

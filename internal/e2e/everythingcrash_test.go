@@ -124,28 +124,35 @@ func TestEverythingKilledAndResumed(t *testing.T) {
 }
 
 // everythingKillPoints is the counted kill points for a run of total
-// records: every before:N and after:N when ROTPLAN_CRASH_ALL=1 or when
-// there are no more than the sample; otherwise one random point from each
-// of everythingCrashSample strata of equal length, with the seed logged.
+// records (sampleKillPoints, with this test's sample and variables).
 func everythingKillPoints(t *testing.T, total int) []string {
 	t.Helper()
+	return sampleKillPoints(t, total, everythingCrashSample, everythingCrashSeedEnv, everythingCrashAllEnv)
+}
+
+// sampleKillPoints is the counted kill points for a run of total
+// records: every before:N and after:N when allEnv is 1 or when there are
+// no more than sample; otherwise one random point from each of sample
+// strata of equal length, with the seed logged (seedEnv gives it back).
+func sampleKillPoints(t *testing.T, total, sample int, seedEnv, allEnv string) []string {
+	t.Helper()
 	all := boundaries(total)
-	if os.Getenv(everythingCrashAllEnv) == "1" || len(all) <= everythingCrashSample {
+	if os.Getenv(allEnv) == "1" || len(all) <= sample {
 		t.Logf("killing at all %d boundaries", len(all))
 		return all
 	}
 	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv(everythingCrashSeedEnv); s != "" {
+	if s := os.Getenv(seedEnv); s != "" {
 		var err error
 		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("%s=%q: %v", everythingCrashSeedEnv, s, err)
+			t.Fatalf("%s=%q: %v", seedEnv, s, err)
 		}
 	}
-	t.Logf("killing at %d of %d boundaries, sampled with %s=%d", everythingCrashSample, len(all), everythingCrashSeedEnv, seed)
+	t.Logf("killing at %d of %d boundaries, sampled with %s=%d", sample, len(all), seedEnv, seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	out := make([]string, 0, everythingCrashSample)
-	for i := range everythingCrashSample {
-		lo, hi := i*len(all)/everythingCrashSample, (i+1)*len(all)/everythingCrashSample
+	out := make([]string, 0, sample)
+	for i := range sample {
+		lo, hi := i*len(all)/sample, (i+1)*len(all)/sample
 		out = append(out, all[lo+rng.IntN(hi-lo)])
 	}
 	return out

@@ -47,19 +47,29 @@ func newFleetRun(t testing.TB, w *testweb.Web, batch int, interval string) *flee
 }
 
 // rotplan runs the rotplan binary in the bed's controller, in the plan's
-// directory, with Vault's environment (through the forwarder); a run
-// keeps its state in ./state.
+// directory, with Vault's environment (through the forwarder); a run or
+// a resume keeps its state in ./state.
 func (r *fleetRun) rotplan(t testing.TB, ctx context.Context, command string) result {
 	t.Helper()
+	return r.start(t, ctx, rotplanBin, nil, command)()
+}
+
+// start starts bin (rotplanBin or crashBin) as rotplan does, with env
+// added to Vault's environment; wait waits for it.
+func (r *fleetRun) start(t testing.TB, ctx context.Context, bin string, env []string, command string) (wait func() result) {
+	t.Helper()
 	args := []string{command, "-var-file", "vars.hcl", "plan.hcl"}
-	if command == "run" {
+	if command == "run" || command == "resume" {
 		args = append(args, "-state-dir", "state")
 	}
-	cmd := r.w.Fleet.Controller.Command(ctx, rotplanBin, args...)
+	cmd := r.w.Fleet.Controller.Command(ctx, bin, args...)
 	cmd.Dir = r.dir
-	cmd.Env = append(cleanEnv(), r.w.Environ()...)
-	return runCmd(t, cmd, 5*time.Minute)
+	cmd.Env = append(append(cleanEnv(), r.w.Environ()...), env...)
+	return startCmd(t, cmd, 5*time.Minute)
 }
+
+// state is the run's state directory.
+func (r *fleetRun) state() string { return filepath.Join(r.dir, "state") }
 
 // fleetBatches is the sites in the rollout's batches of k: hosts in key
 // order, as the rollout takes host.web's instances.
@@ -184,28 +194,7 @@ func TestFleetBatchesOfTwo(t *testing.T) {
 		if after[name] == before[name] {
 			t.Errorf("%s still serves serial %s", name, before[name])
 		}
-		chain, err := w.Served(ctx, s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files, err := testvault.ReadCertificates(s.CertFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(files) != len(chain) {
-			t.Errorf("%s serves %d certificates, its file holds %d", name, len(chain), len(files))
-		}
-		for i := range min(len(files), len(chain)) {
-			if !files[i].Equal(chain[i]) {
-				t.Errorf("%s serves %s as certificate %d, its file holds %s", name, chain[i].Subject, i, files[i].Subject)
-			}
-		}
-		if chain[0].Subject.CommonName != testweb.ServerName {
-			t.Errorf("%s serves a certificate for %q", name, chain[0].Subject.CommonName)
-		}
-		if _, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile); err != nil {
-			t.Errorf("%s: the key file does not hold the certificate's key: %v", name, err)
-		}
+		servesItsFiles(t, ctx, w, s)
 		script := fmt.Sprintf("stat -c '%%n %%a %%u:%%g' %s %s", s.KeyFile, s.CertFile)
 		out, err := w.Fleet.Controller.Command(ctx, "ssh", "-F", w.Fleet.SSHConfig, name, script).CombinedOutput()
 		want := fmt.Sprintf("%s 600 0:0\n%s 644 0:0\n", s.KeyFile, s.CertFile)
@@ -215,31 +204,7 @@ func TestFleetBatchesOfTwo(t *testing.T) {
 		keyLines = append(keyLines, pemBodyLines(t, s.KeyFile)...)
 	}
 
-	// From outside: no round saw a host of a later batch serve its new
-	// certificate while one of an earlier batch served its old one.
-	changed := func(round map[string]string, s *testweb.Site) bool {
-		serial := round[s.Host.Name]
-		return serial != "" && serial != before[s.Host.Name]
-	}
-	between := 0
-	for _, round := range seen {
-		for j := 1; j < len(batches); j++ {
-			if !slices.ContainsFunc(batches[j], func(s *testweb.Site) bool { return changed(round, s) }) {
-				continue
-			}
-			for _, early := range batches[:j] {
-				for _, s := range early {
-					if round[s.Host.Name] != "" && !changed(round, s) {
-						t.Errorf("a poll saw batch %d serve new certificates while %s (batch before) served its old one: %v", j+1, s.Host.Name, round)
-					}
-				}
-			}
-		}
-		if slices.ContainsFunc(batches[0], func(s *testweb.Site) bool { return changed(round, s) }) &&
-			!slices.ContainsFunc(batches[len(batches)-1], func(s *testweb.Site) bool { return changed(round, s) }) {
-			between++
-		}
-	}
+	between := checkBatchOrder(t, seen, before, batches)
 	t.Logf("the watcher polled the fleet %d times during the run; %d polls saw the first batch changed and the last not", len(seen), between)
 
 	// The journal: every step of a batch started after every TLS check of
@@ -304,17 +269,89 @@ func TestFleetBatchesOfTwo(t *testing.T) {
 	keysMadeOnHosts(t, c, keyPaths)
 
 	// No key, no token: not in the output, not in the state.
-	for _, bad := range append([]string{"PRIVATE KEY", "hvs.", "hvb.", w.Vault.RootToken}, keyLines...) {
-		if strings.Contains(res.stdout+res.stderr, bad) {
-			t.Errorf("rotplan's output shows a secret (%.12s…)", bad)
+	noSecrets(t, r.dir, append([]string{"PRIVATE KEY", "hvs.", "hvb.", w.Vault.RootToken}, keyLines...), res)
+}
+
+// servesItsFiles checks, from the controller, that s serves (TLS, SNI
+// ServerName, verified to the root) the chain in its certificate file,
+// for ServerName, and that the key file holds the leaf's key.
+func servesItsFiles(t *testing.T, ctx context.Context, w *testweb.Web, s *testweb.Site) {
+	t.Helper()
+	name := s.Host.Name
+	chain, err := w.Served(ctx, s)
+	if err != nil {
+		t.Errorf("%s: %v", name, err)
+		return
+	}
+	files, err := testvault.ReadCertificates(s.CertFile)
+	if err != nil {
+		t.Errorf("%s: %v", name, err)
+		return
+	}
+	if len(files) != len(chain) {
+		t.Errorf("%s serves %d certificates, its file holds %d", name, len(chain), len(files))
+	}
+	for i := range min(len(files), len(chain)) {
+		if !files[i].Equal(chain[i]) {
+			t.Errorf("%s serves %s (serial %s) as certificate %d, its file holds %s (serial %s)", name, chain[i].Subject, chain[i].SerialNumber, i, files[i].Subject, files[i].SerialNumber)
 		}
 	}
-	filepath.Walk(r.dir, func(p string, fi os.FileInfo, err error) error {
+	if chain[0].Subject.CommonName != testweb.ServerName {
+		t.Errorf("%s serves a certificate for %q", name, chain[0].Subject.CommonName)
+	}
+	if _, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile); err != nil {
+		t.Errorf("%s: the key file does not hold the certificate's key: %v", name, err)
+	}
+}
+
+// checkBatchOrder checks the rounds of a watcher (watchServed): no round
+// saw a host of a later batch serve a new certificate (one not in before)
+// while a host of an earlier batch served its old one. It returns how
+// many rounds saw the first batch changed and the last not.
+func checkBatchOrder(t *testing.T, seen []map[string]string, before map[string]string, batches [][]*testweb.Site) (between int) {
+	t.Helper()
+	changed := func(round map[string]string, s *testweb.Site) bool {
+		serial := round[s.Host.Name]
+		return serial != "" && serial != before[s.Host.Name]
+	}
+	for _, round := range seen {
+		for j := 1; j < len(batches); j++ {
+			if !slices.ContainsFunc(batches[j], func(s *testweb.Site) bool { return changed(round, s) }) {
+				continue
+			}
+			for _, early := range batches[:j] {
+				for _, s := range early {
+					if round[s.Host.Name] != "" && !changed(round, s) {
+						t.Errorf("a poll saw batch %d serve new certificates while %s (batch before) served its old one: %v", j+1, s.Host.Name, round)
+					}
+				}
+			}
+		}
+		if slices.ContainsFunc(batches[0], func(s *testweb.Site) bool { return changed(round, s) }) &&
+			!slices.ContainsFunc(batches[len(batches)-1], func(s *testweb.Site) bool { return changed(round, s) }) {
+			between++
+		}
+	}
+	return between
+}
+
+// noSecrets checks that none of secrets is in the results' output or in a
+// file under dir.
+func noSecrets(t *testing.T, dir string, secrets []string, results ...result) {
+	t.Helper()
+	for _, res := range results {
+		for _, bad := range secrets {
+			if strings.Contains(res.stdout+res.stderr, bad) {
+				t.Errorf("rotplan's output shows a secret (%.12s…)", bad)
+			}
+		}
+	}
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err != nil || fi.IsDir() {
 			return nil
 		}
 		b, _ := os.ReadFile(p)
-		for _, bad := range append([]string{"PRIVATE KEY", "hvs.", "hvb.", w.Vault.RootToken}, keyLines...) {
+		for _, bad := range secrets {
 			if strings.Contains(string(b), bad) {
 				t.Errorf("%s holds a secret (%.12s…)", p, bad)
 			}
