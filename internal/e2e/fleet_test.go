@@ -19,9 +19,10 @@ import (
 	"github.com/rotplan/rotplan/internal/testweb"
 )
 
-// fleetRun is examples/fleet.hcl set up for a testweb bed: the plan,
-// with the batch size asked for, and its variables in a directory of
-// their own, where rotplan runs as an operator would (state in ./state).
+// fleetRun is examples/fleet.hcl set up for a testweb bed: the plan and
+// its variables (the batch size asked for among them) in a directory of
+// their own, where rotplan runs as an operator would, its state in the
+// default ./.rotplan.
 type fleetRun struct {
 	w   *testweb.Web
 	dir string
@@ -48,7 +49,7 @@ func newFleetRun(t testing.TB, w *testweb.Web, batch int, interval string) *flee
 
 // rotplan runs the rotplan binary in the bed's controller, in the plan's
 // directory, with Vault's environment (through the forwarder); a run or
-// a resume keeps its state in ./state.
+// a resume keeps its state in the default directory, ./.rotplan.
 func (r *fleetRun) rotplan(t testing.TB, ctx context.Context, command string) result {
 	t.Helper()
 	return r.start(t, ctx, rotplanBin, nil, command)()
@@ -58,18 +59,15 @@ func (r *fleetRun) rotplan(t testing.TB, ctx context.Context, command string) re
 // added to Vault's environment; wait waits for it.
 func (r *fleetRun) start(t testing.TB, ctx context.Context, bin string, env []string, command string) (wait func() result) {
 	t.Helper()
-	args := []string{command, "-var-file", "vars.hcl", "plan.hcl"}
-	if command == "run" || command == "resume" {
-		args = append(args, "-state-dir", "state")
-	}
-	cmd := r.w.Fleet.Controller.Command(ctx, bin, args...)
+	cmd := r.w.Fleet.Controller.Command(ctx, bin, command, "-var-file", "vars.hcl", "plan.hcl")
 	cmd.Dir = r.dir
 	cmd.Env = append(append(cleanEnv(), r.w.Environ()...), env...)
 	return startCmd(t, cmd, 5*time.Minute)
 }
 
-// state is the run's state directory.
-func (r *fleetRun) state() string { return filepath.Join(r.dir, "state") }
+// state is the run's state directory: the default one, in the plan's
+// directory.
+func (r *fleetRun) state() string { return filepath.Join(r.dir, ".rotplan") }
 
 // fleetBatches is the sites in the rollout's batches of k: hosts in key
 // order, as the rollout takes host.web's instances.
@@ -209,7 +207,7 @@ func TestFleetBatchesOfTwo(t *testing.T) {
 
 	// The journal: every step of a batch started after every TLS check of
 	// the batch before passed.
-	c := readJournal(t, filepath.Join(r.dir, "state"))
+	c := readJournal(t, r.state())
 	at := map[string]int{} // step_succeeded of a check, step_started of anything: record index
 	for i, rec := range c.Records {
 		switch rec.Type {
