@@ -122,15 +122,13 @@ func applyChownRemote(ctx context.Context, env *Env, cfg Config) (out cty.Value,
 	var lost *remote.LostError
 	switch {
 	case err == nil:
-	case asked == 1 && errors.As(err, &lost):
-		// The host may have carried out the chown whose answer was lost.
+		return chownOutputs(paths, uid, gid), nil
+	case asked > 1 || asked == 1 && errors.As(err, &lost):
+		// An earlier path has its new owner, or the host may have
+		// carried out the chown whose answer was lost.
 		return cty.NilVal, &UnsettledError{Err: err}
-	case asked > 0:
-		return cty.NilVal, partlyChanged(asked-1, err)
-	default:
-		return cty.NilVal, err
 	}
-	return chownOutputs(paths, uid, gid), nil
+	return cty.NilVal, err
 }
 
 // planChownRemote is Chown.Plan on the step's host: whom each path
