@@ -79,6 +79,12 @@ type execution struct {
 	// are known (see StepState.unsettled): a rollback undoes them too.
 	unsettled map[string]bool
 
+	// hostsFailed are the hosts that failed within their rollout's
+	// max_failures, and rolloutFailures how many each rollout has had
+	// (see hostFailed). Read and written on the walk's goroutine.
+	hostsFailed     map[string]*HostFailure
+	rolloutFailures map[string]int
+
 	backupsOnce sync.Once
 	backups     string // see backupRoot
 }
@@ -98,7 +104,7 @@ func (p *Program) newExecution(opts Options) *execution {
 		todo: map[string]bool{}, outputs: map[string]cty.Value{}, skipped: map[string]string{},
 		lazy: map[string]bool{}, superseded: map[string][]cty.Value{},
 		snapshots: map[string]map[string]string{}, rolledBack: map[string]bool{},
-		unsettled: map[string]bool{},
+		unsettled: map[string]bool{}, hostsFailed: map[string]*HostFailure{}, rolloutFailures: map[string]int{},
 	}
 }
 

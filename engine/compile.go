@@ -47,6 +47,8 @@ type Program struct {
 	// {from, to} (see rollout.go).
 	rollouts     []*rollout
 	rolloutEdges map[[2]string]string
+	// rolloutOf is the rollout each host instance in one is in.
+	rolloutOf map[string]*rollout
 	// planHash and varsHash identify what runs, for the journal;
 	// varHashes each variable's value.
 	planHash, varsHash string

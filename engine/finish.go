@@ -18,6 +18,9 @@ func (x *execution) finish(ctx context.Context, err error) (*Report, error) {
 	case err == nil:
 		x.supersede(ctx)
 		x.removeBackups()
+		if len(x.report.HostsFailed) > 0 {
+			status = journal.StatusHostsFailed
+		}
 	case ctx.Err() != nil:
 		status = journal.StatusInterrupted
 		x.report.Interrupted = true

@@ -62,6 +62,16 @@ type Report struct {
 	// RollbackSteps what became of each.
 	Rollback      string
 	RollbackSteps []StepResult
+	// HostsFailed are the hosts that failed within their rollout's
+	// max_failures, in the order they did: the run went on without them,
+	// and undid their steps.
+	HostsFailed []*HostFailure
+	// Kept are the steps a rollback left in place: those of the batches
+	// that completed in rollouts with rollback = "failed_batch", and what
+	// they depend on, in run order.
+	Kept []string
+	// KeptHosts are the hosts of those batches.
+	KeptHosts []string
 	// Interrupted: the run was cancelled (Ctrl-C, SIGTERM) before it
 	// finished. Nothing was rolled back; resume finishes it.
 	Interrupted bool

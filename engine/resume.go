@@ -25,6 +25,9 @@ const (
 	ActionRedo = "redo"
 	// ActionRun: not started yet; runs as in any run.
 	ActionRun = "run"
+	// ActionLeave: a step for a host that failed within its rollout's
+	// max_failures: not carried out, and undone if it changed anything.
+	ActionLeave = "leave"
 )
 
 // Decision is what a resume does with one step, and why.
@@ -181,6 +184,7 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 	if err := x.record(journal.Record{Type: journal.RunResumed, Run: p.runInfo(x.opts)}); err != nil {
 		return x.noneRun(err)
 	}
+	x.takeUpFailedHosts(run)
 	if run.RollingBack && len(inPlace) == 0 {
 		return x.resumeRollback(ctx, run)
 	}
@@ -189,6 +193,14 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 	}
 	if o, ok := opts.Observer.(ResumeObserver); ok {
 		o.Resuming(x.report.Decisions)
+	}
+	// The hosts that failed stay out, and what of their steps the run
+	// had not undone yet (it was killed meanwhile) is undone first.
+	for _, f := range x.report.HostsFailed {
+		if err := x.undoHost(ctx, f.Host); err != nil {
+			return x.finish(ctx, err)
+		}
+		f.RolledBack = true
 	}
 	// Steps that can start at once are prepared now, before anything
 	// changes; the others just before they run, since what they need (the
@@ -223,6 +235,23 @@ func (p *Program) Resume(ctx context.Context, run *Run, opts Options) (*Report, 
 		return x.finish(ctx, err)
 	}
 	return x.finish(ctx, x.walk(ctx))
+}
+
+// takeUpFailedHosts carries over the hosts that failed within their
+// rollout's max_failures in the run being resumed: they stay out of it,
+// and count against max_failures. A host the plan no longer has in a
+// rollout that lets hosts fail (resumed with -force) is not carried over.
+func (x *execution) takeUpFailedHosts(run *Run) {
+	for _, f := range run.HostsFailed {
+		r := x.p.rolloutOf[f.Host]
+		if r == nil || !r.tolerates() || x.hostsFailed[f.Host] != nil {
+			continue
+		}
+		f := f
+		x.hostsFailed[f.Host] = &f
+		x.rolloutFailures[r.block.Name]++
+		x.report.HostsFailed = append(x.report.HostsFailed, &f)
+	}
 }
 
 // leftInPlace returns the steps of the run that may have changed something
@@ -271,6 +300,9 @@ func (x *execution) resumeRollback(ctx context.Context, run *Run) (*Report, erro
 		x.restoreSnapshot(n, s)
 		switch s.State {
 		case StateSucceeded, StateRollingBack, StateRollbackFailed, StateRolledBack:
+		case StateSkipped: // for keptByRollouts
+			x.skipped[addr] = s.Skipped
+			continue
 		default:
 			continue
 		}
@@ -361,6 +393,10 @@ func (x *execution) classify(ctx context.Context, run *Run, changes *ChangedErro
 		addr := n.addr
 		s := stepState(run, addr)
 		x.restoreSnapshot(n, s)
+		if x.failedHost(n.hostAt) != nil {
+			x.takeUpLeft(n, s)
+			continue
+		}
 		switch s.State {
 		case StateSkipped:
 			x.skipped[addr] = s.Skipped
@@ -391,6 +427,20 @@ func (x *execution) classify(ctx context.Context, run *Run, changes *ChangedErro
 		}
 	}
 	return f, nil
+}
+
+// takeUpLeft takes up what the journal says of n, a step for a host that
+// failed, for undoHost: the outputs of what it did, or that it was
+// undone.
+func (x *execution) takeUpLeft(n *node, s *StepState) {
+	switch s.State {
+	case StateRolledBack:
+		x.rolledBack[n.addr] = true
+	case StateSucceeded, StateRollingBack, StateRollbackFailed:
+		if out, err := restoreOutputs(n.kind, s.Outputs); err == nil && len(s.Outputs) > 0 {
+			x.outputs[n.addr] = out
+		}
+	}
 }
 
 // findInPlace asks the kind of a step that started without a recorded
@@ -441,6 +491,9 @@ func (x *execution) spreadRedo(f *resumeFindings) {
 func (x *execution) whyRedo(n *node, f *resumeFindings) string {
 	p := x.p
 	for _, dep := range p.graph.DependsOn(n.addr) {
+		if x.failedHost(p.nodes[dep].hostAt) != nil {
+			continue // a batch's wait for a host that failed, which stays out
+		}
 		// A done step whose dependency is not done can only follow a
 		// resume killed while it journaled its decisions: the dependency
 		// was redone, so its outputs are not the ones this step used.
@@ -467,6 +520,12 @@ func (x *execution) decide(run *Run, f *resumeFindings) error {
 			continue
 		}
 		s := stepState(run, addr)
+		if hf := x.failedHost(n.hostAt); hf != nil {
+			why := fmt.Sprintf("%s failed at %s", hf.Host, hf.Step)
+			x.report.Steps = append(x.report.Steps, StepResult{Addr: addr, Outcome: NotRun, Reason: why})
+			x.report.Decisions = append(x.report.Decisions, Decision{Addr: addr, Action: ActionLeave, Reason: why + ": its steps are undone, not carried out"})
+			continue
+		}
 		d := decision(addr, s, f)
 		if d.Action == ActionRedo {
 			if err := x.record(journal.Record{Type: journal.StepRedo, Step: addr, Reason: d.Reason}); err != nil {

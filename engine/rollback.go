@@ -13,6 +13,7 @@ import (
 	"github.com/rotplan/rotplan/engine/dag"
 	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/internal/command"
+	"github.com/rotplan/rotplan/plans"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -168,17 +169,46 @@ func (x *execution) snapshot(ctx context.Context, env *steps.Env, n *node, cfg s
 }
 
 // rollback undoes every completed step, and every unsettled one (see
-// execution.unsettled): first, in reverse dependency order
-// (independent ones concurrently), every step whose kind is not RestoreAware;
-// then the RestoreAware ones (reloads) in dependency order, so that they act
-// on the restored system. A step's rollback block runs after its kind's
-// inverse. A failure does not stop the others.
+// execution.unsettled), but those it keeps (see keptByRollouts): first, in
+// reverse dependency order (independent ones concurrently), every step
+// whose kind is not RestoreAware; then the RestoreAware ones (reloads) in
+// dependency order, so that they act on the restored system. A step's
+// rollback block runs after its kind's inverse. A failure does not stop
+// the others.
 func (x *execution) rollback(ctx context.Context) {
-	p := x.p
+	keep, hosts := x.keptByRollouts()
+	x.report.KeptHosts = hosts
+	for _, n := range x.p.order {
+		if keep[n.addr] {
+			x.report.Kept = append(x.report.Kept, n.addr)
+		}
+	}
+	x.report.Rollback = RollbackComplete
+	if !x.undoAll(ctx, func(n *node) bool { return !keep[n.addr] }, "") {
+		x.report.Rollback = RollbackIncomplete
+	}
+}
+
+// undoHost undoes the steps for host, which failed and left the run, as
+// the rollback undoes a run's steps, while the run goes on. It fails when
+// any could not be undone.
+func (x *execution) undoHost(ctx context.Context, host string) error {
+	if !x.undoAll(ctx, func(n *node) bool { return n.hostAt == host }, host) {
+		return fmt.Errorf("%s failed, and its steps could not all be undone (see the rollback's failures): the run cannot go on without it", host)
+	}
+	return nil
+}
+
+// undoAll undoes, as rollback says, the steps it selects that changed
+// something and are not undone yet; host, when set, is the failed host
+// they are undone for (see journal.Record.Host). It reports whether every
+// one of them was undone.
+func (x *execution) undoAll(ctx context.Context, selects func(*node) bool, host string) bool {
 	var early, late []*node
-	for _, n := range p.order {
+	x.mu.Lock()
+	for _, n := range x.p.order {
 		addr := n.addr
-		if _, done := x.outputs[addr]; (!done && !x.unsettled[addr]) || x.rolledBack[addr] {
+		if _, done := x.outputs[addr]; (!done && !x.unsettled[addr]) || x.rolledBack[addr] || !selects(n) {
 			continue
 		}
 		_, undoable := n.kind.(steps.Rollbacker)
@@ -191,29 +221,85 @@ func (x *execution) rollback(ctx context.Context) {
 			early = append(early, n)
 		}
 	}
-	if len(early)+len(late) == 0 {
-		x.report.Rollback = RollbackComplete
-		return
-	}
+	x.mu.Unlock()
 	// Going back, a step is undone once every step that depends on it,
 	// directly or through steps with nothing to undo, has been; the late
 	// ones then go forward, on the restored system.
-	x.undoSteps(ctx, early, true)
-	x.undoSteps(ctx, late, false)
-
-	x.report.Rollback = RollbackComplete
-	for _, r := range x.report.RollbackSteps {
-		if r.Outcome == RollbackFailed {
-			x.report.Rollback = RollbackIncomplete
+	x.undoSteps(ctx, early, true, host)
+	x.undoSteps(ctx, late, false, host)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, n := range append(early, late...) {
+		if !x.rolledBack[n.addr] {
+			return false
 		}
 	}
+	return true
+}
+
+// keptByRollouts are the steps a rollback leaves in place for the rollouts
+// with rollback = "failed_batch": the steps for the hosts of each batch
+// that completed, every step for its hosts done (a host that failed
+// within max_failures aside: it was undone already), and every step those
+// depend on. hosts are those batches' hosts.
+func (x *execution) keptByRollouts() (keep map[string]bool, hosts []string) {
+	p := x.p
+	on := map[string][]*node{}
+	for _, n := range p.order {
+		if n.hostAt != "" {
+			on[n.hostAt] = append(on[n.hostAt], n)
+		}
+	}
+	keep = map[string]bool{}
+	var keepWithDeps func(addr string)
+	keepWithDeps = func(addr string) {
+		if keep[addr] {
+			return
+		}
+		keep[addr] = true
+		for _, dep := range p.graph.DependsOn(addr) {
+			keepWithDeps(dep)
+		}
+	}
+	for _, r := range p.rollouts {
+		if r.block.Rollback != plans.RollbackFailedBatch {
+			continue
+		}
+		for _, batch := range r.batches {
+			complete := true
+			var these, theseHosts []string
+			for _, host := range batch {
+				if x.failedHost(host) != nil {
+					continue
+				}
+				theseHosts = append(theseHosts, host)
+				for _, n := range on[host] {
+					_, done := x.outputs[n.addr]
+					_, skipped := x.skipped[n.addr]
+					if (!done && !skipped) || x.unsettled[n.addr] {
+						complete = false
+					}
+					these = append(these, n.addr)
+				}
+			}
+			if !complete {
+				break // and no later batch started
+			}
+			for _, addr := range these {
+				keepWithDeps(addr)
+			}
+			hosts = append(hosts, theseHosts...)
+		}
+	}
+	return keep, hosts
 }
 
 // undoSteps runs rollbackStep for nodes (in run order), up to Parallelism at
 // a time, each once every one of them it waits for has been handled,
 // successfully or not: in reverse, those that depend on it; else those it
-// depends on; directly or through steps not among nodes.
-func (x *execution) undoSteps(ctx context.Context, nodes []*node, reverse bool) {
+// depends on; directly or through steps not among nodes. host is
+// rollbackStep's.
+func (x *execution) undoSteps(ctx context.Context, nodes []*node, reverse bool, host string) {
 	position := make(map[string]int, len(nodes))
 	for i, n := range nodes {
 		position[n.addr] = i
@@ -230,14 +316,15 @@ func (x *execution) undoSteps(ctx context.Context, nodes []*node, reverse bool) 
 	}.Walk(x.p.graph, func(addr string) dag.Task {
 		n := x.p.nodes[addr]
 		return func() dag.Done {
-			x.rollbackStep(ctx, n)
+			x.rollbackStep(ctx, n, host)
 			return nil
 		}
 	})
 }
 
-// rollbackStep undoes one step and journals the outcome.
-func (x *execution) rollbackStep(ctx context.Context, n *node) {
+// rollbackStep undoes one step and journals the outcome; host, when set, is
+// the failed host it is undone for.
+func (x *execution) rollbackStep(ctx context.Context, n *node, host string) {
 	addr := n.addr
 	if o, ok := x.opts.Observer.(RollbackObserver); ok {
 		o.RollbackStarted(addr)
@@ -247,17 +334,18 @@ func (x *execution) rollbackStep(ctx context.Context, n *node) {
 	// failure that may have stopped the run) does not stop it: the step
 	// is undone from what the run knows in memory, and the journal gets
 	// the records if it recovers (see recoverJournal).
-	_ = x.record(journal.Record{Type: journal.RollbackStarted, Step: addr})
+	_ = x.record(journal.Record{Type: journal.RollbackStarted, Step: addr, Host: host})
 	err := x.undo(ctx, n)
 	res := StepResult{Addr: addr, Outcome: RolledBack, Duration: time.Since(began)}
 	if err != nil {
 		res.Outcome = RollbackFailed
 		res.Err = &StepError{Addr: addr, Diagnostics: x.p.stepDiagnostics(n, "Rollback failed:", err)}
-		_ = x.record(journal.Record{Type: journal.RollbackFailed, Step: addr, Error: err.Error(), Duration: journal.Duration(res.Duration)})
+		_ = x.record(journal.Record{Type: journal.RollbackFailed, Step: addr, Error: err.Error(), Duration: journal.Duration(res.Duration), Host: host})
 	} else {
-		_ = x.record(journal.Record{Type: journal.RollbackSucceeded, Step: addr, Duration: journal.Duration(res.Duration)})
+		_ = x.record(journal.Record{Type: journal.RollbackSucceeded, Step: addr, Duration: journal.Duration(res.Duration), Host: host})
 	}
 	x.mu.Lock()
+	x.rolledBack[addr] = err == nil
 	x.report.RollbackSteps = append(x.report.RollbackSteps, res)
 	x.mu.Unlock()
 	if o, ok := x.opts.Observer.(RollbackObserver); ok {

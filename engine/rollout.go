@@ -10,10 +10,17 @@ import (
 
 // A rollout orders hosts, not steps: its batches become ordinary graph
 // edges, every step for a host of batch i+1 depending on every step for
-// the hosts of batch i (directly or through the steps of its batch), so that the walker, the journal, resume and the
-// rollback need nothing of rollouts. A failure in a batch leaves the next
-// batch's steps waiting for a dependency that failed, so none starts, and
-// the rollback undoes every step that completed, in every batch.
+// the hosts of batch i (directly or through the steps of its batch), so
+// that the walker, the journal, resume and the rollback need nothing of
+// the order. A failure in a batch leaves the next batch's steps waiting
+// for a dependency that failed, so none starts, and the rollback undoes
+// every step that completed, in every batch, or, with rollback =
+// "failed_batch", all but the completed batches (see keptByRollouts).
+//
+// A rollout with max_failures lets that many of its hosts fail: the walk
+// takes a host that fails out of the run (see execution.hostFailed), undoes
+// its steps alone, and releases what waits for them, so that the next
+// batch starts once the others of the batch passed.
 
 // rollout is a rollout block resolved: its host instances' addresses in
 // batches, in order.
@@ -22,18 +29,25 @@ type rollout struct {
 	batches [][]string
 }
 
+// tolerates reports whether the rollout lets hosts fail (max_failures).
+func (r *rollout) tolerates() bool { return r.block.MaxFailures > 0 }
+
 // Rollout is one rollout of a program: its name and its batches in order,
-// each the addresses of its host instances (host.web["a"]).
+// each the addresses of its host instances (host.web["a"]); how many hosts
+// may fail (max_failures), and what a failure that ends it undoes
+// (plans.RollbackAll or plans.RollbackFailedBatch).
 type Rollout struct {
-	Name    string
-	Batches [][]string
+	Name        string
+	Batches     [][]string
+	MaxFailures int
+	Rollback    string
 }
 
 // Rollouts returns the program's rollouts in the plan's order.
 func (p *Program) Rollouts() []Rollout {
 	out := make([]Rollout, len(p.rollouts))
 	for i, r := range p.rollouts {
-		out[i] = Rollout{Name: r.block.Name, Batches: r.batches}
+		out[i] = Rollout{Name: r.block.Name, Batches: r.batches, MaxFailures: r.block.MaxFailures, Rollback: r.block.Rollback}
 	}
 	return out
 }
@@ -44,12 +58,18 @@ func (p *Program) Rollouts() []Rollout {
 func (p *Program) connectRollouts() hcl.Diagnostics {
 	var diags hcl.Diagnostics
 	p.rolloutEdges = map[[2]string]string{}
+	p.rolloutOf = map[string]*rollout{}
 	taken := map[string]membership{} // host instance address -> where it is in a rollout
 	for _, block := range p.plan.Rollouts {
 		r, more := p.resolveRollout(block, taken)
 		diags = append(diags, more...)
 		if r != nil {
 			p.rollouts = append(p.rollouts, r)
+			for _, batch := range r.batches {
+				for _, addr := range batch {
+					p.rolloutOf[addr] = r
+				}
+			}
 		}
 	}
 	if diags.HasErrors() {
@@ -62,6 +82,9 @@ func (p *Program) connectRollouts() hcl.Diagnostics {
 				on[n.hostAt] = append(on[n.hostAt], n)
 			}
 		}
+	}
+	if diags = p.checkTolerant(on); diags.HasErrors() {
+		return diags
 	}
 	for _, r := range p.rollouts {
 		var before []*node // the last steps of the last batch that has any
@@ -81,6 +104,43 @@ func (p *Program) connectRollouts() hcl.Diagnostics {
 				}
 			}
 			before = last
+		}
+	}
+	return diags
+}
+
+// checkTolerant refuses, in a rollout that lets hosts fail, a step that
+// depends on a step for one of its hosts without being for that host too
+// (on holds the steps for each host instance): once the host failed and
+// left the run, it could never start, and the run could not end.
+func (p *Program) checkTolerant(on map[string][]*node) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	said := map[[2]string]bool{} // {step, host}
+	for _, r := range p.rollouts {
+		if !r.tolerates() {
+			continue
+		}
+		for _, batch := range r.batches {
+			for _, host := range batch {
+				for _, n := range on[host] {
+					for _, addr := range p.graph.Dependents(n.addr) {
+						d := p.nodes[addr]
+						if d.hostAt == host || said[[2]string{addr, host}] {
+							continue
+						}
+						said[[2]string{addr, host}] = true
+						where := "runs where rotplan runs"
+						if d.hostAt != "" {
+							where = "is for " + d.hostAt
+						}
+						diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
+							Summary: "Step depends on a host that may fail",
+							Detail: fmt.Sprintf("%s depends on %s, which is for %s, but %s. Rollout %q lets %d of its hosts fail (max_failures), and a host that fails leaves the run with none of its steps done, so %s could never run. Make it a step for %s (on), or drop the dependency.",
+								addr, n.addr, host, where, r.block.Name, r.block.MaxFailures, addr, host),
+							Subject: d.step.DeclRange.Ptr()})
+					}
+				}
+			}
 		}
 	}
 	return diags

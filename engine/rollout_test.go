@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/rotplan/rotplan/engine/journal"
 	"github.com/rotplan/rotplan/steps"
 	"github.com/zclconf/go-cty/cty"
 )
@@ -180,7 +182,7 @@ func TestRolloutBatches(t *testing.T) {
 			want := webBatches(tt.want)
 			got := prog.Rollouts()
 			if len(got) != 1 || got[0].Name != "web" || !reflect.DeepEqual(got[0].Batches, want) {
-				t.Errorf("rollouts %q, want web: %q", got, want)
+				t.Errorf("rollouts %v, want web: %q", got, want)
 			}
 			if deps := prog.DependsOn("rec.here"); len(deps) != 0 {
 				t.Errorf("rec.here, on no host, depends on %q", deps)
@@ -221,7 +223,7 @@ rollout "web" {
 			}
 			want := webBatches(tt.want)
 			if got := prog.Rollouts(); len(got) != 1 || !reflect.DeepEqual(got[0].Batches, want) {
-				t.Errorf("rollouts %q, want %q", got, want)
+				t.Errorf("rollouts %v, want %q", got, want)
 			}
 		})
 	}
@@ -449,5 +451,188 @@ func TestRolloutFailureInALaterBatch(t *testing.T) {
 		if !reflect.DeepEqual(ended, undone) {
 			t.Errorf("run %d: ended %v, undone %v", i, ended, undone)
 		}
+	}
+}
+
+// ledgerEvents splits a hostLedger's events: the steps that ended and
+// those undone, and where in the events each first happened.
+func ledgerEvents(l *hostLedger) (ended, undone map[string]bool, at map[string]int) {
+	ended, undone, at = map[string]bool{}, map[string]bool{}, map[string]int{}
+	for i, e := range l.events {
+		if _, seen := at[e]; !seen {
+			at[e] = i
+		}
+		what, step, _ := strings.Cut(e, " ")
+		switch what {
+		case "end":
+			ended[step] = true
+		case "undo":
+			undone[step] = true
+		}
+	}
+	return ended, undone, at
+}
+
+// TestRolloutMaxFailures: with max_failures = 1, host c failing in the
+// second batch leaves the run: its steps are undone alone, the rest of the
+// run goes on, the third batch starting only once c is undone, and the
+// run ends with c's failure reported and journaled (hosts_failed), every
+// other host done. A second host failing ends the rollout, as with 0.
+func TestRolloutMaxFailures(t *testing.T) {
+	for i := range 30 {
+		prog, l := compileRollout(t, rolloutPlan(`rollout "web" {
+  hosts        = host.web
+  batch_size   = 2
+  max_failures = 1
+}`, `each.key == "c"`))
+		dir := t.TempDir()
+		report, err := applyRollback(t, prog, dir, nil)
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if len(report.HostsFailed) != 1 || *report.HostsFailed[0] != (HostFailure{Host: `host.web["c"]`, Rollout: "web", Step: `rec.check["c"]`, RolledBack: true}) {
+			t.Fatalf("run %d: HostsFailed %v", i, report.HostsFailed)
+		}
+		ended, undone, at := ledgerEvents(l)
+		if want := map[string]bool{`rec.key["c"]`: true}; !reflect.DeepEqual(undone, want) {
+			t.Errorf("run %d: undone %v, want %v", i, undone, want)
+		}
+		for _, h := range []string{"a", "b", "d", "e"} {
+			for _, s := range []string{"rec.key", "rec.check"} {
+				if addr := fmt.Sprintf("%s[%q]", s, h); !ended[addr] {
+					t.Errorf("run %d: %s did not end", i, addr)
+				}
+			}
+		}
+		if at[`start rec.key["e"]`] < at[`undo rec.key["c"]`] || at[`start rec.key["e"]`] < at[`end rec.check["d"]`] {
+			t.Errorf("run %d: the third batch started before c was undone and d done:\n%s", i, strings.Join(l.events, "\n"))
+		}
+		if run := loadRun(t, dir); run.Status != journal.StatusHostsFailed || run.RollingBack || len(run.HostsFailed) != 1 || run.Unfinished() {
+			t.Errorf("run %d: journal says %q, rolling back %v, hosts failed %v", i, run.Status, run.RollingBack, run.HostsFailed)
+		}
+	}
+
+	// Two hosts fail: the first is let fail, the second ends the rollout
+	// and the rollback undoes everything.
+	for i := range 30 {
+		prog, l := compileRollout(t, rolloutPlan(`rollout "web" {
+  hosts        = host.web
+  batch_size   = 2
+  max_failures = 1
+}`, `each.key == "b" || each.key == "d"`))
+		report, err := applyRollback(t, prog, t.TempDir(), nil)
+		if err == nil || report.Rollback != RollbackComplete {
+			t.Fatalf("run %d: err %v, rollback %q", i, err, report.Rollback)
+		}
+		ended, undone, _ := ledgerEvents(l)
+		if !reflect.DeepEqual(ended, undone) || ended[`rec.key["e"]`] {
+			t.Errorf("run %d: ended %v, undone %v", i, ended, undone)
+		}
+	}
+}
+
+// TestRolloutMaxFailuresResumed: a run killed once host c had failed (its
+// host_failed record journaled, its steps not undone yet) is resumed: c
+// stays out, its steps are undone first, and the other hosts are done.
+func TestRolloutMaxFailuresResumed(t *testing.T) {
+	src := rolloutPlan(`rollout "web" {
+  hosts        = host.web
+  batch_size   = 2
+  max_failures = 1
+}`, `each.key == "c"`)
+	prog, _ := compileRollout(t, src)
+	first := t.TempDir()
+	if _, err := applyRollback(t, prog, first, func(o *Options) { o.Parallelism = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		cut  func(journal.Record) bool
+		// undone: c's first step is undone by the resume, not before;
+		// e: the resume carries out e's steps.
+		undone, e bool
+	}{
+		{"c failed", func(r journal.Record) bool { return r.Type == journal.HostFailed }, true, true},
+		{"c being undone", func(r journal.Record) bool { return r.Type == journal.RollbackStarted }, true, true},
+		{"e done", isRecord(journal.StepSucceeded, `rec.check["e"]`), false, false},
+	} {
+		dir := t.TempDir()
+		writeJournal(t, dir, journalUpTo(t, first, tt.cut))
+		if run := loadRun(t, dir); !run.Unfinished() || run.RollingBack {
+			t.Fatalf("%s: unfinished %v, rolling back %v", tt.name, run.Unfinished(), run.RollingBack)
+		}
+		prog, l := compileRollout(t, src)
+		report, err := resumeWith(t, prog, dir, func(o *Options) { o.Rollback = true })
+		if err != nil {
+			t.Fatal(err)
+		}
+		ended, undone, _ := ledgerEvents(l)
+		if want := map[string]bool{`rec.key["c"]`: tt.undone}; !reflect.DeepEqual(undone, want) && (tt.undone || len(undone) > 0) {
+			t.Errorf("%s: undone %v, want %v", tt.name, undone, want)
+		}
+		for _, s := range []string{`rec.key["c"]`, `rec.check["c"]`} {
+			if ended[s] {
+				t.Errorf("%s: %s ran again", tt.name, s)
+			}
+			if d := decisions(report)[s]; d != ActionLeave {
+				t.Errorf("%s: %s: decision %q, want %q", tt.name, s, d, ActionLeave)
+			}
+		}
+		if ended[`rec.check["e"]`] != tt.e || len(report.HostsFailed) != 1 || !report.HostsFailed[0].RolledBack {
+			t.Errorf("%s: e ran %v, want %v; hosts failed %v", tt.name, ended[`rec.check["e"]`], tt.e, report.HostsFailed)
+		}
+		if run := loadRun(t, dir); run.Status != journal.StatusHostsFailed {
+			t.Errorf("%s: status %q", tt.name, run.Status)
+		}
+	}
+}
+
+// TestRolloutRollbackFailedBatch: with rollback = "failed_batch", a failure
+// in the second batch undoes that batch and what else the run did, but the
+// first batch, complete, keeps its steps.
+func TestRolloutRollbackFailedBatch(t *testing.T) {
+	for i := range 30 {
+		prog, l := compileRollout(t, rolloutPlan(`rollout "web" {
+  hosts      = host.web
+  batch_size = 2
+  rollback   = "failed_batch"
+}`, `each.key == "c"`))
+		report, err := applyRollback(t, prog, t.TempDir(), nil)
+		if err == nil || report.Rollback != RollbackComplete {
+			t.Fatalf("run %d: err %v, rollback %q", i, err, report.Rollback)
+		}
+		ended, undone, _ := ledgerEvents(l)
+		kept := []string{`rec.check["a"]`, `rec.check["b"]`, `rec.key["a"]`, `rec.key["b"]`}
+		if !reflect.DeepEqual(slices.Sorted(slices.Values(report.Kept)), kept) {
+			t.Errorf("run %d: kept %v, want %v", i, report.Kept, kept)
+		}
+		for s := range ended {
+			if undone[s] == slices.Contains(kept, s) {
+				t.Errorf("run %d: %s ended, undone %v, kept %v", i, s, undone[s], slices.Contains(kept, s))
+			}
+		}
+	}
+}
+
+// TestRolloutMaxFailuresRefusesStepsAfterAHost: a step that depends on a
+// step for a host a rollout may let fail, without being for that host,
+// could never run once it failed: refused.
+func TestRolloutMaxFailuresRefusesStepsAfterAHost(t *testing.T) {
+	src := rolloutPlan(`rollout "web" {
+  hosts        = host.web
+  max_failures = 2
+}`, "") + `
+rec "after" {
+  input = join(",", [for k, c in rec.check : c.output])
+}
+`
+	l := &hostLedger{f: &fakeSetting{}}
+	_, diags := loadSource(t, src, nil, steps.Registry{"rec": l})
+	if !diags.HasErrors() || diags[0].Summary != "Step depends on a host that may fail" ||
+		!strings.Contains(diags[0].Detail, `rec.after depends on rec.check["a"], which is for host.web["a"], but runs where rotplan runs`) {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	if len(diags) != 5 {
+		t.Errorf("%d diagnostics, want one per host: %v", len(diags), diags)
 	}
 }

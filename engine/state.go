@@ -55,6 +55,11 @@ type Run struct {
 	// rollback cannot finish (see Program.leftInPlace), and the resume went
 	// forward, which unsets it again.
 	RollingBack bool
+	// HostsFailed are the hosts that failed within their rollout's
+	// max_failures (host_failed records), in the order they did. The run
+	// went on without them, undoing their steps; RolledBack is not set
+	// here.
+	HostsFailed []HostFailure
 
 	contents *journal.Contents
 }
@@ -113,10 +118,10 @@ type StepState struct {
 // something may have changed. (A run that failed before any step started
 // changed nothing and needs no resume.)
 func (r *Run) Unfinished() bool {
-	switch r.Status {
-	case journal.StatusSucceeded, journal.StatusRolledBack:
+	switch {
+	case cleanEnd(r.Status):
 		return false
-	case "", journal.StatusRollbackIncomplete:
+	case r.Status == "" || r.Status == journal.StatusRollbackIncomplete:
 		return true
 	}
 	for _, s := range r.Steps {
@@ -204,7 +209,7 @@ func PruneRuns(dir string, keep int) (removed, kept []string, err error) {
 		case err != nil:
 			kept = append(kept, fmt.Sprintf("%s: unreadable (%v)", path, err))
 			continue
-		case run != nil && run.Status != journal.StatusSucceeded && run.Status != journal.StatusRolledBack && statErr == nil:
+		case run != nil && !cleanEnd(run.Status) && statErr == nil:
 			kept = append(kept, fmt.Sprintf("%s: %s, and its backups in %s may be all that is left of what it replaced", path, statusOf(run), backups))
 			continue
 		}
@@ -219,6 +224,16 @@ func PruneRuns(dir string, keep int) (removed, kept []string, err error) {
 		removed = append(removed, path)
 	}
 	return removed, kept, errors.Join(errs...)
+}
+
+// cleanEnd reports whether a run that ended with status needs nothing
+// more: it succeeded, or what it did was undone.
+func cleanEnd(status string) bool {
+	switch status {
+	case journal.StatusSucceeded, journal.StatusRolledBack, journal.StatusHostsFailed:
+		return true
+	}
+	return false
 }
 
 // statusOf names how a run ended, "unfinished" when it did not.
@@ -304,8 +319,12 @@ func foldRun(c *journal.Contents) (*Run, error) {
 				s.Superseded = s.Superseded[1:]
 			}
 			s.Notes = append(s.Notes, rec.Note)
+		case journal.HostFailed:
+			r.HostsFailed = append(r.HostsFailed, HostFailure{Host: rec.Host, Rollout: rec.Rollout, Step: rec.Step})
 		case journal.RollbackStarted:
-			r.RollingBack = true
+			// Undoing the steps of a host that failed is part of the
+			// run going on, not of its end.
+			r.RollingBack = r.RollingBack || rec.Host == ""
 			step(rec.Step).State = StateRollingBack
 		case journal.RollbackSucceeded:
 			s := step(rec.Step)

@@ -81,7 +81,8 @@ func TestInvalidPlanSummaries(t *testing.T) {
 		{"invalid-rollout-hosts-and-groups.hcl", "Invalid combination of hosts and groups", 9, "not both"},
 		{"invalid-rollout-batch-size.hcl", "Invalid batch_size", 9, "at least 1"},
 		{"invalid-rollout-batch-percent.hcl", "Invalid batch_size", 9, `"100%"`},
-		{"invalid-rollout-max-failures.hcl", "Unsupported max_failures", 9, "can only be 0"},
+		{"invalid-rollout-max-failures.hcl", "Invalid max_failures", 9, "a whole number, 0"},
+		{"invalid-rollout-rollback.hcl", "Invalid rollback", 9, `not "failed_host"`},
 		{"invalid-rollout-not-host.hcl", "Invalid rollout host", 8, "host.NAME[KEY]"},
 		{"invalid-rollout-no-hosts.hcl", "Missing hosts of rollout", 7, "groups ="},
 		{"invalid-rollout-duplicate.hcl", "Duplicate rollout", 11, "invalid-rollout-duplicate.hcl:7"},
@@ -297,7 +298,8 @@ func hclTraversalText(tr hcl.Traversal) string {
 }
 
 // TestLoadPlanRollouts: a rollout's hosts are one group, its groups
-// several in order, and batch_size a number or a percentage.
+// several in order, batch_size a number or a percentage, and max_failures
+// and rollback have defaults.
 func TestLoadPlanRollouts(t *testing.T) {
 	plan, diags := NewParser().LoadPlan("testdata/valid-rollout.hcl", testKinds)
 	if diags.HasErrors() {
@@ -312,5 +314,11 @@ func TestLoadPlanRollouts(t *testing.T) {
 	}
 	if vault.Name != "vault" || len(vault.Groups) != 2 || len(vault.Groups[0]) != 2 || len(vault.Groups[1]) != 1 || vault.BatchSize != 1 || vault.Percent != 0 {
 		t.Errorf("vault: %#v", vault)
+	}
+	if web.MaxFailures != 1 || web.Rollback != RollbackFailedBatch {
+		t.Errorf("web: max_failures %d, rollback %q; want 1, %q", web.MaxFailures, web.Rollback, RollbackFailedBatch)
+	}
+	if vault.MaxFailures != 0 || vault.Rollback != RollbackAll {
+		t.Errorf("vault: max_failures %d, rollback %q; want the defaults 0, %q", vault.MaxFailures, vault.Rollback, RollbackAll)
 	}
 }

@@ -1,6 +1,7 @@
 package plans
 
 import (
+	"fmt"
 	"math/big"
 	"strconv"
 	"strings"
@@ -32,20 +33,39 @@ type Rollout struct {
 	// SetBatchSize. Nil when batch_size is a constant (decoded here) or
 	// absent.
 	BatchSizeExpr hcl.Expression
-	DeclRange     hcl.Range
+	// MaxFailures is how many of its hosts may fail before the rollout
+	// ends: a host that fails within it is rolled back alone and leaves
+	// the rollout, which goes on. 0: the first failure ends it.
+	MaxFailures int
+	// Rollback is what a failure that ends the rollout undoes:
+	// RollbackAll or RollbackFailedBatch.
+	Rollback  string
+	DeclRange hcl.Range
 }
+
+// The values of a rollout's rollback argument.
+const (
+	// RollbackAll: a failure that ends the rollout undoes every step the
+	// run completed, its completed batches too, so that the fleet ends
+	// on one version. The default.
+	RollbackAll = "all"
+	// RollbackFailedBatch: the rollout's completed batches, and the
+	// steps they depend on, keep what they did; the rest of the run is
+	// undone.
+	RollbackFailedBatch = "failed_batch"
+)
 
 // rolloutSchema is what a rollout block holds.
 var rolloutSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-	{Name: "hosts"}, {Name: "groups"}, {Name: "batch_size"}, {Name: "max_failures"},
+	{Name: "hosts"}, {Name: "groups"}, {Name: "batch_size"}, {Name: "max_failures"}, {Name: "rollback"},
 }}
 
 // decodeRollout reads a rollout block. Its hosts are host references and
-// max_failures a constant: what it orders must be known before anything is
+// max_failures and rollback constants: what it orders must be known before anything is
 // evaluated. batch_size may also use variables and locals, which the
 // engine evaluates.
 func decodeRollout(block *hcl.Block) (*Rollout, hcl.Diagnostics) {
-	r := &Rollout{Name: block.Labels[0], BatchSize: 1, DeclRange: block.DefRange}
+	r := &Rollout{Name: block.Labels[0], BatchSize: 1, Rollback: RollbackAll, DeclRange: block.DefRange}
 	if !hclsyntax.ValidIdentifier(r.Name) {
 		return nil, hcl.Diagnostics{invalidName("rollout", r.Name, block.LabelRanges[0])}
 	}
@@ -91,14 +111,31 @@ func decodeRollout(block *hcl.Block) (*Rollout, hcl.Diagnostics) {
 		}
 	}
 	if attr, ok := content.Attributes["max_failures"]; ok {
-		zero := true
-		diags = append(diags, decodeLiteral(attr, cty.Number, func(v cty.Value) { zero = v.RawEquals(cty.Zero) })...)
-		if !zero {
-			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
-				Summary: "Unsupported max_failures",
-				Detail:  "max_failures can only be 0 today: any failure ends the rollout, no new batch starts, and the rollback undoes every completed step.",
-				Subject: attr.Expr.Range().Ptr()})
-		}
+		diags = append(diags, decodeLiteral(attr, cty.Number, func(v cty.Value) {
+			n, acc := v.AsBigFloat().Int64()
+			if acc != big.Exact || n < 0 || n > 1<<30 {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
+					Summary: "Invalid max_failures",
+					Detail:  "max_failures is how many hosts of the rollout may fail, each rolled back alone, before a failure ends the rollout: a whole number, 0 (the default: the first failure ends it) or more.",
+					Subject: attr.Expr.Range().Ptr()})
+				return
+			}
+			r.MaxFailures = int(n)
+		})...)
+	}
+	if attr, ok := content.Attributes["rollback"]; ok {
+		diags = append(diags, decodeLiteral(attr, cty.String, func(v cty.Value) {
+			switch s := v.AsString(); s {
+			case RollbackAll, RollbackFailedBatch:
+				r.Rollback = s
+			default:
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
+					Summary: "Invalid rollback",
+					Detail: fmt.Sprintf("rollback is what a failure that ends the rollout undoes: %q (the default: every step the run completed, so the fleet ends on one version) or %q (the batches that completed keep their new version); not %q.",
+						RollbackAll, RollbackFailedBatch, s),
+					Subject: attr.Expr.Range().Ptr()})
+			}
+		})...)
 	}
 	return r, diags
 }

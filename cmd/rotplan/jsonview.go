@@ -142,6 +142,21 @@ type runFinishedEvent struct {
 	// RollbackCounts is there when completed steps were undone.
 	RollbackCounts map[string]int `json:"rollback_counts,omitempty"`
 	ResumeCommand  string         `json:"resume_command,omitempty"`
+	// HostsFailed are the hosts rollouts let fail (max_failures), whose
+	// steps were undone; Kept the steps a rollback left in place
+	// (rollback = "failed_batch").
+	HostsFailed []hostFailedJSON `json:"hosts_failed,omitempty"`
+	Kept        []string         `json:"kept,omitempty"`
+	KeptHosts   []string         `json:"kept_hosts,omitempty"`
+}
+
+// hostFailedJSON is a host a rollout let fail: where, and whether its
+// steps were all undone.
+type hostFailedJSON struct {
+	Host       string `json:"host"`
+	Rollout    string `json:"rollout"`
+	Step       string `json:"step"`
+	RolledBack bool   `json:"rolled_back"`
 }
 
 // The statuses of run_finished.
@@ -151,6 +166,7 @@ const (
 	statusRolledBack         = "rolled_back"
 	statusRollbackIncomplete = "rollback_incomplete"
 	statusInterrupted        = "interrupted"
+	statusHostsFailed        = "hosts_failed"
 )
 
 // stepOutcomes are the outcomes run_finished counts, each always present.
@@ -292,7 +308,13 @@ func runFinished(e runEnd) *runFinishedEvent {
 			f.RollbackCounts[string(s.Outcome)]++
 		}
 	}
+	for _, h := range r.HostsFailed {
+		f.HostsFailed = append(f.HostsFailed, hostFailedJSON{Host: h.Host, Rollout: h.Rollout, Step: h.Step, RolledBack: h.RolledBack})
+	}
+	f.Kept, f.KeptHosts = r.Kept, r.KeptHosts
 	switch {
+	case e.err == nil && len(r.HostsFailed) > 0:
+		f.Status = statusHostsFailed
 	case e.err == nil:
 		f.Status = statusSucceeded
 	case r.Rollback == engine.RollbackComplete:

@@ -31,6 +31,9 @@ const (
 	// exitRollbackIncomplete: a step failed and some completed steps could
 	// not be undone; the output says what to do by hand.
 	exitRollbackIncomplete = 4
+	// exitHostsFailed: every step was done except for hosts that failed
+	// within their rollout's max_failures; their steps were undone.
+	exitHostsFailed = 5
 )
 
 const usage = `Usage: rotplan [-chdir=DIR] <command> [options]
@@ -435,6 +438,13 @@ func (c *command) report(v runView, report *engine.Report, err error, resume str
 	if c.detailed { // what the view says is what rotplan will exit with
 		end.exit = detailedRunExit(exit, report.Changed())
 	}
+	if err == nil { // why the hosts a rollout let fail did
+		for _, s := range report.Steps {
+			if s.Outcome == engine.Failed && s.Err != nil {
+				end.diags = append(end.diags, s.Err.Diagnostics...)
+			}
+		}
+	}
 	if err != nil {
 		stepErrs := engine.StepErrors(err)
 		interrupted := map[string]bool{}
@@ -460,6 +470,8 @@ func (c *command) report(v runView, report *engine.Report, err error, resume str
 // exitCode is the exit code of a run that ended with report and err.
 func exitCode(report *engine.Report, err error) int {
 	switch {
+	case err == nil && len(report.HostsFailed) > 0:
+		return exitHostsFailed
 	case err == nil:
 		return exitOK
 	case report.Rollback == engine.RollbackComplete:

@@ -278,7 +278,8 @@ const statusMetricsUsage = "write how the last run went and when a run last succ
 // stopped without an end (a crash, a kill).
 var runStatuses = []string{
 	journal.StatusSucceeded, journal.StatusFailed, journal.StatusInterrupted,
-	journal.StatusRolledBack, journal.StatusRollbackIncomplete, "unfinished",
+	journal.StatusRolledBack, journal.StatusRollbackIncomplete, journal.StatusHostsFailed,
+	"unfinished",
 }
 
 // statusGauges are the metrics of status's check of plan (its absolute

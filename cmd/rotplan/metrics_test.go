@@ -410,13 +410,13 @@ rotplan_last_run_start_timestamp_seconds{` + p + `} 1767322800
 	end := `# HELP rotplan_last_run_end_timestamp_seconds When the last run of the plan ended, in seconds since the Unix epoch; absent while it has not (it runs, or stopped without an end).
 # TYPE rotplan_last_run_end_timestamp_seconds gauge
 `
-	status := `# HELP rotplan_last_run_status 1 for how the last run of the plan ended, 0 for the other states: succeeded, failed, interrupted, rolled_back, rollback_incomplete, unfinished.
+	status := `# HELP rotplan_last_run_status 1 for how the last run of the plan ended, 0 for the other states: succeeded, failed, interrupted, rolled_back, rollback_incomplete, hosts_failed, unfinished.
 # TYPE rotplan_last_run_status gauge
 `
 	// states writes the status family with one state set.
 	states := func(current string, extra ...string) string {
 		var b strings.Builder
-		for _, s := range append([]string{"succeeded", "failed", "interrupted", "rolled_back", "rollback_incomplete", "unfinished"}, extra...) {
+		for _, s := range append([]string{"succeeded", "failed", "interrupted", "rolled_back", "rollback_incomplete", "hosts_failed", "unfinished"}, extra...) {
 			v := 0
 			if s == current {
 				v = 1

@@ -245,8 +245,9 @@ func writePreview(w io.Writer, plan string, pv *engine.Preview, pal palette) {
 		len(errorsOf(pv.Diagnostics)), plural(len(errorsOf(pv.Diagnostics)), "error", "errors"))
 }
 
-// writeRollouts lists each rollout's batches in order, a line each:
-// rollout web: batch 1/2: host.web["a"], host.web["b"].
+// writeRollouts lists each rollout's batches in order, a line each
+// (rollout web: batch 1/2: host.web["a"], host.web["b"]), then what a
+// failure does.
 func writeRollouts(w io.Writer, rollouts []engine.Rollout) {
 	if len(rollouts) == 0 {
 		return
@@ -256,7 +257,20 @@ func writeRollouts(w io.Writer, rollouts []engine.Rollout) {
 		for i, b := range r.Batches {
 			fmt.Fprintf(w, "rollout %s: batch %d/%d: %s\n", r.Name, i+1, len(r.Batches), strings.Join(b, ", "))
 		}
+		fmt.Fprintf(w, "rollout %s: %s\n", r.Name, onFailure(r))
 	}
+}
+
+// onFailure says what a failure does to a rollout.
+func onFailure(r engine.Rollout) string {
+	s := "a failure ends it"
+	if r.MaxFailures > 0 {
+		s = fmt.Sprintf("up to %d %s may fail, each undone alone while it goes on; one more ends it", r.MaxFailures, plural(r.MaxFailures, "host", "hosts"))
+	}
+	if r.Rollback == plans.RollbackFailedBatch {
+		return s + ", and the rollback keeps the batches that completed"
+	}
+	return s + ", and the rollback undoes every batch"
 }
 
 // fieldText writes a field change as "token_ttl: 3600 -> 7200", "field:
@@ -379,8 +393,10 @@ type stepPreviewJSON struct {
 // rolloutJSON is a rollout: its batches in order, each the addresses of
 // its hosts.
 type rolloutJSON struct {
-	Name    string     `json:"name"`
-	Batches [][]string `json:"batches"`
+	Name        string     `json:"name"`
+	Batches     [][]string `json:"batches"`
+	MaxFailures int        `json:"max_failures"`
+	Rollback    string     `json:"rollback"`
 }
 
 type argumentJSON struct {
@@ -427,7 +443,7 @@ func writePreviewJSON(w io.Writer, plan string, valid bool, pv *engine.Preview, 
 	}
 	if pv != nil {
 		for _, r := range pv.Rollouts {
-			doc.Rollouts = append(doc.Rollouts, rolloutJSON{Name: r.Name, Batches: r.Batches})
+			doc.Rollouts = append(doc.Rollouts, rolloutJSON{Name: r.Name, Batches: r.Batches, MaxFailures: r.MaxFailures, Rollback: r.Rollback})
 		}
 		doc.Changes = pv.Changes()
 		doc.Summary["create"] = pv.Count(steps.Create)

@@ -139,6 +139,8 @@ func statusExitCode(run *engine.Run) int {
 		return exitRolledBack
 	case journal.StatusRollbackIncomplete:
 		return exitRollbackIncomplete
+	case journal.StatusHostsFailed:
+		return exitHostsFailed
 	}
 	return exitFailed
 }
@@ -235,7 +237,7 @@ func paintStatus(pal palette, status string) string {
 	switch status {
 	case journal.StatusSucceeded:
 		return pal.good(status)
-	case journal.StatusRolledBack, journal.StatusInterrupted, "unfinished":
+	case journal.StatusRolledBack, journal.StatusInterrupted, journal.StatusHostsFailed, "unfinished":
 		return pal.caution(status)
 	case "none":
 		return status

@@ -170,7 +170,7 @@ func (v *termView) Resuming(decisions []engine.Decision) {
 		case engine.ActionChecked:
 			earlier++
 			named = append(named, d)
-		case engine.ActionRedo:
+		case engine.ActionRedo, engine.ActionLeave:
 			named = append(named, d)
 		}
 	}

@@ -185,6 +185,8 @@ func (p *lineView) Resuming(decisions []engine.Decision) {
 			p.line("%-28s done: %s", d.Addr, d.Reason)
 		case engine.ActionRedo:
 			p.line("%-28s runs again: %s", d.Addr, d.Reason)
+		case engine.ActionLeave:
+			p.line("%-28s not run: %s", d.Addr, d.Reason)
 		}
 	}
 }
@@ -225,6 +227,13 @@ func (p *lineView) summary(r *engine.Report, err error, resume string) {
 	case err == nil && skipped == total:
 		p.line("Nothing to do: every step was skipped as not due, in %s. Nothing was changed.", roundDuration(r.Duration))
 		return
+	case err == nil && len(r.HostsFailed) > 0:
+		n := len(r.HostsFailed)
+		p.line("Rotation %s: %d of %d steps succeeded%s in %s; %d %s failed, within max_failures, and %s rolled back.",
+			p.pal.caution("complete except for "+thousands(n)+" "+plural(n, "host", "hosts")), ok, total-done-skipped, earlier, roundDuration(r.Duration),
+			n, plural(n, "host", "hosts"), plural(n, "was", "were"))
+		p.hostsFailed(r)
+		return
 	case err == nil:
 		p.line("Rotation %s: %d of %d steps succeeded%s in %s.", p.pal.good("complete"), ok, total-done-skipped, earlier, roundDuration(r.Duration))
 		return
@@ -244,6 +253,18 @@ func (p *lineView) summary(r *engine.Report, err error, resume string) {
 	p.line("Rotation %s: %d succeeded, %d failed, %d not run, of %d steps%s, in %s.", p.pal.bad("FAILED"), ok, failed, notRun, total-done, earlier, roundDuration(r.Duration))
 	if ok+done > 0 {
 		p.line("The %d completed steps were not rolled back: their changes are in place. Fix the cause, then finish with: %s", ok+done, resume)
+	}
+}
+
+// hostsFailed names the hosts rollouts let fail, and says what became of
+// them.
+func (p *lineView) hostsFailed(r *engine.Report) {
+	for _, h := range r.HostsFailed {
+		state := "its steps were undone: it is as it was before the run"
+		if !h.RolledBack {
+			state = "its steps could not all be undone"
+		}
+		p.line("  %s (rollout %s) failed at %s; %s.", h.Host, h.Rollout, h.Step, state)
 	}
 }
 
@@ -278,7 +299,14 @@ func (p *lineView) rollbackSummary(r *engine.Report, resume string) {
 			failed = append(failed, s)
 		}
 	}
-	if len(failed) == 0 {
+	p.hostsFailed(r)
+	switch {
+	case len(failed) == 0 && len(r.Kept) > 0:
+		p.line("Rotation %s and was %s but for the batches that completed (rollback = \"failed_batch\"): %d steps undone, %d kept, in %s.",
+			p.pal.bad("FAILED"), p.pal.caution("ROLLED BACK"), undone, len(r.Kept), roundDuration(r.Duration))
+		p.line("Kept, with their new version: %s.", nameSome(r.KeptHosts))
+		return
+	case len(failed) == 0:
 		p.line("Rotation %s and was %s: %d steps undone, in %s. The system is as it was before the run.",
 			p.pal.bad("FAILED"), p.pal.caution("ROLLED BACK"), undone, roundDuration(r.Duration))
 		return

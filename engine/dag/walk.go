@@ -41,7 +41,10 @@ type Task func() Done
 // vertex at a time: it is where the caller keeps what the walk learns
 // without a lock. It reports whether the vertices that wait for this one
 // may start; false holds them, and whatever waits for them, for good.
-type Done func() (release bool)
+// Unless it returns a task to go on with (then): the vertex is not over
+// yet, that task runs as its own did (Stop does not hold it back), and
+// its Done decides.
+type Done func() (release bool, then Task)
 
 // Walk walks g. start is called on the walk's goroutine, one vertex at a
 // time, when the vertex may start; it returns the vertex's task, or nil
@@ -89,7 +92,13 @@ func (w Walker) Walk(g *Graph, start func(name string) Task) (notStarted []strin
 			case task == nil:
 				s.over(v, true)
 			case jobs == nil:
-				s.over(v, releases(task()))
+				for task != nil { // each task's follow-up, at once
+					var release bool
+					release, task = ends(task())
+					if task == nil {
+						s.over(v, release)
+					}
+				}
 			default:
 				running++
 				jobs <- job{v: v, task: task}
@@ -99,8 +108,14 @@ func (w Walker) Walk(g *Graph, start func(name string) Task) (notStarted []strin
 			break
 		}
 		r := <-results
-		running--
-		s.over(r.v, releases(r.done))
+		if release, then := ends(r.done); then != nil {
+			// The worker that ran the task is free, so another takes
+			// the follow-up at once.
+			jobs <- job{v: r.v, task: then}
+		} else {
+			running--
+			s.over(r.v, release)
+		}
 	}
 	for v, visit := range s.visit {
 		if visit && !s.started[v] {
@@ -110,9 +125,14 @@ func (w Walker) Walk(g *Graph, start func(name string) Task) (notStarted []strin
 	return notStarted
 }
 
-// releases runs a task's Done, if any, and says whether the vertex releases
-// its waiters.
-func releases(done Done) bool { return done == nil || done() }
+// ends runs a task's Done, if any: whether the vertex releases its
+// waiters, unless it goes on with another task.
+func ends(done Done) (release bool, then Task) {
+	if done == nil {
+		return true, nil
+	}
+	return done()
+}
 
 // walk is the state of one Walk.
 type walk struct {

@@ -37,7 +37,7 @@ func sequence(g *Graph, w Walker, hold string) (started, notStarted []string) {
 	notStarted = w.Walk(g, func(name string) Task {
 		started = append(started, name)
 		return func() Done {
-			return func() bool { return !setOf(hold)(name) }
+			return func() (bool, Task) { return !setOf(hold)(name), nil }
 		}
 	})
 	return started, notStarted
@@ -113,7 +113,7 @@ func TestWalkStop(t *testing.T) {
 	stop := false
 	notStarted := Walker{Stop: func() bool { return stop }}.Walk(g, func(name string) Task {
 		started = append(started, name)
-		return func() Done { return func() bool { stop = name == "c"; return true } }
+		return func() Done { return func() (bool, Task) { stop = name == "c"; return true, nil } }
 	})
 	if want := []string{"a", "b", "c"}; !reflect.DeepEqual(started, want) {
 		t.Errorf("started %#v, want %#v", started, want)
@@ -267,7 +267,7 @@ func TestWalkOneAtATimeFollowsPriority(t *testing.T) {
 		var started []string
 		notStarted := w.Walk(g, func(name string) Task {
 			started = append(started, name)
-			return func() Done { return func() bool { return !held[name] } }
+			return func() Done { return func() (bool, Task) { return !held[name], nil } }
 		})
 		wantStarted, wantNotStarted := expectedSequence(g, w, held)
 		if !reflect.DeepEqual(started, wantStarted) || !reflect.DeepEqual(notStarted, wantNotStarted) {
@@ -303,10 +303,10 @@ func TestWalkConcurrently(t *testing.T) {
 			}
 			inFlight++
 			return func() Done {
-				return func() bool {
+				return func() (bool, Task) {
 					inFlight--
 					over[name] = true
-					return !held[name]
+					return !held[name], nil
 				}
 			}
 		})
@@ -344,13 +344,13 @@ func TestWalkStopConcurrently(t *testing.T) {
 				mu.Lock()
 				finished[name] = true
 				mu.Unlock()
-				return func() bool {
+				return func() (bool, Task) {
 					ended[name] = true
 					if name == failing {
 						stopped = true
-						return false
+						return false, nil
 					}
-					return true
+					return true, nil
 				}
 			}
 		})
@@ -421,11 +421,62 @@ func BenchmarkWalk(b *testing.B) {
 		over := make(map[string]bool, 500)
 		Walker{Parallelism: 16}.Walk(g, func(name string) Task {
 			return func() Done {
-				return func() bool {
+				return func() (bool, Task) {
 					over[name] = true
-					return true
+					return true, nil
 				}
 			}
 		})
+	}
+}
+
+// TestWalkFollowUp: a Done that goes on with another task keeps its
+// vertex running: its waiters wait for the follow-up, which runs although
+// Stop said stop, and whose Done decides; with one task at a time the
+// follow-up runs at once, on the walk's goroutine.
+func TestWalkFollowUp(t *testing.T) {
+	// b depends on a, c on b; d stands alone.
+	for _, parallelism := range []int{1, 2, 4} {
+		for _, hold := range []bool{false, true} {
+			g := graphOf("abcd", "ba", "cb")
+			var mu sync.Mutex
+			var events []string
+			note := func(e string) {
+				mu.Lock()
+				events = append(events, e)
+				mu.Unlock()
+			}
+			stop := false
+			notStarted := Walker{Parallelism: parallelism, Stop: func() bool { return stop }}.Walk(g, func(name string) Task {
+				note("start " + name)
+				return func() Done {
+					return func() (bool, Task) {
+						if name != "a" {
+							return true, nil
+						}
+						stop = hold
+						return false, func() Done {
+							note("follow-up a")
+							return func() (bool, Task) { return !hold, nil }
+						}
+					}
+				}
+			})
+			where := fmt.Sprintf("parallelism %d, hold %v: %v", parallelism, hold, events)
+			up, b := slices.Index(events, "follow-up a"), slices.Index(events, "start b")
+			if up < 0 {
+				t.Fatalf("%s: the follow-up never ran", where)
+			}
+			if hold {
+				// d may have started alongside a, before Stop said stop.
+				if b >= 0 || !slices.Contains(notStarted, "b") || !slices.Contains(notStarted, "c") {
+					t.Errorf("%s: not started %v, want b and c among them", where, notStarted)
+				}
+				continue
+			}
+			if b < up || len(notStarted) != 0 {
+				t.Errorf("%s: b started before the follow-up ended, or not started %v", where, notStarted)
+			}
+		}
 	}
 }

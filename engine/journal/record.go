@@ -44,6 +44,11 @@ const (
 	RollbackStarted   = "rollback_started"
 	RollbackSucceeded = "rollback_succeeded"
 	RollbackFailed    = "rollback_failed"
+	// HostFailed records that a step for Host failed (Step, Error) and
+	// that its Rollout lets the host fail: the host leaves the run, and
+	// the rollback records that follow for its steps (with Host set)
+	// undo them alone, while the run goes on.
+	HostFailed = "host_failed"
 	// RunFinished closes a run with its Status.
 	RunFinished = "run_finished"
 )
@@ -58,6 +63,10 @@ const (
 	// StatusRollbackIncomplete: a step failed and some completed steps
 	// could not be undone; resume tries them again.
 	StatusRollbackIncomplete = "rollback_incomplete"
+	// StatusHostsFailed: every step was done except those for hosts that
+	// failed within their rollout's max_failures, and those hosts' steps
+	// were undone.
+	StatusHostsFailed = "hosts_failed"
 )
 
 // Record is one line of a journal. Which fields are set depends on Type.
@@ -81,6 +90,11 @@ type Record struct {
 	// Unsettled, on a step_failed record, says the step failed after its
 	// change may have taken effect: a rollback undoes it.
 	Unsettled bool `json:"unsettled,omitempty"`
+	// Host and Rollout, on a host_failed record, are the host instance
+	// that failed and its rollout; Host, on a rollback record, says the
+	// step was undone because its host failed, not the run.
+	Host    string `json:"host,omitempty"`
+	Rollout string `json:"rollout,omitempty"`
 
 	Status string `json:"status,omitempty"`
 }
@@ -240,6 +254,8 @@ func appendRecord(b []byte, r Record) ([]byte, error) {
 	if r.Unsettled {
 		b = append(b, `,"unsettled":true`...)
 	}
+	field("host", r.Host)
+	field("rollout", r.Rollout)
 	field("status", r.Status)
 	return append(b, '}'), nil
 }

@@ -21,6 +21,8 @@ func TestAppendRecordAsJSONMarshal(t *testing.T) {
 			Duration: Duration(1234567 * time.Nanosecond)},
 		{Type: StepFailed, Time: at, Step: "reload.vault", Error: "signal: no such process\n\tat pid 12", Duration: Duration(3 * time.Hour)},
 		{Type: StepFailed, Time: at, Step: `write.key["h3"]`, Error: "host lost", Unsettled: true},
+		{Type: HostFailed, Time: at, Step: `reload.nginx["h3"]`, Host: `host.web["h3"]`, Rollout: "web", Error: "exit 1"},
+		{Type: RollbackSucceeded, Time: at, Step: `write.key["h3"]`, Host: `host.web["h3"]`},
 		{Type: StepSkipped, Time: at, Step: "issue.admin", Reason: "612h left ✓ \xff"},
 		{Type: StepSuperseded, Time: at, Step: "issue.admin", Note: "revoked 1a"},
 		{Type: RunFinished, Time: at, Status: StatusSucceeded},

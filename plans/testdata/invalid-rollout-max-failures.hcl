@@ -6,5 +6,5 @@ host "web" {
 
 rollout "web" {
   hosts        = host.web
-  max_failures = 1
+  max_failures = -1
 }

@@ -17,7 +17,8 @@ host "vault" {
 rollout "web" {
   hosts        = host.web
   batch_size   = "50%"
-  max_failures = 0
+  max_failures = 1
+  rollback     = "failed_batch"
 }
 
 rollout "vault" {

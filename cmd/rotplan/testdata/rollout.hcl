@@ -17,8 +17,10 @@ host "vault" {
 }
 
 rollout "web" {
-  hosts      = host.web
-  batch_size = 2
+  hosts        = host.web
+  batch_size   = 2
+  max_failures = 1
+  rollback     = "failed_batch"
 }
 
 rollout "vault" {
