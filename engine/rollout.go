@@ -187,14 +187,18 @@ type membership struct {
 // this one so far, named.
 func (p *Program) resolveRollout(block *plans.Rollout, taken map[string]membership) (*rollout, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
-	if block.BatchSizeExpr != nil {
+	if len(block.Deferred) > 0 {
 		evaluated := *block // the plan's block stays as parsed
-		v, more := block.BatchSizeExpr.Value(p.baseContext())
-		if more.HasErrors() {
-			return nil, more
+		for _, name := range keys(block.Deferred) {
+			expr := block.Deferred[name]
+			v, more := expr.Value(p.baseContext())
+			if !more.HasErrors() {
+				more = evaluated.Set(name, v, expr.Range())
+			}
+			diags = append(diags, more...)
 		}
-		if more := evaluated.SetBatchSize(v, block.BatchSizeExpr.Range()); more.HasErrors() {
-			return nil, more
+		if diags.HasErrors() {
+			return nil, diags
 		}
 		block = &evaluated
 	}

@@ -636,3 +636,39 @@ rec "after" {
 		t.Errorf("%d diagnostics, want one per host: %v", len(diags), diags)
 	}
 }
+
+// TestRolloutFailureSettingsFromVariables: max_failures and rollback may
+// be variables, given on the command line too, and are checked as
+// constants are.
+func TestRolloutFailureSettingsFromVariables(t *testing.T) {
+	src := rolloutPlan(`variable "max_failures" {
+  default = 0
+}
+variable "rollback" {
+  default = "all"
+}
+rollout "web" {
+  hosts        = host.web
+  max_failures = var.max_failures
+  rollback     = var.rollback
+}`, "")
+	load := func(vars map[string]string) ([]Rollout, string) {
+		prog, diags := loadSource(t, src, vars, steps.Registry{"rec": &hostLedger{f: &fakeSetting{}}})
+		if diags.HasErrors() {
+			return nil, diags.Error()
+		}
+		return prog.Rollouts(), ""
+	}
+	if got, err := load(nil); err != "" || got[0].MaxFailures != 0 || got[0].Rollback != "all" {
+		t.Errorf("defaults: %v %s", got, err)
+	}
+	if got, err := load(map[string]string{"max_failures": "2", "rollback": "failed_batch"}); err != "" || got[0].MaxFailures != 2 || got[0].Rollback != "failed_batch" {
+		t.Errorf("from the command line: %v %s", got, err)
+	}
+	if _, err := load(map[string]string{"max_failures": "1.5"}); !strings.Contains(err, "Invalid max_failures") {
+		t.Errorf("max_failures 1.5: %s", err)
+	}
+	if _, err := load(map[string]string{"rollback": "some"}); !strings.Contains(err, `Invalid rollback`) || !strings.Contains(err, `not "some"`) {
+		t.Errorf("rollback some: %s", err)
+	}
+}

@@ -64,6 +64,18 @@ variable "batch_size" {
   description = "How many hosts reload together: a batch starts once every host of the one before serves its new certificate."
 }
 
+variable "max_failures" {
+  type        = number
+  default     = 0
+  description = "How many hosts may fail, each rolled back alone while the rollout goes on; one more ends the rollout. 0: the first failure does."
+}
+
+variable "rollback" {
+  type        = string
+  default     = "all"
+  description = "What a failure that ends the rollout undoes: \"all\" (every host, so the fleet ends on one version) or \"failed_batch\" (the batches that completed keep their new certificate)."
+}
+
 variable "check_interval" {
   type        = string
   default     = "1s"
@@ -78,11 +90,13 @@ host "web" {
   identity_file = var.identity
 }
 
-# batch_size hosts a batch (two by default), in key order.
+# batch_size hosts a batch (two by default), in key order. By default the
+# first failure ends the rollout and the whole fleet is rolled back.
 rollout "web" {
   hosts        = host.web
   batch_size   = var.batch_size
-  max_failures = 0
+  max_failures = var.max_failures
+  rollback     = var.rollback
 }
 
 # On the host (`on`): openssl makes the key there, in a temporary file

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 )
 
 // RolloutBlock is the type of the blocks that order the hosts steps are
@@ -28,11 +29,10 @@ type Rollout struct {
 	// is set instead, a batch holds that percentage of its group's hosts,
 	// rounded down, and at least one.
 	BatchSize, Percent int
-	// BatchSizeExpr is batch_size when it refers to variables or locals:
-	// the engine evaluates it and sets BatchSize and Percent with
-	// SetBatchSize. Nil when batch_size is a constant (decoded here) or
-	// absent.
-	BatchSizeExpr hcl.Expression
+	// Deferred are batch_size, max_failures and rollback, by name, when
+	// they refer to variables or locals: the engine evaluates them and
+	// sets the fields with Set. Constants are decoded here.
+	Deferred map[string]hcl.Expression
 	// MaxFailures is how many of its hosts may fail before the rollout
 	// ends: a host that fails within it is rolled back alone and leaves
 	// the rollout, which goes on. 0: the first failure ends it.
@@ -60,10 +60,10 @@ var rolloutSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 	{Name: "hosts"}, {Name: "groups"}, {Name: "batch_size"}, {Name: "max_failures"}, {Name: "rollback"},
 }}
 
-// decodeRollout reads a rollout block. Its hosts are host references and
-// max_failures and rollback constants: what it orders must be known before anything is
-// evaluated. batch_size may also use variables and locals, which the
-// engine evaluates.
+// decodeRollout reads a rollout block. Its hosts are host references: what
+// it orders must be known before anything is evaluated. batch_size,
+// max_failures and rollback may also use variables and locals, which the
+// engine evaluates (see Rollout.Deferred).
 func decodeRollout(block *hcl.Block) (*Rollout, hcl.Diagnostics) {
 	r := &Rollout{Name: block.Labels[0], BatchSize: 1, Rollback: RollbackAll, DeclRange: block.DefRange}
 	if !hclsyntax.ValidIdentifier(r.Name) {
@@ -99,43 +99,23 @@ func decodeRollout(block *hcl.Block) (*Rollout, hcl.Diagnostics) {
 			Detail:  "A rollout names its hosts: hosts = [host.web[\"a\"], ...] or host.web, or groups = [[...], [...]].",
 			Subject: block.DefRange.Ptr()})
 	}
-	if attr, ok := content.Attributes["batch_size"]; ok {
-		if len(attr.Expr.Variables()) > 0 {
-			r.BatchSizeExpr = attr.Expr
-		} else {
+	for _, name := range []string{"batch_size", "max_failures", "rollback"} {
+		attr, ok := content.Attributes[name]
+		switch {
+		case !ok:
+		case len(attr.Expr.Variables()) > 0:
+			if r.Deferred == nil {
+				r.Deferred = map[string]hcl.Expression{}
+			}
+			r.Deferred[name] = attr.Expr
+		default:
 			v, more := attr.Expr.Value(nil)
 			if more.HasErrors() {
-				v = cty.NilVal
+				diags = append(diags, more...)
+				continue
 			}
-			diags = append(diags, r.SetBatchSize(v, attr.Expr.Range())...)
+			diags = append(diags, r.Set(name, v, attr.Expr.Range())...)
 		}
-	}
-	if attr, ok := content.Attributes["max_failures"]; ok {
-		diags = append(diags, decodeLiteral(attr, cty.Number, func(v cty.Value) {
-			n, acc := v.AsBigFloat().Int64()
-			if acc != big.Exact || n < 0 || n > 1<<30 {
-				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
-					Summary: "Invalid max_failures",
-					Detail:  "max_failures is how many hosts of the rollout may fail, each rolled back alone, before a failure ends the rollout: a whole number, 0 (the default: the first failure ends it) or more.",
-					Subject: attr.Expr.Range().Ptr()})
-				return
-			}
-			r.MaxFailures = int(n)
-		})...)
-	}
-	if attr, ok := content.Attributes["rollback"]; ok {
-		diags = append(diags, decodeLiteral(attr, cty.String, func(v cty.Value) {
-			switch s := v.AsString(); s {
-			case RollbackAll, RollbackFailedBatch:
-				r.Rollback = s
-			default:
-				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError,
-					Summary: "Invalid rollback",
-					Detail: fmt.Sprintf("rollback is what a failure that ends the rollout undoes: %q (the default: every step the run completed, so the fleet ends on one version) or %q (the batches that completed keep their new version); not %q.",
-						RollbackAll, RollbackFailedBatch, s),
-					Subject: attr.Expr.Range().Ptr()})
-			}
-		})...)
 	}
 	return r, diags
 }
@@ -182,10 +162,55 @@ func emptyRollout(at hcl.Range) *hcl.Diagnostic {
 		Detail: "Each group of a rollout names at least one host.", Subject: at.Ptr()}
 }
 
-// SetBatchSize sets the batch size from batch_size's value, at: a whole
-// number of hosts, at least 1, or a percentage of the group, "25%", from 1
-// to 100. cty.NilVal stands for a value that could not be had.
-func (r *Rollout) SetBatchSize(v cty.Value, at hcl.Range) hcl.Diagnostics {
+// Set sets batch_size, max_failures or rollback (name) from its value v,
+// found at at. cty.NilVal stands for a value that could not be had.
+func (r *Rollout) Set(name string, v cty.Value, at hcl.Range) hcl.Diagnostics {
+	switch name {
+	case "batch_size":
+		return r.setBatchSize(v, at)
+	case "max_failures":
+		return r.setMaxFailures(v, at)
+	}
+	return r.setRollback(v, at)
+}
+
+// setMaxFailures: a whole number, 0 or more. A variable given on the
+// command line is a string.
+func (r *Rollout) setMaxFailures(v cty.Value, at hcl.Range) hcl.Diagnostics {
+	if v != cty.NilVal && v.IsWhollyKnown() && !v.IsNull() {
+		if n, err := convert.Convert(v, cty.Number); err == nil {
+			if i, acc := n.AsBigFloat().Int64(); acc == big.Exact && i >= 0 && i <= 1<<30 {
+				r.MaxFailures = int(i)
+				return nil
+			}
+		}
+	}
+	return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid max_failures",
+		Detail:  "max_failures is how many hosts of the rollout may fail, each rolled back alone, before a failure ends the rollout: a whole number, 0 (the default: the first failure ends it) or more.",
+		Subject: at.Ptr()}}
+}
+
+// setRollback: RollbackAll or RollbackFailedBatch.
+func (r *Rollout) setRollback(v cty.Value, at hcl.Range) hcl.Diagnostics {
+	got := "that"
+	if v != cty.NilVal && v.IsWhollyKnown() && !v.IsNull() && v.Type() == cty.String {
+		switch s := v.AsString(); s {
+		case RollbackAll, RollbackFailedBatch:
+			r.Rollback = s
+			return nil
+		default:
+			got = strconv.Quote(s)
+		}
+	}
+	return hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid rollback",
+		Detail: fmt.Sprintf("rollback is what a failure that ends the rollout undoes: %q (the default: every step the run completed, so the fleet ends on one version) or %q (the batches that completed keep their new version); not %s.",
+			RollbackAll, RollbackFailedBatch, got),
+		Subject: at.Ptr()}}
+}
+
+// setBatchSize: a whole number of hosts, at least 1, or a percentage of
+// the group, "25%", from 1 to 100.
+func (r *Rollout) setBatchSize(v cty.Value, at hcl.Range) hcl.Diagnostics {
 	bad := hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Invalid batch_size",
 		Detail:  `batch_size is a whole number of hosts, at least 1, or a percentage of each group as a string from "1%" to "100%" (at least one host a batch).`,
 		Subject: at.Ptr()}}

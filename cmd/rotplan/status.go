@@ -22,8 +22,9 @@ when it started, how long it took, and what it produced that is not secret
 
 Exit codes are those the last run ended with: 0 succeeded (or no run
 recorded), 1 failed, interrupted or unfinished, 3 rolled back, 4 rollback
-incomplete; 1 too when the journal cannot be read, or instead of 0 when
-the -metrics-file cannot be written.
+incomplete, 5 done except for hosts a rollout let fail (rolled back); 1
+too when the journal cannot be read, or instead of 0 when the
+-metrics-file cannot be written.
 
 Options:
 `

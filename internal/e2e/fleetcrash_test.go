@@ -32,10 +32,12 @@ const fleetCrashAllEnv = "ROTPLAN_FLEET_CRASH_ALL"
 // kills at when there are more.
 const fleetCrashSample = 22
 
-// siteFiles is what a site's files held when the bed started: the test
-// puts them back before each kill.
+// siteFiles is what a site's files held (meta: their modes and owners)
+// and what it served, when saved: the kill test puts them back before each
+// kill, the failure tests compare with them.
 type siteFiles struct {
 	key, cert []byte
+	meta      string
 	serial    string
 }
 
@@ -233,7 +235,8 @@ func saveSites(t *testing.T, ctx context.Context, w *testweb.Web) map[string]sit
 	serials := servedSerials(t, ctx, w)
 	out := map[string]siteFiles{}
 	for _, s := range w.Sites {
-		out[s.Host.Name] = siteFiles{key: []byte(mustRead(t, s.KeyFile)), cert: []byte(mustRead(t, s.CertFile)), serial: serials[s.Host.Name]}
+		out[s.Host.Name] = siteFiles{key: []byte(mustRead(t, s.KeyFile)), cert: []byte(mustRead(t, s.CertFile)),
+			meta: filesMeta(t, s), serial: serials[s.Host.Name]}
 	}
 	return out
 }
