@@ -57,7 +57,8 @@ func (x *execution) walk(ctx context.Context) error {
 		Stop:        func() bool { return len(failures) > 0 || ctx.Err() != nil },
 	}.Walk(p.graph, func(addr string) dag.Task {
 		// The walk's own goroutine, as each Done below: what the steps
-		// done so far left is read and written there alone.
+		// done so far left is written there alone, under mu, since the
+		// undoing of a failed host's steps reads it on a worker.
 		n := p.nodes[addr]
 		host := n.hostAt
 		if f := x.failedHost(host); f != nil {
