@@ -47,6 +47,19 @@ func newFleetRun(t testing.TB, w *testweb.Web, batch int, interval string) *flee
 	return &fleetRun{w: w, dir: dir}
 }
 
+// addVars adds extra (HCL: max_failures = 1) to the run's variables.
+func (r *fleetRun) addVars(t testing.TB, extra string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(r.dir, "vars.hcl"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(extra); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // rotplan runs the rotplan binary in the bed's controller, in the plan's
 // directory, with Vault's environment (through the forwarder); a run or
 // a resume keeps its state in the default directory, ./.rotplan.

@@ -84,20 +84,15 @@ type fleetFailure struct {
 	seen    []map[string]string // what a watcher saw during the run
 }
 
-func runFleetFailure(t *testing.T, broken int, extra string) *fleetFailure {
+// newFleetFailure starts the bed of a fleetFailure, its sites' files and
+// what they serve saved, and breaks `nginx -t` on the host at index
+// broken in the batches' order; f.r is not set.
+func newFleetFailure(t *testing.T, broken int) *fleetFailure {
 	t.Helper()
 	w := testweb.Start(t, 4)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	t.Cleanup(cancel)
-	f := &fleetFailure{w: w, r: newFleetRun(t, w, 2, "50ms"), ctx: ctx, batches: fleetBatches(w, 2)}
-	vars := filepath.Join(f.r.dir, "vars.hcl")
-	b, err := os.ReadFile(vars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(vars, append(b, extra...), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	f := &fleetFailure{w: w, ctx: ctx, batches: fleetBatches(w, 2)}
 	f.broken = slices.Concat(f.batches...)[broken]
 	f.saved = saveSites(t, ctx, w)
 	f.before = map[string]string{}
@@ -105,9 +100,17 @@ func runFleetFailure(t *testing.T, broken int, extra string) *fleetFailure {
 		f.before[name] = saved.serial
 	}
 	breakConfig(t, f.broken)
+	return f
+}
+
+func runFleetFailure(t *testing.T, broken int, extra string) *fleetFailure {
+	t.Helper()
+	f := newFleetFailure(t, broken)
+	f.r = newFleetRun(t, f.w, 2, "50ms")
+	f.r.addVars(t, extra)
 	stop := make(chan struct{})
-	rounds := watchServed(ctx, w, f.batches, stop)
-	f.res = f.r.rotplan(t, ctx, "run")
+	rounds := watchServed(f.ctx, f.w, f.batches, stop)
+	f.res = f.r.rotplan(t, f.ctx, "run")
 	close(stop)
 	f.seen = rounds()
 	return f
