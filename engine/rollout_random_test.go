@@ -54,15 +54,46 @@ func rolloutSeedBase(t *testing.T) uint64 {
 type faultLedger struct {
 	hostLedger
 	undoFails map[string]bool // set before the run, read only during it
-	tried     map[string]int  // undos begun per step, under mu
+	// yields are, per step, how often its Apply lets other goroutines
+	// run: steps of different lengths interleave in more ways.
+	yields map[string]int
+	// holds are steps that wait, a bounded while, for a step of their
+	// host to fail, and then a while more: that they still run when the
+	// engine learns of the failure.
+	holds  map[string]bool
+	failed map[string]bool // the hosts (their keys) a step failed on, under mu
+	tried  map[string]int  // undos begun per step, under mu
+}
+
+// hostKey is the key of the host a step of a rolloutScenario is for.
+func hostKey(addr string) string {
+	_, key, _ := strings.Cut(addr, "[")
+	return key
 }
 
 var _ steps.Rollbacker = (*faultLedger)(nil)
 
 func (l *faultLedger) Apply(_ context.Context, env *steps.Env, cfg steps.Config) (cty.Value, error) {
 	l.note("start", env)
-	runtime.Gosched()
+	addr := ledgerAddr(env)
+	if l.holds[addr] {
+		for range 20000 {
+			l.mu.Lock()
+			failed := l.failed[hostKey(addr)]
+			l.mu.Unlock()
+			if failed {
+				break
+			}
+			runtime.Gosched()
+		}
+	}
+	for range 1 + l.yields[addr] {
+		runtime.Gosched()
+	}
 	if fail, _ := cfg.Bool("fail", false); fail {
+		l.mu.Lock()
+		l.failed[hostKey(addr)] = true
+		l.mu.Unlock()
 		l.note("fail", env)
 		return cty.NilVal, errors.New("boom")
 	}
@@ -97,6 +128,8 @@ type rolloutScenario struct {
 	here        bool
 	fails       map[string]bool // the steps that fail
 	undoFails   map[string]bool // the steps whose first undo fails
+	yields      map[string]int  // see faultLedger
+	holds       map[string]bool // see faultLedger
 	maxFailures int
 	rollback    string
 	parallelism int
@@ -110,7 +143,7 @@ func (s *rolloutScenario) String() string {
 // whose first undo fails.
 func newRolloutScenario(seed uint64, undoFails bool) *rolloutScenario {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
-	s := &rolloutScenario{seed: seed, hostSteps: map[string][]string{}, fails: map[string]bool{}, undoFails: map[string]bool{},
+	s := &rolloutScenario{seed: seed, hostSteps: map[string][]string{}, fails: map[string]bool{}, undoFails: map[string]bool{}, yields: map[string]int{}, holds: map[string]bool{},
 		maxFailures: r.IntN(4), rollback: []string{"all", "failed_batch"}[r.IntN(2)], parallelism: 1 + r.IntN(8)}
 	n := 2 + r.IntN(6)
 	var keys []string
@@ -169,17 +202,24 @@ func newRolloutScenario(seed uint64, undoFails bool) *rolloutScenario {
 			host := fmt.Sprintf("host.web[%q]", k)
 			s.hostSteps[host] = append(s.hostSteps[host], addr)
 			s.fails[addr] = slices.Contains(failing[block], k)
+			s.yields[addr] = r.IntN(50)
 		}
 	}
-	if undoFails {
-		for _, addrs := range s.hostSteps {
-			if !slices.ContainsFunc(addrs, func(a string) bool { return s.fails[a] }) {
+	for _, k := range keys {
+		addrs := s.hostSteps[fmt.Sprintf("host.web[%q]", k)]
+		if !slices.ContainsFunc(addrs, func(a string) bool { return s.fails[a] }) {
+			continue
+		}
+		for _, a := range addrs {
+			if s.fails[a] {
 				continue
 			}
-			for _, a := range addrs {
-				if !s.fails[a] && r.IntN(3) == 0 {
-					s.undoFails[a] = true
-				}
+			if r.IntN(2) == 0 {
+				s.holds[a] = true
+				s.yields[a] = r.IntN(5000)
+			}
+			if undoFails && r.IntN(3) == 0 {
+				s.undoFails[a] = true
 			}
 		}
 	}
@@ -199,7 +239,8 @@ func hclList(strs []string) string {
 // compile compiles the scenario's plan with a new ledger.
 func (s *rolloutScenario) compile(t *testing.T) (*Program, *faultLedger) {
 	t.Helper()
-	l := &faultLedger{hostLedger: hostLedger{f: &fakeSetting{}}, undoFails: s.undoFails, tried: map[string]int{}}
+	l := &faultLedger{hostLedger: hostLedger{f: &fakeSetting{}}, undoFails: s.undoFails, yields: s.yields,
+		holds: s.holds, failed: map[string]bool{}, tried: map[string]int{}}
 	prog, diags := loadSource(t, s.src, nil, steps.Registry{"rec": l})
 	if diags.HasErrors() {
 		t.Fatalf("%s\n%s", s, diags.Error())
