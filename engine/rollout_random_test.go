@@ -595,3 +595,157 @@ func runRandomRollout(t *testing.T, s *rolloutScenario) {
 		t.Fatalf("%s\nrun error: %v\n%s\nevents:\n%s", s, err, strings.Join(bad, "\n"), strings.Join(lr.events, "\n"))
 	}
 }
+
+// TestRolloutFailuresRandomResumed runs random rollouts that let hosts
+// fail, cuts each run's journal at a random record, as a kill after it
+// would have left it, resumes (with the rollback), and checks the end
+// state across both processes (see checkResumedRun).
+func TestRolloutFailuresRandomResumed(t *testing.T) {
+	base := rolloutSeedBase(t)
+	for i := range uint64(randomRolloutRuns) {
+		runRandomResume(t, newRolloutScenario(base+i, false))
+	}
+}
+
+// TestRolloutFailuresRandomResumedRegressions replays the seeds of
+// TestRolloutFailuresRandomResumed that found a defect (see
+// TestRolloutFailuresRandomRegressions on what a seed replays).
+func TestRolloutFailuresRandomResumedRegressions(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		seed uint64
+	}{
+		// rollback = "failed_batch", max_failures 0, one step at a time:
+		// the run is killed once rec.s0["h3"], of the second batch,
+		// failed, before its rollback. The resume runs what is left of
+		// the second batch, rec.s0["h3"] fails again, and its rollback
+		// undid the first batch, complete, too: every step a journal
+		// showed started counted as unsettled, so no batch as complete.
+		{"failed_batch keeps the completed batches after a resume", 6},
+	} {
+		t.Run(tt.name, func(t *testing.T) { runRandomResume(t, newRolloutScenario(tt.seed, false)) })
+	}
+}
+
+func runRandomResume(t *testing.T, s *rolloutScenario) {
+	t.Helper()
+	{
+		r := rand.New(rand.NewPCG(s.seed, 0xc07))
+		prog, _ := s.compile(t)
+		first := t.TempDir()
+		if _, err := applyRollback(t, prog, first, func(o *Options) { o.Parallelism = s.parallelism }); err != nil && !strings.Contains(err.Error(), "boom") {
+			t.Fatalf("%s\nrun error: %v", s, err)
+		}
+		recs := lastJournal(t, first)
+		cut := recs[:1+r.IntN(len(recs)-1)] // never the run's end
+		dir := t.TempDir()
+		writeJournal(t, dir, cut)
+		rollingBack := loadRun(t, dir).RollingBack
+		prog, l := s.compile(t)
+		parallelism := 1 + r.IntN(8)
+		report, err := resumeWith(t, prog, dir, func(o *Options) { o.Rollback, o.Parallelism = true, parallelism })
+		lr := readLedger(l)
+		if bad := checkResumedRun(prog, s, cut, rollingBack, lr, report, err, loadRun(t, dir)); len(bad) > 0 {
+			var types []string
+			for _, rec := range cut {
+				types = append(types, rec.Type+" "+rec.Step+" "+rec.Host)
+			}
+			t.Fatalf("%s\nkilled after record %d of %d:\n%s\nresumed with parallelism %d; error: %v\n%s\nevents of the resume:\n%s",
+				s, len(cut), len(recs), strings.Join(types, "\n"), parallelism, err, strings.Join(bad, "\n"), strings.Join(lr.events, "\n"))
+		}
+	}
+}
+
+// checkResumedRun checks the end state of a run killed after the records
+// cut and resumed (lr, report, resumeErr, run): what the first process did
+// is what cut says it did. rollingBack: the cut run had begun its final
+// rollback. It returns what is wrong, nil when nothing is.
+func checkResumedRun(prog *Program, s *rolloutScenario, cut []journal.Record, rollingBack bool, lr *ledgerRun, report *Report, resumeErr error, run *Run) []string {
+	var bad []string
+	errorf := func(format string, args ...any) { bad = append(bad, fmt.Sprintf(format, args...)) }
+	ended1, undone1, failedBefore := map[string]bool{}, map[string]int{}, map[string]bool{}
+	for _, rec := range cut {
+		switch rec.Type {
+		case journal.StepSucceeded:
+			ended1[rec.Step] = true
+		case journal.RollbackSucceeded:
+			undone1[rec.Step]++
+		case journal.HostFailed:
+			failedBefore[rec.Host] = true
+		}
+	}
+	ended := func(a string) bool { return ended1[a] || lr.count("end", a) > 0 }
+	undone := func(a string) int { return undone1[a] + lr.count("undo", a) }
+	// The hosts that failed: let fail before the kill, or failing since.
+	failed := map[string]bool{}
+	for h := range failedBefore {
+		failed[h] = true
+	}
+	for _, h := range s.failedHosts(lr) {
+		failed[h] = true
+	}
+	tolerated := hostSet(report.HostsFailed)
+	for h := range failedBefore {
+		if !tolerated[h] {
+			errorf("%s, let fail before the kill, is not in HostsFailed %v", h, keys(tolerated))
+		}
+		for _, a := range s.hostSteps[h] {
+			if lr.count("start", a) > 0 {
+				errorf("%s, of %s let fail before the kill, started again", a, h)
+			}
+		}
+	}
+	for h := range tolerated {
+		if !failed[h] {
+			errorf("%s let fail, but it did not fail", h)
+		}
+	}
+	wantErr := rollingBack || len(failed) > s.maxFailures
+	if (resumeErr != nil) != wantErr {
+		errorf("resume error %v; want an error %v (failed hosts %v, max_failures %d, rolling back %v)", resumeErr, wantErr, keys(failed), s.maxFailures, rollingBack)
+	}
+	if rollingBack && len(lr.at["start"]) > 0 {
+		errorf("steps started while the rollback was resumed: %v", keys(lr.at["start"]))
+	}
+	if !rollingBack && len(tolerated) != min(len(failed), s.maxFailures) {
+		errorf("%d hosts let fail (%v), want %d of %v", len(tolerated), keys(tolerated), min(len(failed), s.maxFailures), keys(failed))
+	}
+	kept := map[string]bool{}
+	switch {
+	case resumeErr == nil:
+		want := journal.StatusSucceeded
+		if len(failed) > 0 {
+			want = journal.StatusHostsFailed
+		}
+		if run.Status != want {
+			errorf("journal status %q, want %q", run.Status, want)
+		}
+	default:
+		if run.Status != journal.StatusRolledBack || report.Rollback != RollbackComplete {
+			errorf("journal status %q, rollback %q; want %q", run.Status, report.Rollback, journal.StatusRolledBack)
+		}
+		kept = keptSteps(prog, s, tolerated, ended)
+		if got := slices.Sorted(slices.Values(report.Kept)); !slices.Equal(got, keys(kept)) {
+			errorf("Report.Kept %v, want %v", got, keys(kept))
+		}
+	}
+	// A host that failed has every step that ended, in either process,
+	// undone once in all; a step that was under way at the kill may have
+	// changed something, and is undone at most once. Without an error,
+	// every other host has every step done and not undone; with one,
+	// the rollback undid it but what it kept.
+	for _, a := range s.stepsOf() {
+		h := hostOf(a)
+		switch {
+		case tolerated[h] || resumeErr != nil && !kept[a]:
+			if ended(a) && undone(a) != 1 || !ended(a) && undone(a) > 1 {
+				errorf("%s: ended %v, undone %d times", a, ended(a), undone(a))
+			}
+		default:
+			if !ended(a) || undone(a) != 0 {
+				errorf("%s: ended %v, undone %d times; want done, not undone", a, ended(a), undone(a))
+			}
+		}
+	}
+	return bad
+}
