@@ -276,9 +276,12 @@ func (x *execution) keptByRollouts() (keep map[string]bool, hosts []string) {
 				}
 				theseHosts = append(theseHosts, host)
 				for _, n := range on[host] {
+					// Done, not settled: a resume holds every step an
+					// earlier process started unsettled (it may have
+					// changed something), done since or not.
 					_, done := x.outputs[n.addr]
 					_, skipped := x.skipped[n.addr]
-					if (!done && !skipped) || x.unsettled[n.addr] {
+					if !done && !skipped {
 						complete = false
 					}
 					these = append(these, n.addr)
