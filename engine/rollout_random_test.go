@@ -567,24 +567,6 @@ func TestRolloutFailuresRandom(t *testing.T) {
 	}
 }
 
-// TestRolloutFailuresRandomRegressions replays the seeds that found a
-// defect (the scenario a seed draws depends on newRolloutScenario: change
-// it and these replay other scenarios).
-func TestRolloutFailuresRandomRegressions(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		seed uint64
-	}{
-		// h0 fails at its second step and is let fail (max_failures 1);
-		// h1 to h3 complete, h4 fails the run. Report.Kept listed h0's
-		// steps, the first undone and the second failed, through the
-		// batch order's edges from h1 to h0.
-		{"a host let fail is not kept through the batch after it", 226},
-	} {
-		t.Run(tt.name, func(t *testing.T) { runRandomRollout(t, newRolloutScenario(tt.seed, true)) })
-	}
-}
-
 func runRandomRollout(t *testing.T, s *rolloutScenario) {
 	t.Helper()
 	prog, l := s.compile(t)
@@ -607,52 +589,63 @@ func TestRolloutFailuresRandomResumed(t *testing.T) {
 	}
 }
 
-// TestRolloutFailuresRandomResumedRegressions replays the seeds of
-// TestRolloutFailuresRandomResumed that found a defect (see
-// TestRolloutFailuresRandomRegressions on what a seed replays).
-func TestRolloutFailuresRandomResumedRegressions(t *testing.T) {
+// TestRolloutFailuresRandomRegressions replays the seeds that found a
+// defect, run as TestRolloutFailuresRandom or, resumed,
+// TestRolloutFailuresRandomResumed do (the scenario a seed draws depends
+// on newRolloutScenario: change it and these replay other scenarios).
+func TestRolloutFailuresRandomRegressions(t *testing.T) {
 	for _, tt := range []struct {
-		name string
-		seed uint64
+		name    string
+		seed    uint64
+		resumed bool
 	}{
+		// h0 fails at its second step and is let fail (max_failures 1);
+		// h1 to h3 complete, h4 fails the run. Report.Kept listed h0's
+		// steps, the first undone and the second failed, through the
+		// batch order's edges from h1 to h0.
+		{"a host let fail is not kept through the batch after it", 226, false},
 		// rollback = "failed_batch", max_failures 0, one step at a time:
 		// the run is killed once rec.s0["h3"], of the second batch,
 		// failed, before its rollback. The resume runs what is left of
 		// the second batch, rec.s0["h3"] fails again, and its rollback
 		// undid the first batch, complete, too: every step a journal
 		// showed started counted as unsettled, so no batch as complete.
-		{"failed_batch keeps the completed batches after a resume", 6},
+		{"failed_batch keeps the completed batches after a resume", 6, true},
 	} {
-		t.Run(tt.name, func(t *testing.T) { runRandomResume(t, newRolloutScenario(tt.seed, false)) })
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.resumed {
+				runRandomResume(t, newRolloutScenario(tt.seed, false))
+			} else {
+				runRandomRollout(t, newRolloutScenario(tt.seed, true))
+			}
+		})
 	}
 }
 
 func runRandomResume(t *testing.T, s *rolloutScenario) {
 	t.Helper()
-	{
-		r := rand.New(rand.NewPCG(s.seed, 0xc07))
-		prog, _ := s.compile(t)
-		first := t.TempDir()
-		if _, err := applyRollback(t, prog, first, func(o *Options) { o.Parallelism = s.parallelism }); err != nil && !strings.Contains(err.Error(), "boom") {
-			t.Fatalf("%s\nrun error: %v", s, err)
+	r := rand.New(rand.NewPCG(s.seed, 0xc07))
+	prog, _ := s.compile(t)
+	first := t.TempDir()
+	if _, err := applyRollback(t, prog, first, func(o *Options) { o.Parallelism = s.parallelism }); err != nil && !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("%s\nrun error: %v", s, err)
+	}
+	recs := lastJournal(t, first)
+	cut := recs[:1+r.IntN(len(recs)-1)] // never the run's end
+	dir := t.TempDir()
+	writeJournal(t, dir, cut)
+	rollingBack := loadRun(t, dir).RollingBack
+	prog, l := s.compile(t)
+	parallelism := 1 + r.IntN(8)
+	report, err := resumeWith(t, prog, dir, func(o *Options) { o.Rollback, o.Parallelism = true, parallelism })
+	lr := readLedger(l)
+	if bad := checkResumedRun(prog, s, cut, rollingBack, lr, report, err, loadRun(t, dir)); len(bad) > 0 {
+		var types []string
+		for _, rec := range cut {
+			types = append(types, rec.Type+" "+rec.Step+" "+rec.Host)
 		}
-		recs := lastJournal(t, first)
-		cut := recs[:1+r.IntN(len(recs)-1)] // never the run's end
-		dir := t.TempDir()
-		writeJournal(t, dir, cut)
-		rollingBack := loadRun(t, dir).RollingBack
-		prog, l := s.compile(t)
-		parallelism := 1 + r.IntN(8)
-		report, err := resumeWith(t, prog, dir, func(o *Options) { o.Rollback, o.Parallelism = true, parallelism })
-		lr := readLedger(l)
-		if bad := checkResumedRun(prog, s, cut, rollingBack, lr, report, err, loadRun(t, dir)); len(bad) > 0 {
-			var types []string
-			for _, rec := range cut {
-				types = append(types, rec.Type+" "+rec.Step+" "+rec.Host)
-			}
-			t.Fatalf("%s\nkilled after record %d of %d:\n%s\nresumed with parallelism %d; error: %v\n%s\nevents of the resume:\n%s",
-				s, len(cut), len(recs), strings.Join(types, "\n"), parallelism, err, strings.Join(bad, "\n"), strings.Join(lr.events, "\n"))
-		}
+		t.Fatalf("%s\nkilled after record %d of %d:\n%s\nresumed with parallelism %d; error: %v\n%s\nevents of the resume:\n%s",
+			s, len(cut), len(recs), strings.Join(types, "\n"), parallelism, err, strings.Join(bad, "\n"), strings.Join(lr.events, "\n"))
 	}
 }
 
