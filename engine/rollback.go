@@ -241,7 +241,7 @@ func (x *execution) undoAll(ctx context.Context, selects func(*node) bool, host 
 // with rollback = "failed_batch": the steps for the hosts of each batch
 // that completed, every step for its hosts done (a host that failed
 // within max_failures aside: it was undone already), and every step those
-// depend on. hosts are those batches' hosts.
+// depend on, but the steps of such a host. hosts are those batches' hosts.
 func (x *execution) keptByRollouts() (keep map[string]bool, hosts []string) {
 	p := x.p
 	on := map[string][]*node{}
@@ -253,7 +253,9 @@ func (x *execution) keptByRollouts() (keep map[string]bool, hosts []string) {
 	keep = map[string]bool{}
 	var keepWithDeps func(addr string)
 	keepWithDeps = func(addr string) {
-		if keep[addr] {
+		// A host that failed within max_failures was undone: a later
+		// batch, which waited for it, does not keep its steps.
+		if keep[addr] || x.failedHost(p.nodes[addr].hostAt) != nil {
 			return
 		}
 		keep[addr] = true
@@ -274,9 +276,12 @@ func (x *execution) keptByRollouts() (keep map[string]bool, hosts []string) {
 				}
 				theseHosts = append(theseHosts, host)
 				for _, n := range on[host] {
+					// Done, not settled: a resume holds every step an
+					// earlier process started unsettled (it may have
+					// changed something), done since or not.
 					_, done := x.outputs[n.addr]
 					_, skipped := x.skipped[n.addr]
-					if (!done && !skipped) || x.unsettled[n.addr] {
+					if !done && !skipped {
 						complete = false
 					}
 					these = append(these, n.addr)

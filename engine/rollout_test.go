@@ -49,10 +49,16 @@ func (l *hostLedger) Outputs() map[string]steps.Output {
 func (l *hostLedger) Validate(steps.Config) error { return nil }
 
 func (l *hostLedger) note(event string, env *steps.Env) {
-	name := env.Log.Name()
+	addr := ledgerAddr(env)
 	l.mu.Lock()
-	l.events = append(l.events, event+" "+name[strings.LastIndex(name, ".rec.")+1:])
+	l.events = append(l.events, event+" "+addr)
 	l.mu.Unlock()
+}
+
+// ledgerAddr is the address of the step env is for.
+func ledgerAddr(env *steps.Env) string {
+	name := env.Log.Name()
+	return name[strings.LastIndex(name, ".rec.")+1:]
 }
 
 func (l *hostLedger) Apply(_ context.Context, env *steps.Env, cfg steps.Config) (cty.Value, error) {
