@@ -239,8 +239,8 @@ func TestPlanMetrics(t *testing.T) {
 	if got := one("rotplan_last_success_timestamp_seconds").value; got != end || got < one("rotplan_last_run_start_timestamp_seconds").value {
 		t.Errorf("last success at %v, the run started at %v and ended at %v", got, one("rotplan_last_run_start_timestamp_seconds").value, end)
 	}
-	if n := len(metrics["rotplan_last_run_status"]); n != 6 {
-		t.Errorf("rotplan_last_run_status has %d series, want one per status, 6", n)
+	if n := len(metrics["rotplan_last_run_status"]); n != 7 {
+		t.Errorf("rotplan_last_run_status has %d series, want one per status, 7", n)
 	}
 	for _, s := range metrics["rotplan_last_run_status"] {
 		if want := boolFloat(s.labels["status"] == "succeeded"); s.value != want {
