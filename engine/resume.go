@@ -247,8 +247,7 @@ func (x *execution) takeUpFailedHosts(run *Run) {
 		if r == nil || !r.tolerates() || x.hostsFailed[f.Host] != nil {
 			continue
 		}
-		f := f
-		x.hostsFailed[f.Host] = &f
+		x.hostsFailed[f.Host] = &f // f is this iteration's own copy
 		x.rolloutFailures[r.block.Name]++
 		x.report.HostsFailed = append(x.report.HostsFailed, &f)
 	}
